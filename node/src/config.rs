@@ -1,0 +1,253 @@
+//! Node configuration: identity, quorum settings, timeouts, durability, and deliberate bugs.
+//!
+//! One struct, plain data, serialisable, so that a simulation's `plan.json` can carry the exact
+//! options every node ran with and a replay rebuilds them.
+
+use crate::ring::{NodeId, PARTITION_COUNT_DEFAULT};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// When the log store's writes are made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "policy")]
+pub enum FsyncPolicy {
+    /// Sync before any message or reply that depends on the write leaves the node (the default).
+    #[default]
+    Always,
+    /// Sync at most every `interval_ms`; a crash loses up to that much acknowledged data.
+    Interval {
+        /// Time between syncs.
+        interval_ms: u64,
+    },
+    /// Never sync explicitly; the operating system decides.
+    None,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "none" => Ok(FsyncPolicy::None),
+            _ => match s.strip_prefix("interval") {
+                Some(rest) => {
+                    let ms = rest.trim_start_matches([':', '=']).trim_end_matches("ms");
+                    let interval_ms = if ms.is_empty() {
+                        FSYNC_INTERVAL_MS_DEFAULT
+                    } else {
+                        ms.parse().map_err(|_| format!("bad fsync interval {s:?}"))?
+                    };
+                    Ok(FsyncPolicy::Interval { interval_ms })
+                }
+                None => Err(format!(
+                    "unknown fsync policy {s:?}: use always, interval[:MS] or none"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Interval { interval_ms } => write!(f, "interval:{interval_ms}"),
+            FsyncPolicy::None => f.write_str("none"),
+        }
+    }
+}
+
+/// Default time between syncs under `interval`.
+pub const FSYNC_INTERVAL_MS_DEFAULT: u64 = 100;
+
+/// A deliberate, historically seen mistake the node can be told to make, so that tests can prove the
+/// checker catches it (DESIGN.md, "Deliberate bugs"). Only the simulator and tests set one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// Resolve concurrent versions by timestamp, keeping one.
+    Lww,
+    /// Plain per-version vector clocks without dots, as the paper describes them.
+    NaiveClock,
+    /// Answer a put after the local write, before W acks.
+    EarlyAck,
+    /// Ack before the write is synced.
+    NoFsync,
+    /// After losing the disk, reuse the old actor id and restart counters.
+    ReuseActor,
+    /// Read repair writes only the newest sibling.
+    RepairDropsSiblings,
+    /// No read repair, no hinted handoff, no anti-entropy.
+    NoRepair,
+}
+
+impl Bug {
+    /// Every bug, in a fixed order.
+    pub const ALL: [Bug; 7] = [
+        Bug::Lww,
+        Bug::NaiveClock,
+        Bug::EarlyAck,
+        Bug::NoFsync,
+        Bug::ReuseActor,
+        Bug::RepairDropsSiblings,
+        Bug::NoRepair,
+    ];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::Lww => "lww",
+            Bug::NaiveClock => "naive-clock",
+            Bug::EarlyAck => "early-ack",
+            Bug::NoFsync => "no-fsync",
+            Bug::ReuseActor => "reuse-actor",
+            Bug::RepairDropsSiblings => "repair-drops-siblings",
+            Bug::NoRepair => "no-repair",
+        }
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Bug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown bug {s:?}: one of {}", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything a node needs to know to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// This node's name, e.g. `n1`.
+    pub id: NodeId,
+    /// Every member's address (`host:port`) including this node's own, by name.
+    pub members: BTreeMap<NodeId, String>,
+    /// Replicas per key.
+    pub n: usize,
+    /// Replies a read waits for.
+    pub r: usize,
+    /// Acks a write waits for (the coordinator's own write included).
+    pub w: usize,
+    /// Partitions of the ring (Q).
+    pub partition_count: u32,
+    /// A client request's deadline at its coordinator.
+    pub request_timeout_ms: u64,
+    /// How long read repair waits for the slower replicas after the answer.
+    pub repair_wait_ms: u64,
+    /// Durability of local writes.
+    pub fsync: FsyncPolicy,
+    /// A deliberate bug, or none.
+    pub bug: Option<Bug>,
+}
+
+/// Default client request deadline at the coordinator.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+
+impl NodeConfig {
+    /// A configuration with the defaults of DESIGN.md (N=3, R=2, W=2, 64 partitions).
+    pub fn new(id: impl Into<NodeId>, members: BTreeMap<NodeId, String>) -> NodeConfig {
+        NodeConfig {
+            id: id.into(),
+            members,
+            n: 3,
+            r: 2,
+            w: 2,
+            partition_count: PARTITION_COUNT_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            repair_wait_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            fsync: FsyncPolicy::Always,
+            bug: None,
+        }
+    }
+
+    /// Checks the settings make sense together; the error says which does not.
+    pub fn validate(&self) -> Result<(), String> {
+        if !crate::version::valid_actor(&self.id) {
+            return Err(format!(
+                "node id {:?} must be 1-64 of [A-Za-z0-9._-]",
+                self.id
+            ));
+        }
+        if !self.members.contains_key(&self.id) {
+            return Err(format!("members do not include this node {:?}", self.id));
+        }
+        for id in self.members.keys() {
+            if !crate::version::valid_actor(id) {
+                return Err(format!("member id {id:?} must be 1-64 of [A-Za-z0-9._-]"));
+            }
+        }
+        if self.n == 0 || self.r == 0 || self.w == 0 {
+            return Err("N, R and W must be at least 1".into());
+        }
+        if self.r > self.n || self.w > self.n {
+            return Err(format!(
+                "R ({}) and W ({}) cannot exceed N ({})",
+                self.r, self.w, self.n
+            ));
+        }
+        if self.partition_count == 0 || self.partition_count > PARTITION_COUNT_MAX {
+            return Err(format!(
+                "partitions must be 1..={PARTITION_COUNT_MAX}, not {}",
+                self.partition_count
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("request timeout must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Whether a deliberate bug is on.
+    pub fn has_bug(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
+    }
+}
+
+/// Most partitions a ring may have.
+pub const PARTITION_COUNT_MAX: u32 = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_policy_parses() {
+        assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!("none".parse(), Ok(FsyncPolicy::None));
+        assert_eq!(
+            "interval:50".parse(),
+            Ok(FsyncPolicy::Interval { interval_ms: 50 })
+        );
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    }
+
+    #[test]
+    fn bugs_parse_by_name() {
+        for bug in Bug::ALL {
+            assert_eq!(bug.name().parse(), Ok(bug));
+        }
+        assert!("nope".parse::<Bug>().unwrap_err().contains("lww"));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let members = BTreeMap::from([("n1".to_string(), "a:1".to_string())]);
+        let mut c = NodeConfig::new("n1", members);
+        c.n = 1;
+        c.r = 1;
+        c.w = 1;
+        assert!(c.validate().is_ok());
+        c.w = 2;
+        assert!(c.validate().unwrap_err().contains("W (2)"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Coordinator rounds: the bookkeeping of one client request that this node coordinates.
+//!
+//! A round knows whom it asked, who answered, and when it has a quorum; it decides nothing about
+//! sockets or time, which the core hands it. Keeping the quorum arithmetic here, apart from message
+//! handling in [`crate::core`], makes it small enough to test by itself.
+
+use crate::ring::NodeId;
+use crate::version::{KeyVersions, Sibling};
+use crate::wire::{Request, Response, SiblingView};
+use std::collections::BTreeMap;
+
+/// Where the answer to a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client connected to this node; the token is the shell's.
+    Client(ClientToken),
+    /// Another node that forwarded the request to us, with its request number.
+    Forwarded { from: NodeId, req: u64 },
+}
+
+/// The shell's handle on a client request: which connection, which request id on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientToken {
+    /// The shell's connection number.
+    pub conn: u64,
+    /// The client's request id on that connection.
+    pub id: u64,
+}
+
+/// A put waiting for W acks.
+#[derive(Debug)]
+pub struct PutRound {
+    /// Who asked.
+    pub origin: Origin,
+    /// The version this put made.
+    pub version: Sibling,
+    /// Replicas that made the write durable, the coordinator first.
+    pub acks: Vec<NodeId>,
+    /// Acks needed.
+    pub w: usize,
+    /// When the round gives up, monotonic ms.
+    pub deadline_ms: u64,
+}
+
+impl PutRound {
+    /// Records an ack; true when this ack completes the quorum.
+    pub fn ack(&mut self, from: &NodeId) -> bool {
+        if self.acks.contains(from) {
+            return false;
+        }
+        self.acks.push(from.clone());
+        self.acks.len() == self.w
+    }
+
+    /// Whether W replicas have stored the write.
+    pub fn has_quorum(&self) -> bool {
+        self.acks.len() >= self.w
+    }
+
+    /// The success answer.
+    pub fn response(&self) -> Response {
+        Response::Put {
+            version: view(&self.version),
+            stored_on: self.acks.clone(),
+        }
+    }
+}
+
+/// A get waiting for R replies, then for the rest of the replicas so it can repair them.
+#[derive(Debug)]
+pub struct GetRound {
+    /// Who asked.
+    pub origin: Origin,
+    /// The key read.
+    pub key: Vec<u8>,
+    /// The replicas asked (the coordinator included).
+    pub replicas: Vec<NodeId>,
+    /// Their states, as they arrive.
+    pub replies: BTreeMap<NodeId, KeyVersions>,
+    /// Replies needed.
+    pub r: usize,
+    /// Whether the client has its answer; the round then waits only to repair.
+    pub answered: bool,
+    /// When the round gives up (before the answer) or repairs with what it has (after).
+    pub deadline_ms: u64,
+}
+
+impl GetRound {
+    /// Records a reply; true when this reply completes the quorum.
+    pub fn reply(&mut self, from: &NodeId, state: KeyVersions) -> bool {
+        if !self.replicas.contains(from) || self.replies.contains_key(from) {
+            return false;
+        }
+        self.replies.insert(from.clone(), state);
+        self.replies.len() == self.r
+    }
+
+    /// Whether every replica asked has answered.
+    pub fn complete(&self) -> bool {
+        self.replies.len() == self.replicas.len()
+    }
+
+    /// The merge of every reply so far.
+    pub fn merged(&self) -> KeyVersions {
+        let mut merged = KeyVersions::new();
+        for state in self.replies.values() {
+            merged.merge(state);
+        }
+        merged
+    }
+
+    /// The answer from the replies so far: live siblings and a context covering them all.
+    pub fn response(&self) -> Response {
+        let merged = self.merged();
+        Response::Get {
+            siblings: merged.values().map(view).collect(),
+            context: merged.context(),
+        }
+    }
+}
+
+/// A request forwarded to a replica of its key, waiting for that node's answer.
+#[derive(Debug)]
+pub struct ForwardRound {
+    /// Who asked us.
+    pub origin: Origin,
+    /// The node coordinating it for us.
+    pub target: NodeId,
+    /// The request, to tell a put (whose failure is indeterminate) from a get.
+    pub request: Request,
+    /// When we give up.
+    pub deadline_ms: u64,
+}
+
+/// A round in flight.
+#[derive(Debug)]
+pub enum Round {
+    /// A put.
+    Put(PutRound),
+    /// A get.
+    Get(GetRound),
+    /// A forwarded request.
+    Forward(ForwardRound),
+}
+
+impl Round {
+    /// When the round next needs attention.
+    pub fn deadline_ms(&self) -> u64 {
+        match self {
+            Round::Put(p) => p.deadline_ms,
+            Round::Get(g) => g.deadline_ms,
+            Round::Forward(f) => f.deadline_ms,
+        }
+    }
+}
+
+/// A sibling as clients see it.
+pub fn view(s: &Sibling) -> SiblingView {
+    SiblingView {
+        value: s.value.clone(),
+        dot: s.dot.clone(),
+        clock: s.context.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::VClock;
+
+    fn put_round(w: usize) -> PutRound {
+        let mut k = KeyVersions::new();
+        let version = k.put("a", &VClock::new(), Some(b"v".to_vec()), 0);
+        PutRound {
+            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            version,
+            acks: vec!["n1".into()],
+            w,
+            deadline_ms: 10,
+        }
+    }
+
+    #[test]
+    fn put_quorum_counts_distinct_acks_once() {
+        let mut p = put_round(3);
+        assert!(!p.ack(&"n2".into()));
+        assert!(!p.ack(&"n2".into()), "a duplicate ack does not count");
+        assert!(!p.has_quorum());
+        assert!(p.ack(&"n3".into()));
+        assert!(p.has_quorum());
+        assert!(!p.ack(&"n4".into()), "the quorum completes once");
+    }
+
+    #[test]
+    fn get_ignores_strangers_and_merges_replies() {
+        let mut g = GetRound {
+            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            key: b"k".to_vec(),
+            replicas: vec!["n1".into(), "n2".into()],
+            replies: BTreeMap::new(),
+            r: 2,
+            answered: false,
+            deadline_ms: 10,
+        };
+        let mut a = KeyVersions::new();
+        a.put("a", &VClock::new(), Some(b"1".to_vec()), 0);
+        let mut b = KeyVersions::new();
+        b.put("b", &VClock::new(), Some(b"2".to_vec()), 0);
+        assert!(!g.reply(&"n9".into(), b.clone()), "not asked");
+        assert!(!g.reply(&"n1".into(), a));
+        assert!(g.reply(&"n2".into(), b));
+        assert!(g.complete());
+        match g.response() {
+            Response::Get { siblings, context } => {
+                assert_eq!(siblings.len(), 2);
+                assert_eq!(context.to_string(), "a=1,b=1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The environment: the node's one swap point between the real world and the simulator.
+//!
+//! The shell ([`crate::shell`]) and the client ([`crate::client`]) reach the network, the file
+//! system, the wall clock and randomness only through an [`Env`]. Monotonic time and timers come
+//! from `tokio::time`, which turmoil drives in simulated time, so they need no seam.
+//!
+//! - [`TokioEnv`]: tokio's TCP, `std::fs`, the system clock, OS entropy (`dynamo serve`).
+//! - [`SimEnv`]: `turmoil::net`, turmoil's simulated disk (a crash loses what was not synced), the
+//!   simulation's clock plus a per-node skew the nemesis can change, and an RNG seeded from the
+//!   simulation seed (`dynamo sim`). Chosen by type, not by a cargo feature, because the one binary
+//!   needs both.
+
+use crate::fs::{FileSystem, SimFs, StdFs};
+use rand::{RngCore, SeedableRng, rngs::StdRng};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What a node and a client need from the world.
+pub trait Env: Clone + Send + Sync + 'static {
+    /// The file system the log store uses.
+    type Fs: FileSystem;
+    /// A connected byte stream.
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    /// A bound listener.
+    type Listener: Listener<Stream = Self::Stream>;
+
+    /// The file system.
+    fn fs(&self) -> Self::Fs;
+    /// Opens a connection to `addr` (`host:port`).
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Binds a listener on `addr`.
+    fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Wall-clock milliseconds since the Unix epoch, as this node sees them (possibly skewed).
+    fn wall_clock_ms(&self) -> u64;
+    /// A random number.
+    fn random_u64(&self) -> u64;
+}
+
+/// A bound listener.
+pub trait Listener: Send + 'static {
+    /// The stream type of accepted connections.
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    /// Waits for the next connection.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// The real world: tokio, `std::fs`, the system clock, OS entropy.
+#[derive(Clone, Debug)]
+pub struct TokioEnv {
+    rng: Arc<Mutex<StdRng>>,
+}
+
+impl Default for TokioEnv {
+    fn default() -> Self {
+        TokioEnv {
+            rng: Arc::new(Mutex::new(StdRng::from_entropy())),
+        }
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        let (stream, addr) = tokio::net::TcpListener::accept(self).await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, addr))
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::TcpListener::local_addr(self)
+    }
+}
+
+impl Env for TokioEnv {
+    type Fs = StdFs;
+    type Stream = tokio::net::TcpStream;
+    type Listener = tokio::net::TcpListener;
+
+    fn fs(&self) -> StdFs {
+        StdFs
+    }
+    async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+    async fn bind(&self, addr: &str) -> io::Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(addr).await
+    }
+    fn wall_clock_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn random_u64(&self) -> u64 {
+        self.rng.lock().expect("rng lock").next_u64()
+    }
+}
+
+/// The simulated world: turmoil's network and disk, simulated time with a skew, a seeded RNG.
+/// Only usable on a turmoil host.
+#[derive(Clone, Debug)]
+pub struct SimEnv {
+    rng: Arc<Mutex<StdRng>>,
+    skew_ms: Arc<AtomicI64>,
+}
+
+impl SimEnv {
+    /// An environment whose randomness is fixed by `seed`, with its wall clock skewed by the value
+    /// in `skew_ms` (shared, so that the nemesis can move it while the node runs).
+    pub fn new(seed: u64, skew_ms: Arc<AtomicI64>) -> SimEnv {
+        SimEnv {
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            skew_ms,
+        }
+    }
+}
+
+impl Listener for turmoil::net::TcpListener {
+    type Stream = turmoil::net::TcpStream;
+    async fn accept(&self) -> io::Result<(turmoil::net::TcpStream, SocketAddr)> {
+        turmoil::net::TcpListener::accept(self).await
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        turmoil::net::TcpListener::local_addr(self)
+    }
+}
+
+impl Env for SimEnv {
+    type Fs = SimFs;
+    type Stream = turmoil::net::TcpStream;
+    type Listener = turmoil::net::TcpListener;
+
+    fn fs(&self) -> SimFs {
+        SimFs
+    }
+    async fn connect(&self, addr: &str) -> io::Result<turmoil::net::TcpStream> {
+        turmoil::net::TcpStream::connect(addr).await
+    }
+    async fn bind(&self, addr: &str) -> io::Result<turmoil::net::TcpListener> {
+        turmoil::net::TcpListener::bind(addr).await
+    }
+    fn wall_clock_ms(&self) -> u64 {
+        let base = turmoil::since_epoch().map(|d| d.as_millis() as i64).unwrap_or(0);
+        (base + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+    fn random_u64(&self) -> u64 {
+        self.rng.lock().expect("rng lock").next_u64()
+    }
+}

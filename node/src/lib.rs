@@ -1,0 +1,35 @@
+//! `dynamo-node`: a Dynamo-style key-value store node (DeCandia et al., SOSP 2007), built to be
+//! verified. The same code serves real TCP (`dynamo serve`) and runs inside the turmoil simulator
+//! (`dynamo sim`); only the [`env::Env`] differs.
+//!
+//! # Layout
+//!
+//! - [`ring`]: Q equal partitions of a stable hash ring, assigned by weight; preference lists.
+//! - [`version`]: dotted version vectors: siblings, contexts, put and merge.
+//! - [`store`]: the `Storage` trait, a memory store, the Bitcask-style log store, and the
+//!   [`store::keyspace::Keyspace`] that encodes key states over them.
+//! - [`fs`]: the small file-system trait the log store does its I/O through (real or simulated).
+//! - [`wire`]: messages and length-delimited postcard frames with a size bound.
+//! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
+//! - [`core`]: the protocol state machine: inputs in, [`core::Ready`] out; no I/O.
+//! - [`shell`]: the async driver of the core: connections, peer links, timers, disk.
+//! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
+//! - [`client`]: the client library used by the CLI and the workloads.
+//! - [`config`]: node options, the fsync policy, and the deliberate bugs.
+//!
+//! # What is not here yet
+//!
+//! Membership is static (from the configuration); there is no sloppy quorum, hinted handoff,
+//! anti-entropy or gossip. Tombstones are kept forever (no garbage collection of deleted keys).
+
+pub mod client;
+pub mod config;
+pub mod coordinator;
+pub mod core;
+pub mod env;
+pub mod fs;
+pub mod ring;
+pub mod shell;
+pub mod store;
+pub mod version;
+pub mod wire;

@@ -1,0 +1,449 @@
+//! The async shell: drives one [`Core`] with real (or simulated) sockets, timers and disk.
+//!
+//! Tasks, all on the caller's runtime:
+//! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
+//!   bounded queue, feeds them to the core, and carries out each [`Ready`] in order (write, sync,
+//!   then send);
+//! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
+//!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
+//! - one *peer link* per other member dials it, sends that node our messages, pings it, and
+//!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
+//!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link.
+//!
+//! Every queue is bounded; a full peer or reply queue drops the message (the request's deadline
+//! covers it) rather than letting one slow peer hold the node.
+
+use crate::config::{Bug, FsyncPolicy, NodeConfig};
+use crate::coordinator::ClientToken;
+use crate::core::{Core, Now, Ready};
+use crate::env::{Env, Listener};
+use crate::ring::NodeId;
+use crate::store::Storage;
+use crate::store::keyspace::Keyspace;
+use crate::store::log::{LogOptions, LogStore};
+use crate::version::Actor;
+use crate::wire::{Frame, FrameCodec, PeerMessage, Request};
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
+use tokio_util::codec::Framed;
+
+/// Events waiting for the driver.
+pub const EVENTS_QUEUE_MAX: usize = 4_096;
+/// Messages waiting to go to one peer.
+pub const PEER_QUEUE_MAX: usize = 4_096;
+/// Frames waiting to go back on one client connection.
+pub const CONNECTION_QUEUE_MAX: usize = 1_024;
+/// Connections served at once; more are closed at accept.
+pub const CONNECTIONS_MAX: usize = 1_024;
+/// How long dialling a peer may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 500;
+/// How long writing one frame may take before the link counts as broken.
+pub const WRITE_TIMEOUT_MS: u64 = 1_000;
+/// Wait between failed dials of a peer.
+pub const RECONNECT_BACKOFF_MS: u64 = 200;
+/// Interval of liveness pings on a peer link.
+pub const PING_INTERVAL_MS: u64 = 250;
+/// A peer link that hears nothing back for this long is dropped and re-dialled.
+pub const PEER_SILENCE_MS: u64 = 1_000;
+/// An inbound connection idle for this long is closed (peers ping well within it).
+pub const CONNECTION_IDLE_MS: u64 = 60_000;
+
+/// Something for the driver to feed the core.
+enum Event {
+    Opened {
+        conn: u64,
+        replies: mpsc::Sender<Frame>,
+    },
+    Closed {
+        conn: u64,
+    },
+    Request {
+        client: ClientToken,
+        request: Request,
+    },
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
+    PeerStatus {
+        node: NodeId,
+        reachable: bool,
+    },
+}
+
+/// How a node came up: for logs and tests.
+#[derive(Clone, Debug)]
+pub struct Startup {
+    /// The actor id of this incarnation.
+    pub actor: Actor,
+    /// Records found in the log.
+    pub records_recovered: u64,
+    /// Bytes of torn or corrupt tail dropped during recovery.
+    pub truncated_bytes: u64,
+}
+
+/// Opens the node's storage in `data_dir` and settles the actor id of this incarnation.
+///
+/// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
+/// is ever issued twice: on an empty (new or wiped) disk, and on every start when the fsync policy
+/// lets acknowledged writes be lost in a crash. The deliberate bug `reuse-actor` always uses the
+/// bare node id, restarting counters after a wipe.
+pub fn open_storage<E: Env>(
+    env: &E,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
+    let (log, report) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
+    let mut keyspace = Keyspace::new(log);
+    let actor = if config.has_bug(Bug::ReuseActor) {
+        config.id.clone()
+    } else {
+        let kept = match keyspace.meta("actor")? {
+            Some(bytes) if config.fsync == FsyncPolicy::Always => String::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        match kept {
+            Some(actor) => actor,
+            None => {
+                let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
+                keyspace.set_meta("actor", actor.as_bytes())?;
+                keyspace.sync()?;
+                actor
+            }
+        }
+    };
+    let startup = Startup {
+        actor,
+        records_recovered: report.records,
+        truncated_bytes: report.truncated_bytes,
+    };
+    Ok((keyspace, startup))
+}
+
+/// Runs a node until `shutdown` completes, serving connections from `listener`.
+pub async fn run<E: Env>(
+    env: E,
+    config: NodeConfig,
+    data_dir: &Path,
+    listener: E::Listener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (mut keyspace, startup) = open_storage(&env, &config, data_dir)?;
+    tracing::info!(
+        node = %config.id,
+        actor = %startup.actor,
+        records = startup.records_recovered,
+        truncated_bytes = startup.truncated_bytes,
+        "node started"
+    );
+    let mut core = Core::new(config.clone(), startup.actor);
+    let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(accept_loop(listener, events.clone()));
+    let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
+    for (peer, addr) in &config.members {
+        if *peer == config.id {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        peers.insert(peer.clone(), tx);
+        tasks.spawn(peer_link(
+            env.clone(),
+            config.id.clone(),
+            peer.clone(),
+            addr.clone(),
+            rx,
+            events.clone(),
+        ));
+    }
+    drop(events);
+
+    let start = Instant::now();
+    let now = || Now {
+        mono_ms: start.elapsed().as_millis() as u64,
+        wall_ms: env.wall_clock_ms(),
+    };
+    let sync_interval_ms = match config.fsync {
+        FsyncPolicy::Interval { interval_ms } => interval_ms.max(1),
+        _ => u64::MAX / 4,
+    };
+    let mut next_sync = start + Duration::from_millis(sync_interval_ms);
+    let mut clients: BTreeMap<u64, mpsc::Sender<Frame>> = BTreeMap::new();
+    let never = start + Duration::from_secs(86_400 * 365);
+    tokio::pin!(shutdown);
+    loop {
+        let timer = core
+            .poll_timeout()
+            .map(|ms| start + Duration::from_millis(ms))
+            .unwrap_or(never);
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            event = inbox.recv() => {
+                let Some(event) = event else { break };
+                match event {
+                    Event::Opened { conn, replies } => {
+                        clients.insert(conn, replies);
+                    }
+                    Event::Closed { conn } => {
+                        clients.remove(&conn);
+                    }
+                    Event::Request { client, request } => {
+                        core.handle_request(now(), client, request, &keyspace)
+                    }
+                    Event::Peer { from, message } => {
+                        core.handle_peer(now(), from, message, &keyspace)
+                    }
+                    Event::PeerStatus { node, reachable } => {
+                        core.handle_peer_status(&node, reachable)
+                    }
+                }
+            }
+            _ = sleep_until(timer) => core.handle_timeout(now()),
+            _ = sleep_until(next_sync) => {
+                next_sync = Instant::now() + Duration::from_millis(sync_interval_ms);
+                if let Err(e) = keyspace.sync() {
+                    tracing::error!(error = %e, "periodic sync failed");
+                }
+            }
+        }
+        let ready = core.poll_ready();
+        if !ready.is_empty() {
+            carry_out(&config, ready, &mut keyspace, &peers, &clients);
+        }
+    }
+    if let Err(e) = keyspace.sync() {
+        tracing::error!(error = %e, "final sync failed");
+    }
+    tasks.abort_all();
+    tracing::info!(node = %config.id, "node stopped");
+    Ok(())
+}
+
+/// Carries out a [`Ready`]: writes, sync per policy, then messages and replies.
+fn carry_out<S: Storage>(
+    config: &NodeConfig,
+    ready: Ready,
+    keyspace: &mut Keyspace<S>,
+    peers: &BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+    clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
+) {
+    let mut durable = Ok(());
+    for (key, state) in &ready.writes {
+        durable = durable.and_then(|()| keyspace.write_state(key, state));
+    }
+    // Deliberate bug `no-fsync`: acknowledge before the write is synced.
+    let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
+    if !ready.writes.is_empty() && sync_now {
+        durable = durable.and_then(|()| keyspace.sync());
+    }
+    if let Err(e) = durable {
+        // Nothing that depends on these writes may leave the node: the requests time out.
+        tracing::error!(error = %e, "storage write failed; dropping the replies that depend on it");
+        return;
+    }
+    for (peer, message) in ready.messages {
+        match peers.get(&peer) {
+            Some(queue) => {
+                if queue.try_send(message).is_err() {
+                    tracing::debug!(%peer, "peer queue full or closed; message dropped");
+                }
+            }
+            None => tracing::warn!(%peer, "message for an unknown peer dropped"),
+        }
+    }
+    for (client, response) in ready.replies {
+        if let Some(queue) = clients.get(&client.conn) {
+            let frame = Frame::Response {
+                id: client.id,
+                response,
+            };
+            if queue.try_send(frame).is_err() {
+                tracing::debug!(conn = client.conn, "client queue full or closed; reply dropped");
+            }
+        }
+    }
+}
+
+async fn accept_loop<L: Listener>(listener: L, events: mpsc::Sender<Event>) {
+    let mut next_conn = 0u64;
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(RECONNECT_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many connections; closing a new one");
+            continue;
+        };
+        next_conn += 1;
+        let conn = next_conn;
+        let events = events.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, conn, events).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads frames from one inbound connection (a client's or a peer's) and writes its replies.
+async fn serve_connection<S>(stream: S, conn: u64, events: mpsc::Sender<Event>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let mut framed = Framed::new(stream, FrameCodec::default());
+    let (replies, mut outbox) = mpsc::channel::<Frame>(CONNECTION_QUEUE_MAX);
+    if events.send(Event::Opened { conn, replies }).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { break };
+                if write(&mut framed, frame).await.is_err() {
+                    break;
+                }
+            }
+            read = timeout(Duration::from_millis(CONNECTION_IDLE_MS), framed.next()) => {
+                let event = match read {
+                    Err(_) | Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        let message = format!("closing connection: {e}");
+                        let _ = write(&mut framed, Frame::Error { message }).await;
+                        break;
+                    }
+                    Ok(Some(Ok(frame))) => match frame {
+                        Frame::Request { id, request } => Event::Request {
+                            client: ClientToken { conn, id },
+                            request,
+                        },
+                        Frame::Peer { from, message } => Event::Peer { from, message },
+                        Frame::Ping { nonce } => {
+                            if write(&mut framed, Frame::Pong { nonce }).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Frame::Response { .. } | Frame::Error { .. } | Frame::Pong { .. } => {
+                            let message = "closing connection: a node takes requests, not answers".to_string();
+                            let _ = write(&mut framed, Frame::Error { message }).await;
+                            break;
+                        }
+                    },
+                };
+                if events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed { conn }).await;
+}
+
+async fn write<S>(framed: &mut Framed<S, FrameCodec>, frame: Frame) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match timeout(Duration::from_millis(WRITE_TIMEOUT_MS), framed.send(frame)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    }
+}
+
+/// Keeps a link to one peer: dial, send, ping, and re-dial when it breaks or goes silent.
+async fn peer_link<E: Env>(
+    env: E,
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    mut queue: mpsc::Receiver<PeerMessage>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut reachable = None;
+    let report = |up: bool, reachable: &mut Option<bool>| {
+        let changed = *reachable != Some(up);
+        *reachable = Some(up);
+        changed.then(|| Event::PeerStatus {
+            node: peer.clone(),
+            reachable: up,
+        })
+    };
+    loop {
+        let dialled = timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), env.connect(&addr)).await;
+        if let Ok(Ok(stream)) = dialled {
+            if let Some(event) = report(true, &mut reachable)
+                && events.send(event).await.is_err()
+            {
+                return;
+            }
+            let mut framed = Framed::new(stream, FrameCodec::default());
+            if !run_link(&mut framed, &me, &mut queue).await {
+                return; // The node is shutting down.
+            }
+        }
+        if let Some(event) = report(false, &mut reachable)
+            && events.send(event).await.is_err()
+        {
+            return;
+        }
+        // Messages queued for a dead link are stale; their requests' deadlines cover them.
+        while queue.try_recv().is_ok() {}
+        sleep(Duration::from_millis(RECONNECT_BACKOFF_MS)).await;
+    }
+}
+
+/// Runs one connected link until it breaks (false only when the node is shutting down).
+async fn run_link<S>(
+    framed: &mut Framed<S, FrameCodec>,
+    me: &NodeId,
+    queue: &mut mpsc::Receiver<PeerMessage>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut heard = Instant::now();
+    let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nonce = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            message = queue.recv() => {
+                let Some(message) = message else { return false };
+                let frame = Frame::Peer { from: me.clone(), message };
+                if write(framed, frame).await.is_err() {
+                    return true;
+                }
+            }
+            frame = framed.next() => match frame {
+                Some(Ok(Frame::Pong { .. })) => heard = Instant::now(),
+                _ => return true,
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() > Duration::from_millis(PEER_SILENCE_MS) {
+                    return true;
+                }
+                nonce += 1;
+                if write(framed, Frame::Ping { nonce }).await.is_err() {
+                    return true;
+                }
+            }
+        }
+    }
+}

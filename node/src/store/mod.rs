@@ -1,0 +1,44 @@
+//! Storage: the `Storage` trait the node's shell persists key states through, and its two
+//! implementations.
+//!
+//! The store is a plain byte map (key bytes to value bytes): the node encodes each key's sibling set
+//! itself, so the engine knows nothing of versions and can be swapped (Dynamo's pluggable local
+//! persistence engines). Writes are buffered until `sync`; the node's fsync policy decides when to
+//! call it, and a crash may lose anything written since the last `sync`.
+//!
+//! - [`memory::MemoryStore`]: a `BTreeMap`, for unit tests of the core.
+//! - [`log::LogStore`]: the default, a log-structured store in the style of Bitcask.
+
+pub mod log;
+pub mod keyspace;
+pub mod memory;
+
+use std::io;
+
+/// Figures of one compaction, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Live records copied into the new file.
+    pub records_kept: u64,
+    /// Bytes of data files before compaction.
+    pub bytes_before: u64,
+    /// Bytes of data files after compaction.
+    pub bytes_after: u64,
+}
+
+/// A local key-value engine. Keys are iterated in byte order so that anything built from them
+/// (Merkle trees, final replica states) is deterministic.
+pub trait Storage: Send {
+    /// The current value of `key`, including writes not yet synced.
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
+    /// Sets `key` to `value`. Durable only after the next [`Storage::sync`].
+    fn put(&mut self, key: &[u8], value: &[u8]) -> io::Result<()>;
+    /// Removes `key` (a tombstone record in the log). Durable only after the next sync.
+    fn remove(&mut self, key: &[u8]) -> io::Result<()>;
+    /// Makes every write so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Every live key, in byte order.
+    fn keys(&self) -> Vec<Vec<u8>>;
+    /// Rewrites the data so that only the newest value of each live key remains.
+    fn compact(&mut self) -> io::Result<CompactionStats>;
+}

@@ -1,0 +1,455 @@
+//! Versions: dotted version vectors per key (DESIGN.md, "Versions").
+//!
+//! A key's state on a replica is a [`KeyVersions`]: the set of live siblings and the key's causal
+//! clock, the join of every dot and context the replica has seen for the key. Each sibling carries
+//! its own [`Dot`] (the one event that created it) and the causal context its writer handed in, kept
+//! apart: folding the dot into the context would make `{dot:(a,4), ctx:{}}` look newer than
+//! `{dot:(a,3), ctx:{}}`, although neither writer saw the other (the false dominance of per-server
+//! vector clocks that Riak 2.0 ended with dotted version vectors).
+//!
+//! The rules, the same as Riak's DVVSet:
+//! - a put with context C removes exactly the siblings whose dot C covers, and adds the new sibling;
+//! - merging two states keeps a sibling if both hold it, or if the other side's clock does not cover
+//!   its dot (the other side never saw it, rather than saw it superseded);
+//! - the context a read returns is the merged clock, which covers every sibling it shows.
+//!
+//! Soundness rests on two habits of the node: a coordinator makes dots for its own actor with
+//! consecutive counters from its own clock, and replicas exchange whole key states (never a lone
+//! sibling with a clock that claims events the sender does not hold).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The id of one incarnation of a node that makes versions: `n1.5e2a9c01`. A node takes a new actor
+/// id whenever it may have lost its own writes, so that no counter is ever issued twice.
+pub type Actor = String;
+
+/// The single event that created a version: the actor that coordinated the write and its counter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dot {
+    /// Who made the version.
+    pub actor: Actor,
+    /// The actor's counter for this key, from 1.
+    pub counter: u64,
+}
+
+impl Dot {
+    /// A dot.
+    pub fn new(actor: impl Into<Actor>, counter: u64) -> Dot {
+        Dot {
+            actor: actor.into(),
+            counter,
+        }
+    }
+}
+
+/// A vector clock: for each actor, the events 1..=counter. Entries with counter 0 are never stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VClock(BTreeMap<Actor, u64>);
+
+impl VClock {
+    /// The empty clock.
+    pub fn new() -> VClock {
+        VClock::default()
+    }
+
+    /// The counter of `actor` (0 if absent).
+    pub fn get(&self, actor: &str) -> u64 {
+        self.0.get(actor).copied().unwrap_or(0)
+    }
+
+    /// Raises `actor`'s entry to at least `counter`.
+    pub fn raise(&mut self, actor: &str, counter: u64) {
+        if counter == 0 {
+            return;
+        }
+        let entry = self.0.entry(actor.to_string()).or_insert(0);
+        *entry = (*entry).max(counter);
+    }
+
+    /// Whether the clock covers the event `dot`.
+    pub fn covers(&self, dot: &Dot) -> bool {
+        self.get(&dot.actor) >= dot.counter
+    }
+
+    /// Whether every event of `other` is in `self` (entry by entry `other <= self`).
+    pub fn descends(&self, other: &VClock) -> bool {
+        other.0.iter().all(|(actor, &c)| self.get(actor) >= c)
+    }
+
+    /// Adds every event of `other`.
+    pub fn join(&mut self, other: &VClock) {
+        for (actor, &c) in &other.0 {
+            self.raise(actor, c);
+        }
+    }
+
+    /// Adds the event `dot` (and, since a clock is a set of prefixes, its predecessors).
+    pub fn add(&mut self, dot: &Dot) {
+        self.raise(&dot.actor, dot.counter);
+    }
+
+    /// The entries, in actor order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Actor, u64)> {
+        self.0.iter().map(|(a, &c)| (a, c))
+    }
+
+    /// Whether the clock has no events.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The clock as a map, for histories.
+    pub fn to_map(&self) -> BTreeMap<Actor, u64> {
+        self.0.clone()
+    }
+
+    /// Parses the text form written by `Display`: `a=3,b=1` (empty for the empty clock).
+    pub fn parse(text: &str) -> Result<VClock, String> {
+        let mut clock = VClock::new();
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(clock);
+        }
+        for part in text.split(',') {
+            let (actor, counter) = part
+                .split_once('=')
+                .ok_or_else(|| format!("context entry {part:?} is not actor=counter"))?;
+            if !valid_actor(actor) {
+                return Err(format!("context entry {part:?} has a bad actor name"));
+            }
+            let counter: u64 = counter
+                .parse()
+                .map_err(|_| format!("context entry {part:?} has a bad counter"))?;
+            clock.raise(actor, counter);
+        }
+        Ok(clock)
+    }
+}
+
+/// Whether `name` may be an actor or node name: it must survive the context text form.
+pub fn valid_actor(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= ACTOR_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+/// Longest actor or node name accepted, in bytes: a bound on what a peer or client can make us store.
+pub const ACTOR_NAME_BYTES_MAX: usize = 64;
+
+impl fmt::Display for VClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (actor, c)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{actor}={c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One stored version of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The event that made this version. `None` only for plain vector clocks (the `naive-clock`
+    /// deliberate bug), where `context` includes the version's own event.
+    pub dot: Option<Dot>,
+    /// The causal context the writer handed in (with a dot), or the plain clock (without).
+    pub context: VClock,
+    /// The value; `None` is a tombstone left by a delete.
+    pub value: Option<Vec<u8>>,
+    /// The coordinator's wall clock when it made the version, in ms since the Unix epoch. Metadata
+    /// only: causality never looks at it (except under the `lww` deliberate bug).
+    pub timestamp_ms: u64,
+}
+
+impl Sibling {
+    /// Whether this sibling's history includes `other`'s, strictly: `other` precedes `self`
+    /// (history-format.md, "Versions").
+    pub fn succeeds(&self, other: &Sibling) -> bool {
+        match (&self.dot, &other.dot) {
+            (Some(_), Some(od)) => self.context.covers(od) && self.context.descends(&other.context),
+            (None, None) => self.context.descends(&other.context) && self.context != other.context,
+            // Mixed forms never meet in one store; treat them as concurrent.
+            _ => false,
+        }
+    }
+
+    /// Whether this version is a delete marker.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+/// The state of one key on one replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersions {
+    /// Every event this replica has seen for the key, live or superseded.
+    pub clock: VClock,
+    /// The live siblings, sorted by dot; no sibling's dot is covered by another's context.
+    pub siblings: Vec<Sibling>,
+}
+
+/// Most siblings kept for one key: a bound on what concurrent blind writers can pile up. Past it, a
+/// put is refused rather than the key made unreadable.
+pub const SIBLINGS_MAX: usize = 256;
+
+impl KeyVersions {
+    /// The empty state (a key never written).
+    pub fn new() -> KeyVersions {
+        KeyVersions::default()
+    }
+
+    /// The dot a coordinator running as `actor` gives a new version written with `context`: one
+    /// past the highest counter of `actor` that it or the writer has seen.
+    pub fn next_dot(&self, actor: &str, context: &VClock) -> Dot {
+        Dot::new(actor, self.clock.get(actor).max(context.get(actor)) + 1)
+    }
+
+    /// Applies a coordinated write: removes the siblings `context` covers and adds a new one made by
+    /// `actor`. Returns the new sibling.
+    pub fn put(
+        &mut self,
+        actor: &str,
+        context: &VClock,
+        value: Option<Vec<u8>>,
+        timestamp_ms: u64,
+    ) -> Sibling {
+        let dot = self.next_dot(actor, context);
+        self.siblings
+            .retain(|s| !s.dot.as_ref().is_some_and(|d| context.covers(d)));
+        let sibling = Sibling {
+            dot: Some(dot.clone()),
+            context: context.clone(),
+            value,
+            timestamp_ms,
+        };
+        self.clock.join(context);
+        self.clock.add(&dot);
+        self.siblings.push(sibling.clone());
+        self.normalise();
+        self.check_invariants();
+        sibling
+    }
+
+    /// Merges another replica's state of the same key into this one (anti-entropy, replication,
+    /// read repair, and the coordinator's merge of read replies). Commutative, associative and
+    /// idempotent.
+    pub fn merge(&mut self, other: &KeyVersions) {
+        let mut merged: Vec<Sibling> = Vec::with_capacity(self.siblings.len() + other.siblings.len());
+        for s in &self.siblings {
+            let dot = s.dot.as_ref().expect("dotted state");
+            if !other.clock.covers(dot) || other.siblings.iter().any(|o| o.dot == s.dot) {
+                merged.push(s.clone());
+            }
+        }
+        for o in &other.siblings {
+            let dot = o.dot.as_ref().expect("dotted state");
+            if !self.clock.covers(dot) {
+                merged.push(o.clone());
+            }
+        }
+        self.siblings = merged;
+        self.clock.join(&other.clock);
+        self.normalise();
+        self.check_invariants();
+    }
+
+    /// The context handed to a client with a read: covers every sibling it shows.
+    pub fn context(&self) -> VClock {
+        self.clock.clone()
+    }
+
+    /// The siblings that are values, not tombstones.
+    pub fn values(&self) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(|s| !s.is_tombstone())
+    }
+
+    /// Whether nothing was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.siblings.is_empty() && self.clock.is_empty()
+    }
+
+    /// Sorts siblings by dot and drops exact duplicates (the same dot arriving twice).
+    fn normalise(&mut self) {
+        self.siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        self.siblings.dedup_by(|a, b| a.dot == b.dot);
+    }
+
+    /// The invariants of a dotted state: the clock covers every sibling's dot and context, dots are
+    /// unique, and no sibling is covered by another's context (it would have been removed).
+    pub fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            for (i, s) in self.siblings.iter().enumerate() {
+                if let Some(dot) = &s.dot {
+                    assert!(self.clock.covers(dot), "clock misses sibling dot {dot:?}");
+                    assert!(self.clock.descends(&s.context), "clock misses a context");
+                    for (j, o) in self.siblings.iter().enumerate() {
+                        assert!(i == j || !o.context.covers(dot), "sibling {dot:?} is obsolete");
+                        assert!(i == j || o.dot != s.dot, "duplicate dot {dot:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx(entries: &[(&str, u64)]) -> VClock {
+        let mut c = VClock::new();
+        for (a, n) in entries {
+            c.raise(a, *n);
+        }
+        c
+    }
+
+    fn vals(k: &KeyVersions) -> Vec<Vec<u8>> {
+        k.values().map(|s| s.value.clone().unwrap()).collect()
+    }
+
+    #[test]
+    fn dotted_versions_with_empty_contexts_are_concurrent() {
+        let a = Sibling {
+            dot: Some(Dot::new("n1", 3)),
+            context: VClock::new(),
+            value: Some(b"a".to_vec()),
+            timestamp_ms: 0,
+        };
+        let b = Sibling {
+            dot: Some(Dot::new("n1", 4)),
+            ..a.clone()
+        };
+        assert!(!a.succeeds(&b) && !b.succeeds(&a));
+    }
+
+    #[test]
+    fn put_with_read_context_replaces_and_blind_put_adds() {
+        let mut k = KeyVersions::new();
+        k.put("a", &VClock::new(), Some(b"1".to_vec()), 0);
+        let read = k.context();
+        k.put("b", &VClock::new(), Some(b"2".to_vec()), 0);
+        assert_eq!(vals(&k).len(), 2, "a blind put never replaces");
+        k.put("a", &read, Some(b"3".to_vec()), 0);
+        assert_eq!(vals(&k), vec![b"3".to_vec(), b"2".to_vec()]);
+        k.put("c", &k.context(), Some(b"4".to_vec()), 0);
+        assert_eq!(vals(&k), vec![b"4".to_vec()]);
+    }
+
+    #[test]
+    fn context_text_form_round_trips_and_rejects_garbage() {
+        let c = ctx(&[("n1.ab", 3), ("n2.cd", 7)]);
+        assert_eq!(c.to_string(), "n1.ab=3,n2.cd=7");
+        assert_eq!(VClock::parse(&c.to_string()).unwrap(), c);
+        assert_eq!(VClock::parse("").unwrap(), VClock::new());
+        assert!(VClock::parse("n1").is_err());
+        assert!(VClock::parse("n1=x").is_err());
+        assert!(VClock::parse("n 1=3").is_err());
+    }
+
+    /// A random history of writes on a few replicas, exchanging whole states as the node does.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Replica `r` coordinates a put with the context it holds (`read`) or none.
+        Put { replica: usize, read: bool },
+        /// Replica `from` sends its whole state to `to`.
+        Sync { from: usize, to: usize },
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let step = prop_oneof![
+            (0..3usize, any::<bool>()).prop_map(|(replica, read)| Step::Put { replica, read }),
+            (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Sync { from, to }),
+        ];
+        proptest::collection::vec(step, 0..40)
+    }
+
+    fn play(steps: &[Step]) -> Vec<KeyVersions> {
+        let mut replicas = vec![KeyVersions::new(); 3];
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Put { replica, read } => {
+                    let context = if read {
+                        replicas[replica].context()
+                    } else {
+                        VClock::new()
+                    };
+                    let actor = format!("r{replica}");
+                    replicas[replica].put(&actor, &context, Some(i.to_le_bytes().to_vec()), 0);
+                }
+                Step::Sync { from, to } => {
+                    let state = replicas[from].clone();
+                    replicas[to].merge(&state);
+                }
+            }
+        }
+        replicas
+    }
+
+    fn merged(a: &KeyVersions, b: &KeyVersions) -> KeyVersions {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_associative_idempotent(s in steps()) {
+            let r = play(&s);
+            prop_assert_eq!(merged(&r[0], &r[1]), merged(&r[1], &r[0]));
+            prop_assert_eq!(merged(&merged(&r[0], &r[1]), &r[2]), merged(&r[0], &merged(&r[1], &r[2])));
+            prop_assert_eq!(merged(&r[0], &r[0]), r[0].clone());
+        }
+
+        #[test]
+        fn put_with_a_reads_context_replaces_exactly_what_it_returned(s in steps(), blind in any::<bool>()) {
+            let mut r = play(&s);
+            // A read of replicas 0 and 1 merged, as a coordinator with R=2 does.
+            let read = merged(&r[0], &r[1]);
+            let shown: Vec<Dot> = read.siblings.iter().map(|x| x.dot.clone().unwrap()).collect();
+            let context = read.context();
+            for x in &read.siblings {
+                prop_assert!(context.covers(x.dot.as_ref().unwrap()), "context must dominate what it shows");
+            }
+            // Replica 2 learns the read's state, then also takes a concurrent blind write.
+            r[2].merge(&read);
+            if blind {
+                r[2].put("other", &VClock::new(), Some(b"blind".to_vec()), 0);
+            }
+            let before: Vec<Dot> = r[2].siblings.iter().map(|x| x.dot.clone().unwrap()).collect();
+            let new = r[2].put("w", &context, Some(b"new".to_vec()), 0);
+            let after: Vec<Dot> = r[2].siblings.iter().map(|x| x.dot.clone().unwrap()).collect();
+            for d in &before {
+                prop_assert_eq!(after.contains(d), !shown.contains(d), "dot {:?}", d);
+            }
+            prop_assert!(after.contains(new.dot.as_ref().unwrap()));
+        }
+
+        #[test]
+        fn two_puts_with_the_same_context_both_survive(s in steps()) {
+            let mut r = play(&s);
+            let context = r[0].context();
+            let mut other = r[0].clone();
+            let a = r[0].put("x", &context, Some(b"a".to_vec()), 0);
+            let b = other.put("y", &context, Some(b"b".to_vec()), 0);
+            r[0].merge(&other);
+            let dots: Vec<_> = r[0].siblings.iter().map(|x| x.dot.clone()).collect();
+            prop_assert!(dots.contains(&a.dot) && dots.contains(&b.dot));
+        }
+
+        #[test]
+        fn blind_put_never_replaces(s in steps()) {
+            let mut r = play(&s);
+            let before = r[1].siblings.len();
+            r[1].put("z", &VClock::new(), Some(b"z".to_vec()), 0);
+            prop_assert_eq!(r[1].siblings.len(), before + 1);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Wire: the messages nodes and clients exchange, and their framing.
+//!
+//! Every connection carries length-delimited frames (a 4-byte big-endian length, then the body) of
+//! postcard-encoded [`Frame`]s. The length is checked against [`FRAME_BYTES_MAX`] before a byte of
+//! the body is buffered, and a body that does not decode (garbage, a truncated message, an unknown
+//! variant from a newer peer) is answered with [`Frame::Error`] and the connection is closed: nothing
+//! a peer or client sends can make the node panic or allocate without bound.
+//!
+//! One protocol serves both clients and peers because Dynamo lets any node take any request, and a
+//! node forwarding a request is just a client of another node.
+
+use crate::ring::NodeId;
+use crate::version::{Dot, KeyVersions, VClock};
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::io;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Largest frame accepted or sent, in bytes: bounds the memory a single peer can make us buffer.
+pub const FRAME_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Longest key accepted, in bytes.
+pub const KEY_BYTES_MAX: usize = 4 * 1024;
+/// Largest value accepted, in bytes (leaves room in a frame for siblings and contexts).
+pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Everything that crosses a connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// A client request (from a client, or from a node forwarding one); answered by `Response` with
+    /// the same id on the same connection.
+    Request { id: u64, request: Request },
+    /// The answer to `Request { id }`.
+    Response { id: u64, response: Response },
+    /// A message between nodes; one-way, any answer is another `Peer` frame on the sender's own
+    /// connection.
+    Peer { from: NodeId, message: PeerMessage },
+    /// The sender refused what it received; the connection closes after this frame.
+    Error { message: String },
+    /// Liveness probe on a peer link: turmoil's TCP (like a real one behind a dead route) can stall
+    /// silently, so a link that hears no `Pong` in time is dropped and re-dialled.
+    Ping { nonce: u64 },
+    /// The answer to `Ping { nonce }`.
+    Pong { nonce: u64 },
+}
+
+/// A client's request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Read a key through a quorum of R replicas.
+    Get { key: Vec<u8> },
+    /// Write `value` (or a tombstone, `None`) with the context of an earlier read (empty: blind).
+    Put { key: Vec<u8>, value: Option<Vec<u8>>, context: VClock },
+    /// Admin: the raw sibling set this node's storage holds for a key, no quorum, no repair.
+    ReplicaState { key: Vec<u8> },
+    /// Admin: this node's view of itself (id, actor, ring, counters).
+    Status,
+}
+
+/// A sibling as shown to clients: its value (or tombstone), dot and context.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiblingView {
+    /// The stored bytes, `None` for a tombstone (only in `ReplicaState`).
+    pub value: Option<Vec<u8>>,
+    /// The event that made it (absent for plain vector clocks).
+    pub dot: Option<Dot>,
+    /// The context it was written with (or its plain clock).
+    pub clock: VClock,
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The merged live siblings of R replicas and one context covering all of them.
+    Get { siblings: Vec<SiblingView>, context: VClock },
+    /// The put was stored by at least W replicas; the version it made.
+    Put { version: SiblingView, stored_on: Vec<NodeId> },
+    /// One replica's raw state.
+    ReplicaState { state: KeyVersions },
+    /// The node's status.
+    Status { status: NodeStatus },
+    /// The request did not complete.
+    Error { error: RequestError },
+}
+
+/// Why a request did not complete. `stored_on` says who certainly stored a put: when it is empty
+/// and `definite` is set, the put certainly did not take effect; otherwise it may have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Human-readable detail.
+    pub message: String,
+    /// The replicas known to have stored the write (puts only).
+    pub stored_on: Vec<NodeId>,
+    /// True when the node knows the write took no effect anywhere.
+    pub definite: bool,
+}
+
+/// Kinds of request failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// Fewer than R or W replicas answered before the deadline.
+    Unavailable,
+    /// The request was malformed or too large.
+    BadRequest,
+    /// The node is at a bound (too many requests in flight, too many siblings).
+    Overloaded,
+    /// The local disk failed.
+    Storage,
+}
+
+/// What `Status` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub id: NodeId,
+    /// The actor id this incarnation writes versions as.
+    pub actor: String,
+    /// Members of the ring.
+    pub members: Vec<NodeId>,
+    /// Requests being coordinated now.
+    pub requests_in_flight: u64,
+    /// Keys in local storage.
+    pub keys: u64,
+}
+
+/// Messages between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Coordinate this client request for me (I am not a replica of its key).
+    Forward { req: u64, request: Request },
+    /// The answer to `Forward { req }`.
+    ForwardReply { req: u64, response: Response },
+    /// Store this key state (merge it into yours) and acknowledge.
+    Store { req: u64, key: Vec<u8>, state: KeyVersions },
+    /// `Store { req }` was made durable.
+    StoreAck { req: u64 },
+    /// Send me your state of this key.
+    Fetch { req: u64, key: Vec<u8> },
+    /// The answer to `Fetch { req }`.
+    FetchReply { req: u64, state: KeyVersions },
+    /// Read repair: merge this state; no answer.
+    Repair { key: Vec<u8>, state: KeyVersions },
+}
+
+/// Frames on a byte stream: length-delimited, postcard bodies, bounded size.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            inner: LengthDelimitedCodec::builder()
+                .max_frame_length(FRAME_BYTES_MAX)
+                .new_codec(),
+        }
+    }
+}
+
+/// Decodes a frame body.
+pub fn decode(body: &[u8]) -> io::Result<Frame> {
+    postcard::from_bytes(body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("malformed frame: {e}")))
+}
+
+/// Encodes a frame body.
+pub fn encode(frame: &Frame) -> io::Result<Vec<u8>> {
+    let body = postcard::to_stdvec(frame)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("unencodable frame: {e}")))?;
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {} bytes exceeds {FRAME_BYTES_MAX}", body.len()),
+        ));
+    }
+    Ok(body)
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = io::Error;
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Frame>> {
+        match self.inner.decode(src)? {
+            Some(body) => decode(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = io::Error;
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> io::Result<()> {
+        let body = encode(&frame)?;
+        self.inner.encode(Bytes::from(body), dst)
+    }
+}
+
+/// Checks a request's sizes before the node does any work for it.
+pub fn validate(request: &Request) -> Result<(), String> {
+    let key = match request {
+        Request::Get { key } | Request::ReplicaState { key } => key,
+        Request::Put { key, value, .. } => {
+            if let Some(v) = value
+                && v.len() > VALUE_BYTES_MAX
+            {
+                return Err(format!("value of {} bytes exceeds {VALUE_BYTES_MAX}", v.len()));
+            }
+            key
+        }
+        Request::Status => return Ok(()),
+    };
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(format!("key of {} bytes exceeds {KEY_BYTES_MAX}", key.len()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frame = Frame::Request {
+            id: 7,
+            request: Request::Put {
+                key: b"k".to_vec(),
+                value: Some(b"v".to_vec()),
+                context: VClock::parse("a=1").unwrap(),
+            },
+        };
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::new();
+        codec.encode(frame.clone(), &mut buf).unwrap();
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&((FRAME_BYTES_MAX as u32) + 1).to_be_bytes()[..]);
+        assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn an_unknown_variant_is_an_error() {
+        // Variant index 200 of `Frame` does not exist.
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 2, 200, 1][..]);
+        assert!(codec.decode(&mut buf).is_err());
+    }
+
+    proptest! {
+        /// Random bytes never panic the decoder: they give a frame, an error, or "need more".
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::from(&bytes[..]);
+            for _ in 0..bytes.len() + 1 {
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// A random body behind a valid length never panics `decode`.
+        #[test]
+        fn random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&body);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `dynamo serve`, `get`, `put`, `delete`: a real node and its command-line clients.
+
+use clap::Args;
+use dynamo_node::client::{Client, ClientError, CLIENT_TIMEOUT_MS_DEFAULT};
+use dynamo_node::config::{FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
+use dynamo_node::env::{Env, TokioEnv};
+use dynamo_node::ring::PARTITION_COUNT_DEFAULT;
+use dynamo_node::version::VClock;
+use dynamo_node::wire::SiblingView;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `dynamo serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// This node's name (e.g. n1).
+    #[arg(long)]
+    id: String,
+    /// Address to listen on, host:port.
+    #[arg(long)]
+    listen: String,
+    /// The other members: name=host:port, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    peers: Vec<String>,
+    /// Directory of the node's data files (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    n: usize,
+    /// Replies a read waits for.
+    #[arg(long, default_value_t = 2)]
+    r: usize,
+    /// Acks a write waits for.
+    #[arg(long, default_value_t = 2)]
+    w: usize,
+    /// Partitions of the ring (Q).
+    #[arg(long, default_value_t = PARTITION_COUNT_DEFAULT)]
+    partitions: u32,
+    /// When writes are synced: always, interval[:MS], none.
+    #[arg(long, default_value = "always")]
+    fsync: FsyncPolicy,
+    /// Deadline of a request at its coordinator, in ms.
+    #[arg(long, default_value_t = REQUEST_TIMEOUT_MS_DEFAULT)]
+    request_timeout_ms: u64,
+}
+
+/// Options shared by the client commands.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node to ask, host:port.
+    #[arg(long)]
+    node: String,
+    /// How long to wait for the answer, in ms.
+    #[arg(long, default_value_t = CLIENT_TIMEOUT_MS_DEFAULT)]
+    timeout_ms: u64,
+}
+
+/// Options of `dynamo get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The key.
+    key: String,
+}
+
+/// Options of `dynamo put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The key.
+    key: String,
+    /// The value.
+    value: String,
+    /// The context of the read this write supersedes (from `dynamo get`); omit for a blind write.
+    #[arg(long, default_value = "")]
+    context: String,
+}
+
+/// Options of `dynamo delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The key.
+    key: String,
+    /// The context of the read whose versions are deleted (from `dynamo get`).
+    #[arg(long)]
+    context: String,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    init_logging("info");
+    let mut members = BTreeMap::new();
+    members.insert(args.id.clone(), args.listen.clone());
+    for peer in args.peers.iter().filter(|p| !p.is_empty()) {
+        let (name, addr) = peer
+            .split_once('=')
+            .ok_or_else(|| format!("--peers entry {peer:?} is not name=host:port"))?;
+        if members.insert(name.to_string(), addr.to_string()).is_some() {
+            return Err(format!("--peers names {name:?} twice (or names this node)"));
+        }
+    }
+    let mut config = NodeConfig::new(args.id, members);
+    config.n = args.n;
+    config.r = args.r;
+    config.w = args.w;
+    config.partition_count = args.partitions;
+    config.fsync = args.fsync;
+    config.request_timeout_ms = args.request_timeout_ms;
+    config.repair_wait_ms = args.request_timeout_ms;
+    config.validate()?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let env = TokioEnv::default();
+        let listener = env
+            .bind(&args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        dynamo_node::shell::run(env, config, &args.data_dir, listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("node failed: {e}"))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn client(node: &NodeArgs) -> Client<TokioEnv> {
+    Client::new(TokioEnv::default(), node.node.clone()).with_timeout_ms(node.timeout_ms)
+}
+
+/// A value as JSON: text where it is UTF-8, otherwise `{"hex": "..."}`.
+fn value_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::String(text.to_string()),
+        Err(_) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            json!({ "hex": hex })
+        }
+    }
+}
+
+fn version_json(s: &SiblingView) -> Value {
+    json!({
+        "dot": s.dot.as_ref().map(|d| json!([d.actor, d.counter])),
+        "clock": s.clock.to_map(),
+    })
+}
+
+fn parse_context(text: &str) -> Result<VClock, String> {
+    VClock::parse(text).map_err(|e| format!("bad --context: {e}"))
+}
+
+/// Prints a request failure and picks the exit code: 1.
+fn failed(what: &str, e: ClientError) -> ExitCode {
+    let outcome = if e.is_definite() {
+        "it did not take effect"
+    } else {
+        "it may or may not have taken effect"
+    };
+    eprintln!("dynamo: {what} failed ({outcome}): {e}");
+    ExitCode::from(1)
+}
+
+/// `dynamo get`.
+pub fn get(args: GetArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    runtime()?.block_on(async move {
+        match client(&args.node).get(args.key.as_bytes()).await {
+            Ok(reply) => {
+                let values: Vec<Value> = reply
+                    .siblings
+                    .iter()
+                    .map(|s| value_json(s.value.as_deref().unwrap_or_default()))
+                    .collect();
+                let versions: Vec<Value> = reply.siblings.iter().map(version_json).collect();
+                let out = json!({
+                    "values": values,
+                    "context": reply.context.to_string(),
+                    "versions": versions,
+                });
+                println!("{out}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(failed("get", e)),
+        }
+    })
+}
+
+fn print_written(reply: dynamo_node::client::PutReply) {
+    let out = json!({
+        "ok": true,
+        "dot": reply.dot.as_ref().map(|d| json!([d.actor, d.counter])),
+        "clock": reply.clock.to_map(),
+        "stored_on": reply.stored_on,
+    });
+    println!("{out}");
+}
+
+/// `dynamo put`.
+pub fn put(args: PutArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    let context = parse_context(&args.context)?;
+    runtime()?.block_on(async move {
+        let value = args.value.into_bytes();
+        match client(&args.node).put(args.key.as_bytes(), value, &context).await {
+            Ok(reply) => {
+                print_written(reply);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(failed("put", e)),
+        }
+    })
+}
+
+/// `dynamo delete`.
+pub fn delete(args: DeleteArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    let context = parse_context(&args.context)?;
+    runtime()?.block_on(async move {
+        match client(&args.node).delete(args.key.as_bytes(), &context).await {
+            Ok(reply) => {
+                print_written(reply);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(failed("delete", e)),
+        }
+    })
+}

@@ -1,0 +1,45 @@
+//! `dynamo`: the command line of the harness.
+//!
+//! `serve` runs a real node on TCP; `get`, `put` and `delete` are its clients, printing JSON on
+//! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
+
+mod kv;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "dynamo", version, about = "A Dynamo key-value store and its consistency harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node on real TCP.
+    Serve(kv::ServeArgs),
+    /// Read a key: prints {"values":[...],"context":"..."}.
+    Get(kv::GetArgs),
+    /// Write a value: prints {"ok":true,...}.
+    Put(kv::PutArgs),
+    /// Delete the versions a context covers: prints {"ok":true,...}.
+    Delete(kv::DeleteArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => kv::serve(args),
+        Command::Get(args) => kv::get(args),
+        Command::Put(args) => kv::put(args),
+        Command::Delete(args) => kv::delete(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("dynamo: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
