@@ -595,3 +595,7 @@ fn storage_error(e: &std::io::Error) -> Response {
 
 /// A sibling's client view; re-exported for the shell and tests.
 pub use crate::coordinator::view as sibling_view;
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

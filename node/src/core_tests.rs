@@ -1,0 +1,318 @@
+//! Tests of the protocol core with an in-memory network and a fake clock: no sockets, no tasks.
+//! Paper sections cited are of DeCandia et al., "Dynamo", SOSP 2007.
+
+use super::*;
+use crate::store::keyspace::Keyspace;
+use crate::store::memory::MemoryStore;
+use crate::version::KeyVersions;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+
+/// A cluster of cores wired by an in-memory message queue.
+struct Net {
+    nodes: BTreeMap<NodeId, (Core, Keyspace<MemoryStore>)>,
+    queue: VecDeque<(NodeId, NodeId, PeerMessage)>,
+    replies: Vec<(NodeId, ClientToken, Response)>,
+    /// Links that drop everything (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
+    now_ms: u64,
+    next_token: u64,
+}
+
+impl Net {
+    fn new(size: usize, n: usize, r: usize, w: usize) -> Net {
+        let members: BTreeMap<NodeId, String> = (1..=size)
+            .map(|i| (format!("n{i}"), format!("n{i}:7000")))
+            .collect();
+        let nodes = members
+            .keys()
+            .map(|id| {
+                let mut config = NodeConfig::new(id.clone(), members.clone());
+                config.n = n;
+                config.r = r;
+                config.w = w;
+                config.request_timeout_ms = 100;
+                config.repair_wait_ms = 100;
+                let core = Core::new(config, format!("{id}.a"));
+                (id.clone(), (core, Keyspace::new(MemoryStore::new())))
+            })
+            .collect();
+        Net {
+            nodes,
+            queue: VecDeque::new(),
+            replies: Vec::new(),
+            cut: BTreeSet::new(),
+            now_ms: 0,
+            next_token: 0,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: self.now_ms,
+            wall_ms: 1_000_000 + self.now_ms,
+        }
+    }
+
+    fn flush(&mut self, id: &NodeId) {
+        let (core, store) = self.nodes.get_mut(id).unwrap();
+        let ready = core.poll_ready();
+        for (key, state) in &ready.writes {
+            store.write_state(key, state).unwrap();
+        }
+        for (to, m) in ready.messages {
+            self.queue.push_back((id.clone(), to, m));
+        }
+        for (token, r) in ready.replies {
+            self.replies.push((id.clone(), token, r));
+        }
+    }
+
+    fn request(&mut self, at: &str, request: Request) -> ClientToken {
+        self.next_token += 1;
+        let token = ClientToken {
+            conn: 1,
+            id: self.next_token,
+        };
+        let now = self.now();
+        let (core, store) = self.nodes.get_mut(at).unwrap();
+        core.handle_request(now, token, request, store);
+        self.flush(&at.to_string());
+        token
+    }
+
+    /// Delivers queued messages until none are left (or `limit`).
+    fn deliver_all(&mut self) {
+        for _ in 0..100_000 {
+            let Some((from, to, m)) = self.queue.pop_front() else { return };
+            if self.cut.contains(&(from.clone(), to.clone())) {
+                continue;
+            }
+            let now = self.now();
+            let (core, store) = self.nodes.get_mut(&to).unwrap();
+            core.handle_peer(now, from, m, store);
+            self.flush(&to);
+        }
+        panic!("messages never stop");
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        let now = self.now();
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for id in ids {
+            let (core, _) = self.nodes.get_mut(&id).unwrap();
+            core.handle_timeout(now);
+            self.flush(&id);
+        }
+    }
+
+    fn reply(&mut self, token: ClientToken) -> Option<Response> {
+        let i = self.replies.iter().position(|(_, t, _)| *t == token)?;
+        Some(self.replies.remove(i).2)
+    }
+
+    fn state(&self, node: &str, key: &[u8]) -> KeyVersions {
+        self.nodes[node].1.read_state(key).unwrap()
+    }
+
+    fn isolate(&mut self, node: &str) {
+        for other in self.nodes.keys() {
+            self.cut.insert((node.to_string(), other.clone()));
+            self.cut.insert((other.clone(), node.to_string()));
+        }
+    }
+
+    fn put(&mut self, at: &str, key: &[u8], value: &[u8], context: VClock) -> Response {
+        let token = self.request(
+            at,
+            Request::Put {
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+                context,
+            },
+        );
+        self.deliver_all();
+        if let Some(r) = self.reply(token) {
+            return r;
+        }
+        self.advance(1_000);
+        self.reply(token).expect("answered by its deadline")
+    }
+
+    fn get(&mut self, at: &str, key: &[u8]) -> Response {
+        let token = self.request(at, Request::Get { key: key.to_vec() });
+        self.deliver_all();
+        if let Some(r) = self.reply(token) {
+            return r;
+        }
+        self.advance(1_000);
+        self.reply(token).expect("answered by its deadline")
+    }
+}
+
+fn values(r: &Response) -> Vec<Vec<u8>> {
+    match r {
+        Response::Get { siblings, .. } => {
+            let mut v: Vec<_> = siblings.iter().map(|s| s.value.clone().unwrap()).collect();
+            v.sort();
+            v
+        }
+        other => panic!("not a get answer: {other:?}"),
+    }
+}
+
+fn context(r: &Response) -> VClock {
+    match r {
+        Response::Get { context, .. } => context.clone(),
+        other => panic!("not a get answer: {other:?}"),
+    }
+}
+
+fn replicas(net: &Net, key: &[u8]) -> Vec<NodeId> {
+    net.nodes["n1"].0.ring().preference_list(key, 3)
+}
+
+/// §4.5: a put is answered after W replicas (the coordinator included) stored it, not before.
+#[test]
+fn put_waits_for_w_acks() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let token = net.request(
+        "n1",
+        Request::Put {
+            key: b"k".to_vec(),
+            value: Some(b"v".to_vec()),
+            context: VClock::new(),
+        },
+    );
+    assert!(net.reply(token).is_none(), "no answer before a replica acks");
+    net.deliver_all();
+    match net.reply(token) {
+        Some(Response::Put { stored_on, .. }) => assert_eq!(stored_on.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    for node in ["n1", "n2", "n3"] {
+        assert_eq!(net.state(node, b"k").siblings.len(), 1, "{node} stored it");
+    }
+}
+
+/// A put short of W acks by its deadline is indeterminate: it names who stored it.
+#[test]
+fn under_acked_put_is_indeterminate_and_names_who_stored_it() {
+    let mut net = Net::new(3, 3, 2, 2);
+    net.isolate("n2");
+    net.isolate("n3");
+    match net.put("n1", b"k", b"v", VClock::new()) {
+        Response::Error { error } => {
+            assert_eq!(error.kind, ErrorKind::Unavailable);
+            assert_eq!(error.stored_on, vec!["n1".to_string()]);
+            assert!(!error.definite);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// §4.3: a get is answered after R replies and merges their siblings; a put with the read's
+/// context replaces exactly what it returned.
+#[test]
+fn get_merges_and_contexts_replace() {
+    let mut net = Net::new(3, 3, 2, 2);
+    net.put("n1", b"k", b"a", VClock::new());
+    let read = net.get("n2", b"k");
+    assert_eq!(values(&read), vec![b"a".to_vec()]);
+    net.put("n3", b"k", b"b", context(&read));
+    net.put("n2", b"k", b"c", context(&read));
+    let read = net.get("n1", b"k");
+    assert_eq!(values(&read), vec![b"b".to_vec(), b"c".to_vec()], "siblings");
+    net.put("n1", b"k", b"bc", context(&read));
+    assert_eq!(values(&net.get("n3", b"k")), vec![b"bc".to_vec()]);
+}
+
+/// §4.1: any node takes any request; one outside the key's preference list forwards it.
+#[test]
+fn a_non_replica_forwards() {
+    let mut net = Net::new(5, 3, 2, 2);
+    let key = (0..100u32)
+        .map(|i| format!("key{i}").into_bytes())
+        .find(|k| !replicas(&net, k).contains(&"n1".to_string()))
+        .unwrap();
+    assert!(matches!(net.put("n1", &key, b"v", VClock::new()), Response::Put { .. }));
+    assert!(net.state("n1", &key).is_empty(), "the forwarding node stores nothing");
+    assert_eq!(values(&net.get("n1", &key)), vec![b"v".to_vec()]);
+}
+
+/// §4.7 (read repair): a replica that missed a write gets it after a read that saw the difference.
+#[test]
+fn read_repair_fixes_a_stale_replica() {
+    let mut net = Net::new(3, 3, 2, 2);
+    net.isolate("n3");
+    net.put("n1", b"k", b"v", VClock::new());
+    assert!(net.state("n3", b"k").is_empty());
+    net.cut.clear();
+    // n3 coordinates: its own empty state and one other reply; repair follows the answer.
+    assert_eq!(values(&net.get("n3", b"k")), vec![b"v".to_vec()]);
+    net.deliver_all();
+    net.advance(1_000);
+    net.deliver_all();
+    assert_eq!(net.state("n3", b"k"), net.state("n1", b"k"));
+}
+
+/// The deliberate bug `no-repair` turns read repair off: the stale replica stays stale.
+#[test]
+fn no_repair_bug_leaves_the_replica_stale() {
+    let mut net = Net::new(3, 3, 2, 2);
+    for (core, _) in net.nodes.values_mut() {
+        core.config.bug = Some(Bug::NoRepair);
+    }
+    net.isolate("n3");
+    net.put("n1", b"k", b"v", VClock::new());
+    net.cut.clear();
+    net.get("n3", b"k");
+    net.advance(1_000);
+    net.deliver_all();
+    assert!(net.state("n3", b"k").is_empty());
+}
+
+/// Bad requests are refused definitely, and nothing is stored.
+#[test]
+fn bad_requests_are_refused() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let token = net.request("n1", Request::Get { key: Vec::new() });
+    match net.reply(token) {
+        Some(Response::Error { error }) => {
+            assert_eq!(error.kind, ErrorKind::BadRequest);
+            assert!(error.definite);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+proptest! {
+    /// With every message delivered, every acknowledged put is in its key's state on all N
+    /// replicas, and the replicas of a key agree.
+    #[test]
+    fn delivered_writes_reach_every_replica(
+        ops in proptest::collection::vec((0..5usize, 0..4u8, any::<bool>()), 1..40)
+    ) {
+        let mut net = Net::new(5, 3, 2, 2);
+        let mut acked = Vec::new();
+        for (i, (node, key, with_context)) in ops.into_iter().enumerate() {
+            let at = format!("n{}", node + 1);
+            let key = vec![b'k', key];
+            let context = if with_context { context(&net.get(&at, &key)) } else { VClock::new() };
+            if let Response::Put { version, .. } = net.put(&at, &key, &i.to_le_bytes(), context) {
+                acked.push((key, version.dot.unwrap()));
+            }
+        }
+        net.advance(1_000);
+        net.deliver_all();
+        for (key, dot) in &acked {
+            let owners = replicas(&net, key);
+            let first = net.state(&owners[0], key);
+            prop_assert!(first.clock.covers(dot), "acked write missing from the key's history");
+            for o in &owners[1..] {
+                prop_assert_eq!(&net.state(o, key), &first, "replicas of a key disagree");
+            }
+        }
+    }
+}
