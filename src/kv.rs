@@ -200,7 +200,7 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
                 let values: Vec<Value> = reply
                     .siblings
                     .iter()
-                    .map(|s| value_json(s.value.as_deref().unwrap_or_default()))
+                    .map(|s| value_json(&s.value))
                     .collect();
                 let versions: Vec<Value> = reply.siblings.iter().map(version_json).collect();
                 let out = json!({
@@ -247,7 +247,7 @@ pub fn delete(args: DeleteArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
-        match client(&args.node).delete(args.key.as_bytes(), &context).await {
+        match client(&args.node).delete(args.key.as_bytes(), &context, Vec::new()).await {
             Ok(reply) => {
                 print_written(reply);
                 Ok(ExitCode::SUCCESS)

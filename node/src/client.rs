@@ -192,23 +192,31 @@ impl<E: Env> Client<E> {
         value: Vec<u8>,
         context: &VClock,
     ) -> Result<PutReply, ClientError> {
-        self.write(key, Some(value), context).await
+        self.write(key, value, false, context).await
     }
 
-    /// Deletes the versions `context` covers, leaving a tombstone.
-    pub async fn delete(&mut self, key: &[u8], context: &VClock) -> Result<PutReply, ClientError> {
-        self.write(key, None, context).await
+    /// Deletes the versions `context` covers, leaving a tombstone that carries `marker` (shown only
+    /// in raw replica states, e.g. the delete's write id for a history).
+    pub async fn delete(
+        &mut self,
+        key: &[u8],
+        context: &VClock,
+        marker: Vec<u8>,
+    ) -> Result<PutReply, ClientError> {
+        self.write(key, marker, true, context).await
     }
 
     async fn write(
         &mut self,
         key: &[u8],
-        value: Option<Vec<u8>>,
+        value: Vec<u8>,
+        tombstone: bool,
         context: &VClock,
     ) -> Result<PutReply, ClientError> {
         let request = Request::Put {
             key: key.to_vec(),
             value,
+            tombstone,
             context: context.clone(),
         };
         match self.request(request).await? {

@@ -158,6 +158,7 @@ impl Round {
 pub fn view(s: &Sibling) -> SiblingView {
     SiblingView {
         value: s.value.clone(),
+        tombstone: s.tombstone,
         dot: s.dot.clone(),
         clock: s.context.clone(),
     }
@@ -170,7 +171,7 @@ mod tests {
 
     fn put_round(w: usize) -> PutRound {
         let mut k = KeyVersions::new();
-        let version = k.put("a", &VClock::new(), Some(b"v".to_vec()), 0);
+        let version = k.put("a", &VClock::new(), b"v".to_vec(), false, 0);
         PutRound {
             origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
             version,
@@ -203,9 +204,9 @@ mod tests {
             deadline_ms: 10,
         };
         let mut a = KeyVersions::new();
-        a.put("a", &VClock::new(), Some(b"1".to_vec()), 0);
+        a.put("a", &VClock::new(), b"1".to_vec(), false, 0);
         let mut b = KeyVersions::new();
-        b.put("b", &VClock::new(), Some(b"2".to_vec()), 0);
+        b.put("b", &VClock::new(), b"2".to_vec(), false, 0);
         assert!(!g.reply(&"n9".into(), b.clone()), "not asked");
         assert!(!g.reply(&"n1".into(), a));
         assert!(g.reply(&"n2".into(), b));

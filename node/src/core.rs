@@ -299,8 +299,17 @@ impl Core {
             Request::Put {
                 key,
                 value,
+                tombstone,
                 context,
-            } => self.coordinate_put(now, origin, key, value, context, replicas, store),
+            } => {
+                let write = Write {
+                    key,
+                    value,
+                    tombstone,
+                    context,
+                };
+                self.coordinate_put(now, origin, write, replicas, store)
+            }
             _ => unreachable!("answered above"),
         }
     }
@@ -374,17 +383,20 @@ impl Core {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn coordinate_put(
         &mut self,
         now: Now,
         origin: Origin,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: VClock,
+        write: Write,
         replicas: Vec<NodeId>,
         store: &dyn ReadState,
     ) {
+        let Write {
+            key,
+            value,
+            tombstone,
+            context,
+        } = write;
         let mut state = match self.read(&key, store) {
             Ok(state) => state,
             Err(e) => return self.answer(origin, storage_error(&e)),
@@ -400,7 +412,7 @@ impl Core {
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
-        let version = state.put(&self.actor, &context, value, now.wall_ms);
+        let version = state.put(&self.actor, &context, value, tombstone, now.wall_ms);
         self.write(key.clone(), state.clone());
         let req = self.round_id();
         for peer in others(&replicas, &self.config.id) {
@@ -560,6 +572,14 @@ impl Core {
             }
         }
     }
+}
+
+/// A put's payload, unpacked from its request.
+struct Write {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    tombstone: bool,
+    context: VClock,
 }
 
 /// The replicas other than `me`.

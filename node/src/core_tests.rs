@@ -128,7 +128,8 @@ impl Net {
             at,
             Request::Put {
                 key: key.to_vec(),
-                value: Some(value.to_vec()),
+                value: value.to_vec(),
+                tombstone: false,
                 context,
             },
         );
@@ -154,7 +155,7 @@ impl Net {
 fn values(r: &Response) -> Vec<Vec<u8>> {
     match r {
         Response::Get { siblings, .. } => {
-            let mut v: Vec<_> = siblings.iter().map(|s| s.value.clone().unwrap()).collect();
+            let mut v: Vec<_> = siblings.iter().map(|s| s.value.clone()).collect();
             v.sort();
             v
         }
@@ -181,7 +182,8 @@ fn put_waits_for_w_acks() {
         "n1",
         Request::Put {
             key: b"k".to_vec(),
-            value: Some(b"v".to_vec()),
+            value: b"v".to_vec(),
+            tombstone: false,
             context: VClock::new(),
         },
     );

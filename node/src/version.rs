@@ -160,8 +160,11 @@ pub struct Sibling {
     pub dot: Option<Dot>,
     /// The causal context the writer handed in (with a dot), or the plain clock (without).
     pub context: VClock,
-    /// The value; `None` is a tombstone left by a delete.
-    pub value: Option<Vec<u8>>,
+    /// The value; for a tombstone, whatever marker the deleting client attached (reads never
+    /// return it, but a replica's raw state shows it, so a history can name the delete).
+    pub value: Vec<u8>,
+    /// Whether this version is a delete marker.
+    pub tombstone: bool,
     /// The coordinator's wall clock when it made the version, in ms since the Unix epoch. Metadata
     /// only: causality never looks at it (except under the `lww` deliberate bug).
     pub timestamp_ms: u64,
@@ -181,7 +184,7 @@ impl Sibling {
 
     /// Whether this version is a delete marker.
     pub fn is_tombstone(&self) -> bool {
-        self.value.is_none()
+        self.tombstone
     }
 }
 
@@ -216,7 +219,8 @@ impl KeyVersions {
         &mut self,
         actor: &str,
         context: &VClock,
-        value: Option<Vec<u8>>,
+        value: Vec<u8>,
+        tombstone: bool,
         timestamp_ms: u64,
     ) -> Sibling {
         let dot = self.next_dot(actor, context);
@@ -226,6 +230,7 @@ impl KeyVersions {
             dot: Some(dot.clone()),
             context: context.clone(),
             value,
+            tombstone,
             timestamp_ms,
         };
         self.clock.join(context);
@@ -312,7 +317,7 @@ mod tests {
     }
 
     fn vals(k: &KeyVersions) -> Vec<Vec<u8>> {
-        k.values().map(|s| s.value.clone().unwrap()).collect()
+        k.values().map(|s| s.value.clone()).collect()
     }
 
     #[test]
@@ -320,7 +325,8 @@ mod tests {
         let a = Sibling {
             dot: Some(Dot::new("n1", 3)),
             context: VClock::new(),
-            value: Some(b"a".to_vec()),
+            value: b"a".to_vec(),
+            tombstone: false,
             timestamp_ms: 0,
         };
         let b = Sibling {
@@ -333,13 +339,13 @@ mod tests {
     #[test]
     fn put_with_read_context_replaces_and_blind_put_adds() {
         let mut k = KeyVersions::new();
-        k.put("a", &VClock::new(), Some(b"1".to_vec()), 0);
+        k.put("a", &VClock::new(), b"1".to_vec(), false, 0);
         let read = k.context();
-        k.put("b", &VClock::new(), Some(b"2".to_vec()), 0);
+        k.put("b", &VClock::new(), b"2".to_vec(), false, 0);
         assert_eq!(vals(&k).len(), 2, "a blind put never replaces");
-        k.put("a", &read, Some(b"3".to_vec()), 0);
+        k.put("a", &read, b"3".to_vec(), false, 0);
         assert_eq!(vals(&k), vec![b"3".to_vec(), b"2".to_vec()]);
-        k.put("c", &k.context(), Some(b"4".to_vec()), 0);
+        k.put("c", &k.context(), b"4".to_vec(), false, 0);
         assert_eq!(vals(&k), vec![b"4".to_vec()]);
     }
 
@@ -382,7 +388,7 @@ mod tests {
                         VClock::new()
                     };
                     let actor = format!("r{replica}");
-                    replicas[replica].put(&actor, &context, Some(i.to_le_bytes().to_vec()), 0);
+                    replicas[replica].put(&actor, &context, i.to_le_bytes().to_vec(), false, 0);
                 }
                 Step::Sync { from, to } => {
                     let state = replicas[from].clone();
@@ -421,10 +427,10 @@ mod tests {
             // Replica 2 learns the read's state, then also takes a concurrent blind write.
             r[2].merge(&read);
             if blind {
-                r[2].put("other", &VClock::new(), Some(b"blind".to_vec()), 0);
+                r[2].put("other", &VClock::new(), b"blind".to_vec(), false, 0);
             }
             let before: Vec<Dot> = r[2].siblings.iter().map(|x| x.dot.clone().unwrap()).collect();
-            let new = r[2].put("w", &context, Some(b"new".to_vec()), 0);
+            let new = r[2].put("w", &context, b"new".to_vec(), false, 0);
             let after: Vec<Dot> = r[2].siblings.iter().map(|x| x.dot.clone().unwrap()).collect();
             for d in &before {
                 prop_assert_eq!(after.contains(d), !shown.contains(d), "dot {:?}", d);
@@ -437,8 +443,8 @@ mod tests {
             let mut r = play(&s);
             let context = r[0].context();
             let mut other = r[0].clone();
-            let a = r[0].put("x", &context, Some(b"a".to_vec()), 0);
-            let b = other.put("y", &context, Some(b"b".to_vec()), 0);
+            let a = r[0].put("x", &context, b"a".to_vec(), false, 0);
+            let b = other.put("y", &context, b"b".to_vec(), false, 0);
             r[0].merge(&other);
             let dots: Vec<_> = r[0].siblings.iter().map(|x| x.dot.clone()).collect();
             prop_assert!(dots.contains(&a.dot) && dots.contains(&b.dot));
@@ -448,7 +454,7 @@ mod tests {
         fn blind_put_never_replaces(s in steps()) {
             let mut r = play(&s);
             let before = r[1].siblings.len();
-            r[1].put("z", &VClock::new(), Some(b"z".to_vec()), 0);
+            r[1].put("z", &VClock::new(), b"z".to_vec(), false, 0);
             prop_assert_eq!(r[1].siblings.len(), before + 1);
         }
     }

@@ -48,8 +48,14 @@ pub enum Frame {
 pub enum Request {
     /// Read a key through a quorum of R replicas.
     Get { key: Vec<u8> },
-    /// Write `value` (or a tombstone, `None`) with the context of an earlier read (empty: blind).
-    Put { key: Vec<u8>, value: Option<Vec<u8>>, context: VClock },
+    /// Write `value` with the context of an earlier read (empty: blind). A `tombstone` put is a
+    /// delete: its value is only a marker, shown in raw replica states, never by reads.
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        tombstone: bool,
+        context: VClock,
+    },
     /// Admin: the raw sibling set this node's storage holds for a key, no quorum, no repair.
     ReplicaState { key: Vec<u8> },
     /// Admin: this node's view of itself (id, actor, ring, counters).
@@ -59,8 +65,10 @@ pub enum Request {
 /// A sibling as shown to clients: its value (or tombstone), dot and context.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiblingView {
-    /// The stored bytes, `None` for a tombstone (only in `ReplicaState`).
-    pub value: Option<Vec<u8>>,
+    /// The stored bytes (a tombstone's marker for a tombstone).
+    pub value: Vec<u8>,
+    /// Whether this is a delete marker (only raw replica states show them).
+    pub tombstone: bool,
     /// The event that made it (absent for plain vector clocks).
     pub dot: Option<Dot>,
     /// The context it was written with (or its plain clock).
@@ -202,10 +210,9 @@ pub fn validate(request: &Request) -> Result<(), String> {
     let key = match request {
         Request::Get { key } | Request::ReplicaState { key } => key,
         Request::Put { key, value, .. } => {
-            if let Some(v) = value
-                && v.len() > VALUE_BYTES_MAX
-            {
-                return Err(format!("value of {} bytes exceeds {VALUE_BYTES_MAX}", v.len()));
+            if value.len() > VALUE_BYTES_MAX {
+                let len = value.len();
+                return Err(format!("value of {len} bytes exceeds {VALUE_BYTES_MAX}"));
             }
             key
         }
@@ -231,7 +238,8 @@ mod tests {
             id: 7,
             request: Request::Put {
                 key: b"k".to_vec(),
-                value: Some(b"v".to_vec()),
+                value: b"v".to_vec(),
+                tombstone: false,
                 context: VClock::parse("a=1").unwrap(),
             },
         };
