@@ -4,6 +4,7 @@
 //! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
 
 mod kv;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,10 @@ enum Command {
     Put(kv::PutArgs),
     /// Delete the versions a context covers: prints {"ok":true,...}.
     Delete(kv::DeleteArgs),
+    /// Run the node in the simulator under a workload and faults; write the history.
+    Sim(sim::SimArgs),
+    /// Run a plan.json again.
+    Replay(sim::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +39,8 @@ fn main() -> ExitCode {
         Command::Get(args) => kv::get(args),
         Command::Put(args) => kv::put(args),
         Command::Delete(args) => kv::delete(args),
+        Command::Sim(args) => sim::sim(args),
+        Command::Replay(args) => sim::replay(args),
     };
     match result {
         Ok(code) => code,

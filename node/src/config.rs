@@ -3,7 +3,7 @@
 //! One struct, plain data, serialisable, so that a simulation's `plan.json` can carry the exact
 //! options every node ran with and a replay rebuilds them.
 
-use crate::ring::{NodeId, PARTITION_COUNT_DEFAULT};
+use crate::ring::{NodeId, PARTITION_COUNT_DEFAULT, PARTITION_COUNT_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -213,8 +213,6 @@ impl NodeConfig {
     }
 }
 
-/// Most partitions a ring may have.
-pub const PARTITION_COUNT_MAX: u32 = 65_536;
 
 #[cfg(test)]
 mod tests {

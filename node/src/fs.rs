@@ -199,3 +199,325 @@ impl FileSystem for SimFs {
         turmoil::fs::shim::std::fs::read(path)
     }
 }
+
+/// An in-memory disk for tests, with the durability model of turmoil's simulated disk and of POSIX:
+/// a file's bytes become durable at [`FsFile::sync`], and the creation, renaming or removal of a
+/// directory entry becomes durable at [`FileSystem::sync_dir`] of its parent. [`MemFs::crash`]
+/// throws away everything else, as a power cut would.
+///
+/// The model, and what it leaves out (on purpose, to stay small):
+/// - Files are inodes; names point at inodes. There are two name tables: the current one, and the
+///   durable one that `sync_dir(dir)` copies the entries of `dir` into. A crash restores the durable
+///   table, so a file created but never covered by a `sync_dir` disappears, a rename not yet synced
+///   is undone, and a removed file comes back.
+/// - Each inode has current bytes and durable bytes; `sync` copies the first to the second and a
+///   crash copies them back. Truncation is a change of the current bytes like any other.
+/// - Directories are durable as soon as they are created (turmoil also wants their parent synced;
+///   the log store does that anyway).
+/// - A crash loses all pending bytes of a file, or, with [`MemFs::crash_tearing`], keeps a prefix
+///   of the appended ones: that is the torn write a disk can leave. Neither reordered sector writes
+///   nor read errors are modelled; [`MemFs::flip_byte`] and [`MemFs::tear`] damage bytes directly.
+/// - [`MemFs::set_fail_after_ops`] makes every operation fail from a chosen point on, so that a test
+///   can stop a process at each step of a multi-step operation and then `crash`.
+///
+/// Handles opened before a crash fail afterwards, as they would in a restarted process.
+#[derive(Clone, Debug, Default)]
+pub struct MemFs {
+    state: std::sync::Arc<std::sync::Mutex<MemState>>,
+}
+
+/// The contents of a [`MemFs`].
+#[derive(Debug, Default)]
+struct MemState {
+    /// File contents by inode number.
+    inodes: std::collections::BTreeMap<u64, MemInode>,
+    /// The next inode number to hand out (numbers are never reused).
+    inode_next: u64,
+    /// Directory entries as the running process sees them.
+    names: std::collections::BTreeMap<PathBuf, u64>,
+    /// Directory entries as they would be found after a crash.
+    names_durable: std::collections::BTreeMap<PathBuf, u64>,
+    /// Directories (always durable: see the type's docs).
+    dirs: std::collections::BTreeSet<PathBuf>,
+    /// Incremented by every crash; a handle from an earlier epoch is stale.
+    epoch: u64,
+    /// How many more mutating operations succeed before all operations fail (`None`: no limit).
+    ops_until_failure: Option<u64>,
+}
+
+/// One file's bytes.
+#[derive(Debug, Default)]
+struct MemInode {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+/// A file on a [`MemFs`].
+#[derive(Debug)]
+pub struct MemFile {
+    state: std::sync::Arc<std::sync::Mutex<MemState>>,
+    inode: u64,
+    epoch: u64,
+}
+
+impl MemState {
+    /// Fails if injected failure has started; `mutating` operations use up the allowance.
+    fn step(&mut self, mutating: bool) -> io::Result<()> {
+        match &mut self.ops_until_failure {
+            Some(0) => Err(io::Error::other("MemFs: injected failure")),
+            Some(n) if mutating => {
+                *n -= 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn inode(&self, path: &Path) -> io::Result<u64> {
+        self.names.get(path).copied().ok_or_else(|| not_found(path))
+    }
+
+    fn parent_is_dir(&self, path: &Path) -> bool {
+        path.parent()
+            .is_some_and(|parent| self.dirs.contains(parent))
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("MemFs: {} not found", path.display()),
+    )
+}
+
+impl MemFs {
+    /// An empty disk.
+    pub fn new() -> MemFs {
+        MemFs::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemState> {
+        // A panic while holding the lock (a failed assertion in a test) must not hide the first
+        // failure behind a poisoned-mutex one.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A power cut: every byte and directory change not made durable is lost, open handles go
+    /// stale, and injected failure (if any) is cleared, as for a freshly booted machine.
+    pub fn crash(&self) {
+        self.crash_tearing(|_| 0);
+    }
+
+    /// A power cut during which each file keeps `keep(pending_bytes)` bytes (at most
+    /// `pending_bytes`) of what was appended to it since its last sync: a torn write. Files are
+    /// visited in creation order. A file whose current bytes do not extend its durable bytes (it
+    /// was truncated since the sync) keeps only its durable bytes.
+    pub fn crash_tearing(&self, mut keep: impl FnMut(u64) -> u64) {
+        let mut state = self.lock();
+        for inode in state.inodes.values_mut() {
+            if inode.current.len() > inode.durable.len()
+                && inode.current.starts_with(&inode.durable)
+            {
+                let pending_bytes = (inode.current.len() - inode.durable.len()) as u64;
+                let kept_bytes = keep(pending_bytes).min(pending_bytes) as usize;
+                let durable_len = inode.durable.len();
+                inode.durable = inode.current[..durable_len + kept_bytes].to_vec();
+            }
+            inode.current = inode.durable.clone();
+        }
+        state.names = state.names_durable.clone();
+        // Inodes no durable name points at are unreachable: drop them.
+        let reachable: std::collections::BTreeSet<u64> = state.names.values().copied().collect();
+        state.inodes.retain(|inode, _| reachable.contains(inode));
+        state.epoch += 1;
+        state.ops_until_failure = None;
+    }
+
+    /// From now on, `ops` more mutating operations (create, append, truncate, sync, rename,
+    /// remove, sync_dir) succeed and then every operation fails, as if the process had died there.
+    /// `None` lifts the limit.
+    pub fn set_fail_after_ops(&self, ops: Option<u64>) {
+        self.lock().ops_until_failure = ops;
+    }
+
+    /// Cuts a file to `len_bytes`, durably: the torn tail a crash can leave.
+    pub fn tear(&self, path: &Path, len_bytes: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        let id = state.inode(path)?;
+        let inode = state.inodes.get_mut(&id).expect("named inode exists");
+        let len = usize::try_from(len_bytes).expect("length fits in memory");
+        inode.current.truncate(len);
+        inode.durable.truncate(len);
+        Ok(())
+    }
+
+    /// Inverts the bits of the byte at `offset` of a file, durably: decay on the medium.
+    pub fn flip_byte(&self, path: &Path, offset: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        let id = state.inode(path)?;
+        let inode = state.inodes.get_mut(&id).expect("named inode exists");
+        let index = usize::try_from(offset).expect("offset fits in memory");
+        for bytes in [&mut inode.current, &mut inode.durable] {
+            let byte = bytes.get_mut(index).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "MemFs: offset past the end")
+            })?;
+            *byte ^= 0xff;
+        }
+        Ok(())
+    }
+}
+
+impl MemFile {
+    /// Runs `f` on this file's inode, unless the handle is stale or failure was injected.
+    fn with_inode<T>(
+        &self,
+        mutating: bool,
+        f: impl FnOnce(&mut MemInode) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.epoch != self.epoch {
+            return Err(io::Error::other("MemFs: file handle from before a crash"));
+        }
+        state.step(mutating)?;
+        // A removed file stays readable and writable through an open handle, as on POSIX: inodes
+        // are only dropped by a crash, which also makes every handle stale.
+        let inode = state
+            .inodes
+            .get_mut(&self.inode)
+            .expect("a live handle's inode exists");
+        f(inode)
+    }
+}
+
+impl FsFile for MemFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.with_inode(false, |inode| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let available = inode.current.get(start..).unwrap_or(&[]);
+            let n = available.len().min(buf.len());
+            buf[..n].copy_from_slice(&available[..n]);
+            Ok(n)
+        })
+    }
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.with_inode(true, |inode| {
+            inode.current.extend_from_slice(data);
+            Ok(())
+        })
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.with_inode(false, |inode| Ok(inode.current.len() as u64))
+    }
+    fn truncate(&mut self, size_bytes: u64) -> io::Result<()> {
+        self.with_inode(true, |inode| {
+            let size = usize::try_from(size_bytes)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MemFs: size too big"))?;
+            inode.current.resize(size, 0);
+            Ok(())
+        })
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.with_inode(true, |inode| {
+            inode.durable = inode.current.clone();
+            Ok(())
+        })
+    }
+}
+
+impl FileSystem for MemFs {
+    type File = MemFile;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.step(true)?;
+        for dir in path.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+            if state.names.contains_key(dir) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("MemFs: {} is a file", dir.display()),
+                ));
+            }
+            state.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<MemFile> {
+        let mut state = self.lock();
+        let inode = match state.names.get(path) {
+            Some(&inode) => {
+                state.step(false)?;
+                inode
+            }
+            None if create && state.parent_is_dir(path) && !state.dirs.contains(path) => {
+                state.step(true)?;
+                let inode = state.inode_next;
+                state.inode_next += 1;
+                state.inodes.insert(inode, MemInode::default());
+                state.names.insert(path.to_path_buf(), inode);
+                inode
+            }
+            None => return Err(not_found(path)),
+        };
+        Ok(MemFile {
+            state: self.state.clone(),
+            inode,
+            epoch: state.epoch,
+        })
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut state = self.lock();
+        state.step(false)?;
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let in_dir = |p: &&PathBuf| p.parent() == Some(path);
+        let mut paths: Vec<PathBuf> = state.names.keys().filter(in_dir).cloned().collect();
+        paths.extend(state.dirs.iter().filter(in_dir).cloned());
+        paths.sort();
+        Ok(paths)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.step(true)?;
+        state
+            .names
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.step(true)?;
+        let inode = state.inode(from)?;
+        if !state.parent_is_dir(to) || state.dirs.contains(to) {
+            return Err(not_found(to));
+        }
+        state.names.remove(from);
+        state.names.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.step(true)?;
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let state = &mut *state;
+        state.names_durable.retain(|p, _| p.parent() != Some(path));
+        for (p, &inode) in &state.names {
+            if p.parent() == Some(path) {
+                state.names_durable.insert(p.clone(), inode);
+            }
+        }
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.lock();
+        state.names.contains_key(path) || state.dirs.contains(path)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut state = self.lock();
+        state.step(false)?;
+        let inode = state.inode(path)?;
+        Ok(state.inodes[&inode].current.clone())
+    }
+}

@@ -1,0 +1,201 @@
+//! `dynamo sim` and `dynamo replay`: run the node in the simulator and write the run's files.
+
+use clap::Args;
+use dynamo_node::config::{Bug, FsyncPolicy};
+use dynamo_workloads::plan::{KeyDist, NemesisKind, Plan, SimConfig, Workload};
+use dynamo_workloads::{RunOutput, run};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Options of `dynamo sim`.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// The seed; a random one (printed) if omitted.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Concurrent client processes.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Client operations to run.
+    #[arg(long, default_value_t = 2_000)]
+    ops: usize,
+    /// Number of keys.
+    #[arg(long, default_value_t = 20)]
+    keys: usize,
+    /// Key choice: zipf (a few hot keys) or uniform.
+    #[arg(long, default_value = "zipf")]
+    key_dist: String,
+    /// The workload: cart or register.
+    #[arg(long, default_value = "cart")]
+    workload: Workload,
+    /// Faults to mix: a comma-separated list of partition, crash, wipe, skew, loss, slow; all; none.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    n: usize,
+    /// Read quorum.
+    #[arg(long, default_value_t = 2)]
+    r: usize,
+    /// Write quorum.
+    #[arg(long, default_value_t = 2)]
+    w: usize,
+    /// The nodes' fsync policy: always, interval[:MS], none.
+    #[arg(long, default_value = "always")]
+    fsync: FsyncPolicy,
+    /// A deliberate bug for every node (lww, naive-clock, early-ack, no-fsync, reuse-actor,
+    /// repair-drops-siblings, no-repair).
+    #[arg(long)]
+    bug: Option<Bug>,
+    /// Simulated ms the healed cluster is left alone before the final reads.
+    #[arg(long, default_value_t = 5_000)]
+    quiesce_ms: u64,
+    /// Run the seed twice and fail unless both histories are byte-identical.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Where to write the run's files (default store/<workload>-<seed>/, and store/latest).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Options of `dynamo replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A plan.json written by `dynamo sim` (or shrunk).
+    plan: PathBuf,
+    /// Where to write the run's files (default: the plan's directory + /replay).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl SimArgs {
+    fn config(&self, seed: u64) -> Result<SimConfig, String> {
+        let key_dist = match self.key_dist.as_str() {
+            "uniform" => KeyDist::Uniform,
+            "zipf" => KeyDist::Zipf { exponent: 1.0 },
+            other => return Err(format!("unknown --key-dist {other:?}: zipf or uniform")),
+        };
+        let config = SimConfig {
+            seed,
+            nodes: self.nodes,
+            clients: self.clients,
+            ops: self.ops,
+            keys: self.keys,
+            key_dist,
+            workload: self.workload,
+            nemesis: NemesisKind::parse_list(&self.nemesis)?,
+            n: self.n,
+            r: self.r,
+            w: self.w,
+            fsync: self.fsync,
+            bug: self.bug,
+            quiesce_ms: self.quiesce_ms,
+            ..SimConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn random_seed() -> u64 {
+    // The one place a seed is not given: the CLI picks it from the OS and prints it.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() % 1_000_000_000
+}
+
+/// `dynamo sim`.
+pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let config = args.config(seed)?;
+    let plan = Plan::generate(config)?;
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("store").join(format!("{}-{seed}", plan.config.workload)),
+    };
+    eprintln!("dynamo sim: seed {seed}, writing {}", out.display());
+    let (output, wall_s) = timed_run(&plan)?;
+    if args.check_determinism {
+        let (again, _) = timed_run(&plan)?;
+        if again.history != output.history {
+            let line = first_difference(&output.history, &again.history);
+            eprintln!("dynamo sim: seed {seed} is NOT deterministic: histories differ at line {line}");
+            write_run(&out, &plan, &output)?;
+            std::fs::write(out.join("history.second.jsonl"), &again.history)
+                .map_err(|e| format!("cannot write: {e}"))?;
+            return Ok(ExitCode::from(2));
+        }
+        eprintln!("dynamo sim: seed {seed} is deterministic (two byte-identical histories)");
+    }
+    write_run(&out, &plan, &output)?;
+    if args.out.is_none() {
+        point_latest(&out);
+    }
+    print_summary(&plan, &output, wall_s);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dynamo replay`.
+pub fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&args.plan)
+        .map_err(|e| format!("cannot read {}: {e}", args.plan.display()))?;
+    let plan = Plan::from_json(&text).map_err(|e| format!("{}: {e}", args.plan.display()))?;
+    let out = match args.out {
+        Some(dir) => dir,
+        None => args.plan.parent().unwrap_or(Path::new(".")).join("replay"),
+    };
+    let (output, wall_s) = timed_run(&plan)?;
+    write_run(&out, &plan, &output)?;
+    print_summary(&plan, &output, wall_s);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn timed_run(plan: &Plan) -> Result<(RunOutput, f64), String> {
+    let start = Instant::now();
+    let output = run(plan)?;
+    Ok((output, start.elapsed().as_secs_f64()))
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    a[..at].iter().filter(|&&c| c == b'\n').count() + 1
+}
+
+/// Writes history.jsonl and plan.json into `dir`.
+pub fn write_run(dir: &Path, plan: &Plan, output: &RunOutput) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let plan_json = serde_json::to_string_pretty(plan).expect("plan serialises");
+    std::fs::write(dir.join("plan.json"), plan_json + "\n")
+        .and_then(|()| std::fs::write(dir.join("history.jsonl"), &output.history))
+        .map_err(|e| format!("cannot write into {}: {e}", dir.display()))
+}
+
+fn point_latest(out: &Path) {
+    let latest = Path::new("store").join("latest");
+    let _ = std::fs::remove_file(&latest);
+    if let Some(name) = out.file_name() {
+        let _ = std::os::unix::fs::symlink(name, &latest);
+    }
+}
+
+fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
+    let s = output.summary;
+    let rate = s.ops as f64 / wall_s.max(1e-9);
+    println!(
+        "seed {}: {} ops ({} ok, {} fail, {} info), {} faults, {:.1} s simulated in {:.2} s wall, {:.0} simulated ops/s",
+        plan.config.seed,
+        s.ops,
+        s.ok,
+        s.fail,
+        s.info,
+        s.faults,
+        s.sim_ms as f64 / 1000.0,
+        wall_s,
+        rate
+    );
+}

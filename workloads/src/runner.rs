@@ -1,0 +1,439 @@
+//! The turmoil runner: builds the simulated cluster from a [`Plan`], runs the workload and the
+//! nemesis, heals, lets the cluster quiesce, reads everything back, and returns the history.
+//!
+//! Hosts: `n1`..`nN` run the real node (`dynamo_node::shell::run`) with a [`SimEnv`]; one client
+//! host, `control`, runs every client process and then the final phase. The nemesis runs in the
+//! outer loop between simulation steps, because crashing and restarting a host are operations on
+//! the `Sim` itself.
+//!
+//! What the simulation does not model: CPU time (a node handles a message in zero simulated time),
+//! disk latency, TCP retransmission (a lost segment stalls the stream; the node and client re-dial),
+//! and processes other than the node's own code.
+
+use crate::history::{Process, Recorder};
+use crate::plan::{ClientOp, Fault, FaultWindow, Plan};
+use crate::workload::{NODE_PORT, Worker, now_ns, sibling_json};
+use dynamo_node::client::Client;
+use dynamo_node::config::NodeConfig;
+use dynamo_node::coordinator::view;
+use dynamo_node::env::{Env, SimEnv};
+use dynamo_node::fs::FileSystem;
+use dynamo_node::ring::Ring;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Simulated time after which a run is declared stuck.
+pub const SIM_TIME_MS_MAX: u64 = 24 * 3_600 * 1_000;
+/// Segments turmoil buffers per TCP stream before dropping (its default of 64 is too small for a
+/// node's pipelined replication).
+pub const TCP_SEGMENTS_MAX: usize = 65_536;
+/// Attempts of a final read or replica-state read before it is given up.
+pub const FINAL_READ_ATTEMPTS_MAX: usize = 5;
+/// Where each node keeps its data on its simulated disk.
+pub const DATA_DIR: &str = "/data";
+/// The simulated wall clock starts here (a fixed epoch: 2026-01-01), not at the host's time.
+pub const EPOCH_S: u64 = 1_767_225_600;
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The history, JSON Lines.
+    pub history: Vec<u8>,
+    /// Figures for the one-line summary.
+    pub summary: RunSummary,
+}
+
+/// Figures of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Client operations completed.
+    pub ops: u64,
+    /// Of which ok.
+    pub ok: u64,
+    /// Of which fail.
+    pub fail: u64,
+    /// Of which info.
+    pub info: u64,
+    /// Nemesis events.
+    pub faults: u64,
+    /// Simulated time, ms.
+    pub sim_ms: u64,
+}
+
+/// Shared between the control host and the outer loop.
+#[derive(Default)]
+struct Phase {
+    clients_done: Cell<bool>,
+    healed: Cell<bool>,
+}
+
+/// Per-node knobs the nemesis turns.
+struct NodeKnobs {
+    skew_ms: Arc<AtomicI64>,
+    wipe_on_start: Rc<Cell<bool>>,
+    incarnation: Rc<Cell<u64>>,
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64: decorrelates the per-node seeds derived from one run seed.
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The node configuration every simulated node runs with.
+pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
+    let c = &plan.config;
+    let members: BTreeMap<String, String> = c
+        .node_names()
+        .into_iter()
+        .map(|n| {
+            let addr = format!("{n}:{NODE_PORT}");
+            (n, addr)
+        })
+        .collect();
+    let mut config = NodeConfig::new(format!("n{}", node + 1), members);
+    config.n = c.n;
+    config.r = c.r;
+    config.w = c.w;
+    config.partition_count = c.partitions;
+    config.fsync = c.fsync;
+    config.bug = c.bug;
+    config.request_timeout_ms = c.request_timeout_ms;
+    config.repair_wait_ms = c.request_timeout_ms;
+    config
+}
+
+/// Runs a plan to completion and returns its history.
+pub fn run(plan: &Plan) -> Result<RunOutput, String> {
+    plan.config.validate()?;
+    plan.validate()?;
+    let c = &plan.config;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(c.seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_S))
+        .simulation_duration(Duration::from_millis(SIM_TIME_MS_MAX))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(c.latency_ms_min))
+        .max_message_latency(Duration::from_millis(c.latency_ms_max))
+        .tcp_capacity(TCP_SEGMENTS_MAX)
+        .build();
+
+    let recorder = Rc::new(RefCell::new(Recorder::new()));
+    let mut config_value = serde_json::to_value(c).expect("config serialises");
+    config_value["node_names"] = json!(c.node_names());
+    recorder
+        .borrow_mut()
+        .record(0, Process::Harness, "info", "config", json!({"value": config_value}));
+
+    let mut knobs = Vec::new();
+    for node in 0..c.nodes {
+        let k = NodeKnobs {
+            skew_ms: Arc::new(AtomicI64::new(0)),
+            wipe_on_start: Rc::new(Cell::new(false)),
+            incarnation: Rc::new(Cell::new(0)),
+        };
+        let config = node_config(plan, node);
+        let (skew, wipe, incarnation) = (k.skew_ms.clone(), k.wipe_on_start.clone(), k.incarnation.clone());
+        let seed = c.seed;
+        sim.host(config.id.clone(), move || {
+            let config = config.clone();
+            let incarnation_now = incarnation.get() + 1;
+            incarnation.set(incarnation_now);
+            let env = SimEnv::new(mix(seed ^ mix(node as u64) ^ incarnation_now << 32), skew.clone());
+            let wipe = wipe.replace(false);
+            async move {
+                if wipe {
+                    wipe_disk(&env)?;
+                }
+                let listener = env.bind(&format!("0.0.0.0:{NODE_PORT}")).await?;
+                dynamo_node::shell::run(env, config, Path::new(DATA_DIR), listener, std::future::pending())
+                    .await?;
+                Ok(())
+            }
+        });
+        knobs.push(k);
+    }
+
+    let phase = Rc::new(Phase::default());
+    let plan_rc = Rc::new(plan.clone());
+    sim.client("control", control(plan_rc, recorder.clone(), phase.clone()));
+
+    let mut events: Vec<(u64, usize, bool)> = Vec::new();
+    for (i, w) in plan.faults.iter().enumerate() {
+        events.push((w.start_ms, i, true));
+        events.push((w.stop_ms, i, false));
+    }
+    events.sort();
+    let mut next = 0;
+    let mut active: Option<usize> = None;
+    let mut nemesis = Nemesis {
+        names: c.node_names(),
+        recorder: recorder.clone(),
+        knobs: &knobs,
+        latency_ms_max: c.latency_ms_max,
+    };
+    loop {
+        let now_ms = sim.elapsed().as_millis() as u64;
+        if !phase.clients_done.get() {
+            while next < events.len() && events[next].0 <= now_ms {
+                let (_, i, start) = events[next];
+                next += 1;
+                if start {
+                    nemesis.start(&mut sim, &plan.faults[i]);
+                    active = Some(i);
+                } else if active == Some(i) {
+                    nemesis.stop(&mut sim, &plan.faults[i]);
+                    active = None;
+                }
+            }
+        } else if !phase.healed.get() {
+            if let Some(i) = active.take() {
+                nemesis.stop(&mut sim, &plan.faults[i]);
+            }
+            nemesis.heal_all(&mut sim);
+            phase.healed.set(true);
+        }
+        let finished = sim.step().map_err(|e| format!("simulation failed: {e}"))?;
+        if finished {
+            break;
+        }
+        if now_ms > SIM_TIME_MS_MAX {
+            return Err("the simulation did not finish".into());
+        }
+    }
+    let sim_ms = sim.elapsed().as_millis() as u64;
+    drop(nemesis);
+    drop(sim);
+    let recorder = Rc::try_unwrap(recorder)
+        .map_err(|_| "history still shared after the run".to_string())?
+        .into_inner();
+    let summary = RunSummary {
+        ops: recorder.ok + recorder.fail + recorder.info,
+        ok: recorder.ok,
+        fail: recorder.fail,
+        info: recorder.info,
+        faults: recorder.faults,
+        sim_ms,
+    };
+    Ok(RunOutput {
+        history: recorder.into_bytes(),
+        summary,
+    })
+}
+
+/// Deletes every file of the node's data directory: the node restarts with an empty disk.
+fn wipe_disk(env: &SimEnv) -> std::io::Result<()> {
+    let fs = env.fs();
+    let dir = Path::new(DATA_DIR);
+    if !fs.exists(dir) {
+        return Ok(());
+    }
+    for path in fs.read_dir(dir)? {
+        fs.remove_file(&path)?;
+    }
+    fs.sync_dir(dir)
+}
+
+/// Applies and heals faults, recording each.
+struct Nemesis<'k> {
+    names: Vec<String>,
+    recorder: Rc<RefCell<Recorder>>,
+    knobs: &'k [NodeKnobs],
+    latency_ms_max: u64,
+}
+
+impl Nemesis<'_> {
+    fn record(&self, sim: &turmoil::Sim, f: &str, value: Value) {
+        let time = sim.elapsed().as_nanos() as u64;
+        self.recorder
+            .borrow_mut()
+            .record(time, Process::Nemesis, "info", f, json!({"value": value}));
+    }
+
+    fn name(&self, node: u32) -> &str {
+        &self.names[node as usize]
+    }
+
+    fn start(&mut self, sim: &mut turmoil::Sim, window: &FaultWindow) {
+        match &window.fault {
+            Fault::Partition { groups, shape, oneway } => {
+                for (i, a_group) in groups.iter().enumerate() {
+                    for (j, b_group) in groups.iter().enumerate() {
+                        if i == j || (*oneway && i != 0) {
+                            continue;
+                        }
+                        for &a in a_group.iter().filter(|a| !b_group.contains(a)) {
+                            for &b in b_group.iter().filter(|b| !a_group.contains(b)) {
+                                if *oneway {
+                                    sim.partition_oneway(self.name(a), self.name(b));
+                                } else {
+                                    sim.partition(self.name(a), self.name(b));
+                                }
+                            }
+                        }
+                    }
+                }
+                let named: Vec<Vec<&str>> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|&n| self.name(n)).collect())
+                    .collect();
+                self.record(
+                    sim,
+                    "partition-start",
+                    json!({"groups": named, "shape": shape, "oneway": oneway}),
+                );
+            }
+            Fault::Crash { node } => {
+                sim.crash(self.name(*node));
+                self.record(sim, "crash", json!({"node": self.name(*node)}));
+            }
+            Fault::Wipe { node } => {
+                sim.crash(self.name(*node));
+                self.knobs[*node as usize].wipe_on_start.set(true);
+                self.record(sim, "wipe", json!({"node": self.name(*node)}));
+            }
+            Fault::Skew { node, by_ms } => {
+                self.knobs[*node as usize].skew_ms.store(*by_ms, Ordering::Relaxed);
+                self.record(sim, "skew", json!({"node": self.name(*node), "by_ms": by_ms}));
+            }
+            Fault::Loss { rate_ppm } => {
+                sim.set_fail_rate(*rate_ppm as f64 / 1e6);
+                self.record(sim, "loss-start", json!({"rate_ppm": rate_ppm}));
+            }
+            Fault::Slow { latency_ms_max } => {
+                sim.set_max_message_latency(Duration::from_millis(*latency_ms_max));
+                self.record(sim, "slow-start", json!({"latency_ms_max": latency_ms_max}));
+            }
+        }
+    }
+
+    fn stop(&mut self, sim: &mut turmoil::Sim, window: &FaultWindow) {
+        match &window.fault {
+            Fault::Partition { .. } => {
+                self.repair_all(sim);
+                self.record(sim, "partition-stop", Value::Null);
+            }
+            Fault::Crash { node } | Fault::Wipe { node } => {
+                sim.bounce(self.name(*node));
+                self.record(sim, "restart", json!({"node": self.name(*node)}));
+            }
+            Fault::Skew { node, by_ms } => {
+                self.knobs[*node as usize].skew_ms.store(0, Ordering::Relaxed);
+                self.record(sim, "skew", json!({"node": self.name(*node), "by_ms": -by_ms}));
+            }
+            Fault::Loss { .. } => {
+                sim.set_fail_rate(0.0);
+                self.repair_all(sim);
+                self.record(sim, "loss-stop", Value::Null);
+            }
+            Fault::Slow { .. } => {
+                sim.set_max_message_latency(Duration::from_millis(self.latency_ms_max));
+                self.record(sim, "slow-stop", Value::Null);
+            }
+        }
+    }
+
+    fn repair_all(&self, sim: &mut turmoil::Sim) {
+        for a in &self.names {
+            for b in &self.names {
+                if a < b {
+                    sim.repair(a.as_str(), b.as_str());
+                }
+            }
+            sim.repair(a.as_str(), "control");
+        }
+    }
+
+    /// Heals everything that could still be broken and records the heal phase.
+    fn heal_all(&mut self, sim: &mut turmoil::Sim) {
+        sim.set_fail_rate(0.0);
+        sim.set_max_message_latency(Duration::from_millis(self.latency_ms_max));
+        self.repair_all(sim);
+        for (i, name) in self.names.iter().enumerate() {
+            self.knobs[i].skew_ms.store(0, Ordering::Relaxed);
+            if !sim.is_host_running(name.as_str()) {
+                sim.bounce(name.as_str());
+            }
+        }
+        let time = sim.elapsed().as_nanos() as u64;
+        self.recorder
+            .borrow_mut()
+            .record(time, Process::Harness, "info", "phase", json!({"value": "heal"}));
+    }
+}
+
+/// The control host: runs every client, then waits for the heal, quiesces, and reads back.
+async fn control(plan: Rc<Plan>, recorder: Rc<RefCell<Recorder>>, phase: Rc<Phase>) -> turmoil::Result {
+    let c = Rc::new(plan.config.clone());
+    let env = SimEnv::new(0, Arc::new(AtomicI64::new(0)));
+    let mut per_client: Vec<Vec<ClientOp>> = vec![Vec::new(); c.clients];
+    for op in &plan.ops {
+        per_client[op.client as usize].push(*op);
+    }
+    let workers = per_client.into_iter().enumerate().map(|(slot, ops)| {
+        let mut worker = Worker::new(slot as u64, slot as u64, c.clone(), recorder.clone(), env.clone());
+        async move {
+            for op in &ops {
+                worker.run_op(op).await;
+            }
+            worker.process()
+        }
+    });
+    let last_process = futures::future::join_all(workers).await.into_iter().max().unwrap_or(0);
+    phase.clients_done.set(true);
+    while !phase.healed.get() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(c.quiesce_ms)).await;
+    recorder
+        .borrow_mut()
+        .record(now_ns(), Process::Harness, "info", "phase", json!({"value": "final"}));
+
+    // Final quorum reads of every key, each by a fresh process, retried on other nodes.
+    let mut process = last_process + 1;
+    for key in 0..c.keys as u32 {
+        for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
+            let mut reader = Worker::new(process, process, c.clone(), recorder.clone(), env.clone());
+            process += 1;
+            let node = (key as usize + attempt) % c.nodes;
+            if reader.read(key, node as u32).await.is_some() {
+                break;
+            }
+        }
+    }
+
+    // Each replica's raw sibling set, straight from its storage.
+    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
+    let ring = Ring::new(c.partitions, &weights);
+    let mut admins: BTreeMap<String, Client<SimEnv>> = BTreeMap::new();
+    for key in 0..c.keys as u32 {
+        let name = c.key_name(key);
+        for node in ring.preference_list(name.as_bytes(), c.n) {
+            let admin = admins.entry(node.clone()).or_insert_with(|| {
+                Client::new(env.clone(), format!("{node}:{NODE_PORT}")).with_timeout_ms(c.client_timeout_ms)
+            });
+            for _ in 0..FINAL_READ_ATTEMPTS_MAX {
+                if let Ok(state) = admin.replica_state(name.as_bytes()).await {
+                    let values: Vec<Value> = state.siblings.iter().map(|s| sibling_json(&view(s))).collect();
+                    recorder.borrow_mut().record(
+                        now_ns(),
+                        Process::Harness,
+                        "info",
+                        "replica-state",
+                        json!({"key": name, "node": node, "values": values}),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
