@@ -51,6 +51,9 @@ pub struct SimArgs {
     /// repair-drops-siblings, no-repair).
     #[arg(long)]
     bug: Option<Bug>,
+    /// Longest pause of a client between two operations, simulated ms.
+    #[arg(long, default_value_t = 20)]
+    think_ms: u64,
     /// Simulated ms the healed cluster is left alone before the final reads.
     #[arg(long, default_value_t = 5_000)]
     quiesce_ms: u64,
@@ -94,6 +97,7 @@ impl SimArgs {
             fsync: self.fsync,
             bug: self.bug,
             quiesce_ms: self.quiesce_ms,
+            think_ms_max: self.think_ms,
             ..SimConfig::default()
         };
         config.validate()?;
@@ -111,6 +115,7 @@ fn random_seed() -> u64 {
 
 /// `dynamo sim`.
 pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
+    crate::kv::init_logging("error");
     let seed = args.seed.unwrap_or_else(random_seed);
     let config = args.config(seed)?;
     let plan = Plan::generate(config)?;
@@ -142,6 +147,7 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
 
 /// `dynamo replay`.
 pub fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    crate::kv::init_logging("error");
     let text = std::fs::read_to_string(&args.plan)
         .map_err(|e| format!("cannot read {}: {e}", args.plan.display()))?;
     let plan = Plan::from_json(&text).map_err(|e| format!("{}: {e}", args.plan.display()))?;

@@ -146,9 +146,14 @@ pub struct NodeConfig {
     pub repair_wait_ms: u64,
     /// Durability of local writes.
     pub fsync: FsyncPolicy,
+    /// Compact the log once its dead bytes exceed both this and its live bytes.
+    pub compact_garbage_bytes_min: u64,
     /// A deliberate bug, or none.
     pub bug: Option<Bug>,
 }
+
+/// Default dead bytes in the log before a compaction is considered.
+pub const COMPACT_GARBAGE_BYTES_MIN_DEFAULT: u64 = 64 * 1024 * 1024;
 
 /// Default client request deadline at the coordinator.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
@@ -166,6 +171,7 @@ impl NodeConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             repair_wait_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             fsync: FsyncPolicy::Always,
+            compact_garbage_bytes_min: COMPACT_GARBAGE_BYTES_MIN_DEFAULT,
             bug: None,
         }
     }

@@ -18,6 +18,10 @@ pub trait FsFile: Send {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// The file's current length in bytes, including data not yet synced.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file has no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Cuts the file to `size_bytes` (used to drop a torn tail during recovery).
     fn truncate(&mut self, size_bytes: u64) -> io::Result<()>;
     /// Makes everything appended so far durable.

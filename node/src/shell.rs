@@ -51,6 +51,8 @@ pub const RECONNECT_BACKOFF_MS: u64 = 200;
 pub const PING_INTERVAL_MS: u64 = 250;
 /// A peer link that hears nothing back for this long is dropped and re-dialled.
 pub const PEER_SILENCE_MS: u64 = 1_000;
+/// Interval between checks whether the log needs compacting.
+pub const COMPACTION_CHECK_MS: u64 = 5_000;
 /// An inbound connection idle for this long is closed (peers ping well within it).
 pub const CONNECTION_IDLE_MS: u64 = 60_000;
 
@@ -178,6 +180,7 @@ pub async fn run<E: Env>(
         _ => u64::MAX / 4,
     };
     let mut next_sync = start + Duration::from_millis(sync_interval_ms);
+    let mut next_compaction_check = start + Duration::from_millis(COMPACTION_CHECK_MS);
     let mut clients: BTreeMap<u64, mpsc::Sender<Frame>> = BTreeMap::new();
     let never = start + Duration::from_secs(86_400 * 365);
     tokio::pin!(shutdown);
@@ -210,6 +213,10 @@ pub async fn run<E: Env>(
                 }
             }
             _ = sleep_until(timer) => core.handle_timeout(now()),
+            _ = sleep_until(next_compaction_check) => {
+                next_compaction_check = Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS);
+                maybe_compact(&config, keyspace.storage_mut());
+            }
             _ = sleep_until(next_sync) => {
                 next_sync = Instant::now() + Duration::from_millis(sync_interval_ms);
                 if let Err(e) = keyspace.sync() {
@@ -228,6 +235,25 @@ pub async fn run<E: Env>(
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");
     Ok(())
+}
+
+/// Compacts the log when its dead bytes exceed both the configured floor and its live bytes, so
+/// that a compaction at most halves the disk footprint's garbage and never runs for crumbs.
+fn maybe_compact<F: crate::fs::FileSystem>(config: &NodeConfig, log: &mut LogStore<F>) {
+    let stats = log.stats();
+    let garbage_bytes = stats.bytes.saturating_sub(stats.live_bytes);
+    if garbage_bytes < config.compact_garbage_bytes_min || garbage_bytes < stats.live_bytes {
+        return;
+    }
+    match log.compact() {
+        Ok(done) => tracing::info!(
+            node = %config.id,
+            bytes_before = done.bytes_before,
+            bytes_after = done.bytes_after,
+            "log compacted"
+        ),
+        Err(e) => tracing::error!(node = %config.id, error = %e, "compaction failed"),
+    }
 }
 
 /// Carries out a [`Ready`]: writes, sync per policy, then messages and replies.

@@ -108,8 +108,13 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.bug = c.bug;
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
+    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
+    config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
     config
 }
+
+/// The simulated nodes' compaction floor.
+pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 256 * 1024;
 
 /// Runs a plan to completion and returns its history.
 pub fn run(plan: &Plan) -> Result<RunOutput, String> {
