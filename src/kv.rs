@@ -1,7 +1,7 @@
 //! `dynamo serve`, `get`, `put`, `delete`: a real node and its command-line clients.
 
 use clap::Args;
-use dynamo_node::client::{Client, ClientError, CLIENT_TIMEOUT_MS_DEFAULT};
+use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientError};
 use dynamo_node::config::{FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
 use dynamo_node::env::{Env, TokioEnv};
 use dynamo_node::ring::PARTITION_COUNT_DEFAULT;
@@ -138,7 +138,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             .bind(&args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        dynamo_node::shell::run(env, config, &args.data_dir, listener, shutdown_signal())
+        let node =
+            dynamo_node::shell::run(env, config, &args.data_dir, listener, shutdown_signal());
+        tokio::task::LocalSet::new()
+            .run_until(node)
             .await
             .map_err(|e| format!("node failed: {e}"))
     })?;
@@ -232,7 +235,10 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
         let value = args.value.into_bytes();
-        match client(&args.node).put(args.key.as_bytes(), value, &context).await {
+        match client(&args.node)
+            .put(args.key.as_bytes(), value, &context)
+            .await
+        {
             Ok(reply) => {
                 print_written(reply);
                 Ok(ExitCode::SUCCESS)
@@ -247,7 +253,10 @@ pub fn delete(args: DeleteArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
-        match client(&args.node).delete(args.key.as_bytes(), &context, Vec::new()).await {
+        match client(&args.node)
+            .delete(args.key.as_bytes(), &context, Vec::new())
+            .await
+        {
             Ok(reply) => {
                 print_written(reply);
                 Ok(ExitCode::SUCCESS)

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "dynamo", version, about = "A Dynamo key-value store and its consistency harness")]
+#[command(
+    name = "dynamo",
+    version,
+    about = "A Dynamo key-value store and its consistency harness"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

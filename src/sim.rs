@@ -129,7 +129,9 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
         let (again, _) = timed_run(&plan)?;
         if again.history != output.history {
             let line = first_difference(&output.history, &again.history);
-            eprintln!("dynamo sim: seed {seed} is NOT deterministic: histories differ at line {line}");
+            eprintln!(
+                "dynamo sim: seed {seed} is NOT deterministic: histories differ at line {line}"
+            );
             write_run(&out, &plan, &output)?;
             std::fs::write(out.join("history.second.jsonl"), &again.history)
                 .map_err(|e| format!("cannot write: {e}"))?;
@@ -168,7 +170,11 @@ fn timed_run(plan: &Plan) -> Result<(RunOutput, f64), String> {
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    let at = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
     a[..at].iter().filter(|&&c| c == b'\n').count() + 1
 }
 

@@ -22,12 +22,18 @@ struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Cluster {
     fn start(size: usize) -> Cluster {
-        let addrs: Vec<String> = (0..size).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let addrs: Vec<String> = (0..size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
         let logs_dir = tempfile::tempdir().unwrap();
         let mut cluster = Cluster {
             dirs: (0..size).map(|_| tempfile::tempdir().unwrap()).collect(),
@@ -54,7 +60,13 @@ impl Cluster {
             .open(self.logs.join(format!("n{}.log", i + 1)))
             .unwrap();
         let child = Command::new(BIN)
-            .args(["serve", "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i]])
+            .args([
+                "serve",
+                "--id",
+                &format!("n{}", i + 1),
+                "--listen",
+                &self.addrs[i],
+            ])
             .args(["--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(self.dirs[i].path())
@@ -106,7 +118,11 @@ impl Cluster {
 
     fn get(&self, i: usize, key: &str) -> (Vec<String>, String) {
         let out = self.cli(i, &["get", key]);
-        assert!(out.status.success(), "get failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "get failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("get prints JSON");
         let mut values: Vec<String> = v["values"]
             .as_array()
@@ -124,7 +140,11 @@ impl Cluster {
 
     fn put_ok(&self, i: usize, key: &str, value: &str, context: &str) {
         let out = self.put(i, key, value, context);
-        assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "put failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("put prints JSON");
         assert_eq!(v["ok"], Value::Bool(true));
     }
@@ -157,13 +177,21 @@ fn reads_writes_siblings_failures_restart_and_garbage() {
     let (values, merged_context) = c.get(2, "cart-2");
     assert_eq!(values, ["eggs", "milk"], "concurrent puts are both kept");
     c.put_ok(2, "cart-2", "eggs+milk", &merged_context);
-    assert_eq!(c.get(1, "cart-2").0, ["eggs+milk"], "the reconciling put supersedes both");
+    assert_eq!(
+        c.get(1, "cart-2").0,
+        ["eggs+milk"],
+        "the reconciling put supersedes both"
+    );
 
     // A delete with the read's context removes the value.
     c.put_ok(0, "gone", "x", "");
     let (_, context) = c.get(0, "gone");
     let out = c.cli(1, &["delete", "gone", "--context", &context]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(c.get(2, "gone").0.is_empty());
 
     // One node killed: puts and gets with R=W=2 still succeed.
@@ -182,8 +210,14 @@ fn reads_writes_siblings_failures_restart_and_garbage() {
     let out = c.put(0, "lonely", "v", "");
     assert!(!out.status.success(), "a put without a quorum must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stored on: n1"), "error names the replicas reached: {stderr}");
-    assert!(stderr.contains("may or may not"), "an under-acked put is indeterminate: {stderr}");
+    assert!(
+        stderr.contains("stored on: n1"),
+        "error names the replicas reached: {stderr}"
+    );
+    assert!(
+        stderr.contains("may or may not"),
+        "an under-acked put is indeterminate: {stderr}"
+    );
 
     // Restart the killed nodes on the same data directories: every acknowledged value is there.
     // n1, which never went down, is killed first, so the values must come from n2's and n3's disks.
@@ -193,7 +227,12 @@ fn reads_writes_siblings_failures_restart_and_garbage() {
     c.wait_ready();
     for (key, value) in &acked {
         for node in 1..3 {
-            assert_eq!(c.get(node, key).0, [value.clone()], "{key} on n{}", node + 1);
+            assert_eq!(
+                c.get(node, key).0,
+                vec![value.as_str()],
+                "{key} on n{}",
+                node + 1
+            );
         }
     }
     c.spawn(0);
@@ -202,14 +241,28 @@ fn reads_writes_siblings_failures_restart_and_garbage() {
     // Garbage bytes: the node closes that connection and goes on serving others.
     let mut raw = TcpStream::connect(&c.addrs[0]).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    raw.write_all(&[0, 0, 0, 9, 0xff, 0xfe, 0xfd, 1, 2, 3, 4, 5, 6]).unwrap();
+    raw.write_all(&[0, 0, 0, 9, 0xff, 0xfe, 0xfd, 1, 2, 3, 4, 5, 6])
+        .unwrap();
     let mut buf = Vec::new();
     let read = raw.read_to_end(&mut buf);
-    assert!(read.is_ok(), "the node must close the connection, not hang: {read:?}");
-    assert!(!buf.is_empty(), "an error frame comes back before the close");
+    assert!(
+        read.is_ok(),
+        "the node must close the connection, not hang: {read:?}"
+    );
+    assert!(
+        !buf.is_empty(),
+        "an error frame comes back before the close"
+    );
     let mut huge = TcpStream::connect(&c.addrs[0]).unwrap();
     huge.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     huge.write_all(&u32::MAX.to_be_bytes()).unwrap();
-    assert!(huge.read_to_end(&mut Vec::new()).is_ok(), "an oversized frame closes too");
-    assert_eq!(c.get(0, "cart-1").0, ["apple+pear"], "the node still serves others");
+    assert!(
+        huge.read_to_end(&mut Vec::new()).is_ok(),
+        "an oversized frame closes too"
+    );
+    assert_eq!(
+        c.get(0, "cart-1").0,
+        ["apple+pear"],
+        "the node still serves others"
+    );
 }

@@ -161,11 +161,14 @@ impl<E: Env> Client<E> {
         loop {
             match framed.next().await {
                 None => {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "node closed the connection");
+                    let e =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "node closed the connection");
                     return Err(ClientError::Io(e));
                 }
                 Some(Err(e)) => return Err(ClientError::Io(e)),
-                Some(Ok(Frame::Response { id: got, response })) if got == id => return Ok(response),
+                Some(Ok(Frame::Response { id: got, response })) if got == id => {
+                    return Ok(response);
+                }
                 // An answer to an earlier request that timed out on our side: skip it.
                 Some(Ok(Frame::Response { .. })) => continue,
                 Some(Ok(Frame::Error { message })) => return Err(ClientError::Protocol(message)),

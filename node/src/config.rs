@@ -37,7 +37,8 @@ impl FromStr for FsyncPolicy {
                     let interval_ms = if ms.is_empty() {
                         FSYNC_INTERVAL_MS_DEFAULT
                     } else {
-                        ms.parse().map_err(|_| format!("bad fsync interval {s:?}"))?
+                        ms.parse()
+                            .map_err(|_| format!("bad fsync interval {s:?}"))?
                     };
                     Ok(FsyncPolicy::Interval { interval_ms })
                 }
@@ -218,7 +219,6 @@ impl NodeConfig {
         self.bug == Some(bug)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

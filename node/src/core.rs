@@ -18,9 +18,7 @@
 //! [`crate::shell`].
 
 use crate::config::{Bug, NodeConfig};
-use crate::coordinator::{
-    ClientToken, ForwardRound, GetRound, Origin, PutRound, Round,
-};
+use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, Round};
 use crate::ring::{NodeId, Ring};
 use crate::store::keyspace::ReadState;
 use crate::version::{Actor, KeyVersions, SIBLINGS_MAX, VClock};
@@ -237,7 +235,8 @@ impl Core {
                 Round::Forward(f) => {
                     self.stats.unavailable += 1;
                     let is_put = matches!(f.request, Request::Put { .. });
-                    let message = format!("{} did not answer the forwarded request in time", f.target);
+                    let message =
+                        format!("{} did not answer the forwarded request in time", f.target);
                     // A forwarded put may have been stored by the node we forwarded to.
                     self.answer(f.origin, unavailable(message, Vec::new(), !is_put));
                 }
@@ -323,7 +322,11 @@ impl Core {
         let Some(target) = target else {
             return self.answer(
                 origin,
-                error(ErrorKind::Unavailable, "the ring has no replicas".into(), true),
+                error(
+                    ErrorKind::Unavailable,
+                    "the ring has no replicas".into(),
+                    true,
+                ),
             );
         };
         let req = self.round_id();
@@ -517,7 +520,10 @@ impl Core {
         store: &dyn ReadState,
     ) -> std::io::Result<()> {
         if wire::validate(&Request::Get { key: key.to_vec() }).is_err() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad key"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "bad key",
+            ));
         }
         let mut state = self.read(key, store)?;
         let before = state.clone();
@@ -567,7 +573,10 @@ impl Core {
         if cfg!(debug_assertions) {
             for round in self.rounds.values() {
                 if let Round::Put(p) = round {
-                    assert!(!p.has_quorum(), "a put round with a quorum must have been answered");
+                    assert!(
+                        !p.has_quorum(),
+                        "a put round with a quorum must have been answered"
+                    );
                 }
             }
         }
@@ -610,7 +619,11 @@ fn unavailable(message: String, stored_on: Vec<NodeId>, definite: bool) -> Respo
 }
 
 fn storage_error(e: &std::io::Error) -> Response {
-    error(ErrorKind::Storage, format!("local storage failed: {e}"), true)
+    error(
+        ErrorKind::Storage,
+        format!("local storage failed: {e}"),
+        true,
+    )
 }
 
 /// A sibling's client view; re-exported for the shell and tests.

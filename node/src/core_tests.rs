@@ -84,7 +84,9 @@ impl Net {
     /// Delivers queued messages until none are left (or `limit`).
     fn deliver_all(&mut self) {
         for _ in 0..100_000 {
-            let Some((from, to, m)) = self.queue.pop_front() else { return };
+            let Some((from, to, m)) = self.queue.pop_front() else {
+                return;
+            };
             if self.cut.contains(&(from.clone(), to.clone())) {
                 continue;
             }
@@ -187,7 +189,10 @@ fn put_waits_for_w_acks() {
             context: VClock::new(),
         },
     );
-    assert!(net.reply(token).is_none(), "no answer before a replica acks");
+    assert!(
+        net.reply(token).is_none(),
+        "no answer before a replica acks"
+    );
     net.deliver_all();
     match net.reply(token) {
         Some(Response::Put { stored_on, .. }) => assert_eq!(stored_on.len(), 2),
@@ -225,7 +230,11 @@ fn get_merges_and_contexts_replace() {
     net.put("n3", b"k", b"b", context(&read));
     net.put("n2", b"k", b"c", context(&read));
     let read = net.get("n1", b"k");
-    assert_eq!(values(&read), vec![b"b".to_vec(), b"c".to_vec()], "siblings");
+    assert_eq!(
+        values(&read),
+        vec![b"b".to_vec(), b"c".to_vec()],
+        "siblings"
+    );
     net.put("n1", b"k", b"bc", context(&read));
     assert_eq!(values(&net.get("n3", b"k")), vec![b"bc".to_vec()]);
 }
@@ -238,8 +247,14 @@ fn a_non_replica_forwards() {
         .map(|i| format!("key{i}").into_bytes())
         .find(|k| !replicas(&net, k).contains(&"n1".to_string()))
         .unwrap();
-    assert!(matches!(net.put("n1", &key, b"v", VClock::new()), Response::Put { .. }));
-    assert!(net.state("n1", &key).is_empty(), "the forwarding node stores nothing");
+    assert!(matches!(
+        net.put("n1", &key, b"v", VClock::new()),
+        Response::Put { .. }
+    ));
+    assert!(
+        net.state("n1", &key).is_empty(),
+        "the forwarding node stores nothing"
+    );
     assert_eq!(values(&net.get("n1", &key)), vec![b"v".to_vec()]);
 }
 

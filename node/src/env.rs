@@ -147,7 +147,9 @@ impl Env for SimEnv {
         turmoil::net::TcpListener::bind(addr).await
     }
     fn wall_clock_ms(&self) -> u64 {
-        let base = turmoil::since_epoch().map(|d| d.as_millis() as i64).unwrap_or(0);
+        let base = turmoil::since_epoch()
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         (base + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
     }
     fn random_u64(&self) -> u64 {

@@ -10,6 +10,13 @@
 //!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
 //!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link.
 //!
+//! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
+//! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
+//! by a process-global task id, so the order in which a crashed host's tasks are dropped (and its
+//! connections send their last segments) would depend on how many tasks the process had made
+//! before; a `LocalSet` keeps its tasks in one list, in spawn order. A node's core is single-threaded
+//! anyway, so it loses no parallelism.
+//!
 //! Every queue is bounded; a full peer or reply queue drops the message (the request's deadline
 //! covers it) rather than letting one slow peer hold the node.
 
@@ -151,7 +158,7 @@ pub async fn run<E: Env>(
     let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(accept_loop(listener, events.clone()));
+    tasks.spawn_local(accept_loop(listener, events.clone()));
     let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
     for (peer, addr) in &config.members {
         if *peer == config.id {
@@ -159,7 +166,7 @@ pub async fn run<E: Env>(
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
         peers.insert(peer.clone(), tx);
-        tasks.spawn(peer_link(
+        tasks.spawn_local(peer_link(
             env.clone(),
             config.id.clone(),
             peer.clone(),
@@ -295,7 +302,10 @@ fn carry_out<S: Storage>(
                 response,
             };
             if queue.try_send(frame).is_err() {
-                tracing::debug!(conn = client.conn, "client queue full or closed; reply dropped");
+                tracing::debug!(
+                    conn = client.conn,
+                    "client queue full or closed; reply dropped"
+                );
             }
         }
     }
@@ -320,7 +330,7 @@ async fn accept_loop<L: Listener>(listener: L, events: mpsc::Sender<Event>) {
         next_conn += 1;
         let conn = next_conn;
         let events = events.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             serve_connection(stream, conn, events).await;
             drop(permit);
         });
@@ -411,7 +421,11 @@ async fn peer_link<E: Env>(
         })
     };
     loop {
-        let dialled = timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), env.connect(&addr)).await;
+        let dialled = timeout(
+            Duration::from_millis(CONNECT_TIMEOUT_MS),
+            env.connect(&addr),
+        )
+        .await;
         if let Ok(Ok(stream)) = dialled {
             if let Some(event) = report(true, &mut reachable)
                 && events.send(event).await.is_err()

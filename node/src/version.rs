@@ -245,7 +245,8 @@ impl KeyVersions {
     /// read repair, and the coordinator's merge of read replies). Commutative, associative and
     /// idempotent.
     pub fn merge(&mut self, other: &KeyVersions) {
-        let mut merged: Vec<Sibling> = Vec::with_capacity(self.siblings.len() + other.siblings.len());
+        let mut merged: Vec<Sibling> =
+            Vec::with_capacity(self.siblings.len() + other.siblings.len());
         for s in &self.siblings {
             let dot = s.dot.as_ref().expect("dotted state");
             if !other.clock.covers(dot) || other.siblings.iter().any(|o| o.dot == s.dot) {
@@ -294,7 +295,10 @@ impl KeyVersions {
                     assert!(self.clock.covers(dot), "clock misses sibling dot {dot:?}");
                     assert!(self.clock.descends(&s.context), "clock misses a context");
                     for (j, o) in self.siblings.iter().enumerate() {
-                        assert!(i == j || !o.context.covers(dot), "sibling {dot:?} is obsolete");
+                        assert!(
+                            i == j || !o.context.covers(dot),
+                            "sibling {dot:?} is obsolete"
+                        );
                         assert!(i == j || o.dot != s.dot, "duplicate dot {dot:?}");
                     }
                 }

@@ -79,9 +79,15 @@ pub struct SiblingView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// The merged live siblings of R replicas and one context covering all of them.
-    Get { siblings: Vec<SiblingView>, context: VClock },
+    Get {
+        siblings: Vec<SiblingView>,
+        context: VClock,
+    },
     /// The put was stored by at least W replicas; the version it made.
-    Put { version: SiblingView, stored_on: Vec<NodeId> },
+    Put {
+        version: SiblingView,
+        stored_on: Vec<NodeId>,
+    },
     /// One replica's raw state.
     ReplicaState { state: KeyVersions },
     /// The node's status.
@@ -140,7 +146,11 @@ pub enum PeerMessage {
     /// The answer to `Forward { req }`.
     ForwardReply { req: u64, response: Response },
     /// Store this key state (merge it into yours) and acknowledge.
-    Store { req: u64, key: Vec<u8>, state: KeyVersions },
+    Store {
+        req: u64,
+        key: Vec<u8>,
+        state: KeyVersions,
+    },
     /// `Store { req }` was made durable.
     StoreAck { req: u64 },
     /// Send me your state of this key.
@@ -175,8 +185,12 @@ pub fn decode(body: &[u8]) -> io::Result<Frame> {
 
 /// Encodes a frame body.
 pub fn encode(frame: &Frame) -> io::Result<Vec<u8>> {
-    let body = postcard::to_stdvec(frame)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("unencodable frame: {e}")))?;
+    let body = postcard::to_stdvec(frame).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unencodable frame: {e}"),
+        )
+    })?;
     if body.len() > FRAME_BYTES_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -222,7 +236,10 @@ pub fn validate(request: &Request) -> Result<(), String> {
         return Err("empty key".into());
     }
     if key.len() > KEY_BYTES_MAX {
-        return Err(format!("key of {} bytes exceeds {KEY_BYTES_MAX}", key.len()));
+        return Err(format!(
+            "key of {} bytes exceeds {KEY_BYTES_MAX}",
+            key.len()
+        ));
     }
     Ok(())
 }

@@ -237,7 +237,10 @@ impl SimConfig {
             return Err(format!("N ({}) must be 1..=nodes ({})", self.n, self.nodes));
         }
         if self.r == 0 || self.r > self.n || self.w == 0 || self.w > self.n {
-            return Err(format!("R ({}) and W ({}) must be 1..=N ({})", self.r, self.w, self.n));
+            return Err(format!(
+                "R ({}) and W ({}) must be 1..=N ({})",
+                self.r, self.w, self.n
+            ));
         }
         if self.latency_ms_min > self.latency_ms_max {
             return Err("latency min exceeds max".into());
@@ -384,7 +387,10 @@ impl Plan {
     pub fn from_json(text: &str) -> Result<Plan, String> {
         let plan: Plan = serde_json::from_str(text).map_err(|e| format!("bad plan: {e}"))?;
         if plan.version != PLAN_VERSION {
-            return Err(format!("plan version {} is not {PLAN_VERSION}", plan.version));
+            return Err(format!(
+                "plan version {} is not {PLAN_VERSION}",
+                plan.version
+            ));
         }
         plan.config.validate()?;
         plan.validate()?;
@@ -395,19 +401,28 @@ impl Plan {
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.config;
         for (i, op) in self.ops.iter().enumerate() {
-            if op.client as usize >= c.clients || op.key as usize >= c.keys || op.node as usize >= c.nodes {
-                return Err(format!("op {i} names a client, key or node outside the configuration"));
+            if op.client as usize >= c.clients
+                || op.key as usize >= c.keys
+                || op.node as usize >= c.nodes
+            {
+                return Err(format!(
+                    "op {i} names a client, key or node outside the configuration"
+                ));
             }
         }
         let mut end = 0;
         for (i, w) in self.faults.iter().enumerate() {
             if w.start_ms < end || w.stop_ms < w.start_ms {
-                return Err(format!("fault {i} overlaps the previous one or ends before it starts"));
+                return Err(format!(
+                    "fault {i} overlaps the previous one or ends before it starts"
+                ));
             }
             end = w.stop_ms;
             let nodes: Vec<u32> = match &w.fault {
                 Fault::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
-                Fault::Crash { node } | Fault::Wipe { node } | Fault::Skew { node, .. } => vec![*node],
+                Fault::Crash { node } | Fault::Wipe { node } | Fault::Skew { node, .. } => {
+                    vec![*node]
+                }
                 Fault::Loss { .. } | Fault::Slow { .. } => vec![],
             };
             if nodes.iter().any(|&n| n as usize >= c.nodes) {
@@ -442,7 +457,9 @@ fn expected_duration_ms(c: &SimConfig) -> u64 {
 
 /// The cumulative weights of a Zipf distribution over `keys`, scaled to u32.
 fn zipf_cdf(keys: usize, exponent: f64) -> Vec<u32> {
-    let weights: Vec<f64> = (0..keys).map(|i| 1.0 / ((i + 1) as f64).powf(exponent)).collect();
+    let weights: Vec<f64> = (0..keys)
+        .map(|i| 1.0 / ((i + 1) as f64).powf(exponent))
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut acc = 0.0;
     weights
@@ -505,13 +522,24 @@ fn partition_strategy(nodes: usize) -> BoxedStrategy<Fault> {
             let half = nodes / 2;
             let (groups, name, oneway) = match shape {
                 // Random halves.
-                0 => (vec![order[..half].to_vec(), order[half..].to_vec()], "halves", false),
+                0 => (
+                    vec![order[..half].to_vec(), order[half..].to_vec()],
+                    "halves",
+                    false,
+                ),
                 // One node alone.
-                1 => (vec![order[..1].to_vec(), order[1..].to_vec()], "isolate", false),
+                1 => (
+                    vec![order[..1].to_vec(), order[1..].to_vec()],
+                    "isolate",
+                    false,
+                ),
                 // A majority and a minority, the minority as small as it gets.
                 2 => {
                     let minority = (nodes - 1) / 2;
-                    let groups = vec![order[..minority.max(1)].to_vec(), order[minority.max(1)..].to_vec()];
+                    let groups = vec![
+                        order[..minority.max(1)].to_vec(),
+                        order[minority.max(1)..].to_vec(),
+                    ];
                     (groups, "majority", false)
                 }
                 // A bridge: two sides that cannot talk, and one node that talks to both. Modelled as
@@ -527,7 +555,11 @@ fn partition_strategy(nodes: usize) -> BoxedStrategy<Fault> {
                     (vec![a, b], "bridge", false)
                 }
                 // One-way: the first group's messages to the others are lost.
-                _ => (vec![order[..half.max(1)].to_vec(), order[half.max(1)..].to_vec()], "oneway", true),
+                _ => (
+                    vec![order[..half.max(1)].to_vec(), order[half.max(1)..].to_vec()],
+                    "oneway",
+                    true,
+                ),
             };
             Fault::Partition {
                 groups,
@@ -572,7 +604,11 @@ fn faults_strategy(c: &SimConfig) -> BoxedStrategy<Vec<FaultWindow>> {
     let dur = c.fault_duration_ms.max(1);
     // Enough windows to cover the horizon; those past it are dropped.
     let count = (horizon_ms / (gap + dur) + 1) as usize;
-    let window = (gap / 2..=gap * 3 / 2, dur / 2..=dur * 3 / 2, fault_strategy(c));
+    let window = (
+        gap / 2..=gap * 3 / 2,
+        dur / 2..=dur * 3 / 2,
+        fault_strategy(c),
+    );
     proptest::collection::vec(window, count)
         .prop_map(move |windows| {
             let mut t = 0;
@@ -595,7 +631,9 @@ fn faults_strategy(c: &SimConfig) -> BoxedStrategy<Vec<FaultWindow>> {
         .boxed()
 }
 
-fn plan_strategy(c: &SimConfig) -> impl Strategy<Value = (Vec<ClientOp>, Vec<FaultWindow>)> + use<> {
+fn plan_strategy(
+    c: &SimConfig,
+) -> impl Strategy<Value = (Vec<ClientOp>, Vec<FaultWindow>)> + use<> {
     (
         proptest::collection::vec(op_strategy(c), c.ops),
         faults_strategy(c),
@@ -627,7 +665,10 @@ mod tests {
             ..SimConfig::default()
         })
         .unwrap();
-        assert!(!plan.faults.is_empty(), "the default nemesis injects faults");
+        assert!(
+            !plan.faults.is_empty(),
+            "the default nemesis injects faults"
+        );
         let text = serde_json::to_string_pretty(&plan).unwrap();
         assert_eq!(Plan::from_json(&text).unwrap(), plan);
         let mut bad = plan.clone();
@@ -659,6 +700,10 @@ mod tests {
             vec![NemesisKind::Partition, NemesisKind::Crash]
         );
         assert!(NemesisKind::parse_list("flood").is_err());
-        assert!(NemesisKind::parse_list("membership").unwrap_err().contains("join"));
+        assert!(
+            NemesisKind::parse_list("membership")
+                .unwrap_err()
+                .contains("join")
+        );
     }
 }

@@ -134,9 +134,13 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     let recorder = Rc::new(RefCell::new(Recorder::new()));
     let mut config_value = serde_json::to_value(c).expect("config serialises");
     config_value["node_names"] = json!(c.node_names());
-    recorder
-        .borrow_mut()
-        .record(0, Process::Harness, "info", "config", json!({"value": config_value}));
+    recorder.borrow_mut().record(
+        0,
+        Process::Harness,
+        "info",
+        "config",
+        json!({"value": config_value}),
+    );
 
     let mut knobs = Vec::new();
     for node in 0..c.nodes {
@@ -146,21 +150,34 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
             incarnation: Rc::new(Cell::new(0)),
         };
         let config = node_config(plan, node);
-        let (skew, wipe, incarnation) = (k.skew_ms.clone(), k.wipe_on_start.clone(), k.incarnation.clone());
+        let (skew, wipe, incarnation) = (
+            k.skew_ms.clone(),
+            k.wipe_on_start.clone(),
+            k.incarnation.clone(),
+        );
         let seed = c.seed;
         sim.host(config.id.clone(), move || {
             let config = config.clone();
             let incarnation_now = incarnation.get() + 1;
             incarnation.set(incarnation_now);
-            let env = SimEnv::new(mix(seed ^ mix(node as u64) ^ incarnation_now << 32), skew.clone());
+            let env = SimEnv::new(
+                mix(seed ^ mix(node as u64) ^ incarnation_now << 32),
+                skew.clone(),
+            );
             let wipe = wipe.replace(false);
             async move {
                 if wipe {
                     wipe_disk(&env)?;
                 }
                 let listener = env.bind(&format!("0.0.0.0:{NODE_PORT}")).await?;
-                dynamo_node::shell::run(env, config, Path::new(DATA_DIR), listener, std::future::pending())
-                    .await?;
+                dynamo_node::shell::run(
+                    env,
+                    config,
+                    Path::new(DATA_DIR),
+                    listener,
+                    std::future::pending(),
+                )
+                .await?;
                 Ok(())
             }
         });
@@ -258,9 +275,13 @@ struct Nemesis<'k> {
 impl Nemesis<'_> {
     fn record(&self, sim: &turmoil::Sim, f: &str, value: Value) {
         let time = sim.elapsed().as_nanos() as u64;
-        self.recorder
-            .borrow_mut()
-            .record(time, Process::Nemesis, "info", f, json!({"value": value}));
+        self.recorder.borrow_mut().record(
+            time,
+            Process::Nemesis,
+            "info",
+            f,
+            json!({"value": value}),
+        );
     }
 
     fn name(&self, node: u32) -> &str {
@@ -269,7 +290,11 @@ impl Nemesis<'_> {
 
     fn start(&mut self, sim: &mut turmoil::Sim, window: &FaultWindow) {
         match &window.fault {
-            Fault::Partition { groups, shape, oneway } => {
+            Fault::Partition {
+                groups,
+                shape,
+                oneway,
+            } => {
                 for (i, a_group) in groups.iter().enumerate() {
                     for (j, b_group) in groups.iter().enumerate() {
                         if i == j || (*oneway && i != 0) {
@@ -306,8 +331,14 @@ impl Nemesis<'_> {
                 self.record(sim, "wipe", json!({"node": self.name(*node)}));
             }
             Fault::Skew { node, by_ms } => {
-                self.knobs[*node as usize].skew_ms.store(*by_ms, Ordering::Relaxed);
-                self.record(sim, "skew", json!({"node": self.name(*node), "by_ms": by_ms}));
+                self.knobs[*node as usize]
+                    .skew_ms
+                    .store(*by_ms, Ordering::Relaxed);
+                self.record(
+                    sim,
+                    "skew",
+                    json!({"node": self.name(*node), "by_ms": by_ms}),
+                );
             }
             Fault::Loss { rate_ppm } => {
                 sim.set_fail_rate(*rate_ppm as f64 / 1e6);
@@ -331,8 +362,14 @@ impl Nemesis<'_> {
                 self.record(sim, "restart", json!({"node": self.name(*node)}));
             }
             Fault::Skew { node, by_ms } => {
-                self.knobs[*node as usize].skew_ms.store(0, Ordering::Relaxed);
-                self.record(sim, "skew", json!({"node": self.name(*node), "by_ms": -by_ms}));
+                self.knobs[*node as usize]
+                    .skew_ms
+                    .store(0, Ordering::Relaxed);
+                self.record(
+                    sim,
+                    "skew",
+                    json!({"node": self.name(*node), "by_ms": -by_ms}),
+                );
             }
             Fault::Loss { .. } => {
                 sim.set_fail_rate(0.0);
@@ -369,14 +406,22 @@ impl Nemesis<'_> {
             }
         }
         let time = sim.elapsed().as_nanos() as u64;
-        self.recorder
-            .borrow_mut()
-            .record(time, Process::Harness, "info", "phase", json!({"value": "heal"}));
+        self.recorder.borrow_mut().record(
+            time,
+            Process::Harness,
+            "info",
+            "phase",
+            json!({"value": "heal"}),
+        );
     }
 }
 
 /// The control host: runs every client, then waits for the heal, quiesces, and reads back.
-async fn control(plan: Rc<Plan>, recorder: Rc<RefCell<Recorder>>, phase: Rc<Phase>) -> turmoil::Result {
+async fn control(
+    plan: Rc<Plan>,
+    recorder: Rc<RefCell<Recorder>>,
+    phase: Rc<Phase>,
+) -> turmoil::Result {
     let c = Rc::new(plan.config.clone());
     let env = SimEnv::new(0, Arc::new(AtomicI64::new(0)));
     let mut per_client: Vec<Vec<ClientOp>> = vec![Vec::new(); c.clients];
@@ -384,7 +429,13 @@ async fn control(plan: Rc<Plan>, recorder: Rc<RefCell<Recorder>>, phase: Rc<Phas
         per_client[op.client as usize].push(*op);
     }
     let workers = per_client.into_iter().enumerate().map(|(slot, ops)| {
-        let mut worker = Worker::new(slot as u64, slot as u64, c.clone(), recorder.clone(), env.clone());
+        let mut worker = Worker::new(
+            slot as u64,
+            slot as u64,
+            c.clone(),
+            recorder.clone(),
+            env.clone(),
+        );
         async move {
             for op in &ops {
                 worker.run_op(op).await;
@@ -392,21 +443,30 @@ async fn control(plan: Rc<Plan>, recorder: Rc<RefCell<Recorder>>, phase: Rc<Phas
             worker.process()
         }
     });
-    let last_process = futures::future::join_all(workers).await.into_iter().max().unwrap_or(0);
+    let last_process = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     phase.clients_done.set(true);
     while !phase.healed.get() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     tokio::time::sleep(Duration::from_millis(c.quiesce_ms)).await;
-    recorder
-        .borrow_mut()
-        .record(now_ns(), Process::Harness, "info", "phase", json!({"value": "final"}));
+    recorder.borrow_mut().record(
+        now_ns(),
+        Process::Harness,
+        "info",
+        "phase",
+        json!({"value": "final"}),
+    );
 
     // Final quorum reads of every key, each by a fresh process, retried on other nodes.
     let mut process = last_process + 1;
     for key in 0..c.keys as u32 {
         for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
-            let mut reader = Worker::new(process, process, c.clone(), recorder.clone(), env.clone());
+            let mut reader =
+                Worker::new(process, process, c.clone(), recorder.clone(), env.clone());
             process += 1;
             let node = (key as usize + attempt) % c.nodes;
             if reader.read(key, node as u32).await.is_some() {
@@ -423,11 +483,16 @@ async fn control(plan: Rc<Plan>, recorder: Rc<RefCell<Recorder>>, phase: Rc<Phas
         let name = c.key_name(key);
         for node in ring.preference_list(name.as_bytes(), c.n) {
             let admin = admins.entry(node.clone()).or_insert_with(|| {
-                Client::new(env.clone(), format!("{node}:{NODE_PORT}")).with_timeout_ms(c.client_timeout_ms)
+                Client::new(env.clone(), format!("{node}:{NODE_PORT}"))
+                    .with_timeout_ms(c.client_timeout_ms)
             });
             for _ in 0..FINAL_READ_ATTEMPTS_MAX {
                 if let Ok(state) = admin.replica_state(name.as_bytes()).await {
-                    let values: Vec<Value> = state.siblings.iter().map(|s| sibling_json(&view(s))).collect();
+                    let values: Vec<Value> = state
+                        .siblings
+                        .iter()
+                        .map(|s| sibling_json(&view(s)))
+                        .collect();
                     recorder.borrow_mut().record(
                         now_ns(),
                         Process::Harness,

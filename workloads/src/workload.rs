@@ -22,7 +22,9 @@ pub const NODE_PORT: u16 = 7000;
 
 /// Simulated nanoseconds since the run started (inside a turmoil host).
 pub fn now_ns() -> u64 {
-    turmoil::sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0)
+    turmoil::sim_elapsed()
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// A sibling as a client decoded it.
@@ -52,7 +54,9 @@ pub fn encode_value(write: &str, value: &Value) -> Vec<u8> {
 pub fn decode_value(bytes: &[u8]) -> Seen {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(mut m)) if m.get("write").is_some_and(Value::is_string) => Seen {
-            write: m.remove("write").and_then(|w| w.as_str().map(str::to_string)),
+            write: m
+                .remove("write")
+                .and_then(|w| w.as_str().map(str::to_string)),
             value: m.remove("value").unwrap_or(Value::Null),
         },
         _ => Seen {
@@ -114,7 +118,9 @@ impl Worker {
 
     fn record(&self, kind: &str, f: &str, fields: Value) {
         let process = Process::Client(self.process);
-        self.recorder.borrow_mut().record(now_ns(), process, kind, f, fields);
+        self.recorder
+            .borrow_mut()
+            .record(now_ns(), process, kind, f, fields);
     }
 
     fn client(&mut self, node: u32) -> &mut Client<SimEnv> {
@@ -148,7 +154,11 @@ impl Worker {
     /// A quorum read of `key` through `node`, recorded.
     pub async fn read(&mut self, key: u32, node: u32) -> Option<ReadResult> {
         let name = self.config.key_name(key);
-        self.record("invoke", "get", json!({"key": name, "node": node_name(node)}));
+        self.record(
+            "invoke",
+            "get",
+            json!({"key": name, "node": node_name(node)}),
+        );
         match self.client(node).get(name.as_bytes()).await {
             Ok(reply) => {
                 let values: Vec<Value> = reply.siblings.iter().map(sibling_json).collect();
@@ -157,7 +167,11 @@ impl Worker {
                     "get",
                     json!({"key": name, "values": values, "context": reply.context.to_string()}),
                 );
-                let seen = reply.siblings.iter().map(|s| decode_value(&s.value)).collect();
+                let seen = reply
+                    .siblings
+                    .iter()
+                    .map(|s| decode_value(&s.value))
+                    .collect();
                 let result = ReadResult {
                     seen,
                     context: reply.context,
@@ -181,8 +195,12 @@ impl Worker {
         let f = if delete { "delete" } else { "put" };
         let (context, observed) = match read {
             Some(r) => {
-                let observed: BTreeSet<&str> = r.seen.iter().filter_map(|s| s.write.as_deref()).collect();
-                (r.context.clone(), observed.into_iter().map(str::to_string).collect())
+                let observed: BTreeSet<&str> =
+                    r.seen.iter().filter_map(|s| s.write.as_deref()).collect();
+                (
+                    r.context.clone(),
+                    observed.into_iter().map(str::to_string).collect(),
+                )
             }
             None => (VClock::new(), Vec::new()),
         };
@@ -201,7 +219,8 @@ impl Worker {
         };
         match result {
             Ok(reply) => {
-                let mut fields = json!({"key": name, "write": write, "clock": clock_json(&reply.clock)});
+                let mut fields =
+                    json!({"key": name, "write": write, "clock": clock_json(&reply.clock)});
                 if reply.dot.is_some() {
                     fields["dot"] = dot_json(&reply.dot);
                 }
@@ -225,7 +244,8 @@ impl Worker {
                     let mut items: BTreeSet<String> = BTreeSet::new();
                     for s in &read.seen {
                         if let Value::Array(list) = &s.value {
-                            items.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
+                            items
+                                .extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
                         }
                     }
                     items.insert(format!("p{}-{}", self.process, self.seq + 1));

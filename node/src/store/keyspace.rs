@@ -61,7 +61,8 @@ impl<S: Storage> Keyspace<S> {
 
     /// Sets a metadata value (durable after the next sync).
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
-        self.storage.put(&prefixed(META_PREFIX, name.as_bytes()), value)
+        self.storage
+            .put(&prefixed(META_PREFIX, name.as_bytes()), value)
     }
 
     /// Makes every write so far durable.

@@ -9,8 +9,8 @@
 //! - [`memory::MemoryStore`]: a `BTreeMap`, for unit tests of the core.
 //! - [`log::LogStore`]: the default, a log-structured store in the style of Bitcask.
 
-pub mod log;
 pub mod keyspace;
+pub mod log;
 pub mod memory;
 
 use std::io;
