@@ -114,7 +114,7 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
 }
 
 /// The simulated nodes' compaction floor.
-pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 256 * 1024;
+pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 1024 * 1024;
 
 /// Runs a plan to completion and returns its history.
 pub fn run(plan: &Plan) -> Result<RunOutput, String> {
@@ -461,49 +461,62 @@ async fn control(
         json!({"value": "final"}),
     );
 
-    // Final quorum reads of every key, each by a fresh process, retried on other nodes.
-    let mut process = last_process + 1;
-    for key in 0..c.keys as u32 {
-        for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
-            let mut reader =
-                Worker::new(process, process, c.clone(), recorder.clone(), env.clone());
-            process += 1;
-            let node = (key as usize + attempt) % c.nodes;
-            if reader.read(key, node as u32).await.is_some() {
-                break;
-            }
-        }
-    }
-
-    // Each replica's raw sibling set, straight from its storage.
-    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
-    let ring = Ring::new(c.partitions, &weights);
-    let mut admins: BTreeMap<String, Client<SimEnv>> = BTreeMap::new();
-    for key in 0..c.keys as u32 {
-        let name = c.key_name(key);
-        for node in ring.preference_list(name.as_bytes(), c.n) {
-            let admin = admins.entry(node.clone()).or_insert_with(|| {
-                Client::new(env.clone(), format!("{node}:{NODE_PORT}"))
-                    .with_timeout_ms(c.client_timeout_ms)
-            });
-            for _ in 0..FINAL_READ_ATTEMPTS_MAX {
-                if let Ok(state) = admin.replica_state(name.as_bytes()).await {
-                    let values: Vec<Value> = state
-                        .siblings
-                        .iter()
-                        .map(|s| sibling_json(&view(s)))
-                        .collect();
-                    recorder.borrow_mut().record(
-                        now_ns(),
-                        Process::Harness,
-                        "info",
-                        "replica-state",
-                        json!({"key": name, "node": node, "values": values}),
-                    );
-                    break;
+    // Final quorum reads of every key, retried on other nodes; FINAL_READERS processes at once,
+    // each reading a stride of the keys. An `info` retires a reader's process as usual.
+    let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
+        let first = last_process + 1 + r as u64;
+        let mut reader = Worker::new(first, first, c.clone(), recorder.clone(), env.clone());
+        let c = c.clone();
+        async move {
+            for key in (r..c.keys).step_by(FINAL_READERS) {
+                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
+                    let node = (key + attempt) % c.nodes;
+                    if reader.read(key as u32, node as u32).await.is_some() {
+                        break;
+                    }
                 }
             }
         }
-    }
+    });
+    futures::future::join_all(readers).await;
+
+    // Each replica's raw sibling set, straight from its storage: one admin connection per node,
+    // all nodes at once.
+    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
+    let ring = Ring::new(c.partitions, &weights);
+    let admins = c.node_names().into_iter().map(|node| {
+        let keys: Vec<String> = (0..c.keys as u32)
+            .map(|k| c.key_name(k))
+            .filter(|name| ring.preference_list(name.as_bytes(), c.n).contains(&node))
+            .collect();
+        let addr = format!("{node}:{NODE_PORT}");
+        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        let recorder = recorder.clone();
+        async move {
+            for name in keys {
+                for _ in 0..FINAL_READ_ATTEMPTS_MAX {
+                    if let Ok(state) = admin.replica_state(name.as_bytes()).await {
+                        let values: Vec<Value> = state
+                            .siblings
+                            .iter()
+                            .map(|s| sibling_json(&view(s)))
+                            .collect();
+                        recorder.borrow_mut().record(
+                            now_ns(),
+                            Process::Harness,
+                            "info",
+                            "replica-state",
+                            json!({"key": name, "node": node, "values": values}),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures::future::join_all(admins).await;
     Ok(())
 }
+
+/// Processes doing the final reads at once.
+pub const FINAL_READERS: usize = 8;

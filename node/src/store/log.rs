@@ -81,6 +81,8 @@ pub const KEY_BYTES_MAX: usize = 64 * 1024;
 /// bounded; this leaves room for many siblings of a large client value.
 pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// A compaction syncs its output at least every this many bytes.
+pub const COMPACTION_SYNC_BYTES: u64 = 16 * 1024;
 /// The default rollover size of a data file. Large enough that rollovers (each costing two syncs)
 /// are rare, small enough that compaction and recovery work in pieces of a sensible size.
 pub const MAX_FILE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -823,6 +825,11 @@ impl<F: FileSystem> LogStore<F> {
             }
             let (id, handle, len) = output.as_mut().expect("an output file is open");
             handle.append(&record)?;
+            // Bound the unsynced bytes a compaction piles up: a real page cache flushes them
+            // anyway, and turmoil's simulated disk scans its pending writes on every read.
+            if (*len + record_bytes) / COMPACTION_SYNC_BYTES != *len / COMPACTION_SYNC_BYTES {
+                handle.sync()?;
+            }
             let new_location = Location {
                 file_id: *id,
                 offset: *len,
