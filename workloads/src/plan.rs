@@ -661,7 +661,7 @@ mod tests {
     #[test]
     fn plans_round_trip_through_json_and_validate() {
         let plan = Plan::generate(SimConfig {
-            ops: 100,
+            ops: 1_000,
             ..SimConfig::default()
         })
         .unwrap();
