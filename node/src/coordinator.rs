@@ -5,7 +5,7 @@
 //! handling in [`crate::core`], makes it small enough to test by itself.
 
 use crate::ring::NodeId;
-use crate::version::{KeyVersions, Sibling};
+use crate::version::{KeyVersions, Rule, Sibling};
 use crate::wire::{Request, Response, SiblingView};
 use std::collections::BTreeMap;
 
@@ -83,6 +83,8 @@ pub struct GetRound {
     pub answered: bool,
     /// When the round gives up (before the answer) or repairs with what it has (after).
     pub deadline_ms: u64,
+    /// How replies are merged.
+    pub rule: Rule,
 }
 
 impl GetRound {
@@ -104,7 +106,7 @@ impl GetRound {
     pub fn merged(&self) -> KeyVersions {
         let mut merged = KeyVersions::new();
         for state in self.replies.values() {
-            merged.merge(state);
+            merged.merge_by(self.rule, state);
         }
         merged
     }
@@ -202,6 +204,7 @@ mod tests {
             r: 2,
             answered: false,
             deadline_ms: 10,
+            rule: Rule::Dotted,
         };
         let mut a = KeyVersions::new();
         a.put("a", &VClock::new(), b"1".to_vec(), false, 0);

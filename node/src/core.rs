@@ -21,7 +21,7 @@ use crate::config::{Bug, NodeConfig};
 use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, Round};
 use crate::ring::{NodeId, Ring};
 use crate::store::keyspace::ReadState;
-use crate::version::{Actor, KeyVersions, SIBLINGS_MAX, VClock};
+use crate::version::{Actor, KeyVersions, Rule, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, RequestError, Response};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -374,6 +374,7 @@ impl Core {
             r: self.config.r,
             answered: false,
             deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            rule: self.rule(),
         };
         let id = self.config.id.clone();
         if round.reply(&id, local) {
@@ -415,7 +416,8 @@ impl Core {
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
-        let version = state.put(&self.actor, &context, value, tombstone, now.wall_ms);
+        let rule = self.rule();
+        let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
         self.write(key.clone(), state.clone());
         let req = self.round_id();
         for peer in others(&replicas, &self.config.id) {
@@ -492,14 +494,25 @@ impl Core {
         if self.config.has_bug(Bug::NoRepair) {
             return;
         }
-        let merged = round.merged();
+        let mut merged = round.merged();
+        // Deliberate bug `repair-drops-siblings`: repair with the newest sibling alone, under the
+        // full clock, so that replicas drop the others as superseded.
+        if self.config.has_bug(Bug::RepairDropsSiblings) && merged.siblings.len() > 1 {
+            let newest = merged
+                .siblings
+                .iter()
+                .max_by(|a, b| (a.timestamp_ms, &a.dot).cmp(&(b.timestamp_ms, &b.dot)))
+                .cloned()
+                .expect("more than one sibling");
+            merged.siblings = vec![newest];
+        }
         for (node, state) in &round.replies {
             if *state == merged {
                 continue;
             }
             if *node == self.config.id {
                 let mut local = state.clone();
-                local.merge(&merged);
+                local.merge_by(round.rule, &merged);
                 self.write(round.key.clone(), local);
             } else {
                 self.stats.repairs_sent += 1;
@@ -527,7 +540,7 @@ impl Core {
         }
         let mut state = self.read(key, store)?;
         let before = state.clone();
-        state.merge(incoming);
+        state.merge_by(self.rule(), incoming);
         if state != before {
             self.write(key.to_vec(), state);
         }
@@ -558,6 +571,15 @@ impl Core {
             Origin::Forwarded { from, req } => {
                 self.send(from, PeerMessage::ForwardReply { req, response })
             }
+        }
+    }
+
+    /// How this node resolves versions: dotted, unless a deliberate bug says otherwise.
+    fn rule(&self) -> Rule {
+        match self.config.bug {
+            Some(Bug::NaiveClock) => Rule::PlainClocks,
+            Some(Bug::Lww) => Rule::LastWriteWins,
+            _ => Rule::Dotted,
         }
     }
 

@@ -290,6 +290,34 @@ fn no_repair_bug_leaves_the_replica_stale() {
     assert!(net.state("n3", b"k").is_empty());
 }
 
+/// The deliberate bug `repair-drops-siblings`: a read that repairs leaves one sibling of two on
+/// every replica, though no client reconciled them.
+#[test]
+fn repair_drops_siblings_bug_loses_a_sibling() {
+    for bug in [None, Some(Bug::RepairDropsSiblings)] {
+        let mut net = Net::new(3, 3, 2, 2);
+        for (core, _) in net.nodes.values_mut() {
+            core.config.bug = bug;
+        }
+        net.put("n1", b"k", b"a", VClock::new());
+        net.isolate("n1");
+        net.put("n2", b"k", b"b", VClock::new());
+        net.cut.clear();
+        assert_eq!(
+            values(&net.get("n1", b"k")).len(),
+            2,
+            "{bug:?}: the read shows both"
+        );
+        net.advance(1_000);
+        net.deliver_all();
+        let expected = if bug.is_some() { 1 } else { 2 };
+        for node in ["n1", "n2", "n3"] {
+            let siblings = net.state(node, b"k").siblings.len();
+            assert_eq!(siblings, expected, "{bug:?}: {node} after repair");
+        }
+    }
+}
+
 /// Bad requests are refused definitely, and nothing is stored.
 #[test]
 fn bad_requests_are_refused() {

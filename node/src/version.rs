@@ -197,6 +197,23 @@ pub struct KeyVersions {
     pub siblings: Vec<Sibling>,
 }
 
+/// How a replica orders and resolves versions. Only `Dotted` is correct; the others are the
+/// deliberate bugs `naive-clock` and `lww` (DESIGN.md, "Deliberate bugs"), kept here beside the
+/// correct rule so that the difference is one match arm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rule {
+    /// Dotted version vectors.
+    #[default]
+    Dotted,
+    /// Per-version plain vector clocks, as the paper describes them: a new version's clock is the
+    /// context with the coordinator's entry set to its highest counter for the key plus one, and
+    /// it replaces every version it dominates. Two writers that saw the same context but went
+    /// through one coordinator get ordered although neither saw the other.
+    PlainClocks,
+    /// Dotted versions, but concurrent siblings are resolved by timestamp, keeping one.
+    LastWriteWins,
+}
+
 /// Most siblings kept for one key: a bound on what concurrent blind writers can pile up. Past it, a
 /// put is refused rather than the key made unreadable.
 pub const SIBLINGS_MAX: usize = 256;
@@ -211,6 +228,77 @@ impl KeyVersions {
     /// past the highest counter of `actor` that it or the writer has seen.
     pub fn next_dot(&self, actor: &str, context: &VClock) -> Dot {
         Dot::new(actor, self.clock.get(actor).max(context.get(actor)) + 1)
+    }
+
+    /// [`KeyVersions::put`] under a resolution rule.
+    pub fn put_by(
+        &mut self,
+        rule: Rule,
+        actor: &str,
+        context: &VClock,
+        value: Vec<u8>,
+        tombstone: bool,
+        timestamp_ms: u64,
+    ) -> Sibling {
+        match rule {
+            Rule::Dotted => self.put(actor, context, value, tombstone, timestamp_ms),
+            Rule::LastWriteWins => {
+                let new = self.put(actor, context, value, tombstone, timestamp_ms);
+                self.keep_newest();
+                new
+            }
+            Rule::PlainClocks => {
+                let mut clock = context.clone();
+                clock.raise(actor, self.clock.get(actor).max(context.get(actor)) + 1);
+                self.siblings.retain(|s| !clock.descends(&s.context));
+                let sibling = Sibling {
+                    dot: None,
+                    context: clock.clone(),
+                    value,
+                    tombstone,
+                    timestamp_ms,
+                };
+                self.clock.join(&clock);
+                self.siblings.push(sibling.clone());
+                self.normalise();
+                sibling
+            }
+        }
+    }
+
+    /// [`KeyVersions::merge`] under a resolution rule.
+    pub fn merge_by(&mut self, rule: Rule, other: &KeyVersions) {
+        match rule {
+            Rule::Dotted => self.merge(other),
+            Rule::LastWriteWins => {
+                self.merge(other);
+                self.keep_newest();
+            }
+            Rule::PlainClocks => {
+                let mut all = std::mem::take(&mut self.siblings);
+                all.extend(other.siblings.iter().cloned());
+                let kept: Vec<Sibling> = all
+                    .iter()
+                    .filter(|s| !all.iter().any(|o| o.succeeds(s)))
+                    .cloned()
+                    .collect();
+                self.siblings = kept;
+                self.clock.join(&other.clock);
+                self.normalise();
+            }
+        }
+    }
+
+    /// Keeps only the sibling with the newest timestamp (the `lww` bug's resolution).
+    fn keep_newest(&mut self) {
+        if let Some(newest) = self
+            .siblings
+            .iter()
+            .max_by(|a, b| (a.timestamp_ms, &a.dot).cmp(&(b.timestamp_ms, &b.dot)))
+            .cloned()
+        {
+            self.siblings = vec![newest];
+        }
     }
 
     /// Applies a coordinated write: removes the siblings `context` covers and adds a new one made by
@@ -280,10 +368,13 @@ impl KeyVersions {
         self.siblings.is_empty() && self.clock.is_empty()
     }
 
-    /// Sorts siblings by dot and drops exact duplicates (the same dot arriving twice).
+    /// Sorts siblings by dot (and clock, for plain clocks) and drops exact duplicates (the same
+    /// version arriving twice).
     fn normalise(&mut self) {
-        self.siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
-        self.siblings.dedup_by(|a, b| a.dot == b.dot);
+        self.siblings
+            .sort_by(|a, b| (&a.dot, &a.context).cmp(&(&b.dot, &b.context)));
+        self.siblings
+            .dedup_by(|a, b| a.dot == b.dot && a.context == b.context);
     }
 
     /// The invariants of a dotted state: the clock covers every sibling's dot and context, dots are
@@ -351,6 +442,85 @@ mod tests {
         assert_eq!(vals(&k), vec![b"3".to_vec(), b"2".to_vec()]);
         k.put("c", &k.context(), b"4".to_vec(), false, 0);
         assert_eq!(vals(&k), vec![b"4".to_vec()]);
+    }
+
+    /// The `naive-clock` bug: two blind writes through one coordinator get ordered (the second's
+    /// clock {n1:2} dominates {n1:1}), so the first is silently replaced; dots keep both.
+    #[test]
+    fn plain_clocks_order_what_dots_keep_concurrent() {
+        let mut plain = KeyVersions::new();
+        plain.put_by(
+            Rule::PlainClocks,
+            "n1",
+            &VClock::new(),
+            b"a".to_vec(),
+            false,
+            0,
+        );
+        plain.put_by(
+            Rule::PlainClocks,
+            "n1",
+            &VClock::new(),
+            b"b".to_vec(),
+            false,
+            0,
+        );
+        assert_eq!(
+            vals(&plain),
+            vec![b"b".to_vec()],
+            "the bug drops a concurrent write"
+        );
+        assert_eq!(plain.siblings[0].dot, None, "plain clocks have no dot");
+        let mut dotted = KeyVersions::new();
+        dotted.put_by(Rule::Dotted, "n1", &VClock::new(), b"a".to_vec(), false, 0);
+        dotted.put_by(Rule::Dotted, "n1", &VClock::new(), b"b".to_vec(), false, 0);
+        assert_eq!(vals(&dotted).len(), 2);
+        // Plain merges keep concurrent versions and drop dominated ones.
+        let mut other = KeyVersions::new();
+        other.put_by(
+            Rule::PlainClocks,
+            "n2",
+            &VClock::new(),
+            b"c".to_vec(),
+            false,
+            0,
+        );
+        plain.merge_by(Rule::PlainClocks, &other);
+        assert_eq!(vals(&plain).len(), 2);
+        let mut newer = plain.clone();
+        newer.put_by(
+            Rule::PlainClocks,
+            "n3",
+            &plain.context(),
+            b"d".to_vec(),
+            false,
+            0,
+        );
+        plain.merge_by(Rule::PlainClocks, &newer);
+        assert_eq!(vals(&plain), vec![b"d".to_vec()]);
+    }
+
+    /// The `lww` bug keeps one of two concurrent writes: the one with the newer timestamp.
+    #[test]
+    fn last_write_wins_keeps_one() {
+        let mut k = KeyVersions::new();
+        k.put_by(
+            Rule::LastWriteWins,
+            "n1",
+            &VClock::new(),
+            b"late".to_vec(),
+            false,
+            20,
+        );
+        k.put_by(
+            Rule::LastWriteWins,
+            "n2",
+            &VClock::new(),
+            b"early".to_vec(),
+            false,
+            10,
+        );
+        assert_eq!(vals(&k), vec![b"late".to_vec()]);
     }
 
     #[test]
