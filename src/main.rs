@@ -3,6 +3,7 @@
 //! `serve` runs a real node on TCP; `get`, `put` and `delete` are its clients, printing JSON on
 //! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
 
+mod check;
 mod kv;
 mod sim;
 
@@ -34,6 +35,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Run a plan.json again.
     Replay(sim::ReplayArgs),
+    /// Check a history: results.json to stdout and beside it; exit 0 valid, 1 anomaly, 2 unknown.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => kv::delete(args),
         Command::Sim(args) => sim::sim(args),
         Command::Replay(args) => sim::replay(args),
+        Command::Check(args) => check::check(args),
     };
     match result {
         Ok(code) => code,

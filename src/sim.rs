@@ -144,7 +144,15 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
         point_latest(&out);
     }
     print_summary(&plan, &output, wall_s);
-    Ok(ExitCode::SUCCESS)
+    verdict(&out)
+}
+
+/// Checks the run in `dir`, prints the summary, and returns the verdict as the exit status.
+fn verdict(dir: &Path) -> Result<ExitCode, String> {
+    let results = crate::check::check_and_write(dir)?;
+    print!("{}", dynamo_checker::summary(&results));
+    println!("files: {}", dir.display());
+    Ok(ExitCode::from(results.exit_code() as u8))
 }
 
 /// `dynamo replay`.
@@ -160,7 +168,7 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     let (output, wall_s) = timed_run(&plan)?;
     write_run(&out, &plan, &output)?;
     print_summary(&plan, &output, wall_s);
-    Ok(ExitCode::SUCCESS)
+    verdict(&out)
 }
 
 fn timed_run(plan: &Plan) -> Result<(RunOutput, f64), String> {

@@ -189,7 +189,9 @@ impl Core {
                 Ok(state) => self.send(from, PeerMessage::FetchReply { req, state }),
                 Err(e) => tracing::error!(error = %e, "cannot read a key for a peer"),
             },
-            PeerMessage::FetchReply { req, state } => self.on_fetch_reply(now, req, &from, state),
+            PeerMessage::FetchReply { req, state } => {
+                self.on_fetch_reply(now, req, &from, state, store)
+            }
             PeerMessage::Repair { key, state } => {
                 if let Err(e) = self.merge_into(&key, &state, store) {
                     tracing::error!(error = %e, "cannot apply read repair");
@@ -200,7 +202,7 @@ impl Core {
     }
 
     /// Time passed: expire rounds whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Now) {
+    pub fn handle_timeout(&mut self, now: Now, store: &dyn ReadState) {
         let expired: Vec<u64> = self
             .rounds
             .iter()
@@ -221,7 +223,7 @@ impl Core {
                 }
                 Round::Get(g) => {
                     if g.answered {
-                        self.repair(&g);
+                        self.repair(&g, store);
                     } else {
                         self.stats.unavailable += 1;
                         let message = format!(
@@ -381,7 +383,7 @@ impl Core {
             self.answer_get(now, &mut round);
         }
         if round.complete() {
-            self.repair(&round);
+            self.repair(&round, store);
         } else {
             self.rounds.insert(req, Round::Get(round));
         }
@@ -417,7 +419,15 @@ impl Core {
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
         let rule = self.rule();
+        let clock_before = state.clock.clone();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
+        tracing::debug!(
+            node = %self.config.id,
+            key = %String::from_utf8_lossy(&key),
+            before = %clock_before,
+            dot = ?version.dot,
+            "coordinated a put"
+        );
         self.write(key.clone(), state.clone());
         let req = self.round_id();
         for peer in others(&replicas, &self.config.id) {
@@ -459,7 +469,14 @@ impl Core {
         }
     }
 
-    fn on_fetch_reply(&mut self, now: Now, req: u64, from: &NodeId, state: KeyVersions) {
+    fn on_fetch_reply(
+        &mut self,
+        now: Now,
+        req: u64,
+        from: &NodeId,
+        state: KeyVersions,
+        store: &dyn ReadState,
+    ) {
         let Some(Round::Get(round)) = self.rounds.get_mut(&req) else {
             return;
         };
@@ -474,7 +491,7 @@ impl Core {
             self.answer_get(now, &mut round);
         }
         if round.complete() {
-            self.repair(&round);
+            self.repair(&round, store);
         } else {
             self.rounds.insert(req, Round::Get(round));
         }
@@ -489,8 +506,10 @@ impl Core {
         self.answer(round.origin.clone(), response);
     }
 
-    /// Read repair: send the merged state to every replica that answered with less.
-    fn repair(&mut self, round: &GetRound) {
+    /// Read repair: send the merged state to every replica that answered with less. The local
+    /// replica merges it into its *current* state: its reply may be older than a write this node
+    /// coordinated while the round waited, and writing reply-plus-merge would roll that write back.
+    fn repair(&mut self, round: &GetRound, store: &dyn ReadState) {
         if self.config.has_bug(Bug::NoRepair) {
             return;
         }
@@ -511,9 +530,9 @@ impl Core {
                 continue;
             }
             if *node == self.config.id {
-                let mut local = state.clone();
-                local.merge_by(round.rule, &merged);
-                self.write(round.key.clone(), local);
+                if let Err(e) = self.merge_into(&round.key, &merged, store) {
+                    tracing::error!(error = %e, "cannot apply read repair locally");
+                }
             } else {
                 self.stats.repairs_sent += 1;
                 let message = PeerMessage::Repair {

@@ -103,8 +103,8 @@ impl Net {
         let now = self.now();
         let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
         for id in ids {
-            let (core, _) = self.nodes.get_mut(&id).unwrap();
-            core.handle_timeout(now);
+            let (core, store) = self.nodes.get_mut(&id).unwrap();
+            core.handle_timeout(now, store);
             self.flush(&id);
         }
     }
@@ -272,6 +272,37 @@ fn read_repair_fixes_a_stale_replica() {
     net.advance(1_000);
     net.deliver_all();
     assert_eq!(net.state("n3", b"k"), net.state("n1", b"k"));
+}
+
+/// Found by the checker (seed 1 of the default simulation): read repair once wrote the
+/// coordinator's *reply* merged with the read's result, rolling back a put this node coordinated
+/// while the round waited for a slow replica; the next put then reused the rolled-back counter.
+#[test]
+fn read_repair_never_rolls_back_a_local_write() {
+    let mut net = Net::new(3, 3, 2, 2);
+    // n2 and n3 hold "a"; n1 does not.
+    net.isolate("n1");
+    net.put("n2", b"k", b"a", VClock::new());
+    net.cut.clear();
+    // A read at n1 answers from n1 and n2, and waits for n3 (cut off) to repair.
+    net.isolate("n3");
+    let token = net.request("n1", Request::Get { key: b"k".to_vec() });
+    net.deliver_all();
+    assert!(net.reply(token).is_some(), "answered by R=2");
+    // Meanwhile n1 coordinates a blind put of "b".
+    let b = match net.put("n1", b"k", b"b", VClock::new()) {
+        Response::Put { version, .. } => version.dot.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // The round's deadline passes: repair.
+    net.advance(1_000);
+    net.deliver_all();
+    let local = net.state("n1", b"k");
+    assert!(
+        local.clock.covers(&b),
+        "repair rolled back n1's own write {b:?}"
+    );
+    assert_eq!(local.siblings.len(), 2, "a and b are concurrent: {local:?}");
 }
 
 /// The deliberate bug `no-repair` turns read repair off: the stale replica stays stale.

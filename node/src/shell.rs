@@ -219,7 +219,7 @@ pub async fn run<E: Env>(
                     }
                 }
             }
-            _ = sleep_until(timer) => core.handle_timeout(now()),
+            _ = sleep_until(timer) => core.handle_timeout(now(), &keyspace),
             _ = sleep_until(next_compaction_check) => {
                 next_compaction_check = Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS);
                 maybe_compact(&config, keyspace.storage_mut());
