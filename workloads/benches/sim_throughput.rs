@@ -1,0 +1,105 @@
+//! Simulated client operations per wall second, next to turmoil's own raw TCP request/response
+//! rate, measured in one run on one core (issue 3). Not a timed test: it prints figures.
+//!
+//! `cargo bench -p dynamo-workloads --bench sim_throughput` (add `-- quick` for a short run).
+
+use dynamo_workloads::plan::{NemesisKind, Plan, SimConfig, Workload};
+use dynamo_workloads::run;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// turmoil alone: `clients` tasks on one host each send `requests` 100-byte requests to one of 5
+/// echo hosts and wait for the answer, with the simulator's latency settings.
+fn raw_turmoil_rate(clients: usize, requests: usize) -> f64 {
+    let defaults = SimConfig::default();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(1)
+        .simulation_duration(Duration::from_secs(86_400))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(defaults.latency_ms_min))
+        .max_message_latency(Duration::from_millis(defaults.latency_ms_max))
+        .build();
+    for h in 1..=5 {
+        sim.host(format!("h{h}"), || async {
+            let listener = turmoil::net::TcpListener::bind("0.0.0.0:9000").await?;
+            loop {
+                let (mut s, _) = listener.accept().await?;
+                tokio::task::spawn_local(async move {
+                    let mut buf = [0u8; 100];
+                    while s.read_exact(&mut buf).await.is_ok() {
+                        if s.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    sim.client("client", async move {
+        let tasks = (0..clients).map(|c| async move {
+            let mut s = turmoil::net::TcpStream::connect(format!("h{}:9000", c % 5 + 1)).await?;
+            let mut buf = [7u8; 100];
+            for _ in 0..requests {
+                s.write_all(&buf).await?;
+                s.read_exact(&mut buf).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        for r in futures::future::join_all(tasks).await {
+            r?;
+        }
+        Ok(())
+    });
+    let start = Instant::now();
+    sim.run().expect("raw turmoil run");
+    (clients * requests) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn sim_rate(label: &str, config: SimConfig) {
+    let plan = Plan::generate(config).expect("plan");
+    let start = Instant::now();
+    let out = run(&plan).expect("run");
+    let wall_s = start.elapsed().as_secs_f64();
+    let s = out.summary;
+    println!(
+        "{label:<44} {:>8} ops {:>7.1} s sim {:>6.2} s wall {:>9.0} ops/s",
+        s.ops,
+        s.sim_ms as f64 / 1000.0,
+        wall_s,
+        s.ops as f64 / wall_s
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let scale = if quick { 1 } else { 5 };
+    println!("one core, {} mode", if quick { "quick" } else { "full" });
+    let raw = raw_turmoil_rate(32, 1_000 * scale);
+    println!("{:<44} {:>58.0} req/s", "turmoil raw TCP request/response (32 clients)", raw);
+    let base = SimConfig {
+        seed: 1,
+        ops: 4_000 * scale,
+        ..SimConfig::default()
+    };
+    sim_rate("default (cart, 8 clients), no faults", SimConfig {
+        nemesis: vec![],
+        ..base.clone()
+    });
+    sim_rate("default (cart, 8 clients), all faults", base.clone());
+    let busy = SimConfig {
+        workload: Workload::Register,
+        keys: 1_000,
+        clients: 32,
+        think_ms_max: 2,
+        quiesce_ms: 1_000,
+        ..base
+    };
+    sim_rate("register, 32 clients, 1k keys, no faults", SimConfig {
+        nemesis: vec![],
+        ..busy.clone()
+    });
+    sim_rate("register, 32 clients, 1k keys, all faults", SimConfig {
+        nemesis: NemesisKind::ALL.to_vec(),
+        ..busy
+    });
+}
