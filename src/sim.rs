@@ -51,6 +51,12 @@ pub struct SimArgs {
     /// repair-drops-siblings, no-repair).
     #[arg(long)]
     bug: Option<Bug>,
+    /// Mean healthy time between two faults, simulated ms.
+    #[arg(long, default_value_t = 1_500)]
+    fault_gap_ms: u64,
+    /// Mean duration of a fault, simulated ms.
+    #[arg(long, default_value_t = 2_000)]
+    fault_ms: u64,
     /// Longest pause of a client between two operations, simulated ms.
     #[arg(long, default_value_t = 20)]
     think_ms: u64,
@@ -98,6 +104,8 @@ impl SimArgs {
             bug: self.bug,
             quiesce_ms: self.quiesce_ms,
             think_ms_max: self.think_ms,
+            fault_gap_ms: self.fault_gap_ms,
+            fault_duration_ms: self.fault_ms,
             ..SimConfig::default()
         };
         config.validate()?;
