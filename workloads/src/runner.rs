@@ -479,6 +479,9 @@ async fn control(
         }
     });
     futures::future::join_all(readers).await;
+    // Read repair goes out after a read's answer, when its last replica replies or its repair
+    // deadline passes: let it land before the replicas' raw states are taken.
+    tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
 
     // Each replica's raw sibling set, straight from its storage: one admin connection per node,
     // all nodes at once.
