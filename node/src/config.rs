@@ -147,11 +147,31 @@ pub struct NodeConfig {
     pub repair_wait_ms: u64,
     /// Durability of local writes.
     pub fsync: FsyncPolicy,
+    /// Sloppy quorum: skip unreachable replicas and use the next healthy nodes on the ring, with
+    /// hints. Off: a strict quorum, where writes fail instead.
+    pub sloppy_quorum: bool,
+    /// Deliver hinted writes to their owners when they come back.
+    pub hinted_handoff: bool,
+    /// Repair stale replicas after a read.
+    pub read_repair: bool,
+    /// Compare Merkle trees with co-replicas periodically and exchange differing keys.
+    pub anti_entropy: bool,
+    /// Time between two anti-entropy exchanges started by this node.
+    pub anti_entropy_interval_ms: u64,
+    /// Children per Merkle tree node.
+    pub merkle_fanout: u32,
+    /// Time between two rounds of hint delivery.
+    pub hint_interval_ms: u64,
     /// Compact the log once its dead bytes exceed both this and its live bytes.
     pub compact_garbage_bytes_min: u64,
     /// A deliberate bug, or none.
     pub bug: Option<Bug>,
 }
+
+/// Default time between anti-entropy exchanges.
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default time between hint deliveries.
+pub const HINT_INTERVAL_MS_DEFAULT: u64 = 500;
 
 /// Default dead bytes in the log before a compaction is considered.
 pub const COMPACT_GARBAGE_BYTES_MIN_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -173,6 +193,13 @@ impl NodeConfig {
             repair_wait_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             fsync: FsyncPolicy::Always,
             compact_garbage_bytes_min: COMPACT_GARBAGE_BYTES_MIN_DEFAULT,
+            sloppy_quorum: true,
+            hinted_handoff: true,
+            read_repair: true,
+            anti_entropy: true,
+            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+            merkle_fanout: crate::merkle::FANOUT_DEFAULT,
+            hint_interval_ms: HINT_INTERVAL_MS_DEFAULT,
             bug: None,
         }
     }
@@ -208,6 +235,16 @@ impl NodeConfig {
                 self.partition_count
             ));
         }
+        if !(2..=crate::merkle::FANOUT_MAX).contains(&self.merkle_fanout) {
+            return Err(format!(
+                "Merkle fan-out must be 2..={}, not {}",
+                crate::merkle::FANOUT_MAX,
+                self.merkle_fanout
+            ));
+        }
+        if self.anti_entropy_interval_ms == 0 || self.hint_interval_ms == 0 {
+            return Err("anti-entropy and hint intervals must be positive".into());
+        }
         if self.request_timeout_ms == 0 {
             return Err("request timeout must be positive".into());
         }
@@ -217,6 +254,21 @@ impl NodeConfig {
     /// Whether a deliberate bug is on.
     pub fn has_bug(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
+    }
+
+    /// Whether read repair runs (off by option, or under the `no-repair` bug).
+    pub fn read_repair_on(&self) -> bool {
+        self.read_repair && !self.has_bug(Bug::NoRepair)
+    }
+
+    /// Whether hints are delivered (off by option, or under the `no-repair` bug).
+    pub fn hinted_handoff_on(&self) -> bool {
+        self.hinted_handoff && !self.has_bug(Bug::NoRepair)
+    }
+
+    /// Whether anti-entropy runs (off by option, or under the `no-repair` bug).
+    pub fn anti_entropy_on(&self) -> bool {
+        self.anti_entropy && !self.has_bug(Bug::NoRepair)
     }
 }
 

@@ -34,18 +34,27 @@ pub struct PutRound {
     pub origin: Origin,
     /// The version this put made.
     pub version: Sibling,
-    /// Replicas that made the write durable, the coordinator first.
+    /// The nodes the write was sent to (owners or their stand-ins), the coordinator first.
+    pub targets: Vec<NodeId>,
+    /// Targets that made the write durable, the coordinator first.
     pub acks: Vec<NodeId>,
     /// Acks needed.
     pub w: usize,
     /// When the round gives up, monotonic ms.
     pub deadline_ms: u64,
+    /// Whether the client has its answer; the round then waits only for the other targets, so
+    /// that one that never acks can be replaced by a stand-in with a hint.
+    pub answered: bool,
+    /// The key written.
+    pub key: Vec<u8>,
+    /// The state the coordinator sent, for late hints.
+    pub state: KeyVersions,
 }
 
 impl PutRound {
     /// Records an ack; true when this ack completes the quorum.
     pub fn ack(&mut self, from: &NodeId) -> bool {
-        if self.acks.contains(from) {
+        if self.acks.contains(from) || !self.targets.contains(from) {
             return false;
         }
         self.acks.push(from.clone());
@@ -55,6 +64,11 @@ impl PutRound {
     /// Whether W replicas have stored the write.
     pub fn has_quorum(&self) -> bool {
         self.acks.len() >= self.w
+    }
+
+    /// Whether every target has stored the write.
+    pub fn complete(&self) -> bool {
+        self.targets.iter().all(|t| self.acks.contains(t))
     }
 
     /// The success answer.
@@ -177,9 +191,13 @@ mod tests {
         PutRound {
             origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
             version,
+            targets: vec!["n1".into(), "n2".into(), "n3".into()],
             acks: vec!["n1".into()],
             w,
             deadline_ms: 10,
+            answered: false,
+            key: b"k".to_vec(),
+            state: k.clone(),
         }
     }
 
@@ -191,7 +209,7 @@ mod tests {
         assert!(!p.has_quorum());
         assert!(p.ack(&"n3".into()));
         assert!(p.has_quorum());
-        assert!(!p.ack(&"n4".into()), "the quorum completes once");
+        assert!(!p.ack(&"n4".into()), "a node not asked does not count");
     }
 
     #[test]

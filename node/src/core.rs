@@ -19,11 +19,23 @@
 
 use crate::config::{Bug, NodeConfig};
 use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, Round};
+use crate::hints::{self, Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX, Target};
+use crate::merkle::{DEPTH, Tree};
 use crate::ring::{NodeId, Ring};
 use crate::store::keyspace::ReadState;
 use crate::version::{Actor, KeyVersions, Rule, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, RequestError, Response};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Time between two gossip rounds (one random peer, plus a probe of every suspected peer).
+pub const GOSSIP_INTERVAL_MS: u64 = 500;
+/// A peer heard from directly within this long is not suspected on another node's word.
+pub const HEARD_FRESH_MS: u64 = 2_000;
+/// Most (key, digest) entries one anti-entropy message carries; the rest waits for the next
+/// exchange.
+pub const AE_ENTRIES_PER_MESSAGE_MAX: usize = 4_096;
+/// Most keys one anti-entropy message makes this node send back.
+pub const AE_REPAIRS_PER_MESSAGE_MAX: usize = 512;
 
 /// Most rounds in flight at once; past it new requests are refused as overloaded instead of
 /// queued, so memory stays bounded however fast clients send.
@@ -44,6 +56,8 @@ pub struct Ready {
     /// Key states to store, in order. Apply them, and sync if the fsync policy says so, before
     /// releasing anything below.
     pub writes: Vec<(Vec<u8>, KeyVersions)>,
+    /// Hints to store (or, `None`, delete) as (owner, key, state), likewise before anything below.
+    pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
     /// Messages to peers.
     pub messages: Vec<(NodeId, PeerMessage)>,
     /// Answers to clients connected to this node.
@@ -53,7 +67,10 @@ pub struct Ready {
 impl Ready {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.messages.is_empty() && self.replies.is_empty()
+        self.writes.is_empty()
+            && self.hint_writes.is_empty()
+            && self.messages.is_empty()
+            && self.replies.is_empty()
     }
 }
 
@@ -68,6 +85,12 @@ pub struct CoreStats {
     pub unavailable: u64,
     /// Read-repair messages sent.
     pub repairs_sent: u64,
+    /// Hints handed over to their owners and acknowledged.
+    pub hints_delivered: u64,
+    /// Anti-entropy exchanges started.
+    pub ae_exchanges: u64,
+    /// Keys whose local state changed through anti-entropy.
+    pub ae_keys_repaired: u64,
 }
 
 /// The protocol state machine of one node. See the module docs for the calling contract.
@@ -79,16 +102,44 @@ pub struct Core {
     rounds: BTreeMap<u64, Round>,
     next_round: u64,
     unreachable: BTreeSet<NodeId>,
+    last_heard_ms: BTreeMap<NodeId, u64>,
     ready: Ready,
     stats: CoreStats,
+    /// One Merkle tree per partition this node holds keys of.
+    trees: BTreeMap<u32, Tree>,
+    /// The tree of a partition with no keys here.
+    empty_tree: Tree,
+    /// Each co-replica and the partitions this node shares with it, in a fixed order.
+    ae_peers: Vec<(NodeId, Vec<u32>)>,
+    ae_cursor: usize,
+    /// Hints held, as (owner, key).
+    hints: BTreeSet<(NodeId, Vec<u8>)>,
+    deliveries: BTreeMap<u64, Delivery>,
+    next_gossip_ms: u64,
+    next_hint_ms: u64,
+    next_ae_ms: u64,
+    /// xorshift state for picking gossip peers; seeded by the shell from the environment.
+    rng: u64,
 }
 
 impl Core {
-    /// A core for `config`, writing versions as `actor`.
-    pub fn new(config: NodeConfig, actor: Actor) -> Core {
+    /// A core for `config`, writing versions as `actor`; `seed` drives its choice of gossip peers.
+    /// Call [`Core::load`] before any input.
+    pub fn new(config: NodeConfig, actor: Actor, seed: u64) -> Core {
         let weights: BTreeMap<NodeId, u32> =
             config.members.keys().map(|id| (id.clone(), 1)).collect();
         let ring = Ring::new(config.partition_count, &weights);
+        let empty_tree = Tree::new(config.merkle_fanout);
+        let mut shared: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        for p in 0..ring.partition_count() {
+            let replicas = ring.partition_preference_list(p, config.n);
+            if replicas.contains(&config.id) {
+                for peer in others(&replicas, &config.id) {
+                    shared.entry(peer).or_default().push(p);
+                }
+            }
+        }
+        let ae_peers = shared.into_iter().collect();
         Core {
             config,
             actor,
@@ -96,9 +147,30 @@ impl Core {
             rounds: BTreeMap::new(),
             next_round: 1,
             unreachable: BTreeSet::new(),
+            last_heard_ms: BTreeMap::new(),
             ready: Ready::default(),
             stats: CoreStats::default(),
+            trees: BTreeMap::new(),
+            empty_tree,
+            ae_peers,
+            ae_cursor: 0,
+            hints: BTreeSet::new(),
+            deliveries: BTreeMap::new(),
+            next_gossip_ms: 0,
+            next_hint_ms: 0,
+            next_ae_ms: 0,
+            rng: seed | 1,
         }
+    }
+
+    /// Builds the in-memory state derived from storage: the Merkle trees and the list of hints.
+    pub fn load(&mut self, store: &dyn ReadState) -> std::io::Result<()> {
+        for key in store.data_keys() {
+            let state = store.read_state(&key)?;
+            self.update_tree(&key, &state);
+        }
+        self.hints = store.hint_keys().into_iter().collect();
+        Ok(())
     }
 
     /// This node's name.
@@ -133,7 +205,16 @@ impl Core {
 
     /// The monotonic instant by which [`Core::handle_timeout`] must be called, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.rounds.values().map(Round::deadline_ms).min()
+        let rounds = self.rounds.values().map(Round::deadline_ms);
+        let deliveries = self.deliveries.values().map(|d| d.deadline_ms);
+        let mut timers = vec![self.next_gossip_ms];
+        if self.config.hinted_handoff_on() && !self.hints.is_empty() {
+            timers.push(self.next_hint_ms);
+        }
+        if self.config.anti_entropy_on() && !self.ae_peers.is_empty() {
+            timers.push(self.next_ae_ms);
+        }
+        rounds.chain(deliveries).chain(timers).min()
     }
 
     /// The shell learned that a peer is (un)reachable: a connection failed or came back.
@@ -143,6 +224,16 @@ impl Core {
         } else {
             self.unreachable.insert(node.clone());
         }
+    }
+
+    /// Peers this node believes unreachable.
+    pub fn unreachable(&self) -> impl Iterator<Item = &NodeId> {
+        self.unreachable.iter()
+    }
+
+    /// Hints held for other nodes.
+    pub fn hints_pending(&self) -> usize {
+        self.hints.len()
     }
 
     /// A client request arrived on one of this node's connections.
@@ -165,6 +256,13 @@ impl Core {
         message: PeerMessage,
         store: &dyn ReadState,
     ) {
+        if !self.config.members.contains_key(&from) || from == self.config.id {
+            tracing::warn!(%from, "message from a stranger ignored");
+            return;
+        }
+        // Hearing from a peer is the best evidence that it is up.
+        self.unreachable.remove(&from);
+        self.last_heard_ms.insert(from.clone(), now.mono_ms);
         match message {
             PeerMessage::Forward { req, request } => {
                 let origin = Origin::Forwarded { from, req };
@@ -180,12 +278,25 @@ impl Core {
                     self.answer(f.origin, response);
                 }
             }
-            PeerMessage::Store { req, key, state } => match self.merge_into(&key, &state, store) {
-                Ok(()) => self.send(from, PeerMessage::StoreAck { req }),
-                Err(e) => tracing::error!(error = %e, "cannot store a replicated write"),
-            },
-            PeerMessage::StoreAck { req } => self.on_store_ack(req, &from),
-            PeerMessage::Fetch { req, key } => match store.read_state(&key) {
+            PeerMessage::Store {
+                req,
+                key,
+                state,
+                hint,
+            } => {
+                let stored = match hint {
+                    Some(owner) if owner != self.config.id => {
+                        self.merge_hint(&owner, &key, &state, store)
+                    }
+                    _ => self.merge_into(&key, &state, store).map(|_| ()),
+                };
+                match stored {
+                    Ok(()) => self.send(from, PeerMessage::StoreAck { req }),
+                    Err(e) => tracing::error!(error = %e, "cannot store a replicated write"),
+                }
+            }
+            PeerMessage::StoreAck { req } => self.on_store_ack(req, &from, store),
+            PeerMessage::Fetch { req, key } => match self.read_with_hints(&key, store) {
                 Ok(state) => self.send(from, PeerMessage::FetchReply { req, state }),
                 Err(e) => tracing::error!(error = %e, "cannot read a key for a peer"),
             },
@@ -193,8 +304,48 @@ impl Core {
                 self.on_fetch_reply(now, req, &from, state, store)
             }
             PeerMessage::Repair { key, state } => {
-                if let Err(e) = self.merge_into(&key, &state, store) {
+                if self.owns(&key)
+                    && let Err(e) = self.merge_into(&key, &state, store)
+                {
                     tracing::error!(error = %e, "cannot apply read repair");
+                }
+            }
+            PeerMessage::AeHashes {
+                partition,
+                level,
+                nodes,
+            } => self.on_ae_hashes(&from, partition, level, &nodes),
+            PeerMessage::AeKeys {
+                partition,
+                leaves,
+                entries,
+                reply,
+            } => self.on_ae_keys(&from, partition, &leaves, &entries, reply, store),
+            PeerMessage::AeRepair { key, state } => {
+                if self.owns(&key) {
+                    match self.merge_into(&key, &state, store) {
+                        Ok(true) => self.stats.ae_keys_repaired += 1,
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot apply anti-entropy"),
+                    }
+                }
+            }
+            PeerMessage::Gossip { unreachable, probe } => {
+                for node in unreachable {
+                    let fresh = self
+                        .last_heard_ms
+                        .get(&node)
+                        .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
+                    if node != self.config.id && self.config.members.contains_key(&node) && !fresh {
+                        self.unreachable.insert(node);
+                    }
+                }
+                if probe {
+                    let message = PeerMessage::Gossip {
+                        unreachable: self.unreachable.iter().cloned().collect(),
+                        probe: false,
+                    };
+                    self.send(from, message);
                 }
             }
         }
@@ -212,16 +363,29 @@ impl Core {
         for id in expired {
             match self.rounds.remove(&id).expect("listed above") {
                 Round::Put(p) => {
-                    debug_assert!(!p.has_quorum(), "a put with a quorum is answered at once");
-                    self.stats.unavailable += 1;
-                    let message = format!(
-                        "put reached {} of the {} replicas it needed before its deadline",
-                        p.acks.len(),
-                        p.w,
+                    debug_assert!(
+                        p.answered || !p.has_quorum(),
+                        "a quorum is answered at once"
                     );
-                    self.answer(p.origin, unavailable(message, p.acks, false));
+                    // Whoever did not ack in time is suspected until heard from again.
+                    for node in p.targets.iter().filter(|t| !p.acks.contains(t)) {
+                        self.unreachable.insert(node.clone());
+                    }
+                    self.hint_late(&p, store);
+                    if !p.answered {
+                        self.stats.unavailable += 1;
+                        let message = format!(
+                            "put reached {} of the {} replicas it needed before its deadline",
+                            p.acks.len(),
+                            p.w,
+                        );
+                        self.answer(p.origin, unavailable(message, p.acks, false));
+                    }
                 }
                 Round::Get(g) => {
+                    for node in g.replicas.iter().filter(|t| !g.replies.contains_key(*t)) {
+                        self.unreachable.insert(node.clone());
+                    }
                     if g.answered {
                         self.repair(&g, store);
                     } else {
@@ -241,7 +405,34 @@ impl Core {
                         format!("{} did not answer the forwarded request in time", f.target);
                     // A forwarded put may have been stored by the node we forwarded to.
                     self.answer(f.origin, unavailable(message, Vec::new(), !is_put));
+                    self.unreachable.insert(f.target);
                 }
+            }
+        }
+        let late: Vec<u64> = self
+            .deliveries
+            .iter()
+            .filter(|(_, d)| d.deadline_ms <= now.mono_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            // The hint stays; it is sent again in a later round.
+            self.deliveries.remove(&id);
+        }
+        if now.mono_ms >= self.next_gossip_ms {
+            self.next_gossip_ms = now.mono_ms + GOSSIP_INTERVAL_MS;
+            self.gossip();
+        }
+        if now.mono_ms >= self.next_hint_ms {
+            self.next_hint_ms = now.mono_ms + self.config.hint_interval_ms;
+            if self.config.hinted_handoff_on() {
+                self.deliver_hints(now, store);
+            }
+        }
+        if now.mono_ms >= self.next_ae_ms {
+            self.next_ae_ms = now.mono_ms + self.config.anti_entropy_interval_ms;
+            if self.config.anti_entropy_on() {
+                self.start_exchange();
             }
         }
         self.check_invariants();
@@ -266,6 +457,12 @@ impl Core {
                     members: self.ring.members().keys().cloned().collect(),
                     requests_in_flight: self.rounds.len() as u64,
                     keys: store.key_count(),
+                    unreachable: self.unreachable.iter().cloned().collect(),
+                    hints_pending: self.hints.len() as u64,
+                    hints_delivered: self.stats.hints_delivered,
+                    ae_exchanges: self.stats.ae_exchanges,
+                    ae_keys_repaired: self.stats.ae_keys_repaired,
+                    read_repairs_sent: self.stats.repairs_sent,
                 };
                 return self.answer(origin, Response::Status { status });
             }
@@ -295,8 +492,14 @@ impl Core {
             }
             return self.forward(now, origin, request, &replicas);
         }
+        let targets = self.targets(&key);
+        debug_assert!(
+            targets
+                .iter()
+                .any(|t| t.node == self.config.id && t.hint.is_none())
+        );
         match request {
-            Request::Get { key } => self.coordinate_get(now, origin, key, replicas, store),
+            Request::Get { key } => self.coordinate_get(now, origin, key, targets, store),
             Request::Put {
                 key,
                 value,
@@ -309,7 +512,7 @@ impl Core {
                     tombstone,
                     context,
                 };
-                self.coordinate_put(now, origin, write, replicas, store)
+                self.coordinate_put(now, origin, write, targets, store)
             }
             _ => unreachable!("answered above"),
         }
@@ -353,14 +556,15 @@ impl Core {
         now: Now,
         origin: Origin,
         key: Vec<u8>,
-        replicas: Vec<NodeId>,
+        targets: Vec<Target>,
         store: &dyn ReadState,
     ) {
-        let local = match self.read(&key, store) {
+        let local = match self.read_with_hints(&key, store) {
             Ok(state) => state,
             Err(e) => return self.answer(origin, storage_error(&e)),
         };
         let req = self.round_id();
+        let replicas: Vec<NodeId> = targets.into_iter().map(|t| t.node).collect();
         for peer in others(&replicas, &self.config.id) {
             let message = PeerMessage::Fetch {
                 req,
@@ -394,7 +598,7 @@ impl Core {
         now: Now,
         origin: Origin,
         write: Write,
-        replicas: Vec<NodeId>,
+        targets: Vec<Target>,
         store: &dyn ReadState,
     ) {
         let Write {
@@ -430,42 +634,79 @@ impl Core {
         );
         self.write(key.clone(), state.clone());
         let req = self.round_id();
-        for peer in others(&replicas, &self.config.id) {
+        let me = self.config.id.clone();
+        for target in targets.iter().filter(|t| t.node != me) {
             let message = PeerMessage::Store {
                 req,
                 key: key.clone(),
                 state: state.clone(),
+                hint: target.hint.clone(),
             };
-            self.send(peer.clone(), message);
+            self.send(target.node.clone(), message);
         }
-        let round = PutRound {
+        let mut round = PutRound {
             origin,
             version,
+            targets: targets.into_iter().map(|t| t.node).collect(),
             acks: vec![self.config.id.clone()],
             w: self.config.w,
             deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            answered: false,
+            key,
+            state,
         };
         // Deliberate bug `early-ack`: answer after the local write alone.
         if round.has_quorum() || self.config.has_bug(Bug::EarlyAck) {
             self.stats.puts_ok += 1;
+            round.answered = true;
             let response = round.response();
-            self.answer(round.origin, response);
-        } else {
+            self.answer(round.origin.clone(), response);
+        }
+        if !round.complete() {
             self.rounds.insert(req, Round::Put(round));
         }
     }
 
-    fn on_store_ack(&mut self, req: u64, from: &NodeId) {
+    /// A put round ended with owners that never acked (no stand-in was left for them, or they
+    /// failed after the write was sent). With a sloppy quorum the coordinator keeps their copies
+    /// as hints itself, so that a write taken while a replica was failing still reaches it later,
+    /// even without anti-entropy (Dynamo §4.6).
+    fn hint_late(&mut self, round: &PutRound, store: &dyn ReadState) {
+        if !self.config.sloppy_quorum || !self.config.hinted_handoff_on() {
+            return;
+        }
+        let owners = self.ring.preference_list(&round.key, self.config.n);
+        for owner in owners.iter().filter(|o| !round.acks.contains(o)) {
+            if *owner == self.config.id {
+                continue;
+            }
+            if let Err(e) = self.merge_hint(owner, &round.key, &round.state, store) {
+                tracing::error!(error = %e, "cannot keep a late hint");
+            }
+        }
+    }
+
+    fn on_store_ack(&mut self, req: u64, from: &NodeId, store: &dyn ReadState) {
+        if let Some(delivery) = self.deliveries.remove(&req) {
+            if delivery.owner == *from {
+                self.on_hint_delivered(delivery, store);
+            }
+            return;
+        }
         let Some(Round::Put(round)) = self.rounds.get_mut(&req) else {
-            return; // Late: the round was answered or expired.
+            return; // Late: the round expired.
         };
-        if round.ack(from) {
-            let Some(Round::Put(round)) = self.rounds.remove(&req) else {
-                unreachable!()
-            };
+        let quorum = round.ack(from);
+        let answer = (quorum && !round.answered).then(|| {
+            round.answered = true;
+            (round.origin.clone(), round.response())
+        });
+        if round.complete() {
+            self.rounds.remove(&req);
+        }
+        if let Some((origin, response)) = answer {
             self.stats.puts_ok += 1;
-            let response = round.response();
-            self.answer(round.origin, response);
+            self.answer(origin, response);
         }
     }
 
@@ -510,9 +751,11 @@ impl Core {
     /// replica merges it into its *current* state: its reply may be older than a write this node
     /// coordinated while the round waited, and writing reply-plus-merge would roll that write back.
     fn repair(&mut self, round: &GetRound, store: &dyn ReadState) {
-        if self.config.has_bug(Bug::NoRepair) {
+        if !self.config.read_repair_on() {
             return;
         }
+        // Only owners are repaired; a stand-in's copy is a hint on its way to its owner.
+        let owners = self.ring.preference_list(&round.key, self.config.n);
         let mut merged = round.merged();
         // Deliberate bug `repair-drops-siblings`: repair with the newest sibling alone, under the
         // full clock, so that replicas drop the others as superseded.
@@ -526,7 +769,7 @@ impl Core {
             merged.siblings = vec![newest];
         }
         for (node, state) in &round.replies {
-            if *state == merged {
+            if *state == merged || !owners.contains(node) {
                 continue;
             }
             if *node == self.config.id {
@@ -544,13 +787,14 @@ impl Core {
         }
     }
 
-    /// Merges a state from a peer into the local one, writing only if it changes anything.
+    /// Merges a state from a peer into the local one, writing only if it changes anything; returns
+    /// whether it did.
     fn merge_into(
         &mut self,
         key: &[u8],
         incoming: &KeyVersions,
         store: &dyn ReadState,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
         if wire::validate(&Request::Get { key: key.to_vec() }).is_err() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -560,10 +804,322 @@ impl Core {
         let mut state = self.read(key, store)?;
         let before = state.clone();
         state.merge_by(self.rule(), incoming);
-        if state != before {
+        let changed = state != before;
+        if changed {
             self.write(key.to_vec(), state);
         }
+        Ok(changed)
+    }
+
+    /// Merges a write into the hint held for `owner` (this node stands in for it).
+    fn merge_hint(
+        &mut self,
+        owner: &NodeId,
+        key: &[u8],
+        incoming: &KeyVersions,
+        store: &dyn ReadState,
+    ) -> std::io::Result<()> {
+        if !self.config.members.contains_key(owner) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a hint for a stranger {owner}"),
+            ));
+        }
+        let mut state = self.read_hint(owner, key, store)?.unwrap_or_default();
+        state.merge_by(self.rule(), incoming);
+        self.ready
+            .hint_writes
+            .push((owner.clone(), key.to_vec(), Some(state)));
+        self.hints.insert((owner.clone(), key.to_vec()));
         Ok(())
+    }
+
+    /// The hint held for `owner`, seeing hint writes of this step not applied yet.
+    fn read_hint(
+        &self,
+        owner: &NodeId,
+        key: &[u8],
+        store: &dyn ReadState,
+    ) -> std::io::Result<Option<KeyVersions>> {
+        let pending = self
+            .ready
+            .hint_writes
+            .iter()
+            .rev()
+            .find(|(o, k, _)| o == owner && k == key);
+        match pending {
+            Some((_, _, state)) => Ok(state.clone()),
+            None => store.read_hint(owner, key),
+        }
+    }
+
+    /// A key's state merged with every hint this node holds for it: what it answers a read with.
+    fn read_with_hints(&self, key: &[u8], store: &dyn ReadState) -> std::io::Result<KeyVersions> {
+        let mut state = self.read(key, store)?;
+        let owners: Vec<NodeId> = self
+            .hints
+            .iter()
+            .filter(|(_, k)| k == key)
+            .map(|(o, _)| o.clone())
+            .collect();
+        for owner in owners {
+            if let Some(hint) = self.read_hint(&owner, key, store)? {
+                state.merge_by(self.rule(), &hint);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Whether this node is one of the N owners of `key`.
+    fn owns(&self, key: &[u8]) -> bool {
+        self.ring
+            .preference_list(key, self.config.n)
+            .contains(&self.config.id)
+    }
+
+    /// Where a request for `key` goes (DESIGN.md, "Sloppy quorum and hinted handoff").
+    fn targets(&self, key: &[u8]) -> Vec<Target> {
+        let me = &self.config.id;
+        let unreachable = &self.unreachable;
+        hints::targets(
+            &self.ring,
+            key,
+            self.config.n,
+            self.config.sloppy_quorum,
+            |node| node == me || !unreachable.contains(node),
+        )
+    }
+
+    /// An owner acknowledged a hint: delete it, unless a newer write reached it meanwhile.
+    fn on_hint_delivered(&mut self, delivery: Delivery, store: &dyn ReadState) {
+        let current = match self.read_hint(&delivery.owner, &delivery.key, store) {
+            Ok(current) => current,
+            Err(e) => return tracing::error!(error = %e, "cannot read a delivered hint"),
+        };
+        if current.is_some_and(|h| h.clock == delivery.clock) {
+            self.ready
+                .hint_writes
+                .push((delivery.owner.clone(), delivery.key.clone(), None));
+            self.hints.remove(&(delivery.owner, delivery.key));
+            self.stats.hints_delivered += 1;
+        }
+    }
+
+    /// Sends held hints to owners that are reachable, a bounded number at a time.
+    fn deliver_hints(&mut self, now: Now, store: &dyn ReadState) {
+        let held: Vec<(NodeId, Vec<u8>)> = self.hints.iter().cloned().collect();
+        for (owner, key) in held {
+            if self.deliveries.len() >= HINT_DELIVERIES_IN_FLIGHT_MAX {
+                break;
+            }
+            let in_flight = self
+                .deliveries
+                .values()
+                .any(|d| d.owner == owner && d.key == key);
+            if in_flight || self.unreachable.contains(&owner) {
+                continue;
+            }
+            let state = match self.read_hint(&owner, &key, store) {
+                Ok(Some(state)) => state,
+                Ok(None) => {
+                    self.hints.remove(&(owner, key));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a hint");
+                    continue;
+                }
+            };
+            let req = self.round_id();
+            let delivery = Delivery {
+                owner: owner.clone(),
+                key: key.clone(),
+                clock: state.clock.clone(),
+                deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            };
+            self.deliveries.insert(req, delivery);
+            let message = PeerMessage::Store {
+                req,
+                key,
+                state,
+                hint: None,
+            };
+            self.send(owner, message);
+        }
+    }
+
+    /// Gossips the failure view to one random peer, and probes every suspected peer.
+    fn gossip(&mut self) {
+        let peers: Vec<NodeId> = others(
+            &self.config.members.keys().cloned().collect::<Vec<_>>(),
+            &self.config.id,
+        );
+        if peers.is_empty() {
+            return;
+        }
+        // xorshift64: enough to spread gossip; seeded, so simulations replay.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let pick = peers[(self.rng % peers.len() as u64) as usize].clone();
+        let view: Vec<NodeId> = self.unreachable.iter().cloned().collect();
+        for peer in peers {
+            let probe = self.unreachable.contains(&peer);
+            if probe || peer == pick {
+                let message = PeerMessage::Gossip {
+                    unreachable: view.clone(),
+                    probe,
+                };
+                self.send(peer, message);
+            }
+        }
+    }
+
+    /// Starts one anti-entropy round: the next reachable co-replica gets this node's root hash of
+    /// every partition they share (one small message each; equal roots end there).
+    fn start_exchange(&mut self) {
+        for _ in 0..self.ae_peers.len() {
+            let (peer, partitions) = self.ae_peers[self.ae_cursor % self.ae_peers.len()].clone();
+            self.ae_cursor = (self.ae_cursor + 1) % self.ae_peers.len();
+            if self.unreachable.contains(&peer) {
+                continue;
+            }
+            for partition in partitions {
+                let root = self.tree(partition).root();
+                self.stats.ae_exchanges += 1;
+                let message = PeerMessage::AeHashes {
+                    partition,
+                    level: 0,
+                    nodes: vec![(0, root)],
+                };
+                self.send(peer.clone(), message);
+            }
+            return;
+        }
+    }
+
+    /// This node's tree of `partition` (an empty one if it holds no key of it).
+    fn tree(&self, partition: u32) -> &Tree {
+        self.trees.get(&partition).unwrap_or(&self.empty_tree)
+    }
+
+    /// Whether `partition` is one this node replicates (anti-entropy ignores the rest).
+    fn replicates(&self, partition: u32) -> bool {
+        partition < self.ring.partition_count()
+            && self
+                .ring
+                .partition_preference_list(partition, self.config.n)
+                .contains(&self.config.id)
+    }
+
+    fn on_ae_hashes(&mut self, from: &NodeId, partition: u32, level: u32, nodes: &[(u32, u64)]) {
+        if !self.config.anti_entropy_on() || !self.replicates(partition) || level > DEPTH {
+            return;
+        }
+        let fanout = self.config.merkle_fanout;
+        let tree = self.tree(partition);
+        let differing: Vec<u32> = nodes
+            .iter()
+            .take(fanout.pow(DEPTH) as usize)
+            .filter(|(i, h)| tree.hash(level, *i).is_some_and(|mine| mine != *h))
+            .map(|(i, _)| *i)
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        let message = if level == DEPTH {
+            let entries: Vec<(Vec<u8>, u64)> = differing
+                .iter()
+                .flat_map(|&leaf| tree.leaf_entries(leaf))
+                .take(AE_ENTRIES_PER_MESSAGE_MAX)
+                .collect();
+            PeerMessage::AeKeys {
+                partition,
+                leaves: differing,
+                entries,
+                reply: true,
+            }
+        } else {
+            let nodes = differing
+                .iter()
+                .flat_map(|&i| tree.children(level, i))
+                .collect();
+            PeerMessage::AeHashes {
+                partition,
+                level: level + 1,
+                nodes,
+            }
+        };
+        self.send(from.clone(), message);
+    }
+
+    fn on_ae_keys(
+        &mut self,
+        from: &NodeId,
+        partition: u32,
+        leaves: &[u32],
+        entries: &[(Vec<u8>, u64)],
+        reply: bool,
+        store: &dyn ReadState,
+    ) {
+        if !self.config.anti_entropy_on() || !self.replicates(partition) {
+            return;
+        }
+        let tree = self.tree(partition);
+        let leaf_count = self.config.merkle_fanout.pow(DEPTH);
+        let leaves: Vec<u32> = leaves
+            .iter()
+            .copied()
+            .filter(|&l| l < leaf_count)
+            .take(leaf_count as usize)
+            .collect();
+        let theirs: BTreeMap<&[u8], u64> =
+            entries.iter().map(|(k, d)| (k.as_slice(), *d)).collect();
+        let mine: Vec<(Vec<u8>, u64)> = leaves
+            .iter()
+            .flat_map(|&leaf| tree.leaf_entries(leaf))
+            .collect();
+        let mut sent = 0;
+        for (key, digest) in &mine {
+            if theirs.get(key.as_slice()) == Some(digest) {
+                continue;
+            }
+            if sent >= AE_REPAIRS_PER_MESSAGE_MAX {
+                break;
+            }
+            match self.read(key, store) {
+                Ok(state) => {
+                    sent += 1;
+                    let message = PeerMessage::AeRepair {
+                        key: key.clone(),
+                        state,
+                    };
+                    self.send(from.clone(), message);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read a key for anti-entropy"),
+            }
+        }
+        if reply {
+            let entries = mine.into_iter().take(AE_ENTRIES_PER_MESSAGE_MAX).collect();
+            let message = PeerMessage::AeKeys {
+                partition,
+                leaves,
+                entries,
+                reply: false,
+            };
+            self.send(from.clone(), message);
+        }
+    }
+
+    /// Keeps the Merkle tree of the key's partition in step with a new state of the key.
+    fn update_tree(&mut self, key: &[u8], state: &KeyVersions) {
+        let partition = self.ring.partition_of(key);
+        let fanout = self.config.merkle_fanout;
+        let digest = state.digest();
+        self.trees
+            .entry(partition)
+            .or_insert_with(|| Tree::new(fanout))
+            .update(key, Some(digest));
     }
 
     /// Reads a key, seeing writes of this step that the driver has not applied yet.
@@ -576,6 +1132,7 @@ impl Core {
 
     fn write(&mut self, key: Vec<u8>, state: KeyVersions) {
         state.check_invariants();
+        self.update_tree(&key, &state);
         self.ready.writes.push((key, state));
     }
 
@@ -615,9 +1172,10 @@ impl Core {
             for round in self.rounds.values() {
                 if let Round::Put(p) = round {
                     assert!(
-                        !p.has_quorum(),
-                        "a put round with a quorum must have been answered"
+                        p.answered || !p.has_quorum(),
+                        "a quorum must have been answered"
                     );
+                    assert!(!p.complete(), "a complete put round is over");
                 }
             }
         }

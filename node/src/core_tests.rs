@@ -33,7 +33,7 @@ impl Net {
                 config.w = w;
                 config.request_timeout_ms = 100;
                 config.repair_wait_ms = 100;
-                let core = Core::new(config, format!("{id}.a"));
+                let core = Core::new(config, format!("{id}.a"), 7);
                 (id.clone(), (core, Keyspace::new(MemoryStore::new())))
             })
             .collect();
@@ -59,6 +59,9 @@ impl Net {
         let ready = core.poll_ready();
         for (key, state) in &ready.writes {
             store.write_state(key, state).unwrap();
+        }
+        for (owner, key, state) in &ready.hint_writes {
+            store.write_hint(owner, key, state.as_ref()).unwrap();
         }
         for (to, m) in ready.messages {
             self.queue.push_back((id.clone(), to, m));
@@ -391,4 +394,132 @@ proptest! {
             }
         }
     }
+}
+
+fn configure(net: &mut Net, f: impl Fn(&mut NodeConfig)) {
+    for (core, _) in net.nodes.values_mut() {
+        f(&mut core.config);
+    }
+}
+
+/// An owner of `key` other than `n1`, which every test here coordinates at.
+fn other_owner(net: &Net, key: &[u8]) -> NodeId {
+    replicas(net, key).into_iter().find(|n| n != "n1").unwrap()
+}
+
+/// A key that `n1` owns.
+fn key_owned_by_n1(net: &Net) -> Vec<u8> {
+    (0..100u32)
+        .map(|i| format!("key{i}").into_bytes())
+        .find(|k| replicas(net, k).contains(&"n1".to_string()))
+        .unwrap()
+}
+
+/// §4.6: with W=N=3 and one owner cut off, a sloppy quorum writes to a stand-in with a hint and
+/// succeeds; a strict quorum fails. When the owner is back, the hint is handed over and deleted.
+#[test]
+fn sloppy_quorum_uses_a_stand_in_and_hands_the_hint_over() {
+    for sloppy in [false, true] {
+        let mut net = Net::new(5, 3, 2, 3);
+        configure(&mut net, |c| {
+            c.sloppy_quorum = sloppy;
+            c.anti_entropy = false;
+            c.read_repair = false;
+        });
+        let key = key_owned_by_n1(&net);
+        let down = other_owner(&net, &key);
+        net.isolate(&down);
+        // The first put finds out that `down` does not answer.
+        net.put("n1", &key, b"first", VClock::new());
+        let second = net.put("n1", &key, b"second", VClock::new());
+        if !sloppy {
+            assert!(
+                matches!(second, Response::Error { .. }),
+                "strict: {second:?}"
+            );
+            continue;
+        }
+        let dot = match second {
+            Response::Put { version, stored_on } => {
+                assert!(!stored_on.contains(&down), "{stored_on:?}");
+                version.dot.unwrap()
+            }
+            other => panic!("sloppy quorum should succeed: {other:?}"),
+        };
+        let held: usize = net.nodes.values().map(|(c, _)| c.hints_pending()).sum();
+        assert!(held > 0, "a stand-in holds a hint");
+        assert!(!net.state(&down, &key).clock.covers(&dot));
+        net.cut.clear();
+        for _ in 0..10 {
+            net.advance(600);
+            net.deliver_all();
+        }
+        assert!(
+            net.state(&down, &key).clock.covers(&dot),
+            "the hint reached its owner"
+        );
+        let held: usize = net.nodes.values().map(|(c, _)| c.hints_pending()).sum();
+        assert_eq!(held, 0, "delivered hints are deleted");
+        let delivered: u64 = net
+            .nodes
+            .values()
+            .map(|(c, _)| c.stats().hints_delivered)
+            .sum();
+        assert!(delivered > 0);
+    }
+}
+
+/// §4.7: anti-entropy alone (no read repair, no hints) brings a replica that missed writes up to
+/// date, exchanging only the keys whose digests differ.
+#[test]
+fn anti_entropy_repairs_a_replica_that_missed_writes() {
+    let mut net = Net::new(3, 3, 2, 2);
+    configure(&mut net, |c| {
+        c.read_repair = false;
+        c.hinted_handoff = false;
+        c.sloppy_quorum = false;
+    });
+    net.isolate("n3");
+    for i in 0..20u32 {
+        net.put("n1", format!("k{i}").as_bytes(), b"v", VClock::new());
+    }
+    net.cut.clear();
+    assert!(net.state("n3", b"k0").is_empty());
+    for _ in 0..200 {
+        net.advance(1_000);
+        net.deliver_all();
+    }
+    for i in 0..20u32 {
+        let key = format!("k{i}");
+        assert_eq!(
+            net.state("n3", key.as_bytes()),
+            net.state("n1", key.as_bytes()),
+            "{key}"
+        );
+    }
+    let repaired: u64 = net
+        .nodes
+        .values()
+        .map(|(c, _)| c.stats().ae_keys_repaired)
+        .sum();
+    assert_eq!(repaired, 20, "each missing key repaired once");
+}
+
+/// With anti-entropy off too, the replica stays behind: the test above depends on it.
+#[test]
+fn without_anti_entropy_the_replica_stays_behind() {
+    let mut net = Net::new(3, 3, 2, 2);
+    configure(&mut net, |c| {
+        c.read_repair = false;
+        c.hinted_handoff = false;
+        c.anti_entropy = false;
+    });
+    net.isolate("n3");
+    net.put("n1", b"k", b"v", VClock::new());
+    net.cut.clear();
+    for _ in 0..20 {
+        net.advance(1_000);
+        net.deliver_all();
+    }
+    assert!(net.state("n3", b"k").is_empty());
 }

@@ -11,6 +11,8 @@
 //! - [`fs`]: the small file-system trait the log store does its I/O through (real or simulated).
 //! - [`wire`]: messages and length-delimited postcard frames with a size bound.
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
+//! - [`merkle`]: per-partition Merkle trees for anti-entropy, updated on every write.
+//! - [`hints`]: sloppy-quorum target selection and hinted-handoff bookkeeping.
 //! - [`core`]: the protocol state machine: inputs in, [`core::Ready`] out; no I/O.
 //! - [`shell`]: the async driver of the core: connections, peer links, timers, disk.
 //! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
@@ -19,8 +21,8 @@
 //!
 //! # What is not here yet
 //!
-//! Membership is static (from the configuration); there is no sloppy quorum, hinted handoff,
-//! anti-entropy or gossip. Tombstones are kept forever (no garbage collection of deleted keys).
+//! Membership is static (from the configuration): no gossip of ring state, no join or leave.
+//! Tombstones are kept forever (no garbage collection of deleted keys).
 
 pub mod client;
 pub mod config;
@@ -28,6 +30,8 @@ pub mod coordinator;
 pub mod core;
 pub mod env;
 pub mod fs;
+pub mod hints;
+pub mod merkle;
 pub mod ring;
 pub mod shell;
 pub mod store;

@@ -154,7 +154,8 @@ pub async fn run<E: Env>(
         truncated_bytes = startup.truncated_bytes,
         "node started"
     );
-    let mut core = Core::new(config.clone(), startup.actor);
+    let mut core = Core::new(config.clone(), startup.actor, env.random_u64());
+    core.load(&keyspace)?;
     let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -275,9 +276,12 @@ fn carry_out<S: Storage>(
     for (key, state) in &ready.writes {
         durable = durable.and_then(|()| keyspace.write_state(key, state));
     }
+    for (owner, key, state) in &ready.hint_writes {
+        durable = durable.and_then(|()| keyspace.write_hint(owner, key, state.as_ref()));
+    }
     // Deliberate bug `no-fsync`: acknowledge before the write is synced.
     let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
-    if !ready.writes.is_empty() && sync_now {
+    if !(ready.writes.is_empty() && ready.hint_writes.is_empty()) && sync_now {
         durable = durable.and_then(|()| keyspace.sync());
     }
     if let Err(e) = durable {

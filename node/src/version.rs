@@ -353,6 +353,31 @@ impl KeyVersions {
         self.check_invariants();
     }
 
+    /// A 64-bit digest of the state for anti-entropy. It covers the clock and each sibling's dot
+    /// and context but not the values: a dot names one write, so equal dots mean equal values, and
+    /// hashing large values on every write would cost more than it tells.
+    pub fn digest(&self) -> u64 {
+        let mut bytes = Vec::with_capacity(64 + 48 * self.siblings.len());
+        let mut push = |clock: &VClock| {
+            for (actor, counter) in clock.iter() {
+                bytes.extend_from_slice(actor.as_bytes());
+                bytes.push(0);
+                bytes.extend_from_slice(&counter.to_le_bytes());
+            }
+            bytes.push(0xff);
+        };
+        push(&self.clock);
+        for s in &self.siblings {
+            let mut dot = VClock::new();
+            if let Some(d) = &s.dot {
+                dot.add(d);
+            }
+            push(&dot);
+            push(&s.context);
+        }
+        crate::merkle::fnv64(&bytes)
+    }
+
     /// The context handed to a client with a read: covers every sibling it shows.
     pub fn context(&self) -> VClock {
         self.clock.clone()

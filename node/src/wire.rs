@@ -136,6 +136,18 @@ pub struct NodeStatus {
     pub requests_in_flight: u64,
     /// Keys in local storage.
     pub keys: u64,
+    /// Peers this node believes unreachable.
+    pub unreachable: Vec<NodeId>,
+    /// Writes held for other nodes (sloppy quorum), not yet handed over.
+    pub hints_pending: u64,
+    /// Hinted writes handed over to their owners and acknowledged.
+    pub hints_delivered: u64,
+    /// Anti-entropy exchanges this node started.
+    pub ae_exchanges: u64,
+    /// Keys whose local state changed through anti-entropy.
+    pub ae_keys_repaired: u64,
+    /// Read-repair messages sent.
+    pub read_repairs_sent: u64,
 }
 
 /// Messages between nodes.
@@ -145,11 +157,13 @@ pub enum PeerMessage {
     Forward { req: u64, request: Request },
     /// The answer to `Forward { req }`.
     ForwardReply { req: u64, response: Response },
-    /// Store this key state (merge it into yours) and acknowledge.
+    /// Store this key state (merge it into yours) and acknowledge. With a `hint`, the receiver is a
+    /// stand-in for that owner (sloppy quorum): it keeps the state as a hint to hand over later.
     Store {
         req: u64,
         key: Vec<u8>,
         state: KeyVersions,
+        hint: Option<NodeId>,
     },
     /// `Store { req }` was made durable.
     StoreAck { req: u64 },
@@ -159,6 +173,30 @@ pub enum PeerMessage {
     FetchReply { req: u64, state: KeyVersions },
     /// Read repair: merge this state; no answer.
     Repair { key: Vec<u8>, state: KeyVersions },
+    /// Anti-entropy: my hashes of these Merkle tree nodes of `partition` at `level` (0 = root).
+    /// The receiver answers with the next level below the nodes that differ, or, at the leaves,
+    /// with `AeKeys` for the leaves that differ.
+    AeHashes {
+        partition: u32,
+        level: u32,
+        nodes: Vec<(u32, u64)>,
+    },
+    /// Anti-entropy: my (key, digest) entries of these leaves of `partition`. The receiver sends
+    /// `AeRepair` for every key it holds whose digest differs, and, if `reply`, its own entries.
+    AeKeys {
+        partition: u32,
+        leaves: Vec<u32>,
+        entries: Vec<(Vec<u8>, u64)>,
+        reply: bool,
+    },
+    /// Anti-entropy: merge this state of a key whose digest differed; no answer.
+    AeRepair { key: Vec<u8>, state: KeyVersions },
+    /// Gossip: the peers the sender cannot reach (a hint for the receiver's failure detector).
+    /// With `probe`, the sender suspects the receiver and asks for a gossip back.
+    Gossip {
+        unreachable: Vec<NodeId>,
+        probe: bool,
+    },
 }
 
 /// Frames on a byte stream: length-delimited, postcard bodies, bounded size.

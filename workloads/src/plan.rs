@@ -131,6 +131,34 @@ impl NemesisKind {
     }
 }
 
+/// The nodes' availability machinery, each switchable so that tests can isolate one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeOptions {
+    /// Sloppy quorum with stand-ins (off: strict quorum).
+    pub sloppy_quorum: bool,
+    /// Hand hinted writes over to their owners.
+    pub hinted_handoff: bool,
+    /// Read repair.
+    pub read_repair: bool,
+    /// Merkle-tree anti-entropy.
+    pub anti_entropy: bool,
+    /// Time between a node's anti-entropy rounds.
+    pub anti_entropy_interval_ms: u64,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            sloppy_quorum: true,
+            hinted_handoff: true,
+            read_repair: true,
+            anti_entropy: true,
+            anti_entropy_interval_ms: dynamo_node::config::ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
 /// Everything that configures a run, and nothing that is derived from the seed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimConfig {
@@ -178,6 +206,12 @@ pub struct SimConfig {
     pub fault_gap_ms: u64,
     /// Mean duration of a fault.
     pub fault_duration_ms: u64,
+    /// The nodes' availability machinery.
+    #[serde(default)]
+    pub node: NodeOptions,
+    /// After the heal, poll every replica until they agree and report how long that took.
+    #[serde(default)]
+    pub measure_convergence: bool,
 }
 
 impl Default for SimConfig {
@@ -205,6 +239,8 @@ impl Default for SimConfig {
             quiesce_ms: 5_000,
             fault_gap_ms: 1_500,
             fault_duration_ms: 2_000,
+            node: NodeOptions::default(),
+            measure_convergence: false,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! and processes other than the node's own code.
 
 use crate::history::{Process, Recorder};
-use crate::plan::{ClientOp, Fault, FaultWindow, Plan};
+use crate::plan::{ClientOp, Fault, FaultWindow, Plan, SimConfig};
 use crate::workload::{NODE_PORT, Worker, now_ns, sibling_json};
 use dynamo_node::client::Client;
 use dynamo_node::config::NodeConfig;
@@ -64,6 +64,27 @@ pub struct RunSummary {
     pub faults: u64,
     /// Simulated time, ms.
     pub sim_ms: u64,
+    /// Hinted writes handed over to their owners, summed over the nodes at the end.
+    pub hints_delivered: u64,
+    /// Hints still held at the end.
+    pub hints_pending: u64,
+    /// Keys changed by anti-entropy.
+    pub ae_keys_repaired: u64,
+    /// Read-repair messages sent.
+    pub read_repairs_sent: u64,
+    /// With `measure_convergence`: simulated ms from the heal until every replica of every key
+    /// held the same state (None: not measured, or not within the quiesce time).
+    pub converged_after_heal_ms: Option<u64>,
+}
+
+/// What the control host learns at the end, for the summary.
+#[derive(Default)]
+struct Totals {
+    hints_delivered: u64,
+    hints_pending: u64,
+    ae_keys_repaired: u64,
+    read_repairs_sent: u64,
+    converged_after_heal_ms: Option<u64>,
 }
 
 /// Shared between the control host and the outer loop.
@@ -108,6 +129,11 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.bug = c.bug;
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
+    config.sloppy_quorum = c.node.sloppy_quorum;
+    config.hinted_handoff = c.node.hinted_handoff;
+    config.read_repair = c.node.read_repair;
+    config.anti_entropy = c.node.anti_entropy;
+    config.anti_entropy_interval_ms = c.node.anti_entropy_interval_ms.max(1);
     // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
     config
@@ -186,7 +212,11 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
 
     let phase = Rc::new(Phase::default());
     let plan_rc = Rc::new(plan.clone());
-    sim.client("control", control(plan_rc, recorder.clone(), phase.clone()));
+    let totals = Rc::new(RefCell::new(Totals::default()));
+    sim.client(
+        "control",
+        control(plan_rc, recorder.clone(), phase.clone(), totals.clone()),
+    );
 
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
     for (i, w) in plan.faults.iter().enumerate() {
@@ -237,6 +267,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     let recorder = Rc::try_unwrap(recorder)
         .map_err(|_| "history still shared after the run".to_string())?
         .into_inner();
+    let totals = totals.borrow();
     let summary = RunSummary {
         ops: recorder.ok + recorder.fail + recorder.info,
         ok: recorder.ok,
@@ -244,6 +275,11 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         info: recorder.info,
         faults: recorder.faults,
         sim_ms,
+        hints_delivered: totals.hints_delivered,
+        hints_pending: totals.hints_pending,
+        ae_keys_repaired: totals.ae_keys_repaired,
+        read_repairs_sent: totals.read_repairs_sent,
+        converged_after_heal_ms: totals.converged_after_heal_ms,
     };
     Ok(RunOutput {
         history: recorder.into_bytes(),
@@ -421,6 +457,7 @@ async fn control(
     plan: Rc<Plan>,
     recorder: Rc<RefCell<Recorder>>,
     phase: Rc<Phase>,
+    totals: Rc<RefCell<Totals>>,
 ) -> turmoil::Result {
     let c = Rc::new(plan.config.clone());
     let env = SimEnv::new(0, Arc::new(AtomicI64::new(0)));
@@ -452,7 +489,21 @@ async fn control(
     while !phase.healed.get() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    tokio::time::sleep(Duration::from_millis(c.quiesce_ms)).await;
+    let healed_at = tokio::time::Instant::now();
+    let quiet_until = healed_at + Duration::from_millis(c.quiesce_ms);
+    if c.measure_convergence {
+        let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
+        let ring = Ring::new(c.partitions, &weights);
+        while tokio::time::Instant::now() < quiet_until {
+            if converged(&c, &ring, &env).await {
+                let ms = healed_at.elapsed().as_millis() as u64;
+                totals.borrow_mut().converged_after_heal_ms = Some(ms);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(CONVERGENCE_PROBE_MS)).await;
+        }
+    }
+    tokio::time::sleep_until(quiet_until).await;
     recorder.borrow_mut().record(
         now_ns(),
         Process::Harness,
@@ -518,7 +569,48 @@ async fn control(
         }
     });
     futures::future::join_all(admins).await;
+
+    // The nodes' own counters of hinted handoff and anti-entropy, for the summary.
+    for node in c.node_names() {
+        let addr = format!("{node}:{NODE_PORT}");
+        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        if let Ok(status) = admin.status().await {
+            let mut t = totals.borrow_mut();
+            t.hints_delivered += status.hints_delivered;
+            t.hints_pending += status.hints_pending;
+            t.ae_keys_repaired += status.ae_keys_repaired;
+            t.read_repairs_sent += status.read_repairs_sent;
+        }
+    }
     Ok(())
+}
+
+/// Interval of the convergence probe after the heal.
+pub const CONVERGENCE_PROBE_MS: u64 = 100;
+
+/// Whether every replica of every key holds the same state right now (read straight from each
+/// node's storage). An unreachable replica counts as not converged.
+async fn converged(c: &SimConfig, ring: &Ring, env: &SimEnv) -> bool {
+    let mut admins: BTreeMap<String, Client<SimEnv>> = BTreeMap::new();
+    for key in 0..c.keys as u32 {
+        let name = c.key_name(key);
+        let mut first = None;
+        for node in ring.preference_list(name.as_bytes(), c.n) {
+            let admin = admins.entry(node.clone()).or_insert_with(|| {
+                Client::new(env.clone(), format!("{node}:{NODE_PORT}"))
+                    .with_timeout_ms(c.client_timeout_ms)
+            });
+            let Ok(state) = admin.replica_state(name.as_bytes()).await else {
+                return false;
+            };
+            match &first {
+                None => first = Some(state),
+                Some(f) if *f != state => return false,
+                Some(_) => {}
+            }
+        }
+    }
+    true
 }
 
 /// Processes doing the final reads at once.

@@ -68,7 +68,11 @@ pub fn decode_value(bytes: &[u8]) -> Seen {
 
 /// A sibling as the history writes it.
 pub fn sibling_json(s: &SiblingView) -> Value {
-    let seen = decode_value(&s.value);
+    seen_json(s, decode_value(&s.value))
+}
+
+/// A decoded sibling as the history writes it.
+fn seen_json(s: &SiblingView, seen: Seen) -> Value {
     let mut v = json!({
         "write": seen.write,
         "value": if s.tombstone { Value::Null } else { seen.value },
@@ -161,17 +165,23 @@ impl Worker {
         );
         match self.client(node).get(name.as_bytes()).await {
             Ok(reply) => {
-                let values: Vec<Value> = reply.siblings.iter().map(sibling_json).collect();
+                // Decoded once: carts grow large, and this is the simulation's hottest client path.
+                let seen: Vec<Seen> = reply
+                    .siblings
+                    .iter()
+                    .map(|s| decode_value(&s.value))
+                    .collect();
+                let values: Vec<Value> = reply
+                    .siblings
+                    .iter()
+                    .zip(&seen)
+                    .map(|(s, seen)| seen_json(s, seen.clone()))
+                    .collect();
                 self.record(
                     "ok",
                     "get",
                     json!({"key": name, "values": values, "context": reply.context.to_string()}),
                 );
-                let seen = reply
-                    .siblings
-                    .iter()
-                    .map(|s| decode_value(&s.value))
-                    .collect();
                 let result = ReadResult {
                     seen,
                     context: reply.context,

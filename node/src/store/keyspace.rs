@@ -1,8 +1,9 @@
 //! The node's view of its [`Storage`]: key states encoded with postcard under a namespace prefix,
 //! and a little metadata (the actor id of this incarnation).
 //!
-//! Prefixes keep the namespaces of one byte map apart, so that later kinds of records (hints, ring
-//! state) can share the engine: `d/` + key for key states, `m/` + name for metadata.
+//! Prefixes keep the namespaces of one byte map apart: `d/` + key for key states, `h/` + owner + `/`
+//! + key for hints (writes held for an unreachable owner, sloppy quorum), `m/` + name for metadata.
+//! Node names cannot contain `/` (`version::valid_actor`), so a hint's record name splits cleanly.
 
 use super::Storage;
 use crate::version::KeyVersions;
@@ -10,6 +11,7 @@ use std::io;
 
 const DATA_PREFIX: &[u8] = b"d/";
 const META_PREFIX: &[u8] = b"m/";
+const HINT_PREFIX: &[u8] = b"h/";
 
 /// Reads key states; what the protocol core is given so that it never writes storage itself.
 pub trait ReadState {
@@ -17,6 +19,34 @@ pub trait ReadState {
     fn read_state(&self, key: &[u8]) -> io::Result<KeyVersions>;
     /// How many keys are stored (for status reports; may be slow).
     fn key_count(&self) -> u64;
+    /// Every stored key, in byte order (to build Merkle trees at start).
+    fn data_keys(&self) -> Vec<Vec<u8>>;
+    /// The hint held for `owner` for `key`, if any.
+    fn read_hint(&self, owner: &str, key: &[u8]) -> io::Result<Option<KeyVersions>>;
+    /// Every hint held, as (owner, key), in order.
+    fn hint_keys(&self) -> Vec<(String, Vec<u8>)>;
+}
+
+fn hint_record(owner: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = HINT_PREFIX.to_vec();
+    k.extend_from_slice(owner.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(key);
+    k
+}
+
+fn encode(state: &KeyVersions) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(state)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+fn decode(bytes: &[u8]) -> io::Result<KeyVersions> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("stored state of a key does not decode: {e}"),
+        )
+    })
 }
 
 /// Key states over a byte-map engine.
@@ -40,9 +70,22 @@ impl<S: Storage> Keyspace<S> {
 
     /// Stores a key's state (durable after the next [`Keyspace::sync`]).
     pub fn write_state(&mut self, key: &[u8], state: &KeyVersions) -> io::Result<()> {
-        let bytes = postcard::to_stdvec(state)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        self.storage.put(&prefixed(DATA_PREFIX, key), &bytes)
+        self.storage
+            .put(&prefixed(DATA_PREFIX, key), &encode(state)?)
+    }
+
+    /// Stores (or with `None` deletes) the hint held for `owner` for `key`.
+    pub fn write_hint(
+        &mut self,
+        owner: &str,
+        key: &[u8],
+        state: Option<&KeyVersions>,
+    ) -> io::Result<()> {
+        let record = hint_record(owner, key);
+        match state {
+            Some(state) => self.storage.put(&record, &encode(state)?),
+            None => self.storage.remove(&record),
+        }
     }
 
     /// Every stored key, in byte order.
@@ -80,15 +123,31 @@ impl<S: Storage> ReadState for Keyspace<S> {
     fn key_count(&self) -> u64 {
         self.keys().len() as u64
     }
+    fn data_keys(&self) -> Vec<Vec<u8>> {
+        self.keys()
+    }
+    fn read_hint(&self, owner: &str, key: &[u8]) -> io::Result<Option<KeyVersions>> {
+        match self.storage.get(&hint_record(owner, key))? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some),
+        }
+    }
+    fn hint_keys(&self) -> Vec<(String, Vec<u8>)> {
+        self.storage
+            .keys()
+            .into_iter()
+            .filter_map(|k| {
+                let rest = k.strip_prefix(HINT_PREFIX)?;
+                let slash = rest.iter().position(|&b| b == b'/')?;
+                let owner = String::from_utf8(rest[..slash].to_vec()).ok()?;
+                Some((owner, rest[slash + 1..].to_vec()))
+            })
+            .collect()
+    }
     fn read_state(&self, key: &[u8]) -> io::Result<KeyVersions> {
         match self.storage.get(&prefixed(DATA_PREFIX, key))? {
             None => Ok(KeyVersions::new()),
-            Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("stored state of a key does not decode: {e}"),
-                )
-            }),
+            Some(bytes) => decode(&bytes),
         }
     }
 }
