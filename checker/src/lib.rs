@@ -1,1 +1,207 @@
-//! placeholder
+//! `dynamo-checker` reads a Dynamo history (`shared/history-format.md`) and decides whether any
+//! acknowledged write was lost and whether the replicas converged, and says why in terms an engineer
+//! can follow: every finding carries the writes, reads and final state that witness it.
+//!
+//! It knows nothing of the node crate: it checks a history that any Dynamo-style store produced,
+//! written by any client.
+//!
+//! ```no_run
+//! let (results, warnings) = dynamo_checker::check_path(std::path::Path::new("store/latest"))?;
+//! for w in &warnings {
+//!     eprintln!("warning: {w}");
+//! }
+//! println!("{}", dynamo_checker::summary(&results));
+//! std::process::exit(results.exit_code());
+//! # Ok::<(), dynamo_checker::ParseError>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`history`]: the file format. Serde types for every event ([`Event`]), the streaming parser
+//!   that enforces the structural rules and folds lines into the compact, interned [`History`].
+//! - [`graph`]: the causality graph ([`Graph`], petgraph): one vertex per write, observed edges (what
+//!   clients saw: the ground truth) and clock edges (the store's order by dots and clocks), with
+//!   per-key ancestor bitsets so that causality questions are bit tests.
+//! - [`checks`]: one pure function per anomaly type, from history, graph and final state to
+//!   [`Finding`]s (data and witnesses only).
+//! - [`stats`]: the figures (op counts, latency quantiles, siblings per read, consistency window,
+//!   convergence after the heal).
+//! - [`results`]: the three-valued verdict and the results.json shape.
+//! - [`explain`](mod@explain): the wording of findings and the human summary, kept apart from their data.
+//!
+//! [`check`] composes them: each check runs under `catch_unwind`, so a bug in one makes the verdict
+//! unknown instead of crashing the run. Writing files is the caller's business.
+
+pub mod checks;
+pub mod explain;
+pub mod graph;
+pub mod history;
+pub mod results;
+pub mod stats;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+pub use checks::{Finding, Kind};
+pub use explain::{explain, summary};
+pub use graph::Graph;
+pub use history::{Event, History, ParseError, Parsed, parse_file, parse_reader};
+pub use results::{Results, Validity};
+pub use stats::Stats;
+
+use checks::finals::Finals;
+use checks::{CHECKS, Check, Ctx};
+use history::Status;
+
+/// The file `check_path` looks for in a directory.
+pub const HISTORY_FILE: &str = "history.jsonl";
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with no message".to_owned()
+    }
+}
+
+/// Runs `f`, turning a panic into an error message naming `what`.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|p| format!("{what} panicked: {}", panic_message(p.as_ref())))
+}
+
+/// Checks a history: every anomaly and warning of history-format.md, and the figures.
+///
+/// `valid` is false when any anomaly was found; otherwise unknown when nothing was acknowledged, the
+/// final replica state is missing, or a check could not decide or panicked; otherwise true.
+pub fn check(history: &History) -> Results {
+    let mut unknown: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut outcomes: Vec<(Kind, Check)> = Vec::new();
+    let mut fresh = None;
+
+    match (
+        guarded("building the causality graph", || Graph::build(history)),
+        guarded("indexing the final state", || Finals::build(history)),
+    ) {
+        (Ok(graph), Ok(finals)) => {
+            if graph.dropped_observed > 0 {
+                notes.push(format!(
+                    "{} observed entries were not made edges",
+                    graph.dropped_observed
+                ));
+                notes.extend(graph.notes.iter().cloned());
+            }
+            let ctx = Ctx {
+                h: history,
+                g: &graph,
+                finals: &finals,
+            };
+            for (kind, run) in CHECKS {
+                match guarded(kind.as_str(), || run(&ctx)) {
+                    Ok(c) => outcomes.push((kind, c)),
+                    Err(e) => unknown.push(e),
+                }
+            }
+            match guarded(Kind::StaleRead.as_str(), || {
+                checks::freshness::analyze(&ctx)
+            }) {
+                Ok(f) => fresh = Some(f),
+                Err(e) => unknown.push(e),
+            }
+        }
+        (graph, finals) => {
+            unknown.extend(graph.err());
+            unknown.extend(finals.err());
+        }
+    }
+
+    let mut anomalies = BTreeMap::new();
+    let mut warnings = BTreeMap::new();
+    let mut anomaly_counts = BTreeMap::new();
+    let mut warning_counts = BTreeMap::new();
+    let stale = fresh.as_mut().map(|f: &mut checks::freshness::Freshness| {
+        (Kind::StaleRead, std::mem::take(&mut f.check))
+    });
+    for (kind, c) in outcomes.into_iter().chain(stale) {
+        if kind.is_anomaly() {
+            unknown.extend(c.unknown);
+            anomaly_counts.insert(kind, c.total);
+            if !c.findings.is_empty() {
+                anomalies.insert(kind, c.findings);
+            }
+        } else {
+            // A warning check that could not look at everything does not make the verdict unknown.
+            notes.extend(c.unknown);
+            warning_counts.insert(kind, c.total);
+            if !c.findings.is_empty() {
+                warnings.insert(kind, c.findings);
+            }
+        }
+    }
+    let acknowledged = history.writes.iter().any(|w| w.status == Status::Ok);
+    if !acknowledged {
+        unknown.push("nothing was acknowledged: no put or delete ended ok".to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    unknown.retain(|u| seen.insert(u.clone()));
+
+    let mut stats = match guarded("computing the figures", || {
+        stats::compute(history, fresh.as_ref())
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            notes.push(e);
+            Stats::default()
+        }
+    };
+    stats.anomaly_counts = anomaly_counts;
+    stats.warning_counts = warning_counts;
+
+    let valid = if !anomalies.is_empty() {
+        Validity::False
+    } else if !unknown.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::True
+    };
+    stats.unknown = unknown;
+    stats.notes = notes;
+    Results {
+        valid,
+        anomalies,
+        warnings,
+        stats,
+    }
+}
+
+/// Parses and checks a history file, or the `history.jsonl` of a directory. Returns the results and
+/// the parser's warnings (e.g. a truncated last line that was skipped).
+pub fn check_path(path: &Path) -> Result<(Results, Vec<String>), ParseError> {
+    let file = if path.is_dir() {
+        path.join(HISTORY_FILE)
+    } else {
+        path.to_owned()
+    };
+    let Parsed { history, warnings } = parse_file(&file)?;
+    Ok((check(&history), warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_the_check() {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r: Result<(), String> = guarded("lost-write", || panic!("boom {}", 7));
+        std::panic::set_hook(hook);
+        assert_eq!(r, Err("lost-write panicked: boom 7".to_owned()));
+        assert_eq!(guarded("x", || 3), Ok(3));
+    }
+}

@@ -1,0 +1,278 @@
+//! The checks: each a pure function from the history, its causality graph and its final state to
+//! findings, exactly as history-format.md ("What the checker concludes") defines them.
+//!
+//! A finding is data only (the witnesses: writes, reads, final state); its wording lives in
+//! `explain.rs`, so that a report can render the same finding differently and tests can match on data.
+//! A check that cannot decide (no final state, a key too large for the bitsets) says so as an unknown
+//! reason instead of guessing. Each check runs under `catch_unwind` in [`crate::check`]: a bug in one
+//! makes the verdict unknown, not the process crash.
+//!
+//! Files: `lost_write.rs`, `reads.rs` (phantom-read, failed-write-visible, false-concurrency),
+//! `order.rs` (false-dominance, clock-regression), `divergence.rs`, `freshness.rs` (stale-read and the
+//! consistency window); `witness.rs` builds witnesses, `finals.rs` indexes the final state.
+
+mod divergence;
+pub(crate) mod finals;
+pub(crate) mod freshness;
+mod lost_write;
+mod order;
+mod reads;
+pub mod witness;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::graph::Graph;
+use crate::history::History;
+use finals::Finals;
+pub use witness::{FinalState, ReadWitness, WriteWitness};
+
+/// The most findings of one kind kept with their witnesses; the rest are only counted
+/// (`stats.anomaly_counts`, `stats.warning_counts`). An engineer needs a few witnesses, not a flood.
+pub const FINDINGS_PER_KIND_MAX: usize = 100;
+
+/// The kinds of finding: six anomalies (each makes `valid` false) and two warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    LostWrite,
+    PhantomRead,
+    FailedWriteVisible,
+    FalseDominance,
+    Divergence,
+    ClockRegression,
+    FalseConcurrency,
+    StaleRead,
+}
+
+impl Kind {
+    /// Every kind, anomalies first.
+    pub const ALL: [Kind; 8] = [
+        Kind::LostWrite,
+        Kind::PhantomRead,
+        Kind::FailedWriteVisible,
+        Kind::FalseDominance,
+        Kind::Divergence,
+        Kind::ClockRegression,
+        Kind::FalseConcurrency,
+        Kind::StaleRead,
+    ];
+
+    /// The name used in results.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::LostWrite => "lost-write",
+            Kind::PhantomRead => "phantom-read",
+            Kind::FailedWriteVisible => "failed-write-visible",
+            Kind::FalseDominance => "false-dominance",
+            Kind::Divergence => "divergence",
+            Kind::ClockRegression => "clock-regression",
+            Kind::FalseConcurrency => "false-concurrency",
+            Kind::StaleRead => "stale-read",
+        }
+    }
+
+    /// Whether a finding of this kind makes the history invalid (else it is a warning).
+    pub fn is_anomaly(self) -> bool {
+        !matches!(self, Kind::FalseConcurrency | Kind::StaleRead)
+    }
+}
+
+/// An ok write that the final state lost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostWrite {
+    #[serde(flatten)]
+    pub write: WriteWitness,
+    /// `observed`: neither present nor an ancestor of a present write; `cart-item`: its item is in no
+    /// final sibling's value; `delete`: its tombstone is gone and what it deleted is back.
+    pub rule: &'static str,
+    /// For a lost delete: the writes it removed that are present again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resurrected: Vec<String>,
+    pub final_state: FinalState,
+}
+
+/// A read (or replica state) that returned a write no put invoked, or a value that write did not write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhantomRead {
+    /// The write id the sibling named.
+    pub write: String,
+    pub key: String,
+    /// `unknown-write` or `wrong-value`.
+    pub reason: &'static str,
+    /// The value returned.
+    pub returned: Value,
+    /// What the named write wrote, when a put named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<Value>,
+    /// Cart workload: items of the returned value that no put invoked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_items: Vec<String>,
+    pub read: ReadWitness,
+}
+
+/// A write whose put ended `fail`, seen afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedWriteVisible {
+    #[serde(flatten)]
+    pub write: WriteWitness,
+    /// The first read or replica state that showed it.
+    pub seen_in: ReadWitness,
+    /// How many reads and replica states showed it.
+    pub times_seen: usize,
+    pub final_state: FinalState,
+}
+
+/// The store orders `write` before `dominated_by`, but that write's client never saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FalseDominance {
+    #[serde(flatten)]
+    pub write: WriteWitness,
+    pub dominated_by: WriteWitness,
+    /// The read the dominated write's put was based on (none for a blind put).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_based_on: Option<ReadWitness>,
+    /// The read the dominating write's put was based on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dominated_by_based_on: Option<ReadWitness>,
+    pub final_state: FinalState,
+}
+
+/// After the final quiescence, the replicas of a key hold different sibling sets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Divergence {
+    pub key: String,
+    pub final_state: FinalState,
+}
+
+/// A write's version does not succeed the version of a write its client observed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClockRegression {
+    #[serde(flatten)]
+    pub write: WriteWitness,
+    pub observed_write: WriteWitness,
+    pub final_state: FinalState,
+}
+
+/// Siblings returned together although one descends (by ground truth) from the other.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FalseConcurrency {
+    pub key: String,
+    /// The sibling that should have been superseded.
+    pub ancestor: String,
+    pub descendant: String,
+    pub read: ReadWitness,
+}
+
+/// A read that missed an acknowledged write that completed before the read started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleRead {
+    pub key: String,
+    pub read: ReadWitness,
+    /// The earliest-acknowledged write it missed.
+    pub missed: WriteWitness,
+    /// How many acknowledged writes it missed.
+    pub missed_count: usize,
+}
+
+/// One finding: data only; see [`explain()`](crate::explain()) for its wording.
+// At most FINDINGS_PER_KIND_MAX of each kind are ever built, so the variants' sizes do not matter,
+// and boxing them would only make matching on findings clumsier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Finding {
+    LostWrite(LostWrite),
+    PhantomRead(PhantomRead),
+    FailedWriteVisible(FailedWriteVisible),
+    FalseDominance(FalseDominance),
+    Divergence(Divergence),
+    ClockRegression(ClockRegression),
+    FalseConcurrency(FalseConcurrency),
+    StaleRead(StaleRead),
+}
+
+impl Finding {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Finding::LostWrite(_) => Kind::LostWrite,
+            Finding::PhantomRead(_) => Kind::PhantomRead,
+            Finding::FailedWriteVisible(_) => Kind::FailedWriteVisible,
+            Finding::FalseDominance(_) => Kind::FalseDominance,
+            Finding::Divergence(_) => Kind::Divergence,
+            Finding::ClockRegression(_) => Kind::ClockRegression,
+            Finding::FalseConcurrency(_) => Kind::FalseConcurrency,
+            Finding::StaleRead(_) => Kind::StaleRead,
+        }
+    }
+}
+
+/// What one check concluded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Check {
+    /// At most [`FINDINGS_PER_KIND_MAX`], in history order.
+    pub findings: Vec<Finding>,
+    /// How many findings there were in all.
+    pub total: usize,
+    /// Why the check could not decide, in part or in whole.
+    pub unknown: Vec<String>,
+}
+
+impl Check {
+    /// Keeps the first [`FINDINGS_PER_KIND_MAX`] of `raw` (already in history order), materialising
+    /// their witnesses only.
+    pub(crate) fn from_raw<T>(raw: Vec<T>, mut make: impl FnMut(T) -> Finding) -> Check {
+        let total = raw.len();
+        let findings = raw
+            .into_iter()
+            .take(FINDINGS_PER_KIND_MAX)
+            .map(&mut make)
+            .collect();
+        Check {
+            findings,
+            total,
+            unknown: Vec::new(),
+        }
+    }
+
+    pub(crate) fn unknown(reason: String) -> Check {
+        Check {
+            findings: Vec::new(),
+            total: 0,
+            unknown: vec![reason],
+        }
+    }
+}
+
+/// What every check reads.
+pub(crate) struct Ctx<'a> {
+    pub h: &'a History,
+    pub g: &'a Graph,
+    pub finals: &'a Finals,
+}
+
+/// A check.
+pub(crate) type CheckFn = fn(&Ctx) -> Check;
+
+/// The checks that need only the history, graph and final state, by kind. Stale reads come from
+/// `freshness`, which also computes the consistency window.
+pub(crate) const CHECKS: [(Kind, CheckFn); 7] = [
+    (Kind::LostWrite, lost_write::check),
+    (Kind::PhantomRead, reads::phantom_read),
+    (Kind::FailedWriteVisible, reads::failed_write_visible),
+    (Kind::FalseDominance, order::false_dominance),
+    (Kind::Divergence, divergence::check),
+    (Kind::ClockRegression, order::clock_regression),
+    (Kind::FalseConcurrency, reads::false_concurrency),
+];
+
+/// Names the keys a check skipped because they have no bitsets, if any.
+pub(crate) fn skipped_keys_reason(ctx: &Ctx, what: &str) -> Option<String> {
+    let skipped = &ctx.g.reach.skipped;
+    let first = skipped.first()?;
+    Some(format!(
+        "{what}: {} key(s) have more writes than the causality bitsets allow (first: {:?}); not checked",
+        skipped.len(),
+        ctx.h.key_name(*first)
+    ))
+}

@@ -1,0 +1,52 @@
+//! Checks of the store's order against the ground truth: `false-dominance` (the store orders a before
+//! b, but b's writer never saw a, so the store may silently drop a) and `clock-regression` (b's writer
+//! saw a, but b's version does not succeed a's: the store lost causality the client handed it).
+
+use crate::graph::{EdgeKind, precedes};
+use crate::history::WriteIdx;
+
+use super::{Check, ClockRegression, Ctx, FalseDominance, Finding, skipped_keys_reason, witness};
+
+pub(crate) fn false_dominance(ctx: &Ctx) -> Check {
+    let (h, g) = (ctx.h, ctx.g);
+    // The graph stores a clock edge a -> b only where b observed a directly or where the store's order
+    // has no ground truth behind it; the latter are the findings.
+    let mut raw: Vec<(WriteIdx, WriteIdx)> = g
+        .edges_of(EdgeKind::Clock)
+        .filter(|&(a, b)| g.reaches(h, a, b) == Some(false))
+        .collect();
+    raw.sort_unstable();
+    let mut check = Check::from_raw(raw, |(a, b)| {
+        Finding::FalseDominance(FalseDominance {
+            write: witness::write(h, a),
+            dominated_by: witness::write(h, b),
+            write_based_on: witness::base_read(h, a),
+            dominated_by_based_on: witness::base_read(h, b),
+            final_state: witness::final_state(h, ctx.finals, h.write(a).key),
+        })
+    });
+    check
+        .unknown
+        .extend(skipped_keys_reason(ctx, "false-dominance"));
+    check
+}
+
+pub(crate) fn clock_regression(ctx: &Ctx) -> Check {
+    let (h, g) = (ctx.h, ctx.g);
+    let mut raw: Vec<(WriteIdx, WriteIdx)> = g
+        .edges_of(EdgeKind::Observed)
+        .filter(|&(a, b)| match (h.write(a).version, h.write(b).version) {
+            (Some(va), Some(vb)) => !precedes(&h.versions, va, vb),
+            _ => false,
+        })
+        .map(|(a, b)| (b, a))
+        .collect();
+    raw.sort_unstable();
+    Check::from_raw(raw, |(b, a)| {
+        Finding::ClockRegression(ClockRegression {
+            write: witness::write(h, b),
+            observed_write: witness::write(h, a),
+            final_state: witness::final_state(h, ctx.finals, h.write(b).key),
+        })
+    })
+}

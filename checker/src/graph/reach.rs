@@ -1,0 +1,186 @@
+//! Observed-ancestor bitsets, per key: bit `p` of write b's row is set when the write at position `p`
+//! of b's key is a ground-truth ancestor of b (observed or tombstone edges, transitively).
+//!
+//! Rows are built in invoke order (a write's parents come before it), each the union of its parents'
+//! rows and bits: O(edges x writes/64) per key. Every question the checks ask about causality ("did b's
+//! writer see a?", "does this read's sibling descend from that write?") is then one bit test, and "which
+//! of these versions did b not see?" is a word-wise mask. Memory is the square of a key's writes over
+//! eight bytes, hence the bounds in the module above.
+
+use crate::history::{History, KeyIdx, WriteIdx};
+
+use super::{DENSE_WRITES_PER_KEY_MAX, Graph, REACH_BYTES_MAX};
+
+/// Marks a key with no rows.
+const NO_ROWS: usize = usize::MAX;
+
+/// A row of bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bits<'a>(pub &'a [u64]);
+
+impl Bits<'_> {
+    pub(crate) fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Calls `f` with every position in `start..end` whose bit is clear, word by word.
+    pub(crate) fn for_each_clear_in(&self, start: usize, end: usize, mut f: impl FnMut(usize)) {
+        let mut i = start;
+        while i < end {
+            let word = i / 64;
+            let lo = i % 64;
+            let hi = (end - word * 64).min(64);
+            let mask = if hi == 64 {
+                !0u64 << lo
+            } else {
+                (!0u64 << lo) & ((1u64 << hi) - 1)
+            };
+            let mut clear = !self.0[word] & mask;
+            while clear != 0 {
+                let bit = clear.trailing_zeros() as usize;
+                f(word * 64 + bit);
+                clear &= clear - 1;
+            }
+            i = (word + 1) * 64;
+        }
+    }
+
+    /// Calls `f` with every position whose bit is set.
+    pub(crate) fn for_each_set(&self, mut f: impl FnMut(usize)) {
+        for (word, &bits) in self.0.iter().enumerate() {
+            let mut set = bits;
+            while set != 0 {
+                f(word * 64 + set.trailing_zeros() as usize);
+                set &= set - 1;
+            }
+        }
+    }
+}
+
+/// The number of u64 words in a row of a key with `len` writes.
+pub(crate) fn words_per_row(len: usize) -> usize {
+    len.div_ceil(64)
+}
+
+/// All keys' rows.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    words: Vec<u64>,
+    /// Per key: the offset of its rows in `words`, or NO_ROWS.
+    offsets: Vec<usize>,
+    /// Keys that got no rows (too many writes, or past the memory bound).
+    pub(crate) skipped: Vec<KeyIdx>,
+}
+
+impl Reach {
+    pub(crate) fn build(graph: &Graph) -> Reach {
+        let mut reach = Reach {
+            words: Vec::new(),
+            offsets: Vec::with_capacity(graph.keys.len()),
+            skipped: Vec::new(),
+        };
+        let total_bytes: usize = graph
+            .keys
+            .iter()
+            .filter(|r| (r.len as usize) <= DENSE_WRITES_PER_KEY_MAX)
+            .map(|r| r.len as usize * words_per_row(r.len as usize) * 8)
+            .sum();
+        reach
+            .words
+            .reserve_exact(total_bytes.min(REACH_BYTES_MAX) / 8);
+        for (k, r) in graph.keys.iter().enumerate() {
+            let len = r.len as usize;
+            let wpr = words_per_row(len);
+            let bytes = (reach.words.len() + len * wpr) * 8;
+            if len > DENSE_WRITES_PER_KEY_MAX || bytes > REACH_BYTES_MAX {
+                reach.offsets.push(NO_ROWS);
+                reach.skipped.push(KeyIdx(k as u32));
+                continue;
+            }
+            let base = reach.words.len();
+            reach.offsets.push(base);
+            reach.words.resize(base + len * wpr, 0);
+            for &b in graph.key_writes(KeyIdx(k as u32)) {
+                let pb = graph.pos[b.0 as usize] as usize;
+                for a in graph.ground_parents(b) {
+                    let pa = graph.pos[a.0 as usize] as usize;
+                    debug_assert!(a < b, "ground-truth edges go from earlier to later writes");
+                    let (row_a, row_b) =
+                        two_rows(&mut reach.words[base..base + len * wpr], wpr, pa, pb);
+                    for (x, y) in row_b.iter_mut().zip(row_a.iter()) {
+                        *x |= *y;
+                    }
+                    row_b[pa / 64] |= 1 << (pa % 64);
+                }
+            }
+        }
+        reach
+    }
+
+    pub(crate) fn has_rows(&self, k: KeyIdx) -> bool {
+        self.offsets[k.0 as usize] != NO_ROWS
+    }
+
+    /// The row of write `w` (its key must have rows).
+    pub(crate) fn row(&self, graph: &Graph, key: KeyIdx, w: WriteIdx) -> Bits<'_> {
+        let base = self.offsets[key.0 as usize];
+        assert_ne!(base, NO_ROWS, "the key has rows");
+        let wpr = words_per_row(graph.keys[key.0 as usize].len as usize);
+        let p = graph.pos[w.0 as usize] as usize;
+        Bits(&self.words[base + p * wpr..base + (p + 1) * wpr])
+    }
+
+    /// Whether `a` is a ground-truth ancestor of `b` (same key); `None` when the key has no rows.
+    pub(crate) fn reaches(
+        &self,
+        graph: &Graph,
+        h: &History,
+        a: WriteIdx,
+        b: WriteIdx,
+    ) -> Option<bool> {
+        let key = h.write(b).key;
+        if h.write(a).key != key {
+            return Some(false);
+        }
+        if !self.has_rows(key) {
+            return None;
+        }
+        Some(
+            self.row(graph, key, b)
+                .get(graph.pos[a.0 as usize] as usize),
+        )
+    }
+}
+
+/// Borrows row `a` shared and row `b` mutably (a != b).
+fn two_rows(words: &mut [u64], wpr: usize, a: usize, b: usize) -> (&[u64], &mut [u64]) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = words.split_at_mut(b * wpr);
+        (&lo[a * wpr..(a + 1) * wpr], &mut hi[..wpr])
+    } else {
+        let (lo, hi) = words.split_at_mut(a * wpr);
+        (&hi[..wpr], &mut lo[b * wpr..(b + 1) * wpr])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_bits_in_a_range() {
+        let words = [0b1011u64, !0, 0];
+        let bits = Bits(&words);
+        let mut seen = Vec::new();
+        bits.for_each_clear_in(0, 6, |i| seen.push(i));
+        assert_eq!(seen, vec![2, 4, 5]);
+        seen.clear();
+        bits.for_each_clear_in(60, 131, |i| seen.push(i));
+        let expected: Vec<usize> = (60..64).chain(128..131).collect();
+        assert_eq!(seen, expected);
+        seen.clear();
+        bits.for_each_set(|i| seen.push(i));
+        assert_eq!(seen.len(), 3 + 64);
+    }
+}

@@ -1,0 +1,525 @@
+//! The line as it is on disk: one flat struct of optional fields, deserialised without copying.
+//!
+//! Strings borrow from the line buffer where they have no escapes, and values stay as their raw JSON
+//! text (`&RawValue`): building a `serde_json::Value` tree for every sibling of every read would cost
+//! more than the rest of the checker. [`Wire::classify`] is the one place that decides what a line is
+//! and whether it has the fields its kind needs; both the owned [`Event`] and the compact
+//! [`History`](super::History) are built from a classified `Wire`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::event::{
+    Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ReplicaState, Sibling,
+    Version, WriteOp,
+};
+
+/// A string borrowed from the line where it can be (no escapes), owned where it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Str<'a>(pub Cow<'a, str>);
+
+impl Str<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Str<'a>, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// Who acted: a client process number, or the nemesis, or the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WireProcess {
+    Client(u64),
+    Nemesis,
+    Harness,
+}
+
+impl<'de> Deserialize<'de> for WireProcess {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WireProcess, D::Error> {
+        struct ProcessVisitor;
+        impl Visitor<'_> for ProcessVisitor {
+            type Value = WireProcess;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a process: a non-negative integer, \"nemesis\" or \"harness\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireProcess, E> {
+                Ok(WireProcess::Client(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireProcess, E> {
+                u64::try_from(v)
+                    .map(WireProcess::Client)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireProcess, E> {
+                match v {
+                    "nemesis" => Ok(WireProcess::Nemesis),
+                    "harness" => Ok(WireProcess::Harness),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(ProcessVisitor)
+    }
+}
+
+/// The `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+/// A vector clock as it appears on the line, in the line's order (not yet sorted).
+#[derive(Debug, Default)]
+pub(crate) struct WireClock<'a>(pub Vec<(Str<'a>, u64)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireClock<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WireClock<'a>, D::Error> {
+        struct ClockVisitor;
+        impl<'de> Visitor<'de> for ClockVisitor {
+            type Value = WireClock<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a vector clock: an object of node name to counter")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireClock<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<Str<'de>, u64>()? {
+                    entries.push(entry);
+                }
+                Ok(WireClock(entries))
+            }
+        }
+        d.deserialize_map(ClockVisitor)
+    }
+}
+
+/// A dot `[node, counter]`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireDot<'a>(#[serde(borrow)] pub Str<'a>, pub u64);
+
+/// A sibling of a read or replica state.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireSibling<'a> {
+    #[serde(borrow)]
+    pub write: Str<'a>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub dot: Option<WireDot<'a>>,
+    #[serde(borrow, default)]
+    pub clock: Option<WireClock<'a>>,
+}
+
+/// One line: every field any event may have. Unknown fields are ignored, so that a newer writer's
+/// extra fields do not break an older checker.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Wire<'a> {
+    pub index: u64,
+    pub time: u64,
+    pub process: WireProcess,
+    #[serde(rename = "type")]
+    pub ty: WireType,
+    #[serde(borrow)]
+    pub f: Str<'a>,
+    #[serde(borrow, default)]
+    pub key: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub node: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub write: Option<Str<'a>>,
+    /// `Some` whenever the field is there, `null` included (a delete writes `null`).
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub observed: Option<Vec<Str<'a>>>,
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub values: Option<Vec<WireSibling<'a>>>,
+    #[serde(borrow, default)]
+    pub dot: Option<WireDot<'a>>,
+    #[serde(borrow, default)]
+    pub clock: Option<WireClock<'a>>,
+}
+
+/// Keeps a present `null` as `Some`, unlike `Option`'s own deserialisation.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+/// What a line is, once [`Wire::classify`] has checked that it has the fields its kind needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Invoke(ClientF),
+    Complete(Outcome, ClientF),
+    Nemesis,
+    Phase,
+    ReplicaState,
+    Config,
+    /// A harness event this version of the format does not name: skipped with a warning.
+    UnknownHarness,
+}
+
+fn client_f(f: &str) -> Result<ClientF, String> {
+    match f {
+        "get" => Ok(ClientF::Get),
+        "put" => Ok(ClientF::Put),
+        "delete" => Ok(ClientF::Delete),
+        other => Err(format!(
+            "unknown client operation f={other:?} (expected get, put or delete)"
+        )),
+    }
+}
+
+impl<'a> Wire<'a> {
+    /// Decides what this line is and checks the fields that kind requires.
+    pub(crate) fn classify(&self) -> Result<Class, String> {
+        match self.process {
+            WireProcess::Client(process) => {
+                let f = client_f(self.f.as_str())?;
+                if self.key.is_none() {
+                    return Err(format!("client event of process {process} has no key"));
+                }
+                match self.ty {
+                    WireType::Invoke => {
+                        if f != ClientF::Get {
+                            if self.write.is_none() {
+                                return Err(format!("{} invoke has no write id", f.as_str()));
+                            }
+                            match self.value {
+                                None => return Err(format!("{} invoke has no value", f.as_str())),
+                                Some(v) if f == ClientF::Delete && v.get().trim() != "null" => {
+                                    return Err("a delete's value must be null".to_owned());
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                        Ok(Class::Invoke(f))
+                    }
+                    WireType::Ok | WireType::Fail | WireType::Info => {
+                        let outcome = match self.ty {
+                            WireType::Ok => Outcome::Ok,
+                            WireType::Fail => Outcome::Fail,
+                            _ => Outcome::Info,
+                        };
+                        if f == ClientF::Get && outcome == Outcome::Ok && self.values.is_none() {
+                            return Err("get ok has no values".to_owned());
+                        }
+                        for s in self.values.iter().flatten() {
+                            if s.value.is_none() {
+                                return Err(format!("sibling {:?} has no value", s.write.as_str()));
+                            }
+                        }
+                        Ok(Class::Complete(outcome, f))
+                    }
+                }
+            }
+            WireProcess::Nemesis => {
+                if self.ty != WireType::Info {
+                    return Err("a nemesis event must have type info".to_owned());
+                }
+                Ok(Class::Nemesis)
+            }
+            WireProcess::Harness => {
+                if self.ty != WireType::Info {
+                    return Err("a harness event must have type info".to_owned());
+                }
+                match self.f.as_str() {
+                    "phase" => match self.value.map(|v| serde_json::from_str::<String>(v.get())) {
+                        Some(Ok(_)) => Ok(Class::Phase),
+                        _ => Err("a phase event's value must be a string".to_owned()),
+                    },
+                    "replica-state" => {
+                        if self.key.is_none() || self.node.is_none() || self.values.is_none() {
+                            return Err("replica-state needs key, node and values".to_owned());
+                        }
+                        for s in self.values.iter().flatten() {
+                            if s.value.is_none() {
+                                return Err(format!("sibling {:?} has no value", s.write.as_str()));
+                            }
+                        }
+                        Ok(Class::ReplicaState)
+                    }
+                    "config" => {
+                        if self.value.is_none() {
+                            return Err("config has no value".to_owned());
+                        }
+                        Ok(Class::Config)
+                    }
+                    _ => Ok(Class::UnknownHarness),
+                }
+            }
+        }
+    }
+
+    /// The key of a classified client or replica-state event.
+    pub(crate) fn key_str(&self) -> &str {
+        self.key
+            .as_ref()
+            .map(Str::as_str)
+            .expect("classify checked the key")
+    }
+
+    /// The process number of a classified client event.
+    pub(crate) fn client(&self) -> u64 {
+        match self.process {
+            WireProcess::Client(p) => p,
+            _ => unreachable!("classify checked the process"),
+        }
+    }
+
+    /// Converts to the owned, typed event.
+    pub(crate) fn into_event(self) -> Result<Event, String> {
+        let class = self.classify()?;
+        let body = match class {
+            Class::Invoke(f) => {
+                let process = self.client();
+                let key = self.key_str().to_owned();
+                let node = self.node.map(|s| s.0.into_owned());
+                let op = match f {
+                    ClientF::Get => Op::Get { key, node },
+                    ClientF::Put | ClientF::Delete => {
+                        let w = WriteOp {
+                            key,
+                            node,
+                            write: self.write.map(|s| s.0.into_owned()).unwrap_or_default(),
+                            value: to_value(self.value)?,
+                            observed: self
+                                .observed
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|s| s.0.into_owned())
+                                .collect(),
+                            context: self.context.map(|c| to_value(Some(c))).transpose()?,
+                        };
+                        if f == ClientF::Put {
+                            Op::Put(w)
+                        } else {
+                            Op::Delete(w)
+                        }
+                    }
+                };
+                Body::Invoke { process, op }
+            }
+            Class::Complete(outcome, f) => Body::Complete(Completion {
+                process: self.client(),
+                outcome,
+                f,
+                key: self.key_str().to_owned(),
+                write: self.write.map(|s| s.0.into_owned()),
+                version: version_of(self.dot, self.clock),
+                values: self.values.map(siblings_of).transpose()?,
+                context: self.context.map(|c| to_value(Some(c))).transpose()?,
+            }),
+            Class::Nemesis => Body::Nemesis {
+                f: self.f.0.into_owned(),
+                value: to_value(self.value)?,
+            },
+            Class::Phase => {
+                let s: String = serde_json::from_str(self.value.expect("classified").get())
+                    .map_err(|e| e.to_string())?;
+                Body::Phase(Phase::parse(&s))
+            }
+            Class::ReplicaState => Body::ReplicaState(ReplicaState {
+                key: self.key_str().to_owned(),
+                node: self.node.map(|s| s.0.into_owned()).unwrap_or_default(),
+                values: siblings_of(self.values.unwrap_or_default())?,
+            }),
+            Class::Config => Body::Config(to_value(self.value)?),
+            Class::UnknownHarness => {
+                return Err(format!("unknown harness event f={:?}", self.f.as_str()));
+            }
+        };
+        Ok(Event {
+            index: self.index,
+            time: self.time,
+            body,
+        })
+    }
+}
+
+fn to_value(raw: Option<&RawValue>) -> Result<Value, String> {
+    match raw {
+        None => Ok(Value::Null),
+        Some(r) => serde_json::from_str(r.get()).map_err(|e| e.to_string()),
+    }
+}
+
+fn version_of(dot: Option<WireDot>, clock: Option<WireClock>) -> Option<Version> {
+    if dot.is_none() && clock.is_none() {
+        return None;
+    }
+    Some(Version {
+        dot: dot.map(|d| Dot {
+            node: d.0.0.into_owned(),
+            counter: d.1,
+        }),
+        clock: clock
+            .unwrap_or_default()
+            .0
+            .into_iter()
+            .map(|(n, c)| (n.0.into_owned(), c))
+            .collect::<Clock>(),
+    })
+}
+
+fn siblings_of(values: Vec<WireSibling>) -> Result<Vec<Sibling>, String> {
+    values
+        .into_iter()
+        .map(|s| {
+            Ok(Sibling {
+                write: s.write.0.into_owned(),
+                value: to_value(s.value)?,
+                version: version_of(s.dot, s.clock),
+            })
+        })
+        .collect()
+}
+
+/// The `process` field on output.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ProcessOut {
+    Client(u64),
+    Named(&'static str),
+}
+
+/// The `value` field on output: a JSON value, or a phase name.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ValueOut<'a> {
+    Json(&'a Value),
+    Str(&'a str),
+}
+
+/// A line on output, borrowed from an [`Event`]; absent fields are left out.
+#[derive(Serialize)]
+pub(crate) struct WireOut<'a> {
+    index: u64,
+    time: u64,
+    process: ProcessOut,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    f: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<ValueOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<&'a [Sibling]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dot: Option<&'a Dot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<&'a Clock>,
+}
+
+impl<'a> WireOut<'a> {
+    pub(crate) fn from_event(e: &'a Event) -> WireOut<'a> {
+        let mut out = WireOut {
+            index: e.index,
+            time: e.time,
+            process: ProcessOut::Named("harness"),
+            ty: "info",
+            f: "",
+            key: None,
+            node: None,
+            write: None,
+            value: None,
+            observed: None,
+            context: None,
+            values: None,
+            dot: None,
+            clock: None,
+        };
+        match &e.body {
+            Body::Invoke { process, op } => {
+                out.process = ProcessOut::Client(*process);
+                out.ty = "invoke";
+                out.f = op.f().as_str();
+                match op {
+                    Op::Get { key, node } => {
+                        out.key = Some(key);
+                        out.node = node.as_deref();
+                    }
+                    Op::Put(w) | Op::Delete(w) => {
+                        out.key = Some(&w.key);
+                        out.node = w.node.as_deref();
+                        out.write = Some(&w.write);
+                        out.value = Some(ValueOut::Json(&w.value));
+                        out.observed = Some(&w.observed);
+                        out.context = w.context.as_ref();
+                    }
+                }
+            }
+            Body::Complete(c) => {
+                out.process = ProcessOut::Client(c.process);
+                out.ty = c.outcome.as_str();
+                out.f = c.f.as_str();
+                out.key = Some(&c.key);
+                out.write = c.write.as_deref();
+                out.values = c.values.as_deref();
+                out.context = c.context.as_ref();
+                if let Some(v) = &c.version {
+                    out.dot = v.dot.as_ref();
+                    out.clock = Some(&v.clock);
+                }
+            }
+            Body::Nemesis { f, value } => {
+                out.process = ProcessOut::Named("nemesis");
+                out.f = f;
+                out.value = Some(ValueOut::Json(value));
+            }
+            Body::Phase(p) => {
+                out.f = "phase";
+                out.value = Some(ValueOut::Str(p.as_str()));
+            }
+            Body::ReplicaState(r) => {
+                out.f = "replica-state";
+                out.key = Some(&r.key);
+                out.node = Some(&r.node);
+                out.values = Some(&r.values);
+            }
+            Body::Config(v) => {
+                out.f = "config";
+                out.value = Some(ValueOut::Json(v));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,230 @@
+//! Figures about a run, for `stats` in results.json: operation counts, latencies, the distribution of
+//! sibling counts per read (the Dynamo paper's table of versions seen per read), the consistency
+//! window, and the time to converge after the heal.
+//!
+//! Times are nanoseconds, as in the history. Quantiles are nearest-rank: the p-quantile of n sorted
+//! samples is the ceil(p*n)-th.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::checks::Kind;
+use crate::checks::freshness::Freshness;
+use crate::history::{ClientF, History, Status};
+
+/// Counts of client operations by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Invoked.
+    pub ops: usize,
+    pub ok: usize,
+    pub fail: usize,
+    pub info: usize,
+    /// Not completed when the history ended (as unknown as info).
+    pub pending: usize,
+}
+
+impl Counts {
+    fn add(&mut self, s: Status) {
+        self.ops += 1;
+        match s {
+            Status::Ok => self.ok += 1,
+            Status::Fail => self.fail += 1,
+            Status::Info => self.info += 1,
+            Status::Pending => self.pending += 1,
+        }
+    }
+}
+
+/// Nearest-rank quantiles of a sample, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Quantiles {
+    pub count: usize,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Quantiles {
+    /// The quantiles of `samples` (sorted in place); `None` for no samples.
+    pub fn of(samples: &mut [u64]) -> Option<Quantiles> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |p: f64| samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Some(Quantiles {
+            count: n,
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: samples[n - 1],
+        })
+    }
+}
+
+/// How many versions reads saw: the Dynamo paper's table. `0` is a read of a missing key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SiblingCounts {
+    /// Ok reads.
+    pub reads: usize,
+    /// Reads by number of siblings returned: "0", "1", "2", "3", "4+".
+    pub counts: BTreeMap<&'static str, usize>,
+    /// The same as shares of all ok reads.
+    pub shares: BTreeMap<&'static str, f64>,
+}
+
+/// The consistency window over acknowledged writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Window {
+    /// Over the writes whose window closed.
+    #[serde(flatten)]
+    pub quantiles: Option<Quantiles>,
+    /// Acknowledged writes that the last read of their key still missed.
+    pub never: usize,
+}
+
+/// Convergence after the heal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Convergence {
+    /// Time of the `phase: heal` event.
+    pub heal_at: u64,
+    /// From the heal until the last stale read that started after it completed (0 if none); absent
+    /// when some key's last read was still stale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converged_after_ns: Option<u64>,
+    pub converged: bool,
+}
+
+/// Everything in `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Client operations invoked, and how they ended.
+    #[serde(flatten)]
+    pub totals: Counts,
+    /// The same per operation: `get`, `put`, `delete`.
+    pub by_f: BTreeMap<&'static str, Counts>,
+    pub events: u64,
+    pub keys: usize,
+    /// Nemesis events by `f`.
+    pub nemesis: BTreeMap<String, usize>,
+    /// Latency of ok operations by `f`.
+    pub latency_ns: BTreeMap<&'static str, Quantiles>,
+    pub siblings_per_read: SiblingCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_window_ns: Option<Window>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convergence: Option<Convergence>,
+    /// Findings per anomaly type, all of them (results list at most
+    /// [`FINDINGS_PER_KIND_MAX`](crate::checks::FINDINGS_PER_KIND_MAX)).
+    pub anomaly_counts: BTreeMap<Kind, usize>,
+    pub warning_counts: BTreeMap<Kind, usize>,
+    /// Why the verdict is, or parts of it are, unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+    /// Things the checker noticed that are neither findings nor errors (e.g. dropped observed entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The figures of a history; `fresh` supplies the consistency window and convergence when the
+/// freshness sweep ran.
+pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
+    let mut stats = Stats {
+        events: h.events,
+        keys: h.keys.len(),
+        ..Stats::default()
+    };
+    let mut latencies: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    let mut latency = |f: ClientF, s: Status, invoked: u64, completed: Option<u64>| {
+        if let (Status::Ok, Some(c)) = (s, completed) {
+            latencies
+                .entry(f.as_str())
+                .or_default()
+                .push(c.saturating_sub(invoked));
+        }
+    };
+    for w in &h.writes {
+        let f = if w.delete {
+            ClientF::Delete
+        } else {
+            ClientF::Put
+        };
+        stats.totals.add(w.status);
+        stats.by_f.entry(f.as_str()).or_default().add(w.status);
+        latency(f, w.status, w.invoked.time, w.completed.map(|m| m.time));
+    }
+    let mut siblings = [0usize; 5];
+    for r in &h.reads {
+        stats.totals.add(r.status);
+        stats
+            .by_f
+            .entry(ClientF::Get.as_str())
+            .or_default()
+            .add(r.status);
+        latency(
+            ClientF::Get,
+            r.status,
+            r.invoked.time,
+            r.completed.map(|m| m.time),
+        );
+        if r.status == Status::Ok {
+            siblings[(r.siblings.len as usize).min(4)] += 1;
+        }
+    }
+    for (f, mut v) in latencies {
+        if let Some(q) = Quantiles::of(&mut v) {
+            stats.latency_ns.insert(f, q);
+        }
+    }
+    let reads: usize = siblings.iter().sum();
+    stats.siblings_per_read.reads = reads;
+    for (label, count) in ["0", "1", "2", "3", "4+"].into_iter().zip(siblings) {
+        stats.siblings_per_read.counts.insert(label, count);
+        let share = if reads == 0 {
+            0.0
+        } else {
+            count as f64 / reads as f64
+        };
+        stats
+            .siblings_per_read
+            .shares
+            .insert(label, (share * 1e4).round() / 1e4);
+    }
+    for n in &h.nemesis {
+        *stats.nemesis.entry(h.str(n.f).to_owned()).or_default() += 1;
+    }
+    if let Some(fresh) = fresh {
+        let mut windows = fresh.windows_ns.clone();
+        stats.consistency_window_ns = Some(Window {
+            quantiles: Quantiles::of(&mut windows),
+            never: fresh.never,
+        });
+        stats.convergence = fresh.heal_at.map(|heal_at| Convergence {
+            heal_at,
+            converged_after_ns: fresh.converged_after_heal_ns,
+            converged: fresh.converged_after_heal_ns.is_some(),
+        });
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let mut v: Vec<u64> = (1..=100).rev().collect();
+        let q = Quantiles::of(&mut v).unwrap();
+        assert_eq!(
+            (q.count, q.p50, q.p95, q.p99, q.max),
+            (100, 50, 95, 99, 100)
+        );
+        assert_eq!(Quantiles::of(&mut [7]).unwrap().p50, 7);
+        assert_eq!(Quantiles::of(&mut []), None);
+    }
+}

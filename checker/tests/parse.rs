@@ -1,0 +1,295 @@
+//! Parsing: line-numbered errors, the truncated last line, the structural rules, and the serde types'
+//! round trip through the format's own examples.
+
+mod support;
+
+use std::io::Write as _;
+
+use dynamo_checker::history::{
+    Body, ClientF, Clock, Dot, Event, EventReader, Op, Outcome, Phase, Version,
+};
+use dynamo_checker::{History, ParseError, Validity, check, check_path, parse_file, parse_reader};
+use serde_json::{Value, json};
+use support::{H, S, ver};
+
+fn err(text: &str) -> ParseError {
+    parse_reader(text.as_bytes()).expect_err("should not parse")
+}
+
+fn line_of(text: &str) -> usize {
+    err(text).line().expect("a line error")
+}
+
+const PUT: &str = r#"{"index":1,"time":10,"process":0,"type":"invoke","f":"put","key":"k","write":"a","value":"a","observed":[]}"#;
+const PUT_OK: &str =
+    r#"{"index":2,"time":20,"process":0,"type":"ok","f":"put","key":"k","write":"a"}"#;
+
+#[test]
+fn a_malformed_line_names_its_line_number() {
+    let text = format!("{PUT}\n{PUT_OK}\n{{\"index\":3,\"time\":30,\n{PUT}\n");
+    let e = err(&text);
+    assert_eq!(e.line(), Some(3));
+    assert!(e.to_string().starts_with("line 3: malformed event"), "{e}");
+    // A line that is JSON but not an event is malformed too.
+    let text = format!(
+        "{PUT}\n{{\"index\":2,\"time\":20,\"process\":0,\"type\":\"done\",\"f\":\"put\",\"key\":\"k\"}}\n"
+    );
+    assert_eq!(line_of(&text), 2);
+}
+
+#[test]
+fn a_truncated_last_line_is_skipped_with_a_warning() {
+    let text = format!("{PUT}\n{PUT_OK}\n{{\"index\":3,\"time\":30,\"process\":1,\"ty");
+    let parsed = parse_reader(text.as_bytes()).unwrap();
+    assert_eq!(parsed.history.event_count(), 2);
+    assert_eq!(parsed.warnings.len(), 1);
+    assert!(
+        parsed.warnings[0].starts_with("line 3:"),
+        "{:?}",
+        parsed.warnings
+    );
+    // Cut inside a string, or after a complete value: still a run that died mid-write.
+    for cut in [
+        r#"{"index":3,"time":30,"process":1,"type":"inv"#,
+        r#"{"index":3,"time":30"#,
+    ] {
+        let parsed = parse_reader(format!("{PUT}\n{PUT_OK}\n{cut}").as_bytes()).unwrap();
+        assert_eq!(parsed.warnings.len(), 1, "{cut}");
+    }
+    // A last line that is complete JSON but not an event is an error, newline or not.
+    assert_eq!(line_of(&format!("{PUT}\n{{\"index\":3}}")), 2);
+    // A complete last line without its newline is simply the last event.
+    let parsed = parse_reader(format!("{PUT}\n{PUT_OK}").as_bytes()).unwrap();
+    assert_eq!(
+        (parsed.history.event_count(), parsed.warnings.len()),
+        (2, 0)
+    );
+}
+
+#[test]
+fn blank_lines_and_unknown_fields_are_ignored() {
+    let extra = PUT_OK.replace("}", r#","latency_note":"extra","error":null}"#);
+    let parsed = parse_reader(format!("\n{PUT}\n\n{extra}\n\n").as_bytes()).unwrap();
+    assert_eq!(parsed.history.event_count(), 2);
+}
+
+#[test]
+fn indexes_must_strictly_ascend() {
+    let text = format!("{PUT}\n{}\n", PUT_OK.replace("\"index\":2", "\"index\":1"));
+    let e = err(&text);
+    assert_eq!(e.line(), Some(2));
+    assert!(e.to_string().contains("strictly ascending"), "{e}");
+}
+
+#[test]
+fn a_completion_repeats_its_invoke() {
+    assert_eq!(
+        line_of(&format!(
+            "{PUT}\n{}\n",
+            PUT_OK.replace("\"key\":\"k\"", "\"key\":\"other\"")
+        )),
+        2
+    );
+    assert_eq!(
+        line_of(&format!(
+            "{PUT}\n{}\n",
+            PUT_OK.replace("\"f\":\"put\"", "\"f\":\"get\"")
+        )),
+        2
+    );
+    assert_eq!(
+        line_of(&format!(
+            "{PUT}\n{}\n",
+            PUT_OK.replace("\"write\":\"a\"", "\"write\":\"b\"")
+        )),
+        2
+    );
+    // A completion with nothing in flight.
+    assert_eq!(line_of(&format!("{PUT_OK}\n")), 1);
+}
+
+#[test]
+fn a_process_has_one_operation_in_flight() {
+    let again = PUT
+        .replace("\"index\":1", "\"index\":2")
+        .replace("\"write\":\"a\"", "\"write\":\"b\"");
+    let e = err(&format!("{PUT}\n{again}\n"));
+    assert_eq!(e.line(), Some(2));
+    assert!(
+        e.to_string().contains("line 1"),
+        "names the op in flight: {e}"
+    );
+}
+
+#[test]
+fn a_process_whose_operation_ended_info_never_invokes_again() {
+    let info = PUT_OK.replace("\"type\":\"ok\"", "\"type\":\"info\"");
+    let again = PUT
+        .replace("\"index\":1", "\"index\":3")
+        .replace("\"write\":\"a\"", "\"write\":\"b\"");
+    let e = err(&format!("{PUT}\n{info}\n{again}\n"));
+    assert_eq!(e.line(), Some(3));
+    assert!(e.to_string().contains("info on line 2"), "{e}");
+}
+
+#[test]
+fn write_ids_are_unique() {
+    let twin = PUT
+        .replace("\"index\":1", "\"index\":3")
+        .replace("\"process\":0", "\"process\":1");
+    let e = err(&format!("{PUT}\n{PUT_OK}\n{twin}\n"));
+    assert_eq!(e.line(), Some(3));
+    assert!(e.to_string().contains("already invoked on line 1"), "{e}");
+}
+
+#[test]
+fn kinds_of_event_need_their_fields() {
+    // A nemesis or harness event is always info.
+    assert_eq!(
+        line_of(r#"{"index":1,"time":0,"process":"nemesis","type":"ok","f":"crash","value":{}}"#),
+        1
+    );
+    // A put needs a write id; a delete's value is null; a get ok has values.
+    assert_eq!(line_of(&PUT.replace(r#""write":"a","#, "")), 1);
+    let delete = PUT.replace("\"f\":\"put\"", "\"f\":\"delete\"");
+    assert_eq!(line_of(&delete), 1);
+    let delete = delete.replace("\"value\":\"a\"", "\"value\":null");
+    assert!(parse_reader(delete.as_bytes()).is_ok());
+    let get = r#"{"index":1,"time":0,"process":0,"type":"invoke","f":"get","key":"k"}"#;
+    let get_ok = r#"{"index":2,"time":1,"process":0,"type":"ok","f":"get","key":"k"}"#;
+    assert_eq!(line_of(&format!("{get}\n{get_ok}\n")), 2);
+    assert_eq!(
+        line_of(r#"{"index":1,"time":0,"process":-1,"type":"invoke","f":"get","key":"k"}"#),
+        1
+    );
+}
+
+#[test]
+fn strings_with_escapes_and_values_with_other_whitespace_parse() {
+    let put = r#"{"index":1,"time":0,"process":0,"type":"invoke","f":"put","key":"k\"1","write":"w\u00e9","value":{"a": [1, 2]},"observed":[]}"#;
+    let ok = r#"{"index":2,"time":5,"process":0,"type":"ok","f":"put","key":"k\"1","write":"wé","dot":["n1",1],"clock":{}}"#;
+    let get = r#"{"index":3,"time":6,"process":1,"type":"invoke","f":"get","key":"k\"1"}"#;
+    let got = r#"{"index":4,"time":7,"process":1,"type":"ok","f":"get","key":"k\"1","values":[{"write":"wé","value":{"a":[1,2]}}]}"#;
+    let state = r#"{"index":5,"time":8,"process":"harness","type":"info","f":"replica-state","key":"k\"1","node":"n1","values":[{"write":"wé","value":{ "a" : [1,2] },"dot":["n1",1],"clock":{}}]}"#;
+    let parsed = parse_reader(format!("{put}\n{ok}\n{get}\n{got}\n{state}\n").as_bytes()).unwrap();
+    let r = check(&parsed.history);
+    assert_eq!(r.valid, Validity::True, "{}", dynamo_checker::summary(&r));
+}
+
+#[test]
+fn the_format_examples_round_trip_through_the_serde_types() {
+    let examples = [
+        json!({"index":12,"time":5012000,"process":3,"type":"invoke","f":"put","key":"cart-7","node":"n2",
+               "write":"p3-17","value":["p1-4","p3-17"],"observed":["p1-4"],"context":"<opaque>"}),
+        json!({"index":13,"time":5020000,"process":3,"type":"ok","f":"put","key":"cart-7","write":"p3-17",
+               "dot":["n2",9],"clock":{"n1":4,"n2":8}}),
+        json!({"index":40,"time":9100000,"process":5,"type":"ok","f":"get","key":"cart-7",
+               "values":[{"write":"p3-17","value":["p1-4","p3-17"],"dot":["n2",9],"clock":{"n1":4,"n2":8}},
+                         {"write":"p4-2","value":["p4-2"],"dot":["n3",2],"clock":{}}],
+               "context":"<opaque>"}),
+        json!({"index":41,"time":9100001,"process":5,"type":"invoke","f":"delete","key":"cart-7","write":"p5-1",
+               "value":null,"observed":["p3-17","p4-2"]}),
+        json!({"index":42,"time":9100002,"process":5,"type":"fail","f":"delete","key":"cart-7"}),
+        json!({"index":50,"time":1,"process":"nemesis","type":"info","f":"partition-start",
+               "value":{"groups":[["n1","n2"],["n3","n4","n5"]]}}),
+        json!({"index":51,"time":2,"process":"nemesis","type":"info","f":"skew","value":{"node":"n2","by_ms":-4000}}),
+        json!({"index":60,"time":3,"process":"harness","type":"info","f":"phase","value":"heal"}),
+        json!({"index":61,"time":4,"process":"harness","type":"info","f":"replica-state","key":"cart-7","node":"n1",
+               "values":[{"write":"p5-1","value":null,"dot":["n1",3],"clock":{"n2":9}}]}),
+        json!({"index":0,"time":0,"process":"harness","type":"info","f":"config",
+               "value":{"nodes":["n1","n2"],"n":3,"workload":"cart"}}),
+    ];
+    for example in examples {
+        let event: Event = serde_json::from_value(example.clone()).unwrap();
+        let back: Value = serde_json::to_value(&event).unwrap();
+        assert_eq!(back, example);
+    }
+    let event: Event = serde_json::from_value(
+        json!({"index":13,"time":5020000,"process":3,"type":"ok","f":"put",
+        "key":"cart-7","write":"p3-17","dot":["n2",9],"clock":{"n2":8,"n1":4}}),
+    )
+    .unwrap();
+    let Body::Complete(c) = event.body else {
+        panic!()
+    };
+    assert_eq!((c.outcome, c.f), (Outcome::Ok, ClientF::Put));
+    let v = c.version.unwrap();
+    assert_eq!(v.dot, Some(Dot::new("n2", 9)));
+    assert_eq!(v.clock, Clock::from_iter([("n1", 4), ("n2", 8)]));
+    assert_eq!(v.clock.get("n1"), 4);
+    assert_eq!(v.clock.get("n3"), 0);
+}
+
+#[test]
+fn histories_build_from_events_in_memory() {
+    let events = vec![
+        Event {
+            index: 1,
+            time: 1,
+            body: Body::Phase(Phase::Heal),
+        },
+        Event {
+            index: 2,
+            time: 2,
+            body: Body::Invoke {
+                process: 0,
+                op: Op::Get {
+                    key: "k".into(),
+                    node: None,
+                },
+            },
+        },
+    ];
+    let parsed = History::from_events(events).unwrap();
+    assert_eq!(
+        (parsed.history.event_count(), parsed.history.op_count()),
+        (2, 1)
+    );
+    let bad = vec![
+        Event {
+            index: 2,
+            time: 1,
+            body: Body::Phase(Phase::Heal),
+        },
+        Event {
+            index: 1,
+            time: 1,
+            body: Body::Phase(Phase::Final),
+        },
+    ];
+    assert_eq!(History::from_events(bad).unwrap_err().line(), Some(2));
+    let _ = Version::default();
+}
+
+#[test]
+fn files_and_directories_are_checked() {
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", Some(ver(Some(("n1", 1)), &[])))
+        .phase("final")
+        .replicas("k", &[S::new("a").with(ver(Some(("n1", 1)), &[]))]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(h.jsonl().as_bytes()).unwrap();
+    f.write_all(b"{\"index\":99,").unwrap();
+    drop(f);
+    let (r, warnings) = check_path(dir.path()).unwrap();
+    assert_eq!(r.valid, Validity::True);
+    assert_eq!(warnings.len(), 1);
+    let (r, _) = check_path(&path).unwrap();
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(
+        parse_file(&path).unwrap().history.workload(),
+        dynamo_checker::history::Workload::Register
+    );
+    let missing = check_path(&dir.path().join("nope")).unwrap_err();
+    assert!(matches!(missing, ParseError::Io { .. }));
+    assert!(missing.to_string().contains("nope"), "{missing}");
+
+    let events: Vec<_> =
+        EventReader::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).collect();
+    assert_eq!(events.len(), 7);
+    assert!(events.iter().all(Result::is_ok));
+}

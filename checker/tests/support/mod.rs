@@ -1,0 +1,179 @@
+//! Helpers for hand-written histories: a builder that writes JSONL lines (index and time assigned in
+//! order, 1 ms apart), and a correct store model for generated histories.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+pub mod model;
+
+use dynamo_checker::{Results, check, parse_reader};
+use serde_json::{Map, Value, json};
+
+/// A version: optional dot, clock.
+pub fn ver(dot: Option<(&str, u64)>, clock: &[(&str, u64)]) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some((n, c)) = dot {
+        m.insert("dot".into(), json!([n, c]));
+    }
+    let clock: Map<String, Value> = clock
+        .iter()
+        .map(|&(n, c)| (n.to_owned(), json!(c)))
+        .collect();
+    m.insert("clock".into(), Value::Object(clock));
+    m
+}
+
+/// A sibling of a read or a replica state.
+#[derive(Clone)]
+pub struct S(Map<String, Value>);
+
+impl S {
+    /// A register sibling: its value is its write id.
+    pub fn new(write: &str) -> S {
+        S::valued(write, json!(write))
+    }
+
+    pub fn valued(write: &str, value: Value) -> S {
+        let mut m = Map::new();
+        m.insert("write".into(), json!(write));
+        m.insert("value".into(), value);
+        S(m)
+    }
+
+    /// A tombstone (replica states only): `value: null`.
+    pub fn tombstone(write: &str) -> S {
+        S::valued(write, Value::Null)
+    }
+
+    pub fn with(mut self, version: Map<String, Value>) -> S {
+        self.0.extend(version);
+        self
+    }
+}
+
+fn sibs(s: &[S]) -> Value {
+    Value::Array(s.iter().map(|s| Value::Object(s.0.clone())).collect())
+}
+
+/// Builds a history line by line.
+#[derive(Default, Clone)]
+pub struct H {
+    lines: Vec<Value>,
+}
+
+impl H {
+    pub fn new() -> H {
+        H::default()
+    }
+
+    /// Appends a raw event; `index` and `time` are added when missing.
+    pub fn raw(mut self, event: Value) -> H {
+        self.lines.push(event);
+        self
+    }
+
+    pub fn config(self, workload: &str) -> H {
+        self.raw(json!({"process":"harness","type":"info","f":"config",
+            "value":{"nodes":["n1","n2","n3"],"n":3,"r":2,"w":2,"workload":workload,"seed":1}}))
+    }
+
+    /// A put invoke whose value is its write id (the register workload).
+    pub fn put(self, p: u64, key: &str, write: &str, observed: &[&str]) -> H {
+        self.put_value(p, key, write, json!(write), observed)
+    }
+
+    pub fn put_value(self, p: u64, key: &str, write: &str, value: Value, observed: &[&str]) -> H {
+        self.raw(
+            json!({"process":p,"type":"invoke","f":"put","key":key,"node":"n1",
+            "write":write,"value":value,"observed":observed}),
+        )
+    }
+
+    pub fn delete(self, p: u64, key: &str, write: &str, observed: &[&str]) -> H {
+        self.raw(
+            json!({"process":p,"type":"invoke","f":"delete","key":key,"node":"n1",
+            "write":write,"value":null,"observed":observed}),
+        )
+    }
+
+    /// The ok of a put (`f` = "put" or "delete"), with the version the store made, if any.
+    pub fn ok(
+        self,
+        p: u64,
+        f: &str,
+        key: &str,
+        write: &str,
+        version: Option<Map<String, Value>>,
+    ) -> H {
+        let mut e = json!({"process":p,"type":"ok","f":f,"key":key,"write":write});
+        if let Some(v) = version {
+            e.as_object_mut().unwrap().extend(v);
+        }
+        self.raw(e)
+    }
+
+    /// A put that ends `fail` or `info`.
+    pub fn end(self, p: u64, outcome: &str, f: &str, key: &str, write: &str) -> H {
+        self.raw(json!({"process":p,"type":outcome,"f":f,"key":key,"write":write}))
+    }
+
+    pub fn get(self, p: u64, key: &str) -> H {
+        self.raw(json!({"process":p,"type":"invoke","f":"get","key":key,"node":"n2"}))
+    }
+
+    pub fn ok_get(self, p: u64, key: &str, siblings: &[S]) -> H {
+        self.raw(json!({"process":p,"type":"ok","f":"get","key":key,"values":sibs(siblings),"context":"ctx"}))
+    }
+
+    pub fn phase(self, name: &str) -> H {
+        self.raw(json!({"process":"harness","type":"info","f":"phase","value":name}))
+    }
+
+    pub fn nemesis(self, f: &str) -> H {
+        self.raw(json!({"process":"nemesis","type":"info","f":f,"value":{"node":"n3"}}))
+    }
+
+    pub fn replica(self, key: &str, node: &str, siblings: &[S]) -> H {
+        self.raw(
+            json!({"process":"harness","type":"info","f":"replica-state","key":key,"node":node,
+            "values":sibs(siblings)}),
+        )
+    }
+
+    /// The same siblings on replicas n1, n2, n3.
+    pub fn replicas(self, key: &str, siblings: &[S]) -> H {
+        self.replica(key, "n1", siblings)
+            .replica(key, "n2", siblings)
+            .replica(key, "n3", siblings)
+    }
+
+    /// The history as JSONL.
+    pub fn jsonl(&self) -> String {
+        let mut out = String::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            let mut line = line.clone();
+            let obj = line.as_object_mut().expect("an event is an object");
+            obj.entry("index").or_insert(json!(i as u64 + 1));
+            obj.entry("time")
+                .or_insert(json!((i as u64 + 1) * 1_000_000));
+            out.push_str(&serde_json::to_string(&line).unwrap());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Parses (panicking on a parse error) and checks.
+    pub fn check(&self) -> Results {
+        let parsed = parse_reader(self.jsonl().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.jsonl()));
+        check(&parsed.history)
+    }
+}
+
+/// The anomaly and warning type names of a result.
+pub fn kinds(r: &Results) -> Vec<&'static str> {
+    r.anomalies
+        .keys()
+        .chain(r.warnings.keys())
+        .map(|k| k.as_str())
+        .collect()
+}
