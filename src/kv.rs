@@ -45,6 +45,24 @@ pub struct ServeArgs {
     /// Deadline of a request at its coordinator, in ms.
     #[arg(long, default_value_t = REQUEST_TIMEOUT_MS_DEFAULT)]
     request_timeout_ms: u64,
+    /// Strict quorum: fail writes instead of using stand-ins for unreachable replicas.
+    #[arg(long)]
+    strict_quorum: bool,
+    /// Turn read repair off.
+    #[arg(long)]
+    no_read_repair: bool,
+    /// Turn hinted handoff off.
+    #[arg(long)]
+    no_hinted_handoff: bool,
+    /// Turn anti-entropy off.
+    #[arg(long)]
+    no_anti_entropy: bool,
+    /// Time between anti-entropy rounds, in ms.
+    #[arg(long, default_value_t = dynamo_node::config::ANTI_ENTROPY_INTERVAL_MS_DEFAULT)]
+    anti_entropy_ms: u64,
+    /// Children per Merkle tree node.
+    #[arg(long, default_value_t = dynamo_node::merkle::FANOUT_DEFAULT)]
+    merkle_fanout: u32,
 }
 
 /// Options shared by the client commands.
@@ -79,6 +97,15 @@ pub struct PutArgs {
     /// The context of the read this write supersedes (from `dynamo get`); omit for a blind write.
     #[arg(long, default_value = "")]
     context: String,
+}
+
+/// Options of `dynamo state`.
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The key.
+    key: String,
 }
 
 /// Options of `dynamo delete`.
@@ -130,6 +157,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     config.fsync = args.fsync;
     config.request_timeout_ms = args.request_timeout_ms;
     config.repair_wait_ms = args.request_timeout_ms;
+    config.sloppy_quorum = !args.strict_quorum;
+    config.read_repair = !args.no_read_repair;
+    config.hinted_handoff = !args.no_hinted_handoff;
+    config.anti_entropy = !args.no_anti_entropy;
+    config.anti_entropy_interval_ms = args.anti_entropy_ms;
+    config.merkle_fanout = args.merkle_fanout;
     config.validate()?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -215,6 +248,33 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(failed("get", e)),
+        }
+    })
+}
+
+/// `dynamo state`: one node's raw stored state of a key (no quorum, no repair), tombstones included.
+pub fn state(args: StateArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    runtime()?.block_on(async move {
+        match client(&args.node).replica_state(args.key.as_bytes()).await {
+            Ok(state) => {
+                let siblings: Vec<Value> = state
+                    .siblings
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "value": value_json(&s.value),
+                            "tombstone": s.tombstone,
+                            "dot": s.dot.as_ref().map(|d| json!([d.actor, d.counter])),
+                            "clock": s.context.to_map(),
+                        })
+                    })
+                    .collect();
+                let out = json!({"clock": state.clock.to_map(), "siblings": siblings});
+                println!("{out}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(failed("state", e)),
         }
     })
 }

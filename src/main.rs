@@ -31,6 +31,8 @@ enum Command {
     Put(kv::PutArgs),
     /// Delete the versions a context covers: prints {"ok":true,...}.
     Delete(kv::DeleteArgs),
+    /// Print one node's raw stored state of a key (admin: no quorum, no repair).
+    State(kv::StateArgs),
     /// Run the node in the simulator under a workload and faults; write the history.
     Sim(sim::SimArgs),
     /// Run a plan.json again.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Get(args) => kv::get(args),
         Command::Put(args) => kv::put(args),
         Command::Delete(args) => kv::delete(args),
+        Command::State(args) => kv::state(args),
         Command::Sim(args) => sim::sim(args),
         Command::Replay(args) => sim::replay(args),
         Command::Check(args) => check::check(args),

@@ -446,9 +446,22 @@ async fn peer_link<E: Env>(
         {
             return;
         }
-        // Messages queued for a dead link are stale; their requests' deadlines cover them.
-        while queue.try_recv().is_ok() {}
-        sleep(Duration::from_millis(RECONNECT_BACKOFF_MS)).await;
+        // Messages for a dead link are dropped, as the network would: their requests' deadlines
+        // cover them, and hints and anti-entropy, not a replay by this link, bring the peer up to
+        // date when it returns.
+        let backoff = sleep(Duration::from_millis(RECONNECT_BACKOFF_MS));
+        tokio::pin!(backoff);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut backoff => break,
+                message = queue.recv() => {
+                    if message.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
