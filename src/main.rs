@@ -61,3 +61,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// A simulation allocates and frees small buffers (frames, sibling sets, history lines) at a high
+// rate; glibc's malloc spent about 30% of a run's instructions (BENCHMARKS.md), mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

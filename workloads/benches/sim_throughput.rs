@@ -121,3 +121,7 @@ fn main() {
         },
     );
 }
+
+// The same allocator as the `dynamo` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

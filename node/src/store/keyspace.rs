@@ -7,6 +7,8 @@
 
 use super::Storage;
 use crate::version::KeyVersions;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io;
 
 const DATA_PREFIX: &[u8] = b"d/";
@@ -53,7 +55,15 @@ fn decode(bytes: &[u8]) -> io::Result<KeyVersions> {
 #[derive(Debug)]
 pub struct Keyspace<S> {
     storage: S,
+    /// Decoded states of recently used keys, always equal to what `storage` holds: every write
+    /// goes through [`Keyspace::write_state`], which updates it. A Bitcask read costs a file read
+    /// and a decode; the hot keys of a workload are read on every request.
+    cache: RefCell<BTreeMap<Vec<u8>, KeyVersions>>,
 }
+
+/// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
+/// with no bookkeeping on the hot path).
+pub const STATE_CACHE_ENTRIES_MAX: usize = 4_096;
 
 fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + key.len());
@@ -65,13 +75,26 @@ fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
 impl<S: Storage> Keyspace<S> {
     /// Wraps an engine.
     pub fn new(storage: S) -> Keyspace<S> {
-        Keyspace { storage }
+        Keyspace {
+            storage,
+            cache: RefCell::new(BTreeMap::new()),
+        }
     }
 
     /// Stores a key's state (durable after the next [`Keyspace::sync`]).
     pub fn write_state(&mut self, key: &[u8], state: &KeyVersions) -> io::Result<()> {
-        self.storage
-            .put(&prefixed(DATA_PREFIX, key), &encode(state)?)
+        let written = self
+            .storage
+            .put(&prefixed(DATA_PREFIX, key), &encode(state)?);
+        let mut cache = self.cache.borrow_mut();
+        match written {
+            Ok(()) => remember(&mut cache, key, state),
+            // The store refuses writes after a failure; whatever it holds, do not guess.
+            Err(_) => {
+                cache.remove(key);
+            }
+        }
+        written
     }
 
     /// Stores (or with `None` deletes) the hint held for `owner` for `key`.
@@ -145,9 +168,21 @@ impl<S: Storage> ReadState for Keyspace<S> {
             .collect()
     }
     fn read_state(&self, key: &[u8]) -> io::Result<KeyVersions> {
-        match self.storage.get(&prefixed(DATA_PREFIX, key))? {
-            None => Ok(KeyVersions::new()),
-            Some(bytes) => decode(&bytes),
+        if let Some(state) = self.cache.borrow().get(key) {
+            return Ok(state.clone());
         }
+        let state = match self.storage.get(&prefixed(DATA_PREFIX, key))? {
+            None => KeyVersions::new(),
+            Some(bytes) => decode(&bytes)?,
+        };
+        remember(&mut self.cache.borrow_mut(), key, &state);
+        Ok(state)
     }
+}
+
+fn remember(cache: &mut BTreeMap<Vec<u8>, KeyVersions>, key: &[u8], state: &KeyVersions) {
+    if cache.len() >= STATE_CACHE_ENTRIES_MAX && !cache.contains_key(key) {
+        cache.clear();
+    }
+    cache.insert(key.to_vec(), state.clone());
 }
