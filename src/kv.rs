@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Deadline of a request at its coordinator, in ms.
     #[arg(long, default_value_t = REQUEST_TIMEOUT_MS_DEFAULT)]
     request_timeout_ms: u64,
+    /// Join a running cluster through these members (host:port, comma-separated) instead of
+    /// forming the ring from --peers.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
     /// Strict quorum: fail writes instead of using stand-ins for unreachable replicas.
     #[arg(long)]
     strict_quorum: bool,
@@ -108,6 +112,13 @@ pub struct StateArgs {
     key: String,
 }
 
+/// Options of `dynamo leave`.
+#[derive(Args, Debug)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
 /// Options of `dynamo delete`.
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
@@ -163,6 +174,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     config.anti_entropy = !args.no_anti_entropy;
     config.anti_entropy_interval_ms = args.anti_entropy_ms;
     config.merkle_fanout = args.merkle_fanout;
+    config.seeds = args.join;
     config.validate()?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -275,6 +287,30 @@ pub fn state(args: StateArgs) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(failed("state", e)),
+        }
+    })
+}
+
+/// `dynamo leave`: the node leaves the ring; it hands its data to the new owners and keeps
+/// serving until they have it (`dynamo state` on it then shows its keys going).
+pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    runtime()?.block_on(async move {
+        let request = dynamo_node::wire::Request::Leave;
+        match client(&args.node).request(request).await {
+            Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
+                let members: Vec<&String> = ring.members().keys().collect();
+                println!(
+                    "{}",
+                    json!({"ok": true, "version": ring.version(), "members": members})
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(dynamo_node::wire::Response::Error { error }) => {
+                Ok(failed("leave", ClientError::Node(error)))
+            }
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Ok(failed("leave", e)),
         }
     })
 }

@@ -83,6 +83,26 @@ impl Cluster {
         self.procs[i] = Some(child);
     }
 
+    /// Adds a node that joins the running cluster through node `seed` (not in anyone's --peers).
+    fn spawn_joining(&mut self, seed: usize) -> usize {
+        let i = self.addrs.len();
+        self.addrs.push(format!("127.0.0.1:{}", free_port()));
+        self.dirs.push(tempfile::tempdir().unwrap());
+        let log = std::fs::File::create(self.logs.join(format!("n{}.log", i + 1))).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i]])
+            .args(["--join", &self.addrs[seed]])
+            .arg("--data-dir")
+            .arg(self.dirs[i].path())
+            .args(["--request-timeout-ms", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dynamo serve --join");
+        self.procs.push(Some(child));
+        i
+    }
+
     /// Waits until every running node answers a quorum read.
     fn wait_ready(&self) {
         let start = Instant::now();
@@ -306,6 +326,40 @@ fn a_restarted_node_catches_up_through_hints_and_anti_entropy() {
             assert!(
                 Instant::now() < deadline,
                 "n3 never caught up on {key}: n1 {a} n3 {b}; logs in {}",
+                c.logs.display()
+            );
+            sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Issue 5, membership on real processes: a fourth node joins through a seed, then n1 leaves;
+/// every value stays readable, n1 hands all its keys over, and the newcomer holds its share.
+#[test]
+fn a_node_joins_and_another_leaves_and_the_data_follows_the_ring() {
+    let mut c = Cluster::start(3);
+    let keys: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        c.put_ok(i % 3, key, &format!("v{i}"), "");
+    }
+    let n4 = c.spawn_joining(0);
+    c.wait_ready();
+    let out = c.cli(0, &["leave"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let members: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(members["members"], serde_json::json!(["n2", "n3", "n4"]));
+    let holds = |node: usize, key: &str| {
+        let out = c.cli(node, &["state", key]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        !String::from_utf8_lossy(&out.stdout).contains("\"siblings\":[]")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(c.get(1, key).0, [format!("v{i}")], "{key} readable after the leave");
+        while holds(0, key) || !holds(n4, key) {
+            assert!(
+                Instant::now() < deadline,
+                "{key} did not move from n1 to n4; logs in {}",
                 c.logs.display()
             );
             sleep(Duration::from_millis(200));

@@ -164,6 +164,8 @@ pub struct NodeConfig {
     pub hint_interval_ms: u64,
     /// Compact the log once its dead bytes exceed both this and its live bytes.
     pub compact_garbage_bytes_min: u64,
+    /// Addresses of members to ask to join the ring at start (empty: the ring is `members`).
+    pub seeds: Vec<String>,
     /// A deliberate bug, or none.
     pub bug: Option<Bug>,
 }
@@ -200,6 +202,7 @@ impl NodeConfig {
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             merkle_fanout: crate::merkle::FANOUT_DEFAULT,
             hint_interval_ms: HINT_INTERVAL_MS_DEFAULT,
+            seeds: Vec::new(),
             bug: None,
         }
     }

@@ -37,6 +37,11 @@ pub const AE_ENTRIES_PER_MESSAGE_MAX: usize = 4_096;
 /// Most keys one anti-entropy message makes this node send back.
 pub const AE_REPAIRS_PER_MESSAGE_MAX: usize = 512;
 
+/// Time between two sweeps that hand over keys this node no longer owns.
+pub const HANDOFF_INTERVAL_MS: u64 = 500;
+/// Most keys handed over per sweep.
+pub const HANDOFF_KEYS_PER_SWEEP_MAX: usize = 256;
+
 /// Most rounds in flight at once; past it new requests are refused as overloaded instead of
 /// queued, so memory stays bounded however fast clients send.
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
@@ -58,6 +63,11 @@ pub struct Ready {
     pub writes: Vec<(Vec<u8>, KeyVersions)>,
     /// Hints to store (or, `None`, delete) as (owner, key, state), likewise before anything below.
     pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
+    /// Keys handed over to their new owners, to delete from storage.
+    pub removals: Vec<Vec<u8>>,
+    /// The ring and the known nodes' addresses, when membership changed: the driver persists
+    /// them (a restarted node must remember the ring) and links to new nodes.
+    pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
     /// Messages to peers.
     pub messages: Vec<(NodeId, PeerMessage)>,
     /// Answers to clients connected to this node.
@@ -69,6 +79,8 @@ impl Ready {
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
             && self.hint_writes.is_empty()
+            && self.removals.is_empty()
+            && self.membership.is_none()
             && self.messages.is_empty()
             && self.replies.is_empty()
     }
@@ -103,6 +115,13 @@ pub struct Core {
     next_round: u64,
     unreachable: BTreeSet<NodeId>,
     last_heard_ms: BTreeMap<NodeId, u64>,
+    /// Every node known, member or not (a node that left still hands its data over), by address.
+    addrs: BTreeMap<NodeId, String>,
+    /// Hand-overs in flight: request -> (key, new owner, clock sent, deadline).
+    handoffs: BTreeMap<u64, (Vec<u8>, NodeId, VClock, u64)>,
+    /// Per key being handed over, the owners that acknowledged its current clock.
+    handoff_acks: BTreeMap<Vec<u8>, (VClock, BTreeSet<NodeId>)>,
+    next_handoff_ms: u64,
     ready: Ready,
     stats: CoreStats,
     /// One Merkle tree per partition this node holds keys of.
@@ -129,17 +148,10 @@ impl Core {
         let weights: BTreeMap<NodeId, u32> =
             config.members.keys().map(|id| (id.clone(), 1)).collect();
         let ring = Ring::new(config.partition_count, &weights);
+        let addrs = config.members.clone();
+        let ae_peers = Self::ae_peers(&ring, &config);
         let empty_tree = Tree::new(config.merkle_fanout);
-        let mut shared: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        for p in 0..ring.partition_count() {
-            let replicas = ring.partition_preference_list(p, config.n);
-            if replicas.contains(&config.id) {
-                for peer in others(&replicas, &config.id) {
-                    shared.entry(peer).or_default().push(p);
-                }
-            }
-        }
-        let ae_peers = shared.into_iter().collect();
+
         Core {
             config,
             actor,
@@ -148,6 +160,10 @@ impl Core {
             next_round: 1,
             unreachable: BTreeSet::new(),
             last_heard_ms: BTreeMap::new(),
+            addrs,
+            handoffs: BTreeMap::new(),
+            handoff_acks: BTreeMap::new(),
+            next_handoff_ms: 0,
             ready: Ready::default(),
             stats: CoreStats::default(),
             trees: BTreeMap::new(),
@@ -161,6 +177,59 @@ impl Core {
             next_ae_ms: 0,
             rng: seed | 1,
         }
+    }
+
+    /// Each co-replica under `ring` and the partitions this node shares with it.
+    fn ae_peers(ring: &Ring, config: &NodeConfig) -> Vec<(NodeId, Vec<u32>)> {
+        let mut shared: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        for p in 0..ring.partition_count() {
+            let replicas = ring.partition_preference_list(p, config.n);
+            if replicas.contains(&config.id) {
+                for peer in others(&replicas, &config.id) {
+                    shared.entry(peer).or_default().push(p);
+                }
+            }
+        }
+        shared.into_iter().collect()
+    }
+
+    /// Takes a ring learned from a peer or made by a join or leave, if it is newer than ours
+    /// (higher version; on a tie, the larger encoding, so that every node picks the same one).
+    /// Returns whether it was adopted.
+    pub fn adopt(&mut self, ring: Ring, addrs: &BTreeMap<NodeId, String>) -> bool {
+        let mut new_node = false;
+        for (id, addr) in addrs {
+            if crate::version::valid_actor(id) && !self.addrs.contains_key(id) {
+                self.addrs.insert(id.clone(), addr.clone());
+                new_node = true;
+            }
+        }
+        let newer = match ring.version().cmp(&self.ring.version()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
+            }
+        };
+        let usable = ring.validate().is_ok()
+            && ring.partition_count() == self.ring.partition_count()
+            && ring.members().keys().all(|m| self.addrs.contains_key(m));
+        let adopted = newer && usable;
+        if adopted {
+            tracing::info!(
+                node = %self.config.id,
+                version = ring.version(),
+                members = ?ring.members().keys().collect::<Vec<_>>(),
+                "ring changed"
+            );
+            self.ring = ring;
+            self.ae_peers = Self::ae_peers(&self.ring, &self.config);
+            self.ae_cursor = 0;
+        }
+        if adopted || new_node {
+            self.ready.membership = Some((self.ring.clone(), self.addrs.clone()));
+        }
+        adopted
     }
 
     /// Builds the in-memory state derived from storage: the Merkle trees and the list of hints.
@@ -256,7 +325,7 @@ impl Core {
         message: PeerMessage,
         store: &dyn ReadState,
     ) {
-        if !self.config.members.contains_key(&from) || from == self.config.id {
+        if !self.addrs.contains_key(&from) || from == self.config.id {
             tracing::warn!(%from, "message from a stranger ignored");
             return;
         }
@@ -330,13 +399,24 @@ impl Core {
                     }
                 }
             }
+            PeerMessage::RingState { ring, addrs } => {
+                let theirs_older = ring.version() < self.ring.version();
+                self.adopt(ring, &addrs);
+                if theirs_older {
+                    let message = PeerMessage::RingState {
+                        ring: self.ring.clone(),
+                        addrs: self.addrs.clone(),
+                    };
+                    self.send(from, message);
+                }
+            }
             PeerMessage::Gossip { unreachable, probe } => {
                 for node in unreachable {
                     let fresh = self
                         .last_heard_ms
                         .get(&node)
                         .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
-                    if node != self.config.id && self.config.members.contains_key(&node) && !fresh {
+                    if node != self.config.id && self.addrs.contains_key(&node) && !fresh {
                         self.unreachable.insert(node);
                     }
                 }
@@ -423,6 +503,10 @@ impl Core {
             self.next_gossip_ms = now.mono_ms + GOSSIP_INTERVAL_MS;
             self.gossip();
         }
+        if now.mono_ms >= self.next_handoff_ms {
+            self.next_handoff_ms = now.mono_ms + HANDOFF_INTERVAL_MS;
+            self.hand_over(now, store);
+        }
         if now.mono_ms >= self.next_hint_ms {
             self.next_hint_ms = now.mono_ms + self.config.hint_interval_ms;
             if self.config.hinted_handoff_on() {
@@ -463,6 +547,8 @@ impl Core {
                     ae_exchanges: self.stats.ae_exchanges,
                     ae_keys_repaired: self.stats.ae_keys_repaired,
                     read_repairs_sent: self.stats.repairs_sent,
+                    ring: self.ring.clone(),
+                    handoff_keys: self.keys_not_owned().len() as u64,
                 };
                 return self.answer(origin, Response::Status { status });
             }
@@ -470,6 +556,38 @@ impl Core {
                 let response = match store.read_state(key) {
                     Ok(state) => Response::ReplicaState { state },
                     Err(e) => storage_error(&e),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Join { id, addr, weight } => {
+                let mut addrs = self.addrs.clone();
+                addrs.insert(id.clone(), addr.clone());
+                if self.ring.members().get(id) != Some(weight) {
+                    let ring = self.ring.with_member(id.clone(), *weight);
+                    self.adopt(ring, &addrs);
+                } else {
+                    self.adopt(self.ring.clone(), &addrs);
+                }
+                let response = Response::Membership {
+                    ring: self.ring.clone(),
+                    addrs: self.addrs.clone(),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Leave => {
+                let me = self.config.id.clone();
+                if self.ring.contains(&me) {
+                    if self.ring.members().len() == 1 {
+                        let message = "the last member cannot leave".to_string();
+                        return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                    }
+                    let ring = self.ring.without_member(&me);
+                    let addrs = self.addrs.clone();
+                    self.adopt(ring, &addrs);
+                }
+                let response = Response::Membership {
+                    ring: self.ring.clone(),
+                    addrs: self.addrs.clone(),
                 };
                 return self.answer(origin, response);
             }
@@ -693,6 +811,15 @@ impl Core {
             }
             return;
         }
+        if let Some((key, owner, clock, _)) = self.handoffs.remove(&req) {
+            if owner == *from
+                && let Some((current, acked)) = self.handoff_acks.get_mut(&key)
+                && *current == clock
+            {
+                acked.insert(owner);
+            }
+            return;
+        }
         let Some(Round::Put(round)) = self.rounds.get_mut(&req) else {
             return; // Late: the round expired.
         };
@@ -819,7 +946,7 @@ impl Core {
         incoming: &KeyVersions,
         store: &dyn ReadState,
     ) -> std::io::Result<()> {
-        if !self.config.members.contains_key(owner) {
+        if !self.addrs.contains_key(owner) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("a hint for a stranger {owner}"),
@@ -948,10 +1075,83 @@ impl Core {
         }
     }
 
+    /// Keys stored here whose partition this node no longer replicates.
+    fn keys_not_owned(&self) -> Vec<Vec<u8>> {
+        self.trees
+            .iter()
+            .filter(|(p, _)| !self.replicates(**p))
+            .flat_map(|(_, tree)| tree.keys())
+            .collect()
+    }
+
+    /// Hands keys this node no longer owns to their owners; once every owner has acknowledged the
+    /// key's current state, deletes it here. Until then this node keeps it (and keeps pushing it),
+    /// so a ring change never leaves a key without a holder.
+    fn hand_over(&mut self, now: Now, store: &dyn ReadState) {
+        self.handoffs
+            .retain(|_, (_, _, _, deadline)| *deadline > now.mono_ms);
+        let keys = self.keys_not_owned();
+        self.handoff_acks.retain(|k, _| keys.contains(k));
+        let in_flight: BTreeSet<Vec<u8>> = self
+            .handoffs
+            .values()
+            .map(|(k, _, _, _)| k.clone())
+            .collect();
+        for key in keys.into_iter().take(HANDOFF_KEYS_PER_SWEEP_MAX) {
+            let state = match self.read(&key, store) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a key to hand over");
+                    continue;
+                }
+            };
+            let owners = self.ring.preference_list(&key, self.config.n);
+            let acked = match self.handoff_acks.get(&key) {
+                Some((clock, acked)) if *clock == state.clock => acked.clone(),
+                _ => BTreeSet::new(),
+            };
+            if owners.iter().all(|o| acked.contains(o)) {
+                self.handoff_acks.remove(&key);
+                self.remove(key);
+                continue;
+            }
+            self.handoff_acks
+                .insert(key.clone(), (state.clock.clone(), acked.clone()));
+            if in_flight.contains(&key) {
+                continue;
+            }
+            for owner in owners.iter().filter(|o| !acked.contains(*o)) {
+                if self.unreachable.contains(owner) {
+                    continue;
+                }
+                let req = self.round_id();
+                let deadline = now.mono_ms + self.config.request_timeout_ms;
+                let handoff = (key.clone(), owner.clone(), state.clock.clone(), deadline);
+                self.handoffs.insert(req, handoff);
+                let message = PeerMessage::Store {
+                    req,
+                    key: key.clone(),
+                    state: state.clone(),
+                    hint: None,
+                };
+                self.send(owner.clone(), message);
+            }
+        }
+    }
+
+    /// Deletes a key handed over to its owners.
+    fn remove(&mut self, key: Vec<u8>) {
+        let partition = self.ring.partition_of(&key);
+        if let Some(tree) = self.trees.get_mut(&partition) {
+            tree.update(&key, None);
+        }
+        self.ready.removals.push(key);
+    }
+
     /// Gossips the failure view to one random peer, and probes every suspected peer.
     fn gossip(&mut self) {
         let peers: Vec<NodeId> = others(
-            &self.config.members.keys().cloned().collect::<Vec<_>>(),
+            &self.addrs.keys().cloned().collect::<Vec<_>>(),
             &self.config.id,
         );
         if peers.is_empty() {
@@ -963,6 +1163,11 @@ impl Core {
         self.rng ^= self.rng << 17;
         let pick = peers[(self.rng % peers.len() as u64) as usize].clone();
         let view: Vec<NodeId> = self.unreachable.iter().cloned().collect();
+        let ring = PeerMessage::RingState {
+            ring: self.ring.clone(),
+            addrs: self.addrs.clone(),
+        };
+        self.send(pick.clone(), ring);
         for peer in peers {
             let probe = self.unreachable.contains(&peer);
             if probe || peer == pick {

@@ -143,6 +143,11 @@ impl Tree {
             .unwrap_or_default()
     }
 
+    /// Every key in the tree.
+    pub fn keys(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.leaves.iter().flat_map(|leaf| leaf.keys().cloned())
+    }
+
     /// The fan-out.
     pub fn fanout(&self) -> u32 {
         self.fanout

@@ -86,6 +86,9 @@ pub const PARTITION_COUNT_MAX: u32 = 4096;
 /// The version of a freshly built ring. Versions start at 1 so that 0 can mean "no ring known".
 pub const VERSION_FIRST: u64 = 1;
 
+/// Largest weight a member may have (a bound on what a joining node can claim).
+pub const WEIGHT_MAX: u32 = 64;
+
 /// The stable hash of a key: the first 8 bytes of its MD5 digest, big-endian.
 ///
 /// It has no seed, so it is the same in every process and on every machine.

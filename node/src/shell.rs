@@ -40,6 +40,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
 
+/// The metadata record holding the last ring this node adopted.
+const MEMBERSHIP_META: &str = "membership";
+
 /// Events waiting for the driver.
 pub const EVENTS_QUEUE_MAX: usize = 4_096;
 /// Messages waiting to go to one peer.
@@ -161,22 +164,41 @@ pub async fn run<E: Env>(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn_local(accept_loop(listener, events.clone()));
     let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
-    for (peer, addr) in &config.members {
-        if *peer == config.id {
-            continue;
+    let link = |peers: &mut BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+                tasks: &mut tokio::task::JoinSet<()>,
+                members: &BTreeMap<NodeId, String>| {
+        for (peer, addr) in members {
+            if *peer == config.id || peers.contains_key(peer) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            peers.insert(peer.clone(), tx);
+            tasks.spawn_local(peer_link(
+                env.clone(),
+                config.id.clone(),
+                peer.clone(),
+                addr.clone(),
+                rx,
+                events.clone(),
+            ));
         }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-        peers.insert(peer.clone(), tx);
-        tasks.spawn_local(peer_link(
-            env.clone(),
-            config.id.clone(),
-            peer.clone(),
-            addr.clone(),
-            rx,
-            events.clone(),
-        ));
+    };
+    link(&mut peers, &mut tasks, &config.members);
+    // The ring this node last knew, if it ever changed from the configured one.
+    if let Some(bytes) = keyspace.meta(MEMBERSHIP_META)? {
+        match postcard::from_bytes::<(crate::ring::Ring, BTreeMap<NodeId, String>)>(&bytes) {
+            Ok((ring, addrs)) => {
+                core.adopt(ring, &addrs);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "saved ring does not decode; using the configured one")
+            }
+        }
     }
-    drop(events);
+    if !config.seeds.is_empty() {
+        let (ring, addrs) = join(&env, &config).await;
+        core.adopt(ring, &addrs);
+    }
 
     let start = Instant::now();
     let now = || Now {
@@ -232,7 +254,17 @@ pub async fn run<E: Env>(
                 }
             }
         }
-        let ready = core.poll_ready();
+        let mut ready = core.poll_ready();
+        if let Some((ring, members)) = ready.membership.take() {
+            link(&mut peers, &mut tasks, &members);
+            let saved = postcard::to_stdvec(&(ring, members))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                .and_then(|bytes| keyspace.set_meta(MEMBERSHIP_META, &bytes))
+                .and_then(|()| keyspace.sync());
+            if let Err(e) = saved {
+                tracing::error!(error = %e, "cannot save the ring");
+            }
+        }
         if !ready.is_empty() {
             carry_out(&config, ready, &mut keyspace, &peers, &clients);
         }
@@ -264,6 +296,34 @@ fn maybe_compact<F: crate::fs::FileSystem>(config: &NodeConfig, log: &mut LogSto
     }
 }
 
+/// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring.
+async fn join<E: Env>(
+    env: &E,
+    config: &NodeConfig,
+) -> (crate::ring::Ring, BTreeMap<NodeId, String>) {
+    let addr = config.members.get(&config.id).cloned().unwrap_or_default();
+    let request = crate::wire::Request::Join {
+        id: config.id.clone(),
+        addr,
+        weight: 1,
+    };
+    loop {
+        for seed in &config.seeds {
+            let mut client = crate::client::Client::new(env.clone(), seed.clone())
+                .with_timeout_ms(config.request_timeout_ms);
+            match client.request(request.clone()).await {
+                Ok(crate::wire::Response::Membership { ring, addrs }) => {
+                    tracing::info!(node = %config.id, %seed, version = ring.version(), "joined");
+                    return (ring, addrs);
+                }
+                Ok(other) => tracing::warn!(%seed, ?other, "seed refused the join"),
+                Err(e) => tracing::warn!(%seed, error = %e, "cannot reach seed"),
+            }
+        }
+        sleep(Duration::from_millis(RECONNECT_BACKOFF_MS * 5)).await;
+    }
+}
+
 /// Carries out a [`Ready`]: writes, sync per policy, then messages and replies.
 fn carry_out<S: Storage>(
     config: &NodeConfig,
@@ -279,9 +339,13 @@ fn carry_out<S: Storage>(
     for (owner, key, state) in &ready.hint_writes {
         durable = durable.and_then(|()| keyspace.write_hint(owner, key, state.as_ref()));
     }
+    for key in &ready.removals {
+        durable = durable.and_then(|()| keyspace.remove_state(key));
+    }
     // Deliberate bug `no-fsync`: acknowledge before the write is synced.
     let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
-    if !(ready.writes.is_empty() && ready.hint_writes.is_empty()) && sync_now {
+    let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
+    if (wrote || !ready.removals.is_empty()) && sync_now {
         durable = durable.and_then(|()| keyspace.sync());
     }
     if let Err(e) = durable {

@@ -9,10 +9,11 @@
 //! One protocol serves both clients and peers because Dynamo lets any node take any request, and a
 //! node forwarding a request is just a client of another node.
 
-use crate::ring::NodeId;
+use crate::ring::{NodeId, Ring};
 use crate::version::{Dot, KeyVersions, VClock};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
@@ -60,6 +61,15 @@ pub enum Request {
     ReplicaState { key: Vec<u8> },
     /// Admin: this node's view of itself (id, actor, ring, counters).
     Status,
+    /// Membership: add node `id` at `addr` to the ring (sent to any member, by a joining node or
+    /// an operator). Answered with the new ring.
+    Join {
+        id: NodeId,
+        addr: String,
+        weight: u32,
+    },
+    /// Membership: the node that receives this leaves the ring; its data moves to the new owners.
+    Leave,
 }
 
 /// A sibling as shown to clients: its value (or tombstone), dot and context.
@@ -92,6 +102,11 @@ pub enum Response {
     ReplicaState { state: KeyVersions },
     /// The node's status.
     Status { status: NodeStatus },
+    /// The ring after a join or leave, and every known node's address.
+    Membership {
+        ring: Ring,
+        addrs: BTreeMap<NodeId, String>,
+    },
     /// The request did not complete.
     Error { error: RequestError },
 }
@@ -148,6 +163,10 @@ pub struct NodeStatus {
     pub ae_keys_repaired: u64,
     /// Read-repair messages sent.
     pub read_repairs_sent: u64,
+    /// The ring this node routes by.
+    pub ring: Ring,
+    /// Keys stored here that this node no longer owns, still being handed over.
+    pub handoff_keys: u64,
 }
 
 /// Messages between nodes.
@@ -191,6 +210,12 @@ pub enum PeerMessage {
     },
     /// Anti-entropy: merge this state of a key whose digest differed; no answer.
     AeRepair { key: Vec<u8>, state: KeyVersions },
+    /// Gossip of membership: the sender's ring and known addresses; the receiver adopts a newer
+    /// ring and answers an older one with its own.
+    RingState {
+        ring: Ring,
+        addrs: BTreeMap<NodeId, String>,
+    },
     /// Gossip: the peers the sender cannot reach (a hint for the receiver's failure detector).
     /// With `probe`, the sender suspects the receiver and asks for a gossip back.
     Gossip {
@@ -268,7 +293,19 @@ pub fn validate(request: &Request) -> Result<(), String> {
             }
             key
         }
-        Request::Status => return Ok(()),
+        Request::Status | Request::Leave => return Ok(()),
+        Request::Join { id, addr, weight } => {
+            if !crate::version::valid_actor(id) {
+                return Err(format!("node id {id:?} must be 1-64 of [A-Za-z0-9._-]"));
+            }
+            if addr.is_empty() || addr.len() > 256 {
+                return Err("a joining node needs an address".into());
+            }
+            if *weight == 0 || *weight > crate::ring::WEIGHT_MAX {
+                return Err(format!("weight must be 1..={}", crate::ring::WEIGHT_MAX));
+            }
+            return Ok(());
+        }
     };
     if key.is_empty() {
         return Err("empty key".into());

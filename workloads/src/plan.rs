@@ -74,17 +74,20 @@ pub enum NemesisKind {
     Loss,
     /// Slow links.
     Slow,
+    /// A node leaves the ring (its data moves to the new owners) and later joins again.
+    Membership,
 }
 
 impl NemesisKind {
     /// Every kind, in order.
-    pub const ALL: [NemesisKind; 6] = [
+    pub const ALL: [NemesisKind; 7] = [
         NemesisKind::Partition,
         NemesisKind::Crash,
         NemesisKind::Wipe,
         NemesisKind::Skew,
         NemesisKind::Loss,
         NemesisKind::Slow,
+        NemesisKind::Membership,
     ];
 
     /// The kind's name on the command line.
@@ -96,6 +99,7 @@ impl NemesisKind {
             NemesisKind::Skew => "skew",
             NemesisKind::Loss => "loss",
             NemesisKind::Slow => "slow",
+            NemesisKind::Membership => "membership",
         }
     }
 
@@ -108,18 +112,12 @@ impl NemesisKind {
         }
         let mut kinds = Vec::new();
         for part in s.split(',').map(str::trim) {
-            if part == "membership" {
-                return Err(
-                    "nemesis membership needs join and leave, which the node does not have yet"
-                        .into(),
-                );
-            }
             let kind = NemesisKind::ALL
                 .into_iter()
                 .find(|k| k.name() == part)
                 .ok_or_else(|| {
                     format!(
-                        "unknown nemesis {part:?}: use partition, crash, wipe, skew, loss, slow, all or none"
+                        "unknown nemesis {part:?}: use partition, crash, wipe, skew, loss, slow, membership, all or none"
                     )
                 })?;
             if !kinds.contains(&kind) {
@@ -368,6 +366,11 @@ pub enum Fault {
         /// Per-ms probability that a link fails, in millionths (kept integral for exact replays).
         rate_ppm: u32,
     },
+    /// The node leaves the ring; it joins again when the fault ends.
+    Leave {
+        /// The node index.
+        node: u32,
+    },
     /// Every link's latency rises to this maximum.
     Slow {
         /// The new maximum latency.
@@ -456,9 +459,10 @@ impl Plan {
             end = w.stop_ms;
             let nodes: Vec<u32> = match &w.fault {
                 Fault::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
-                Fault::Crash { node } | Fault::Wipe { node } | Fault::Skew { node, .. } => {
-                    vec![*node]
-                }
+                Fault::Crash { node }
+                | Fault::Wipe { node }
+                | Fault::Skew { node, .. }
+                | Fault::Leave { node } => vec![*node],
                 Fault::Loss { .. } | Fault::Slow { .. } => vec![],
             };
             if nodes.iter().any(|&n| n as usize >= c.nodes) {
@@ -606,10 +610,10 @@ fn partition_strategy(nodes: usize) -> BoxedStrategy<Fault> {
         .boxed()
 }
 
-fn fault_strategy(c: &SimConfig) -> BoxedStrategy<Fault> {
+fn fault_strategy(c: &SimConfig) -> Option<BoxedStrategy<Fault>> {
     let nodes = c.nodes as u32;
     // Wipes are confined to the first W-1 nodes: a W quorum promises to survive W-1 lost disks,
-    // not more (until anti-entropy restores the replication factor, later).
+    // not more (anti-entropy restores the replication factor, but with no bound on when).
     let wipeable = (c.w as u32).saturating_sub(1).max(1).min(nodes);
     let mut choices: Vec<BoxedStrategy<Fault>> = Vec::new();
     for kind in &c.nemesis {
@@ -626,25 +630,26 @@ fn fault_strategy(c: &SimConfig) -> BoxedStrategy<Fault> {
             NemesisKind::Slow => (20u64..300)
                 .prop_map(|latency_ms_max| Fault::Slow { latency_ms_max })
                 .boxed(),
+            // Leaving needs a node to spare: the rest must still make N replicas.
+            NemesisKind::Membership if c.nodes > c.n => {
+                (0..nodes).prop_map(|node| Fault::Leave { node }).boxed()
+            }
+            NemesisKind::Membership => continue,
         });
     }
-    proptest::strategy::Union::new(choices).boxed()
+    (!choices.is_empty()).then(|| proptest::strategy::Union::new(choices).boxed())
 }
 
 fn faults_strategy(c: &SimConfig) -> BoxedStrategy<Vec<FaultWindow>> {
-    if c.nemesis.is_empty() {
+    let Some(faults) = fault_strategy(c) else {
         return Just(Vec::new()).boxed();
-    }
+    };
     let horizon_ms = expected_duration_ms(c);
     let gap = c.fault_gap_ms.max(1);
     let dur = c.fault_duration_ms.max(1);
     // Enough windows to cover the horizon; those past it are dropped.
     let count = (horizon_ms / (gap + dur) + 1) as usize;
-    let window = (
-        gap / 2..=gap * 3 / 2,
-        dur / 2..=dur * 3 / 2,
-        fault_strategy(c),
-    );
+    let window = (gap / 2..=gap * 3 / 2, dur / 2..=dur * 3 / 2, faults);
     proptest::collection::vec(window, count)
         .prop_map(move |windows| {
             let mut t = 0;
@@ -730,16 +735,15 @@ mod tests {
     #[test]
     fn nemesis_lists_parse() {
         assert_eq!(NemesisKind::parse_list("none").unwrap(), vec![]);
-        assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 6);
+        assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 7);
         assert_eq!(
             NemesisKind::parse_list("crash,partition").unwrap(),
             vec![NemesisKind::Partition, NemesisKind::Crash]
         );
         assert!(NemesisKind::parse_list("flood").is_err());
-        assert!(
-            NemesisKind::parse_list("membership")
-                .unwrap_err()
-                .contains("join")
+        assert_eq!(
+            NemesisKind::parse_list("membership").unwrap(),
+            vec![NemesisKind::Membership]
         );
     }
 }

@@ -19,6 +19,7 @@ use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, SimEnv};
 use dynamo_node::fs::FileSystem;
 use dynamo_node::ring::Ring;
+use dynamo_node::wire::{Request, Response};
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -28,8 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Simulated time after which a run is declared stuck.
-pub const SIM_TIME_MS_MAX: u64 = 24 * 3_600 * 1_000;
+/// A run is declared stuck past this many times its expected length (plus its quiesce and a
+/// margin): every request has a deadline, so a healthy run never comes near it.
+pub const SIM_TIME_EXPECTED_FACTOR_MAX: u64 = 20;
+/// The margin of the stuck-run bound, simulated ms.
+pub const SIM_TIME_MARGIN_MS: u64 = 120_000;
+/// Attempts to join a node back after a leave before the membership agent gives up on it.
+pub const JOIN_ATTEMPTS_MAX: u32 = 100;
 /// Segments turmoil buffers per TCP stream before dropping (its default of 64 is too small for a
 /// node's pipelined replication).
 pub const TCP_SEGMENTS_MAX: usize = 65_536;
@@ -72,6 +78,11 @@ pub struct RunSummary {
     pub ae_keys_repaired: u64,
     /// Read-repair messages sent.
     pub read_repairs_sent: u64,
+    /// Copies of keys held by nodes outside the keys' final preference lists (0 once every
+    /// membership change was handed over).
+    pub non_owner_copies: u64,
+    /// The final ring's version (1 without membership changes).
+    pub ring_version: u64,
     /// With `measure_convergence`: simulated ms from the heal until every replica of every key
     /// held the same state (None: not measured, or not within the quiesce time).
     pub converged_after_heal_ms: Option<u64>,
@@ -84,6 +95,8 @@ struct Totals {
     hints_pending: u64,
     ae_keys_repaired: u64,
     read_repairs_sent: u64,
+    non_owner_copies: u64,
+    ring_version: u64,
     converged_after_heal_ms: Option<u64>,
 }
 
@@ -147,10 +160,13 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     plan.config.validate()?;
     plan.validate()?;
     let c = &plan.config;
+    let sim_time_ms_max = Plan::expected_duration_ms(c) * SIM_TIME_EXPECTED_FACTOR_MAX
+        + c.quiesce_ms
+        + SIM_TIME_MARGIN_MS;
     let mut sim = turmoil::Builder::new()
         .rng_seed(c.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_S))
-        .simulation_duration(Duration::from_millis(SIM_TIME_MS_MAX))
+        .simulation_duration(Duration::from_millis(sim_time_ms_max + SIM_TIME_MARGIN_MS))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::from_millis(c.latency_ms_min))
         .max_message_latency(Duration::from_millis(c.latency_ms_max))
@@ -257,8 +273,11 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         if finished {
             break;
         }
-        if now_ms > SIM_TIME_MS_MAX {
-            return Err("the simulation did not finish".into());
+        if now_ms > sim_time_ms_max {
+            return Err(format!(
+                "the simulation did not finish within {} simulated s: stuck",
+                sim_time_ms_max / 1000
+            ));
         }
     }
     let sim_ms = sim.elapsed().as_millis() as u64;
@@ -279,6 +298,8 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         hints_pending: totals.hints_pending,
         ae_keys_repaired: totals.ae_keys_repaired,
         read_repairs_sent: totals.read_repairs_sent,
+        non_owner_copies: totals.non_owner_copies,
+        ring_version: totals.ring_version,
         converged_after_heal_ms: totals.converged_after_heal_ms,
     };
     Ok(RunOutput {
@@ -384,6 +405,8 @@ impl Nemesis<'_> {
                 sim.set_max_message_latency(Duration::from_millis(*latency_ms_max));
                 self.record(sim, "slow-start", json!({"latency_ms_max": latency_ms_max}));
             }
+            // Membership changes are requests to the nodes: the control host makes them.
+            Fault::Leave { .. } => {}
         }
     }
 
@@ -416,6 +439,7 @@ impl Nemesis<'_> {
                 sim.set_max_message_latency(Duration::from_millis(self.latency_ms_max));
                 self.record(sim, "slow-stop", Value::Null);
             }
+            Fault::Leave { .. } => {}
         }
     }
 
@@ -480,11 +504,14 @@ async fn control(
             worker.process()
         }
     });
-    let last_process = futures::future::join_all(workers)
-        .await
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+    let workers_done = Rc::new(Cell::new(false));
+    let clients = async {
+        let last = futures::future::join_all(workers).await.into_iter().max();
+        workers_done.set(true);
+        last.unwrap_or(0)
+    };
+    let agent = membership_agent(&plan, &recorder, &env, &workers_done);
+    let (last_process, ()) = futures::future::join(clients, agent).await;
     phase.clients_done.set(true);
     while !phase.healed.get() {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -492,9 +519,8 @@ async fn control(
     let healed_at = tokio::time::Instant::now();
     let quiet_until = healed_at + Duration::from_millis(c.quiesce_ms);
     if c.measure_convergence {
-        let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
-        let ring = Ring::new(c.partitions, &weights);
         while tokio::time::Instant::now() < quiet_until {
+            let ring = final_ring(&c, &env).await;
             if converged(&c, &ring, &env).await {
                 let ms = healed_at.elapsed().as_millis() as u64;
                 totals.borrow_mut().converged_after_heal_ms = Some(ms);
@@ -534,19 +560,27 @@ async fn control(
     // deadline passes: let it land before the replicas' raw states are taken.
     tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
 
-    // Each replica's raw sibling set, straight from its storage: one admin connection per node,
-    // all nodes at once.
-    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
-    let ring = Ring::new(c.partitions, &weights);
+    // Each replica's raw sibling set, straight from its storage, under the final ring: one admin
+    // connection per node, all nodes at once. Every other node is asked too: after the quiesce a
+    // node outside a key's preference list must hold nothing of it (it handed the key over).
+    let ring = final_ring(&c, &env).await;
+    totals.borrow_mut().ring_version = ring.version();
     let admins = c.node_names().into_iter().map(|node| {
-        let keys: Vec<String> = (0..c.keys as u32)
+        let (keys, others): (Vec<String>, Vec<String>) = (0..c.keys as u32)
             .map(|k| c.key_name(k))
-            .filter(|name| ring.preference_list(name.as_bytes(), c.n).contains(&node))
-            .collect();
+            .partition(|name| ring.preference_list(name.as_bytes(), c.n).contains(&node));
         let addr = format!("{node}:{NODE_PORT}");
         let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
         let recorder = recorder.clone();
+        let totals = totals.clone();
         async move {
+            for name in others {
+                if let Ok(state) = admin.replica_state(name.as_bytes()).await
+                    && !state.siblings.is_empty()
+                {
+                    totals.borrow_mut().non_owner_copies += 1;
+                }
+            }
             for name in keys {
                 for _ in 0..FINAL_READ_ATTEMPTS_MAX {
                     if let Ok(state) = admin.replica_state(name.as_bytes()).await {
@@ -583,6 +617,90 @@ async fn control(
         }
     }
     Ok(())
+}
+
+/// The newest ring any node knows (nodes may briefly disagree after a membership change).
+async fn final_ring(c: &SimConfig, env: &SimEnv) -> Ring {
+    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
+    let mut ring = Ring::new(c.partitions, &weights);
+    for node in c.node_names() {
+        let addr = format!("{node}:{NODE_PORT}");
+        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        if let Ok(status) = admin.status().await
+            && status.ring.version() > ring.version()
+        {
+            ring = status.ring;
+        }
+    }
+    ring
+}
+
+/// Runs the plan's membership changes from the control host (they are requests to the nodes):
+/// at a window's start its node leaves the ring, at its end the node joins again through another
+/// node. When the clients are done, a node still out joins again before the heal.
+async fn membership_agent(
+    plan: &Plan,
+    recorder: &Rc<RefCell<Recorder>>,
+    env: &SimEnv,
+    workers_done: &Cell<bool>,
+) {
+    let c = &plan.config;
+    let timeout_ms = c.client_timeout_ms;
+    let request = |node: u32, request: Request| {
+        let addr = format!("n{}:{NODE_PORT}", node + 1);
+        let env = env.clone();
+        async move {
+            let mut admin = Client::new(env, addr).with_timeout_ms(timeout_ms);
+            match admin.request(request).await {
+                Ok(Response::Membership { ring, .. }) => Some(ring),
+                _ => None,
+            }
+        }
+    };
+    let record = |f: &str, node: u32| {
+        let value = json!({"value": {"node": format!("n{}", node + 1)}});
+        recorder
+            .borrow_mut()
+            .record(now_ns(), Process::Nemesis, "info", f, value);
+    };
+    let until = |ms: u64| async move {
+        while !workers_done.get() && (now_ns() / 1_000_000) < ms {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    for window in &plan.faults {
+        let Fault::Leave { node } = window.fault else {
+            continue;
+        };
+        until(window.start_ms).await;
+        if workers_done.get() {
+            break;
+        }
+        let Some(left) = request(node, Request::Leave).await else {
+            continue; // The node could not be reached (crashed, cut off): no change.
+        };
+        record("leave", node);
+        until(window.stop_ms).await;
+        // Join again through the next nodes, until one answers.
+        let join = Request::Join {
+            id: format!("n{}", node + 1),
+            addr: format!("n{}:{NODE_PORT}", node + 1),
+            weight: 1,
+        };
+        // A node that has not heard of the leave yet takes the join as a no-op: retry until a ring
+        // newer than the leave's holds the node again.
+        let id = format!("n{}", node + 1);
+        // (A leave that only the leaver knew of, and lost in a crash, never gets newer: give up.)
+        for attempt in 0..JOIN_ATTEMPTS_MAX {
+            let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
+            let answer = request(via, join.clone()).await;
+            if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
+                record("join", node);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Interval of the convergence probe after the heal.

@@ -97,6 +97,12 @@ impl<S: Storage> Keyspace<S> {
         written
     }
 
+    /// Deletes a key's state (handed over to its new owners).
+    pub fn remove_state(&mut self, key: &[u8]) -> io::Result<()> {
+        self.cache.borrow_mut().remove(key);
+        self.storage.remove(&prefixed(DATA_PREFIX, key))
+    }
+
     /// Stores (or with `None` deletes) the hint held for `owner` for `key`.
     pub fn write_hint(
         &mut self,
