@@ -65,6 +65,8 @@ pub struct Ready {
     pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
     /// Keys handed over to their new owners, to delete from storage.
     pub removals: Vec<Vec<u8>>,
+    /// A new actor id this node now writes versions as: persist it before anything below.
+    pub actor: Option<Actor>,
     /// The ring and the known nodes' addresses, when membership changed: the driver persists
     /// them (a restarted node must remember the ring) and links to new nodes.
     pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
@@ -80,6 +82,7 @@ impl Ready {
         self.writes.is_empty()
             && self.hint_writes.is_empty()
             && self.removals.is_empty()
+            && self.actor.is_none()
             && self.membership.is_none()
             && self.messages.is_empty()
             && self.replies.is_empty()
@@ -122,6 +125,8 @@ pub struct Core {
     /// Per key being handed over, the owners that acknowledged its current clock.
     handoff_acks: BTreeMap<Vec<u8>, (VClock, BTreeSet<NodeId>)>,
     next_handoff_ms: u64,
+    /// Set when this node deleted a key's state: it takes a new actor id before its next version.
+    actor_stale: bool,
     ready: Ready,
     stats: CoreStats,
     /// One Merkle tree per partition this node holds keys of.
@@ -164,6 +169,7 @@ impl Core {
             handoffs: BTreeMap::new(),
             handoff_acks: BTreeMap::new(),
             next_handoff_ms: 0,
+            actor_stale: false,
             ready: Ready::default(),
             stats: CoreStats::default(),
             trees: BTreeMap::new(),
@@ -740,6 +746,13 @@ impl Core {
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
+        if self.actor_stale && !self.config.has_bug(Bug::ReuseActor) {
+            self.actor_stale = false;
+            let suffix = self.next_random() as u32;
+            self.actor = format!("{}.{suffix:08x}", self.config.id);
+            tracing::info!(node = %self.config.id, actor = %self.actor, "new actor id");
+            self.ready.actor = Some(self.actor.clone());
+        }
         let rule = self.rule();
         let clock_before = state.clock.clone();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
@@ -1141,11 +1154,24 @@ impl Core {
 
     /// Deletes a key handed over to its owners.
     fn remove(&mut self, key: Vec<u8>) {
+        // The key's clock goes with it, and with it this actor's highest counter for the key: were
+        // this node to own the key again, it would issue those counters a second time (found by
+        // the checker: a node that left and rejoined lost its next blind put). A new actor id
+        // before the next version makes that impossible.
+        self.actor_stale = true;
         let partition = self.ring.partition_of(&key);
         if let Some(tree) = self.trees.get_mut(&partition) {
             tree.update(&key, None);
         }
         self.ready.removals.push(key);
+    }
+
+    /// xorshift64: enough to spread gossip and name actors; seeded, so simulations replay.
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
     }
 
     /// Gossips the failure view to one random peer, and probes every suspected peer.
@@ -1157,11 +1183,7 @@ impl Core {
         if peers.is_empty() {
             return;
         }
-        // xorshift64: enough to spread gossip; seeded, so simulations replay.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let pick = peers[(self.rng % peers.len() as u64) as usize].clone();
+        let pick = peers[(self.next_random() % peers.len() as u64) as usize].clone();
         let view: Vec<NodeId> = self.unreachable.iter().cloned().collect();
         let ring = PeerMessage::RingState {
             ring: self.ring.clone(),

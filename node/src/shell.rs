@@ -333,6 +333,9 @@ fn carry_out<S: Storage>(
     clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
 ) {
     let mut durable = Ok(());
+    if let Some(actor) = &ready.actor {
+        durable = keyspace.set_meta("actor", actor.as_bytes());
+    }
     for (key, state) in &ready.writes {
         durable = durable.and_then(|()| keyspace.write_state(key, state));
     }
@@ -345,7 +348,7 @@ fn carry_out<S: Storage>(
     // Deliberate bug `no-fsync`: acknowledge before the write is synced.
     let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
     let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
-    if (wrote || !ready.removals.is_empty()) && sync_now {
+    if (wrote || !ready.removals.is_empty() || ready.actor.is_some()) && sync_now {
         durable = durable.and_then(|()| keyspace.sync());
     }
     if let Err(e) = durable {
