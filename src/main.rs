@@ -5,6 +5,9 @@
 
 mod check;
 mod kv;
+mod nightly;
+mod report;
+mod shrink;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +36,22 @@ enum Command {
     Delete(kv::DeleteArgs),
     /// Print one node's raw stored state of a key (admin: no quorum, no repair).
     State(kv::StateArgs),
+    /// Make a node leave the ring; its data moves to the new owners.
+    Leave(kv::LeaveArgs),
     /// Run the node in the simulator under a workload and faults; write the history.
     Sim(sim::SimArgs),
     /// Run a plan.json again.
     Replay(sim::ReplayArgs),
     /// Check a history: results.json to stdout and beside it; exit 0 valid, 1 anomaly, 2 unknown.
     Check(check::CheckArgs),
+    /// (Re)write DIR/report.html from the run's history, plan and results.
+    Report(report::ReportArgs),
+    /// Run many seeds on parallel threads; summary.json, junit.xml and a folder per failing seed.
+    Nightly(nightly::NightlyArgs),
+    /// Combine the summary.json (and junit.xml) of nightly shards.
+    Merge(nightly::MergeArgs),
+    /// Search for a smaller plan that still fails with the same anomaly; writes DIR/shrunk/.
+    Shrink(shrink::ShrinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,9 +62,14 @@ fn main() -> ExitCode {
         Command::Put(args) => kv::put(args),
         Command::Delete(args) => kv::delete(args),
         Command::State(args) => kv::state(args),
+        Command::Leave(args) => kv::leave(args),
         Command::Sim(args) => sim::sim(args),
         Command::Replay(args) => sim::replay(args),
         Command::Check(args) => check::check(args),
+        Command::Report(args) => report::report(args),
+        Command::Nightly(args) => nightly::nightly(args),
+        Command::Merge(args) => nightly::merge(args),
+        Command::Shrink(args) => shrink::shrink(args),
     };
     match result {
         Ok(code) => code,

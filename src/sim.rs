@@ -1,6 +1,6 @@
 //! `dynamo sim` and `dynamo replay`: run the node in the simulator and write the run's files.
 
-use clap::Args;
+use clap::{Args, Parser};
 use dynamo_node::config::{Bug, FsyncPolicy};
 use dynamo_workloads::plan::{KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Workload};
 use dynamo_workloads::{RunOutput, run};
@@ -181,12 +181,139 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
     verdict(&out)
 }
 
-/// Checks the run in `dir`, prints the summary, and returns the verdict as the exit status.
+/// Checks the run in `dir`, writes its report, prints the summary, and returns the verdict as the
+/// exit status.
 fn verdict(dir: &Path) -> Result<ExitCode, String> {
     let results = crate::check::check_and_write(dir)?;
     print!("{}", dynamo_checker::summary(&results));
+    // The verdict stands without the page: a report that cannot be written is only a warning.
+    if let Err(e) = crate::report::write(dir) {
+        eprintln!("dynamo: warning: no report: {e}");
+    }
     println!("files: {}", dir.display());
     Ok(ExitCode::from(results.exit_code() as u8))
+}
+
+/// `--nemesis` for a list of kinds: `none`, `all`, or the names.
+fn nemesis_arg(kinds: &[NemesisKind]) -> String {
+    if kinds.is_empty() {
+        "none".to_owned()
+    } else if kinds == NemesisKind::ALL {
+        "all".to_owned()
+    } else {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        names.join(",")
+    }
+}
+
+/// The `dynamo sim` options that give `c` (without the program and subcommand), leaving out those
+/// equal to [`SimConfig::default`] unless `full`. `None` when the command line cannot express `c`.
+pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
+    let d = SimConfig::default();
+    let mut args = vec!["--seed".to_owned(), c.seed.to_string()];
+    let mut opt = |name: &str, value: String, default: String| {
+        if full || value != default {
+            args.push(format!("--{name}"));
+            args.push(value);
+        }
+    };
+    let key_dist = |k: &KeyDist| match k {
+        KeyDist::Uniform => Some("uniform".to_owned()),
+        KeyDist::Zipf { exponent } if *exponent == 1.0 => Some("zipf".to_owned()),
+        KeyDist::Zipf { .. } => None,
+    };
+    opt("nodes", c.nodes.to_string(), d.nodes.to_string());
+    opt("clients", c.clients.to_string(), d.clients.to_string());
+    opt("ops", c.ops.to_string(), d.ops.to_string());
+    opt("keys", c.keys.to_string(), d.keys.to_string());
+    opt("key-dist", key_dist(&c.key_dist)?, key_dist(&d.key_dist)?);
+    opt("workload", c.workload.to_string(), d.workload.to_string());
+    opt("nemesis", nemesis_arg(&c.nemesis), nemesis_arg(&d.nemesis));
+    opt("n", c.n.to_string(), d.n.to_string());
+    opt("r", c.r.to_string(), d.r.to_string());
+    opt("w", c.w.to_string(), d.w.to_string());
+    opt("fsync", c.fsync.to_string(), d.fsync.to_string());
+    if let Some(bug) = c.bug {
+        opt("bug", bug.to_string(), String::new());
+    }
+    opt(
+        "fault-gap-ms",
+        c.fault_gap_ms.to_string(),
+        d.fault_gap_ms.to_string(),
+    );
+    opt(
+        "fault-ms",
+        c.fault_duration_ms.to_string(),
+        d.fault_duration_ms.to_string(),
+    );
+    opt(
+        "think-ms",
+        c.think_ms_max.to_string(),
+        d.think_ms_max.to_string(),
+    );
+    opt(
+        "quiesce-ms",
+        c.quiesce_ms.to_string(),
+        d.quiesce_ms.to_string(),
+    );
+    opt(
+        "anti-entropy-ms",
+        c.node.anti_entropy_interval_ms.to_string(),
+        d.node.anti_entropy_interval_ms.to_string(),
+    );
+    for (flag, on) in [
+        ("--strict-quorum", !c.node.sloppy_quorum),
+        ("--no-read-repair", !c.node.read_repair),
+        ("--no-hinted-handoff", !c.node.hinted_handoff),
+        ("--no-anti-entropy", !c.node.anti_entropy),
+        ("--measure-convergence", c.measure_convergence),
+    ] {
+        if on {
+            args.push(flag.to_owned());
+        }
+    }
+    Some(args)
+}
+
+/// `dynamo sim` alone, to parse a command line back.
+#[derive(Parser, Debug)]
+#[command(name = "sim")]
+struct SimLine {
+    #[command(flatten)]
+    args: SimArgs,
+}
+
+/// The one-line `dynamo sim ...` command whose plan is exactly `plan`, if there is one: the options
+/// are parsed back through the real command line and the plan regenerated and compared, so the line
+/// is never a guess. `None` for a shrunk or edited plan (replay it instead).
+pub fn repro_command(plan: &Plan) -> Option<String> {
+    for full in [false, true] {
+        let args = sim_args(&plan.config, full)?;
+        let Ok(line) =
+            SimLine::try_parse_from(std::iter::once("sim".to_owned()).chain(args.clone()))
+        else {
+            continue;
+        };
+        let Ok(config) = line.args.config(plan.config.seed) else {
+            continue;
+        };
+        if config == plan.config && Plan::generate(config).is_ok_and(|p| p == *plan) {
+            return Some(format!("dynamo sim {}", args.join(" ")));
+        }
+    }
+    None
+}
+
+/// `s` as one shell word: as it is when it is plain, else single-quoted.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// `dynamo replay`.
@@ -263,7 +390,12 @@ fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
         None => String::new(),
     };
     println!(
-        "repair: {} hints delivered, {} pending; anti-entropy repaired {} keys; {} read repairs{converged}",
-        s.hints_delivered, s.hints_pending, s.ae_keys_repaired, s.read_repairs_sent
+        "repair: {} hints delivered, {} pending; anti-entropy repaired {} keys; {} read repairs{converged}; ring version {}, {} copies outside preference lists",
+        s.hints_delivered,
+        s.hints_pending,
+        s.ae_keys_repaired,
+        s.read_repairs_sent,
+        s.ring_version,
+        s.non_owner_copies
     );
 }

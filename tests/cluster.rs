@@ -90,7 +90,13 @@ impl Cluster {
         self.dirs.push(tempfile::tempdir().unwrap());
         let log = std::fs::File::create(self.logs.join(format!("n{}.log", i + 1))).unwrap();
         let child = Command::new(BIN)
-            .args(["serve", "--id", &format!("n{}", i + 1), "--listen", &self.addrs[i]])
+            .args([
+                "serve",
+                "--id",
+                &format!("n{}", i + 1),
+                "--listen",
+                &self.addrs[i],
+            ])
             .args(["--join", &self.addrs[seed]])
             .arg("--data-dir")
             .arg(self.dirs[i].path())
@@ -345,17 +351,29 @@ fn a_node_joins_and_another_leaves_and_the_data_follows_the_ring() {
     let n4 = c.spawn_joining(0);
     c.wait_ready();
     let out = c.cli(0, &["leave"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let members: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(members["members"], serde_json::json!(["n2", "n3", "n4"]));
     let holds = |node: usize, key: &str| {
         let out = c.cli(node, &["state", key]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         !String::from_utf8_lossy(&out.stdout).contains("\"siblings\":[]")
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, key) in keys.iter().enumerate() {
-        assert_eq!(c.get(1, key).0, [format!("v{i}")], "{key} readable after the leave");
+        assert_eq!(
+            c.get(1, key).0,
+            [format!("v{i}")],
+            "{key} readable after the leave"
+        );
         while holds(0, key) || !holds(n4, key) {
             assert!(
                 Instant::now() < deadline,

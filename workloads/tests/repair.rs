@@ -151,7 +151,7 @@ fn puts_during_partition(out: &RunOutput) -> (usize, usize) {
         .collect();
     let inside = |e: &serde_json::Value| {
         let ms = e["time"].as_u64().unwrap() / 1_000_000;
-        ms >= PARTITION_MS.start + 1_500 && ms < PARTITION_MS.end
+        (PARTITION_MS.start + 1_500..PARTITION_MS.end).contains(&ms)
     };
     let invoked: Vec<&str> = events
         .iter()

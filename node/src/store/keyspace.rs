@@ -1,9 +1,9 @@
 //! The node's view of its [`Storage`]: key states encoded with postcard under a namespace prefix,
 //! and a little metadata (the actor id of this incarnation).
 //!
-//! Prefixes keep the namespaces of one byte map apart: `d/` + key for key states, `h/` + owner + `/`
-//! + key for hints (writes held for an unreachable owner, sloppy quorum), `m/` + name for metadata.
-//! Node names cannot contain `/` (`version::valid_actor`), so a hint's record name splits cleanly.
+//! Prefixes keep the namespaces of one byte map apart: `d/` + key for key states, `h/` + owner +
+//! `/` + key for hints (writes held for an unreachable owner, sloppy quorum), `m/` + name for
+//! metadata. Node names cannot contain `/` (`version::valid_actor`), so a hint's name splits cleanly.
 
 use super::Storage;
 use crate::version::KeyVersions;
