@@ -7,6 +7,7 @@ use dynamo_node::env::{Env, TokioEnv};
 use dynamo_node::ring::PARTITION_COUNT_DEFAULT;
 use dynamo_node::version::VClock;
 use dynamo_node::wire::SiblingView;
+use dynamo_workloads::plan::NodeOptions;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,7 +50,17 @@ pub struct ServeArgs {
     /// forming the ring from --peers.
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
-    /// Strict quorum: fail writes instead of using stand-ins for unreachable replicas.
+    #[command(flatten)]
+    mechanisms: MechanismArgs,
+    /// Children per Merkle tree node.
+    #[arg(long, default_value_t = dynamo_node::merkle::FANOUT_DEFAULT)]
+    merkle_fanout: u32,
+}
+
+/// Switches of the availability machinery, shared by `serve` and `sim`.
+#[derive(Args, Debug, Clone)]
+pub struct MechanismArgs {
+    /// Strict quorum: writes fail instead of using stand-ins for unreachable replicas.
     #[arg(long)]
     strict_quorum: bool,
     /// Turn read repair off.
@@ -61,12 +72,22 @@ pub struct ServeArgs {
     /// Turn anti-entropy off.
     #[arg(long)]
     no_anti_entropy: bool,
-    /// Time between anti-entropy rounds, in ms.
+    /// Time between a node's anti-entropy rounds, ms.
     #[arg(long, default_value_t = dynamo_node::config::ANTI_ENTROPY_INTERVAL_MS_DEFAULT)]
     anti_entropy_ms: u64,
-    /// Children per Merkle tree node.
-    #[arg(long, default_value_t = dynamo_node::merkle::FANOUT_DEFAULT)]
-    merkle_fanout: u32,
+}
+
+impl MechanismArgs {
+    /// The switches as node options.
+    pub fn options(&self) -> NodeOptions {
+        NodeOptions {
+            sloppy_quorum: !self.strict_quorum,
+            hinted_handoff: !self.no_hinted_handoff,
+            read_repair: !self.no_read_repair,
+            anti_entropy: !self.no_anti_entropy,
+            anti_entropy_interval_ms: self.anti_entropy_ms,
+        }
+    }
 }
 
 /// Options shared by the client commands.
@@ -168,11 +189,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     config.fsync = args.fsync;
     config.request_timeout_ms = args.request_timeout_ms;
     config.repair_wait_ms = args.request_timeout_ms;
-    config.sloppy_quorum = !args.strict_quorum;
-    config.read_repair = !args.no_read_repair;
-    config.hinted_handoff = !args.no_hinted_handoff;
-    config.anti_entropy = !args.no_anti_entropy;
-    config.anti_entropy_interval_ms = args.anti_entropy_ms;
+    let mechanisms = args.mechanisms.options();
+    config.sloppy_quorum = mechanisms.sloppy_quorum;
+    config.read_repair = mechanisms.read_repair;
+    config.hinted_handoff = mechanisms.hinted_handoff;
+    config.anti_entropy = mechanisms.anti_entropy;
+    config.anti_entropy_interval_ms = mechanisms.anti_entropy_interval_ms;
     config.merkle_fanout = args.merkle_fanout;
     config.seeds = args.join;
     config.validate()?;

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser};
 use dynamo_node::config::{Bug, FsyncPolicy};
-use dynamo_workloads::plan::{KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Workload};
+use dynamo_workloads::plan::{KeyDist, NemesisKind, Plan, SimConfig, Workload};
 use dynamo_workloads::{RunOutput, run};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,21 +63,8 @@ pub struct SimArgs {
     /// Simulated ms the healed cluster is left alone before the final reads.
     #[arg(long, default_value_t = 5_000)]
     quiesce_ms: u64,
-    /// Strict quorum: writes fail instead of using stand-ins for unreachable replicas.
-    #[arg(long)]
-    strict_quorum: bool,
-    /// Turn read repair off.
-    #[arg(long)]
-    no_read_repair: bool,
-    /// Turn hinted handoff off.
-    #[arg(long)]
-    no_hinted_handoff: bool,
-    /// Turn anti-entropy off.
-    #[arg(long)]
-    no_anti_entropy: bool,
-    /// Time between a node's anti-entropy rounds, simulated ms.
-    #[arg(long, default_value_t = dynamo_node::config::ANTI_ENTROPY_INTERVAL_MS_DEFAULT)]
-    anti_entropy_ms: u64,
+    #[command(flatten)]
+    mechanisms: crate::kv::MechanismArgs,
     /// After the heal, poll the replicas until they agree and report how long that took.
     #[arg(long)]
     measure_convergence: bool,
@@ -124,13 +111,7 @@ impl SimArgs {
             think_ms_max: self.think_ms,
             fault_gap_ms: self.fault_gap_ms,
             fault_duration_ms: self.fault_ms,
-            node: NodeOptions {
-                sloppy_quorum: !self.strict_quorum,
-                hinted_handoff: !self.no_hinted_handoff,
-                read_repair: !self.no_read_repair,
-                anti_entropy: !self.no_anti_entropy,
-                anti_entropy_interval_ms: self.anti_entropy_ms,
-            },
+            node: self.mechanisms.options(),
             measure_convergence: self.measure_convergence,
             ..SimConfig::default()
         };
