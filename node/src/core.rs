@@ -16,6 +16,18 @@
 //!
 //! The same core runs under tokio (`dynamo serve`) and under turmoil (`dynamo sim`): see
 //! [`crate::shell`].
+//!
+//! # What it runs
+//!
+//! - Coordination (§4.5): gets and puts with R/W quorums, forwarding from non-owners, read repair.
+//! - Failure detection: a peer is suspected when the shell's link to it breaks or a round it was
+//!   part of expires; hearing from it clears the suspicion; suspected peers are probed by gossip.
+//! - Sloppy quorum and hinted handoff (§4.6, [`crate::hints`]): stand-ins for unreachable owners,
+//!   hints delivered when owners return, deleted on their ack.
+//! - Anti-entropy (§4.7, [`crate::merkle`]): per-partition Merkle trees compared top-down with each
+//!   co-replica in turn.
+//! - Membership (§4.8): the ring gossiped push-pull to a random peer, joins and leaves, and the
+//!   hand-over of keys a node no longer owns.
 
 use crate::config::{Bug, NodeConfig};
 use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, Round};

@@ -21,8 +21,11 @@
 //!
 //! # What is not here yet
 //!
-//! Membership is static (from the configuration): no gossip of ring state, no join or leave.
-//! Tombstones are kept forever (no garbage collection of deleted keys).
+//! Tombstones are kept forever (no garbage collection of deleted keys). Reads during a membership
+//! change ask the new owners, which may not have a moved key yet (a stale read, never a lost one:
+//! the old owner keeps the key, and keeps pushing it, until every new owner has acknowledged it).
+//! Concurrent ring changes made at two nodes with the same version resolve to one of them; the
+//! other (a join or a leave) has to be asked again.
 
 pub mod client;
 pub mod config;
