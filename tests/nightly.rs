@@ -3,26 +3,12 @@
 //! repro command that reproduces the same history and verdict; shards 0/2 and 1/2 together cover the
 //! range exactly once; the time limit records the rest as not run.
 
+mod common;
+
+use common::dynamo;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
-
-const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
-
-fn dynamo(args: &[&str]) -> Output {
-    let out = Command::new(DYNAMO)
-        .args(args)
-        .output()
-        .expect("run dynamo");
-    eprintln!(
-        "$ dynamo {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()

@@ -3,25 +3,12 @@
 //! it loads nothing from anywhere; and it opens in headless Chromium without console errors, with its
 //! hover script working.
 
+mod common;
+
+use common::dynamo;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
-
-fn dynamo(args: &[&str]) -> Output {
-    let out = Command::new(DYNAMO)
-        .args(args)
-        .output()
-        .expect("run dynamo");
-    eprintln!(
-        "$ dynamo {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::process::Command;
 
 /// A `--bug lww` run (lost-write on seed 0, see the detection matrix) in a fresh directory.
 fn failing_run(tmp: &Path) -> PathBuf {

@@ -2,29 +2,10 @@
 //! still fails with lost-write, written with its history, results and report, and `dynamo replay`
 //! of it fails the same way.
 
+mod common;
+
+use common::{dynamo, json};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
-
-const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
-
-fn dynamo(args: &[&str]) -> Output {
-    let out = Command::new(DYNAMO)
-        .args(args)
-        .output()
-        .expect("run dynamo");
-    eprintln!(
-        "$ dynamo {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn shrinking_a_lost_write_keeps_it_with_fewer_operations() {

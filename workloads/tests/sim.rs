@@ -27,7 +27,11 @@ fn lines(history: &[u8]) -> Vec<Value> {
 #[test]
 fn the_same_seed_gives_a_byte_identical_history_and_another_seed_another() {
     let config = SimConfig {
-        nemesis: vec![NemesisKind::Crash, NemesisKind::Membership, NemesisKind::Partition],
+        nemesis: vec![
+            NemesisKind::Crash,
+            NemesisKind::Membership,
+            NemesisKind::Partition,
+        ],
         fault_gap_ms: 200,
         fault_duration_ms: 400,
         ..small(42)
@@ -42,7 +46,12 @@ fn the_same_seed_gives_a_byte_identical_history_and_another_seed_another() {
     );
     let b = run(&plan).unwrap();
     assert!(a.history == b.history, "seed 42 is not deterministic");
-    let other = run(&Plan::generate(SimConfig { seed: 43, ..plan.config.clone() }).unwrap()).unwrap();
+    let other = run(&Plan::generate(SimConfig {
+        seed: 43,
+        ..plan.config.clone()
+    })
+    .unwrap())
+    .unwrap();
     assert!(
         a.history != other.history,
         "seeds 42 and 43 gave the same history"
