@@ -37,6 +37,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
+// tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
 
