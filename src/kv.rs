@@ -189,12 +189,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     config.fsync = args.fsync;
     config.request_timeout_ms = args.request_timeout_ms;
     config.repair_wait_ms = args.request_timeout_ms;
-    let mechanisms = args.mechanisms.options();
-    config.sloppy_quorum = mechanisms.sloppy_quorum;
-    config.read_repair = mechanisms.read_repair;
-    config.hinted_handoff = mechanisms.hinted_handoff;
-    config.anti_entropy = mechanisms.anti_entropy;
-    config.anti_entropy_interval_ms = mechanisms.anti_entropy_interval_ms;
+    args.mechanisms.options().apply(&mut config);
     config.merkle_fanout = args.merkle_fanout;
     config.seeds = args.join;
     config.validate()?;

@@ -145,6 +145,18 @@ pub struct NodeOptions {
     pub anti_entropy_interval_ms: u64,
 }
 
+impl NodeOptions {
+    /// Sets these switches in a node's configuration (the one place that maps them, for the
+    /// simulator and for `dynamo serve`).
+    pub fn apply(&self, config: &mut dynamo_node::config::NodeConfig) {
+        config.sloppy_quorum = self.sloppy_quorum;
+        config.hinted_handoff = self.hinted_handoff;
+        config.read_repair = self.read_repair;
+        config.anti_entropy = self.anti_entropy;
+        config.anti_entropy_interval_ms = self.anti_entropy_interval_ms;
+    }
+}
+
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
@@ -275,6 +287,9 @@ impl SimConfig {
                 "R ({}) and W ({}) must be 1..=N ({})",
                 self.r, self.w, self.n
             ));
+        }
+        if self.node.anti_entropy_interval_ms == 0 {
+            return Err("the anti-entropy interval must be positive".into());
         }
         if self.latency_ms_min > self.latency_ms_max {
             return Err("latency min exceeds max".into());

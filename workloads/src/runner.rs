@@ -142,11 +142,7 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.bug = c.bug;
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
-    config.sloppy_quorum = c.node.sloppy_quorum;
-    config.hinted_handoff = c.node.hinted_handoff;
-    config.read_repair = c.node.read_repair;
-    config.anti_entropy = c.node.anti_entropy;
-    config.anti_entropy_interval_ms = c.node.anti_entropy_interval_ms.max(1);
+    c.node.apply(&mut config);
     // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
     config
