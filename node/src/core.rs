@@ -161,7 +161,8 @@ pub struct Core {
 impl Core {
     /// A core for `config`, writing versions as `actor`; `seed` drives its choice of gossip peers.
     /// Call [`Core::load`] before any input.
-    pub fn new(config: NodeConfig, actor: Actor, seed: u64) -> Core {
+    pub fn new(config: NodeConfig, actor: impl Into<Actor>, seed: u64) -> Core {
+        let actor = actor.into();
         let weights: BTreeMap<NodeId, u32> =
             config.members.keys().map(|id| (id.clone(), 1)).collect();
         let ring = Ring::new(config.partition_count, &weights);
@@ -555,7 +556,7 @@ impl Core {
             Request::Status => {
                 let status = NodeStatus {
                     id: self.config.id.clone(),
-                    actor: self.actor.clone(),
+                    actor: self.actor.to_string(),
                     members: self.ring.members().keys().cloned().collect(),
                     requests_in_flight: self.rounds.len() as u64,
                     keys: store.key_count(),
@@ -761,7 +762,7 @@ impl Core {
         if self.actor_stale && !self.config.has_bug(Bug::ReuseActor) {
             self.actor_stale = false;
             let suffix = self.next_random() as u32;
-            self.actor = format!("{}.{suffix:08x}", self.config.id);
+            self.actor = format!("{}.{suffix:08x}", self.config.id).into();
             tracing::info!(node = %self.config.id, actor = %self.actor, "new actor id");
             self.ready.actor = Some(self.actor.clone());
         }

@@ -132,7 +132,7 @@ pub fn open_storage<E: Env>(
         }
     };
     let startup = Startup {
-        actor,
+        actor: actor.into(),
         records_recovered: report.records,
         truncated_bytes: report.truncated_bytes,
     };

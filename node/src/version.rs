@@ -17,13 +17,20 @@
 //! consecutive counters from its own clock, and replicas exchange whole key states (never a lone
 //! sibling with a clock that claims events the sender does not hold).
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// The id of one incarnation of a node that makes versions: `n1.5e2a9c01`. A node takes a new actor
 /// id whenever it may have lost its own writes, so that no counter is ever issued twice.
-pub type Actor = String;
+///
+/// A `SmolStr`, not a `String`: every clock and dot names actors, and clocks are decoded, cloned and
+/// merged on every replica for every operation. Names up to 23 bytes (all the node makes) live
+/// inline, so decoding or cloning one allocates nothing.
+pub type Actor = SmolStr;
 
 /// The single event that created a version: the actor that coordinated the write and its counter.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,9 +51,14 @@ impl Dot {
     }
 }
 
-/// A vector clock: for each actor, the events 1..=counter. Entries with counter 0 are never stored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct VClock(BTreeMap<Actor, u64>);
+/// A vector clock: for each actor, the events 1..=counter.
+///
+/// Kept as a vector sorted by actor with no duplicate actors and no zero counters: clocks hold a
+/// handful of entries (one per node incarnation that wrote the key), where a sorted vector is one
+/// allocation and a binary search, against a B-tree's node allocations. It orders, hashes and
+/// serialises exactly as a `BTreeMap<Actor, u64>` would (a map from actor to counter).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VClock(Vec<(Actor, u64)>);
 
 impl VClock {
     /// The empty clock.
@@ -56,7 +68,14 @@ impl VClock {
 
     /// The counter of `actor` (0 if absent).
     pub fn get(&self, actor: &str) -> u64 {
-        self.0.get(actor).copied().unwrap_or(0)
+        match self.position(actor) {
+            Ok(i) => self.0[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    fn position(&self, actor: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(a, _)| a.as_str().cmp(actor))
     }
 
     /// Raises `actor`'s entry to at least `counter`.
@@ -64,8 +83,10 @@ impl VClock {
         if counter == 0 {
             return;
         }
-        let entry = self.0.entry(actor.to_string()).or_insert(0);
-        *entry = (*entry).max(counter);
+        match self.position(actor) {
+            Ok(i) => self.0[i].1 = self.0[i].1.max(counter),
+            Err(i) => self.0.insert(i, (Actor::from(actor), counter)),
+        }
     }
 
     /// Whether the clock covers the event `dot`.
@@ -75,13 +96,16 @@ impl VClock {
 
     /// Whether every event of `other` is in `self` (entry by entry `other <= self`).
     pub fn descends(&self, other: &VClock) -> bool {
-        other.0.iter().all(|(actor, &c)| self.get(actor) >= c)
+        other.0.iter().all(|(actor, c)| self.get(actor) >= *c)
     }
 
     /// Adds every event of `other`.
     pub fn join(&mut self, other: &VClock) {
-        for (actor, &c) in &other.0 {
-            self.raise(actor, c);
+        if self.descends(other) {
+            return;
+        }
+        for (actor, c) in &other.0 {
+            self.raise(actor, *c);
         }
     }
 
@@ -92,7 +116,7 @@ impl VClock {
 
     /// The entries, in actor order.
     pub fn iter(&self) -> impl Iterator<Item = (&Actor, u64)> {
-        self.0.iter().map(|(a, &c)| (a, c))
+        self.0.iter().map(|(a, c)| (a, *c))
     }
 
     /// Whether the clock has no events.
@@ -102,7 +126,7 @@ impl VClock {
 
     /// The clock as a map, for histories.
     pub fn to_map(&self) -> BTreeMap<Actor, u64> {
-        self.0.clone()
+        self.0.iter().cloned().collect()
     }
 
     /// Parses the text form written by `Display`: `a=3,b=1` (empty for the empty clock).
@@ -152,6 +176,51 @@ impl fmt::Display for VClock {
     }
 }
 
+impl Serialize for VClock {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (actor, counter) in &self.0 {
+            map.serialize_entry(actor, counter)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for VClock {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<VClock, D::Error> {
+        struct ClockVisitor;
+        impl<'de> Visitor<'de> for ClockVisitor {
+            type Value = VClock;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map from actor to counter")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<VClock, M::Error> {
+                // The length comes from the peer: cap what it can make us reserve.
+                let hint = map.size_hint().unwrap_or(0).min(CLOCK_ENTRIES_RESERVE_MAX);
+                let mut entries: Vec<(Actor, u64)> = Vec::with_capacity(hint);
+                while let Some((actor, counter)) = map.next_entry::<Actor, u64>()? {
+                    entries.push((actor, counter));
+                }
+                // What we wrote is sorted and unique; anything else (another encoder, a peer's
+                // garbage) is normalised rather than trusted: sorted, duplicates joined, zeros dropped.
+                if !entries.windows(2).all(|w| w[0].0 < w[1].0) || entries.iter().any(|e| e.1 == 0)
+                {
+                    let mut clock = VClock::new();
+                    for (actor, counter) in &entries {
+                        clock.raise(actor, *counter);
+                    }
+                    return Ok(clock);
+                }
+                Ok(VClock(entries))
+            }
+        }
+        deserializer.deserialize_map(ClockVisitor)
+    }
+}
+
+/// Most clock entries reserved up front when decoding, whatever length the encoding claims.
+const CLOCK_ENTRIES_RESERVE_MAX: usize = 64;
+
 /// One stored version of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {
@@ -162,6 +231,7 @@ pub struct Sibling {
     pub context: VClock,
     /// The value; for a tombstone, whatever marker the deleting client attached (reads never
     /// return it, but a replica's raw state shows it, so a history can name the delete).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Whether this version is a delete marker.
     pub tombstone: bool,
@@ -557,6 +627,63 @@ mod tests {
         assert!(VClock::parse("n1").is_err());
         assert!(VClock::parse("n1=x").is_err());
         assert!(VClock::parse("n 1=3").is_err());
+    }
+
+    /// The sorted-vector clock encodes exactly as the map it replaced (stored logs and peers of the
+    /// earlier encoding still decode), and a peer's unsorted, duplicated or zero entries are
+    /// normalised rather than trusted.
+    #[test]
+    fn clock_encoding_is_a_map_and_foreign_maps_are_normalised() {
+        let c = ctx(&[("n2.b", 7), ("n1.a", 3)]);
+        let map: BTreeMap<String, u64> = [("n1.a".to_string(), 3), ("n2.b".to_string(), 7)].into();
+        let bytes = postcard::to_stdvec(&c).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&map).unwrap());
+        assert_eq!(postcard::from_bytes::<VClock>(&bytes).unwrap(), c);
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"n1.a":3,"n2.b":7}"#);
+        let foreign: Vec<(String, u64)> = vec![
+            ("n2.b".into(), 5),
+            ("n1.a".into(), 3),
+            ("n2.b".into(), 7),
+            ("n3.c".into(), 0),
+        ];
+        let mut encoded = vec![foreign.len() as u8];
+        for (a, n) in &foreign {
+            encoded.extend(postcard::to_stdvec(&(a, n)).unwrap());
+        }
+        let decoded: VClock = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, c);
+        assert_eq!(decoded.iter().count(), 2, "no zero entry kept");
+    }
+
+    /// Values are bytes on the wire (length, then the bytes), as `Vec<u8>`'s element-by-element
+    /// encoding was in postcard: `serde_bytes` changes the speed, not the format.
+    #[test]
+    fn sibling_values_encode_as_before() {
+        #[derive(Serialize)]
+        struct Old {
+            dot: Option<Dot>,
+            context: VClock,
+            value: Vec<u8>,
+            tombstone: bool,
+            timestamp_ms: u64,
+        }
+        let s = Sibling {
+            dot: Some(Dot::new("n1.a", 2)),
+            context: ctx(&[("n1.a", 1)]),
+            value: b"{\"write\":\"p1-1\"}".to_vec(),
+            tombstone: false,
+            timestamp_ms: 12,
+        };
+        let old = Old {
+            dot: s.dot.clone(),
+            context: s.context.clone(),
+            value: s.value.clone(),
+            tombstone: false,
+            timestamp_ms: 12,
+        };
+        let bytes = postcard::to_stdvec(&s).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&old).unwrap());
+        assert_eq!(postcard::from_bytes::<Sibling>(&bytes).unwrap(), s);
     }
 
     /// A random history of writes on a few replicas, exchanging whole states as the node does.

@@ -48,17 +48,25 @@ pub enum Frame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Read a key through a quorum of R replicas.
-    Get { key: Vec<u8> },
+    Get {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Write `value` with the context of an earlier read (empty: blind). A `tombstone` put is a
     /// delete: its value is only a marker, shown in raw replica states, never by reads.
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         tombstone: bool,
         context: VClock,
     },
     /// Admin: the raw sibling set this node's storage holds for a key, no quorum, no repair.
-    ReplicaState { key: Vec<u8> },
+    ReplicaState {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Admin: this node's view of itself (id, actor, ring, counters).
     Status,
     /// Membership: add node `id` at `addr` to the ring (sent to any member, by a joining node or
@@ -76,6 +84,7 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiblingView {
     /// The stored bytes (a tombstone's marker for a tombstone).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Whether this is a delete marker (only raw replica states show them).
     pub tombstone: bool,
@@ -180,6 +189,7 @@ pub enum PeerMessage {
     /// stand-in for that owner (sloppy quorum): it keeps the state as a hint to hand over later.
     Store {
         req: u64,
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         state: KeyVersions,
         hint: Option<NodeId>,
@@ -187,11 +197,19 @@ pub enum PeerMessage {
     /// `Store { req }` was made durable.
     StoreAck { req: u64 },
     /// Send me your state of this key.
-    Fetch { req: u64, key: Vec<u8> },
+    Fetch {
+        req: u64,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// The answer to `Fetch { req }`.
     FetchReply { req: u64, state: KeyVersions },
     /// Read repair: merge this state; no answer.
-    Repair { key: Vec<u8>, state: KeyVersions },
+    Repair {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        state: KeyVersions,
+    },
     /// Anti-entropy: my hashes of these Merkle tree nodes of `partition` at `level` (0 = root).
     /// The receiver answers with the next level below the nodes that differ, or, at the leaves,
     /// with `AeKeys` for the leaves that differ.
@@ -209,7 +227,11 @@ pub enum PeerMessage {
         reply: bool,
     },
     /// Anti-entropy: merge this state of a key whose digest differed; no answer.
-    AeRepair { key: Vec<u8>, state: KeyVersions },
+    AeRepair {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        state: KeyVersions,
+    },
     /// Gossip of membership: the sender's ring and known addresses; the receiver adopts a newer
     /// ring and answers an older one with its own.
     RingState {
