@@ -2,11 +2,13 @@
 //!
 //! Tasks, all on the caller's runtime:
 //! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
-//!   bounded queue, feeds them to the core, and carries out each [`Ready`] in order (write, sync,
-//!   then send);
+//!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
+//!   carries out the [`Ready`] they produced in order (write, one sync for all, then send): group
+//!   commit, so that a burst of writes costs one fsync and nothing is answered before it;
 //! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
 //!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
-//! - one *peer link* per other member dials it, sends that node our messages, pings it, and
+//! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
+//!   out in one write, up to [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and
 //!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
 //!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link.
 //!
@@ -48,6 +50,10 @@ const MEMBERSHIP_META: &str = "membership";
 pub const EVENTS_QUEUE_MAX: usize = 4_096;
 /// Messages waiting to go to one peer.
 pub const PEER_QUEUE_MAX: usize = 4_096;
+/// Events the driver feeds the core before it carries out what they produced (group commit).
+pub const EVENTS_PER_STEP_MAX: usize = 64;
+/// Frames written to one connection with a single flush.
+pub const WRITE_BATCH_FRAMES_MAX: usize = 64;
 /// Frames waiting to go back on one client connection.
 pub const CONNECTION_QUEUE_MAX: usize = 1_024;
 /// Connections served at once; more are closed at accept.
@@ -210,46 +216,56 @@ pub async fn run<E: Env>(
         FsyncPolicy::Interval { interval_ms } => interval_ms.max(1),
         _ => u64::MAX / 4,
     };
-    let mut next_sync = start + Duration::from_millis(sync_interval_ms);
-    let mut next_compaction_check = start + Duration::from_millis(COMPACTION_CHECK_MS);
     let mut clients: BTreeMap<u64, mpsc::Sender<Frame>> = BTreeMap::new();
     let never = start + Duration::from_secs(86_400 * 365);
-    tokio::pin!(shutdown);
+    // The timers live across iterations and are reset only when their deadline moves: a fresh
+    // `sleep_until` per event would enter and leave tokio's timer wheel once per message.
+    let protocol_timer = sleep_until(never);
+    let compaction_timer = sleep_until(start + Duration::from_millis(COMPACTION_CHECK_MS));
+    let sync_timer = sleep_until(start + Duration::from_millis(sync_interval_ms));
+    tokio::pin!(shutdown, protocol_timer, compaction_timer, sync_timer);
     loop {
         let timer = core
             .poll_timeout()
             .map(|ms| start + Duration::from_millis(ms))
             .unwrap_or(never);
+        if protocol_timer.deadline() != timer {
+            protocol_timer.as_mut().reset(timer);
+        }
+        let mut handle = |event: Event, core: &mut Core| match event {
+            Event::Opened { conn, replies } => {
+                clients.insert(conn, replies);
+            }
+            Event::Closed { conn } => {
+                clients.remove(&conn);
+            }
+            Event::Request { client, request } => {
+                core.handle_request(now(), client, request, &keyspace)
+            }
+            Event::Peer { from, message } => core.handle_peer(now(), from, message, &keyspace),
+            Event::PeerStatus { node, reachable } => core.handle_peer_status(&node, reachable),
+        };
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             event = inbox.recv() => {
                 let Some(event) = event else { break };
-                match event {
-                    Event::Opened { conn, replies } => {
-                        clients.insert(conn, replies);
-                    }
-                    Event::Closed { conn } => {
-                        clients.remove(&conn);
-                    }
-                    Event::Request { client, request } => {
-                        core.handle_request(now(), client, request, &keyspace)
-                    }
-                    Event::Peer { from, message } => {
-                        core.handle_peer(now(), from, message, &keyspace)
-                    }
-                    Event::PeerStatus { node, reachable } => {
-                        core.handle_peer_status(&node, reachable)
-                    }
+                handle(event, &mut core);
+                // Group commit: events already queued join this step, so that one write-and-sync
+                // covers them all before any of their answers leaves (bounded, so that timers
+                // still get their turn under a flood).
+                for _ in 1..EVENTS_PER_STEP_MAX {
+                    let Ok(event) = inbox.try_recv() else { break };
+                    handle(event, &mut core);
                 }
             }
-            _ = sleep_until(timer) => core.handle_timeout(now(), &keyspace),
-            _ = sleep_until(next_compaction_check) => {
-                next_compaction_check = Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS);
+            _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
+            _ = &mut compaction_timer => {
+                compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
                 maybe_compact(&config, keyspace.storage_mut());
             }
-            _ = sleep_until(next_sync) => {
-                next_sync = Instant::now() + Duration::from_millis(sync_interval_ms);
+            _ = &mut sync_timer => {
+                sync_timer.as_mut().reset(Instant::now() + Duration::from_millis(sync_interval_ms));
                 if let Err(e) = keyspace.sync() {
                     tracing::error!(error = %e, "periodic sync failed");
                 }
@@ -419,38 +435,50 @@ where
     if events.send(Event::Opened { conn, replies }).await.is_err() {
         return;
     }
+    // One idle timer for the connection's life, pushed back only when it fires: a timeout around
+    // each read would enter and leave the timer wheel once per frame.
+    let idle = Duration::from_millis(CONNECTION_IDLE_MS);
+    let mut last_read = Instant::now();
+    let idle_timer = sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
         tokio::select! {
             biased;
             frame = outbox.recv() => {
                 let Some(frame) = frame else { break };
-                if write(&mut framed, frame).await.is_err() {
+                let mut batch = vec![frame];
+                while batch.len() < WRITE_BATCH_FRAMES_MAX {
+                    let Ok(frame) = outbox.try_recv() else { break };
+                    batch.push(frame);
+                }
+                if write(&mut framed, batch).await.is_err() {
                     break;
                 }
             }
-            read = timeout(Duration::from_millis(CONNECTION_IDLE_MS), framed.next()) => {
+            read = framed.next() => {
+                last_read = Instant::now();
                 let event = match read {
-                    Err(_) | Ok(None) => break,
-                    Ok(Some(Err(e))) => {
+                    None => break,
+                    Some(Err(e)) => {
                         let message = format!("closing connection: {e}");
-                        let _ = write(&mut framed, Frame::Error { message }).await;
+                        let _ = write(&mut framed, vec![Frame::Error { message }]).await;
                         break;
                     }
-                    Ok(Some(Ok(frame))) => match frame {
+                    Some(Ok(frame)) => match frame {
                         Frame::Request { id, request } => Event::Request {
                             client: ClientToken { conn, id },
                             request,
                         },
                         Frame::Peer { from, message } => Event::Peer { from, message },
                         Frame::Ping { nonce } => {
-                            if write(&mut framed, Frame::Pong { nonce }).await.is_err() {
+                            if write(&mut framed, vec![Frame::Pong { nonce }]).await.is_err() {
                                 break;
                             }
                             continue;
                         }
                         Frame::Response { .. } | Frame::Error { .. } | Frame::Pong { .. } => {
                             let message = "closing connection: a node takes requests, not answers".to_string();
-                            let _ = write(&mut framed, Frame::Error { message }).await;
+                            let _ = write(&mut framed, vec![Frame::Error { message }]).await;
                             break;
                         }
                     },
@@ -459,16 +487,30 @@ where
                     break;
                 }
             }
+            _ = &mut idle_timer => {
+                if last_read.elapsed() >= idle {
+                    break;
+                }
+                idle_timer.as_mut().reset(last_read + idle);
+            }
         }
     }
     let _ = events.send(Event::Closed { conn }).await;
 }
 
-async fn write<S>(framed: &mut Framed<S, FrameCodec>, frame: Frame) -> io::Result<()>
+/// Writes frames with one flush under one deadline: a burst of messages becomes one write (and,
+/// in the simulator, one TCP segment) instead of one per frame.
+async fn write<S>(framed: &mut Framed<S, FrameCodec>, frames: Vec<Frame>) -> io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match timeout(Duration::from_millis(WRITE_TIMEOUT_MS), framed.send(frame)).await {
+    let sending = async {
+        for frame in frames {
+            framed.feed(frame).await?;
+        }
+        framed.flush().await
+    };
+    match timeout(Duration::from_millis(WRITE_TIMEOUT_MS), sending).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
     }
@@ -551,8 +593,12 @@ where
             biased;
             message = queue.recv() => {
                 let Some(message) = message else { return false };
-                let frame = Frame::Peer { from: me.clone(), message };
-                if write(framed, frame).await.is_err() {
+                let mut batch = vec![Frame::Peer { from: me.clone(), message }];
+                while batch.len() < WRITE_BATCH_FRAMES_MAX {
+                    let Ok(message) = queue.try_recv() else { break };
+                    batch.push(Frame::Peer { from: me.clone(), message });
+                }
+                if write(framed, batch).await.is_err() {
                     return true;
                 }
             }
@@ -565,7 +611,7 @@ where
                     return true;
                 }
                 nonce += 1;
-                if write(framed, Frame::Ping { nonce }).await.is_err() {
+                if write(framed, vec![Frame::Ping { nonce }]).await.is_err() {
                     return true;
                 }
             }

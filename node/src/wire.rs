@@ -11,7 +11,7 @@
 
 use crate::ring::{NodeId, Ring};
 use crate::version::{Dot, KeyVersions, VClock};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -298,9 +298,47 @@ impl Decoder for FrameCodec {
 
 impl Encoder<Frame> for FrameCodec {
     type Error = io::Error;
+    /// Writes the length and the body straight into `dst`: no intermediate buffer per frame.
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> io::Result<()> {
-        let body = encode(&frame)?;
-        self.inner.encode(Bytes::from(body), dst)
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = postcard::serialize_with_flavor(&frame, BytesFlavor(dst));
+        let body_len = dst.len() - start - FRAME_HEADER_BYTES;
+        let refused = match written {
+            Err(e) => Some(format!("unencodable frame: {e}")),
+            Ok(()) if body_len > FRAME_BYTES_MAX => Some(format!(
+                "frame of {body_len} bytes exceeds {FRAME_BYTES_MAX}"
+            )),
+            Ok(()) => None,
+        };
+        if let Some(message) = refused {
+            dst.truncate(start);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
+        dst[start..start + FRAME_HEADER_BYTES].copy_from_slice(&(body_len as u32).to_be_bytes());
+        Ok(())
+    }
+}
+
+/// The length prefix of a frame: 4 bytes, big-endian, the body's length (LengthDelimitedCodec's
+/// default, which the decoder uses).
+const FRAME_HEADER_BYTES: usize = 4;
+
+/// A postcard output that appends to a `BytesMut`.
+struct BytesFlavor<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for BytesFlavor<'_> {
+    type Output = ();
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
+    }
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -362,6 +400,49 @@ mod tests {
         codec.encode(frame.clone(), &mut buf).unwrap();
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
         assert!(buf.is_empty());
+    }
+
+    /// The encoder writes in place what the length-delimited codec would write around `encode`.
+    #[test]
+    fn in_place_encoding_matches_length_delimited_bodies() {
+        let frame = Frame::Peer {
+            from: "n2".into(),
+            message: PeerMessage::Fetch {
+                req: 9,
+                key: b"key".to_vec(),
+            },
+        };
+        let mut buf = BytesMut::from(&b"earlier"[..]);
+        FrameCodec::default()
+            .encode(frame.clone(), &mut buf)
+            .unwrap();
+        let body = encode(&frame).unwrap();
+        let mut expected = b"earlier".to_vec();
+        expected.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        expected.extend_from_slice(&body);
+        assert_eq!(&buf[..], &expected[..]);
+    }
+
+    /// A frame past the bound is refused whole: nothing of it stays in the output buffer.
+    #[test]
+    fn an_oversized_frame_is_refused_and_leaves_the_buffer_as_it_was() {
+        let sibling = SiblingView {
+            value: vec![7; VALUE_BYTES_MAX],
+            tombstone: false,
+            dot: None,
+            clock: VClock::new(),
+        };
+        let frame = Frame::Response {
+            id: 1,
+            response: Response::Get {
+                siblings: vec![sibling; FRAME_BYTES_MAX / VALUE_BYTES_MAX + 1],
+                context: VClock::new(),
+            },
+        };
+        let mut buf = BytesMut::from(&b"earlier"[..]);
+        let err = FrameCodec::default().encode(frame, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert_eq!(&buf[..], b"earlier");
     }
 
     #[test]
