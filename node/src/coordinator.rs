@@ -99,6 +99,9 @@ pub struct GetRound {
     pub deadline_ms: u64,
     /// How replies are merged.
     pub rule: Rule,
+    /// The merge of the replies so far, kept as they arrive (the answer and the repair both need
+    /// it, at different times).
+    pub merged: KeyVersions,
 }
 
 impl GetRound {
@@ -107,6 +110,7 @@ impl GetRound {
         if !self.replicas.contains(from) || self.replies.contains_key(from) {
             return false;
         }
+        self.merged.merge_by(self.rule, &state);
         self.replies.insert(from.clone(), state);
         self.replies.len() == self.r
     }
@@ -118,16 +122,12 @@ impl GetRound {
 
     /// The merge of every reply so far.
     pub fn merged(&self) -> KeyVersions {
-        let mut merged = KeyVersions::new();
-        for state in self.replies.values() {
-            merged.merge_by(self.rule, state);
-        }
-        merged
+        self.merged.clone()
     }
 
     /// The answer from the replies so far: live siblings and a context covering them all.
     pub fn response(&self) -> Response {
-        let merged = self.merged();
+        let merged = &self.merged;
         Response::Get {
             siblings: merged.values().map(view).collect(),
             context: merged.context(),
@@ -223,6 +223,7 @@ mod tests {
             answered: false,
             deadline_ms: 10,
             rule: Rule::Dotted,
+            merged: KeyVersions::new(),
         };
         let mut a = KeyVersions::new();
         a.put("a", &VClock::new(), b"1".to_vec(), false, 0);

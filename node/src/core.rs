@@ -718,6 +718,7 @@ impl Core {
             answered: false,
             deadline_ms: now.mono_ms + self.config.request_timeout_ms,
             rule: self.rule(),
+            merged: KeyVersions::new(),
         };
         let id = self.config.id.clone();
         if round.reply(&id, local) {
@@ -767,12 +768,11 @@ impl Core {
             self.ready.actor = Some(self.actor.clone());
         }
         let rule = self.rule();
-        let clock_before = state.clock.clone();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
         tracing::debug!(
             node = %self.config.id,
             key = %String::from_utf8_lossy(&key),
-            before = %clock_before,
+            clock = %state.clock,
             dot = ?version.dot,
             "coordinated a put"
         );
@@ -955,9 +955,7 @@ impl Core {
             ));
         }
         let mut state = self.read(key, store)?;
-        let before = state.clone();
-        state.merge_by(self.rule(), incoming);
-        let changed = state != before;
+        let changed = state.merge_by(self.rule(), incoming);
         if changed {
             self.write(key.to_vec(), state);
         }

@@ -58,7 +58,7 @@ impl Net {
         let (core, store) = self.nodes.get_mut(id).unwrap();
         let ready = core.poll_ready();
         for (key, state) in &ready.writes {
-            store.write_state(key, state).unwrap();
+            store.write_state(key, state.clone()).unwrap();
         }
         for (owner, key, state) in &ready.hint_writes {
             store.write_hint(owner, key, state.as_ref()).unwrap();

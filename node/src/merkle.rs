@@ -22,12 +22,39 @@ pub const FANOUT_MAX: u32 = 64;
 
 /// FNV-1a, 64-bit: a stable hash with no per-process seed.
 pub fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = Fnv64::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// FNV-1a fed in pieces: the same value as [`fnv64`] of the concatenation, without building it.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv64(u64);
+
+impl Fnv64 {
+    /// The empty hash.
+    pub fn new() -> Fnv64 {
+        Fnv64(0xcbf2_9ce4_8422_2325)
     }
-    h
+
+    /// Feeds bytes.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash of everything fed.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64::new()
+    }
 }
 
 /// One partition's tree.
@@ -41,11 +68,11 @@ pub struct Tree {
 }
 
 fn entry_hash(key: &[u8], digest: u64) -> u64 {
-    let mut bytes = Vec::with_capacity(key.len() + 8);
-    bytes.extend_from_slice(key);
-    bytes.extend_from_slice(&digest.to_le_bytes());
+    let mut h = Fnv64::new();
+    h.write(key);
+    h.write(&digest.to_le_bytes());
     // Mixed once more so that XOR-ing entries of similar keys does not cancel patterns.
-    fnv64(&bytes).rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+    h.finish().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 impl Tree {

@@ -353,8 +353,9 @@ fn carry_out<S: Storage>(
     if let Some(actor) = &ready.actor {
         durable = keyspace.set_meta("actor", actor.as_bytes());
     }
-    for (key, state) in &ready.writes {
-        durable = durable.and_then(|()| keyspace.write_state(key, state));
+    let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
+    for (key, state) in ready.writes {
+        durable = durable.and_then(|()| keyspace.write_state(&key, state));
     }
     for (owner, key, state) in &ready.hint_writes {
         durable = durable.and_then(|()| keyspace.write_hint(owner, key, state.as_ref()));
@@ -364,7 +365,6 @@ fn carry_out<S: Storage>(
     }
     // Deliberate bug `no-fsync`: acknowledge before the write is synced.
     let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
-    let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
     if (wrote || !ready.removals.is_empty() || ready.actor.is_some()) && sync_now {
         durable = durable.and_then(|()| keyspace.sync());
     }

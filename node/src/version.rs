@@ -336,15 +336,19 @@ impl KeyVersions {
         }
     }
 
-    /// [`KeyVersions::merge`] under a resolution rule.
-    pub fn merge_by(&mut self, rule: Rule, other: &KeyVersions) {
+    /// [`KeyVersions::merge`] under a resolution rule; returns whether the state changed.
+    pub fn merge_by(&mut self, rule: Rule, other: &KeyVersions) -> bool {
         match rule {
             Rule::Dotted => self.merge(other),
             Rule::LastWriteWins => {
-                self.merge(other);
+                let siblings = self.siblings.len();
+                let grew = self.merge(other);
                 self.keep_newest();
+                // As in `merge`: nothing is added without the clock growing.
+                grew || self.siblings.len() != siblings
             }
             Rule::PlainClocks => {
+                let before = self.clone();
                 let mut all = std::mem::take(&mut self.siblings);
                 all.extend(other.siblings.iter().cloned());
                 let kept: Vec<Sibling> = all
@@ -355,6 +359,7 @@ impl KeyVersions {
                 self.siblings = kept;
                 self.clock.join(&other.clock);
                 self.normalise();
+                *self != before
             }
         }
     }
@@ -401,14 +406,19 @@ impl KeyVersions {
 
     /// Merges another replica's state of the same key into this one (anti-entropy, replication,
     /// read repair, and the coordinator's merge of read replies). Commutative, associative and
-    /// idempotent.
-    pub fn merge(&mut self, other: &KeyVersions) {
-        let mut merged: Vec<Sibling> =
-            Vec::with_capacity(self.siblings.len() + other.siblings.len());
-        for s in &self.siblings {
+    /// idempotent. Returns whether the state changed.
+    ///
+    /// The answer needs no copy of the old state: a sibling is only ever added if this clock did
+    /// not cover its dot, and the other side's clock does (an invariant), so every addition grows
+    /// the clock; without one, the only possible change is a removal, which shrinks the list.
+    pub fn merge(&mut self, other: &KeyVersions) -> bool {
+        let mine = std::mem::take(&mut self.siblings);
+        let count = mine.len();
+        let mut merged: Vec<Sibling> = Vec::with_capacity(count + other.siblings.len());
+        for s in mine {
             let dot = s.dot.as_ref().expect("dotted state");
             if !other.clock.covers(dot) || other.siblings.iter().any(|o| o.dot == s.dot) {
-                merged.push(s.clone());
+                merged.push(s);
             }
         }
         for o in &other.siblings {
@@ -418,34 +428,44 @@ impl KeyVersions {
             }
         }
         self.siblings = merged;
-        self.clock.join(&other.clock);
+        let grew = !self.clock.descends(&other.clock);
+        if grew {
+            self.clock.join(&other.clock);
+        }
         self.normalise();
         self.check_invariants();
+        grew || self.siblings.len() != count
     }
 
     /// A 64-bit digest of the state for anti-entropy. It covers the clock and each sibling's dot
     /// and context but not the values: a dot names one write, so equal dots mean equal values, and
     /// hashing large values on every write would cost more than it tells.
     pub fn digest(&self) -> u64 {
-        let mut bytes = Vec::with_capacity(64 + 48 * self.siblings.len());
-        let mut push = |clock: &VClock| {
-            for (actor, counter) in clock.iter() {
-                bytes.extend_from_slice(actor.as_bytes());
-                bytes.push(0);
-                bytes.extend_from_slice(&counter.to_le_bytes());
-            }
-            bytes.push(0xff);
-        };
-        push(&self.clock);
-        for s in &self.siblings {
-            let mut dot = VClock::new();
-            if let Some(d) = &s.dot {
-                dot.add(d);
-            }
-            push(&dot);
-            push(&s.context);
+        // Hashed as it streams: the bytes are those of each clock's entries (actor, a zero byte,
+        // the counter little-endian) closed by 0xff, the key's clock first, then per sibling its
+        // dot (as a one-entry clock) and its context.
+        use crate::merkle::Fnv64;
+        fn entry(h: &mut Fnv64, actor: &str, counter: u64) {
+            h.write(actor.as_bytes());
+            h.write(&[0]);
+            h.write(&counter.to_le_bytes());
         }
-        crate::merkle::fnv64(&bytes)
+        fn clock(h: &mut Fnv64, clock: &VClock) {
+            for (actor, counter) in clock.iter() {
+                entry(h, actor, counter);
+            }
+            h.write(&[0xff]);
+        }
+        let mut h = Fnv64::new();
+        clock(&mut h, &self.clock);
+        for s in &self.siblings {
+            if let Some(d) = s.dot.as_ref().filter(|d| d.counter > 0) {
+                entry(&mut h, &d.actor, d.counter);
+            }
+            h.write(&[0xff]);
+            clock(&mut h, &s.context);
+        }
+        h.finish()
     }
 
     /// The context handed to a client with a read: covers every sibling it shows.
@@ -618,6 +638,34 @@ mod tests {
         assert_eq!(vals(&k), vec![b"late".to_vec()]);
     }
 
+    /// The digest is FNV-1a over the documented layout (hashed as it streams, never built).
+    #[test]
+    fn digest_hashes_the_documented_layout() {
+        let mut k = KeyVersions::new();
+        k.put("n1.a", &VClock::new(), b"x".to_vec(), false, 0);
+        let read = k.context();
+        k.put("n2.b", &VClock::new(), b"y".to_vec(), false, 0);
+        k.put("n1.a", &read, b"z".to_vec(), false, 0);
+        let mut bytes = Vec::new();
+        let mut clock = |c: &VClock| {
+            for (actor, counter) in c.iter() {
+                bytes.extend_from_slice(actor.as_bytes());
+                bytes.push(0);
+                bytes.extend_from_slice(&counter.to_le_bytes());
+            }
+            bytes.push(0xff);
+        };
+        clock(&k.clock);
+        for s in &k.siblings {
+            clock(&ctx(&[(
+                &s.dot.as_ref().unwrap().actor,
+                s.dot.as_ref().unwrap().counter,
+            )]));
+            clock(&s.context);
+        }
+        assert_eq!(k.digest(), crate::merkle::fnv64(&bytes));
+    }
+
     #[test]
     fn context_text_form_round_trips_and_rejects_garbage() {
         let c = ctx(&[("n1.ab", 3), ("n2.cd", 7)]);
@@ -774,6 +822,21 @@ mod tests {
             r[0].merge(&other);
             let dots: Vec<_> = r[0].siblings.iter().map(|x| x.dot.clone()).collect();
             prop_assert!(dots.contains(&a.dot) && dots.contains(&b.dot));
+        }
+
+        /// What `merge` says changed is exactly what did: the node writes (and counts
+        /// anti-entropy repairs) by it.
+        #[test]
+        fn merge_reports_exactly_whether_the_state_changed(s in steps(), t in steps()) {
+            let a = play(&s);
+            let b = play(&t);
+            for (x, y) in [(&a[0], &a[1]), (&a[1], &a[0]), (&a[0], &a[0]), (&a[2], &b[1]), (&b[0], &a[2])] {
+                for rule in [Rule::Dotted, Rule::LastWriteWins] {
+                    let mut m = x.clone();
+                    let changed = m.merge_by(rule, y);
+                    prop_assert_eq!(changed, m != *x, "{:?}", rule);
+                }
+            }
         }
 
         #[test]

@@ -82,10 +82,11 @@ impl<S: Storage> Keyspace<S> {
     }
 
     /// Stores a key's state (durable after the next [`Keyspace::sync`]).
-    pub fn write_state(&mut self, key: &[u8], state: &KeyVersions) -> io::Result<()> {
+    /// Takes the state by value: it moves into the cache rather than being copied there.
+    pub fn write_state(&mut self, key: &[u8], state: KeyVersions) -> io::Result<()> {
         let written = self
             .storage
-            .put(&prefixed(DATA_PREFIX, key), &encode(state)?);
+            .put(&prefixed(DATA_PREFIX, key), &encode(&state)?);
         let mut cache = self.cache.borrow_mut();
         match written {
             Ok(()) => remember(&mut cache, key, state),
@@ -181,14 +182,18 @@ impl<S: Storage> ReadState for Keyspace<S> {
             None => KeyVersions::new(),
             Some(bytes) => decode(&bytes)?,
         };
-        remember(&mut self.cache.borrow_mut(), key, &state);
+        remember(&mut self.cache.borrow_mut(), key, state.clone());
         Ok(state)
     }
 }
 
-fn remember(cache: &mut BTreeMap<Vec<u8>, KeyVersions>, key: &[u8], state: &KeyVersions) {
-    if cache.len() >= STATE_CACHE_ENTRIES_MAX && !cache.contains_key(key) {
+fn remember(cache: &mut BTreeMap<Vec<u8>, KeyVersions>, key: &[u8], state: KeyVersions) {
+    if let Some(cached) = cache.get_mut(key) {
+        *cached = state;
+        return;
+    }
+    if cache.len() >= STATE_CACHE_ENTRIES_MAX {
         cache.clear();
     }
-    cache.insert(key.to_vec(), state.clone());
+    cache.insert(key.to_vec(), state);
 }
