@@ -4,7 +4,7 @@ use clap::Args;
 use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientError};
 use dynamo_node::config::{FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
 use dynamo_node::env::{Env, TokioEnv};
-use dynamo_node::ring::PARTITION_COUNT_DEFAULT;
+use dynamo_node::ring::{NodeId, PARTITION_COUNT_DEFAULT};
 use dynamo_node::version::VClock;
 use dynamo_node::wire::SiblingView;
 use dynamo_workloads::plan::NodeOptions;
@@ -171,13 +171,13 @@ pub fn init_logging(default: &str) {
 /// Runs a node until SIGINT or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     init_logging("info");
-    let mut members = BTreeMap::new();
-    members.insert(args.id.clone(), args.listen.clone());
+    let mut members: BTreeMap<NodeId, String> = BTreeMap::new();
+    members.insert(args.id.as_str().into(), args.listen.clone());
     for peer in args.peers.iter().filter(|p| !p.is_empty()) {
         let (name, addr) = peer
             .split_once('=')
             .ok_or_else(|| format!("--peers entry {peer:?} is not name=host:port"))?;
-        if members.insert(name.to_string(), addr.to_string()).is_some() {
+        if members.insert(name.into(), addr.to_string()).is_some() {
             return Err(format!("--peers names {name:?} twice (or names this node)"));
         }
     }
@@ -316,7 +316,7 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
         let request = dynamo_node::wire::Request::Leave;
         match client(&args.node).request(request).await {
             Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
-                let members: Vec<&String> = ring.members().keys().collect();
+                let members: Vec<&NodeId> = ring.members().keys().collect();
                 println!(
                     "{}",
                     json!({"ok": true, "version": ring.version(), "members": members})

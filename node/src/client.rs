@@ -85,7 +85,7 @@ pub struct PutReply {
     /// Its context (or plain clock).
     pub clock: VClock,
     /// Replicas that stored it before the answer.
-    pub stored_on: Vec<String>,
+    pub stored_on: Vec<crate::ring::NodeId>,
 }
 
 /// A connection to one node.

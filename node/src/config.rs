@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        let members = BTreeMap::from([("n1".to_string(), "a:1".to_string())]);
+        let members = BTreeMap::from([("n1".into(), "a:1".to_string())]);
         let mut c = NodeConfig::new("n1", members);
         c.n = 1;
         c.r = 1;

@@ -257,7 +257,11 @@ impl Core {
             let state = store.read_state(&key)?;
             self.update_tree(&key, &state);
         }
-        self.hints = store.hint_keys().into_iter().collect();
+        self.hints = store
+            .hint_keys()
+            .into_iter()
+            .map(|(owner, key)| (NodeId::from(owner), key))
+            .collect();
         Ok(())
     }
 

@@ -22,7 +22,7 @@ struct Net {
 impl Net {
     fn new(size: usize, n: usize, r: usize, w: usize) -> Net {
         let members: BTreeMap<NodeId, String> = (1..=size)
-            .map(|i| (format!("n{i}"), format!("n{i}:7000")))
+            .map(|i| (NodeId::from(format!("n{i}")), format!("n{i}:7000")))
             .collect();
         let nodes = members
             .keys()
@@ -83,7 +83,7 @@ impl Net {
         let now = self.now();
         let (core, store) = self.nodes.get_mut(at).unwrap();
         core.handle_request(now, token, request, store);
-        self.flush(&at.to_string());
+        self.flush(&at.into());
         token
     }
 
@@ -126,8 +126,8 @@ impl Net {
 
     fn isolate(&mut self, node: &str) {
         for other in self.nodes.keys() {
-            self.cut.insert((node.to_string(), other.clone()));
-            self.cut.insert((other.clone(), node.to_string()));
+            self.cut.insert((node.into(), other.clone()));
+            self.cut.insert((other.clone(), node.into()));
         }
     }
 
@@ -251,7 +251,7 @@ fn a_non_replica_forwards() {
     let mut net = Net::new(5, 3, 2, 2);
     let key = (0..100u32)
         .map(|i| format!("key{i}").into_bytes())
-        .find(|k| !replicas(&net, k).contains(&"n1".to_string()))
+        .find(|k| !replicas(&net, k).contains(&"n1".into()))
         .unwrap();
     assert!(matches!(
         net.put("n1", &key, b"v", VClock::new()),
@@ -414,7 +414,7 @@ fn other_owner(net: &Net, key: &[u8]) -> NodeId {
 fn key_owned_by_n1(net: &Net) -> Vec<u8> {
     (0..100u32)
         .map(|i| format!("key{i}").into_bytes())
-        .find(|k| replicas(net, k).contains(&"n1".to_string()))
+        .find(|k| replicas(net, k).contains(&"n1".into()))
         .unwrap()
 }
 

@@ -89,7 +89,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn ring(nodes: usize) -> Ring {
-        let members: BTreeMap<NodeId, u32> = (1..=nodes).map(|i| (format!("n{i}"), 1)).collect();
+        let members: BTreeMap<NodeId, u32> = (1..=nodes)
+            .map(|i| (NodeId::from(format!("n{i}")), 1))
+            .collect();
         Ring::new(16, &members)
     }
 

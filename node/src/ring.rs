@@ -74,7 +74,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 /// A node's name, e.g. `"n1"`.
-pub type NodeId = String;
+pub type NodeId = smol_str::SmolStr;
 
 /// The number of partitions `Q` when none is configured (`--partitions`).
 pub const PARTITION_COUNT_DEFAULT: u32 = 64;
@@ -349,7 +349,8 @@ impl Ring {
     /// # Panics
     ///
     /// If `weight` is 0.
-    pub fn with_member(&self, node: NodeId, weight: u32) -> Ring {
+    pub fn with_member(&self, node: impl Into<NodeId>, weight: u32) -> Ring {
+        let node = node.into();
         assert!(weight > 0, "member {node} has weight 0");
         if self.members.get(&node) == Some(&weight) {
             return self.clone();
@@ -539,11 +540,7 @@ impl Ring {
 
         let owners = owners
             .into_iter()
-            .map(|owner| {
-                owner
-                    .expect("every free partition was reassigned")
-                    .to_owned()
-            })
+            .map(|owner| NodeId::from(owner.expect("every free partition was reassigned")))
             .collect();
         let ring = Ring {
             partition_count: self.partition_count,
@@ -638,7 +635,7 @@ fn stripe(partition_count: u32, slots: &[Slot<'_>]) -> Vec<NodeId> {
         }
         let i = best.expect("the targets sum to the partition count");
         dealt[i] += 1;
-        owners.push(slots[i].node.to_owned());
+        owners.push(NodeId::from(slots[i].node));
     }
     owners
 }
@@ -678,7 +675,7 @@ mod tests {
     fn members(weights: &[(&str, u32)]) -> BTreeMap<NodeId, u32> {
         weights
             .iter()
-            .map(|&(node, weight)| (node.to_owned(), weight))
+            .map(|&(node, weight)| (NodeId::from(node), weight))
             .collect()
     }
 
@@ -687,7 +684,7 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &weight)| (format!("n{i:02}"), weight))
+            .map(|(i, &weight)| (NodeId::from(format!("n{i:02}")), weight))
             .collect()
     }
 
@@ -975,17 +972,17 @@ mod tests {
         assert_eq!(ring.validate(), Ok(()));
 
         let mut stranger = ring.clone();
-        stranger.owners[1] = "n9".to_owned();
+        stranger.owners[1] = "n9".into();
         assert_eq!(
             stranger.validate(),
             Err(RingError::OwnerNotMember {
                 partition: 1,
-                node: "n9".to_owned()
+                node: "n9".into()
             })
         );
 
         let mut lopsided = ring.clone();
-        lopsided.owners = vec!["n1".to_owned(); 4];
+        lopsided.owners = vec!["n1".into(); 4];
         assert!(matches!(
             lopsided.validate(),
             Err(RingError::ShareOutOfBounds { partitions: 4, .. })

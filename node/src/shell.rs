@@ -121,7 +121,7 @@ pub fn open_storage<E: Env>(
     let (log, report) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
     let mut keyspace = Keyspace::new(log);
     let actor = if config.has_bug(Bug::ReuseActor) {
-        config.id.clone()
+        config.id.to_string()
     } else {
         let kept = match keyspace.meta("actor")? {
             Some(bytes) if config.fsync == FsyncPolicy::Always => String::from_utf8(bytes).ok(),

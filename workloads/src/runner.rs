@@ -12,13 +12,13 @@
 
 use crate::history::{Process, Recorder};
 use crate::plan::{ClientOp, Fault, FaultWindow, Plan, SimConfig};
-use crate::workload::{NODE_PORT, Worker, now_ns, sibling_json};
+use crate::workload::{NODE_PORT, ReplicaStateJson, Worker, now_ns};
 use dynamo_node::client::Client;
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, SimEnv};
 use dynamo_node::fs::FileSystem;
-use dynamo_node::ring::Ring;
+use dynamo_node::ring::{NodeId, Ring};
 use dynamo_node::wire::{Request, Response};
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
@@ -125,12 +125,12 @@ fn mix(mut x: u64) -> u64 {
 /// The node configuration every simulated node runs with.
 pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     let c = &plan.config;
-    let members: BTreeMap<String, String> = c
+    let members: BTreeMap<NodeId, String> = c
         .node_names()
         .into_iter()
         .map(|n| {
             let addr = format!("{n}:{NODE_PORT}");
-            (n, addr)
+            (n.into(), addr)
         })
         .collect();
     let mut config = NodeConfig::new(format!("n{}", node + 1), members);
@@ -177,7 +177,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         Process::Harness,
         "info",
         "config",
-        json!({"value": config_value}),
+        &json!({"value": config_value}),
     );
 
     let mut knobs = Vec::new();
@@ -194,7 +194,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
             k.incarnation.clone(),
         );
         let seed = c.seed;
-        sim.host(config.id.clone(), move || {
+        sim.host(config.id.to_string(), move || {
             let config = config.clone();
             let incarnation_now = incarnation.get() + 1;
             incarnation.set(incarnation_now);
@@ -333,7 +333,7 @@ impl Nemesis<'_> {
             Process::Nemesis,
             "info",
             f,
-            json!({"value": value}),
+            &json!({"value": value}),
         );
     }
 
@@ -467,7 +467,7 @@ impl Nemesis<'_> {
             Process::Harness,
             "info",
             "phase",
-            json!({"value": "heal"}),
+            &json!({"value": "heal"}),
         );
     }
 }
@@ -531,7 +531,7 @@ async fn control(
         Process::Harness,
         "info",
         "phase",
-        json!({"value": "final"}),
+        &json!({"value": "final"}),
     );
 
     // Final quorum reads of every key, retried on other nodes; FINAL_READERS processes at once,
@@ -562,9 +562,12 @@ async fn control(
     let ring = final_ring(&c, &env).await;
     totals.borrow_mut().ring_version = ring.version();
     let admins = c.node_names().into_iter().map(|node| {
-        let (keys, others): (Vec<String>, Vec<String>) = (0..c.keys as u32)
-            .map(|k| c.key_name(k))
-            .partition(|name| ring.preference_list(name.as_bytes(), c.n).contains(&node));
+        let (keys, others): (Vec<String>, Vec<String>) =
+            (0..c.keys as u32).map(|k| c.key_name(k)).partition(|name| {
+                ring.preference_list(name.as_bytes(), c.n)
+                    .iter()
+                    .any(|n| *n == node)
+            });
         let addr = format!("{node}:{NODE_PORT}");
         let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
         let recorder = recorder.clone();
@@ -580,17 +583,13 @@ async fn control(
             for name in keys {
                 for _ in 0..FINAL_READ_ATTEMPTS_MAX {
                     if let Ok(state) = admin.replica_state(name.as_bytes()).await {
-                        let values: Vec<Value> = state
-                            .siblings
-                            .iter()
-                            .map(|s| sibling_json(&view(s)))
-                            .collect();
+                        let views: Vec<_> = state.siblings.iter().map(view).collect();
                         recorder.borrow_mut().record(
                             now_ns(),
                             Process::Harness,
                             "info",
                             "replica-state",
-                            json!({"key": name, "node": node, "values": values}),
+                            &ReplicaStateJson::new(&name, &node, &views),
                         );
                         break;
                     }
@@ -617,7 +616,8 @@ async fn control(
 
 /// The newest ring any node knows (nodes may briefly disagree after a membership change).
 async fn final_ring(c: &SimConfig, env: &SimEnv) -> Ring {
-    let weights: BTreeMap<String, u32> = c.node_names().into_iter().map(|n| (n, 1)).collect();
+    let weights: BTreeMap<NodeId, u32> =
+        c.node_names().into_iter().map(|n| (n.into(), 1)).collect();
     let mut ring = Ring::new(c.partitions, &weights);
     for node in c.node_names() {
         let addr = format!("{node}:{NODE_PORT}");
@@ -657,7 +657,7 @@ async fn membership_agent(
         let value = json!({"value": {"node": format!("n{}", node + 1)}});
         recorder
             .borrow_mut()
-            .record(now_ns(), Process::Nemesis, "info", f, value);
+            .record(now_ns(), Process::Nemesis, "info", f, &value);
     };
     let until = |ms: u64| async move {
         while !workers_done.get() && (now_ns() / 1_000_000) < ms {
@@ -679,7 +679,7 @@ async fn membership_agent(
         until(window.stop_ms).await;
         // Join again through the next nodes, until one answers.
         let join = Request::Join {
-            id: format!("n{}", node + 1),
+            id: format!("n{}", node + 1).into(),
             addr: format!("n{}:{NODE_PORT}", node + 1),
             weight: 1,
         };
@@ -705,7 +705,7 @@ pub const CONVERGENCE_PROBE_MS: u64 = 100;
 /// Whether every replica of every key holds the same state right now (read straight from each
 /// node's storage). An unreachable replica counts as not converged.
 async fn converged(c: &SimConfig, ring: &Ring, env: &SimEnv) -> bool {
-    let mut admins: BTreeMap<String, Client<SimEnv>> = BTreeMap::new();
+    let mut admins: BTreeMap<NodeId, Client<SimEnv>> = BTreeMap::new();
     for key in 0..c.keys as u32 {
         let name = c.key_name(key);
         let mut first = None;
