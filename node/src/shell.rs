@@ -70,7 +70,7 @@ pub const PING_INTERVAL_MS: u64 = 250;
 pub const PEER_SILENCE_MS: u64 = 1_000;
 /// Interval between checks whether the log needs compacting.
 pub const COMPACTION_CHECK_MS: u64 = 5_000;
-/// An inbound connection idle for this long is closed (peers ping well within it).
+/// An inbound connection silent for one to two of these is closed (peers ping well within it).
 pub const CONNECTION_IDLE_MS: u64 = 60_000;
 
 /// Something for the driver to feed the core.
@@ -232,7 +232,7 @@ pub async fn run<E: Env>(
         if protocol_timer.deadline() != timer {
             protocol_timer.as_mut().reset(timer);
         }
-        let mut handle = |event: Event, core: &mut Core| match event {
+        let mut handle = |event: Event, core: &mut Core, now: Now| match event {
             Event::Opened { conn, replies } => {
                 clients.insert(conn, replies);
             }
@@ -240,9 +240,9 @@ pub async fn run<E: Env>(
                 clients.remove(&conn);
             }
             Event::Request { client, request } => {
-                core.handle_request(now(), client, request, &keyspace)
+                core.handle_request(now, client, request, &keyspace)
             }
-            Event::Peer { from, message } => core.handle_peer(now(), from, message, &keyspace),
+            Event::Peer { from, message } => core.handle_peer(now, from, message, &keyspace),
             Event::PeerStatus { node, reachable } => core.handle_peer_status(&node, reachable),
         };
         tokio::select! {
@@ -250,13 +250,15 @@ pub async fn run<E: Env>(
             _ = &mut shutdown => break,
             event = inbox.recv() => {
                 let Some(event) = event else { break };
-                handle(event, &mut core);
+                // One reading of the clocks for the step: the events of one step arrived together.
+                let step_now = now();
+                handle(event, &mut core, step_now);
                 // Group commit: events already queued join this step, so that one write-and-sync
                 // covers them all before any of their answers leaves (bounded, so that timers
                 // still get their turn under a flood).
                 for _ in 1..EVENTS_PER_STEP_MAX {
                     let Ok(event) = inbox.try_recv() else { break };
-                    handle(event, &mut core);
+                    handle(event, &mut core, step_now);
                 }
             }
             _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
@@ -436,9 +438,10 @@ where
         return;
     }
     // One idle timer for the connection's life, pushed back only when it fires: a timeout around
-    // each read would enter and leave the timer wheel once per frame.
+    // each read would enter and leave the timer wheel once per frame (and a clock reading per
+    // frame is not free either). A connection is closed after one to two idle periods of silence.
     let idle = Duration::from_millis(CONNECTION_IDLE_MS);
-    let mut last_read = Instant::now();
+    let mut read_since_check = false;
     let idle_timer = sleep(idle);
     tokio::pin!(idle_timer);
     loop {
@@ -456,7 +459,7 @@ where
                 }
             }
             read = framed.next() => {
-                last_read = Instant::now();
+                read_since_check = true;
                 let event = match read {
                     None => break,
                     Some(Err(e)) => {
@@ -488,10 +491,10 @@ where
                 }
             }
             _ = &mut idle_timer => {
-                if last_read.elapsed() >= idle {
+                if !std::mem::take(&mut read_since_check) {
                     break;
                 }
-                idle_timer.as_mut().reset(last_read + idle);
+                idle_timer.as_mut().reset(Instant::now() + idle);
             }
         }
     }
