@@ -100,7 +100,8 @@ pub struct GetRound {
     /// How replies are merged.
     pub rule: Rule,
     /// The merge of the replies so far, kept as they arrive (the answer and the repair both need
-    /// it, at different times).
+    /// it, at different times). Invariant: equal to the merge of `replies`; start it empty and
+    /// let [`GetRound::reply`] alone change either.
     pub merged: KeyVersions,
 }
 

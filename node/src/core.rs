@@ -7,11 +7,14 @@
 //! ([`Core::handle_timeout`]) and news of a peer's reachability ([`Core::handle_peer_status`]).
 //! Each is given a [`ReadState`], the only way the core sees storage.
 //!
-//! After every input the driver must call [`Core::poll_ready`] and carry out the [`Ready`] it
-//! returns *in order*: apply its `writes` to storage, make them durable as the fsync policy says,
-//! and only then send its `messages` and `replies`, which may depend on those writes ("persist
-//! before you ack" is a property of this type, not a promise in a comment). The driver must apply
-//! the writes before the next input, since the core reads storage afresh each time. Then it calls
+//! After a step of one or more inputs the driver must call [`Core::poll_ready`] and carry out the
+//! [`Ready`] they produced *in order*: apply its `writes` to storage, make them durable as the
+//! fsync policy says, and only then send its `messages` and `replies`, which may depend on those
+//! writes ("persist before you ack" is a property of this type, not a promise in a comment).
+//! Several inputs may share one `Ready` (the shell's group commit): the core reads its own pending
+//! `writes` and `hint_writes` before storage, so later inputs of a step see earlier ones'
+//! writes; `removals` come only from [`Core::handle_timeout`], which the shell runs last in a
+//! step. The driver must carry out a `Ready` before the next step. Then it calls
 //! [`Core::poll_timeout`] and calls [`Core::handle_timeout`] no later than that instant.
 //!
 //! The same core runs under tokio (`dynamo serve`) and under turmoil (`dynamo sim`): see
@@ -355,6 +358,14 @@ impl Core {
         // Hearing from a peer is the best evidence that it is up.
         self.unreachable.remove(&from);
         self.last_heard_ms.insert(from.clone(), now.mono_ms);
+        // A key state from elsewhere is checked before anything merges it: nothing a peer sends
+        // may panic the node, and a state that breaks the invariants could hide writes.
+        if let Some(state) = message.state()
+            && let Err(e) = state.validate(self.rule())
+        {
+            tracing::warn!(%from, error = %e, "invalid key state from a peer ignored");
+            return;
+        }
         match message {
             PeerMessage::Forward { req, request } => {
                 let origin = Origin::Forwarded { from, req };
@@ -576,7 +587,9 @@ impl Core {
                 return self.answer(origin, Response::Status { status });
             }
             Request::ReplicaState { key } => {
-                let response = match store.read_state(key) {
+                // Through `read`: a write made earlier in the same step is this replica's state
+                // (its answer leaves after the write is synced).
+                let response = match self.read(key, store) {
                     Ok(state) => Response::ReplicaState { state },
                     Err(e) => storage_error(&e),
                 };

@@ -4,7 +4,7 @@
 use super::*;
 use crate::store::keyspace::Keyspace;
 use crate::store::memory::MemoryStore;
-use crate::version::KeyVersions;
+use crate::version::{Dot, KeyVersions};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 
@@ -576,4 +576,102 @@ fn a_node_that_left_and_rejoined_never_reuses_a_counter() {
             "{owner} dropped the new write {dot:?}: {state:?}"
         );
     }
+}
+
+/// Nothing a peer sends may panic a node: a state with a dotless sibling, or one whose clock
+/// does not cover its siblings, is ignored (no write, no ack) rather than merged.
+#[test]
+fn invalid_states_from_a_peer_are_ignored_not_merged() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let sibling = |dot: Option<Dot>| crate::version::Sibling {
+        dot,
+        context: VClock::new(),
+        value: b"evil".to_vec(),
+        tombstone: false,
+        timestamp_ms: 0,
+    };
+    let dotless = KeyVersions {
+        clock: VClock::parse("x=1").unwrap(),
+        siblings: vec![sibling(None)],
+    };
+    let uncovered = KeyVersions {
+        clock: VClock::new(),
+        siblings: vec![sibling(Some(Dot::new("x", 3)))],
+    };
+    net.put("n1", b"k", b"good", VClock::new());
+    let before = net.state("n2", b"k");
+    for (req, state) in [(900, dotless), (901, uncovered)] {
+        for message in [
+            PeerMessage::Store {
+                req,
+                key: b"k".to_vec(),
+                state: state.clone(),
+                hint: None,
+            },
+            PeerMessage::Repair {
+                key: b"k".to_vec(),
+                state: state.clone(),
+            },
+            PeerMessage::AeRepair {
+                key: b"k".to_vec(),
+                state: state.clone(),
+            },
+            PeerMessage::FetchReply { req, state },
+        ] {
+            net.queue.push_back(("n3".into(), "n2".into(), message));
+            net.deliver_all();
+        }
+    }
+    assert_eq!(net.state("n2", b"k"), before, "nothing merged");
+    assert!(net.queue.is_empty(), "no ack for an invalid store");
+}
+
+/// Group commit: several inputs share one step and one `Ready`. Later inputs see the pending
+/// writes of earlier ones (a replica-state request included), and every answer waits for the
+/// step's writes.
+#[test]
+fn inputs_of_one_step_see_each_others_writes() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let key = b"k".to_vec();
+    let mut state = KeyVersions::new();
+    state.put("n3.a", &VClock::new(), b"v1".to_vec(), false, 0);
+    let now = net.now();
+    let (core, store) = net.nodes.get_mut("n2").unwrap();
+    let store_message = PeerMessage::Store {
+        req: 1,
+        key: key.clone(),
+        state: state.clone(),
+        hint: None,
+    };
+    core.handle_peer(now, "n3".into(), store_message, store);
+    let put = Request::Put {
+        key: key.clone(),
+        value: b"v2".to_vec(),
+        tombstone: false,
+        context: state.context(),
+    };
+    core.handle_request(now, ClientToken { conn: 1, id: 1 }, put, store);
+    let admin = Request::ReplicaState { key: key.clone() };
+    core.handle_request(now, ClientToken { conn: 1, id: 2 }, admin, store);
+    assert!(
+        store.read_state(&key).unwrap().is_empty(),
+        "nothing applied yet"
+    );
+    let ready = core.poll_ready();
+    let written = &ready.writes.last().expect("writes").1;
+    assert_eq!(
+        written.values().count(),
+        1,
+        "the put replaced the stored sibling"
+    );
+    assert_eq!(written.values().next().unwrap().value, b"v2");
+    let shown = ready
+        .replies
+        .iter()
+        .find_map(|(t, r)| match r {
+            Response::ReplicaState { state } if t.id == 2 => Some(state.clone()),
+            _ => None,
+        })
+        .expect("a replica-state answer");
+    assert_eq!(&shown, written, "the admin read saw the pending put");
 }

@@ -8,7 +8,7 @@
 //! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
 //!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
 //! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
-//!   out in one write, up to [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and
+//!   out with one flush, up to [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and
 //!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
 //!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link.
 //!
@@ -60,7 +60,7 @@ pub const CONNECTION_QUEUE_MAX: usize = 1_024;
 pub const CONNECTIONS_MAX: usize = 1_024;
 /// How long dialling a peer may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
-/// How long writing one frame may take before the link counts as broken.
+/// How long writing one frame (or flushing a batch) may take before the link counts as broken.
 pub const WRITE_TIMEOUT_MS: u64 = 1_000;
 /// Wait between failed dials of a peer.
 pub const RECONNECT_BACKOFF_MS: u64 = 200;
@@ -254,11 +254,16 @@ pub async fn run<E: Env>(
                 let step_now = now();
                 handle(event, &mut core, step_now);
                 // Group commit: events already queued join this step, so that one write-and-sync
-                // covers them all before any of their answers leaves (bounded, so that timers
-                // still get their turn under a flood).
+                // covers them all before any of their answers leaves (bounded, so that one step's
+                // writes and latency stay bounded under a flood).
                 for _ in 1..EVENTS_PER_STEP_MAX {
                     let Ok(event) = inbox.try_recv() else { break };
                     handle(event, &mut core, step_now);
+                }
+                // The inbox is polled first, so under a flood the timer branch would never be
+                // chosen: a deadline that has come is served at the end of the step instead.
+                if core.poll_timeout().is_some_and(|ms| ms <= step_now.mono_ms) {
+                    core.handle_timeout(step_now, &keyspace);
                 }
             }
             _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
@@ -501,22 +506,24 @@ where
     let _ = events.send(Event::Closed { conn }).await;
 }
 
-/// Writes frames with one flush under one deadline: a burst of messages becomes one write (and,
-/// in the simulator, one TCP segment) instead of one per frame.
+/// Writes frames with one flush: a burst of small messages becomes one write (and, in the
+/// simulator, one TCP segment) instead of one per frame; the codec's buffer still goes out
+/// whenever it passes tokio-util's backpressure boundary (8 KiB). Each frame has its own deadline,
+/// as does the final flush, so a batch of large frames is not held to one frame's time.
 async fn write<S>(framed: &mut Framed<S, FrameCodec>, frames: Vec<Frame>) -> io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let sending = async {
-        for frame in frames {
-            framed.feed(frame).await?;
-        }
-        framed.flush().await
-    };
-    match timeout(Duration::from_millis(WRITE_TIMEOUT_MS), sending).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    let deadline = Duration::from_millis(WRITE_TIMEOUT_MS);
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+    for frame in frames {
+        timeout(deadline, framed.feed(frame))
+            .await
+            .map_err(|_| timed_out())??;
     }
+    timeout(deadline, framed.flush())
+        .await
+        .map_err(|_| timed_out())?
 }
 
 /// Keeps a link to one peer: dial, send, ping, and re-dial when it breaks or goes silent.

@@ -28,8 +28,9 @@ use std::fmt;
 /// id whenever it may have lost its own writes, so that no counter is ever issued twice.
 ///
 /// A `SmolStr`, not a `String`: every clock and dot names actors, and clocks are decoded, cloned and
-/// merged on every replica for every operation. Names up to 23 bytes (all the node makes) live
-/// inline, so decoding or cloning one allocates nothing.
+/// merged on every replica for every operation. Names up to 23 bytes live inline (a node id of up
+/// to 14 bytes plus the 9-byte incarnation suffix), so decoding or cloning one allocates nothing;
+/// longer ones are shared, not copied.
 pub type Actor = SmolStr;
 
 /// The single event that created a version: the actor that coordinated the write and its counter.
@@ -199,17 +200,22 @@ impl<'de> Deserialize<'de> for VClock {
                 let hint = map.size_hint().unwrap_or(0).min(CLOCK_ENTRIES_RESERVE_MAX);
                 let mut entries: Vec<(Actor, u64)> = Vec::with_capacity(hint);
                 while let Some((actor, counter)) = map.next_entry::<Actor, u64>()? {
+                    if entries.len() == CLOCK_ENTRIES_MAX {
+                        return Err(serde::de::Error::custom(format!(
+                            "a clock of more than {CLOCK_ENTRIES_MAX} entries"
+                        )));
+                    }
                     entries.push((actor, counter));
                 }
                 // What we wrote is sorted and unique; anything else (another encoder, a peer's
-                // garbage) is normalised rather than trusted: sorted, duplicates joined, zeros dropped.
+                // garbage) is normalised rather than trusted: sorted, duplicates joined (the
+                // highest counter kept), zeros dropped. In O(n log n): entry by entry insertion
+                // would let one frame of reversed entries stall the node for minutes.
                 if !entries.windows(2).all(|w| w[0].0 < w[1].0) || entries.iter().any(|e| e.1 == 0)
                 {
-                    let mut clock = VClock::new();
-                    for (actor, counter) in &entries {
-                        clock.raise(actor, *counter);
-                    }
-                    return Ok(clock);
+                    entries.retain(|e| e.1 > 0);
+                    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                    entries.dedup_by(|later, first| later.0 == first.0);
                 }
                 Ok(VClock(entries))
             }
@@ -220,6 +226,15 @@ impl<'de> Deserialize<'de> for VClock {
 
 /// Most clock entries reserved up front when decoding, whatever length the encoding claims.
 const CLOCK_ENTRIES_RESERVE_MAX: usize = 64;
+
+/// Most entries a decoded clock may have: one per node incarnation that ever wrote the key, so a
+/// real clock stays far below it; past it the encoding is refused (the frame or record is bad).
+pub const CLOCK_ENTRIES_MAX: usize = 4_096;
+
+/// Most siblings a state received from another node may carry. A replica refuses puts past
+/// [`SIBLINGS_MAX`], but replicas that took writes apart can merge into more; four times the
+/// bound leaves room for that and still bounds the quadratic checks of a merge.
+pub const PEER_SIBLINGS_MAX: usize = 4 * SIBLINGS_MAX;
 
 /// One stored version of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,9 +423,12 @@ impl KeyVersions {
     /// read repair, and the coordinator's merge of read replies). Commutative, associative and
     /// idempotent. Returns whether the state changed.
     ///
-    /// The answer needs no copy of the old state: a sibling is only ever added if this clock did
-    /// not cover its dot, and the other side's clock does (an invariant), so every addition grows
-    /// the clock; without one, the only possible change is a removal, which shrinks the list.
+    /// The answer needs no copy of the old state: the merge keeps some of this state's siblings
+    /// and adds some of the other's, so it changed exactly if the clock grew, a sibling was
+    /// added, or one was dropped (the list is shorter than the kept ones plus the added ones).
+    ///
+    /// Both states must be dotted and valid ([`KeyVersions::validate`]): the node checks every
+    /// state it receives before merging it.
     pub fn merge(&mut self, other: &KeyVersions) -> bool {
         let mine = std::mem::take(&mut self.siblings);
         let count = mine.len();
@@ -421,12 +439,14 @@ impl KeyVersions {
                 merged.push(s);
             }
         }
+        let kept = merged.len();
         for o in &other.siblings {
             let dot = o.dot.as_ref().expect("dotted state");
             if !self.clock.covers(dot) {
                 merged.push(o.clone());
             }
         }
+        let added = merged.len() > kept;
         self.siblings = merged;
         let grew = !self.clock.descends(&other.clock);
         if grew {
@@ -434,7 +454,27 @@ impl KeyVersions {
         }
         self.normalise();
         self.check_invariants();
-        grew || self.siblings.len() != count
+        grew || added || kept != count
+    }
+
+    /// Whether this state is one the node could have made under `rule`, so that merging it is
+    /// safe: every sibling dotted (dotless under plain clocks), at most [`PEER_SIBLINGS_MAX`] of
+    /// them, and the invariants of [`KeyVersions::check_invariants`]. A state from another node
+    /// or a hint file is checked before it is merged: a bad one could panic the node or, merged,
+    /// hide writes.
+    pub fn validate(&self, rule: Rule) -> Result<(), String> {
+        if self.siblings.len() > PEER_SIBLINGS_MAX {
+            let count = self.siblings.len();
+            return Err(format!("{count} siblings exceed {PEER_SIBLINGS_MAX}"));
+        }
+        let plain = rule == Rule::PlainClocks;
+        if let Some(s) = self.siblings.iter().find(|s| s.dot.is_none() != plain) {
+            return Err(match &s.dot {
+                Some(dot) => format!("sibling {dot:?} has a dot under plain clocks"),
+                None => "a sibling has no dot".to_string(),
+            });
+        }
+        self.dotted_invariants()
     }
 
     /// A 64-bit digest of the state for anti-entropy. It covers the clock and each sibling's dot
@@ -495,21 +535,55 @@ impl KeyVersions {
     /// The invariants of a dotted state: the clock covers every sibling's dot and context, dots are
     /// unique, and no sibling is covered by another's context (it would have been removed).
     pub fn check_invariants(&self) {
-        if cfg!(debug_assertions) {
-            for (i, s) in self.siblings.iter().enumerate() {
-                if let Some(dot) = &s.dot {
-                    assert!(self.clock.covers(dot), "clock misses sibling dot {dot:?}");
-                    assert!(self.clock.descends(&s.context), "clock misses a context");
-                    for (j, o) in self.siblings.iter().enumerate() {
-                        assert!(
-                            i == j || !o.context.covers(dot),
-                            "sibling {dot:?} is obsolete"
-                        );
-                        assert!(i == j || o.dot != s.dot, "duplicate dot {dot:?}");
-                    }
+        if cfg!(debug_assertions)
+            && let Err(e) = self.dotted_invariants()
+        {
+            panic!("{e}");
+        }
+    }
+
+    /// The invariants, checked on every state a peer sends, so never quadratic in a large state:
+    /// dotless siblings (plain clocks) come first, dotted ones follow in strictly increasing dot
+    /// order (so no dot repeats), the clock covers each dot and context, and no context covers a
+    /// dot (a writer's context never covers its own new dot, and one that covers another
+    /// sibling's would have replaced it). The last is a binary search per context entry for the
+    /// lowest dot of that actor, which the dot order puts first among the actor's siblings.
+    fn dotted_invariants(&self) -> Result<(), String> {
+        let first_dotted = self.siblings.iter().take_while(|s| s.dot.is_none()).count();
+        let dotted = &self.siblings[first_dotted..];
+        let mut previous: Option<&Dot> = None;
+        for s in dotted {
+            let Some(dot) = &s.dot else {
+                return Err("a sibling without a dot among dotted ones".to_string());
+            };
+            if previous.is_some_and(|p| p >= dot) {
+                return Err(format!(
+                    "sibling {dot:?} is out of dot order or a duplicate dot"
+                ));
+            }
+            previous = Some(dot);
+            if !self.clock.covers(dot) {
+                return Err(format!("clock misses sibling dot {dot:?}"));
+            }
+            if !self.clock.descends(&s.context) {
+                return Err(format!("clock misses the context of sibling {dot:?}"));
+            }
+        }
+        fn actor_of(s: &Sibling) -> &str {
+            s.dot.as_ref().map(|d| d.actor.as_str()).unwrap_or("")
+        }
+        for s in &self.siblings {
+            for (actor, counter) in s.context.iter() {
+                let i = dotted.partition_point(|o| actor_of(o) < actor.as_str());
+                if let Some(dot) = dotted.get(i).and_then(|o| o.dot.as_ref())
+                    && dot.actor == *actor
+                    && dot.counter <= counter
+                {
+                    return Err(format!("sibling {dot:?} is obsolete: a context covers it"));
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -703,6 +777,112 @@ mod tests {
         assert_eq!(decoded.iter().count(), 2, "no zero entry kept");
     }
 
+    /// A clock from elsewhere in any order, with duplicates and zeros, decodes to the normal
+    /// form (a reversed one of thousands of entries included: normalising is a sort, not an
+    /// insertion per entry); one past the entry bound is refused.
+    #[test]
+    fn foreign_clocks_normalise_by_sorting_and_are_bounded() {
+        let encode = |entries: &[(String, u64)]| {
+            let mut bytes = postcard::to_stdvec(&(entries.len() as u32)).unwrap();
+            // postcard's length prefix is a varint, as `to_stdvec` of a u32 writes it.
+            for (a, n) in entries {
+                bytes.extend(postcard::to_stdvec(&(a, n)).unwrap());
+            }
+            bytes
+        };
+        let reversed: Vec<(String, u64)> = (0..CLOCK_ENTRIES_MAX as u64)
+            .rev()
+            .map(|i| (format!("a{i:05}"), i % 7))
+            .chain([("a00001".to_string(), 9)])
+            .collect();
+        let reversed = &reversed[1..]; // exactly CLOCK_ENTRIES_MAX entries
+        let clock: VClock = postcard::from_bytes(&encode(reversed)).unwrap();
+        let entries: Vec<(&Actor, u64)> = clock.iter().collect();
+        assert!(
+            entries.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, unique"
+        );
+        assert!(entries.iter().all(|e| e.1 > 0), "no zeros");
+        assert_eq!(
+            clock.get("a00001"),
+            9,
+            "a duplicate keeps its highest counter"
+        );
+        assert_eq!(clock.get("a00006"), 6);
+        assert_eq!(clock.get("a00007"), 0, "zero entries dropped");
+        let too_many: Vec<(String, u64)> = (0..=CLOCK_ENTRIES_MAX as u64)
+            .map(|i| (format!("a{i:05}"), 1))
+            .collect();
+        let err = postcard::from_bytes::<VClock>(&encode(&too_many)).unwrap_err();
+        assert!(err.to_string().contains("Serde"), "{err}");
+    }
+
+    /// What a peer may send is what the node could have made: the checks `merge` relies on.
+    #[test]
+    fn validate_refuses_states_the_node_could_not_have_made() {
+        let mut good = KeyVersions::new();
+        good.put("n1.a", &VClock::new(), b"1".to_vec(), false, 0);
+        good.put("n2.b", &VClock::new(), b"2".to_vec(), false, 0);
+        assert_eq!(good.validate(Rule::Dotted), Ok(()));
+        assert!(
+            good.validate(Rule::PlainClocks).is_err(),
+            "dots under plain clocks"
+        );
+        let mut dotless = good.clone();
+        dotless.siblings[0].dot = None;
+        assert!(
+            dotless
+                .validate(Rule::Dotted)
+                .unwrap_err()
+                .contains("no dot")
+        );
+        let mut uncovered = good.clone();
+        uncovered.clock = VClock::new();
+        assert!(
+            uncovered
+                .validate(Rule::Dotted)
+                .unwrap_err()
+                .contains("misses")
+        );
+        let mut duplicate = good.clone();
+        duplicate.siblings[1].dot = duplicate.siblings[0].dot.clone();
+        assert!(
+            duplicate
+                .validate(Rule::Dotted)
+                .unwrap_err()
+                .contains("duplicate")
+        );
+        let mut obsolete = good.clone();
+        obsolete.siblings[1].context = ctx(&[("n1.a", 1)]);
+        assert!(
+            obsolete
+                .validate(Rule::Dotted)
+                .unwrap_err()
+                .contains("obsolete")
+        );
+        let mut crowded = KeyVersions::new();
+        for i in 0..=PEER_SIBLINGS_MAX {
+            let dot = Dot::new(format!("w{i:04}"), 1);
+            crowded.clock.add(&dot);
+            crowded.siblings.push(Sibling {
+                dot: Some(dot),
+                ..good.siblings[0].clone()
+            });
+        }
+        assert!(
+            crowded
+                .validate(Rule::Dotted)
+                .unwrap_err()
+                .contains("exceed")
+        );
+        // Among many siblings, the search by actor finds an obsolete one just the same.
+        crowded.siblings.truncate(40);
+        assert_eq!(crowded.validate(Rule::Dotted), Ok(()));
+        crowded.siblings[3].context = ctx(&[("w0009", 1)]);
+        let err = crowded.validate(Rule::Dotted).unwrap_err();
+        assert!(err.contains("obsolete"), "{err}");
+    }
+
     /// Values are bytes on the wire (length, then the bytes), as `Vec<u8>`'s element-by-element
     /// encoding was in postcard: `serde_bytes` changes the speed, not the format.
     #[test]
@@ -837,6 +1017,38 @@ mod tests {
                     prop_assert_eq!(changed, m != *x, "{:?}", rule);
                 }
             }
+        }
+
+        /// The one-pass invariant check agrees with the plain pairwise definition, on states the
+        /// node makes and on the same states with a context widened (making siblings obsolete)
+        /// or two siblings swapped (out of order).
+        #[test]
+        fn validate_agrees_with_the_pairwise_definition(
+            s in steps(),
+            widen in any::<Option<(prop::sample::Index, prop::sample::Index)>>(),
+            swap in any::<Option<prop::sample::Index>>(),
+        ) {
+            fn pairwise(k: &KeyVersions) -> bool {
+                k.siblings.iter().enumerate().all(|(i, s)| {
+                    let dot = s.dot.as_ref().unwrap();
+                    k.clock.covers(dot)
+                        && k.clock.descends(&s.context)
+                        && k.siblings.iter().all(|o| !o.context.covers(dot))
+                        && k.siblings[i + 1..].iter().all(|o| o.dot.as_ref().unwrap() > dot)
+                })
+            }
+            let mut k = play(&s).swap_remove(0);
+            prop_assert!(pairwise(&k) && k.validate(Rule::Dotted).is_ok());
+            if let (Some((a, b)), false) = (widen, k.siblings.is_empty()) {
+                let target = k.siblings[b.index(k.siblings.len())].dot.clone().unwrap();
+                let i = a.index(k.siblings.len());
+                k.siblings[i].context.add(&target);
+            }
+            if let (Some(i), true) = (swap, k.siblings.len() > 1) {
+                let i = i.index(k.siblings.len() - 1);
+                k.siblings.swap(i, i + 1);
+            }
+            prop_assert_eq!(k.validate(Rule::Dotted).is_ok(), pairwise(&k));
         }
 
         #[test]

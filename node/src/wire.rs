@@ -158,7 +158,8 @@ pub struct NodeStatus {
     pub members: Vec<NodeId>,
     /// Requests being coordinated now.
     pub requests_in_flight: u64,
-    /// Keys in local storage.
+    /// Keys in local storage (as of the last carried-out step: writes of the current one are
+    /// not counted yet).
     pub keys: u64,
     /// Peers this node believes unreachable.
     pub unreachable: Vec<NodeId>,
@@ -246,6 +247,26 @@ pub enum PeerMessage {
     },
 }
 
+impl PeerMessage {
+    /// The key state the message carries, if any (to be validated before it is merged).
+    pub fn state(&self) -> Option<&KeyVersions> {
+        match self {
+            PeerMessage::Store { state, .. }
+            | PeerMessage::FetchReply { state, .. }
+            | PeerMessage::Repair { state, .. }
+            | PeerMessage::AeRepair { state, .. } => Some(state),
+            PeerMessage::Forward { .. }
+            | PeerMessage::ForwardReply { .. }
+            | PeerMessage::StoreAck { .. }
+            | PeerMessage::Fetch { .. }
+            | PeerMessage::AeHashes { .. }
+            | PeerMessage::AeKeys { .. }
+            | PeerMessage::RingState { .. }
+            | PeerMessage::Gossip { .. } => None,
+        }
+    }
+}
+
 /// Frames on a byte stream: length-delimited, postcard bodies, bounded size.
 #[derive(Debug)]
 pub struct FrameCodec {
@@ -302,13 +323,17 @@ impl Encoder<Frame> for FrameCodec {
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> io::Result<()> {
         let start = dst.len();
         dst.put_u32(0);
-        let written = postcard::serialize_with_flavor(&frame, BytesFlavor(dst));
+        let flavor = BytesFlavor {
+            out: dst,
+            end_max: start + FRAME_HEADER_BYTES + FRAME_BYTES_MAX,
+        };
+        let written = postcard::serialize_with_flavor(&frame, flavor);
         let body_len = dst.len() - start - FRAME_HEADER_BYTES;
         let refused = match written {
-            Err(e) => Some(format!("unencodable frame: {e}")),
-            Ok(()) if body_len > FRAME_BYTES_MAX => Some(format!(
-                "frame of {body_len} bytes exceeds {FRAME_BYTES_MAX}"
+            Err(postcard::Error::SerializeBufferFull) => Some(format!(
+                "frame of more than {body_len} bytes exceeds {FRAME_BYTES_MAX}"
             )),
+            Err(e) => Some(format!("unencodable frame: {e}")),
             Ok(()) => None,
         };
         if let Some(message) = refused {
@@ -324,17 +349,23 @@ impl Encoder<Frame> for FrameCodec {
 /// default, which the decoder uses).
 const FRAME_HEADER_BYTES: usize = 4;
 
-/// A postcard output that appends to a `BytesMut`.
-struct BytesFlavor<'a>(&'a mut BytesMut);
+/// A postcard output that appends to a `BytesMut`, refusing to grow it past `end_max`: a frame
+/// over the bound stops being encoded as soon as it passes it.
+struct BytesFlavor<'a> {
+    out: &'a mut BytesMut,
+    end_max: usize,
+}
 
 impl postcard::ser_flavors::Flavor for BytesFlavor<'_> {
     type Output = ();
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.put_u8(byte);
-        Ok(())
+        self.try_extend(&[byte])
     }
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
+        if self.out.len() + bytes.len() > self.end_max {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.out.extend_from_slice(bytes);
         Ok(())
     }
     fn finalize(self) -> postcard::Result<()> {
