@@ -73,8 +73,8 @@ pub struct Now {
 /// What the driver must do after an input, in this order.
 #[derive(Debug, Default, PartialEq)]
 pub struct Ready {
-    /// Key states to store, in order. Apply them, and sync if the fsync policy says so, before
-    /// releasing anything below.
+    /// Key states to store, one per key (its last state in the step). Apply them, and sync if the
+    /// fsync policy says so, before releasing anything below.
     pub writes: Vec<(Vec<u8>, KeyVersions)>,
     /// Hints to store (or, `None`, delete) as (owner, key, state), likewise before anything below.
     pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
@@ -1379,16 +1379,21 @@ impl Core {
 
     /// Reads a key, seeing writes of this step that the driver has not applied yet.
     fn read(&self, key: &[u8], store: &dyn ReadState) -> std::io::Result<KeyVersions> {
-        match self.ready.writes.iter().rev().find(|(k, _)| k == key) {
+        match self.ready.writes.iter().find(|(k, _)| k == key) {
             Some((_, state)) => Ok(state.clone()),
             None => store.read_state(key),
         }
     }
 
+    /// Queues a key's new state. A key written twice in one step is stored once, with its last
+    /// state: the earlier one is superseded before anything that depends on it leaves.
     fn write(&mut self, key: Vec<u8>, state: KeyVersions) {
         state.check_invariants();
         self.update_tree(&key, &state);
-        self.ready.writes.push((key, state));
+        match self.ready.writes.iter_mut().find(|(k, _)| *k == key) {
+            Some(pending) => pending.1 = state,
+            None => self.ready.writes.push((key, state)),
+        }
     }
 
     fn send(&mut self, to: NodeId, message: PeerMessage) {

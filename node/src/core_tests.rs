@@ -658,7 +658,12 @@ fn inputs_of_one_step_see_each_others_writes() {
         "nothing applied yet"
     );
     let ready = core.poll_ready();
-    let written = &ready.writes.last().expect("writes").1;
+    assert_eq!(
+        ready.writes.len(),
+        1,
+        "the key is stored once, in its last state"
+    );
+    let written = &ready.writes[0].1;
     assert_eq!(
         written.values().count(),
         1,
