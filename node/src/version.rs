@@ -824,42 +824,23 @@ mod tests {
         good.put("n1.a", &VClock::new(), b"1".to_vec(), false, 0);
         good.put("n2.b", &VClock::new(), b"2".to_vec(), false, 0);
         assert_eq!(good.validate(Rule::Dotted), Ok(()));
+        let refusal = |k: &KeyVersions| k.validate(Rule::Dotted).unwrap_err();
         assert!(
             good.validate(Rule::PlainClocks).is_err(),
             "dots under plain clocks"
         );
         let mut dotless = good.clone();
         dotless.siblings[0].dot = None;
-        assert!(
-            dotless
-                .validate(Rule::Dotted)
-                .unwrap_err()
-                .contains("no dot")
-        );
+        assert!(refusal(&dotless).contains("no dot"));
         let mut uncovered = good.clone();
         uncovered.clock = VClock::new();
-        assert!(
-            uncovered
-                .validate(Rule::Dotted)
-                .unwrap_err()
-                .contains("misses")
-        );
+        assert!(refusal(&uncovered).contains("misses"));
         let mut duplicate = good.clone();
         duplicate.siblings[1].dot = duplicate.siblings[0].dot.clone();
-        assert!(
-            duplicate
-                .validate(Rule::Dotted)
-                .unwrap_err()
-                .contains("duplicate")
-        );
+        assert!(refusal(&duplicate).contains("duplicate"));
         let mut obsolete = good.clone();
         obsolete.siblings[1].context = ctx(&[("n1.a", 1)]);
-        assert!(
-            obsolete
-                .validate(Rule::Dotted)
-                .unwrap_err()
-                .contains("obsolete")
-        );
+        assert!(refusal(&obsolete).contains("obsolete"));
         let mut crowded = KeyVersions::new();
         for i in 0..=PEER_SIBLINGS_MAX {
             let dot = Dot::new(format!("w{i:04}"), 1);
@@ -869,18 +850,12 @@ mod tests {
                 ..good.siblings[0].clone()
             });
         }
-        assert!(
-            crowded
-                .validate(Rule::Dotted)
-                .unwrap_err()
-                .contains("exceed")
-        );
+        assert!(refusal(&crowded).contains("exceed"));
         // Among many siblings, the search by actor finds an obsolete one just the same.
         crowded.siblings.truncate(40);
         assert_eq!(crowded.validate(Rule::Dotted), Ok(()));
         crowded.siblings[3].context = ctx(&[("w0009", 1)]);
-        let err = crowded.validate(Rule::Dotted).unwrap_err();
-        assert!(err.contains("obsolete"), "{err}");
+        assert!(refusal(&crowded).contains("obsolete"));
     }
 
     /// Values are bytes on the wire (length, then the bytes), as `Vec<u8>`'s element-by-element
