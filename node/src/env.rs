@@ -5,12 +5,13 @@
 //! from `tokio::time`, which turmoil drives in simulated time, so they need no seam.
 //!
 //! - [`TokioEnv`]: tokio's TCP, `std::fs`, the system clock, OS entropy (`dynamo serve`).
-//! - [`SimEnv`]: `turmoil::net`, turmoil's simulated disk (a crash loses what was not synced), the
-//!   simulation's clock plus a per-node skew the nemesis can change, and an RNG seeded from the
-//!   simulation seed (`dynamo sim`). Chosen by type, not by a cargo feature, because the one binary
+//! - [`SimEnv`]: `turmoil::net`, turmoil's simulated disk (a crash loses what was not synced) behind
+//!   a [`FaultyFs`] whose [`DiskFaults`] switches the nemesis holds, the simulation's clock plus a
+//!   per-node skew the nemesis can change, and an RNG seeded from the simulation seed
+//!   (`dynamo sim`). Chosen by type, not by a cargo feature, because the one binary
 //!   needs both.
 
-use crate::fs::{FileSystem, SimFs, StdFs};
+use crate::fs::{DiskFaults, FaultyFs, FileSystem, SimFs, StdFs};
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use std::future::Future;
 use std::io;
@@ -103,22 +104,37 @@ impl Env for TokioEnv {
     }
 }
 
-/// The simulated world: turmoil's network and disk, simulated time with a skew, a seeded RNG.
-/// Only usable on a turmoil host.
+/// The simulated world: turmoil's network and disk (with injectable faults), simulated time with a
+/// skew, a seeded RNG. Only usable on a turmoil host.
 #[derive(Clone, Debug)]
 pub struct SimEnv {
     rng: Arc<Mutex<StdRng>>,
     skew_ms: Arc<AtomicI64>,
+    disk_faults: DiskFaults,
 }
 
 impl SimEnv {
     /// An environment whose randomness is fixed by `seed`, with its wall clock skewed by the value
-    /// in `skew_ms` (shared, so that the nemesis can move it while the node runs).
+    /// in `skew_ms` (shared, so that the nemesis can move it while the node runs), and a disk with
+    /// its own fault switches, all off ([`SimEnv::disk_faults`] hands them out).
     pub fn new(seed: u64, skew_ms: Arc<AtomicI64>) -> SimEnv {
+        SimEnv::with_disk_faults(seed, skew_ms, DiskFaults::new())
+    }
+
+    /// Like [`SimEnv::new`], with a disk that fails as `disk_faults` says: the nemesis keeps a
+    /// clone per node and passes it again when it restarts the node, so the switches outlive
+    /// incarnations.
+    pub fn with_disk_faults(seed: u64, skew_ms: Arc<AtomicI64>, disk_faults: DiskFaults) -> SimEnv {
         SimEnv {
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
             skew_ms,
+            disk_faults,
         }
+    }
+
+    /// The switches of this environment's disk (a handle sharing them).
+    pub fn disk_faults(&self) -> DiskFaults {
+        self.disk_faults.clone()
     }
 }
 
@@ -133,12 +149,12 @@ impl Listener for turmoil::net::TcpListener {
 }
 
 impl Env for SimEnv {
-    type Fs = SimFs;
+    type Fs = FaultyFs<SimFs>;
     type Stream = turmoil::net::TcpStream;
     type Listener = turmoil::net::TcpListener;
 
-    fn fs(&self) -> SimFs {
-        SimFs
+    fn fs(&self) -> FaultyFs<SimFs> {
+        FaultyFs::new(SimFs, self.disk_faults.clone())
     }
     async fn connect(&self, addr: &str) -> io::Result<turmoil::net::TcpStream> {
         turmoil::net::TcpStream::connect(addr).await

@@ -6,6 +6,11 @@
 //! torn tail, rename for compaction, and directory sync so that a created or renamed file survives
 //! a crash. Both implementations are zero-sized: the simulated one finds the current host's disk
 //! through turmoil's thread-local world, so it must only be used on a simulation host.
+//!
+//! Fault injection: [`FaultyFs`] wraps any file system and fails writes or syncs while a shared
+//! [`DiskFaults`] switch is on (the simulator's nemesis holds the switch); [`FsFile::write_at`]
+//! lets a test or the nemesis damage bytes in place (`crate::store::log::damage`). [`MemFs`] is
+//! an in-memory disk with crashes and torn writes, for unit tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,10 @@ pub trait FsFile: Send {
     }
     /// Cuts the file to `size_bytes` (used to drop a torn tail during recovery).
     fn truncate(&mut self, size_bytes: u64) -> io::Result<()>;
+    /// Writes all of `data` at `offset`, over what is there (extending the file if it runs past
+    /// the end). Durable at the next [`FsFile::sync`]. The store never calls it (it only appends):
+    /// it is how fault injection damages bytes in place.
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
 
@@ -83,23 +92,34 @@ pub struct StdFs;
 
 /// A file on the real disk.
 #[derive(Debug)]
-pub struct StdFile(std::fs::File);
+pub struct StdFile {
+    file: std::fs::File,
+    /// The path it was opened by: [`FsFile::write_at`] needs a second handle (see there).
+    path: PathBuf,
+}
 
 impl FsFile for StdFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
     }
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        io::Write::write_all(&mut self.0, data)
+        io::Write::write_all(&mut self.file, data)
     }
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
     fn truncate(&mut self, size_bytes: u64) -> io::Result<()> {
-        self.0.set_len(size_bytes)
+        self.file.set_len(size_bytes)
+    }
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        // Linux ignores the offset of a positioned write on a file opened with O_APPEND (pwrite(2),
+        // BUGS), and this handle is one; a second handle without it writes in place. It is only
+        // used for fault injection, so the extra open costs nothing that matters.
+        let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+        std::os::unix::fs::FileExt::write_all_at(&file, data, offset)
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 }
 
@@ -114,7 +134,10 @@ impl FileSystem for StdFs {
             .append(true)
             .create(create)
             .open(path)?;
-        Ok(StdFile(file))
+        Ok(StdFile {
+            file,
+            path: path.to_path_buf(),
+        })
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         let mut paths = std::fs::read_dir(path)?
@@ -161,6 +184,10 @@ impl FsFile for SimFile {
     }
     fn truncate(&mut self, size_bytes: u64) -> io::Result<()> {
         self.0.set_len(size_bytes)
+    }
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        // turmoil's positioned write honours the offset even on a handle opened for appending.
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
     }
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_all()
@@ -223,6 +250,8 @@ impl FileSystem for SimFs {
 ///   nor read errors are modelled; [`MemFs::flip_byte`] and [`MemFs::tear`] damage bytes directly.
 /// - [`MemFs::set_fail_after_ops`] makes every operation fail from a chosen point on, so that a test
 ///   can stop a process at each step of a multi-step operation and then `crash`.
+/// - A [`FsFile::write_at`] changes current bytes like an append: durable at the next sync. A
+///   crash keeps the durable bytes of a file whose current bytes were overwritten since its sync.
 ///
 /// Handles opened before a crash fail afterwards, as they would in a restarted process.
 #[derive(Clone, Debug, Default)]
@@ -337,8 +366,8 @@ impl MemFs {
         state.ops_until_failure = None;
     }
 
-    /// From now on, `ops` more mutating operations (create, append, truncate, sync, rename,
-    /// remove, sync_dir) succeed and then every operation fails, as if the process had died there.
+    /// From now on, `ops` more mutating operations (create, append, truncate, write_at, sync,
+    /// rename, remove, sync_dir) succeed and then every operation fails, as if the process had died there.
     /// `None` lifts the limit.
     pub fn set_fail_after_ops(&self, ops: Option<u64>) {
         self.lock().ops_until_failure = ops;
@@ -417,6 +446,19 @@ impl FsFile for MemFile {
             let size = usize::try_from(size_bytes)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MemFs: size too big"))?;
             inode.current.resize(size, 0);
+            Ok(())
+        })
+    }
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.with_inode(true, |inode| {
+            let start = usize::try_from(offset).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "MemFs: offset too big")
+            })?;
+            let end = start + data.len();
+            if inode.current.len() < end {
+                inode.current.resize(end, 0);
+            }
+            inode.current[start..end].copy_from_slice(data);
             Ok(())
         })
     }
@@ -523,5 +565,274 @@ impl FileSystem for MemFs {
         state.step(false)?;
         let inode = state.inode(path)?;
         Ok(state.inodes[&inode].current.clone())
+    }
+}
+
+/// The switches of a [`FaultyFs`]: a cheap, cloneable handle (the clones share the switches) that
+/// the simulator's nemesis keeps, one per node, while the node runs through a `FaultyFs` made with
+/// a clone. A node restarted with the same handle sees the same switches.
+#[derive(Clone, Debug, Default)]
+pub struct DiskFaults {
+    switches: std::sync::Arc<DiskFaultSwitches>,
+}
+
+#[derive(Debug, Default)]
+struct DiskFaultSwitches {
+    fail_writes: std::sync::atomic::AtomicBool,
+    fail_syncs: std::sync::atomic::AtomicBool,
+    /// Operations failed by a switch so far.
+    injected_count: std::sync::atomic::AtomicU64,
+}
+
+// Relaxed is enough: each switch is an independent flag, read on every operation; nothing else is
+// published through it. Under turmoil everything runs on one thread anyway.
+use std::sync::atomic::Ordering::Relaxed;
+
+impl DiskFaults {
+    /// Switches that are all off.
+    pub fn new() -> DiskFaults {
+        DiskFaults::default()
+    }
+
+    /// While on, every operation that changes the disk fails with an I/O error: append, truncate,
+    /// write_at, the creation of a file or directory, rename and remove. Reads and syncs go on.
+    pub fn set_fail_writes(&self, on: bool) {
+        self.switches.fail_writes.store(on, Relaxed);
+    }
+
+    /// While on, every sync of a file or a directory fails with an I/O error (and syncs nothing).
+    pub fn set_fail_syncs(&self, on: bool) {
+        self.switches.fail_syncs.store(on, Relaxed);
+    }
+
+    /// Whether writes fail now.
+    pub fn fails_writes(&self) -> bool {
+        self.switches.fail_writes.load(Relaxed)
+    }
+
+    /// Whether syncs fail now.
+    pub fn fails_syncs(&self) -> bool {
+        self.switches.fail_syncs.load(Relaxed)
+    }
+
+    /// How many operations the switches have failed so far (for a fault's record).
+    pub fn injected_count(&self) -> u64 {
+        self.switches.injected_count.load(Relaxed)
+    }
+
+    /// Fails `operation` on `path` if `on`.
+    fn check(&self, on: bool, operation: &str, path: &Path) -> io::Result<()> {
+        if !on {
+            return Ok(());
+        }
+        self.switches.injected_count.fetch_add(1, Relaxed);
+        Err(io::Error::other(format!(
+            "{operation} {}: input/output error (injected disk fault)",
+            path.display()
+        )))
+    }
+
+    fn check_write(&self, operation: &str, path: &Path) -> io::Result<()> {
+        self.check(self.fails_writes(), operation, path)
+    }
+
+    fn check_sync(&self, operation: &str, path: &Path) -> io::Result<()> {
+        self.check(self.fails_syncs(), operation, path)
+    }
+}
+
+/// A file system that fails operations while its [`DiskFaults`] switches say so, and otherwise
+/// passes everything to the file system it wraps: a disk returning EIO. What it does not model:
+/// a failed write or sync here changes nothing, whereas a real one may have written part of the
+/// data or (Linux, after a failed fsync) dropped dirty pages; the store treats both alike (it
+/// refuses further writes and the node stops, see [`crate::store::log::LogStore`]).
+#[derive(Clone, Debug)]
+pub struct FaultyFs<F> {
+    inner: F,
+    faults: DiskFaults,
+}
+
+impl<F: FileSystem> FaultyFs<F> {
+    /// `inner`, failing as `faults` says.
+    pub fn new(inner: F, faults: DiskFaults) -> FaultyFs<F> {
+        FaultyFs { inner, faults }
+    }
+
+    /// The switches.
+    pub fn faults(&self) -> &DiskFaults {
+        &self.faults
+    }
+
+    /// The wrapped file system.
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+}
+
+/// A file of a [`FaultyFs`].
+#[derive(Debug)]
+pub struct FaultyFile<H> {
+    inner: H,
+    faults: DiskFaults,
+    /// For error messages.
+    path: PathBuf,
+}
+
+impl<H: FsFile> FsFile for FaultyFile<H> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.faults.check_write("append to", &self.path)?;
+        self.inner.append(data)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn truncate(&mut self, size_bytes: u64) -> io::Result<()> {
+        self.faults.check_write("truncate", &self.path)?;
+        self.inner.truncate(size_bytes)
+    }
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.faults.check_write("write into", &self.path)?;
+        self.inner.write_at(data, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.faults.check_sync("sync", &self.path)?;
+        self.inner.sync()
+    }
+}
+
+impl<F: FileSystem> FileSystem for FaultyFs<F> {
+    type File = FaultyFile<F::File>;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if !self.inner.exists(path) {
+            self.faults.check_write("create directory", path)?;
+        }
+        self.inner.create_dir_all(path)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
+        if create && !self.inner.exists(path) {
+            self.faults.check_write("create", path)?;
+        }
+        Ok(FaultyFile {
+            inner: self.inner.open(path, create)?,
+            faults: self.faults.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        self.inner.read_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.faults.check_write("remove", path)?;
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.faults.check_write("rename", from)?;
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.check_sync("sync directory", path)?;
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faulty_fs_fails_what_its_switches_say_and_nothing_else() {
+        let faults = DiskFaults::new();
+        let fs = FaultyFs::new(MemFs::new(), faults.clone());
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let path = dir.join("f");
+        let mut file = fs.open(&path, true).unwrap();
+        file.append(b"abc").unwrap();
+
+        // The handle kept by the test and the one inside the file system share the switches.
+        faults.set_fail_writes(true);
+        for error in [
+            file.append(b"d").unwrap_err(),
+            file.truncate(1).unwrap_err(),
+            file.write_at(b"x", 0).unwrap_err(),
+            fs.open(&dir.join("g"), true).unwrap_err(),
+            fs.rename(&path, &dir.join("h")).unwrap_err(),
+            fs.remove_file(&path).unwrap_err(),
+            fs.write_durable(&dir.join("m"), b"m").unwrap_err(),
+        ] {
+            assert!(error.to_string().contains("injected disk fault"), "{error}");
+        }
+        assert!(
+            error_names(fs.open(&dir.join("g"), true).unwrap_err(), "/d/g"),
+            "the error names the file"
+        );
+        // Reads, syncs and opening an existing file go on.
+        assert_eq!(fs.read(&path).unwrap(), b"abc");
+        file.sync().unwrap();
+        fs.sync_dir(dir).unwrap();
+        fs.open(&path, true).unwrap();
+        // write_durable failed twice: removing a leftover temporary file, then creating it.
+        assert_eq!(faults.injected_count(), 9);
+
+        faults.set_fail_writes(false);
+        faults.set_fail_syncs(true);
+        file.append(b"d").unwrap();
+        assert!(file.sync().is_err());
+        assert!(fs.sync_dir(dir).is_err());
+        faults.set_fail_syncs(false);
+        file.sync().unwrap();
+        assert_eq!(fs.read(&path).unwrap(), b"abcd");
+    }
+
+    fn error_names(error: io::Error, path: &str) -> bool {
+        error.to_string().contains(path)
+    }
+
+    #[test]
+    fn write_at_overwrites_in_place_on_every_file_system() {
+        fn check<F: FileSystem>(fs: F, dir: &Path) {
+            fs.create_dir_all(dir).unwrap();
+            let path = dir.join("f");
+            let mut file = fs.open(&path, true).unwrap();
+            file.append(b"hello").unwrap();
+            file.write_at(b"J", 0).unwrap();
+            file.write_at(b"!!", 4).unwrap();
+            file.sync().unwrap();
+            assert_eq!(fs.read(&path).unwrap(), b"Jell!!");
+            // Appends still go to the end.
+            file.append(b"?").unwrap();
+            assert_eq!(fs.read(&path).unwrap(), b"Jell!!?");
+        }
+        check(MemFs::new(), Path::new("/d"));
+        let tmp = tempfile::tempdir().unwrap();
+        check(StdFs, tmp.path());
+        check(
+            FaultyFs::new(StdFs, DiskFaults::new()),
+            &tmp.path().join("faulty"),
+        );
+    }
+
+    #[test]
+    fn a_memfs_overwrite_is_durable_only_after_a_sync() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let path = Path::new("/d/f");
+        let mut file = fs.open(path, true).unwrap();
+        file.append(b"abc").unwrap();
+        file.sync().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        file.write_at(b"X", 1).unwrap();
+        drop(file);
+        fs.crash();
+        assert_eq!(fs.read(path).unwrap(), b"abc");
     }
 }

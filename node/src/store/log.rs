@@ -2,7 +2,7 @@
 //! backend).
 //!
 //! Why this shape: every write is one append, so a write costs one sequential I/O and a crash can
-//! only damage the end of the newest file; every read is one positioned read, because an in-memory
+//! only tear the end of the newest file; every read is one positioned read, because an in-memory
 //! key directory knows where each key's newest record is. The price is memory for every key, and
 //! dead records that only [`LogStore::compact`] reclaims.
 //!
@@ -11,8 +11,10 @@
 //! A store is a directory of data files named by a growing file id, `000001.data`, `000002.data`,
 //! ... (ids are compared as numbers, so the width is only cosmetic). Records are only ever appended
 //! to the newest file, the *active* one; when it would grow past [`LogOptions::max_file_bytes`] it is
-//! synced and a new file is started (*rollover*). Other files in the directory are ignored, except
-//! `NNNNNN.compact`, the unfinished output of a compaction.
+//! synced and a new file is started (*rollover*). `NNNNNN.compact` files are the unfinished output
+//! of a compaction. The `MANIFEST` names the range of data file ids that must exist, so that a lost
+//! file is noticed: written (atomically and durably) when the store is created, at each rollover
+//! and when a compaction commits. Other files in the directory are ignored.
 //!
 //! # Records
 //!
@@ -29,19 +31,38 @@
 //! # Durability and recovery
 //!
 //! `put` and `remove` append without syncing; [`Storage::sync`] syncs the active file. Rollover
-//! syncs the old file, then creates the new one and syncs the directory, so every file but the
-//! newest was completely durable before a newer one existed. Recovery relies on that:
-//! - It replays the files in id order into the key directory.
-//! - Damage at the end of the newest file (a short record, a bad checksum or an impossible length)
-//!   is a write that was torn by a crash: the file is cut back to the last good record, the cut is
-//!   synced, and a warning names the file, the offset and the bytes dropped. The
-//!   [`RecoveryReport`] says the same. The limit of this rule: the store cannot tell a torn unsynced
-//!   tail from decay of synced bytes in the newest file, and treats both as a torn tail.
-//! - Damage in any older file is decay of synced data, and opening fails with an error that names
-//!   the file and the offset: silently dropping durable data would turn a disk fault into lost
-//!   acknowledged writes.
-//! - It syncs the newest file and the directory, so that nothing the reopened store serves can
-//!   still be lost by a later crash.
+//! syncs the old file, then creates the new one, syncs the directory and updates the manifest, so
+//! every file but the newest was completely durable before a newer one existed.
+//!
+//! Recovery ([`LogStore::open`]) replays the data files in id order into the key directory, and
+//! sorts what it cannot read into three kinds, each reported in the [`RecoveryReport`] and logged
+//! with the file, the offset and the bytes:
+//! - **A torn tail**: damage at the very end of the newest file, with no good record after it: the
+//!   write a crash interrupted. The file is cut back to its last good record, and the cut synced.
+//! - **Corruption**: a bad record with good records after it, in any file, or damage at the end
+//!   of an older file (synced before the next file existed, so not a torn write). Recovery keeps
+//!   every good record: it looks for the next offset where a record's header decodes and its crc
+//!   matches, skips only the bytes before it, and goes on (bounded, see
+//!   `record::RESYNC_WORK_BYTES_MAX`). It does not refuse to start: a Dynamo node's replicas,
+//!   anti-entropy and read repair refill what it lost, and a node that refuses to start is a
+//!   replica lost for good. Riak's bitcask makes the same choice.
+//! - **Lost files**: a data file the manifest says exists but is missing (the newest, or one in
+//!   the middle), or a missing or unreadable manifest beside data files. A directory with no data
+//!   is a new store, not damage.
+//!
+//! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
+//! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
+//! After skipping corruption or finding a hole in the file sequence, recovery compacts the store
+//! before it serves or appends anything: the damaged bytes go away with their files, and nothing
+//! is ever appended behind damage, where a later recovery could read the damage differently and
+//! lose the new records with it. A torn tail needs no compaction: the cut removes it.
+//!
+//! A record that fails its check when read later (decay after recovery) is an `InvalidData` error
+//! from [`Storage::get`]; the node's keyspace reports the key as lost, and the node drops it and
+//! takes a new actor before its next version (`crate::store::keyspace`).
+//!
+//! Recovery ends by syncing the newest file and the directory, so that nothing the reopened store
+//! serves can still be lost by a later crash.
 //!
 //! # Compaction
 //!
@@ -54,20 +75,28 @@
 //!    Replaying the old files and then the output gives the same state as the old files alone,
 //!    since the output holds exactly the newest value of each live key. That is true of any subset
 //!    of the output too, so a crash in the middle of the renames is also safe.
-//! 4. Remove the old files oldest first, syncing the directory after each one. A crash here leaves
-//!    the newest old files, and replaying a suffix of the old files before the output is still
-//!    right: a key whose newest record was in a removed file is either live (the output has it) or
-//!    removed (no remaining file mentions it). Removing them in any other order could bring a
-//!    removed key back from an old record whose tombstone was already gone.
+//! 4. Write the manifest naming the output and the active file; from then on the old files are
+//!    superseded, and recovery deletes any it finds.
+//! 5. Remove the old files oldest first, syncing the directory after each one. (Before the
+//!    manifest existed, a crash here left the newest old files for recovery to replay, and that
+//!    order made it safe: a key whose newest record was in a removed file is either live, so the
+//!    output has it, or removed, so no remaining file mentions it.)
 //!
 //! # Limits
 //!
 //! Every key lives in memory with its location (as in Bitcask). Every data file stays open for
 //! reads. After any failed write, sync or compaction the store refuses further writes (see
-//! [`LogStore`]); reopening it recovers.
+//! [`LogStore`]); reopening it recovers. Damage that cuts a file exactly at a record boundary
+//! looks like a shorter file and is not noticed: the manifest names files, not their lengths.
+
+pub mod damage;
+mod files;
+mod record;
 
 use super::{CompactionStats, Storage};
 use crate::fs::{FileSystem, FsFile};
+use files::{FileKind, Manifest, ManifestRead, file_path};
+use record::{BadRange, decode_record, encode_record};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -83,38 +112,16 @@ pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// A compaction syncs its output at least every this many bytes.
 pub const COMPACTION_SYNC_BYTES: u64 = 16 * 1024;
-/// The default rollover size of a data file. Large enough that rollovers (each costing two syncs)
-/// are rare, small enough that compaction and recovery work in pieces of a sensible size.
+/// The default rollover size of a data file. Large enough that rollovers (each costing a few
+/// syncs) are rare, small enough that compaction and recovery work in pieces of a sensible size.
 pub const MAX_FILE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
-/// crc32 (4) + flags (1) + key length (4) + value length (4).
-const RECORD_HEADER_BYTES: usize = 13;
-
-/// The largest record the format allows.
-const RECORD_BYTES_MAX: usize = RECORD_HEADER_BYTES + KEY_BYTES_MAX + VALUE_BYTES_MAX;
-
-/// Flag bit of a tombstone record.
-const FLAG_TOMBSTONE: u8 = 0b1;
-
-/// Every flag bit this version knows; a record with another bit set is damaged.
-const FLAGS_KNOWN: u8 = FLAG_TOMBSTONE;
-
-/// How much recovery reads from a file at a time (more for a larger record): small records cost a
-/// memory copy each rather than a system call each.
-const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Digits of a file id in a file name; names sort by id up to this width, beyond it ids are still
-/// compared as numbers.
-const FILE_ID_DIGITS: usize = 6;
+/// Skipped ranges and missing files listed one by one in a [`RecoveryReport`] and the log; past
+/// this many, only counted.
+pub const RECOVERY_ITEMS_REPORTED_MAX: usize = 64;
 
 /// The id of the first data file of a new store.
 const FILE_ID_FIRST: u32 = 1;
-
-/// Extension of a data file.
-const DATA_EXTENSION: &str = "data";
-
-/// Extension of an unfinished compaction output file.
-const COMPACT_EXTENSION: &str = "compact";
 
 /// Settings of a [`LogStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +139,35 @@ impl Default for LogOptions {
     }
 }
 
+/// Bytes of a data file that recovery could not read as records and skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedRange {
+    /// The data file.
+    pub file: PathBuf,
+    /// Offset of the first skipped byte.
+    pub offset: u64,
+    /// How many bytes were skipped.
+    pub bytes: u64,
+    /// Why the first of them are not a good record.
+    pub reason: &'static str,
+}
+
+/// What recovery found where the manifest should be.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ManifestState {
+    /// Present and readable.
+    #[default]
+    Found,
+    /// Absent from a directory without data (a new store, or one whose creation a crash cut
+    /// short): written now. Not damage.
+    Created,
+    /// Absent beside data files: files may have been lost unnoticed (or the store was written by a
+    /// version without manifests). Written now.
+    Missing,
+    /// Present but not a manifest this store wrote (the reason). Rewritten now.
+    Unreadable(String),
+}
+
 /// What [`LogStore::open`] found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -141,12 +177,121 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Live keys after the replay.
     pub keys: u64,
-    /// Bytes cut from the end of the newest file as a torn or damaged tail (0 if none).
+    /// Bytes cut from the end of the newest file as a torn tail (0 if none).
     pub truncated_bytes: u64,
     /// The file and the offset of the cut, if there was one.
     pub truncated_at: Option<(PathBuf, u64)>,
+    /// Damaged ranges skipped (corruption), in file and offset order; at most
+    /// [`RECOVERY_ITEMS_REPORTED_MAX`] of them.
+    pub skipped: Vec<SkippedRange>,
+    /// All damaged ranges skipped, listed or not.
+    pub skipped_ranges: u64,
+    /// Bytes of all damaged ranges skipped.
+    pub skipped_bytes: u64,
+    /// Data files the manifest names that are missing; at most [`RECOVERY_ITEMS_REPORTED_MAX`].
+    pub missing_files: Vec<PathBuf>,
+    /// All missing data files, listed or not.
+    pub missing_file_count: u64,
+    /// The manifest.
+    pub manifest: ManifestState,
+    /// Whether recovery compacted the store to leave skipped damage and missing files behind.
+    pub rewritten: bool,
     /// Unfinished compaction output files deleted.
     pub compaction_files_removed: u32,
+    /// Data files deleted because a committed compaction had superseded them (its crash stopped it
+    /// before it removed them).
+    pub superseded_files_removed: u32,
+}
+
+impl RecoveryReport {
+    /// Whether recovery cut, skipped, or could not find or read anything: records this store once
+    /// held may be gone, so the counters they carried may be issued again unless the node changes
+    /// its actor id.
+    pub fn lost_data(&self) -> bool {
+        self.truncated_bytes > 0
+            || self.skipped_ranges > 0
+            || self.missing_file_count > 0
+            || matches!(
+                self.manifest,
+                ManifestState::Missing | ManifestState::Unreadable(_)
+            )
+    }
+
+    /// One line saying what was lost, for logs ("nothing" if [`RecoveryReport::lost_data`] is
+    /// false).
+    pub fn loss_summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((file, offset)) = &self.truncated_at {
+            parts.push(format!(
+                "cut a torn tail of {} bytes at offset {offset} of {}",
+                self.truncated_bytes,
+                file.display()
+            ));
+        }
+        if self.skipped_ranges > 0 {
+            let first = self
+                .skipped
+                .first()
+                .map(|s| format!(", the first at offset {} of {}", s.offset, s.file.display()))
+                .unwrap_or_default();
+            parts.push(format!(
+                "skipped {} damaged ranges ({} bytes){first}",
+                self.skipped_ranges, self.skipped_bytes
+            ));
+        }
+        if self.missing_file_count > 0 {
+            let names: Vec<String> = self
+                .missing_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            parts.push(format!(
+                "{} data files missing ({})",
+                self.missing_file_count,
+                names.join(", ")
+            ));
+        }
+        match &self.manifest {
+            ManifestState::Missing => parts.push("the manifest was missing".into()),
+            ManifestState::Unreadable(reason) => {
+                parts.push(format!("the manifest was unreadable ({reason})"))
+            }
+            ManifestState::Found | ManifestState::Created => {}
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// Records a skipped range, with a loud warning.
+    fn skip(&mut self, file: &Path, range: BadRange, gave_up: bool) {
+        let BadRange {
+            offset,
+            bytes,
+            reason,
+        } = range;
+        self.skipped_ranges += 1;
+        self.skipped_bytes += bytes;
+        if self.skipped.len() < RECOVERY_ITEMS_REPORTED_MAX {
+            tracing::error!(
+                file = %file.display(),
+                offset,
+                bytes,
+                reason,
+                gave_up,
+                "skipping damaged bytes of a data file: the records in them are lost here (replicas \
+                 and anti-entropy refill them)"
+            );
+            self.skipped.push(SkippedRange {
+                file: file.to_path_buf(),
+                offset,
+                bytes,
+                reason,
+            });
+        }
+    }
 }
 
 /// Figures of a [`LogStore`] at a moment, for deciding when to compact.
@@ -176,7 +321,8 @@ struct Location {
 /// An open data file.
 struct DataFile<H> {
     handle: H,
-    /// Length of the file as far as this store knows: the end of its last good record.
+    /// Length of the file as far as this store knows: the end of its last good record (or of
+    /// skipped damage, in a file that recovery then compacts away).
     len_bytes: u64,
 }
 
@@ -187,7 +333,7 @@ struct DataFile<H> {
 /// Dropping the store does not sync. If a write, sync or compaction fails, the files may no longer
 /// match the key directory (a partly appended record, a sync whose failure left the page cache in
 /// an unknown state), so every later write, sync and compaction fails too; reads go on working,
-/// and reopening the store recovers what is on disk.
+/// and reopening the store recovers what is on disk. Errors name the file and the operation.
 pub struct LogStore<F: FileSystem> {
     fs: F,
     dir: PathBuf,
@@ -215,233 +361,20 @@ impl<F: FileSystem> fmt::Debug for LogStore<F> {
     }
 }
 
-/// The decoded fixed-size part of a record.
-#[derive(Clone, Copy, Debug)]
-struct Header {
-    crc: u32,
-    tombstone: bool,
-    key_bytes: usize,
-    value_bytes: usize,
-}
-
-impl Header {
-    /// Decodes and checks a header; the error says why it cannot be a header this store wrote.
-    fn decode(bytes: &[u8; RECORD_HEADER_BYTES]) -> Result<Header, &'static str> {
-        let u32_at = |at: usize| {
-            u32::from_le_bytes(
-                bytes[at..at + 4]
-                    .try_into()
-                    .expect("four bytes of the header"),
-            )
-        };
-        let flags = bytes[4];
-        if flags & !FLAGS_KNOWN != 0 {
-            return Err("unknown flag bits");
-        }
-        let header = Header {
-            crc: u32_at(0),
-            tombstone: flags & FLAG_TOMBSTONE != 0,
-            key_bytes: u32_at(5) as usize,
-            value_bytes: u32_at(9) as usize,
-        };
-        if header.key_bytes > KEY_BYTES_MAX {
-            return Err("key length over the limit");
-        }
-        if header.value_bytes > VALUE_BYTES_MAX {
-            return Err("value length over the limit");
-        }
-        if header.tombstone && header.value_bytes != 0 {
-            return Err("tombstone with a value");
-        }
-        Ok(header)
-    }
-
-    fn record_bytes(&self) -> usize {
-        RECORD_HEADER_BYTES + self.key_bytes + self.value_bytes
-    }
-}
-
-/// Encodes a record: a put if `value` is given, else a tombstone. The caller has checked the sizes.
-fn encode_record(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-    assert!(key.len() <= KEY_BYTES_MAX, "key size checked by the caller");
-    let value_bytes = value.map_or(0, <[u8]>::len);
-    assert!(
-        value_bytes <= VALUE_BYTES_MAX,
-        "value size checked by the caller"
-    );
-    let flags = if value.is_none() { FLAG_TOMBSTONE } else { 0 };
-    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + key.len() + value_bytes);
-    record.extend_from_slice(&[0; 4]); // The crc, filled in below.
-    record.push(flags);
-    record.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    record.extend_from_slice(&(value_bytes as u32).to_le_bytes());
-    record.extend_from_slice(key);
-    record.extend_from_slice(value.unwrap_or(&[]));
-    let crc = crc32fast::hash(&record[4..]);
-    record[..4].copy_from_slice(&crc.to_le_bytes());
-    assert!(record.len() <= RECORD_BYTES_MAX);
-    record
-}
-
-/// A whole record, checked.
-struct Record<'a> {
-    tombstone: bool,
-    key: &'a [u8],
-    value: &'a [u8],
-}
-
-/// Decodes a whole record of exactly `bytes.len()` bytes and checks its crc.
-fn decode_record(bytes: &[u8]) -> Result<Record<'_>, &'static str> {
-    let header_bytes: &[u8; RECORD_HEADER_BYTES] = bytes
-        .get(..RECORD_HEADER_BYTES)
-        .ok_or("record cut short")?
-        .try_into()
-        .expect("header-sized slice");
-    let header = Header::decode(header_bytes)?;
-    if bytes.len() != header.record_bytes() {
-        return Err("record length does not match its header");
-    }
-    if crc32fast::hash(&bytes[4..]) != header.crc {
-        return Err("checksum mismatch");
-    }
-    let key_end = RECORD_HEADER_BYTES + header.key_bytes;
-    Ok(Record {
-        tombstone: header.tombstone,
-        key: &bytes[RECORD_HEADER_BYTES..key_end],
-        value: &bytes[key_end..],
-    })
-}
-
-/// Reads a file in chunks of [`SCAN_CHUNK_BYTES`] for recovery's front-to-back scan.
-struct ChunkReader<'a, H> {
-    handle: &'a H,
-    len_bytes: u64,
-    buf: Vec<u8>,
-    /// File offset of `buf[0]`.
-    buf_offset: u64,
-}
-
-impl<'a, H: FsFile> ChunkReader<'a, H> {
-    fn new(handle: &'a H, len_bytes: u64) -> ChunkReader<'a, H> {
-        ChunkReader {
-            handle,
-            len_bytes,
-            buf: Vec::new(),
-            buf_offset: 0,
-        }
-    }
-
-    /// The `size` bytes at `offset`, or `None` if the file ends before them.
-    fn bytes(&mut self, offset: u64, size: usize) -> io::Result<Option<&[u8]>> {
-        let end = offset + size as u64;
-        if end > self.len_bytes {
-            return Ok(None);
-        }
-        let buf_end = self.buf_offset + self.buf.len() as u64;
-        if offset < self.buf_offset || end > buf_end {
-            let remaining = usize::try_from(self.len_bytes - offset).unwrap_or(usize::MAX);
-            self.buf
-                .resize(size.max(SCAN_CHUNK_BYTES).min(remaining), 0);
-            self.handle.read_exact_at(&mut self.buf, offset)?;
-            self.buf_offset = offset;
-        }
-        let start = (offset - self.buf_offset) as usize;
-        Ok(Some(&self.buf[start..start + size]))
-    }
-}
-
-/// How a scan of a data file ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ScanEnd {
-    /// Every byte belongs to a good record.
-    Clean,
-    /// The bytes from `offset` on are not a good record.
-    Damaged { offset: u64, reason: &'static str },
-}
-
-/// Scans a data file from the start, calling `on_record(offset, record_bytes, tombstone, key)` for
-/// each good record, and stops at the first bad one.
-fn scan_file<H: FsFile>(
-    handle: &H,
-    len_bytes: u64,
-    mut on_record: impl FnMut(u64, u32, bool, &[u8]),
-) -> io::Result<ScanEnd> {
-    let mut reader = ChunkReader::new(handle, len_bytes);
-    let mut offset = 0;
-    // Each turn consumes a record of at least RECORD_HEADER_BYTES or ends the loop, so it runs at
-    // most len_bytes / RECORD_HEADER_BYTES times.
-    while offset < len_bytes {
-        let Some(header_bytes) = reader.bytes(offset, RECORD_HEADER_BYTES)? else {
-            let reason = "header cut short";
-            return Ok(ScanEnd::Damaged { offset, reason });
-        };
-        let header_bytes: [u8; RECORD_HEADER_BYTES] =
-            header_bytes.try_into().expect("header-sized slice");
-        let header = match Header::decode(&header_bytes) {
-            Ok(header) => header,
-            Err(reason) => return Ok(ScanEnd::Damaged { offset, reason }),
-        };
-        let record_bytes = header.record_bytes();
-        let Some(bytes) = reader.bytes(offset, record_bytes)? else {
-            let reason = "record cut short";
-            return Ok(ScanEnd::Damaged { offset, reason });
-        };
-        match decode_record(bytes) {
-            Ok(record) => on_record(offset, record_bytes as u32, record.tombstone, record.key),
-            Err(reason) => return Ok(ScanEnd::Damaged { offset, reason }),
-        }
-        offset += record_bytes as u64;
-    }
-    assert_eq!(
-        offset, len_bytes,
-        "records end exactly at the end of the file"
-    );
-    Ok(ScanEnd::Clean)
-}
-
-/// The kinds of file a store directory holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FileKind {
-    Data,
-    Compact,
-}
-
-impl FileKind {
-    fn extension(self) -> &'static str {
-        match self {
-            FileKind::Data => DATA_EXTENSION,
-            FileKind::Compact => COMPACT_EXTENSION,
-        }
-    }
-}
-
-fn file_path(dir: &Path, id: u32, kind: FileKind) -> PathBuf {
-    let extension = kind.extension();
-    dir.join(format!("{id:0width$}.{extension}", width = FILE_ID_DIGITS))
-}
-
-/// The id and kind of a store file, or `None` for a file that is not the store's. Only the exact
-/// names the store writes count, so that `1.data` and `000001.data` cannot both claim id 1.
-fn parse_file_name(path: &Path) -> Option<(u32, FileKind)> {
-    let name = path.file_name()?.to_str()?;
-    let (stem, extension) = name.split_once('.')?;
-    let kind = [FileKind::Data, FileKind::Compact]
-        .into_iter()
-        .find(|kind| kind.extension() == extension)?;
-    if !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let id: u32 = stem.parse().ok()?;
-    let canonical = file_path(Path::new(""), id, kind);
-    (canonical.as_os_str() == name).then_some((id, kind))
-}
-
 fn invalid_input(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
 fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// `error` of `operation` on `path`, with both named (the kind is kept).
+fn at(error: io::Error, operation: &str, path: &Path) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!("{operation} {} failed: {error}", path.display()),
+    )
 }
 
 fn check_key(key: &[u8]) -> io::Result<()> {
@@ -466,8 +399,8 @@ fn check_value(value: &[u8]) -> io::Result<()> {
 
 impl<F: FileSystem> LogStore<F> {
     /// Opens the store in `dir` (creating the directory if needed), recovers it as the module docs
-    /// describe, and says what recovery found. Fails if `options` are invalid, on I/O errors, and
-    /// with `InvalidData` if a file other than the newest is damaged.
+    /// describe, and says what recovery found. Fails if `options` are invalid and on I/O errors;
+    /// damage is repaired and reported, never a reason to fail.
     pub fn open(
         fs: F,
         dir: &Path,
@@ -487,27 +420,55 @@ impl<F: FileSystem> LogStore<F> {
         }
 
         let mut report = RecoveryReport::default();
-        let mut data_ids = Vec::new();
-        for path in fs.read_dir(dir)? {
-            match parse_file_name(&path) {
-                Some((id, FileKind::Data)) => data_ids.push(id),
-                Some((_, FileKind::Compact)) => {
-                    // Compaction commits by renaming its output; a file still under the temporary
-                    // name is from a compaction that never committed, and the data files still hold
-                    // everything it would have held.
+        let (mut data_ids, compact_paths) = files::list(&fs, dir)?;
+        for path in compact_paths {
+            // Compaction commits by renaming its output; a file still under the temporary name is
+            // from a compaction that never committed, and the data files still hold everything it
+            // would have held.
+            tracing::warn!(
+                file = %path.display(),
+                "removing the output of an unfinished compaction"
+            );
+            fs.remove_file(&path)?;
+            report.compaction_files_removed += 1;
+        }
+
+        let manifest = files::read_manifest(&fs, dir)?;
+        match &manifest {
+            ManifestRead::Found(m) => {
+                let superseded = data_ids.partition_point(|&id| id < m.first_id);
+                for id in data_ids.drain(..superseded) {
+                    let path = file_path(dir, id, FileKind::Data);
                     tracing::warn!(
                         file = %path.display(),
-                        "removing the output of an unfinished compaction"
+                        "removing a data file that a committed compaction superseded"
                     );
                     fs.remove_file(&path)?;
-                    report.compaction_files_removed += 1;
+                    report.superseded_files_removed += 1;
                 }
-                None => {
-                    tracing::debug!(file = %path.display(), "ignoring a file that is not a data file")
-                }
+                report_missing(&mut report, dir, *m, &data_ids);
+            }
+            // Decided after the replay: only a directory with data lost anything.
+            ManifestRead::Missing => report.manifest = ManifestState::Created,
+            ManifestRead::Unreadable(reason) => {
+                tracing::error!(dir = %dir.display(), reason, "the manifest is unreadable");
+                report.manifest = ManifestState::Unreadable(reason.clone());
             }
         }
-        data_ids.sort_unstable();
+        // A hole in the sequence of files, from the manifest's first (or the first file found) to
+        // the newest found: a manifest written for these files would name a missing one. (Files
+        // past the manifest's last one may have a hole without any loss, if a crash interrupted
+        // the renames of a compaction's commit.)
+        let hole = match (data_ids.first(), data_ids.last()) {
+            (Some(&first_found), Some(&newest)) => {
+                let first = match &manifest {
+                    ManifestRead::Found(m) => m.first_id,
+                    _ => first_found,
+                };
+                (data_ids.len() as u64) < u64::from(newest - first) + 1
+            }
+            _ => false,
+        };
 
         let mut store = LogStore {
             fs,
@@ -519,19 +480,49 @@ impl<F: FileSystem> LogStore<F> {
             live_bytes: 0,
             failed: false,
         };
+        let mut bytes_found = 0;
         for (index, &id) in data_ids.iter().enumerate() {
             let newest = index + 1 == data_ids.len();
-            store.recover_file(id, newest, &mut report)?;
+            bytes_found += store.recover_file(id, newest, &mut report)?;
         }
+        if manifest == ManifestRead::Missing && bytes_found > 0 {
+            tracing::error!(
+                dir = %dir.display(),
+                "the manifest is missing beside data files: files may have been lost"
+            );
+            report.manifest = ManifestState::Missing;
+        }
+
         match store.files.last_entry() {
             // The newest file may hold appends that a previous run never synced, or a cut torn
             // tail: sync them before serving them and before appending, so that nothing read from
             // this store can be lost by a later crash.
             Some(mut active) => active.get_mut().handle.sync()?,
-            None => store.create_data_file(FILE_ID_FIRST)?,
+            None => {
+                // Ids are not reused, even those of lost files.
+                let id = match &manifest {
+                    ManifestRead::Found(m) => next_file_id(m.last_id)?,
+                    _ => FILE_ID_FIRST,
+                };
+                store.create_data_file(id)?;
+            }
         }
         // Likewise for directory entries a previous run may have created or removed unsynced.
         store.fs.sync_dir(&store.dir)?;
+
+        if report.skipped_ranges > 0 || hole {
+            tracing::warn!(
+                dir = %dir.display(),
+                "compacting the store, so that no damage and no hole in its files is left behind"
+            );
+            store.compact_files()?;
+            report.rewritten = true;
+        } else {
+            let wanted = store.manifest();
+            if manifest != ManifestRead::Found(wanted) {
+                files::write_manifest(&store.fs, &store.dir, wanted)?;
+            }
+        }
 
         report.files = data_ids.len() as u32;
         report.keys = store.keydir.len() as u64;
@@ -541,27 +532,27 @@ impl<F: FileSystem> LogStore<F> {
             files = report.files,
             records = report.records,
             keys = report.keys,
-            truncated_bytes = report.truncated_bytes,
+            lost = %report.loss_summary(),
             "opened log store"
         );
         Ok((store, report))
     }
 
     /// Replays one data file into the key directory; see the module docs for what happens to
-    /// damage.
+    /// damage. Returns the file's length as found.
     fn recover_file(
         &mut self,
         id: u32,
         newest: bool,
         report: &mut RecoveryReport,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
         let path = file_path(&self.dir, id, FileKind::Data);
         let mut handle = self.fs.open(&path, false)?;
         let file_bytes = handle.len()?;
         let keydir = &mut self.keydir;
         let live_bytes = &mut self.live_bytes;
         let mut records = 0;
-        let end = scan_file(
+        let scan = record::scan_file(
             &handle,
             file_bytes,
             |offset, record_bytes, tombstone, key| {
@@ -584,39 +575,46 @@ impl<F: FileSystem> LogStore<F> {
                     *live_bytes -= u64::from(old.record_bytes);
                 }
             },
-        )?;
+        )
+        .map_err(|e| at(e, "recovery read of", &path))?;
         report.records += records;
-        let len_bytes = match end {
-            ScanEnd::Clean => file_bytes,
-            ScanEnd::Damaged { offset, reason } if newest => {
-                let dropped_bytes = file_bytes - offset;
+        for range in scan.skipped {
+            report.skip(&path, range, false);
+        }
+        let len_bytes = match scan.tail {
+            None => file_bytes,
+            Some(tail) if newest && !scan.gave_up => {
+                let BadRange {
+                    offset,
+                    bytes,
+                    reason,
+                } = tail;
                 tracing::warn!(
                     file = %path.display(),
                     offset,
-                    dropped_bytes,
+                    dropped_bytes = bytes,
                     reason,
-                    "cutting a torn or damaged tail from the newest data file"
+                    "cutting a torn tail from the newest data file"
                 );
                 // The sync of the newest file at the end of `open` makes the cut durable before
                 // anything is appended after it (else a crash could leave new records behind the
                 // old damage).
-                handle.truncate(offset)?;
-                report.truncated_bytes = dropped_bytes;
+                handle
+                    .truncate(offset)
+                    .map_err(|e| at(e, "cut of the torn tail of", &path))?;
+                report.truncated_bytes = bytes;
                 report.truncated_at = Some((path, offset));
                 offset
             }
-            ScanEnd::Damaged { offset, reason } => {
-                return Err(invalid_data(format!(
-                    "data file {} is damaged at offset {offset} ({reason}); it is not the newest \
-                     file, so it was synced before the next one was created and this is damage to \
-                     durable data: refusing to open (restore the file from a replica or a backup, or \
-                     move it away to accept the loss)",
-                    path.display()
-                )));
+            // Damage at the end of an older file, or a search for good records that gave up: the
+            // bytes stay until the compaction at the end of `open` drops the file.
+            Some(tail) => {
+                report.skip(&path, tail, scan.gave_up);
+                file_bytes
             }
         };
         self.files.insert(id, DataFile { handle, len_bytes });
-        Ok(())
+        Ok(file_bytes)
     }
 
     /// Figures of the store now.
@@ -629,6 +627,11 @@ impl<F: FileSystem> LogStore<F> {
         }
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The id of the active file.
     fn active_id(&self) -> u32 {
         *self
@@ -638,16 +641,22 @@ impl<F: FileSystem> LogStore<F> {
             .expect("an open store has an active file")
     }
 
-    fn next_file_id(id: u32) -> io::Result<u32> {
-        id.checked_add(1)
-            .ok_or_else(|| io::Error::other("log store: data file ids exhausted"))
+    /// The manifest that describes the files now.
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            first_id: *self.files.keys().next().expect("an open store has files"),
+            last_id: self.active_id(),
+        }
     }
 
     /// Creates an empty data file and makes it the active file. The caller syncs the directory.
     fn create_data_file(&mut self, id: u32) -> io::Result<()> {
         assert!(self.files.keys().all(|&old| old < id), "file ids only grow");
         let path = file_path(&self.dir, id, FileKind::Data);
-        let handle = self.fs.open(&path, true)?;
+        let handle = self
+            .fs
+            .open(&path, true)
+            .map_err(|e| at(e, "creation of", &path))?;
         if handle.len()? != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -667,10 +676,11 @@ impl<F: FileSystem> LogStore<F> {
 
     fn check_usable(&self) -> io::Result<()> {
         if self.failed {
-            return Err(io::Error::other(
-                "log store: an earlier write, sync or compaction failed, so the files may not \
+            return Err(io::Error::other(format!(
+                "log store {}: an earlier write, sync or compaction failed, so the files may not \
                  match memory; reopen the store to recover",
-            ));
+                self.dir.display()
+            )));
         }
         Ok(())
     }
@@ -688,11 +698,17 @@ impl<F: FileSystem> LogStore<F> {
 
     fn sync_active(&mut self) -> io::Result<()> {
         if self.active_unsynced {
+            let dir = &self.dir;
             let mut active = self
                 .files
                 .last_entry()
                 .expect("an open store has an active file");
-            active.get_mut().handle.sync()?;
+            let id = *active.key();
+            active
+                .get_mut()
+                .handle
+                .sync()
+                .map_err(|e| at(e, "sync of", &file_path(dir, id, FileKind::Data)))?;
             self.active_unsynced = false;
         }
         Ok(())
@@ -703,9 +719,14 @@ impl<F: FileSystem> LogStore<F> {
         // Recovery takes damage in any file but the newest for decay of durable data, so a file
         // must be durable before a newer one exists.
         self.sync_active()?;
-        let id = Self::next_file_id(self.active_id())?;
+        let id = next_file_id(self.active_id())?;
         self.create_data_file(id)?;
-        self.fs.sync_dir(&self.dir)?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| at(e, "sync of the directory", &self.dir))?;
+        // After the file exists: a crash in between leaves an empty file the manifest does not
+        // name yet, which recovery adopts; the other order would leave a named file missing.
+        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
         tracing::debug!(dir = %self.dir.display(), file_id = id, "rolled over to a new data file");
         Ok(())
     }
@@ -723,6 +744,7 @@ impl<F: FileSystem> LogStore<F> {
         if active_bytes > 0 && active_bytes + record_bytes > self.options.max_file_bytes {
             self.roll_over()?;
         }
+        let dir = &self.dir;
         let mut active = self
             .files
             .last_entry()
@@ -731,7 +753,9 @@ impl<F: FileSystem> LogStore<F> {
         let file = active.get_mut();
         let offset = file.len_bytes;
         // One append per record, so that a crash tears at most the records of the last appends.
-        file.handle.append(record)?;
+        file.handle
+            .append(record)
+            .map_err(|e| at(e, "append to", &file_path(dir, file_id, FileKind::Data)))?;
         file.len_bytes += record_bytes;
         self.active_unsynced = true;
         Ok(Location {
@@ -741,7 +765,8 @@ impl<F: FileSystem> LogStore<F> {
         })
     }
 
-    /// Reads and checks the value of `key` at `location`.
+    /// Reads and checks the value of `key` at `location`. A record that fails its check (or a
+    /// file that became shorter) is an `InvalidData` error: decay since recovery.
     fn read_value(&self, key: &[u8], location: &Location) -> io::Result<Vec<u8>> {
         let file = self
             .files
@@ -749,7 +774,13 @@ impl<F: FileSystem> LogStore<F> {
             .expect("the key directory points only at open data files");
         assert!(location.offset + u64::from(location.record_bytes) <= file.len_bytes);
         let mut record = vec![0; location.record_bytes as usize];
-        file.handle.read_exact_at(&mut record, location.offset)?;
+        match file.handle.read_exact_at(&mut record, location.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(self.damaged(location, "the file ends before the record"));
+            }
+            Err(e) => return Err(e),
+        }
         let value_start = match decode_record(&record) {
             Ok(found) if found.key == key && !found.tombstone => record.len() - found.value.len(),
             Ok(_) => return Err(self.damaged(location, "the record there is not the key's value")),
@@ -782,7 +813,7 @@ impl<F: FileSystem> LogStore<F> {
                 end <= file.len_bytes,
                 "every key directory entry points inside its file"
             );
-            assert!(location.record_bytes as usize >= RECORD_HEADER_BYTES);
+            assert!(location.record_bytes as usize >= record::RECORD_HEADER_BYTES);
             live_bytes += u64::from(location.record_bytes);
         }
         assert_eq!(
@@ -797,12 +828,13 @@ impl<F: FileSystem> LogStore<F> {
         self.sync_active()?;
         let bytes_before: u64 = self.files.values().map(|f| f.len_bytes).sum();
         let old_ids: Vec<u32> = self.files.keys().copied().collect();
-        let mut next_id = Self::next_file_id(self.active_id())?;
+        let mut next_id = next_file_id(self.active_id())?;
 
         // 2. Write the output under temporary names, each file synced.
         let mut outputs: Vec<(u32, u64)> = Vec::new();
         let mut output: Option<(u32, F::File, u64)> = None;
         let mut keydir = BTreeMap::new();
+        let compact_path = |id| file_path(&self.dir, id, FileKind::Compact);
         for (key, location) in &self.keydir {
             let value = self.read_value(key, location)?;
             let record = encode_record(key, Some(&value));
@@ -813,22 +845,29 @@ impl<F: FileSystem> LogStore<F> {
             };
             if full {
                 if let Some((id, mut handle, len)) = output.take() {
-                    handle.sync()?;
+                    handle
+                        .sync()
+                        .map_err(|e| at(e, "sync of", &compact_path(id)))?;
                     outputs.push((id, len));
                 }
                 let id = next_id;
-                next_id = Self::next_file_id(id)?;
+                next_id = next_file_id(id)?;
                 let handle = self
                     .fs
-                    .open(&file_path(&self.dir, id, FileKind::Compact), true)?;
+                    .open(&compact_path(id), true)
+                    .map_err(|e| at(e, "creation of", &compact_path(id)))?;
                 output = Some((id, handle, 0));
             }
             let (id, handle, len) = output.as_mut().expect("an output file is open");
-            handle.append(&record)?;
+            handle
+                .append(&record)
+                .map_err(|e| at(e, "append to", &compact_path(*id)))?;
             // Bound the unsynced bytes a compaction piles up: a real page cache flushes them
             // anyway, and turmoil's simulated disk scans its pending writes on every read.
             if (*len + record_bytes) / COMPACTION_SYNC_BYTES != *len / COMPACTION_SYNC_BYTES {
-                handle.sync()?;
+                handle
+                    .sync()
+                    .map_err(|e| at(e, "sync of", &compact_path(*id)))?;
             }
             let new_location = Location {
                 file_id: *id,
@@ -844,7 +883,9 @@ impl<F: FileSystem> LogStore<F> {
             *len += record_bytes;
         }
         if let Some((id, mut handle, len)) = output.take() {
-            handle.sync()?;
+            handle
+                .sync()
+                .map_err(|e| at(e, "sync of", &compact_path(id)))?;
             outputs.push((id, len));
         }
         // The output handles are closed by now: turmoil's simulated handles are bound to a path,
@@ -852,15 +893,20 @@ impl<F: FileSystem> LogStore<F> {
 
         // 3. Commit: final names, a fresh active file, one directory sync.
         for &(id, _) in &outputs {
-            let from = file_path(&self.dir, id, FileKind::Compact);
+            let from = compact_path(id);
             self.fs
-                .rename(&from, &file_path(&self.dir, id, FileKind::Data))?;
+                .rename(&from, &file_path(&self.dir, id, FileKind::Data))
+                .map_err(|e| at(e, "rename of", &from))?;
         }
         let active_id = next_id;
+        let active_path = file_path(&self.dir, active_id, FileKind::Data);
         let active = self
             .fs
-            .open(&file_path(&self.dir, active_id, FileKind::Data), true)?;
-        self.fs.sync_dir(&self.dir)?;
+            .open(&active_path, true)
+            .map_err(|e| at(e, "creation of", &active_path))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| at(e, "sync of the directory", &self.dir))?;
 
         let mut files = BTreeMap::new();
         for &(id, len_bytes) in &outputs {
@@ -883,11 +929,18 @@ impl<F: FileSystem> LogStore<F> {
         self.active_unsynced = false;
         self.check_invariants();
 
-        // 4. Remove the old files, oldest first, each removal durable before the next.
+        // 4. The manifest: the old files are superseded.
+        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
+
+        // 5. Remove the old files, oldest first, each removal durable before the next.
         for id in old_ids {
+            let path = file_path(&self.dir, id, FileKind::Data);
             self.fs
-                .remove_file(&file_path(&self.dir, id, FileKind::Data))?;
-            self.fs.sync_dir(&self.dir)?;
+                .remove_file(&path)
+                .map_err(|e| at(e, "removal of", &path))?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| at(e, "sync of the directory", &self.dir))?;
         }
 
         let stats = CompactionStats {
@@ -903,6 +956,40 @@ impl<F: FileSystem> LogStore<F> {
             "compacted log store"
         );
         Ok(stats)
+    }
+}
+
+/// The data file id after `id`.
+fn next_file_id(id: u32) -> io::Result<u32> {
+    id.checked_add(1)
+        .ok_or_else(|| io::Error::other("log store: data file ids exhausted"))
+}
+
+/// Counts and lists (up to [`RECOVERY_ITEMS_REPORTED_MAX`], with an error each) the data files
+/// `manifest` names that are not among `found` (ascending, none below the manifest's first id).
+fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: Manifest, found: &[u32]) {
+    let Manifest { first_id, last_id } = manifest;
+    let named_found = found.iter().filter(|&&id| id <= last_id).count() as u64;
+    report.missing_file_count = u64::from(last_id - first_id) + 1 - named_found;
+    // Walks the ids beside the files found; each turn lists a missing file or passes a found one,
+    // so it ends after at most RECOVERY_ITEMS_REPORTED_MAX + found.len() turns.
+    let mut found = found.iter().peekable();
+    let mut id = first_id;
+    while report.missing_files.len() < RECOVERY_ITEMS_REPORTED_MAX
+        && (report.missing_files.len() as u64) < report.missing_file_count
+    {
+        if found.next_if_eq(&&id).is_none() {
+            let path = file_path(dir, id, FileKind::Data);
+            tracing::error!(
+                file = %path.display(),
+                manifest_first_id = first_id,
+                manifest_last_id = last_id,
+                "a data file the manifest names is missing: its records are lost here (replicas \
+                 and anti-entropy refill them)"
+            );
+            report.missing_files.push(path);
+        }
+        id += 1;
     }
 }
 
@@ -960,706 +1047,4 @@ impl<F: FileSystem> Storage for LogStore<F> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fs::{MemFs, StdFs};
-    use proptest::prelude::*;
-
-    /// The store directory on a [`MemFs`].
-    const DIR: &str = "/db";
-
-    /// What a store holds: key to value.
-    type Map = BTreeMap<Vec<u8>, Vec<u8>>;
-
-    fn options(max_file_bytes: u64) -> LogOptions {
-        LogOptions { max_file_bytes }
-    }
-
-    fn open_mem(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport) {
-        LogStore::open(fs.clone(), Path::new(DIR), options(max_file_bytes)).expect("open")
-    }
-
-    /// Everything a store holds, read back through `keys` and `get`.
-    fn contents<F: FileSystem>(store: &LogStore<F>) -> Map {
-        store
-            .keys()
-            .into_iter()
-            .map(|key| {
-                let value = store
-                    .get(&key)
-                    .expect("get")
-                    .expect("a listed key has a value");
-                (key, value)
-            })
-            .collect()
-    }
-
-    fn files_of_kind<F: FileSystem>(fs: &F, dir: &Path, kind: FileKind) -> Vec<PathBuf> {
-        let paths = fs.read_dir(dir).expect("read_dir");
-        paths
-            .into_iter()
-            .filter(|path| parse_file_name(path).is_some_and(|(_, k)| k == kind))
-            .collect()
-    }
-
-    fn data_path(id: u32) -> PathBuf {
-        file_path(Path::new(DIR), id, FileKind::Data)
-    }
-
-    fn key(i: usize) -> Vec<u8> {
-        format!("key-{i:03}").into_bytes()
-    }
-
-    fn value(i: usize, version: usize) -> Vec<u8> {
-        format!("value-{i}-{version};")
-            .repeat(1 + i % 3)
-            .into_bytes()
-    }
-
-    #[test]
-    fn records_round_trip_and_zeroes_are_not_a_record() {
-        let record = encode_record(b"key", Some(b"value"));
-        let decoded = decode_record(&record).expect("a fresh record decodes");
-        assert_eq!(
-            (decoded.key, decoded.value, decoded.tombstone),
-            (&b"key"[..], &b"value"[..], false)
-        );
-        let tombstone = encode_record(b"key", None);
-        assert!(
-            decode_record(&tombstone)
-                .expect("a tombstone decodes")
-                .tombstone
-        );
-        // A crash can leave a zero-filled tail (a file extended before its data reached the disk).
-        assert_eq!(
-            decode_record(&[0; RECORD_HEADER_BYTES]).err(),
-            Some("checksum mismatch")
-        );
-    }
-
-    #[test]
-    fn file_names_are_parsed_exactly() {
-        assert_eq!(
-            parse_file_name(Path::new("/db/000001.data")),
-            Some((1, FileKind::Data))
-        );
-        assert_eq!(
-            parse_file_name(Path::new("/db/000042.compact")),
-            Some((42, FileKind::Compact))
-        );
-        assert_eq!(
-            parse_file_name(Path::new("/db/1234567.data")),
-            Some((1_234_567, FileKind::Data))
-        );
-        for foreign in [
-            "/db/1.data",
-            "/db/000001.data.tmp",
-            "/db/node.id",
-            "/db/00000a.data",
-            "/db/.data",
-        ] {
-            assert_eq!(parse_file_name(Path::new(foreign)), None, "{foreign}");
-        }
-    }
-
-    #[test]
-    fn a_crash_keeps_every_synced_record_and_drops_the_unsynced_ones() {
-        let fs = MemFs::new();
-        let (mut store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        assert_eq!(report, RecoveryReport::default());
-        let mut synced = Map::new();
-        for i in 0..50 {
-            store.put(&key(i), &value(i, 0)).unwrap();
-            synced.insert(key(i), value(i, 0));
-        }
-        store.remove(&key(7)).unwrap();
-        synced.remove(&key(7));
-        store.sync().unwrap();
-        for i in 40..60 {
-            store.put(&key(i), &value(i, 1)).unwrap();
-        }
-        store.remove(&key(8)).unwrap();
-        assert_eq!(
-            store.get(&key(59)).unwrap(),
-            Some(value(59, 1)),
-            "unsynced writes are readable"
-        );
-        drop(store);
-        fs.crash();
-
-        let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        // One file, no rollover, and a MemFs crash drops every unsynced byte: exactly the synced
-        // state is left, and nothing is damaged.
-        assert_eq!(contents(&store), synced);
-        assert_eq!(report.files, 1);
-        assert_eq!(report.records, 51);
-        assert_eq!(report.keys, 49);
-        assert_eq!((report.truncated_bytes, report.truncated_at), (0, None));
-    }
-
-    #[test]
-    fn on_a_real_disk_drop_and_reopen_keeps_everything() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("nested").join("store");
-        let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
-        assert_eq!(report, RecoveryReport::default());
-        let mut model = Map::new();
-        for i in 0..200 {
-            store.put(&key(i % 40), &value(i % 40, i)).unwrap();
-            model.insert(key(i % 40), value(i % 40, i));
-        }
-        for i in (0..40).step_by(7) {
-            store.remove(&key(i)).unwrap();
-            model.remove(&key(i));
-        }
-        // No sync: the appends are in the OS's page cache, which a process kill does not lose.
-        drop(store);
-
-        let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
-        assert_eq!(contents(&store), model);
-        assert!(
-            report.files > 2,
-            "the test rolled over ({} files)",
-            report.files
-        );
-        assert_eq!(report.truncated_bytes, 0);
-
-        let stats = store.compact().unwrap();
-        assert_eq!(stats.records_kept, model.len() as u64);
-        assert!(stats.bytes_after < stats.bytes_before);
-        drop(store);
-        let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
-        assert_eq!(contents(&store), model);
-        assert!(files_of_kind(&StdFs, &dir, FileKind::Compact).is_empty());
-    }
-
-    #[test]
-    fn a_torn_last_record_is_cut_and_everything_before_it_survives() {
-        // Find where the third record lies, then cut the file at every byte inside it.
-        let (offset, record_bytes) = {
-            let fs = MemFs::new();
-            let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            store.put(b"a", b"first").unwrap();
-            store.put(b"b", b"second").unwrap();
-            store.put(b"c", b"third").unwrap();
-            let location = store.keydir[&b"c"[..]];
-            (location.offset, u64::from(location.record_bytes))
-        };
-        let before: Map = [
-            (b"a".to_vec(), b"first".to_vec()),
-            (b"b".to_vec(), b"second".to_vec()),
-        ]
-        .into();
-        for torn_len in offset + 1..offset + record_bytes {
-            let fs = MemFs::new();
-            let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            store.put(b"a", b"first").unwrap();
-            store.put(b"b", b"second").unwrap();
-            store.put(b"c", b"third").unwrap();
-            store.sync().unwrap();
-            drop(store);
-            fs.tear(&data_path(FILE_ID_FIRST), torn_len).unwrap();
-
-            let (mut store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            assert_eq!(contents(&store), before, "torn at {torn_len}");
-            assert_eq!(
-                report.truncated_at,
-                Some((data_path(FILE_ID_FIRST), offset))
-            );
-            assert_eq!(report.truncated_bytes, torn_len - offset);
-            assert_eq!(report.records, 2);
-            let len = fs
-                .open(&data_path(FILE_ID_FIRST), false)
-                .unwrap()
-                .len()
-                .unwrap();
-            assert_eq!(len, offset, "the torn bytes are gone from the file");
-
-            // New records go right after the good ones, and the cut was made durable: a crash
-            // now finds no damage.
-            store.put(b"d", b"fourth").unwrap();
-            store.sync().unwrap();
-            drop(store);
-            fs.crash();
-            let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            let mut expected = before.clone();
-            expected.insert(b"d".to_vec(), b"fourth".to_vec());
-            assert_eq!(contents(&store), expected);
-            assert_eq!(report.truncated_bytes, 0);
-        }
-    }
-
-    #[test]
-    fn garbage_after_the_last_record_is_cut_and_reported() {
-        let mut bad_checksum = encode_record(b"x", Some(b"y"));
-        *bad_checksum.last_mut().unwrap() ^= 1;
-        let mut impossible_length = encode_record(b"x", Some(b"y"));
-        impossible_length[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
-        let mut unknown_flags = encode_record(b"x", Some(b"y"));
-        unknown_flags[4] = 0x80;
-        let garbages = [
-            vec![0; 100],
-            b"\xde\xad\xbe\xef\x01".to_vec(),
-            bad_checksum,
-            impossible_length,
-            unknown_flags,
-        ];
-        for garbage in garbages {
-            let fs = MemFs::new();
-            let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            store.put(b"a", b"first").unwrap();
-            store.remove(b"a").unwrap();
-            store.put(b"b", b"second").unwrap();
-            store.sync().unwrap();
-            let good_bytes = store.stats().bytes;
-            drop(store);
-            let mut file = fs.open(&data_path(FILE_ID_FIRST), false).unwrap();
-            file.append(&garbage).unwrap();
-            file.sync().unwrap();
-            drop(file);
-
-            let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-            assert_eq!(
-                contents(&store),
-                [(b"b".to_vec(), b"second".to_vec())].into()
-            );
-            assert_eq!(report.truncated_bytes, garbage.len() as u64, "{garbage:?}");
-            assert_eq!(
-                report.truncated_at,
-                Some((data_path(FILE_ID_FIRST), good_bytes))
-            );
-            assert_eq!(report.records, 3);
-        }
-    }
-
-    #[test]
-    fn damage_in_an_older_file_refuses_to_open() {
-        // Offset 20 is in the first record's key or value; offset 8 is the top byte of its key
-        // length, which becomes impossible.
-        for (damaged_offset, reason) in
-            [(20, "checksum mismatch"), (8, "key length over the limit")]
-        {
-            let fs = MemFs::new();
-            let (mut store, _) = open_mem(&fs, 64);
-            for i in 0..10 {
-                store.put(&key(i), &value(i, 0)).unwrap();
-            }
-            store.sync().unwrap();
-            assert!(store.stats().files >= 3, "the test rolled over");
-            drop(store);
-            let first = data_path(FILE_ID_FIRST);
-            let len_before = fs.read(&first).unwrap().len();
-            fs.flip_byte(&first, damaged_offset).unwrap();
-
-            let error = LogStore::open(fs.clone(), Path::new(DIR), options(64)).unwrap_err();
-            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-            let message = error.to_string();
-            for part in ["000001.data", "offset 0", reason, "refusing to open"] {
-                assert!(message.contains(part), "{part:?} not in {message:?}");
-            }
-            assert_eq!(
-                fs.read(&first).unwrap().len(),
-                len_before,
-                "nothing was cut"
-            );
-        }
-    }
-
-    #[test]
-    fn get_detects_a_damaged_record() {
-        let fs = MemFs::new();
-        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        store.put(b"a", &[7; 100]).unwrap();
-        store.sync().unwrap();
-        let location = store.keydir[&b"a"[..]];
-        fs.flip_byte(&data_path(FILE_ID_FIRST), location.offset + 50)
-            .unwrap();
-        let error = store.get(b"a").unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(error.to_string().contains("checksum mismatch"), "{error}");
-    }
-
-    #[test]
-    fn compaction_keeps_the_newest_state_of_every_key_and_shrinks_the_files() {
-        let fs = MemFs::new();
-        let (mut store, _) = open_mem(&fs, 512);
-        let mut model = Map::new();
-        for round in 0..10 {
-            for i in 0..20 {
-                store.put(&key(i), &value(i, round)).unwrap();
-                model.insert(key(i), value(i, round));
-            }
-        }
-        let removed: Vec<Vec<u8>> = (0..20).step_by(3).map(key).collect();
-        for k in &removed {
-            store.remove(k).unwrap();
-            model.remove(k);
-        }
-        let before = store.stats();
-
-        let stats = store.compact().unwrap();
-        assert_eq!(stats.records_kept, model.len() as u64);
-        assert_eq!(stats.bytes_before, before.bytes);
-        assert_eq!(stats.bytes_after, before.live_bytes);
-        assert!(stats.bytes_after * 10 < stats.bytes_before, "{stats:?}");
-        assert_eq!(contents(&store), model);
-        let after = store.stats();
-        assert!(after.files < before.files, "{before:?} -> {after:?}");
-        assert_eq!(after.bytes, stats.bytes_after);
-        assert_eq!(
-            files_of_kind(&fs, Path::new(DIR), FileKind::Data).len(),
-            after.files as usize
-        );
-
-        // Compaction synced everything; a crash changes nothing, and removed keys stay removed
-        // although the files with their tombstones are gone.
-        drop(store);
-        fs.crash();
-        let (mut store, report) = open_mem(&fs, 512);
-        assert_eq!(contents(&store), model);
-        assert_eq!(report.records, model.len() as u64);
-        for k in &removed {
-            assert_eq!(store.get(k).unwrap(), None);
-        }
-
-        // The store goes on working after a compaction, and a second one keeps the same state.
-        store.put(&key(0), b"again").unwrap();
-        model.insert(key(0), b"again".to_vec());
-        store.compact().unwrap();
-        assert_eq!(contents(&store), model);
-    }
-
-    #[test]
-    fn a_crash_at_any_step_of_a_compaction_loses_nothing_synced() {
-        /// Operations a compaction of this store takes, with room to spare.
-        const COMPACTION_OPS_MAX: u64 = 1_000;
-        for crash_after_ops in 0.. {
-            assert!(
-                crash_after_ops < COMPACTION_OPS_MAX,
-                "the compaction never finished"
-            );
-            let fs = MemFs::new();
-            let (mut store, _) = open_mem(&fs, 256);
-            let mut model = Map::new();
-            for round in 0..4 {
-                for i in 0..15 {
-                    store.put(&key(i), &value(i, round)).unwrap();
-                    model.insert(key(i), value(i, round));
-                }
-                store.remove(&key(round)).unwrap();
-                model.remove(&key(round));
-            }
-            store.sync().unwrap();
-            let synced = model.clone();
-            // Unsynced writes too: the compaction makes them durable once it gets past its sync.
-            store.put(&key(100), b"late").unwrap();
-            store.remove(&key(10)).unwrap();
-            model.insert(key(100), b"late".to_vec());
-            model.remove(&key(10));
-
-            fs.set_fail_after_ops(Some(crash_after_ops));
-            let result = store.compact();
-            drop(store);
-            fs.crash();
-            let (store, _) = open_mem(&fs, 256);
-            let recovered = contents(&store);
-            assert!(
-                files_of_kind(&fs, Path::new(DIR), FileKind::Compact).is_empty(),
-                "recovery removes unfinished output"
-            );
-            if result.is_ok() {
-                assert_eq!(recovered, model);
-                break;
-            }
-            assert!(
-                recovered == synced || recovered == model,
-                "crash after {crash_after_ops} operations: {recovered:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn unfinished_compaction_output_is_removed_on_open() {
-        let fs = MemFs::new();
-        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        store.put(b"a", b"1").unwrap();
-        store.sync().unwrap();
-        drop(store);
-        let leftover = file_path(Path::new(DIR), 9, FileKind::Compact);
-        let mut file = fs.open(&leftover, true).unwrap();
-        file.append(&encode_record(b"a", Some(b"stale"))).unwrap();
-        file.sync().unwrap();
-        fs.sync_dir(Path::new(DIR)).unwrap();
-        // Files the store does not own are left alone.
-        let foreign = Path::new(DIR).join("node.id");
-        fs.write_durable(&foreign, b"actor 7").unwrap();
-
-        let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        assert_eq!(report.compaction_files_removed, 1);
-        assert_eq!(contents(&store), [(b"a".to_vec(), b"1".to_vec())].into());
-        assert!(!fs.exists(&leftover));
-        // The removal was made durable.
-        drop(store);
-        fs.crash();
-        assert!(!fs.exists(&leftover));
-        assert_eq!(fs.read(&foreign).unwrap(), b"actor 7");
-    }
-
-    #[test]
-    fn sizes_are_bounded() {
-        let fs = MemFs::new();
-        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        let error = store.put(&vec![1; KEY_BYTES_MAX + 1], b"v").unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-        let error = store.put(b"k", &vec![1; VALUE_BYTES_MAX + 1]).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-        let error = store.remove(&vec![1; KEY_BYTES_MAX + 1]).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-
-        // A refused write does not harm the store, and the largest records and the empty key work.
-        let big_key = vec![2; KEY_BYTES_MAX];
-        let big_value = vec![3; VALUE_BYTES_MAX];
-        store.put(&big_key, &big_value).unwrap();
-        store.put(b"", b"").unwrap();
-        store.sync().unwrap();
-        drop(store);
-        fs.crash();
-        let (store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        assert_eq!(store.get(&big_key).unwrap(), Some(big_value));
-        assert_eq!(store.get(b"").unwrap(), Some(Vec::new()));
-    }
-
-    #[test]
-    fn a_failed_write_stops_writes_until_reopened() {
-        let fs = MemFs::new();
-        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        store.put(b"a", b"1").unwrap();
-        fs.set_fail_after_ops(Some(0));
-        assert!(store.put(b"b", b"2").is_err());
-        fs.set_fail_after_ops(None);
-        // The disk works again, but the store cannot know what the failed append left behind.
-        let error = store.put(b"c", b"3").unwrap_err();
-        assert!(error.to_string().contains("reopen"), "{error}");
-        assert!(store.sync().is_err());
-        assert!(store.compact().is_err());
-        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()), "reads go on");
-        drop(store);
-        let (store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-        assert_eq!(contents(&store), [(b"a".to_vec(), b"1".to_vec())].into());
-    }
-
-    #[test]
-    fn zero_max_file_bytes_is_refused() {
-        let error = LogStore::open(MemFs::new(), Path::new(DIR), options(0)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-    }
-
-    /// One step of a generated history.
-    #[derive(Clone, Debug)]
-    enum Op {
-        Put(u8, Vec<u8>),
-        Remove(u8),
-        Sync,
-        Compact,
-        /// Drop the store and open it again, without a crash.
-        Reopen,
-        /// Drop the store, crash the disk, open it again.
-        Crash,
-        /// Like `Crash`, keeping a prefix of the unsynced bytes chosen by the number.
-        CrashTearing(u64),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            8 => (0u8..8, proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(k, v)| Op::Put(k, v)),
-            3 => (0u8..8).prop_map(Op::Remove),
-            2 => Just(Op::Sync),
-            1 => Just(Op::Compact),
-            1 => Just(Op::Reopen),
-            1 => Just(Op::Crash),
-            1 => any::<u64>().prop_map(Op::CrashTearing),
-        ]
-    }
-
-    /// A store on a [`MemFs`] beside a model of what it must hold.
-    struct Harness {
-        fs: MemFs,
-        max_file_bytes: u64,
-        store: Option<LogStore<MemFs>>,
-        /// What the store holds now.
-        current: Map,
-        /// What a crash may leave: the durable state first, then the state after each later write.
-        candidates: Vec<Map>,
-    }
-
-    impl Harness {
-        fn new(max_file_bytes: u64) -> Harness {
-            let fs = MemFs::new();
-            let (store, _) = open_mem(&fs, max_file_bytes);
-            Harness {
-                fs,
-                max_file_bytes,
-                store: Some(store),
-                current: Map::new(),
-                candidates: vec![Map::new()],
-            }
-        }
-
-        fn store(&mut self) -> &mut LogStore<MemFs> {
-            self.store.as_mut().expect("the store is open")
-        }
-
-        /// Applies a write to the store and, if it succeeds, to the model. A write that started
-        /// a new file made every earlier write durable.
-        fn write(
-            &mut self,
-            write: impl FnOnce(&mut LogStore<MemFs>) -> io::Result<()>,
-            model: impl FnOnce(&mut Map),
-        ) -> io::Result<()> {
-            let files = self.store().stats().files;
-            write(self.store())?;
-            let before = self.current.clone();
-            model(&mut self.current);
-            if self.store().stats().files > files {
-                self.candidates = vec![before];
-            }
-            self.candidates.push(self.current.clone());
-            Ok(())
-        }
-
-        fn durable(&mut self) {
-            self.candidates = vec![self.current.clone()];
-        }
-
-        /// Crashes (after `crash`), reopens, and returns what the store holds.
-        fn crash_and_reopen(&mut self, crash: impl FnOnce(&MemFs)) -> Map {
-            self.store = None;
-            crash(&self.fs);
-            let (store, _) = open_mem(&self.fs, self.max_file_bytes);
-            let recovered = contents(&store);
-            self.store = Some(store);
-            recovered
-        }
-
-        /// Applies `op` to the store and the model; on an error the model is left as it was.
-        fn apply(&mut self, op: &Op) -> io::Result<()> {
-            match op {
-                Op::Put(k, v) => self.write(
-                    |store| store.put(&[*k], v),
-                    |map| drop(map.insert(vec![*k], v.clone())),
-                )?,
-                Op::Remove(k) => self.write(
-                    |store| store.remove(&[*k]),
-                    |map| drop(map.remove(&[*k][..])),
-                )?,
-                Op::Sync => {
-                    self.store().sync()?;
-                    self.durable();
-                }
-                Op::Compact => {
-                    let stats = self.store().compact()?;
-                    assert_eq!(stats.records_kept, self.current.len() as u64);
-                    self.durable();
-                }
-                Op::Reopen => {
-                    let recovered = self.crash_and_reopen(|_| ());
-                    assert_eq!(recovered, self.current, "a clean reopen keeps everything");
-                    // Opening syncs what the last run left unsynced.
-                    self.durable();
-                }
-                Op::Crash => {
-                    let recovered = self.crash_and_reopen(MemFs::crash);
-                    // Without torn writes, exactly the durable state is left.
-                    assert_eq!(
-                        recovered, self.candidates[0],
-                        "a crash keeps the durable state"
-                    );
-                    self.current = recovered;
-                    self.durable();
-                }
-                Op::CrashTearing(seed) => {
-                    let recovered = self
-                        .crash_and_reopen(|fs| fs.crash_tearing(|pending| seed % (pending + 1)));
-                    self.check_candidate(&recovered);
-                    self.current = recovered;
-                    self.durable();
-                }
-            }
-            // Reads fail too once a failure is injected: that ends the history like a failed op.
-            let store = self.store();
-            let mut held = Map::new();
-            for key in store.keys() {
-                let value = store.get(&key)?.expect("a listed key has a value");
-                held.insert(key, value);
-            }
-            assert_eq!(
-                held, self.current,
-                "the store holds the model's state after {op:?}"
-            );
-            Ok(())
-        }
-
-        fn check_candidate(&self, recovered: &Map) {
-            assert!(
-                self.candidates.contains(recovered),
-                "recovered {recovered:?}, which is neither the durable state nor a later one: \
-                 {:?}",
-                self.candidates
-            );
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1024))]
-
-        /// After any history of writes, syncs, compactions, reopens and crashes, the store holds
-        /// the model's state; a crash leaves the durable state (exactly, or a later prefix of the
-        /// writes if the crash tore the unsynced bytes).
-        #[test]
-        fn the_store_follows_a_map_through_crashes(
-            max_file_bytes in 16u64..400,
-            ops in proptest::collection::vec(op(), 1..80),
-        ) {
-            let mut harness = Harness::new(max_file_bytes);
-            for op in &ops {
-                harness.apply(op).expect("no failure is injected");
-            }
-            let recovered = harness.crash_and_reopen(MemFs::crash);
-            prop_assert_eq!(&recovered, &harness.candidates[0]);
-        }
-    }
-
-    #[test]
-    fn a_crash_at_any_step_of_a_workload_recovers_a_state_between_the_last_sync_and_the_crash() {
-        /// Operations this workload takes, with room to spare.
-        const WORKLOAD_OPS_MAX: u64 = 5_000;
-        let mut workload = Vec::new();
-        for i in 0..60u8 {
-            workload.push(Op::Put(i % 9, vec![i; usize::from(i % 23)]));
-            if i % 5 == 0 {
-                workload.push(Op::Remove(i % 7));
-            }
-            if i % 11 == 0 {
-                workload.push(Op::Sync);
-            }
-            if i == 30 {
-                workload.push(Op::Compact);
-            }
-        }
-        for crash_after_ops in 0.. {
-            assert!(
-                crash_after_ops < WORKLOAD_OPS_MAX,
-                "the workload never finished"
-            );
-            let mut harness = Harness::new(96);
-            harness.fs.set_fail_after_ops(Some(crash_after_ops));
-            let finished = workload.iter().all(|op| harness.apply(op).is_ok());
-            let recovered = harness.crash_and_reopen(MemFs::crash);
-            harness.check_candidate(&recovered);
-            if finished {
-                break;
-            }
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,189 @@
+//! Fault injection on a stopped node's log directory: damage to data it already synced, as a
+//! failing disk or an operator's mistake would leave it. The simulator's nemesis and the tests use
+//! it; the store never does.
+//!
+//! Every kind of damage here is one recovery must notice (see the parent module's docs): a cut
+//! keeps part of the last record, a flipped byte lies inside a record, and a removed file is named
+//! by the manifest. Damage recovery cannot notice (a file cut exactly at a record boundary) is
+//! left out on purpose: no store that checks records can see it, and it would only make the
+//! checker blame the node for the disk.
+
+use super::files::{self, FileKind, file_path};
+use super::record;
+use crate::fs::{FileSystem, FsFile};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A kind of damage to synced data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Damage {
+    /// Cuts between 1 byte and all but one byte of the last record of the newest non-empty data
+    /// file: a torn write.
+    TornTail,
+    /// Inverts one byte of a record that is not the last of its file: decay of an older record,
+    /// with good records after it.
+    FlipByte,
+    /// Removes the newest data file.
+    LoseNewestFile,
+    /// Removes a data file other than the newest.
+    LoseFile,
+    /// Removes the manifest.
+    LoseManifest,
+}
+
+impl Damage {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Damage; 5] = [
+        Damage::TornTail,
+        Damage::FlipByte,
+        Damage::LoseNewestFile,
+        Damage::LoseFile,
+        Damage::LoseManifest,
+    ];
+
+    /// A short name, for plans and histories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Damage::TornTail => "torn-tail",
+            Damage::FlipByte => "flip-byte",
+            Damage::LoseNewestFile => "lose-newest-file",
+            Damage::LoseFile => "lose-file",
+            Damage::LoseManifest => "lose-manifest",
+        }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A data file and its length.
+struct DataFile {
+    path: PathBuf,
+    len_bytes: u64,
+}
+
+fn data_files<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<DataFile>> {
+    let (ids, _) = files::list(fs, dir)?;
+    ids.into_iter()
+        .map(|id| {
+            let path = file_path(dir, id, FileKind::Data);
+            let len_bytes = fs.open(&path, false)?.len()?;
+            Ok(DataFile { path, len_bytes })
+        })
+        .collect()
+}
+
+/// (offset, size) of every good record of a file.
+fn records<F: FileSystem>(fs: &F, file: &DataFile) -> io::Result<Vec<(u64, u64)>> {
+    let handle = fs.open(&file.path, false)?;
+    let mut found = Vec::new();
+    record::scan_file(&handle, file.len_bytes, |offset, record_bytes, _, _| {
+        found.push((offset, u64::from(record_bytes)))
+    })?;
+    Ok(found)
+}
+
+/// Applies `damage` to the log directory `dir` of a stopped node, durably, choosing the file and
+/// the bytes from `pick` (a random number the caller draws from its seed, so the same `pick` on
+/// the same files does the same thing). Returns what it did in words (the file, the offset, the
+/// bytes), or `None` if there was nothing of that kind to damage (an empty directory, a single
+/// file for [`Damage::LoseFile`], no record before another for [`Damage::FlipByte`]).
+pub fn apply_damage<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    damage: Damage,
+    pick: u64,
+) -> io::Result<Option<String>> {
+    if !fs.exists(dir) {
+        return Ok(None);
+    }
+    let files = data_files(fs, dir)?;
+    match damage {
+        Damage::TornTail => {
+            let Some(file) = files.iter().rev().find(|f| f.len_bytes > 0) else {
+                return Ok(None);
+            };
+            // The last good record; a file whose end is already damaged is cut inside the damage.
+            let last_start = records(fs, file)?
+                .last()
+                .map_or(0, |&(offset, record_bytes)| {
+                    if offset + record_bytes == file.len_bytes {
+                        offset
+                    } else {
+                        offset + record_bytes
+                    }
+                });
+            let tail_bytes = file.len_bytes - last_start;
+            if tail_bytes < 2 {
+                return Ok(None);
+            }
+            let cut_bytes = 1 + pick % (tail_bytes - 1);
+            let len_bytes = file.len_bytes - cut_bytes;
+            let mut handle = fs.open(&file.path, false)?;
+            handle.truncate(len_bytes)?;
+            handle.sync()?;
+            Ok(Some(format!(
+                "cut {cut_bytes} bytes off the end of {} ({} -> {len_bytes} bytes; its last record \
+                 starts at offset {last_start})",
+                file.path.display(),
+                file.len_bytes
+            )))
+        }
+        Damage::FlipByte => {
+            let mut candidates = Vec::new();
+            for file in &files {
+                let found = records(fs, file)?;
+                let older = found.len().saturating_sub(1);
+                candidates.extend(found[..older].iter().map(|&(o, n)| (&file.path, o, n)));
+            }
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            let count = candidates.len() as u64;
+            let (path, record_offset, record_bytes) = candidates[(pick % count) as usize];
+            let offset = record_offset + (pick / count) % record_bytes;
+            let mut handle = fs.open(path, false)?;
+            let mut byte = [0];
+            handle.read_exact_at(&mut byte, offset)?;
+            handle.write_at(&[!byte[0]], offset)?;
+            handle.sync()?;
+            Ok(Some(format!(
+                "inverted the byte at offset {offset} of {} ({:#04x} -> {:#04x}), inside the \
+                 record of {record_bytes} bytes at offset {record_offset}",
+                path.display(),
+                byte[0],
+                !byte[0]
+            )))
+        }
+        Damage::LoseNewestFile => match files.last() {
+            Some(file) => remove(fs, dir, &file.path, file.len_bytes).map(Some),
+            None => Ok(None),
+        },
+        Damage::LoseFile => {
+            let older = files.len().saturating_sub(1);
+            if older == 0 {
+                return Ok(None);
+            }
+            let file = &files[(pick % older as u64) as usize];
+            remove(fs, dir, &file.path, file.len_bytes).map(Some)
+        }
+        Damage::LoseManifest => {
+            let path = files::manifest_path(dir);
+            if !fs.exists(&path) {
+                return Ok(None);
+            }
+            fs.remove_file(&path)?;
+            fs.sync_dir(dir)?;
+            Ok(Some(format!("removed {}", path.display())))
+        }
+    }
+}
+
+fn remove<F: FileSystem>(fs: &F, dir: &Path, path: &Path, len_bytes: u64) -> io::Result<String> {
+    fs.remove_file(path)?;
+    fs.sync_dir(dir)?;
+    Ok(format!("removed {} ({len_bytes} bytes)", path.display()))
+}

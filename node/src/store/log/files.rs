@@ -1,0 +1,229 @@
+//! The files of a log store's directory: data and compaction file names, and the manifest that
+//! says which data files must be there (see the parent module's docs, "Files").
+
+use crate::fs::{FileSystem, FsFile};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Digits of a file id in a file name; names sort by id up to this width, beyond it ids are still
+/// compared as numbers.
+const FILE_ID_DIGITS: usize = 6;
+
+/// Extension of a data file.
+const DATA_EXTENSION: &str = "data";
+
+/// Extension of an unfinished compaction output file.
+const COMPACT_EXTENSION: &str = "compact";
+
+/// Name of the manifest file.
+pub(super) const MANIFEST_NAME: &str = "MANIFEST";
+
+/// First line of a manifest: the format and its version.
+const MANIFEST_MAGIC: &str = "dynamo-log-manifest 1";
+
+/// A manifest longer than this is not one this store wrote (it is a few dozen bytes), and is not
+/// read into memory.
+const MANIFEST_BYTES_MAX: u64 = 4 * 1024;
+
+/// The kinds of file a store directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FileKind {
+    Data,
+    Compact,
+}
+
+impl FileKind {
+    fn extension(self) -> &'static str {
+        match self {
+            FileKind::Data => DATA_EXTENSION,
+            FileKind::Compact => COMPACT_EXTENSION,
+        }
+    }
+}
+
+pub(super) fn file_path(dir: &Path, id: u32, kind: FileKind) -> PathBuf {
+    let extension = kind.extension();
+    dir.join(format!("{id:0width$}.{extension}", width = FILE_ID_DIGITS))
+}
+
+/// The id and kind of a store file, or `None` for a file that is not the store's. Only the exact
+/// names the store writes count, so that `1.data` and `000001.data` cannot both claim id 1.
+pub(super) fn parse_file_name(path: &Path) -> Option<(u32, FileKind)> {
+    let name = path.file_name()?.to_str()?;
+    let (stem, extension) = name.split_once('.')?;
+    let kind = [FileKind::Data, FileKind::Compact]
+        .into_iter()
+        .find(|kind| kind.extension() == extension)?;
+    if !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: u32 = stem.parse().ok()?;
+    let canonical = file_path(Path::new(""), id, kind);
+    (canonical.as_os_str() == name).then_some((id, kind))
+}
+
+/// The ids of the data files in `dir`, ascending, and the paths of unfinished compaction output.
+pub(super) fn list<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Vec<u32>, Vec<PathBuf>)> {
+    let mut data_ids = Vec::new();
+    let mut compact_paths = Vec::new();
+    for path in fs.read_dir(dir)? {
+        match parse_file_name(&path) {
+            Some((id, FileKind::Data)) => data_ids.push(id),
+            Some((_, FileKind::Compact)) => compact_paths.push(path),
+            None => {}
+        }
+    }
+    data_ids.sort_unstable();
+    Ok((data_ids, compact_paths))
+}
+
+/// What the manifest says: every data file with an id in `first_id..=last_id` exists. Files with
+/// lower ids were superseded by a committed compaction; files with higher ids were created after
+/// the manifest was last written (a rollover or compaction that a crash interrupted before it
+/// updated the manifest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Manifest {
+    pub(super) first_id: u32,
+    pub(super) last_id: u32,
+}
+
+impl Manifest {
+    /// A few lines of text, so that an operator can read it, ending in a crc32 of the lines before.
+    fn encode(&self) -> Vec<u8> {
+        let body = format!(
+            "{MANIFEST_MAGIC}\nfirst {}\nlast {}\n",
+            self.first_id, self.last_id
+        );
+        let crc = crc32fast::hash(body.as_bytes());
+        format!("{body}crc {crc:08x}\n").into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+        let crc_at = text.rfind("crc ").ok_or("no checksum line")?;
+        let (body, crc_line) = text.split_at(crc_at);
+        // Exactly as written: a damaged byte must not pass for whitespace.
+        let crc = crc_line
+            .strip_prefix("crc ")
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .filter(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .ok_or("bad checksum line")?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return Err("checksum mismatch".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(MANIFEST_MAGIC) {
+            return Err("unknown format".into());
+        }
+        let mut field = |name: &str| {
+            lines
+                .next()
+                .and_then(|line| line.strip_prefix(name))
+                .and_then(|value| value.strip_prefix(' '))
+                .and_then(|value| value.parse::<u32>().ok())
+                .ok_or_else(|| format!("no {name} line"))
+        };
+        let manifest = Manifest {
+            first_id: field("first")?,
+            last_id: field("last")?,
+        };
+        if manifest.first_id > manifest.last_id {
+            return Err("first file after the last".into());
+        }
+        Ok(manifest)
+    }
+}
+
+/// What was found where the manifest should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum ManifestRead {
+    Found(Manifest),
+    Missing,
+    /// Present but not a manifest this store wrote; the reason.
+    Unreadable(String),
+}
+
+pub(super) fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join(MANIFEST_NAME)
+}
+
+/// Reads the manifest of the store in `dir`. Fails only on I/O errors.
+pub(super) fn read_manifest<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<ManifestRead> {
+    let path = manifest_path(dir);
+    if !fs.exists(&path) {
+        return Ok(ManifestRead::Missing);
+    }
+    let len_bytes = fs.open(&path, false)?.len()?;
+    if len_bytes > MANIFEST_BYTES_MAX {
+        return Ok(ManifestRead::Unreadable(format!("{len_bytes} bytes long")));
+    }
+    Ok(match Manifest::decode(&fs.read(&path)?) {
+        Ok(manifest) => ManifestRead::Found(manifest),
+        Err(reason) => ManifestRead::Unreadable(reason),
+    })
+}
+
+/// Replaces the manifest durably (the write is atomic: a crash leaves the old one or the new one).
+pub(super) fn write_manifest<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    manifest: Manifest,
+) -> io::Result<()> {
+    let path = manifest_path(dir);
+    fs.write_durable(&path, &manifest.encode())
+        .map_err(|e| super::at(e, "write of the manifest", &path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_parsed_exactly() {
+        assert_eq!(
+            parse_file_name(Path::new("/db/000001.data")),
+            Some((1, FileKind::Data))
+        );
+        assert_eq!(
+            parse_file_name(Path::new("/db/000042.compact")),
+            Some((42, FileKind::Compact))
+        );
+        assert_eq!(
+            parse_file_name(Path::new("/db/1234567.data")),
+            Some((1_234_567, FileKind::Data))
+        );
+        for foreign in [
+            "/db/1.data",
+            "/db/000001.data.tmp",
+            "/db/node.id",
+            "/db/00000a.data",
+            "/db/.data",
+            "/db/MANIFEST",
+            "/db/MANIFEST.tmp",
+        ] {
+            assert_eq!(parse_file_name(Path::new(foreign)), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_damage_is_noticed() {
+        let manifest = Manifest {
+            first_id: 3,
+            last_id: 17,
+        };
+        let bytes = manifest.encode();
+        assert_eq!(Manifest::decode(&bytes), Ok(manifest));
+        assert!(
+            String::from_utf8_lossy(&bytes).contains("last 17"),
+            "readable by an operator"
+        );
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(Manifest::decode(&damaged).is_err(), "flip at {at}");
+        }
+        assert!(Manifest::decode(&bytes[..bytes.len() - 3]).is_err());
+        assert!(Manifest::decode(b"").is_err());
+    }
+}

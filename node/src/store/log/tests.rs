@@ -1,0 +1,1049 @@
+//! Tests of the log store on an in-memory disk with crashes, torn writes and damage (and a few on
+//! the real disk).
+
+use super::files::{FileKind, MANIFEST_NAME, parse_file_name};
+use super::record::encode_record;
+use super::*;
+use crate::fs::{MemFs, StdFs};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+/// The store directory on a [`MemFs`].
+const DIR: &str = "/db";
+
+/// What a store holds: key to value.
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn options(max_file_bytes: u64) -> LogOptions {
+    LogOptions { max_file_bytes }
+}
+
+fn open_mem(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport) {
+    LogStore::open(fs.clone(), Path::new(DIR), options(max_file_bytes)).expect("open")
+}
+
+/// Everything a store holds, read back through `keys` and `get`.
+fn contents<F: FileSystem>(store: &LogStore<F>) -> Map {
+    store
+        .keys()
+        .into_iter()
+        .map(|key| {
+            let value = store
+                .get(&key)
+                .expect("get")
+                .expect("a listed key has a value");
+            (key, value)
+        })
+        .collect()
+}
+
+fn files_of_kind<F: FileSystem>(fs: &F, dir: &Path, kind: FileKind) -> Vec<PathBuf> {
+    let paths = fs.read_dir(dir).expect("read_dir");
+    paths
+        .into_iter()
+        .filter(|path| parse_file_name(path).is_some_and(|(_, k)| k == kind))
+        .collect()
+}
+
+/// What opening an empty directory reports.
+fn new_store_report() -> RecoveryReport {
+    RecoveryReport {
+        manifest: ManifestState::Created,
+        ..RecoveryReport::default()
+    }
+}
+
+/// Asserts that recovery found a store as it was left: nothing lost, nothing repaired.
+#[track_caller]
+fn assert_clean(report: &RecoveryReport) {
+    assert!(!report.lost_data(), "{report:?}");
+    assert_eq!(report.loss_summary(), "nothing");
+    assert!(!report.rewritten, "{report:?}");
+    assert_eq!(report.manifest, ManifestState::Found);
+    assert_eq!(report.superseded_files_removed, 0);
+}
+
+/// A store on `fs` holding keys `0..count` (synced), closed; returns what it holds and where each
+/// key's record lies.
+fn filled(fs: &MemFs, max_file_bytes: u64, count: usize) -> (Map, BTreeMap<Vec<u8>, Location>) {
+    let (mut store, _) = open_mem(fs, max_file_bytes);
+    let mut model = Map::new();
+    for i in 0..count {
+        store.put(&key(i), &value(i, 0)).unwrap();
+        model.insert(key(i), value(i, 0));
+    }
+    store.sync().unwrap();
+    (model, store.keydir.clone())
+}
+
+fn data_path(id: u32) -> PathBuf {
+    file_path(Path::new(DIR), id, FileKind::Data)
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key-{i:03}").into_bytes()
+}
+
+fn value(i: usize, version: usize) -> Vec<u8> {
+    format!("value-{i}-{version};")
+        .repeat(1 + i % 3)
+        .into_bytes()
+}
+
+#[test]
+fn a_crash_keeps_every_synced_record_and_drops_the_unsynced_ones() {
+    let fs = MemFs::new();
+    let (mut store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    assert_eq!(report, new_store_report());
+    let mut synced = Map::new();
+    for i in 0..50 {
+        store.put(&key(i), &value(i, 0)).unwrap();
+        synced.insert(key(i), value(i, 0));
+    }
+    store.remove(&key(7)).unwrap();
+    synced.remove(&key(7));
+    store.sync().unwrap();
+    for i in 40..60 {
+        store.put(&key(i), &value(i, 1)).unwrap();
+    }
+    store.remove(&key(8)).unwrap();
+    assert_eq!(
+        store.get(&key(59)).unwrap(),
+        Some(value(59, 1)),
+        "unsynced writes are readable"
+    );
+    drop(store);
+    fs.crash();
+
+    let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    // One file, no rollover, and a MemFs crash drops every unsynced byte: exactly the synced
+    // state is left, and nothing is damaged.
+    assert_eq!(contents(&store), synced);
+    assert_eq!(report.files, 1);
+    assert_eq!(report.records, 51);
+    assert_eq!(report.keys, 49);
+    assert!(!report.lost_data(), "{report:?}");
+}
+
+#[test]
+fn on_a_real_disk_drop_and_reopen_keeps_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested").join("store");
+    let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    assert_eq!(report, new_store_report());
+    let mut model = Map::new();
+    for i in 0..200 {
+        store.put(&key(i % 40), &value(i % 40, i)).unwrap();
+        model.insert(key(i % 40), value(i % 40, i));
+    }
+    for i in (0..40).step_by(7) {
+        store.remove(&key(i)).unwrap();
+        model.remove(&key(i));
+    }
+    // No sync: the appends are in the OS's page cache, which a process kill does not lose.
+    drop(store);
+
+    let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    assert_eq!(contents(&store), model);
+    assert!(
+        report.files > 2,
+        "the test rolled over ({} files)",
+        report.files
+    );
+    assert!(
+        !report.lost_data(),
+        "a process kill loses nothing: {report:?}"
+    );
+
+    let stats = store.compact().unwrap();
+    assert_eq!(stats.records_kept, model.len() as u64);
+    assert!(stats.bytes_after < stats.bytes_before);
+    drop(store);
+    let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    assert_eq!(contents(&store), model);
+    assert!(files_of_kind(&StdFs, &dir, FileKind::Compact).is_empty());
+}
+
+#[test]
+fn a_torn_last_record_is_cut_and_everything_before_it_survives() {
+    // Find where the third record lies, then cut the file at every byte inside it.
+    let (offset, record_bytes) = {
+        let fs = MemFs::new();
+        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        store.put(b"a", b"first").unwrap();
+        store.put(b"b", b"second").unwrap();
+        store.put(b"c", b"third").unwrap();
+        let location = store.keydir[&b"c"[..]];
+        (location.offset, u64::from(location.record_bytes))
+    };
+    let before: Map = [
+        (b"a".to_vec(), b"first".to_vec()),
+        (b"b".to_vec(), b"second".to_vec()),
+    ]
+    .into();
+    for torn_len in offset + 1..offset + record_bytes {
+        let fs = MemFs::new();
+        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        store.put(b"a", b"first").unwrap();
+        store.put(b"b", b"second").unwrap();
+        store.put(b"c", b"third").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        fs.tear(&data_path(FILE_ID_FIRST), torn_len).unwrap();
+
+        let (mut store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        assert_eq!(contents(&store), before, "torn at {torn_len}");
+        assert_eq!(
+            report.truncated_at,
+            Some((data_path(FILE_ID_FIRST), offset))
+        );
+        assert_eq!(report.truncated_bytes, torn_len - offset);
+        assert_eq!(report.records, 2);
+        assert!(report.lost_data());
+        assert!(report.skipped.is_empty() && !report.rewritten, "{report:?}");
+        let len = fs
+            .open(&data_path(FILE_ID_FIRST), false)
+            .unwrap()
+            .len()
+            .unwrap();
+        assert_eq!(len, offset, "the torn bytes are gone from the file");
+
+        // New records go right after the good ones, and the cut was made durable: a crash
+        // now finds no damage.
+        store.put(b"d", b"fourth").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        fs.crash();
+        let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        let mut expected = before.clone();
+        expected.insert(b"d".to_vec(), b"fourth".to_vec());
+        assert_eq!(contents(&store), expected);
+        assert_clean(&report);
+    }
+}
+
+#[test]
+fn garbage_after_the_last_record_is_cut_and_reported() {
+    let mut bad_checksum = encode_record(b"x", Some(b"y"));
+    *bad_checksum.last_mut().unwrap() ^= 1;
+    let mut impossible_length = encode_record(b"x", Some(b"y"));
+    impossible_length[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut unknown_flags = encode_record(b"x", Some(b"y"));
+    unknown_flags[4] = 0x80;
+    let garbages = [
+        vec![0; 100],
+        b"\xde\xad\xbe\xef\x01".to_vec(),
+        bad_checksum,
+        impossible_length,
+        unknown_flags,
+    ];
+    for garbage in garbages {
+        let fs = MemFs::new();
+        let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        store.put(b"a", b"first").unwrap();
+        store.remove(b"a").unwrap();
+        store.put(b"b", b"second").unwrap();
+        store.sync().unwrap();
+        let good_bytes = store.stats().bytes;
+        drop(store);
+        let mut file = fs.open(&data_path(FILE_ID_FIRST), false).unwrap();
+        file.append(&garbage).unwrap();
+        file.sync().unwrap();
+        drop(file);
+
+        let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+        assert_eq!(
+            contents(&store),
+            [(b"b".to_vec(), b"second".to_vec())].into()
+        );
+        assert_eq!(report.truncated_bytes, garbage.len() as u64, "{garbage:?}");
+        assert_eq!(
+            report.truncated_at,
+            Some((data_path(FILE_ID_FIRST), good_bytes))
+        );
+        assert_eq!(report.records, 3);
+    }
+}
+
+#[test]
+fn a_clean_reopen_reports_nothing() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 128, 30);
+    for _ in 0..2 {
+        let (store, report) = open_mem(&fs, 128);
+        assert_clean(&report);
+        assert!(report.files > 3, "the test rolled over");
+        assert_eq!(contents(&store), model);
+        drop(store);
+        fs.crash();
+    }
+}
+
+/// Issue 10: a byte flipped in the middle of the only data file was taken for a torn tail, and
+/// every good record after it was cut away.
+#[test]
+fn a_flipped_byte_in_the_middle_of_the_only_file_loses_only_its_record() {
+    let fs = MemFs::new();
+    let (mut model, locations) = filled(&fs, MAX_FILE_BYTES_DEFAULT, 40);
+    let victim = locations[&key(10)];
+    assert_eq!(victim.file_id, FILE_ID_FIRST);
+    fs.flip_byte(&data_path(FILE_ID_FIRST), victim.offset + 20)
+        .unwrap();
+
+    let (mut store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    model.remove(&key(10));
+    assert_eq!(contents(&store), model, "every other record is kept");
+    assert!(report.lost_data());
+    assert_eq!(report.truncated_bytes, 0, "not a torn tail");
+    assert_eq!(
+        report.skipped,
+        [SkippedRange {
+            file: data_path(FILE_ID_FIRST),
+            offset: victim.offset,
+            bytes: u64::from(victim.record_bytes),
+            reason: "checksum mismatch",
+        }]
+    );
+    assert_eq!(
+        (report.skipped_ranges, report.skipped_bytes),
+        (1, u64::from(victim.record_bytes))
+    );
+    assert!(report.rewritten, "the damage was compacted away");
+    let summary = report.loss_summary();
+    assert!(
+        summary.contains(&format!("the first at offset {} of", victim.offset)),
+        "{summary}"
+    );
+
+    // Nothing is appended behind the damage: new writes survive a crash, and the next recovery
+    // finds a clean store.
+    store.put(b"after", b"damage").unwrap();
+    store.sync().unwrap();
+    model.insert(b"after".to_vec(), b"damage".to_vec());
+    drop(store);
+    fs.crash();
+    let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    assert_clean(&report);
+    assert_eq!(contents(&store), model);
+}
+
+#[test]
+fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
+    // Offset 20 is in the first record's key or value; offset 8 is the top byte of its key
+    // length, which becomes impossible; a cut leaves a short last record.
+    for (damage, reason) in [
+        ("flip 20", "checksum mismatch"),
+        ("flip 8", "key length over the limit"),
+        ("cut", "header cut short"),
+    ] {
+        let fs = MemFs::new();
+        let (mut model, locations) = filled(&fs, 160, 12);
+        let first = data_path(FILE_ID_FIRST);
+        let in_first: Vec<Vec<u8>> = locations
+            .iter()
+            .filter(|(_, l)| l.file_id == FILE_ID_FIRST)
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(in_first.len() >= 2, "the first file holds several records");
+        let lost = match damage {
+            "cut" => {
+                let last = &in_first[in_first.len() - 1];
+                let location = locations[last];
+                fs.tear(&first, location.offset + 5).unwrap();
+                last.clone()
+            }
+            flip => {
+                let offset = flip[5..].parse().unwrap();
+                fs.flip_byte(&first, offset).unwrap();
+                in_first[0].clone()
+            }
+        };
+
+        let (store, report) = open_mem(&fs, 160);
+        model.remove(&lost);
+        assert_eq!(contents(&store), model, "{damage}");
+        assert!(report.lost_data());
+        assert_eq!(report.truncated_at, None, "an older file is never cut");
+        assert_eq!(report.skipped.len(), 1, "{damage}: {report:?}");
+        assert_eq!(report.skipped[0].file, first);
+        assert_eq!(report.skipped[0].reason, reason);
+        assert!(report.rewritten);
+        drop(store);
+        let (store, report) = open_mem(&fs, 160);
+        assert_clean(&report);
+        assert_eq!(contents(&store), model);
+    }
+}
+
+/// Issue 10: deleting the newest data file went unnoticed.
+#[test]
+fn a_lost_newest_file_is_noticed() {
+    let fs = MemFs::new();
+    let (mut model, locations) = filled(&fs, 160, 12);
+    let (store, _) = open_mem(&fs, 160);
+    let newest = store.active_id();
+    drop(store);
+    fs.remove_file(&data_path(newest)).unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
+
+    let (mut store, report) = open_mem(&fs, 160);
+    model.retain(|k, _| locations[k].file_id != newest);
+    assert_eq!(contents(&store), model);
+    assert!(report.lost_data());
+    assert_eq!(report.missing_files, [data_path(newest)]);
+    assert_eq!(report.missing_file_count, 1);
+    assert!(
+        !report.rewritten,
+        "no hole: the files left are still a sequence"
+    );
+    assert!(report.loss_summary().contains("1 data files missing"));
+
+    store.put(b"new", b"v").unwrap();
+    store.sync().unwrap();
+    model.insert(b"new".to_vec(), b"v".to_vec());
+    drop(store);
+    fs.crash();
+    let (store, report) = open_mem(&fs, 160);
+    assert_clean(&report);
+    assert_eq!(contents(&store), model);
+}
+
+#[test]
+fn a_lost_file_in_the_middle_is_noticed_and_the_hole_compacted_away() {
+    let fs = MemFs::new();
+    let (mut model, locations) = filled(&fs, 160, 12);
+    let middle = FILE_ID_FIRST + 1;
+    assert!(locations.values().any(|l| l.file_id > middle));
+    fs.remove_file(&data_path(middle)).unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
+
+    let (store, report) = open_mem(&fs, 160);
+    model.retain(|k, _| locations[k].file_id != middle);
+    assert_eq!(contents(&store), model);
+    assert!(report.lost_data());
+    assert_eq!(report.missing_files, [data_path(middle)]);
+    assert!(report.rewritten);
+    drop(store);
+    fs.crash();
+    let (store, report) = open_mem(&fs, 160);
+    assert_clean(&report);
+    assert_eq!(contents(&store), model);
+}
+
+#[test]
+fn a_missing_manifest_beside_data_is_noticed_but_not_in_a_new_directory() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    let manifest = Path::new(DIR).join(MANIFEST_NAME);
+    fs.remove_file(&manifest).unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert_eq!(contents(&store), model);
+    assert_eq!(report.manifest, ManifestState::Missing);
+    assert!(report.lost_data());
+    drop(store);
+    let (_, report) = open_mem(&fs, 160);
+    assert_clean(&report);
+
+    // An unreadable one likewise.
+    fs.write_durable(&manifest, b"garbage").unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert_eq!(contents(&store), model);
+    assert!(matches!(report.manifest, ManifestState::Unreadable(_)));
+    assert!(report.lost_data());
+    drop(store);
+    let (_, report) = open_mem(&fs, 160);
+    assert_clean(&report);
+
+    // A crash at any step of making a new store leaves no data, so nothing lost.
+    for crash_after_ops in 0..20 {
+        let fs = MemFs::new();
+        fs.set_fail_after_ops(Some(crash_after_ops));
+        let made = LogStore::open(fs.clone(), Path::new(DIR), options(160)).is_ok();
+        fs.crash();
+        let (_, report) = open_mem(&fs, 160);
+        let expected = if made {
+            RecoveryReport {
+                files: 1,
+                ..RecoveryReport::default()
+            }
+        } else {
+            RecoveryReport {
+                files: report.files,
+                ..new_store_report()
+            }
+        };
+        assert_eq!(report, expected, "crash after {crash_after_ops} operations");
+    }
+}
+
+#[test]
+fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
+    for damage in damage::Damage::ALL {
+        let mut done = Vec::new();
+        for _ in 0..2 {
+            let fs = MemFs::new();
+            let (model, _) = filled(&fs, 160, 12);
+            let what = damage::apply_damage(&fs, Path::new(DIR), damage, 12_345)
+                .unwrap()
+                .expect("something to damage");
+            // Durable: a crash keeps the damage.
+            fs.crash();
+            let (store, report) = open_mem(&fs, 160);
+            assert!(report.lost_data(), "{damage}: {what}: {report:?}");
+            let held = contents(&store);
+            assert!(
+                held.iter().all(|(k, v)| model.get(k) == Some(v)),
+                "{damage}: nothing invented"
+            );
+            done.push((what, held));
+        }
+        assert_eq!(done[0], done[1], "{damage}: the same pick does the same");
+        eprintln!("{damage}: {}", done[0].0);
+    }
+    // Nothing to damage in an empty directory, or no directory at all.
+    let fs = MemFs::new();
+    drop(open_mem(&fs, 160));
+    for damage in damage::Damage::ALL {
+        if damage != damage::Damage::LoseNewestFile && damage != damage::Damage::LoseManifest {
+            assert_eq!(
+                damage::apply_damage(&fs, Path::new(DIR), damage, 1).unwrap(),
+                None
+            );
+        }
+    }
+    assert_eq!(
+        damage::apply_damage(&fs, Path::new("/nowhere"), damage::Damage::TornTail, 1).unwrap(),
+        None
+    );
+}
+
+/// One piece of generated damage: (kind, file index, where).
+fn damage_op() -> impl Strategy<Value = (u8, usize, u64)> {
+    (0u8..4, any::<usize>(), any::<u64>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the damage, recovery does not panic, returns no record that was not written, keeps
+    /// every record the damage did not touch, reports the loss, and leaves a store that a crash
+    /// and a second recovery find clean.
+    #[test]
+    fn recovery_keeps_every_undamaged_record_and_invents_none(
+        max_file_bytes in 24u64..300,
+        values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 1..50),
+        damages in proptest::collection::vec(damage_op(), 1..4),
+    ) {
+        let fs = MemFs::new();
+        let (mut store, _) = open_mem(&fs, max_file_bytes);
+        let mut written = Map::new();
+        for (i, v) in values.iter().enumerate() {
+            store.put(&key(i), v).unwrap();
+            written.insert(key(i), v.clone());
+        }
+        store.sync().unwrap();
+        let locations = store.keydir.clone();
+        let file_ids: Vec<u32> = store.files.keys().copied().collect();
+        drop(store);
+
+        // What the damage touched, to tell which records must survive.
+        let mut flipped: Vec<(u32, u64)> = Vec::new();
+        let mut cut: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut removed: BTreeSet<u32> = BTreeSet::new();
+        let mut manifest_removed = false;
+        for &(kind, file, at) in &damages {
+            let id = file_ids[file % file_ids.len()];
+            let path = data_path(id);
+            let len = fs.read(&path).map(|b| b.len() as u64).unwrap_or(0);
+            match kind {
+                0 if len > 0 && !removed.contains(&id) => {
+                    let offset = at % len;
+                    fs.flip_byte(&path, offset).unwrap();
+                    flipped.push((id, offset));
+                }
+                1 if len > 1 && !removed.contains(&id) => {
+                    // Inside a record, never at a boundary: a cut there looks like a shorter file,
+                    // which no check can see (see the module docs).
+                    let new_len = 1 + at % (len - 1);
+                    let at_boundary = new_len == 0
+                        || locations.values().any(|l| {
+                            l.file_id == id
+                                && (l.offset == new_len
+                                    || l.offset + u64::from(l.record_bytes) == new_len)
+                        });
+                    if !at_boundary {
+                        fs.tear(&path, new_len).unwrap();
+                        let entry = cut.entry(id).or_insert(new_len);
+                        *entry = (*entry).min(new_len);
+                    }
+                }
+                2 if !removed.contains(&id) => {
+                    fs.remove_file(&path).unwrap();
+                    fs.sync_dir(Path::new(DIR)).unwrap();
+                    removed.insert(id);
+                }
+                3 => {
+                    let manifest = Path::new(DIR).join(MANIFEST_NAME);
+                    if fs.exists(&manifest) {
+                        fs.remove_file(&manifest).unwrap();
+                        fs.sync_dir(Path::new(DIR)).unwrap();
+                        manifest_removed = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let damaged_any =
+            !flipped.is_empty() || !cut.is_empty() || !removed.is_empty() || manifest_removed;
+        // Without a manifest, a directory whose data files are all gone or empty is a new store:
+        // nothing says files were lost.
+        let bytes_left: usize = file_ids
+            .iter()
+            .filter_map(|&id| fs.read(&data_path(id)).ok())
+            .map(|bytes| bytes.len())
+            .sum();
+        let noticeable = damaged_any && (!manifest_removed || bytes_left > 0);
+
+        let (mut store, report) = open_mem(&fs, max_file_bytes);
+        let held = contents(&store);
+        for (k, v) in &held {
+            prop_assert_eq!(written.get(k), Some(v), "no record that was not written");
+        }
+        for (k, l) in &locations {
+            let end = l.offset + u64::from(l.record_bytes);
+            let touched = removed.contains(&l.file_id)
+                || flipped.iter().any(|&(id, o)| id == l.file_id && (l.offset..end).contains(&o))
+                || cut.get(&l.file_id).is_some_and(|&len| len < end);
+            if !touched {
+                prop_assert_eq!(held.get(k), written.get(k), "an undamaged record survives");
+            }
+        }
+        prop_assert_eq!(report.lost_data(), noticeable, "{:?}", report);
+
+        // The repaired store takes writes, and a crash and a second recovery find it clean.
+        store.put(b"after", b"damage").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        fs.crash();
+        let (store, report) = open_mem(&fs, max_file_bytes);
+        prop_assert!(!report.lost_data(), "{:?}", report);
+        let mut expected = held.clone();
+        expected.insert(b"after".to_vec(), b"damage".to_vec());
+        prop_assert_eq!(contents(&store), expected);
+    }
+}
+
+#[test]
+fn get_detects_a_damaged_record() {
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    store.put(b"a", &[7; 100]).unwrap();
+    store.sync().unwrap();
+    let location = store.keydir[&b"a"[..]];
+    fs.flip_byte(&data_path(FILE_ID_FIRST), location.offset + 50)
+        .unwrap();
+    let error = store.get(b"a").unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("checksum mismatch"), "{error}");
+}
+
+#[test]
+fn compaction_keeps_the_newest_state_of_every_key_and_shrinks_the_files() {
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, 512);
+    let mut model = Map::new();
+    for round in 0..10 {
+        for i in 0..20 {
+            store.put(&key(i), &value(i, round)).unwrap();
+            model.insert(key(i), value(i, round));
+        }
+    }
+    let removed: Vec<Vec<u8>> = (0..20).step_by(3).map(key).collect();
+    for k in &removed {
+        store.remove(k).unwrap();
+        model.remove(k);
+    }
+    let before = store.stats();
+
+    let stats = store.compact().unwrap();
+    assert_eq!(stats.records_kept, model.len() as u64);
+    assert_eq!(stats.bytes_before, before.bytes);
+    assert_eq!(stats.bytes_after, before.live_bytes);
+    assert!(stats.bytes_after * 10 < stats.bytes_before, "{stats:?}");
+    assert_eq!(contents(&store), model);
+    let after = store.stats();
+    assert!(after.files < before.files, "{before:?} -> {after:?}");
+    assert_eq!(after.bytes, stats.bytes_after);
+    assert_eq!(
+        files_of_kind(&fs, Path::new(DIR), FileKind::Data).len(),
+        after.files as usize
+    );
+
+    // Compaction synced everything; a crash changes nothing, and removed keys stay removed
+    // although the files with their tombstones are gone.
+    drop(store);
+    fs.crash();
+    let (mut store, report) = open_mem(&fs, 512);
+    assert_eq!(contents(&store), model);
+    assert_eq!(report.records, model.len() as u64);
+    for k in &removed {
+        assert_eq!(store.get(k).unwrap(), None);
+    }
+
+    // The store goes on working after a compaction, and a second one keeps the same state.
+    store.put(&key(0), b"again").unwrap();
+    model.insert(key(0), b"again".to_vec());
+    store.compact().unwrap();
+    assert_eq!(contents(&store), model);
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_compaction_loses_nothing_synced() {
+    /// Operations a compaction of this store takes, with room to spare.
+    const COMPACTION_OPS_MAX: u64 = 1_000;
+    for crash_after_ops in 0.. {
+        assert!(
+            crash_after_ops < COMPACTION_OPS_MAX,
+            "the compaction never finished"
+        );
+        let fs = MemFs::new();
+        let (mut store, _) = open_mem(&fs, 256);
+        let mut model = Map::new();
+        for round in 0..4 {
+            for i in 0..15 {
+                store.put(&key(i), &value(i, round)).unwrap();
+                model.insert(key(i), value(i, round));
+            }
+            store.remove(&key(round)).unwrap();
+            model.remove(&key(round));
+        }
+        store.sync().unwrap();
+        let synced = model.clone();
+        // Unsynced writes too: the compaction makes them durable once it gets past its sync.
+        store.put(&key(100), b"late").unwrap();
+        store.remove(&key(10)).unwrap();
+        model.insert(key(100), b"late".to_vec());
+        model.remove(&key(10));
+
+        fs.set_fail_after_ops(Some(crash_after_ops));
+        let result = store.compact();
+        drop(store);
+        fs.crash();
+        let (store, report) = open_mem(&fs, 256);
+        // Without torn writes a crash loses only unsynced bytes, whole: nothing to report.
+        assert!(
+            !report.lost_data(),
+            "crash after {crash_after_ops} operations: {report:?}"
+        );
+        let recovered = contents(&store);
+        assert!(
+            files_of_kind(&fs, Path::new(DIR), FileKind::Compact).is_empty(),
+            "recovery removes unfinished output"
+        );
+        if result.is_ok() {
+            assert_eq!(recovered, model);
+            break;
+        }
+        assert!(
+            recovered == synced || recovered == model,
+            "crash after {crash_after_ops} operations: {recovered:?}"
+        );
+    }
+}
+
+#[test]
+fn unfinished_compaction_output_is_removed_on_open() {
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    store.put(b"a", b"1").unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let leftover = file_path(Path::new(DIR), 9, FileKind::Compact);
+    let mut file = fs.open(&leftover, true).unwrap();
+    file.append(&encode_record(b"a", Some(b"stale"))).unwrap();
+    file.sync().unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
+    // Files the store does not own are left alone.
+    let foreign = Path::new(DIR).join("node.id");
+    fs.write_durable(&foreign, b"actor 7").unwrap();
+
+    let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    assert_eq!(report.compaction_files_removed, 1);
+    assert_eq!(contents(&store), [(b"a".to_vec(), b"1".to_vec())].into());
+    assert!(!fs.exists(&leftover));
+    // The removal was made durable.
+    drop(store);
+    fs.crash();
+    assert!(!fs.exists(&leftover));
+    assert_eq!(fs.read(&foreign).unwrap(), b"actor 7");
+}
+
+#[test]
+fn sizes_are_bounded() {
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    let error = store.put(&vec![1; KEY_BYTES_MAX + 1], b"v").unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    let error = store.put(b"k", &vec![1; VALUE_BYTES_MAX + 1]).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    let error = store.remove(&vec![1; KEY_BYTES_MAX + 1]).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+
+    // A refused write does not harm the store, and the largest records and the empty key work.
+    let big_key = vec![2; KEY_BYTES_MAX];
+    let big_value = vec![3; VALUE_BYTES_MAX];
+    store.put(&big_key, &big_value).unwrap();
+    store.put(b"", b"").unwrap();
+    store.sync().unwrap();
+    drop(store);
+    fs.crash();
+    let (store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    assert_eq!(store.get(&big_key).unwrap(), Some(big_value));
+    assert_eq!(store.get(b"").unwrap(), Some(Vec::new()));
+}
+
+#[test]
+fn a_failed_write_stops_writes_until_reopened() {
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    store.put(b"a", b"1").unwrap();
+    fs.set_fail_after_ops(Some(0));
+    assert!(store.put(b"b", b"2").is_err());
+    fs.set_fail_after_ops(None);
+    // The disk works again, but the store cannot know what the failed append left behind.
+    let error = store.put(b"c", b"3").unwrap_err();
+    assert!(error.to_string().contains("reopen"), "{error}");
+    assert!(store.sync().is_err());
+    assert!(store.compact().is_err());
+    assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()), "reads go on");
+    drop(store);
+    let (store, _) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
+    assert_eq!(contents(&store), [(b"a".to_vec(), b"1".to_vec())].into());
+}
+
+#[test]
+fn zero_max_file_bytes_is_refused() {
+    let error = LogStore::open(MemFs::new(), Path::new(DIR), options(0)).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+}
+
+/// One step of a generated history.
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, Vec<u8>),
+    Remove(u8),
+    Sync,
+    Compact,
+    /// Drop the store and open it again, without a crash.
+    Reopen,
+    /// Drop the store, crash the disk, open it again.
+    Crash,
+    /// Like `Crash`, keeping a prefix of the unsynced bytes chosen by the number.
+    CrashTearing(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..8, proptest::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(k, v)| Op::Put(k, v)),
+        3 => (0u8..8).prop_map(Op::Remove),
+        2 => Just(Op::Sync),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+        1 => any::<u64>().prop_map(Op::CrashTearing),
+    ]
+}
+
+/// A store on a [`MemFs`] beside a model of what it must hold.
+struct Harness {
+    fs: MemFs,
+    max_file_bytes: u64,
+    store: Option<LogStore<MemFs>>,
+    /// What the store holds now.
+    current: Map,
+    /// What a crash may leave: the durable state first, then the state after each later write.
+    candidates: Vec<Map>,
+    /// What the last reopening reported.
+    report: RecoveryReport,
+}
+
+impl Harness {
+    fn new(max_file_bytes: u64) -> Harness {
+        let fs = MemFs::new();
+        let (store, _) = open_mem(&fs, max_file_bytes);
+        Harness {
+            fs,
+            max_file_bytes,
+            store: Some(store),
+            current: Map::new(),
+            candidates: vec![Map::new()],
+            report: RecoveryReport::default(),
+        }
+    }
+
+    fn store(&mut self) -> &mut LogStore<MemFs> {
+        self.store.as_mut().expect("the store is open")
+    }
+
+    /// Applies a write to the store and, if it succeeds, to the model. A write that started
+    /// a new file made every earlier write durable.
+    fn write(
+        &mut self,
+        write: impl FnOnce(&mut LogStore<MemFs>) -> io::Result<()>,
+        model: impl FnOnce(&mut Map),
+    ) -> io::Result<()> {
+        let files = self.store().stats().files;
+        write(self.store())?;
+        let before = self.current.clone();
+        model(&mut self.current);
+        if self.store().stats().files > files {
+            self.candidates = vec![before];
+        }
+        self.candidates.push(self.current.clone());
+        Ok(())
+    }
+
+    fn durable(&mut self) {
+        self.candidates = vec![self.current.clone()];
+    }
+
+    /// Crashes (after `crash`), reopens, and returns what the store holds.
+    fn crash_and_reopen(&mut self, crash: impl FnOnce(&MemFs)) -> Map {
+        self.store = None;
+        crash(&self.fs);
+        let (store, report) = open_mem(&self.fs, self.max_file_bytes);
+        let recovered = contents(&store);
+        self.store = Some(store);
+        self.report = report;
+        recovered
+    }
+
+    /// Applies `op` to the store and the model; on an error the model is left as it was.
+    fn apply(&mut self, op: &Op) -> io::Result<()> {
+        match op {
+            Op::Put(k, v) => self.write(
+                |store| store.put(&[*k], v),
+                |map| drop(map.insert(vec![*k], v.clone())),
+            )?,
+            Op::Remove(k) => self.write(
+                |store| store.remove(&[*k]),
+                |map| drop(map.remove(&[*k][..])),
+            )?,
+            Op::Sync => {
+                self.store().sync()?;
+                self.durable();
+            }
+            Op::Compact => {
+                let stats = self.store().compact()?;
+                assert_eq!(stats.records_kept, self.current.len() as u64);
+                self.durable();
+            }
+            Op::Reopen => {
+                let recovered = self.crash_and_reopen(|_| ());
+                assert_eq!(recovered, self.current, "a clean reopen keeps everything");
+                assert!(!self.report.lost_data(), "{:?}", self.report);
+                // Opening syncs what the last run left unsynced.
+                self.durable();
+            }
+            Op::Crash => {
+                let recovered = self.crash_and_reopen(MemFs::crash);
+                // Without torn writes, exactly the durable state is left.
+                assert_eq!(
+                    recovered, self.candidates[0],
+                    "a crash keeps the durable state"
+                );
+                assert!(!self.report.lost_data(), "{:?}", self.report);
+                self.current = recovered;
+                self.durable();
+            }
+            Op::CrashTearing(seed) => {
+                let recovered =
+                    self.crash_and_reopen(|fs| fs.crash_tearing(|pending| seed % (pending + 1)));
+                self.check_candidate(&recovered);
+                self.current = recovered;
+                self.durable();
+            }
+        }
+        // Reads fail too once a failure is injected: that ends the history like a failed op.
+        let store = self.store();
+        let mut held = Map::new();
+        for key in store.keys() {
+            let value = store.get(&key)?.expect("a listed key has a value");
+            held.insert(key, value);
+        }
+        assert_eq!(
+            held, self.current,
+            "the store holds the model's state after {op:?}"
+        );
+        Ok(())
+    }
+
+    fn check_candidate(&self, recovered: &Map) {
+        assert!(
+            self.candidates.contains(recovered),
+            "recovered {recovered:?}, which is neither the durable state nor a later one: \
+             {:?}",
+            self.candidates
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// After any history of writes, syncs, compactions, reopens and crashes, the store holds
+    /// the model's state; a crash leaves the durable state (exactly, or a later prefix of the
+    /// writes if the crash tore the unsynced bytes).
+    #[test]
+    fn the_store_follows_a_map_through_crashes(
+        max_file_bytes in 16u64..400,
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut harness = Harness::new(max_file_bytes);
+        for op in &ops {
+            harness.apply(op).expect("no failure is injected");
+        }
+        let recovered = harness.crash_and_reopen(MemFs::crash);
+        prop_assert_eq!(&recovered, &harness.candidates[0]);
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_workload_recovers_a_state_between_the_last_sync_and_the_crash() {
+    /// Operations this workload takes, with room to spare.
+    const WORKLOAD_OPS_MAX: u64 = 5_000;
+    let mut workload = Vec::new();
+    for i in 0..60u8 {
+        workload.push(Op::Put(i % 9, vec![i; usize::from(i % 23)]));
+        if i % 5 == 0 {
+            workload.push(Op::Remove(i % 7));
+        }
+        if i % 11 == 0 {
+            workload.push(Op::Sync);
+        }
+        if i == 30 {
+            workload.push(Op::Compact);
+        }
+    }
+    for crash_after_ops in 0.. {
+        assert!(
+            crash_after_ops < WORKLOAD_OPS_MAX,
+            "the workload never finished"
+        );
+        let mut harness = Harness::new(96);
+        harness.fs.set_fail_after_ops(Some(crash_after_ops));
+        let finished = workload.iter().all(|op| harness.apply(op).is_ok());
+        let recovered = harness.crash_and_reopen(MemFs::crash);
+        harness.check_candidate(&recovered);
+        assert!(
+            !harness.report.lost_data(),
+            "crash after {crash_after_ops} operations: {:?}",
+            harness.report
+        );
+        if finished {
+            break;
+        }
+    }
+}
