@@ -150,6 +150,10 @@ pub struct DeleteArgs {
     /// The context of the read whose versions are deleted (from `dynamo get`).
     #[arg(long)]
     context: String,
+    /// A marker the tombstone carries, shown by later reads among `versions` (for example the
+    /// delete's id in a client's history).
+    #[arg(long, default_value = "")]
+    marker: String,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -234,11 +238,17 @@ fn value_json(bytes: &[u8]) -> Value {
     }
 }
 
+/// A sibling's version, and for a tombstone `"deleted": true` and its marker.
 fn version_json(s: &SiblingView) -> Value {
-    json!({
+    let mut v = json!({
         "dot": s.dot.as_ref().map(|d| json!([d.actor, d.counter])),
         "clock": s.clock.to_map(),
-    })
+    });
+    if s.tombstone {
+        v["deleted"] = json!(true);
+        v["marker"] = value_json(&s.value);
+    }
+    v
 }
 
 fn parse_context(text: &str) -> Result<VClock, String> {
@@ -262,9 +272,12 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
     runtime()?.block_on(async move {
         match client(&args.node).get(args.key.as_bytes()).await {
             Ok(reply) => {
+                // `values` are the live values; `versions` every sibling, tombstones included,
+                // so that a script can tell a deleted key from one never written.
                 let values: Vec<Value> = reply
                     .siblings
                     .iter()
+                    .filter(|s| !s.tombstone)
                     .map(|s| value_json(&s.value))
                     .collect();
                 let versions: Vec<Value> = reply.siblings.iter().map(version_json).collect();
@@ -367,7 +380,7 @@ pub fn delete(args: DeleteArgs) -> Result<ExitCode, String> {
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
         match client(&args.node)
-            .delete(args.key.as_bytes(), &context, Vec::new())
+            .delete(args.key.as_bytes(), &context, args.marker.into_bytes())
             .await
         {
             Ok(reply) => {

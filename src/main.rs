@@ -4,6 +4,7 @@
 //! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
 
 mod check;
+mod detection;
 mod kv;
 mod nightly;
 mod report;
@@ -48,6 +49,9 @@ enum Command {
     Report(report::ReportArgs),
     /// Run many seeds on parallel threads; summary.json, junit.xml and a folder per failing seed.
     Nightly(nightly::NightlyArgs),
+    /// Detection power: the nightly's random seeds for the correct node and each deliberate bug; the
+    /// share of seeds that catch each bug (and the correct node's false alarms, which must be none).
+    Detection(detection::DetectionArgs),
     /// Combine the summary.json (and junit.xml) of nightly shards.
     Merge(nightly::MergeArgs),
     /// Search for a smaller plan that still fails with the same anomaly; writes DIR/shrunk/.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Report(args) => report::report(args),
         Command::Nightly(args) => nightly::nightly(args),
+        Command::Detection(args) => detection::detection(args),
         Command::Merge(args) => nightly::merge(args),
         Command::Shrink(args) => shrink::shrink(args),
     };

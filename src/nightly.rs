@@ -15,7 +15,8 @@ use crate::sim::{repro_command, shell_word, write_run};
 use clap::Args;
 use dynamo_checker::{Validity, check, explain, parse_reader};
 use dynamo_node::config::Bug;
-use dynamo_workloads::plan::{KeyDist, NemesisKind, Plan, SimConfig, Workload};
+use dynamo_workloads::plan::{KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Workload};
+use dynamo_workloads::prng::{SplitMix64, mix64};
 use dynamo_workloads::run;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,28 +167,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// splitmix64: a small, fixed generator, so that a seed's options are the same on every machine and
-/// every version of every crate.
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    }
-
-    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[(self.next() % choices.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.next() % den < num
-    }
-}
-
 /// What every seed shares: the command line's passthrough options.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -197,13 +176,20 @@ pub struct Overrides {
     pub workload: Option<Workload>,
 }
 
+/// Separates the nightly's draws from the plan's, which come from the same seed.
+const NIGHTLY_STREAM: u64 = 0x6e69_6768_746c_7932; // "nightly2"
+
 /// A seed's configuration: its fault mix and options drawn from the seed itself (so the same seed is
-/// the same run in every nightly, whatever the range or shard), then the passthrough options.
+/// the same run in every nightly, whatever the range or shard), then the passthrough options. Each
+/// seed draws its own mix, density and overlap of faults (swarm testing: a fault that masks another
+/// is absent from some seeds), a strict quorum on about a third of the seeds (where a read that
+/// misses an acknowledged write is a `quorum-read-miss`), and no fault at all on one in twenty.
 ///
-/// Every draw keeps the promises the correct node makes: N=3 with W >= 2 (wipes are confined to W-1
-/// nodes, see plan.rs), fsync always. A failure of the correct node under these settings is a bug.
+/// Every draw keeps the promises the correct node makes: N=3 with W >= 2 (wipes and disk damage are
+/// confined to W-1 nodes, see [`SimConfig::expendable_nodes`]), fsync always. A failure of the
+/// correct node under these settings is a bug.
 pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
-    let mut d = Draw(seed ^ 0x6e69_6768_746c_7931);
+    let mut d = SplitMix64::new(mix64(seed ^ NIGHTLY_STREAM));
     let workload = if d.chance(2, 3) {
         Workload::Cart
     } else {
@@ -219,6 +205,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         (3, 2),
         (1, 3),
     ]);
+    let strict_quorum = d.chance(1, 3);
     let clients = d.pick(&[2usize, 4, 6, 8, 8, 12, 16]);
     let keys = d.pick(&[1usize, 3, 5, 10, 20, 20, 50, 200]);
     let key_dist = if d.chance(2, 3) {
@@ -226,7 +213,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
     } else {
         KeyDist::Uniform
     };
-    let nemesis = if d.chance(1, 10) {
+    let nemesis = if d.chance(1, 20) {
         Vec::new()
     } else {
         let mut kinds: Vec<NemesisKind> = NemesisKind::ALL
@@ -238,8 +225,9 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         }
         kinds
     };
-    let fault_gap_ms = d.pick(&[300u64, 800, 1_500, 1_500, 3_000]);
+    let fault_gap_ops = d.pick(&[50u64, 100, 150, 250, 400]);
     let fault_duration_ms = d.pick(&[300u64, 1_000, 2_000, 2_000, 4_000]);
+    let fault_overlap_percent = d.pick(&[0u32, 20, 40, 60]);
     let think_ms_max = d.pick(&[0u64, 5, 20, 20, 50]);
     SimConfig {
         seed,
@@ -255,8 +243,13 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         w,
         bug: o.bug,
         think_ms_max,
-        fault_gap_ms,
+        fault_gap_ops,
         fault_duration_ms,
+        fault_overlap_percent,
+        node: NodeOptions {
+            sloppy_quorum: !strict_quorum,
+            ..NodeOptions::default()
+        },
         ..SimConfig::default()
     }
 }
@@ -773,6 +766,60 @@ fn print_verdict(s: &Summary, out: &Path) {
     );
 }
 
+/// Runs `seeds` on `jobs` worker threads (no new seed after `deadline`), and returns each seed's
+/// result by position (`None`: not run). `on_result` is called on this thread every few hundred
+/// milliseconds with the number of seeds done and the newest result, if one came.
+pub fn run_seeds(
+    seeds: &[u64],
+    overrides: &Overrides,
+    out: &Path,
+    jobs: usize,
+    keep: bool,
+    deadline: Option<Instant>,
+    mut on_result: impl FnMut(usize, Option<&SeedResult>),
+) -> Result<Vec<Option<SeedResult>>, String> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<SeedResult>> = vec![None; seeds.len()];
+    let (tx, rx) = mpsc::channel::<(usize, SeedResult)>();
+    std::thread::scope(|scope| -> Result<(), String> {
+        for j in 0..jobs.min(seeds.len()) {
+            let tx = tx.clone();
+            let next = &next;
+            std::thread::Builder::new()
+                .name(format!("nightly-{j}"))
+                .stack_size(WORKER_STACK_BYTES)
+                .spawn_scoped(scope, move || {
+                    loop {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&seed) = seeds.get(i) else { break };
+                        if tx.send((i, run_seed(seed, overrides, out, keep))).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        }
+        drop(tx);
+        let mut done = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(PROGRESS_REDRAW_MS)) {
+                Ok((i, r)) => {
+                    done += 1;
+                    on_result(done, Some(&r));
+                    results[i] = Some(r);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => on_result(done, None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(())
+    })?;
+    Ok(results)
+}
+
 /// `dynamo nightly`.
 pub fn nightly(args: NightlyArgs) -> Result<ExitCode, String> {
     crate::kv::init_logging("error");
@@ -827,75 +874,47 @@ pub fn nightly(args: NightlyArgs) -> Result<ExitCode, String> {
 
     let start = Instant::now();
     let deadline = limit.map(|l| start + l);
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<SeedResult>> = vec![None; seeds.len()];
     let mut progress = Progress::new(seeds.len());
-    let (tx, rx) = mpsc::channel::<(usize, SeedResult)>();
-    std::thread::scope(|scope| -> Result<(), String> {
-        for j in 0..jobs.min(seeds.len()) {
-            let tx = tx.clone();
-            let (next, seeds, overrides, out) = (&next, &seeds, &overrides, &args.out);
-            let keep = args.keep_passing;
-            std::thread::Builder::new()
-                .name(format!("nightly-{j}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn_scoped(scope, move || {
-                    loop {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            break;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&seed) = seeds.get(i) else { break };
-                        if tx.send((i, run_seed(seed, overrides, out, keep))).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-        }
-        drop(tx);
-        let (mut done, mut failed, mut other) = (0, 0, 0);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(PROGRESS_REDRAW_MS)) {
-                Ok((i, r)) => {
-                    done += 1;
-                    match r.status {
-                        Status::Invalid => {
-                            failed += 1;
-                            progress.say(&format!(
-                                "seed {} FAILED: {} - {}",
-                                r.seed,
-                                r.anomaly_types.join(", "),
-                                r.repro
-                            ));
-                        }
-                        Status::Unknown | Status::Error => {
-                            other += 1;
-                            progress.say(&format!(
-                                "seed {} {}: {} - {}",
-                                r.seed,
-                                if r.status == Status::Unknown {
-                                    "unknown"
-                                } else {
-                                    "ERROR"
-                                },
-                                r.reasons.join("; "),
-                                r.repro
-                            ));
-                        }
-                        _ => {}
-                    }
-                    results[i] = Some(r);
-                    progress.update(done, failed, other, false);
+    let (mut failed, mut other) = (0, 0);
+    let results = run_seeds(
+        &seeds,
+        &overrides,
+        &args.out,
+        jobs,
+        args.keep_passing,
+        deadline,
+        |done, r| {
+            match r {
+                Some(r) if r.status == Status::Invalid => {
+                    failed += 1;
+                    progress.say(&format!(
+                        "seed {} FAILED: {} - {}",
+                        r.seed,
+                        r.anomaly_types.join(", "),
+                        r.repro
+                    ));
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => progress.update(done, failed, other, false),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Some(r) if matches!(r.status, Status::Unknown | Status::Error) => {
+                    other += 1;
+                    progress.say(&format!(
+                        "seed {} {}: {} - {}",
+                        r.seed,
+                        if r.status == Status::Unknown {
+                            "unknown"
+                        } else {
+                            "ERROR"
+                        },
+                        r.reasons.join("; "),
+                        r.repro
+                    ));
+                }
+                _ => {}
             }
-        }
-        progress.update(done, failed, other, true);
-        progress.finish();
-        Ok(())
-    })?;
+            progress.update(done, failed, other, false);
+        },
+    )?;
+    progress.update(results.iter().flatten().count(), failed, other, true);
+    progress.finish();
     let wall_s = start.elapsed().as_secs_f64();
     let mut time_limit_reached = false;
     let results: Vec<SeedResult> = results

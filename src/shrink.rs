@@ -83,7 +83,7 @@ impl Size {
             faults: plan.faults.len(),
             clients: plan.config.clients,
             keys: plan.config.keys,
-            fault_ms: plan.faults.iter().map(|f| f.stop_ms - f.start_ms).sum(),
+            fault_ms: plan.faults.iter().map(|f| f.duration_ms).sum(),
             think_ms: plan.ops.iter().map(|o| o.think_ms as u64).sum(),
         }
     }
@@ -153,7 +153,7 @@ pub fn with_keys(plan: &Plan, k: usize) -> Plan {
 pub fn with_shorter_fault(plan: &Plan, i: usize) -> Plan {
     let mut p = plan.clone();
     let w = &mut p.faults[i];
-    w.stop_ms = w.start_ms + (w.stop_ms - w.start_ms) / 2;
+    w.duration_ms /= 2;
     p
 }
 
@@ -341,7 +341,7 @@ pub fn shrink_plan(
         for i in 0..plan.faults.len() {
             for _ in 0..HALVINGS_MAX {
                 let w = &plan.faults[i];
-                if s.spent || w.stop_ms - w.start_ms < 2 * FAULT_MS_MIN {
+                if s.spent || w.duration_ms < 2 * FAULT_MS_MIN {
                     break;
                 }
                 let c = with_shorter_fault(&plan, i);
@@ -492,7 +492,7 @@ pub fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
     use dynamo_workloads::SimConfig;
-    use dynamo_workloads::plan::{Fault, FaultWindow};
+    use dynamo_workloads::plan::{Fault, FaultWindow, Start, Victim};
 
     fn deadline_in(d: Duration) -> Instant {
         Instant::now() + d
@@ -547,7 +547,7 @@ mod tests {
         );
         let w = &p.faults[0];
         let half = &with_shorter_fault(&p, 0).faults[0];
-        assert_eq!(half.stop_ms - half.start_ms, (w.stop_ms - w.start_ms) / 2);
+        assert_eq!(half.duration_ms, w.duration_ms / 2);
     }
 
     #[test]
@@ -555,9 +555,11 @@ mod tests {
         // A stand-in for "the simulation still fails": some op on key 3 by any client, and a crash.
         let mut p = plan();
         p.faults.push(FaultWindow {
-            start_ms: 1_000_000,
-            stop_ms: 1_004_000,
-            fault: Fault::Crash { node: 1 },
+            start: Start::Ms(1_000_000),
+            duration_ms: 4_000,
+            fault: Fault::Crash {
+                node: Victim::Node(1),
+            },
         });
         let target = p.ops.iter().position(|o| o.key == 3).unwrap();
         p.ops[target].kind = dynamo_workloads::plan::OpKind::Update;

@@ -32,7 +32,9 @@ pub struct SimArgs {
     /// The workload: cart or register.
     #[arg(long, default_value = "cart")]
     workload: Workload,
-    /// Faults to mix: a comma-separated list of partition, crash, wipe, skew, loss, slow; all; none.
+    /// Faults to mix: a comma-separated list of partition, crash, wipe, skew, loss, slow,
+    /// membership, power, disk; all; none. Kinds these settings cannot have are left out (wipes and
+    /// disk damage need W >= 2, membership more nodes than N).
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Replicas per key.
@@ -48,15 +50,19 @@ pub struct SimArgs {
     #[arg(long, default_value = "always")]
     fsync: FsyncPolicy,
     /// A deliberate bug for every node (lww, naive-clock, early-ack, no-fsync, reuse-actor,
-    /// repair-drops-siblings, no-repair).
+    /// repair-drops-siblings, no-repair, keep-actor-on-recovery).
     #[arg(long)]
     bug: Option<Bug>,
-    /// Mean healthy time between two faults, simulated ms.
-    #[arg(long, default_value_t = 1_500)]
-    fault_gap_ms: u64,
-    /// Mean duration of a fault, simulated ms.
+    /// Mean number of client operations between the starts of two fault windows (the density of
+    /// faults; every run with a nemesis has at least one).
+    #[arg(long, default_value_t = dynamo_workloads::plan::FAULT_GAP_OPS_DEFAULT)]
+    fault_gap_ops: u64,
+    /// Mean duration of a fault window, simulated ms.
     #[arg(long, default_value_t = 2_000)]
     fault_ms: u64,
+    /// The share of fault windows, in percent, that open together with an earlier one.
+    #[arg(long, default_value_t = dynamo_workloads::plan::FAULT_OVERLAP_PERCENT_DEFAULT)]
+    fault_overlap: u32,
     /// Longest pause of a client between two operations, simulated ms.
     #[arg(long, default_value_t = 20)]
     think_ms: u64,
@@ -109,8 +115,9 @@ impl SimArgs {
             bug: self.bug,
             quiesce_ms: self.quiesce_ms,
             think_ms_max: self.think_ms,
-            fault_gap_ms: self.fault_gap_ms,
+            fault_gap_ops: self.fault_gap_ops,
             fault_duration_ms: self.fault_ms,
+            fault_overlap_percent: self.fault_overlap,
             node: self.mechanisms.options(),
             measure_convergence: self.measure_convergence,
             ..SimConfig::default()
@@ -218,14 +225,19 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         opt("bug", bug.to_string(), String::new());
     }
     opt(
-        "fault-gap-ms",
-        c.fault_gap_ms.to_string(),
-        d.fault_gap_ms.to_string(),
+        "fault-gap-ops",
+        c.fault_gap_ops.to_string(),
+        d.fault_gap_ops.to_string(),
     );
     opt(
         "fault-ms",
         c.fault_duration_ms.to_string(),
         d.fault_duration_ms.to_string(),
+    );
+    opt(
+        "fault-overlap",
+        c.fault_overlap_percent.to_string(),
+        d.fault_overlap_percent.to_string(),
     );
     opt(
         "think-ms",

@@ -58,7 +58,7 @@ fn rows() -> Vec<Row> {
                 key_dist: KeyDist::Uniform,
                 ops: 2_000,
                 nemesis: vec![Partition, Wipe],
-                fault_gap_ms: 300,
+                fault_gap_ops: 100,
                 fault_duration_ms: 600,
                 ..base()
             },
@@ -122,7 +122,7 @@ fn describe(c: &SimConfig) -> String {
     };
     format!(
         "--workload {} --nodes {} --n {} --r {} --w {} --ops {} --keys {} --key-dist {key_dist} \
-         --nemesis {} --fault-gap-ms {} --fault-ms {} --quiesce-ms {}",
+         --nemesis {} --fault-gap-ops {} --fault-ms {} --quiesce-ms {}",
         c.workload,
         c.nodes,
         c.n,
@@ -135,7 +135,7 @@ fn describe(c: &SimConfig) -> String {
         } else {
             nemesis.join(",")
         },
-        c.fault_gap_ms,
+        c.fault_gap_ops,
         c.fault_duration_ms,
         c.quiesce_ms,
     )

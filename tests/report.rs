@@ -23,8 +23,8 @@ fn failing_run(tmp: &Path) -> PathBuf {
         "300",
         "--nemesis",
         "skew,partition",
-        "--fault-gap-ms",
-        "200",
+        "--fault-gap-ops",
+        "50",
         "--fault-ms",
         "300",
         "--out",
@@ -111,7 +111,7 @@ fn the_report_names_every_anomaly_and_its_witnesses() {
 
     // The exact command that reproduces the run, and the drawings.
     assert!(html.contains(
-        "dynamo sim --seed 0 --ops 300 --nemesis partition,skew --bug lww --fault-gap-ms 200 --fault-ms 300"
+        "dynamo sim --seed 0 --ops 300 --nemesis partition,skew --bug lww --fault-gap-ops 50 --fault-ms 300"
     ));
     assert!(html.contains(r#"<svg class="graph""#), "causality drawings");
     assert!(html.contains(r#"class="e-clock""#), "clock edges drawn");

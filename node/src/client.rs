@@ -71,7 +71,8 @@ impl std::error::Error for ClientError {}
 /// The answer to a get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GetReply {
-    /// The live siblings, each with its dot and clock.
+    /// The siblings, each with its dot and clock; tombstones too (`tombstone` set, the delete's
+    /// marker as the value).
     pub siblings: Vec<SiblingView>,
     /// The context to hand back with a put that supersedes them.
     pub context: VClock,
@@ -198,8 +199,8 @@ impl<E: Env> Client<E> {
         self.write(key, value, false, context).await
     }
 
-    /// Deletes the versions `context` covers, leaving a tombstone that carries `marker` (shown only
-    /// in raw replica states, e.g. the delete's write id for a history).
+    /// Deletes the versions `context` covers, leaving a tombstone that carries `marker` (returned
+    /// with the tombstone by reads and replica states, e.g. the delete's write id for a history).
     pub async fn delete(
         &mut self,
         key: &[u8],

@@ -126,11 +126,14 @@ impl GetRound {
         self.merged.clone()
     }
 
-    /// The answer from the replies so far: live siblings and a context covering them all.
+    /// The answer from the replies so far: every sibling, tombstones included, and a context
+    /// covering them all. A tombstone is returned with the marker its delete attached (a deleting
+    /// client's write id, for example), so that the next write can say it saw the delete
+    /// (shared/history-format.md, v2); a key whose siblings are all tombstones reads as deleted.
     pub fn response(&self) -> Response {
         let merged = &self.merged;
         Response::Get {
-            siblings: merged.values().map(view).collect(),
+            siblings: merged.siblings.iter().map(view).collect(),
             context: merged.context(),
         }
     }
@@ -238,6 +241,36 @@ mod tests {
             Response::Get { siblings, context } => {
                 assert_eq!(siblings.len(), 2);
                 assert_eq!(context.to_string(), "a=1,b=1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_returns_tombstones_with_their_markers() {
+        let mut state = KeyVersions::new();
+        let first = state.put("a", &VClock::new(), b"v".to_vec(), false, 0);
+        let mut context = VClock::new();
+        context.add(first.dot.as_ref().unwrap());
+        state.put("a", &context, b"d2-5".to_vec(), true, 0);
+        let mut g = GetRound {
+            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            key: b"k".to_vec(),
+            replicas: vec!["n1".into()],
+            replies: BTreeMap::new(),
+            r: 1,
+            answered: false,
+            deadline_ms: 10,
+            rule: Rule::Dotted,
+            merged: KeyVersions::new(),
+        };
+        assert!(g.reply(&"n1".into(), state));
+        match g.response() {
+            Response::Get { siblings, context } => {
+                assert_eq!(siblings.len(), 1, "the delete superseded the value");
+                assert!(siblings[0].tombstone);
+                assert_eq!(siblings[0].value, b"d2-5", "the marker comes back");
+                assert_eq!(context.to_string(), "a=2");
             }
             other => panic!("{other:?}"),
         }

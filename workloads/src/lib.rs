@@ -4,14 +4,21 @@
 //!
 //! # Layout
 //!
-//! - [`plan`]: the configuration and its expansion from a seed (proptest strategies) into client
-//!   operations and a fault schedule; `plan.json`.
+//! - [`plan`]: the configuration, client operations and fault windows of a run; `plan.json`.
+//! - [`generate`]: the expansion of a seed into a plan (the project's own generator).
+//! - [`prng`]: SplitMix64, the one pseudo-random generator of plans, nemesis choices and nightly
+//!   draws.
 //! - [`workload`]: the client processes of the `cart` and `register` workloads.
 //! - [`history`]: the JSONL recorder.
-//! - [`runner`]: the turmoil world: node hosts, the control host, the nemesis, the final phase.
+//! - [`nemesis`]: opens and closes fault windows on the simulated cluster (overlapping, aimed at
+//!   acknowledged writes, counted), and supervises nodes that stop on storage errors.
+//! - [`runner`]: the turmoil world: node hosts, the control host, the final phase.
 
+pub mod generate;
 pub mod history;
+pub mod nemesis;
 pub mod plan;
+pub mod prng;
 pub mod runner;
 pub mod workload;
 

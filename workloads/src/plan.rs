@@ -1,16 +1,28 @@
 //! The plan: everything a simulation run will do, expanded from a seed before it starts.
 //!
 //! A [`Plan`] holds the whole configuration ([`SimConfig`]), every client operation in order per
-//! client, and the fault schedule with simulated times. It is serialised as `plan.json`, so a run
-//! can be replayed from that file alone (`dynamo replay`) and shrunk by editing or simplifying it.
-//! The expansion goes through proptest strategies driven by a ChaCha RNG seeded from the run's seed,
-//! so the same seed gives the same plan on every machine, and proptest's value trees can later
-//! shrink it.
+//! client, and the fault schedule. It is serialised as `plan.json`, which is the source of truth of
+//! a run: `dynamo replay` runs it again from that file alone, and `dynamo shrink` edits it. A seed
+//! is expanded into a plan by [`crate::generate`] (the project's own generator on SplitMix64, named
+//! in [`Plan::generator`]), so the same seed gives the same plan on every machine and with every
+//! version of the crates around us.
+//!
+//! # Fault windows
+//!
+//! A fault is a [`FaultWindow`]: what ([`Fault`]), when it starts ([`Start`]: after so many client
+//! operations completed, or at a simulated time), and how long it lasts. Windows are independent
+//! and may overlap (a crash during a partition, two nodes down at once). Starting windows by
+//! operation count, not by time, spreads them over the client phase as it really runs: a run whose
+//! clients are faster or slower than expected still meets every fault.
+//!
+//! # Format versions
+//!
+//! `version` 2 is this file's format. A version 1 plan (fault windows with `start_ms`/`stop_ms`,
+//! expanded by the proptest-based generator of the first releases) still parses and replays: its
+//! windows become windows that start at a time. Its seed, given to `dynamo sim --seed`, expands to
+//! a different plan today; its plan.json, not its seed, reproduces it.
 
 use dynamo_node::config::{Bug, FsyncPolicy};
-use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -64,7 +76,8 @@ pub enum KeyDist {
 pub enum NemesisKind {
     /// Network partitions of several shapes.
     Partition,
-    /// A node crashes (losing unsynced writes) and restarts.
+    /// A node crashes (losing unsynced writes) and restarts; half of them hit the node that just
+    /// stored an acknowledged write.
     Crash,
     /// A node loses its disk and restarts empty.
     Wipe,
@@ -76,11 +89,16 @@ pub enum NemesisKind {
     Slow,
     /// A node leaves the ring (its data moves to the new owners) and later joins again.
     Membership,
+    /// Every node crashes at the same instant (a power cut): unsynced writes are lost everywhere.
+    Power,
+    /// Storage faults on one node: synced data damaged while it is down (a torn last record, a
+    /// flipped byte, a lost file), or I/O errors on its writes or syncs while it runs.
+    Disk,
 }
 
 impl NemesisKind {
     /// Every kind, in order.
-    pub const ALL: [NemesisKind; 7] = [
+    pub const ALL: [NemesisKind; 9] = [
         NemesisKind::Partition,
         NemesisKind::Crash,
         NemesisKind::Wipe,
@@ -88,6 +106,8 @@ impl NemesisKind {
         NemesisKind::Loss,
         NemesisKind::Slow,
         NemesisKind::Membership,
+        NemesisKind::Power,
+        NemesisKind::Disk,
     ];
 
     /// The kind's name on the command line.
@@ -100,6 +120,8 @@ impl NemesisKind {
             NemesisKind::Loss => "loss",
             NemesisKind::Slow => "slow",
             NemesisKind::Membership => "membership",
+            NemesisKind::Power => "power",
+            NemesisKind::Disk => "disk",
         }
     }
 
@@ -116,8 +138,10 @@ impl NemesisKind {
                 .into_iter()
                 .find(|k| k.name() == part)
                 .ok_or_else(|| {
+                    let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
                     format!(
-                        "unknown nemesis {part:?}: use partition, crash, wipe, skew, loss, slow, membership, all or none"
+                        "unknown nemesis {part:?}: use {}, all or none",
+                        names.join(", ")
                     )
                 })?;
             if !kinds.contains(&kind) {
@@ -212,16 +236,36 @@ pub struct SimConfig {
     pub think_ms_max: u64,
     /// Simulated time the healed cluster is left alone before the final reads.
     pub quiesce_ms: u64,
-    /// Mean healthy time between two faults.
-    pub fault_gap_ms: u64,
-    /// Mean duration of a fault.
+    /// Mean number of client operations between the starts of two fault windows: the density of
+    /// faults. A run with any nemesis has at least one window, however few its operations.
+    #[serde(default = "fault_gap_ops_default")]
+    pub fault_gap_ops: u64,
+    /// Mean duration of a fault window, simulated ms.
     pub fault_duration_ms: u64,
+    /// The share of fault windows, in percent, that start together with an earlier one, so that
+    /// faults compose (a crash during a partition, two nodes down at once) even when they are
+    /// sparse.
+    #[serde(default = "fault_overlap_percent_default")]
+    pub fault_overlap_percent: u32,
     /// The nodes' availability machinery.
     #[serde(default)]
     pub node: NodeOptions,
     /// After the heal, poll every replica until they agree and report how long that took.
     #[serde(default)]
     pub measure_convergence: bool,
+}
+
+/// Default of [`SimConfig::fault_gap_ops`].
+pub const FAULT_GAP_OPS_DEFAULT: u64 = 250;
+/// Default of [`SimConfig::fault_overlap_percent`].
+pub const FAULT_OVERLAP_PERCENT_DEFAULT: u32 = 30;
+
+fn fault_gap_ops_default() -> u64 {
+    FAULT_GAP_OPS_DEFAULT
+}
+
+fn fault_overlap_percent_default() -> u32 {
+    FAULT_OVERLAP_PERCENT_DEFAULT
 }
 
 impl Default for SimConfig {
@@ -247,8 +291,9 @@ impl Default for SimConfig {
             latency_ms_max: 5,
             think_ms_max: 20,
             quiesce_ms: 5_000,
-            fault_gap_ms: 1_500,
+            fault_gap_ops: FAULT_GAP_OPS_DEFAULT,
             fault_duration_ms: 2_000,
+            fault_overlap_percent: FAULT_OVERLAP_PERCENT_DEFAULT,
             node: NodeOptions::default(),
             measure_convergence: false,
         }
@@ -263,6 +308,8 @@ pub const CLIENTS_MAX: usize = 1_024;
 pub const OPS_MAX: usize = 10_000_000;
 /// Most keys.
 pub const KEYS_MAX: usize = 1_000_000;
+/// Longest fault window, simulated ms (an hour: longer is a configuration mistake).
+pub const FAULT_DURATION_MS_MAX: u64 = 3_600_000;
 
 impl SimConfig {
     /// Checks the settings; the error names what is wrong.
@@ -294,6 +341,15 @@ impl SimConfig {
         if self.latency_ms_min > self.latency_ms_max {
             return Err("latency min exceeds max".into());
         }
+        if self.fault_gap_ops == 0 {
+            return Err("--fault-gap-ops must be at least 1".into());
+        }
+        if self.fault_duration_ms == 0 || self.fault_duration_ms > FAULT_DURATION_MS_MAX {
+            return Err(format!("--fault-ms must be 1..={FAULT_DURATION_MS_MAX}"));
+        }
+        if self.fault_overlap_percent > 100 {
+            return Err("--fault-overlap must be a percentage, 0..=100".into());
+        }
         if let KeyDist::Zipf { exponent } = self.key_dist
             && !(exponent.is_finite() && exponent > 0.0)
         {
@@ -312,6 +368,24 @@ impl SimConfig {
         match self.workload {
             Workload::Cart => format!("cart-{key}"),
             Workload::Register => format!("reg-{key}"),
+        }
+    }
+
+    /// The nodes whose data a fault may destroy (wipes, disk damage; crashes and power cuts too
+    /// when fsync is not `always`): the first W-1. A write acknowledged by W nodes then always has
+    /// a copy on a node that keeps its data, which is what W promises (W-1 lost disks survived,
+    /// not more). Empty when W is 1: no node's data may be destroyed.
+    pub fn expendable_nodes(&self) -> Vec<u32> {
+        (0..(self.w as u32).saturating_sub(1).min(self.nodes as u32)).collect()
+    }
+
+    /// The nodes a crash may hit: any node when fsync is `always` (nothing acknowledged is lost),
+    /// else only the expendable ones.
+    pub fn crashable_nodes(&self) -> Vec<u32> {
+        if self.fsync == FsyncPolicy::Always {
+            (0..self.nodes as u32).collect()
+        } else {
+            self.expendable_nodes()
         }
     }
 }
@@ -346,6 +420,87 @@ pub struct ClientOp {
     pub think_ms: u32,
 }
 
+/// Which node a fault hits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Victim {
+    /// This node (an index).
+    Node(u32),
+    /// The first node, among these candidates, that stores a write acknowledged after the window
+    /// opens: its coordinator if that is a candidate, else another replica that acked it. The
+    /// fault waits for that acknowledgement (at most [`ACKED_WAIT_MS_MAX`], then it takes the
+    /// first candidate): the moment of greatest damage.
+    Acked {
+        /// The node indexes it may choose from.
+        acked: Vec<u32>,
+    },
+}
+
+/// How long a fault aimed at the next acknowledged write waits for one.
+pub const ACKED_WAIT_MS_MAX: u64 = 2_000;
+
+impl Victim {
+    /// The nodes it may be.
+    pub fn candidates(&self) -> Vec<u32> {
+        match self {
+            Victim::Node(n) => vec![*n],
+            Victim::Acked { acked } => acked.clone(),
+        }
+    }
+}
+
+/// What a `disk` fault does to a node's storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskDamage {
+    /// While the node is down, cut bytes off the end of its newest data file.
+    TornTail,
+    /// While the node is down, invert a byte inside an older record.
+    FlipByte,
+    /// While the node is down, lose its newest data file.
+    LoseNewestFile,
+    /// While the node is down, lose one of its other data files.
+    LoseFile,
+    /// While the node is down, lose the log's manifest (the record of which files it should have).
+    LoseManifest,
+    /// While the window lasts, its writes fail with an I/O error.
+    FailWrites,
+    /// While the window lasts, its syncs fail with an I/O error.
+    FailSyncs,
+}
+
+impl DiskDamage {
+    /// Every kind, in order.
+    pub const ALL: [DiskDamage; 7] = [
+        DiskDamage::TornTail,
+        DiskDamage::FlipByte,
+        DiskDamage::LoseNewestFile,
+        DiskDamage::LoseFile,
+        DiskDamage::LoseManifest,
+        DiskDamage::FailWrites,
+        DiskDamage::FailSyncs,
+    ];
+
+    /// The name in histories.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskDamage::TornTail => "torn-tail",
+            DiskDamage::FlipByte => "flip-byte",
+            DiskDamage::LoseNewestFile => "lose-newest-file",
+            DiskDamage::LoseFile => "lose-file",
+            DiskDamage::LoseManifest => "lose-manifest",
+            DiskDamage::FailWrites => "fail-writes",
+            DiskDamage::FailSyncs => "fail-syncs",
+        }
+    }
+
+    /// Whether the node is down for the window (damage done to its files at rest) rather than
+    /// running on a failing disk.
+    pub fn at_rest(self) -> bool {
+        !matches!(self, DiskDamage::FailWrites | DiskDamage::FailSyncs)
+    }
+}
+
 /// A fault the nemesis injects.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -359,17 +514,17 @@ pub enum Fault {
         /// Only messages from `groups[0]` to the others are dropped.
         oneway: bool,
     },
-    /// The node crashes; it restarts when the fault ends.
+    /// The node crashes; it restarts when the window ends.
     Crash {
-        /// The node index.
-        node: u32,
+        /// The victim.
+        node: Victim,
     },
-    /// The node crashes and loses its disk; it restarts empty when the fault ends.
+    /// The node crashes and loses its disk; it restarts empty when the window ends.
     Wipe {
-        /// The node index.
-        node: u32,
+        /// The victim.
+        node: Victim,
     },
-    /// The node's wall clock jumps by `by_ms`; it returns when the fault ends.
+    /// The node's wall clock jumps by `by_ms`; it returns when the window ends.
     Skew {
         /// The node index.
         node: u32,
@@ -381,7 +536,7 @@ pub enum Fault {
         /// Per-ms probability that a link fails, in millionths (kept integral for exact replays).
         rate_ppm: u32,
     },
-    /// The node leaves the ring; it joins again when the fault ends.
+    /// The node leaves the ring; it joins again when the window ends.
     Leave {
         /// The node index.
         node: u32,
@@ -391,17 +546,105 @@ pub enum Fault {
         /// The new maximum latency.
         latency_ms_max: u64,
     },
+    /// Every node crashes at once; all restart when the window ends.
+    Power,
+    /// A storage fault on one node.
+    Disk {
+        /// The victim.
+        node: Victim,
+        /// What happens to its storage.
+        damage: DiskDamage,
+        /// Drives the choice of file and offset, so that a replay damages the same bytes.
+        pick: u64,
+    },
 }
 
-/// A fault and when it is active.
+impl Fault {
+    /// The node indexes the fault names (its possible victims).
+    pub fn nodes(&self) -> Vec<u32> {
+        match self {
+            Fault::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
+            Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
+                node.candidates()
+            }
+            Fault::Skew { node, .. } | Fault::Leave { node } => vec![*node],
+            Fault::Loss { .. } | Fault::Slow { .. } | Fault::Power => vec![],
+        }
+    }
+
+    /// The nemesis kind this fault belongs to.
+    pub fn kind(&self) -> NemesisKind {
+        match self {
+            Fault::Partition { .. } => NemesisKind::Partition,
+            Fault::Crash { .. } => NemesisKind::Crash,
+            Fault::Wipe { .. } => NemesisKind::Wipe,
+            Fault::Skew { .. } => NemesisKind::Skew,
+            Fault::Loss { .. } => NemesisKind::Loss,
+            Fault::Leave { .. } => NemesisKind::Membership,
+            Fault::Slow { .. } => NemesisKind::Slow,
+            Fault::Power => NemesisKind::Power,
+            Fault::Disk { .. } => NemesisKind::Disk,
+        }
+    }
+}
+
+/// When a fault window opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// Once this many client operations (planned operations, over all clients) have completed.
+    Ops(u64),
+    /// At this simulated time, ms since the run started.
+    Ms(u64),
+}
+
+/// A fault, when it opens, and how long it lasts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "FaultWindowJson")]
 pub struct FaultWindow {
-    /// When it starts, ms of simulated time.
-    pub start_ms: u64,
-    /// When it is healed.
-    pub stop_ms: u64,
+    /// When it opens.
+    pub start: Start,
+    /// How long it lasts once open, simulated ms (it closes earlier if the clients finish: the heal
+    /// ends every fault).
+    pub duration_ms: u64,
     /// What.
     pub fault: Fault,
+}
+
+/// A fault window as either format version writes it.
+#[derive(Deserialize)]
+struct FaultWindowJson {
+    start: Option<Start>,
+    duration_ms: Option<u64>,
+    /// Version 1: the start, ms.
+    start_ms: Option<u64>,
+    /// Version 1: the end, ms.
+    stop_ms: Option<u64>,
+    fault: Fault,
+}
+
+impl TryFrom<FaultWindowJson> for FaultWindow {
+    type Error = String;
+    fn try_from(w: FaultWindowJson) -> Result<FaultWindow, String> {
+        let fault = w.fault;
+        match (w.start, w.duration_ms, w.start_ms, w.stop_ms) {
+            (Some(start), Some(duration_ms), None, None) => Ok(FaultWindow {
+                start,
+                duration_ms,
+                fault,
+            }),
+            (None, None, Some(start_ms), Some(stop_ms)) if stop_ms >= start_ms => Ok(FaultWindow {
+                start: Start::Ms(start_ms),
+                duration_ms: stop_ms - start_ms,
+                fault,
+            }),
+            _ => Err(
+                "a fault window has `start` and `duration_ms` (or, in a version 1 plan, \
+                 `start_ms` <= `stop_ms`)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// A run, fully expanded.
@@ -409,49 +652,48 @@ pub struct FaultWindow {
 pub struct Plan {
     /// Format version of plan.json.
     pub version: u32,
+    /// The generator that expanded the seed into this plan (empty for an edited or version 1
+    /// plan).
+    #[serde(default)]
+    pub generator: String,
     /// The configuration.
     pub config: SimConfig,
     /// Client operations; each client runs its own in this order.
     pub ops: Vec<ClientOp>,
-    /// Faults, ordered by start, never overlapping.
+    /// Fault windows, in the order they were drawn; they may overlap.
     pub faults: Vec<FaultWindow>,
 }
 
 /// The plan.json format version.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
+/// The oldest plan.json format version that still replays.
+pub const PLAN_VERSION_MIN: u32 = 1;
 
 impl Plan {
-    /// Expands a configuration into a plan, deterministically from its seed.
+    /// Expands a configuration into a plan, deterministically from its seed (see
+    /// [`crate::generate`]).
     pub fn generate(config: SimConfig) -> Result<Plan, String> {
-        config.validate()?;
-        let mut runner = runner_for(config.seed);
-        let tree = plan_strategy(&config)
-            .new_tree(&mut runner)
-            .map_err(|e| format!("cannot generate a plan: {e}"))?;
-        let (ops, faults) = tree.current();
-        Ok(Plan {
-            version: PLAN_VERSION,
-            config,
-            ops,
-            faults,
-        })
+        crate::generate::generate(config)
     }
 
-    /// Reads and checks a plan.json.
+    /// Reads and checks a plan.json (of this version or an older one that still replays).
     pub fn from_json(text: &str) -> Result<Plan, String> {
-        let plan: Plan = serde_json::from_str(text).map_err(|e| format!("bad plan: {e}"))?;
-        if plan.version != PLAN_VERSION {
+        let mut plan: Plan = serde_json::from_str(text).map_err(|e| format!("bad plan: {e}"))?;
+        if !(PLAN_VERSION_MIN..=PLAN_VERSION).contains(&plan.version) {
             return Err(format!(
-                "plan version {} is not {PLAN_VERSION}",
+                "plan version {} is not one this build replays ({PLAN_VERSION_MIN} to {PLAN_VERSION})",
                 plan.version
             ));
         }
         plan.config.validate()?;
         plan.validate()?;
+        // Read, it is a plan of today's format (its windows were converted above).
+        plan.version = PLAN_VERSION;
         Ok(plan)
     }
 
-    /// Checks that ops and faults refer to existing clients, keys and nodes.
+    /// Checks that ops and faults refer to existing clients, keys and nodes, and that every fault
+    /// is one the nodes can be given.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.config;
         for (i, op) in self.ops.iter().enumerate() {
@@ -464,255 +706,41 @@ impl Plan {
                 ));
             }
         }
-        let mut end = 0;
         for (i, w) in self.faults.iter().enumerate() {
-            if w.start_ms < end || w.stop_ms < w.start_ms {
-                return Err(format!(
-                    "fault {i} overlaps the previous one or ends before it starts"
-                ));
+            if w.duration_ms > FAULT_DURATION_MS_MAX {
+                return Err(format!("fault {i} lasts over {FAULT_DURATION_MS_MAX} ms"));
             }
-            end = w.stop_ms;
-            let nodes: Vec<u32> = match &w.fault {
-                Fault::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
-                Fault::Crash { node }
-                | Fault::Wipe { node }
-                | Fault::Skew { node, .. }
-                | Fault::Leave { node } => vec![*node],
-                Fault::Loss { .. } | Fault::Slow { .. } => vec![],
-            };
+            let nodes = w.fault.nodes();
             if nodes.iter().any(|&n| n as usize >= c.nodes) {
                 return Err(format!("fault {i} names a node outside the configuration"));
+            }
+            let no_victim = match &w.fault {
+                Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
+                    node.candidates().is_empty()
+                }
+                Fault::Partition { groups, .. } => groups.len() < 2,
+                _ => false,
+            };
+            if no_victim {
+                return Err(format!("fault {i} has no node to hit"));
             }
         }
         Ok(())
     }
 
-    /// A rough length of the client phase in simulated ms, to spread faults over it.
-    pub fn expected_duration_ms(config: &SimConfig) -> u64 {
-        expected_duration_ms(config)
-    }
-}
-
-fn runner_for(seed: u64) -> TestRunner {
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    bytes[8..16].copy_from_slice(b"dynamo-p");
-    TestRunner::new_with_rng(
-        RunnerConfig::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    )
-}
-
-fn expected_duration_ms(c: &SimConfig) -> u64 {
-    let per_client = (c.ops as u64).div_ceil(c.clients as u64);
-    // A cart update is two round trips; each costs a few latencies.
-    let op_ms = c.think_ms_max / 2 + 4 * c.latency_ms_max + 1;
-    (per_client * op_ms).max(1_000)
-}
-
-/// The cumulative weights of a Zipf distribution over `keys`, scaled to u32.
-fn zipf_cdf(keys: usize, exponent: f64) -> Vec<u32> {
-    let weights: Vec<f64> = (0..keys)
-        .map(|i| 1.0 / ((i + 1) as f64).powf(exponent))
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            (acc.min(1.0) * u32::MAX as f64) as u32
-        })
-        .collect()
-}
-
-fn key_strategy(c: &SimConfig) -> BoxedStrategy<u32> {
-    let keys = c.keys as u32;
-    match c.key_dist {
-        KeyDist::Uniform => (0..keys).boxed(),
-        KeyDist::Zipf { exponent } => {
-            let cdf = zipf_cdf(c.keys, exponent);
-            any::<u32>()
-                .prop_map(move |u| cdf.partition_point(|&x| x < u).min(cdf.len() - 1) as u32)
-                .boxed()
+    /// How many windows of each kind the plan has.
+    pub fn fault_counts(&self) -> std::collections::BTreeMap<NemesisKind, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for w in &self.faults {
+            *counts.entry(w.fault.kind()).or_default() += 1;
         }
+        counts
     }
-}
-
-fn kind_strategy(w: Workload) -> BoxedStrategy<OpKind> {
-    match w {
-        Workload::Cart => prop_oneof![1 => Just(OpKind::Read), 3 => Just(OpKind::Update)].boxed(),
-        Workload::Register => prop_oneof![
-            3 => Just(OpKind::Read),
-            3 => Just(OpKind::Update),
-            2 => Just(OpKind::BlindPut),
-            1 => Just(OpKind::Delete),
-        ]
-        .boxed(),
-    }
-}
-
-fn op_strategy(c: &SimConfig) -> impl Strategy<Value = ClientOp> + use<> {
-    (
-        0..c.clients as u32,
-        key_strategy(c),
-        kind_strategy(c.workload),
-        0..c.nodes as u32,
-        0..=c.think_ms_max as u32,
-    )
-        .prop_map(|(client, key, kind, node, think_ms)| ClientOp {
-            client,
-            key,
-            kind,
-            node,
-            think_ms,
-        })
-}
-
-/// A partition of `nodes` node indexes in one of the shapes Jepsen uses.
-fn partition_strategy(nodes: usize) -> BoxedStrategy<Fault> {
-    let all: Vec<u32> = (0..nodes as u32).collect();
-    (Just(all).prop_shuffle(), 0..5u8)
-        .prop_map(move |(order, shape)| {
-            let half = nodes / 2;
-            let (groups, name, oneway) = match shape {
-                // Random halves.
-                0 => (
-                    vec![order[..half].to_vec(), order[half..].to_vec()],
-                    "halves",
-                    false,
-                ),
-                // One node alone.
-                1 => (
-                    vec![order[..1].to_vec(), order[1..].to_vec()],
-                    "isolate",
-                    false,
-                ),
-                // A majority and a minority, the minority as small as it gets.
-                2 => {
-                    let minority = (nodes - 1) / 2;
-                    let groups = vec![
-                        order[..minority.max(1)].to_vec(),
-                        order[minority.max(1)..].to_vec(),
-                    ];
-                    (groups, "majority", false)
-                }
-                // A bridge: two sides that cannot talk, and one node that talks to both. Modelled as
-                // two partitions sharing the bridge node.
-                3 => {
-                    let bridge = order[0];
-                    let rest = &order[1..];
-                    let (a, b) = rest.split_at(rest.len() / 2);
-                    let mut a = a.to_vec();
-                    a.insert(0, bridge);
-                    let mut b = b.to_vec();
-                    b.insert(0, bridge);
-                    (vec![a, b], "bridge", false)
-                }
-                // One-way: the first group's messages to the others are lost.
-                _ => (
-                    vec![order[..half.max(1)].to_vec(), order[half.max(1)..].to_vec()],
-                    "oneway",
-                    true,
-                ),
-            };
-            Fault::Partition {
-                groups,
-                shape: name.to_string(),
-                oneway,
-            }
-        })
-        .boxed()
-}
-
-fn fault_strategy(c: &SimConfig) -> Option<BoxedStrategy<Fault>> {
-    let nodes = c.nodes as u32;
-    // Wipes are confined to the first W-1 nodes: a W quorum promises to survive W-1 lost disks,
-    // not more (anti-entropy restores the replication factor, but with no bound on when).
-    let wipeable = (c.w as u32).saturating_sub(1).max(1).min(nodes);
-    let mut choices: Vec<BoxedStrategy<Fault>> = Vec::new();
-    for kind in &c.nemesis {
-        choices.push(match kind {
-            NemesisKind::Partition => partition_strategy(c.nodes),
-            NemesisKind::Crash => (0..nodes).prop_map(|node| Fault::Crash { node }).boxed(),
-            NemesisKind::Wipe => (0..wipeable).prop_map(|node| Fault::Wipe { node }).boxed(),
-            NemesisKind::Skew => (0..nodes, -60_000i64..60_000)
-                .prop_map(|(node, by_ms)| Fault::Skew { node, by_ms })
-                .boxed(),
-            NemesisKind::Loss => (1_000u32..50_000)
-                .prop_map(|rate_ppm| Fault::Loss { rate_ppm })
-                .boxed(),
-            NemesisKind::Slow => (20u64..300)
-                .prop_map(|latency_ms_max| Fault::Slow { latency_ms_max })
-                .boxed(),
-            // Leaving needs a node to spare: the rest must still make N replicas.
-            NemesisKind::Membership if c.nodes > c.n => {
-                (0..nodes).prop_map(|node| Fault::Leave { node }).boxed()
-            }
-            NemesisKind::Membership => continue,
-        });
-    }
-    (!choices.is_empty()).then(|| proptest::strategy::Union::new(choices).boxed())
-}
-
-fn faults_strategy(c: &SimConfig) -> BoxedStrategy<Vec<FaultWindow>> {
-    let Some(faults) = fault_strategy(c) else {
-        return Just(Vec::new()).boxed();
-    };
-    let horizon_ms = expected_duration_ms(c);
-    let gap = c.fault_gap_ms.max(1);
-    let dur = c.fault_duration_ms.max(1);
-    // Enough windows to cover the horizon; those past it are dropped.
-    let count = (horizon_ms / (gap + dur) + 1) as usize;
-    let window = (gap / 2..=gap * 3 / 2, dur / 2..=dur * 3 / 2, faults);
-    proptest::collection::vec(window, count)
-        .prop_map(move |windows| {
-            let mut t = 0;
-            let mut out = Vec::new();
-            for (gap_ms, duration_ms, fault) in windows {
-                let start_ms = t + gap_ms;
-                if start_ms >= horizon_ms {
-                    break;
-                }
-                let stop_ms = start_ms + duration_ms;
-                out.push(FaultWindow {
-                    start_ms,
-                    stop_ms,
-                    fault,
-                });
-                t = stop_ms;
-            }
-            out
-        })
-        .boxed()
-}
-
-fn plan_strategy(
-    c: &SimConfig,
-) -> impl Strategy<Value = (Vec<ClientOp>, Vec<FaultWindow>)> + use<> {
-    (
-        proptest::collection::vec(op_strategy(c), c.ops),
-        faults_strategy(c),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_same_seed_gives_the_same_plan_and_another_seed_another() {
-        let config = SimConfig {
-            seed: 7,
-            ops: 200,
-            ..SimConfig::default()
-        };
-        let a = Plan::generate(config.clone()).unwrap();
-        let b = Plan::generate(config.clone()).unwrap();
-        assert_eq!(a, b);
-        let c = Plan::generate(SimConfig { seed: 8, ..config }).unwrap();
-        assert_ne!(a.ops, c.ops);
-    }
 
     #[test]
     fn plans_round_trip_through_json_and_validate() {
@@ -732,33 +760,98 @@ mod tests {
         let text = serde_json::to_string(&bad).unwrap();
         assert!(Plan::from_json(&text).unwrap_err().contains("op 0"));
         assert!(Plan::from_json("{").is_err());
+        let mut future = plan.clone();
+        future.version = PLAN_VERSION + 1;
+        let text = serde_json::to_string(&future).unwrap();
+        assert!(Plan::from_json(&text).unwrap_err().contains("version"));
     }
 
     #[test]
-    fn zipf_keys_are_skewed_to_the_first() {
-        let plan = Plan::generate(SimConfig {
-            ops: 2_000,
-            keys: 20,
-            ..SimConfig::default()
-        })
-        .unwrap();
-        let hot = plan.ops.iter().filter(|o| o.key == 0).count();
-        let cold = plan.ops.iter().filter(|o| o.key == 19).count();
-        assert!(hot > 5 * cold.max(1), "hot {hot} cold {cold}");
+    fn a_version_1_plan_still_reads() {
+        // The shape the first releases wrote (fields trimmed to the ones that matter).
+        let config = serde_json::to_value(SimConfig::default()).unwrap();
+        let v1 = serde_json::json!({
+            "version": 1,
+            "config": config,
+            "ops": [{"client": 0, "key": 1, "kind": "update", "node": 2, "think_ms": 3}],
+            "faults": [
+                {"start_ms": 100, "stop_ms": 900, "fault": {"kind": "crash", "node": 1}},
+                {"start_ms": 950, "stop_ms": 1200, "fault": {"kind": "partition",
+                  "groups": [[0], [1, 2]], "shape": "isolate", "oneway": false}},
+            ],
+        });
+        let plan = Plan::from_json(&v1.to_string()).unwrap();
+        assert_eq!(plan.version, PLAN_VERSION);
+        assert_eq!(
+            plan.faults[0],
+            FaultWindow {
+                start: Start::Ms(100),
+                duration_ms: 800,
+                fault: Fault::Crash {
+                    node: Victim::Node(1)
+                },
+            }
+        );
+        assert_eq!(plan.faults[1].start, Start::Ms(950));
+        let mut broken = v1.clone();
+        broken["faults"][0]["stop_ms"] = serde_json::json!(50);
+        assert!(Plan::from_json(&broken.to_string()).is_err());
+    }
+
+    #[test]
+    fn victims_serialise_as_a_node_or_a_candidate_list() {
+        let fixed = Fault::Crash {
+            node: Victim::Node(3),
+        };
+        assert_eq!(
+            serde_json::to_string(&fixed).unwrap(),
+            r#"{"kind":"crash","node":3}"#
+        );
+        let aimed = Fault::Wipe {
+            node: Victim::Acked { acked: vec![0, 1] },
+        };
+        let text = serde_json::to_string(&aimed).unwrap();
+        assert_eq!(text, r#"{"kind":"wipe","node":{"acked":[0,1]}}"#);
+        assert_eq!(serde_json::from_str::<Fault>(&text).unwrap(), aimed);
     }
 
     #[test]
     fn nemesis_lists_parse() {
         assert_eq!(NemesisKind::parse_list("none").unwrap(), vec![]);
-        assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 7);
+        assert_eq!(
+            NemesisKind::parse_list("all").unwrap().len(),
+            NemesisKind::ALL.len()
+        );
         assert_eq!(
             NemesisKind::parse_list("crash,partition").unwrap(),
             vec![NemesisKind::Partition, NemesisKind::Crash]
         );
-        assert!(NemesisKind::parse_list("flood").is_err());
+        let e = NemesisKind::parse_list("flood").unwrap_err();
+        assert!(e.contains("power") && e.contains("disk"), "{e}");
         assert_eq!(
-            NemesisKind::parse_list("membership").unwrap(),
-            vec![NemesisKind::Membership]
+            NemesisKind::parse_list("membership,power,disk").unwrap(),
+            vec![
+                NemesisKind::Membership,
+                NemesisKind::Power,
+                NemesisKind::Disk
+            ]
         );
+    }
+
+    #[test]
+    fn only_the_first_w_minus_1_nodes_may_lose_data() {
+        let c = SimConfig {
+            w: 3,
+            ..SimConfig::default()
+        };
+        assert_eq!(c.expendable_nodes(), vec![0, 1]);
+        assert_eq!(c.crashable_nodes().len(), c.nodes);
+        let c = SimConfig {
+            w: 1,
+            fsync: FsyncPolicy::None,
+            ..SimConfig::default()
+        };
+        assert!(c.expendable_nodes().is_empty());
+        assert!(c.crashable_nodes().is_empty());
     }
 }

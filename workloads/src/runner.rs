@@ -2,35 +2,47 @@
 //! nemesis, heals, lets the cluster quiesce, reads everything back, and returns the history.
 //!
 //! Hosts: `n1`..`nN` run the real node (`dynamo_node::shell::run`) with a [`SimEnv`]; one client
-//! host, `control`, runs every client process and then the final phase. The nemesis runs in the
-//! outer loop between simulation steps, because crashing and restarting a host are operations on
-//! the `Sim` itself.
+//! host, `control`, runs every client process and then the final phase. The nemesis
+//! ([`crate::nemesis`]) runs in the outer loop between simulation steps, because crashing and
+//! restarting a host are operations on the `Sim` itself; it also plays the process supervisor that
+//! restarts a node that stopped on a storage error.
 //!
 //! What the simulation does not model: CPU time (a node handles a message in zero simulated time),
 //! disk latency, TCP retransmission (a lost segment stalls the stream; the node and client re-dial),
-//! and processes other than the node's own code.
+//! and processes other than the node's own code. The simulated disk loses what was not synced in a
+//! crash, and tears unsynced writes at [`DISK_BLOCK_BYTES`]: each pending write keeps a random
+//! number of its blocks, in any order, as a real disk may.
 
 use crate::history::{Process, Recorder};
-use crate::plan::{ClientOp, Fault, FaultWindow, Plan, SimConfig};
-use crate::workload::{NODE_PORT, ReplicaStateJson, Worker, now_ns};
+use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
+use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
+use crate::prng::mix64;
+use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Worker, now_ns};
 use dynamo_node::client::Client;
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, SimEnv};
-use dynamo_node::fs::FileSystem;
+use dynamo_node::fs::{FileSystem, SimFs};
 use dynamo_node::ring::{NodeId, Ring};
+use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_node::wire::{Request, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// A run is declared stuck past this many times its expected length (plus its quiesce and a
-/// margin): every request has a deadline, so a healthy run never comes near it.
+/// The history format this runner writes (shared/history-format.md).
+pub const HISTORY_FORMAT: u64 = 2;
+/// The client host's name.
+pub const CONTROL_HOST: &str = "control";
+/// The simulated disk's block: a crash keeps a random number of the blocks of each unsynced write.
+pub const DISK_BLOCK_BYTES: u64 = 4_096;
+/// A run is declared stuck past this many times its expected length (plus its quiesce, its faults
+/// and a margin): every request has a deadline, so a healthy run never comes near it.
 pub const SIM_TIME_EXPECTED_FACTOR_MAX: u64 = 20;
 /// The margin of the stuck-run bound, simulated ms.
 pub const SIM_TIME_MARGIN_MS: u64 = 120_000;
@@ -66,7 +78,7 @@ pub struct RunSummary {
     pub fail: u64,
     /// Of which info.
     pub info: u64,
-    /// Nemesis events.
+    /// Fault windows opened.
     pub faults: u64,
     /// Simulated time, ms.
     pub sim_ms: u64,
@@ -107,19 +119,13 @@ struct Phase {
     healed: Cell<bool>,
 }
 
-/// Per-node knobs the nemesis turns.
-struct NodeKnobs {
-    skew_ms: Arc<AtomicI64>,
-    wipe_on_start: Rc<Cell<bool>>,
-    incarnation: Rc<Cell<u64>>,
-}
-
-fn mix(mut x: u64) -> u64 {
-    // splitmix64: decorrelates the per-node seeds derived from one run seed.
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// A rough length of the client phase in simulated ms, only to bound a stuck run (faults are
+/// scheduled by operation count, not by this estimate).
+fn expected_duration_ms(c: &SimConfig) -> u64 {
+    let per_client = (c.ops as u64).div_ceil(c.clients as u64);
+    // A cart update is two round trips; each costs a few latencies.
+    let op_ms = c.think_ms_max / 2 + 4 * c.latency_ms_max + 1;
+    (per_client * op_ms).max(1_000)
 }
 
 /// The node configuration every simulated node runs with.
@@ -156,22 +162,33 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     plan.config.validate()?;
     plan.validate()?;
     let c = &plan.config;
-    let sim_time_ms_max = Plan::expected_duration_ms(c) * SIM_TIME_EXPECTED_FACTOR_MAX
+    let faults_ms: u64 = plan
+        .faults
+        .iter()
+        .map(|w| w.duration_ms + crate::plan::ACKED_WAIT_MS_MAX)
+        .sum();
+    let sim_time_ms_max = expected_duration_ms(c) * SIM_TIME_EXPECTED_FACTOR_MAX
+        + faults_ms
         + c.quiesce_ms
         + SIM_TIME_MARGIN_MS;
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(c.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_S))
         .simulation_duration(Duration::from_millis(sim_time_ms_max + SIM_TIME_MARGIN_MS))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::from_millis(c.latency_ms_min))
         .max_message_latency(Duration::from_millis(c.latency_ms_max))
-        .tcp_capacity(TCP_SEGMENTS_MAX)
-        .build();
+        .tcp_capacity(TCP_SEGMENTS_MAX);
+    builder.fs().block_size(DISK_BLOCK_BYTES);
+    let mut sim = builder.build();
 
     let recorder = Rc::new(RefCell::new(Recorder::new()));
     let mut config_value = serde_json::to_value(c).expect("config serialises");
+    config_value["history_format"] = json!(HISTORY_FORMAT);
     config_value["node_names"] = json!(c.node_names());
+    // This node keeps tombstones for good.
+    config_value["tombstone_gc"] = json!(false);
     recorder.borrow_mut().record(
         0,
         Process::Harness,
@@ -182,40 +199,50 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
 
     let mut knobs = Vec::new();
     for node in 0..c.nodes {
-        let k = NodeKnobs {
-            skew_ms: Arc::new(AtomicI64::new(0)),
-            wipe_on_start: Rc::new(Cell::new(false)),
-            incarnation: Rc::new(Cell::new(0)),
-        };
+        let k = NodeKnobs::new();
         let config = node_config(plan, node);
-        let (skew, wipe, incarnation) = (
-            k.skew_ms.clone(),
-            k.wipe_on_start.clone(),
-            k.incarnation.clone(),
-        );
         let seed = c.seed;
+        let host = k.clone();
         sim.host(config.id.to_string(), move || {
             let config = config.clone();
-            let incarnation_now = incarnation.get() + 1;
-            incarnation.set(incarnation_now);
-            let env = SimEnv::new(
-                mix(seed ^ mix(node as u64) ^ incarnation_now << 32),
-                skew.clone(),
+            let incarnation = host.incarnation.get() + 1;
+            host.incarnation.set(incarnation);
+            let env = SimEnv::with_disk_faults(
+                mix64(seed ^ mix64(node as u64) ^ incarnation << 32),
+                host.skew_ms.clone(),
+                host.disk_faults.clone(),
             );
-            let wipe = wipe.replace(false);
+            let wipe = host.wipe_on_start.replace(false);
+            let damages = std::mem::take(&mut *host.damage_on_start.borrow_mut());
+            let host = host.clone();
             async move {
+                // What the nemesis did to the disk while the node was down, before it reads it.
+                let mut done = Vec::new();
                 if wipe {
-                    wipe_disk(&env)?;
+                    wipe_disk(&SimFs)?;
+                    done.push("wiped".to_owned());
                 }
+                for (damage, pick) in damages {
+                    match apply_damage(&SimFs, Path::new(DATA_DIR), at_rest(damage), pick)? {
+                        Some(what) => done.push(what),
+                        None => done.push(format!("{}: nothing to damage", damage.name())),
+                    }
+                }
+                *host.started.borrow_mut() = Some(done.join("; "));
                 let listener = env.bind(&format!("0.0.0.0:{NODE_PORT}")).await?;
-                dynamo_node::shell::run(
+                let served = dynamo_node::shell::run(
                     env,
                     config,
                     Path::new(DATA_DIR),
                     listener,
                     std::future::pending(),
                 )
-                .await?;
+                .await;
+                // A node stops only on an error (its storage failed): the nemesis, as its
+                // supervisor, decides what that means. The simulation goes on either way.
+                if let Err(e) = served {
+                    *host.exited.borrow_mut() = Some(e.to_string());
+                }
                 Ok(())
             }
         });
@@ -225,45 +252,46 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     let phase = Rc::new(Phase::default());
     let plan_rc = Rc::new(plan.clone());
     let totals = Rc::new(RefCell::new(Totals::default()));
+    let progress = Rc::new(Progress::default());
+    let membership = Rc::new(RefCell::new(VecDeque::new()));
     sim.client(
-        "control",
-        control(plan_rc, recorder.clone(), phase.clone(), totals.clone()),
+        CONTROL_HOST,
+        control(
+            plan_rc,
+            recorder.clone(),
+            phase.clone(),
+            totals.clone(),
+            progress.clone(),
+            membership.clone(),
+        ),
     );
 
-    let mut events: Vec<(u64, usize, bool)> = Vec::new();
-    for (i, w) in plan.faults.iter().enumerate() {
-        events.push((w.start_ms, i, true));
-        events.push((w.stop_ms, i, false));
-    }
-    events.sort();
-    let mut next = 0;
-    let mut active: Option<usize> = None;
-    let mut nemesis = Nemesis {
-        names: c.node_names(),
-        recorder: recorder.clone(),
-        knobs: &knobs,
-        latency_ms_max: c.latency_ms_max,
-    };
+    let mut nemesis = Nemesis::new(
+        c.node_names(),
+        &plan.faults,
+        knobs,
+        recorder.clone(),
+        progress,
+        membership,
+        c.latency_ms_max,
+    );
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         if !phase.clients_done.get() {
-            while next < events.len() && events[next].0 <= now_ms {
-                let (_, i, start) = events[next];
-                next += 1;
-                if start {
-                    nemesis.start(&mut sim, &plan.faults[i]);
-                    active = Some(i);
-                } else if active == Some(i) {
-                    nemesis.stop(&mut sim, &plan.faults[i]);
-                    active = None;
-                }
-            }
+            nemesis.step(&mut sim)?;
         } else if !phase.healed.get() {
-            if let Some(i) = active.take() {
-                nemesis.stop(&mut sim, &plan.faults[i]);
-            }
-            nemesis.heal_all(&mut sim);
+            nemesis.heal(&mut sim);
+            let time = sim.elapsed().as_nanos() as u64;
+            recorder.borrow_mut().record(
+                time,
+                Process::Harness,
+                "info",
+                "phase",
+                &json!({"value": "heal"}),
+            );
             phase.healed.set(true);
+        } else {
+            nemesis.after_heal(&mut sim)?;
         }
         let finished = sim.step().map_err(|e| format!("simulation failed: {e}"))?;
         if finished {
@@ -277,6 +305,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         }
     }
     let sim_ms = sim.elapsed().as_millis() as u64;
+    let faults = nemesis.opened;
     drop(nemesis);
     drop(sim);
     let recorder = Rc::try_unwrap(recorder)
@@ -288,7 +317,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         ok: recorder.ok,
         fail: recorder.fail,
         info: recorder.info,
-        faults: recorder.faults,
+        faults,
         sim_ms,
         hints_delivered: totals.hints_delivered,
         hints_pending: totals.hints_pending,
@@ -304,9 +333,22 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     })
 }
 
+/// The node crate's name for damage done to a disk at rest.
+fn at_rest(damage: DiskDamage) -> Damage {
+    match damage {
+        DiskDamage::TornTail => Damage::TornTail,
+        DiskDamage::FlipByte => Damage::FlipByte,
+        DiskDamage::LoseNewestFile => Damage::LoseNewestFile,
+        DiskDamage::LoseFile => Damage::LoseFile,
+        DiskDamage::LoseManifest => Damage::LoseManifest,
+        DiskDamage::FailWrites | DiskDamage::FailSyncs => {
+            unreachable!("a failing disk is a switch on a running node, not damage at rest")
+        }
+    }
+}
+
 /// Deletes every file of the node's data directory: the node restarts with an empty disk.
-fn wipe_disk(env: &SimEnv) -> std::io::Result<()> {
-    let fs = env.fs();
+fn wipe_disk<F: FileSystem>(fs: &F) -> std::io::Result<()> {
     let dir = Path::new(DATA_DIR);
     if !fs.exists(dir) {
         return Ok(());
@@ -317,167 +359,14 @@ fn wipe_disk(env: &SimEnv) -> std::io::Result<()> {
     fs.sync_dir(dir)
 }
 
-/// Applies and heals faults, recording each.
-struct Nemesis<'k> {
-    names: Vec<String>,
-    recorder: Rc<RefCell<Recorder>>,
-    knobs: &'k [NodeKnobs],
-    latency_ms_max: u64,
-}
-
-impl Nemesis<'_> {
-    fn record(&self, sim: &turmoil::Sim, f: &str, value: Value) {
-        let time = sim.elapsed().as_nanos() as u64;
-        self.recorder.borrow_mut().record(
-            time,
-            Process::Nemesis,
-            "info",
-            f,
-            &json!({"value": value}),
-        );
-    }
-
-    fn name(&self, node: u32) -> &str {
-        &self.names[node as usize]
-    }
-
-    fn start(&mut self, sim: &mut turmoil::Sim, window: &FaultWindow) {
-        match &window.fault {
-            Fault::Partition {
-                groups,
-                shape,
-                oneway,
-            } => {
-                for (i, a_group) in groups.iter().enumerate() {
-                    for (j, b_group) in groups.iter().enumerate() {
-                        if i == j || (*oneway && i != 0) {
-                            continue;
-                        }
-                        for &a in a_group.iter().filter(|a| !b_group.contains(a)) {
-                            for &b in b_group.iter().filter(|b| !a_group.contains(b)) {
-                                if *oneway {
-                                    sim.partition_oneway(self.name(a), self.name(b));
-                                } else {
-                                    sim.partition(self.name(a), self.name(b));
-                                }
-                            }
-                        }
-                    }
-                }
-                let named: Vec<Vec<&str>> = groups
-                    .iter()
-                    .map(|g| g.iter().map(|&n| self.name(n)).collect())
-                    .collect();
-                self.record(
-                    sim,
-                    "partition-start",
-                    json!({"groups": named, "shape": shape, "oneway": oneway}),
-                );
-            }
-            Fault::Crash { node } => {
-                sim.crash(self.name(*node));
-                self.record(sim, "crash", json!({"node": self.name(*node)}));
-            }
-            Fault::Wipe { node } => {
-                sim.crash(self.name(*node));
-                self.knobs[*node as usize].wipe_on_start.set(true);
-                self.record(sim, "wipe", json!({"node": self.name(*node)}));
-            }
-            Fault::Skew { node, by_ms } => {
-                self.knobs[*node as usize]
-                    .skew_ms
-                    .store(*by_ms, Ordering::Relaxed);
-                self.record(
-                    sim,
-                    "skew",
-                    json!({"node": self.name(*node), "by_ms": by_ms}),
-                );
-            }
-            Fault::Loss { rate_ppm } => {
-                sim.set_fail_rate(*rate_ppm as f64 / 1e6);
-                self.record(sim, "loss-start", json!({"rate_ppm": rate_ppm}));
-            }
-            Fault::Slow { latency_ms_max } => {
-                sim.set_max_message_latency(Duration::from_millis(*latency_ms_max));
-                self.record(sim, "slow-start", json!({"latency_ms_max": latency_ms_max}));
-            }
-            // Membership changes are requests to the nodes: the control host makes them.
-            Fault::Leave { .. } => {}
-        }
-    }
-
-    fn stop(&mut self, sim: &mut turmoil::Sim, window: &FaultWindow) {
-        match &window.fault {
-            Fault::Partition { .. } => {
-                self.repair_all(sim);
-                self.record(sim, "partition-stop", Value::Null);
-            }
-            Fault::Crash { node } | Fault::Wipe { node } => {
-                sim.bounce(self.name(*node));
-                self.record(sim, "restart", json!({"node": self.name(*node)}));
-            }
-            Fault::Skew { node, by_ms } => {
-                self.knobs[*node as usize]
-                    .skew_ms
-                    .store(0, Ordering::Relaxed);
-                self.record(
-                    sim,
-                    "skew",
-                    json!({"node": self.name(*node), "by_ms": -by_ms}),
-                );
-            }
-            Fault::Loss { .. } => {
-                sim.set_fail_rate(0.0);
-                self.repair_all(sim);
-                self.record(sim, "loss-stop", Value::Null);
-            }
-            Fault::Slow { .. } => {
-                sim.set_max_message_latency(Duration::from_millis(self.latency_ms_max));
-                self.record(sim, "slow-stop", Value::Null);
-            }
-            Fault::Leave { .. } => {}
-        }
-    }
-
-    fn repair_all(&self, sim: &mut turmoil::Sim) {
-        for a in &self.names {
-            for b in &self.names {
-                if a < b {
-                    sim.repair(a.as_str(), b.as_str());
-                }
-            }
-            sim.repair(a.as_str(), "control");
-        }
-    }
-
-    /// Heals everything that could still be broken and records the heal phase.
-    fn heal_all(&mut self, sim: &mut turmoil::Sim) {
-        sim.set_fail_rate(0.0);
-        sim.set_max_message_latency(Duration::from_millis(self.latency_ms_max));
-        self.repair_all(sim);
-        for (i, name) in self.names.iter().enumerate() {
-            self.knobs[i].skew_ms.store(0, Ordering::Relaxed);
-            if !sim.is_host_running(name.as_str()) {
-                sim.bounce(name.as_str());
-            }
-        }
-        let time = sim.elapsed().as_nanos() as u64;
-        self.recorder.borrow_mut().record(
-            time,
-            Process::Harness,
-            "info",
-            "phase",
-            &json!({"value": "heal"}),
-        );
-    }
-}
-
 /// The control host: runs every client, then waits for the heal, quiesces, and reads back.
 async fn control(
     plan: Rc<Plan>,
     recorder: Rc<RefCell<Recorder>>,
     phase: Rc<Phase>,
     totals: Rc<RefCell<Totals>>,
+    progress: Rc<Progress>,
+    membership: Rc<RefCell<VecDeque<MembershipCommand>>>,
 ) -> turmoil::Result {
     let c = Rc::new(plan.config.clone());
     let env = SimEnv::new(0, Arc::new(AtomicI64::new(0)));
@@ -492,6 +381,7 @@ async fn control(
             c.clone(),
             recorder.clone(),
             env.clone(),
+            progress.clone(),
         );
         async move {
             for op in &ops {
@@ -500,18 +390,14 @@ async fn control(
             worker.process()
         }
     });
-    let workers_done = Rc::new(Cell::new(false));
     let clients = async {
         let last = futures::future::join_all(workers).await.into_iter().max();
-        workers_done.set(true);
+        // The outer loop heals at its next turn; the agent then takes every node back.
+        phase.clients_done.set(true);
         last.unwrap_or(0)
     };
-    let agent = membership_agent(&plan, &recorder, &env, &workers_done);
+    let agent = membership_agent(&plan, &recorder, &env, &phase, &membership);
     let (last_process, ()) = futures::future::join(clients, agent).await;
-    phase.clients_done.set(true);
-    while !phase.healed.get() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
     let healed_at = tokio::time::Instant::now();
     let quiet_until = healed_at + Duration::from_millis(c.quiesce_ms);
     if c.measure_convergence {
@@ -538,7 +424,14 @@ async fn control(
     // each reading a stride of the keys. An `info` retires a reader's process as usual.
     let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
         let first = last_process + 1 + r as u64;
-        let mut reader = Worker::new(first, first, c.clone(), recorder.clone(), env.clone());
+        let mut reader = Worker::new(
+            first,
+            first,
+            c.clone(),
+            recorder.clone(),
+            env.clone(),
+            progress.clone(),
+        );
         let c = c.clone();
         async move {
             for key in (r..c.keys).step_by(FINAL_READERS) {
@@ -631,14 +524,15 @@ async fn final_ring(c: &SimConfig, env: &SimEnv) -> Ring {
     ring
 }
 
-/// Runs the plan's membership changes from the control host (they are requests to the nodes):
-/// at a window's start its node leaves the ring, at its end the node joins again through another
-/// node. When the clients are done, a node still out joins again before the heal.
+/// Carries out the nemesis's membership commands from the control host (they are requests to the
+/// nodes): a leave asks the node to leave the ring, a join asks the others to take it back. It ends
+/// after the heal, once every node it took out is back.
 async fn membership_agent(
     plan: &Plan,
     recorder: &Rc<RefCell<Recorder>>,
     env: &SimEnv,
-    workers_done: &Cell<bool>,
+    phase: &Phase,
+    commands: &RefCell<VecDeque<MembershipCommand>>,
 ) {
     let c = &plan.config;
     let timeout_ms = c.client_timeout_ms;
@@ -659,42 +553,56 @@ async fn membership_agent(
             .borrow_mut()
             .record(now_ns(), Process::Nemesis, "info", f, &value);
     };
-    let until = |ms: u64| async move {
-        while !workers_done.get() && (now_ns() / 1_000_000) < ms {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    for window in &plan.faults {
-        let Fault::Leave { node } = window.fault else {
-            continue;
-        };
-        until(window.start_ms).await;
-        if workers_done.get() {
-            break;
-        }
-        let Some(left) = request(node, Request::Leave).await else {
-            continue; // The node could not be reached (crashed, cut off): no change.
-        };
-        record("leave", node);
-        until(window.stop_ms).await;
-        // Join again through the next nodes, until one answers.
-        let join = Request::Join {
-            id: format!("n{}", node + 1).into(),
-            addr: format!("n{}:{NODE_PORT}", node + 1),
-            weight: 1,
-        };
-        // A node that has not heard of the leave yet takes the join as a no-op: retry until a ring
-        // newer than the leave's holds the node again.
-        let id = format!("n{}", node + 1);
-        // (A leave that only the leaver knew of, and lost in a crash, never gets newer: give up.)
-        for attempt in 0..JOIN_ATTEMPTS_MAX {
-            let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
-            let answer = request(via, join.clone()).await;
-            if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
-                record("join", node);
+    // The nodes out of the ring, with the ring their leave made.
+    let mut out: BTreeMap<u32, Ring> = BTreeMap::new();
+    // The fewest members the ring may keep: N, so that every key keeps N owners.
+    let mut members = c.nodes;
+    loop {
+        let command = commands.borrow_mut().pop_front();
+        let Some(command) = command else {
+            if phase.healed.get() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        match command {
+            MembershipCommand::Leave(node) => {
+                if members <= c.n || out.contains_key(&node) {
+                    continue; // The ring would keep too few owners: this leave does not happen.
+                }
+                // A node that cannot be reached (crashed, cut off) makes no change.
+                if let Some(left) = request(node, Request::Leave).await {
+                    record("leave", node);
+                    members -= 1;
+                    out.insert(node, left);
+                }
+            }
+            MembershipCommand::Join(node) => {
+                let Some(left) = out.remove(&node) else {
+                    continue;
+                };
+                members += 1;
+                // Join again through the next nodes, until one answers with a ring newer than the
+                // leave's that holds the node (one that has not heard of the leave yet takes the
+                // join as a no-op). A leave that only the leaver knew of, and lost in a crash, never
+                // gets newer: give up then.
+                let id = format!("n{}", node + 1);
+                let join = Request::Join {
+                    id: id.clone().into(),
+                    addr: format!("{id}:{NODE_PORT}"),
+                    weight: 1,
+                };
+                for attempt in 0..JOIN_ATTEMPTS_MAX {
+                    let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
+                    let answer = request(via, join.clone()).await;
+                    if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
+                        record("join", node);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 }

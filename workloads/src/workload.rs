@@ -9,6 +9,7 @@ use crate::history::{ClockJson, DisplayJson, DotJson, Process, Recorder};
 use crate::plan::{ClientOp, OpKind, SimConfig, Workload};
 use dynamo_node::client::{Client, ClientError};
 use dynamo_node::env::SimEnv;
+use dynamo_node::ring::NodeId;
 use dynamo_node::version::VClock;
 use dynamo_node::wire::SiblingView;
 use serde::ser::SerializeSeq;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::{RawValue, to_raw_value};
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -323,6 +324,25 @@ struct ErrorJson<'a> {
     write: Option<&'a str>,
 }
 
+/// What the clients tell the harness as they go: how far they are, and where acknowledged writes
+/// were stored (the nemesis aims some faults at them). Single-threaded, like a turmoil host.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Planned operations completed, over all clients (a cart update counts once).
+    pub ops_done: Cell<u64>,
+    /// Writes acknowledged since the nemesis last looked, in order.
+    pub acks: RefCell<Vec<Ack>>,
+}
+
+/// An acknowledged write and the nodes that stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The write's id.
+    pub write: String,
+    /// The nodes that acknowledged it, the coordinator first.
+    pub stored_on: Vec<NodeId>,
+}
+
 /// One client slot.
 pub struct Worker {
     slot: u64,
@@ -335,6 +355,7 @@ pub struct Worker {
     env: SimEnv,
     /// This process's last successful read of each key (shared, not copied: carts grow large).
     last_read: BTreeMap<u32, Rc<ReadResult>>,
+    progress: Rc<Progress>,
 }
 
 impl Worker {
@@ -345,6 +366,7 @@ impl Worker {
         config: Rc<SimConfig>,
         recorder: Rc<RefCell<Recorder>>,
         env: SimEnv,
+        progress: Rc<Progress>,
     ) -> Worker {
         Worker {
             slot,
@@ -356,6 +378,7 @@ impl Worker {
             connections: BTreeMap::new(),
             env,
             last_read: BTreeMap::new(),
+            progress,
         }
     }
 
@@ -480,6 +503,10 @@ impl Worker {
                     write: &write,
                 };
                 self.record("ok", f, &ok);
+                self.progress.acks.borrow_mut().push(Ack {
+                    write,
+                    stored_on: reply.stored_on,
+                });
             }
             Err(e) => self.complete_error(f, &name, Some(&write), &e),
         }
@@ -487,6 +514,12 @@ impl Worker {
 
     /// Runs one planned operation.
     pub async fn run_op(&mut self, op: &ClientOp) {
+        self.run_op_inner(op).await;
+        let done = &self.progress.ops_done;
+        done.set(done.get() + 1);
+    }
+
+    async fn run_op_inner(&mut self, op: &ClientOp) {
         tokio::time::sleep(Duration::from_millis(op.think_ms as u64)).await;
         match (self.config.workload, op.kind) {
             (_, OpKind::Read) => {

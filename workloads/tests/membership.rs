@@ -22,7 +22,7 @@ fn nodes_leave_and_join_under_load_and_every_key_ends_on_exactly_n_replicas() {
                 NemesisKind::Partition,
                 NemesisKind::Crash,
             ],
-            fault_gap_ms: 500,
+            fault_gap_ops: 150,
             fault_duration_ms: 1_200,
             quiesce_ms: 4_000,
             ..SimConfig::default()

@@ -4,7 +4,7 @@
 
 use dynamo_checker::{Kind, Validity, check, parse_reader};
 use dynamo_workloads::plan::{
-    Fault, FaultWindow, KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Workload,
+    Fault, FaultWindow, KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Start, Workload,
 };
 use dynamo_workloads::{RunOutput, run};
 
@@ -128,8 +128,8 @@ fn minority_clients(seed: u64, sloppy_quorum: bool) -> Plan {
         op.node %= 2;
     }
     plan.faults = vec![FaultWindow {
-        start_ms: PARTITION_MS.start,
-        stop_ms: PARTITION_MS.end,
+        start: Start::Ms(PARTITION_MS.start),
+        duration_ms: PARTITION_MS.end - PARTITION_MS.start,
         fault: Fault::Partition {
             groups: vec![vec![0, 1], vec![2, 3, 4]],
             shape: "majority".into(),

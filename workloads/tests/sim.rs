@@ -32,7 +32,7 @@ fn the_same_seed_gives_a_byte_identical_history_and_another_seed_another() {
             NemesisKind::Membership,
             NemesisKind::Partition,
         ],
-        fault_gap_ms: 200,
+        fault_gap_ops: 50,
         fault_duration_ms: 400,
         ..small(42)
     };
@@ -74,7 +74,7 @@ fn every_nemesis_kind_appears_and_at_least_half_the_operations_succeed() {
         let config = SimConfig {
             nemesis: vec![kind],
             ops: 600,
-            fault_gap_ms: 200,
+            fault_gap_ops: 100,
             fault_duration_ms: 500,
             ..small(seed)
         };
@@ -115,7 +115,7 @@ fn crash_one_node(seed: u64, fsync: FsyncPolicy) -> (BTreeSet<String>, BTreeSet<
         workload: Workload::Cart,
         nemesis: vec![NemesisKind::Crash],
         fsync,
-        fault_gap_ms: 300,
+        fault_gap_ops: 40,
         fault_duration_ms: 200,
         ..small(seed)
     };

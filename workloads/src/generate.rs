@@ -1,0 +1,490 @@
+//! The expansion of a seed into a [`Plan`]: the project's own generator, on [`SplitMix64`].
+//!
+//! This is the plan generator named `dynamo-plan-2` in [`Plan::generator`]. Its output is part of
+//! the project's public promise: `dynamo sim --seed S` in an old report must expand to the same
+//! plan, so any change to this file that changes a plan needs a new generator name (and the tests
+//! that pin plan hashes to fail first). The draws, in order, from one SplitMix64 stream seeded with
+//! `mix64(seed ^ PLAN_STREAM)`:
+//!
+//! 1. For each planned operation: its client (`below(clients)`), its key (uniform: `below(keys)`;
+//!    Zipf: a `unit_f64` looked up in the cumulative weights), its kind (`weighted`), its node
+//!    (`below(nodes)`), its think time (`between(0, think_ms_max)`).
+//! 2. For each fault window (`max(1, ops / fault_gap_ops)` of them, none without a nemesis): its
+//!    kind (`pick` among the possible kinds), the fault's own draws (see `draw_fault`), its
+//!    duration (`between(d / 2, d * 3 / 2)` for the mean duration `d`), whether it joins an earlier
+//!    window (`chance(fault_overlap_percent, 100)`; then `below(i)` picks which, and it starts when
+//!    that one does), else its start: the windows' starts are stratified, window i starting after
+//!    `i * ops / count + below(ops / count)` completed operations, so that faults are spread from
+//!    the start of the client phase to its end.
+//!
+//! A kind the configuration cannot have is left out of the draw: membership needs more nodes than
+//! N, wipes and damage at rest need an expendable node (W >= 2, see
+//! [`SimConfig::expendable_nodes`]), partitions need two nodes.
+
+use crate::plan::{
+    ClientOp, DiskDamage, Fault, FaultWindow, KeyDist, NemesisKind, OpKind, PLAN_VERSION, Plan,
+    SimConfig, Start, Victim, Workload,
+};
+use crate::prng::{SplitMix64, mix64};
+
+/// The name of this generator, written into every plan it makes.
+pub const GENERATOR: &str = "dynamo-plan-2 (splitmix64)";
+
+/// Separates the plan's stream from other streams derived from the same seed.
+const PLAN_STREAM: u64 = 0x706c_616e_2d76_3200; // "plan-v2\0"
+
+/// Expands a configuration into a plan, deterministically from its seed.
+pub fn generate(config: SimConfig) -> Result<Plan, String> {
+    config.validate()?;
+    let mut g = SplitMix64::new(mix64(config.seed ^ PLAN_STREAM));
+    let ops = draw_ops(&config, &mut g);
+    let faults = draw_faults(&config, &mut g)?;
+    let plan = Plan {
+        version: PLAN_VERSION,
+        generator: GENERATOR.to_owned(),
+        config,
+        ops,
+        faults,
+    };
+    plan.validate()?;
+    Ok(plan)
+}
+
+/// The cumulative weights of a Zipf distribution over `keys`: key i (from 0) has weight
+/// 1 / (i+1)^exponent. The classic exponent 1 is computed with divisions alone, which IEEE 754
+/// rounds the same way everywhere; another exponent goes through `powf`, whose last bit may differ
+/// between C libraries.
+fn zipf_cdf(keys: usize, exponent: f64) -> Vec<f64> {
+    let weight = |i: usize| {
+        let rank = (i + 1) as f64;
+        if exponent == 1.0 {
+            1.0 / rank
+        } else {
+            1.0 / rank.powf(exponent)
+        }
+    };
+    let total: f64 = (0..keys).map(weight).sum();
+    let mut acc = 0.0;
+    (0..keys)
+        .map(|i| {
+            acc += weight(i) / total;
+            acc
+        })
+        .collect()
+}
+
+fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
+    let cdf = match c.key_dist {
+        KeyDist::Uniform => None,
+        KeyDist::Zipf { exponent } => Some(zipf_cdf(c.keys, exponent)),
+    };
+    // Cart: a read for every three updates. Register: reads, updates with the last read's context,
+    // blind puts and deletes, 3 : 3 : 2 : 1.
+    let kinds: &[(OpKind, u64)] = match c.workload {
+        Workload::Cart => &[(OpKind::Read, 1), (OpKind::Update, 3)],
+        Workload::Register => &[
+            (OpKind::Read, 3),
+            (OpKind::Update, 3),
+            (OpKind::BlindPut, 2),
+            (OpKind::Delete, 1),
+        ],
+    };
+    let weights: Vec<u64> = kinds.iter().map(|&(_, w)| w).collect();
+    (0..c.ops)
+        .map(|_| {
+            let client = g.below(c.clients as u64) as u32;
+            let key = match &cdf {
+                None => g.below(c.keys as u64) as u32,
+                Some(cdf) => {
+                    let u = g.unit_f64();
+                    cdf.partition_point(|&x| x <= u).min(cdf.len() - 1) as u32
+                }
+            };
+            let kind = kinds[g.weighted(&weights)].0;
+            let node = g.below(c.nodes as u64) as u32;
+            let think_ms = g.between(0, c.think_ms_max.min(u64::from(u32::MAX))) as u32;
+            ClientOp {
+                client,
+                key,
+                kind,
+                node,
+                think_ms,
+            }
+        })
+        .collect()
+}
+
+/// The kinds of `c.nemesis` that the configuration can have.
+pub fn possible_kinds(c: &SimConfig) -> Vec<NemesisKind> {
+    c.nemesis
+        .iter()
+        .copied()
+        .filter(|kind| match kind {
+            NemesisKind::Partition => c.nodes >= 2,
+            NemesisKind::Wipe => !c.expendable_nodes().is_empty(),
+            NemesisKind::Membership => c.nodes > c.n,
+            _ => true,
+        })
+        .collect()
+}
+
+fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, String> {
+    let kinds = possible_kinds(c);
+    if kinds.is_empty() {
+        if c.nemesis.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = c.nemesis.iter().map(|k| k.name()).collect();
+        return Err(format!(
+            "no fault of --nemesis {} is possible here (membership needs more nodes than N, \
+             wipes need W >= 2, partitions two nodes)",
+            names.join(",")
+        ));
+    }
+    let ops = c.ops as u64;
+    let count = (ops / c.fault_gap_ops).max(1);
+    let stratum = ops / count;
+    let d = c.fault_duration_ms;
+    let mut windows: Vec<FaultWindow> = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let kind = g.pick(&kinds);
+        let fault = draw_fault(c, kind, g);
+        let duration_ms = g.between((d / 2).max(1), (d * 3 / 2).max(1));
+        let start = if i > 0 && g.chance(u64::from(c.fault_overlap_percent), 100) {
+            windows[g.below(i) as usize].start
+        } else {
+            Start::Ops(i * stratum + if stratum > 0 { g.below(stratum) } else { 0 })
+        };
+        windows.push(FaultWindow {
+            start,
+            duration_ms,
+            fault,
+        });
+    }
+    Ok(windows)
+}
+
+/// Half of the faults that hit one node aim at the node that stores the next acknowledged write.
+fn victim(candidates: Vec<u32>, g: &mut SplitMix64) -> Victim {
+    if g.chance(1, 2) {
+        Victim::Node(g.pick(&candidates))
+    } else {
+        Victim::Acked { acked: candidates }
+    }
+}
+
+fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
+    let nodes = c.nodes as u32;
+    let all: Vec<u32> = (0..nodes).collect();
+    match kind {
+        NemesisKind::Partition => draw_partition(c.nodes, g),
+        NemesisKind::Crash => Fault::Crash {
+            node: victim(all, g),
+        },
+        NemesisKind::Wipe => Fault::Wipe {
+            node: victim(c.expendable_nodes(), g),
+        },
+        NemesisKind::Skew => Fault::Skew {
+            node: g.below(u64::from(nodes)) as u32,
+            by_ms: g.between(0, 120_000) as i64 - 60_000,
+        },
+        NemesisKind::Loss => Fault::Loss {
+            rate_ppm: g.between(1_000, 49_999) as u32,
+        },
+        NemesisKind::Slow => Fault::Slow {
+            latency_ms_max: g.between(20, 299),
+        },
+        NemesisKind::Membership => Fault::Leave {
+            node: g.below(u64::from(nodes)) as u32,
+        },
+        NemesisKind::Power => Fault::Power,
+        NemesisKind::Disk => {
+            // Damage at rest destroys data, so it hits only expendable nodes; a failing disk under
+            // a running node destroys nothing that was synced, so it may hit any node.
+            let expendable = c.expendable_nodes();
+            let damages: Vec<DiskDamage> = DiskDamage::ALL
+                .into_iter()
+                .filter(|d| !d.at_rest() || !expendable.is_empty())
+                .collect();
+            let damage = g.pick(&damages);
+            let candidates = if damage.at_rest() { expendable } else { all };
+            Fault::Disk {
+                node: victim(candidates, g),
+                damage,
+                pick: g.next_u64(),
+            }
+        }
+    }
+}
+
+/// A partition of `nodes` node indexes in one of the shapes Jepsen uses.
+fn draw_partition(nodes: usize, g: &mut SplitMix64) -> Fault {
+    let mut order: Vec<u32> = (0..nodes as u32).collect();
+    g.shuffle(&mut order);
+    // A bridge needs a node in the middle and one on each side.
+    let shapes = if nodes >= 3 { 5 } else { 4 };
+    let shape = match g.below(shapes) {
+        0 => "halves",
+        1 => "isolate",
+        2 => "majority",
+        3 => "oneway",
+        _ => "bridge",
+    };
+    let half = (nodes / 2).max(1);
+    let groups = match shape {
+        // Random halves, and one-way: the first group's messages to the others are lost.
+        "halves" | "oneway" => vec![order[..half].to_vec(), order[half..].to_vec()],
+        // One node alone.
+        "isolate" => vec![order[..1].to_vec(), order[1..].to_vec()],
+        // A majority and a minority, the minority as small as it gets.
+        "majority" => {
+            let minority = ((nodes - 1) / 2).max(1);
+            vec![order[..minority].to_vec(), order[minority..].to_vec()]
+        }
+        // Two sides that cannot talk and one node that talks to both: two groups sharing it.
+        _ => {
+            let bridge = order[0];
+            let rest = &order[1..];
+            let (a, b) = rest.split_at(rest.len() / 2);
+            let mut a = a.to_vec();
+            a.insert(0, bridge);
+            let mut b = b.to_vec();
+            b.insert(0, bridge);
+            vec![a, b]
+        }
+    };
+    Fault::Partition {
+        groups,
+        shape: shape.to_owned(),
+        oneway: shape == "oneway",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamo_node::config::FsyncPolicy;
+
+    #[test]
+    fn the_same_seed_gives_the_same_plan_and_another_seed_another() {
+        let config = SimConfig {
+            seed: 7,
+            ops: 200,
+            ..SimConfig::default()
+        };
+        let a = Plan::generate(config.clone()).unwrap();
+        let b = Plan::generate(config.clone()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.generator, GENERATOR);
+        let c = Plan::generate(SimConfig { seed: 8, ..config }).unwrap();
+        assert_ne!(a.ops, c.ops);
+    }
+
+    /// A seed's plan is a promise (the module docs): these hashes of whole plans must never change.
+    /// If this fails, the generator changed: give it a new name and version, keep plan.json
+    /// replayable, and only then pin the new hashes.
+    #[test]
+    fn plans_of_pinned_seeds_never_change() {
+        use md5::{Digest, Md5};
+        let pinned: [(SimConfig, &str); 4] = [
+            (SimConfig::default(), "79b6de6060d4fef3200275a69648cf9e"),
+            (
+                SimConfig {
+                    seed: 42,
+                    workload: Workload::Register,
+                    nodes: 7,
+                    w: 3,
+                    key_dist: KeyDist::Uniform,
+                    ops: 500,
+                    ..SimConfig::default()
+                },
+                "ea98f990d1c0b6b6a1e389a611330fd5",
+            ),
+            (
+                SimConfig {
+                    seed: u64::MAX,
+                    nodes: 3,
+                    clients: 2,
+                    fsync: FsyncPolicy::None,
+                    ops: 300,
+                    fault_gap_ops: 20,
+                    ..SimConfig::default()
+                },
+                "d1a397b75b6203b446198c10b9e704f1",
+            ),
+            // Every kind of fault and of disk damage, and aimed victims.
+            (
+                SimConfig {
+                    seed: 3,
+                    ops: 3_000,
+                    fault_gap_ops: 10,
+                    ..SimConfig::default()
+                },
+                "65bf27cbee9dcae453d0f1c38135d091",
+            ),
+        ];
+        let every = Plan::generate(pinned[3].0.clone()).unwrap();
+        assert_eq!(every.fault_counts().len(), NemesisKind::ALL.len());
+        for damage in DiskDamage::ALL {
+            assert!(
+                every
+                    .faults
+                    .iter()
+                    .any(|w| matches!(w.fault, Fault::Disk { damage: d, .. } if d == damage)),
+                "{damage:?}"
+            );
+        }
+        let got: Vec<String> = pinned
+            .iter()
+            .map(|(config, _)| {
+                // What the seed expands to (the configuration may gain fields with defaults).
+                let plan = Plan::generate(config.clone()).unwrap();
+                let json =
+                    serde_json::to_string(&(&plan.generator, &plan.ops, &plan.faults)).unwrap();
+                format!("{:x}", Md5::digest(json.as_bytes()))
+            })
+            .collect();
+        let want: Vec<&str> = pinned.iter().map(|&(_, h)| h).collect();
+        assert_eq!(got, want, "the plans of pinned seeds changed");
+    }
+
+    #[test]
+    fn zipf_keys_are_skewed_to_the_first() {
+        let plan = Plan::generate(SimConfig {
+            ops: 2_000,
+            keys: 20,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let hot = plan.ops.iter().filter(|o| o.key == 0).count();
+        let cold = plan.ops.iter().filter(|o| o.key == 19).count();
+        assert!(hot > 5 * cold.max(1), "hot {hot} cold {cold}");
+        // The classic Zipf: key 0 is twice as likely as key 1.
+        let second = plan.ops.iter().filter(|o| o.key == 1).count();
+        assert!((1.6..2.5).contains(&(hot as f64 / second as f64)));
+    }
+
+    #[test]
+    fn every_run_with_a_nemesis_has_faults_spread_over_its_operations() {
+        for seed in 0..50 {
+            for ops in [0usize, 1, 30, 400, 1_000] {
+                let plan = Plan::generate(SimConfig {
+                    seed,
+                    ops,
+                    ..SimConfig::default()
+                })
+                .unwrap();
+                assert!(!plan.faults.is_empty(), "seed {seed}, {ops} ops");
+                for w in &plan.faults {
+                    match w.start {
+                        Start::Ops(k) => assert!(k < (ops as u64).max(1), "{k} of {ops}"),
+                        Start::Ms(_) => panic!("the generator starts windows by op count"),
+                    }
+                }
+            }
+        }
+        let plan = Plan::generate(SimConfig {
+            ops: 2_000,
+            fault_gap_ops: 100,
+            fault_overlap_percent: 0,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let starts: Vec<u64> = plan
+            .faults
+            .iter()
+            .map(|w| match w.start {
+                Start::Ops(k) => k,
+                Start::Ms(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(starts.len(), 20);
+        assert!(starts[0] < 100 && starts[19] >= 1_900, "{starts:?}");
+        let none = Plan::generate(SimConfig {
+            nemesis: vec![],
+            ..SimConfig::default()
+        })
+        .unwrap();
+        assert!(none.faults.is_empty());
+    }
+
+    #[test]
+    fn windows_compose() {
+        let plan = Plan::generate(SimConfig {
+            ops: 2_000,
+            fault_overlap_percent: 50,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let mut starts: Vec<Start> = plan.faults.iter().map(|w| w.start).collect();
+        let total = starts.len();
+        starts.sort_by_key(|s| format!("{s:?}"));
+        starts.dedup();
+        assert!(starts.len() < total, "some windows open together");
+    }
+
+    #[test]
+    fn destructive_faults_only_hit_expendable_nodes() {
+        for seed in 0..200 {
+            let c = SimConfig {
+                seed,
+                w: 3,
+                ops: 1_000,
+                fault_gap_ops: 50,
+                ..SimConfig::default()
+            };
+            let plan = Plan::generate(c.clone()).unwrap();
+            for w in &plan.faults {
+                let destructive = match &w.fault {
+                    Fault::Wipe { node } => Some(node),
+                    Fault::Disk { node, damage, .. } if damage.at_rest() => Some(node),
+                    _ => None,
+                };
+                if let Some(node) = destructive {
+                    assert!(node.candidates().iter().all(|n| *n < 2), "{w:?}");
+                }
+            }
+        }
+        // W = 1: no node may lose data; a wipe-only nemesis is refused, not silently empty.
+        let c = SimConfig {
+            w: 1,
+            r: 1,
+            nemesis: vec![NemesisKind::Wipe],
+            ..SimConfig::default()
+        };
+        assert!(Plan::generate(c).unwrap_err().contains("wipes need W >= 2"));
+        let c = SimConfig {
+            w: 1,
+            r: 1,
+            nemesis: vec![NemesisKind::Disk],
+            ops: 2_000,
+            fault_gap_ops: 10,
+            ..SimConfig::default()
+        };
+        let plan = Plan::generate(c).unwrap();
+        assert!(plan.faults.iter().all(|w| matches!(
+            w.fault,
+            Fault::Disk { damage, .. } if !damage.at_rest()
+        )));
+    }
+
+    #[test]
+    fn every_kind_is_drawn_and_partitions_have_two_sides() {
+        let plan = Plan::generate(SimConfig {
+            ops: 5_000,
+            fault_gap_ops: 10,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let counts = plan.fault_counts();
+        for kind in NemesisKind::ALL {
+            assert!(counts.get(&kind).copied().unwrap_or(0) > 0, "{kind:?}");
+        }
+        for w in &plan.faults {
+            if let Fault::Partition { groups, .. } = &w.fault {
+                assert_eq!(groups.len(), 2);
+                assert!(groups.iter().all(|g| !g.is_empty()));
+            }
+        }
+    }
+}

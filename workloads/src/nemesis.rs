@@ -1,0 +1,597 @@
+//! The nemesis: opens and closes the plan's fault windows on the simulated cluster, and records
+//! each fault in the history.
+//!
+//! It runs in the runner's outer loop, between simulation steps, because crashing and restarting
+//! hosts and cutting links are operations on the `Sim` itself. Windows may overlap, so every
+//! effect is counted rather than toggled: a node is down while any window holds it down (a crash,
+//! a wipe, damage at rest, a power cut, the supervisor after the node stopped on a storage error)
+//! and restarts when the last one closes; a directed link is cut while any partition cuts it; the
+//! loss rate and the latency are the highest of the open windows'; a node's skew is the sum of its
+//! open skews.
+//!
+//! A window opens when its [`Start`] comes: so many client operations completed, or a simulated
+//! time. One aimed at [`Victim::Acked`] then waits for the next acknowledged write and hits a
+//! node that stored it, in the same millisecond (the moment of greatest damage: its coordinator
+//! may not have synced anything since). It closes `duration_ms` later, or at the heal.
+//!
+//! What it does not model: a fault takes effect between two 1 ms steps, not inside one; a crash
+//! loses exactly what was not synced (turmoil's disk keeps synced bytes, and tears unsynced writes
+//! at block granularity only where the runner configures it); damage at rest is applied by the
+//! node's host when it restarts, before the node opens its storage.
+
+use crate::history::{Process, Recorder};
+use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Start, Victim};
+use crate::workload::Progress;
+use dynamo_node::fs::DiskFaults;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// How long the supervisor leaves a node that stopped on a storage error down before restarting
+/// it (once its disk works again), simulated ms: a process supervisor's restart delay.
+pub const SUPERVISOR_RESTART_MS: u64 = 500;
+
+/// The knobs of one node's host that the nemesis turns and the host reads when it (re)starts.
+#[derive(Clone)]
+pub struct NodeKnobs {
+    /// The node's wall-clock skew.
+    pub skew_ms: Arc<AtomicI64>,
+    /// Wipe the disk at the next start.
+    pub wipe_on_start: Rc<Cell<bool>>,
+    /// Damage to apply to the disk at the next start: (what, the draw that picks where).
+    pub damage_on_start: Rc<RefCell<Vec<(DiskDamage, u64)>>>,
+    /// Starts so far (each incarnation gets its own random seed).
+    pub incarnation: Rc<Cell<u64>>,
+    /// The node's failing-disk switches (kept across restarts).
+    pub disk_faults: DiskFaults,
+    /// Set by the host when the node has started: what was done to its disk first, if anything.
+    pub started: Rc<RefCell<Option<String>>>,
+    /// Set by the host when the node stopped with an error.
+    pub exited: Rc<RefCell<Option<String>>>,
+}
+
+impl NodeKnobs {
+    /// Knobs of a node that has not started yet.
+    pub fn new() -> NodeKnobs {
+        NodeKnobs {
+            skew_ms: Arc::new(AtomicI64::new(0)),
+            wipe_on_start: Rc::new(Cell::new(false)),
+            damage_on_start: Rc::new(RefCell::new(Vec::new())),
+            incarnation: Rc::new(Cell::new(0)),
+            disk_faults: DiskFaults::default(),
+            started: Rc::new(RefCell::new(None)),
+            exited: Rc::new(RefCell::new(None)),
+        }
+    }
+}
+
+impl Default for NodeKnobs {
+    fn default() -> Self {
+        NodeKnobs::new()
+    }
+}
+
+/// Commands for the membership agent on the control host (a leave and a join are requests to the
+/// nodes, which only a client host can make).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipCommand {
+    /// Ask this node to leave the ring.
+    Leave(u32),
+    /// Ask the cluster to take this node back.
+    Join(u32),
+}
+
+/// Where a window is.
+#[derive(Clone, Debug)]
+enum WindowState {
+    /// Its start has not come.
+    Pending,
+    /// Its start came; it waits for an acknowledged write to aim at (since this time).
+    Armed { since_ms: u64 },
+    /// Open on these nodes (for the faults that hit one), until this time.
+    Open { victim: Option<u32>, until_ms: u64 },
+    /// Closed (or never opened before the heal).
+    Done,
+}
+
+/// The runner's own record of one node.
+#[derive(Clone, Debug, Default)]
+struct NodeState {
+    /// Open windows holding it down (the supervisor's hold included).
+    down: u32,
+    /// Open windows failing its writes; its syncs.
+    fail_writes: u32,
+    fail_syncs: u32,
+    /// The sum of its open skews.
+    skew_ms: i64,
+    /// The node stopped on a storage error; the supervisor holds it down since this time.
+    supervised_since_ms: Option<u64>,
+    /// It was restarted and its `restart` event waits for the host to say what it found.
+    restart_unrecorded: bool,
+}
+
+/// Opens and closes fault windows; see the module docs.
+pub struct Nemesis {
+    names: Vec<String>,
+    recorder: Rc<RefCell<Recorder>>,
+    knobs: Vec<NodeKnobs>,
+    nodes: Vec<NodeState>,
+    windows: Vec<(FaultWindow, WindowState)>,
+    /// Directed links (from, to) between nodes and how many open partitions cut each.
+    cuts: BTreeMap<(u32, u32), u32>,
+    /// The open loss windows' rates; the open slow windows' latencies.
+    loss_ppm: BTreeMap<usize, u32>,
+    slow_ms: BTreeMap<usize, u64>,
+    latency_ms_max: u64,
+    progress: Rc<Progress>,
+    membership: Rc<RefCell<VecDeque<MembershipCommand>>>,
+    /// Windows opened so far.
+    pub opened: u64,
+}
+
+fn ms(sim: &turmoil::Sim) -> u64 {
+    sim.elapsed().as_millis() as u64
+}
+
+impl Nemesis {
+    /// A nemesis for these windows over nodes `names` (the hosts' names, by index).
+    pub fn new(
+        names: Vec<String>,
+        windows: &[FaultWindow],
+        knobs: Vec<NodeKnobs>,
+        recorder: Rc<RefCell<Recorder>>,
+        progress: Rc<Progress>,
+        membership: Rc<RefCell<VecDeque<MembershipCommand>>>,
+        latency_ms_max: u64,
+    ) -> Nemesis {
+        assert_eq!(names.len(), knobs.len(), "one set of knobs per node");
+        Nemesis {
+            nodes: vec![NodeState::default(); names.len()],
+            names,
+            recorder,
+            knobs,
+            windows: windows
+                .iter()
+                .map(|w| (w.clone(), WindowState::Pending))
+                .collect(),
+            cuts: BTreeMap::new(),
+            loss_ppm: BTreeMap::new(),
+            slow_ms: BTreeMap::new(),
+            latency_ms_max,
+            progress,
+            membership,
+            opened: 0,
+        }
+    }
+
+    fn record(&self, sim: &turmoil::Sim, f: &str, value: Value) {
+        let time = sim.elapsed().as_nanos() as u64;
+        self.recorder.borrow_mut().record(
+            time,
+            Process::Nemesis,
+            "info",
+            f,
+            &json!({ "value": value }),
+        );
+    }
+
+    fn name(&self, node: u32) -> &str {
+        &self.names[node as usize]
+    }
+
+    /// One turn between two simulation steps, while the clients run: hosts that stopped, windows
+    /// whose start or end came, acknowledged writes for the armed windows. Errs when a node stopped
+    /// with an error that no fault explains (a bug the run must not hide).
+    pub fn step(&mut self, sim: &mut turmoil::Sim) -> Result<(), String> {
+        let now_ms = ms(sim);
+        self.supervise(sim, now_ms)?;
+        let ops_done = self.progress.ops_done.get();
+        let acks = std::mem::take(&mut *self.progress.acks.borrow_mut());
+        let mut acks = acks.into_iter();
+        for i in 0..self.windows.len() {
+            match self.windows[i].1 {
+                WindowState::Pending => {
+                    let due = match self.windows[i].0.start {
+                        Start::Ops(k) => ops_done >= k,
+                        Start::Ms(t) => now_ms >= t,
+                    };
+                    if !due {
+                        continue;
+                    }
+                    match &self.windows[i].0.fault {
+                        Fault::Crash {
+                            node: Victim::Acked { .. },
+                        }
+                        | Fault::Wipe {
+                            node: Victim::Acked { .. },
+                        }
+                        | Fault::Disk {
+                            node: Victim::Acked { .. },
+                            ..
+                        } => self.windows[i].1 = WindowState::Armed { since_ms: now_ms },
+                        _ => self.open(sim, i, None, None),
+                    }
+                }
+                WindowState::Armed { since_ms } => {
+                    let candidates = self.windows[i].0.fault.nodes();
+                    let hit = acks.by_ref().find_map(|ack| {
+                        ack.stored_on.iter().find_map(|n| {
+                            let index = self.names.iter().position(|m| m == n.as_str())? as u32;
+                            candidates
+                                .contains(&index)
+                                .then(|| (index, ack.write.clone()))
+                        })
+                    });
+                    match hit {
+                        Some((victim, write)) => self.open(sim, i, Some(victim), Some(write)),
+                        None if now_ms >= since_ms + ACKED_WAIT_MS_MAX => {
+                            self.open(sim, i, Some(candidates[0]), None)
+                        }
+                        None => {}
+                    }
+                }
+                WindowState::Open { until_ms, .. } if now_ms >= until_ms => self.close(sim, i),
+                WindowState::Open { .. } | WindowState::Done => {}
+            }
+        }
+        // While loss is on, a randomly failed link comes back whole (turmoil repairs both
+        // directions), which would undo a one-way cut: put the cuts back.
+        if !self.loss_ppm.is_empty() {
+            self.assert_cuts(sim);
+        }
+        Ok(())
+    }
+
+    /// Nodes that stopped on their own, and nodes the supervisor may restart.
+    fn supervise(&mut self, sim: &mut turmoil::Sim, now_ms: u64) -> Result<(), String> {
+        for node in 0..self.names.len() {
+            if let Some(detail) = self.knobs[node].started.borrow_mut().take() {
+                // Not before the host ran: the event says what the restart found.
+                if std::mem::take(&mut self.nodes[node].restart_unrecorded) {
+                    let mut value = json!({ "node": self.names[node] });
+                    if !detail.is_empty() {
+                        value["disk"] = json!(detail);
+                    }
+                    self.record(sim, "restart", value);
+                }
+            }
+            let exited = self.knobs[node].exited.borrow_mut().take();
+            if let Some(error) = exited {
+                let state = &self.nodes[node];
+                if state.fail_writes + state.fail_syncs == 0 {
+                    return Err(format!(
+                        "node {} stopped with an error that no fault explains: {error}",
+                        self.names[node]
+                    ));
+                }
+                // A process that died on a failing disk: what it had not synced is gone, as in a
+                // crash; the supervisor restarts it once the disk works.
+                let name = self.names[node].clone();
+                sim.crash(name.as_str());
+                self.record(sim, "crash", json!({ "node": name, "cause": error }));
+                self.nodes[node].down += 1;
+                self.nodes[node].supervised_since_ms = Some(now_ms);
+            }
+            let state = &self.nodes[node];
+            if let Some(since) = state.supervised_since_ms
+                && state.fail_writes + state.fail_syncs == 0
+                && now_ms >= since + SUPERVISOR_RESTART_MS
+            {
+                self.nodes[node].supervised_since_ms = None;
+                self.lift(sim, node as u32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a node down: crashes it unless it is down already.
+    fn hold(&mut self, sim: &mut turmoil::Sim, node: u32) {
+        let state = &mut self.nodes[node as usize];
+        state.down += 1;
+        if state.down == 1 && sim.is_host_running(self.names[node as usize].as_str()) {
+            sim.crash(self.names[node as usize].as_str());
+        }
+    }
+
+    /// Releases one hold on a node: restarts it when none is left.
+    fn lift(&mut self, sim: &mut turmoil::Sim, node: u32) {
+        let state = &mut self.nodes[node as usize];
+        assert!(state.down > 0, "a node is lifted only as often as held");
+        state.down -= 1;
+        if state.down == 0 {
+            state.restart_unrecorded = true;
+            sim.bounce(self.names[node as usize].as_str());
+        }
+    }
+
+    /// The directed links a partition cuts.
+    fn partition_links(groups: &[Vec<u32>], oneway: bool) -> Vec<(u32, u32)> {
+        let mut links = Vec::new();
+        for (i, a_group) in groups.iter().enumerate() {
+            for (j, b_group) in groups.iter().enumerate() {
+                if i == j || (oneway && i != 0) {
+                    continue;
+                }
+                for &a in a_group.iter().filter(|a| !b_group.contains(a)) {
+                    for &b in b_group.iter().filter(|b| !a_group.contains(b)) {
+                        links.push((a, b));
+                    }
+                }
+            }
+        }
+        links.sort_unstable();
+        links.dedup();
+        links
+    }
+
+    fn assert_cuts(&self, sim: &turmoil::Sim) {
+        for (&(a, b), &count) in &self.cuts {
+            if count > 0 {
+                sim.partition_oneway(self.name(a), self.name(b));
+            }
+        }
+    }
+
+    fn set_loss(&self, sim: &mut turmoil::Sim) {
+        let ppm = self.loss_ppm.values().copied().max().unwrap_or(0);
+        sim.set_fail_rate(f64::from(ppm) / 1e6);
+    }
+
+    fn set_latency(&self, sim: &turmoil::Sim) {
+        let ms = self
+            .slow_ms
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(self.latency_ms_max);
+        sim.set_max_message_latency(Duration::from_millis(ms));
+    }
+
+    fn open(
+        &mut self,
+        sim: &mut turmoil::Sim,
+        i: usize,
+        victim: Option<u32>,
+        aimed: Option<String>,
+    ) {
+        let window = self.windows[i].0.clone();
+        let victim = victim.or(match &window.fault {
+            Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
+                node.candidates().first().copied()
+            }
+            _ => None,
+        });
+        let aimed = |mut value: Value| {
+            if let Some(write) = &aimed {
+                value["after_ack_of"] = json!(write);
+            }
+            value
+        };
+        match &window.fault {
+            Fault::Partition {
+                groups,
+                shape,
+                oneway,
+            } => {
+                for link in Self::partition_links(groups, *oneway) {
+                    let count = self.cuts.entry(link).or_default();
+                    *count += 1;
+                    if *count == 1 {
+                        sim.partition_oneway(self.name(link.0), self.name(link.1));
+                    }
+                }
+                let named: Vec<Vec<&str>> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|&n| self.name(n)).collect())
+                    .collect();
+                self.record(
+                    sim,
+                    "partition-start",
+                    json!({"groups": named, "shape": shape, "oneway": oneway}),
+                );
+            }
+            Fault::Crash { .. } => {
+                let node = victim.expect("a crash has a victim");
+                self.hold(sim, node);
+                self.record(sim, "crash", aimed(json!({"node": self.name(node)})));
+            }
+            Fault::Wipe { .. } => {
+                let node = victim.expect("a wipe has a victim");
+                self.hold(sim, node);
+                self.knobs[node as usize].wipe_on_start.set(true);
+                self.record(sim, "wipe", aimed(json!({"node": self.name(node)})));
+            }
+            Fault::Disk { damage, pick, .. } => {
+                let node = victim.expect("a disk fault has a victim");
+                let faults = &self.knobs[node as usize].disk_faults;
+                match damage {
+                    DiskDamage::FailWrites => {
+                        self.nodes[node as usize].fail_writes += 1;
+                        faults.set_fail_writes(true);
+                    }
+                    DiskDamage::FailSyncs => {
+                        self.nodes[node as usize].fail_syncs += 1;
+                        faults.set_fail_syncs(true);
+                    }
+                    _ => {
+                        self.hold(sim, node);
+                        self.knobs[node as usize]
+                            .damage_on_start
+                            .borrow_mut()
+                            .push((*damage, *pick));
+                    }
+                }
+                self.record(
+                    sim,
+                    "disk",
+                    aimed(json!({"node": self.name(node), "damage": damage.name()})),
+                );
+            }
+            Fault::Skew { node, by_ms } => {
+                let state = &mut self.nodes[*node as usize];
+                state.skew_ms += by_ms;
+                self.knobs[*node as usize]
+                    .skew_ms
+                    .store(state.skew_ms, Ordering::Relaxed);
+                self.record(
+                    sim,
+                    "skew",
+                    json!({"node": self.name(*node), "by_ms": by_ms}),
+                );
+            }
+            Fault::Loss { rate_ppm } => {
+                self.loss_ppm.insert(i, *rate_ppm);
+                self.set_loss(sim);
+                self.record(sim, "loss-start", json!({"rate_ppm": rate_ppm}));
+            }
+            Fault::Slow { latency_ms_max } => {
+                self.slow_ms.insert(i, *latency_ms_max);
+                self.set_latency(sim);
+                self.record(sim, "slow-start", json!({"latency_ms_max": latency_ms_max}));
+            }
+            Fault::Power => {
+                for node in 0..self.names.len() as u32 {
+                    self.hold(sim, node);
+                }
+                self.record(sim, "power", json!({"nodes": self.names}));
+            }
+            // The agent on the control host asks the node, and records the leave if it happened.
+            Fault::Leave { node } => self
+                .membership
+                .borrow_mut()
+                .push_back(MembershipCommand::Leave(*node)),
+        }
+        self.opened += 1;
+        self.windows[i].1 = WindowState::Open {
+            victim,
+            until_ms: ms(sim) + window.duration_ms,
+        };
+    }
+
+    fn close(&mut self, sim: &mut turmoil::Sim, i: usize) {
+        let WindowState::Open { victim, .. } = self.windows[i].1 else {
+            return;
+        };
+        self.windows[i].1 = WindowState::Done;
+        let window = self.windows[i].0.clone();
+        match &window.fault {
+            Fault::Partition { groups, oneway, .. } => {
+                for link in Self::partition_links(groups, *oneway) {
+                    let count = self.cuts.get_mut(&link).expect("an open partition's cut");
+                    *count -= 1;
+                    if *count == 0 {
+                        self.cuts.remove(&link);
+                        sim.repair_oneway(self.name(link.0), self.name(link.1));
+                    }
+                }
+                let named: Vec<Vec<&str>> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|&n| self.name(n)).collect())
+                    .collect();
+                self.record(sim, "partition-stop", json!({"groups": named}));
+            }
+            Fault::Crash { .. } | Fault::Wipe { .. } => {
+                self.lift(sim, victim.expect("an open crash has a victim"))
+            }
+            Fault::Disk { damage, .. } => {
+                let node = victim.expect("an open disk fault has a victim");
+                let state = &mut self.nodes[node as usize];
+                let faults = &self.knobs[node as usize].disk_faults;
+                match damage {
+                    DiskDamage::FailWrites => {
+                        state.fail_writes -= 1;
+                        faults.set_fail_writes(state.fail_writes > 0);
+                    }
+                    DiskDamage::FailSyncs => {
+                        state.fail_syncs -= 1;
+                        faults.set_fail_syncs(state.fail_syncs > 0);
+                    }
+                    _ => self.lift(sim, node),
+                }
+            }
+            Fault::Skew { node, by_ms } => {
+                let state = &mut self.nodes[*node as usize];
+                state.skew_ms -= by_ms;
+                self.knobs[*node as usize]
+                    .skew_ms
+                    .store(state.skew_ms, Ordering::Relaxed);
+                self.record(
+                    sim,
+                    "skew",
+                    json!({"node": self.name(*node), "by_ms": -by_ms}),
+                );
+            }
+            Fault::Loss { .. } => {
+                self.loss_ppm.remove(&i);
+                self.set_loss(sim);
+                if self.loss_ppm.is_empty() {
+                    self.repair_uncut(sim);
+                }
+                self.record(sim, "loss-stop", Value::Null);
+            }
+            Fault::Slow { .. } => {
+                self.slow_ms.remove(&i);
+                self.set_latency(sim);
+                self.record(sim, "slow-stop", Value::Null);
+            }
+            Fault::Power => {
+                for node in 0..self.names.len() as u32 {
+                    self.lift(sim, node);
+                }
+            }
+            Fault::Leave { node } => self
+                .membership
+                .borrow_mut()
+                .push_back(MembershipCommand::Join(*node)),
+        }
+    }
+
+    /// Repairs every link that no open partition cuts, the clients' included (message loss breaks
+    /// any link at random).
+    fn repair_uncut(&self, sim: &turmoil::Sim) {
+        let hosts = self.names.len() as u32;
+        for a in 0..hosts {
+            for b in 0..hosts {
+                if a != b && !self.cuts.contains_key(&(a, b)) {
+                    sim.repair_oneway(self.name(a), self.name(b));
+                }
+            }
+            sim.repair(self.name(a), crate::runner::CONTROL_HOST);
+        }
+    }
+
+    /// Closes every window (those that never opened are dropped) and heals whatever could still
+    /// be broken: the heal phase.
+    pub fn heal(&mut self, sim: &mut turmoil::Sim) {
+        for i in 0..self.windows.len() {
+            match self.windows[i].1 {
+                WindowState::Open { .. } => self.close(sim, i),
+                _ => self.windows[i].1 = WindowState::Done,
+            }
+        }
+        assert!(self.cuts.is_empty(), "every partition closed");
+        sim.set_fail_rate(0.0);
+        self.set_latency(sim);
+        self.repair_uncut(sim);
+        for node in 0..self.names.len() {
+            // The supervisor's holds: the disk works again now.
+            if self.nodes[node].supervised_since_ms.take().is_some() {
+                self.lift(sim, node as u32);
+            }
+            assert_eq!(self.nodes[node].down, 0, "every hold lifted");
+            assert_eq!(self.nodes[node].skew_ms, 0, "every skew undone");
+            self.knobs[node].disk_faults.set_fail_writes(false);
+            self.knobs[node].disk_faults.set_fail_syncs(false);
+        }
+    }
+
+    /// After the heal: records the restarts the hosts have reported since.
+    pub fn after_heal(&mut self, sim: &mut turmoil::Sim) -> Result<(), String> {
+        let now_ms = ms(sim);
+        self.supervise(sim, now_ms)
+    }
+}
