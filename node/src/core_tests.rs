@@ -54,22 +54,18 @@ impl Net {
         }
     }
 
+    /// Ends a step of node `id` as the shell does: [`Ready::apply`], then the released outputs go
+    /// on the wire.
     fn flush(&mut self, id: &NodeId) {
         let (core, store) = self.nodes.get_mut(id).unwrap();
-        let ready = core.poll_ready();
-        for (key, state) in &ready.writes {
-            store.write_state(key, state.clone()).unwrap();
-        }
-        for (owner, key, state) in &ready.hint_writes {
-            store.write_hint(owner, key, state.as_ref()).unwrap();
-        }
-        for key in &ready.removals {
-            store.remove_state(key).unwrap();
-        }
-        for (to, m) in ready.messages {
+        let released = core
+            .poll_ready(store)
+            .apply(store, core.config())
+            .expect("a memory store does not fail");
+        for (to, m) in released.messages {
             self.queue.push_back((id.clone(), to, m));
         }
-        for (token, r) in ready.replies {
+        for (token, r) in released.replies {
             self.replies.push((id.clone(), token, r));
         }
     }
@@ -657,7 +653,7 @@ fn inputs_of_one_step_see_each_others_writes() {
         store.read_state(&key).unwrap().is_empty(),
         "nothing applied yet"
     );
-    let ready = core.poll_ready();
+    let ready = core.poll_ready(store);
     assert_eq!(
         ready.writes.len(),
         1,
