@@ -149,9 +149,9 @@ pub fn open_storage<E: Env>(
             config.fsync
         )),
         // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
-        Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => Some(
-            format!("recovery lost data: {}", recovery.loss_summary()),
-        ),
+        Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some(format!("recovery lost data: {}", recovery.loss_summary()))
+        }
         Some(_) => None,
     };
     let actor = match (stored, &new_actor_reason) {
@@ -657,3 +657,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;
