@@ -195,7 +195,7 @@ fn a_failed_write_or_sync_releases_nothing() {
         ),
         (
             DiskFaults::set_fail_syncs,
-            "syncing the step's writes: sync of",
+            "syncing the step's writes: sync ",
         ),
     ] {
         // A fresh store each time: after a failure the store refuses writes until reopened.
