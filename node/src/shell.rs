@@ -3,8 +3,10 @@
 //! Tasks, all on the caller's runtime:
 //! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
-//!   carries out the [`Ready`] they produced in order (write, one sync for all, then send): group
-//!   commit, so that a burst of writes costs one fsync and nothing is answered before it;
+//!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
+//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
+//!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
+//!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
 //! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
 //!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
 //! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
