@@ -82,11 +82,14 @@ pub enum Bug {
     RepairDropsSiblings,
     /// No read repair, no hinted handoff, no anti-entropy.
     NoRepair,
+    /// Keep the actor id after a recovery that cut a torn or damaged tail, skipped damage, or
+    /// found a data file missing (a new one still on an empty disk).
+    KeepActorOnRecovery,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::Lww,
         Bug::NaiveClock,
         Bug::EarlyAck,
@@ -94,6 +97,7 @@ impl Bug {
         Bug::ReuseActor,
         Bug::RepairDropsSiblings,
         Bug::NoRepair,
+        Bug::KeepActorOnRecovery,
     ];
 
     /// The bug's name on the command line.
@@ -106,6 +110,7 @@ impl Bug {
             Bug::ReuseActor => "reuse-actor",
             Bug::RepairDropsSiblings => "repair-drops-siblings",
             Bug::NoRepair => "no-repair",
+            Bug::KeepActorOnRecovery => "keep-actor-on-recovery",
         }
     }
 }
@@ -257,6 +262,12 @@ impl NodeConfig {
     /// Whether a deliberate bug is on.
     pub fn has_bug(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
+    }
+
+    /// Whether a step's writes are synced before anything that depends on them leaves the node:
+    /// under the `always` fsync policy, unless the deliberate bug `no-fsync` is on.
+    pub fn sync_before_release(&self) -> bool {
+        self.fsync == FsyncPolicy::Always && !self.has_bug(Bug::NoFsync)
     }
 
     /// Whether read repair runs (off by option, or under the `no-repair` bug).

@@ -8,14 +8,18 @@
 //! Each is given a [`ReadState`], the only way the core sees storage.
 //!
 //! After a step of one or more inputs the driver must call [`Core::poll_ready`] and carry out the
-//! [`Ready`] they produced *in order*: apply its `writes` to storage, make them durable as the
-//! fsync policy says, and only then send its `messages` and `replies`, which may depend on those
-//! writes ("persist before you ack" is a property of this type, not a promise in a comment).
+//! [`Ready`] they produced with [`Ready::apply`]: it stores the step's writes, makes them durable as
+//! the fsync policy says, and only then releases the `messages` and `replies`, which may depend on
+//! those writes. "Persist before you ack" is a property of the type, not a promise in a comment:
+//! `Ready`'s fields are private, and `apply` is the only way to the outputs that leave the node. If
+//! storage fails, `apply` releases nothing and the driver must stop the node (its in-memory state
+//! no longer matches the disk; a restart recovers from the disk).
 //! Several inputs may share one `Ready` (the shell's group commit): the core reads its own pending
 //! `writes` and `hint_writes` before storage, so later inputs of a step see earlier ones'
 //! writes; `removals` come only from [`Core::handle_timeout`], which the shell runs last in a
-//! step. The driver must carry out a `Ready` before the next step. Then it calls
-//! [`Core::poll_timeout`] and calls [`Core::handle_timeout`] no later than that instant.
+//! step, and from the records storage reported lost, which `poll_ready` collects. The driver must
+//! carry out a `Ready` before the next step. Then it calls [`Core::poll_timeout`] and calls
+//! [`Core::handle_timeout`] no later than that instant.
 //!
 //! The same core runs under tokio (`dynamo serve`) and under turmoil (`dynamo sim`): see
 //! [`crate::shell`].
@@ -37,7 +41,8 @@ use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, 
 use crate::hints::{self, Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX, Target};
 use crate::merkle::{DEPTH, Tree};
 use crate::ring::{NodeId, Ring};
-use crate::store::keyspace::ReadState;
+use crate::store::Storage;
+use crate::store::keyspace::{ACTOR_META, Keyspace, LostRecord, ReadState};
 use crate::version::{Actor, KeyVersions, Rule, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, RequestError, Response};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,25 +75,37 @@ pub struct Now {
     pub wall_ms: u64,
 }
 
-/// What the driver must do after an input, in this order.
+/// What a step produced: writes to store, then messages and replies that may only leave once the
+/// writes are stored. Carried out by [`Ready::apply`], the only way to the outputs.
 #[derive(Debug, Default, PartialEq)]
 pub struct Ready {
-    /// Key states to store, one per key (its last state in the step). Apply them, and sync if the
-    /// fsync policy says so, before releasing anything below.
-    pub writes: Vec<(Vec<u8>, KeyVersions)>,
-    /// Hints to store (or, `None`, delete) as (owner, key, state), likewise before anything below.
-    pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
-    /// Keys handed over to their new owners, to delete from storage.
-    pub removals: Vec<Vec<u8>>,
-    /// A new actor id this node now writes versions as: persist it before anything below.
-    pub actor: Option<Actor>,
-    /// The ring and the known nodes' addresses, when membership changed: the driver persists
-    /// them (a restarted node must remember the ring) and links to new nodes.
-    pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
+    /// Key states to store, one per key (its last state in the step).
+    writes: Vec<(Vec<u8>, KeyVersions)>,
+    /// Hints to store (or, `None`, delete) as (owner, key, state).
+    hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
+    /// Keys to delete from storage: handed over to their new owners, or lost to damage.
+    removals: Vec<Vec<u8>>,
+    /// A new actor id this node now writes versions as.
+    actor: Option<Actor>,
+    /// The ring and the known nodes' addresses, when membership changed (a restarted node must
+    /// remember the ring).
+    membership: Option<(Ring, BTreeMap<NodeId, String>)>,
+    /// Messages to peers.
+    messages: Vec<(NodeId, PeerMessage)>,
+    /// Answers to clients connected to this node.
+    replies: Vec<(ClientToken, Response)>,
+}
+
+/// The outputs of a step that [`Ready::apply`] released after storing its writes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Released {
     /// Messages to peers.
     pub messages: Vec<(NodeId, PeerMessage)>,
     /// Answers to clients connected to this node.
     pub replies: Vec<(ClientToken, Response)>,
+    /// The ring and the known nodes' addresses, saved, when membership changed: the driver links
+    /// to nodes it does not know yet.
+    pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
 }
 
 impl Ready {
@@ -101,6 +118,73 @@ impl Ready {
             && self.membership.is_none()
             && self.messages.is_empty()
             && self.replies.is_empty()
+    }
+
+    /// Stores the step's writes in `keyspace` (the new actor id first, then key states, hints,
+    /// removals and the ring), syncs once for all of them if `config` says so
+    /// ([`NodeConfig::sync_before_release`]; a changed ring is always synced), and only then
+    /// releases what may leave the node: group commit, one sync per step.
+    ///
+    /// On an error nothing is released, and the error names the operation and, from the log
+    /// store, the file. The core has already counted on the writes (its Merkle trees, hints and
+    /// actor moved on), so the caller must stop the node rather than go on serving: see
+    /// `crate::shell::run`.
+    pub fn apply<S: Storage>(
+        self,
+        keyspace: &mut Keyspace<S>,
+        config: &NodeConfig,
+    ) -> std::io::Result<Released> {
+        let Ready {
+            writes,
+            hint_writes,
+            removals,
+            actor,
+            membership,
+            messages,
+            replies,
+        } = self;
+        let failed = |what: &'static str| {
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        };
+        let wrote = !writes.is_empty()
+            || !hint_writes.is_empty()
+            || !removals.is_empty()
+            || actor.is_some();
+        if let Some(actor) = &actor {
+            keyspace
+                .set_meta(ACTOR_META, actor.as_bytes())
+                .map_err(failed("storing the new actor id"))?;
+        }
+        for (key, state) in writes {
+            keyspace
+                .write_state(&key, state)
+                .map_err(failed("storing a key's state"))?;
+        }
+        for (owner, key, state) in &hint_writes {
+            keyspace
+                .write_hint(owner, key, state.as_ref())
+                .map_err(failed("storing a hint"))?;
+        }
+        for key in &removals {
+            keyspace
+                .remove_state(key)
+                .map_err(failed("removing a key's state"))?;
+        }
+        if let Some((ring, addrs)) = &membership {
+            keyspace
+                .save_membership(ring, addrs)
+                .map_err(failed("saving the ring"))?;
+        }
+        if (wrote && config.sync_before_release()) || membership.is_some() {
+            keyspace
+                .sync()
+                .map_err(failed("syncing the step's writes"))?;
+        }
+        Ok(Released {
+            messages,
+            replies,
+            membership,
+        })
     }
 }
 
@@ -255,10 +339,22 @@ impl Core {
     }
 
     /// Builds the in-memory state derived from storage: the Merkle trees and the list of hints.
+    /// A key whose state is damaged is left out of the trees; storage reports it lost, and the
+    /// first [`Core::poll_ready`] drops it (see [`Core::handle_storage_lost`]).
     pub fn load(&mut self, store: &dyn ReadState) -> std::io::Result<()> {
         for key in store.data_keys() {
-            let state = store.read_state(&key)?;
-            self.update_tree(&key, &state);
+            match store.read_state(&key) {
+                Ok(state) => self.update_tree(&key, &state),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(
+                        node = %self.config.id,
+                        key = %String::from_utf8_lossy(&key),
+                        error = %e,
+                        "a stored key state is damaged"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.hints = store
             .hint_keys()
@@ -293,9 +389,34 @@ impl Core {
         self.stats
     }
 
-    /// Takes the outputs accumulated since the last call.
-    pub fn poll_ready(&mut self) -> Ready {
+    /// Ends a step: drops the records `store` found damaged during it ([`ReadState::take_lost`],
+    /// see [`Core::handle_storage_lost`]), and takes the outputs accumulated since the last call.
+    pub fn poll_ready(&mut self, store: &dyn ReadState) -> Ready {
+        for lost in store.take_lost() {
+            self.handle_storage_lost(lost);
+        }
         std::mem::take(&mut self.ready)
+    }
+
+    /// A stored record was found damaged (decay after recovery): drop it, so that reads of the
+    /// key stop failing and anti-entropy and read repair refill it from the other replicas, and
+    /// take a new actor id before the next version, since the lost state may hold the highest
+    /// counter this node issued for the key. Called by [`Core::poll_ready`].
+    pub fn handle_storage_lost(&mut self, lost: LostRecord) {
+        tracing::error!(node = %self.config.id, ?lost, "dropping a damaged record");
+        match lost {
+            // A state written in this step replaces the damaged record anyway.
+            LostRecord::State(key) if self.ready.writes.iter().any(|(k, _)| *k == key) => {
+                self.actor_stale = true;
+            }
+            LostRecord::State(key) => self.remove(key),
+            LostRecord::Hint { owner, key } => {
+                // A hint can hold a version this node coordinated, with its counter.
+                self.actor_stale = true;
+                self.hints.remove(&(owner.clone(), key.clone()));
+                self.ready.hint_writes.push((owner, key, None));
+            }
+        }
     }
 
     /// The monotonic instant by which [`Core::handle_timeout`] must be called, if any.
@@ -1180,7 +1301,7 @@ impl Core {
         }
     }
 
-    /// Deletes a key handed over to its owners.
+    /// Deletes a key handed over to its owners, or lost to damage.
     fn remove(&mut self, key: Vec<u8>) {
         // The key's clock goes with it, and with it this actor's highest counter for the key: were
         // this node to own the key again, it would issue those counters a second time (found by

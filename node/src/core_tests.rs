@@ -54,22 +54,18 @@ impl Net {
         }
     }
 
+    /// Ends a step of node `id` as the shell does: [`Ready::apply`], then the released outputs go
+    /// on the wire.
     fn flush(&mut self, id: &NodeId) {
         let (core, store) = self.nodes.get_mut(id).unwrap();
-        let ready = core.poll_ready();
-        for (key, state) in &ready.writes {
-            store.write_state(key, state.clone()).unwrap();
-        }
-        for (owner, key, state) in &ready.hint_writes {
-            store.write_hint(owner, key, state.as_ref()).unwrap();
-        }
-        for key in &ready.removals {
-            store.remove_state(key).unwrap();
-        }
-        for (to, m) in ready.messages {
+        let released = core
+            .poll_ready(store)
+            .apply(store, core.config())
+            .expect("a memory store does not fail");
+        for (to, m) in released.messages {
             self.queue.push_back((id.clone(), to, m));
         }
-        for (token, r) in ready.replies {
+        for (token, r) in released.replies {
             self.replies.push((id.clone(), token, r));
         }
     }
@@ -657,7 +653,7 @@ fn inputs_of_one_step_see_each_others_writes() {
         store.read_state(&key).unwrap().is_empty(),
         "nothing applied yet"
     );
-    let ready = core.poll_ready();
+    let ready = core.poll_ready(store);
     assert_eq!(
         ready.writes.len(),
         1,
@@ -679,4 +675,121 @@ fn inputs_of_one_step_see_each_others_writes() {
         })
         .expect("a replica-state answer");
     assert_eq!(&shown, written, "the admin read saw the pending put");
+}
+
+/// A store whose record of one key has decayed: reading it fails as the log store's check does
+/// (`InvalidData`), and the key is reported lost, as the keyspace reports it.
+struct Decayed {
+    inner: Keyspace<MemoryStore>,
+    key: Vec<u8>,
+    damaged: std::cell::Cell<bool>,
+    lost: std::cell::RefCell<Vec<crate::store::keyspace::LostRecord>>,
+}
+
+impl ReadState for Decayed {
+    fn read_state(&self, key: &[u8]) -> std::io::Result<KeyVersions> {
+        if self.damaged.get() && key == self.key {
+            let lost = crate::store::keyspace::LostRecord::State(key.to_vec());
+            self.lost.borrow_mut().push(lost);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "checksum mismatch",
+            ));
+        }
+        self.inner.read_state(key)
+    }
+    fn key_count(&self) -> u64 {
+        self.inner.key_count()
+    }
+    fn data_keys(&self) -> Vec<Vec<u8>> {
+        self.inner.data_keys()
+    }
+    fn read_hint(&self, owner: &str, key: &[u8]) -> std::io::Result<Option<KeyVersions>> {
+        self.inner.read_hint(owner, key)
+    }
+    fn hint_keys(&self) -> Vec<(String, Vec<u8>)> {
+        self.inner.hint_keys()
+    }
+    fn take_lost(&self) -> Vec<crate::store::keyspace::LostRecord> {
+        std::mem::take(&mut self.lost.borrow_mut())
+    }
+}
+
+/// A record that decays after startup: the request that meets it fails; the key is then dropped
+/// (not stuck failing every read) and the next version is made by a new actor, since the lost
+/// state held this actor's counter for the key (issue 10, item 4).
+#[test]
+fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
+    let members = BTreeMap::from([(NodeId::from("n1"), "n1:7000".to_string())]);
+    let mut config = NodeConfig::new("n1", members);
+    (config.n, config.r, config.w) = (1, 1, 1);
+    let mut core = Core::new(config, "n1.a", 7);
+    let mut store = Decayed {
+        inner: Keyspace::new(MemoryStore::new()),
+        key: b"k".to_vec(),
+        damaged: std::cell::Cell::new(false),
+        lost: std::cell::RefCell::new(Vec::new()),
+    };
+    let now = Now::default();
+    let put = |id| {
+        (
+            ClientToken { conn: 1, id },
+            Request::Put {
+                key: b"k".to_vec(),
+                value: format!("v{id}").into_bytes(),
+                tombstone: false,
+                context: VClock::new(),
+            },
+        )
+    };
+    let dot_of = |released: &Released| match &released.replies[..] {
+        [(_, Response::Put { version, .. })] => version.dot.clone().expect("dotted"),
+        other => panic!("not one put answer: {other:?}"),
+    };
+
+    let (token, request) = put(1);
+    core.handle_request(now, token, request, &store);
+    let released = core
+        .poll_ready(&store)
+        .apply(&mut store.inner, core.config())
+        .unwrap();
+    assert_eq!(dot_of(&released), Dot::new("n1.a", 1));
+
+    store.damaged.set(true);
+    let (token, request) = put(2);
+    core.handle_request(now, token, request, &store);
+    let ready = core.poll_ready(&store);
+    assert!(
+        matches!(&ready.replies[..], [(_, Response::Error { error })] if error.kind == ErrorKind::Storage),
+        "{:?}",
+        ready.replies
+    );
+    assert_eq!(
+        ready.removals,
+        [b"k".to_vec()],
+        "the damaged key is dropped"
+    );
+    ready.apply(&mut store.inner, core.config()).unwrap();
+    store.damaged.set(false);
+    assert!(store.inner.read_state(b"k").unwrap().is_empty());
+
+    let (token, request) = put(3);
+    core.handle_request(now, token, request, &store);
+    let ready = core.poll_ready(&store);
+    let actor = ready
+        .actor
+        .clone()
+        .expect("a new actor, stored before the version leaves");
+    let released = ready.apply(&mut store.inner, core.config()).unwrap();
+    let dot = dot_of(&released);
+    assert_ne!(
+        dot.actor,
+        Actor::from("n1.a"),
+        "a new actor: (n1.a, 1) is not issued twice"
+    );
+    assert_eq!(dot, Dot::new(actor, 1));
+    assert_eq!(
+        store.inner.meta("actor").unwrap(),
+        Some(dot.actor.as_bytes().to_vec())
+    );
 }

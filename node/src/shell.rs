@@ -3,8 +3,10 @@
 //! Tasks, all on the caller's runtime:
 //! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
-//!   carries out the [`Ready`] they produced in order (write, one sync for all, then send): group
-//!   commit, so that a burst of writes costs one fsync and nothing is answered before it;
+//!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
+//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
+//!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
+//!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
 //! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
 //!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
 //! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
@@ -24,13 +26,13 @@
 
 use crate::config::{Bug, FsyncPolicy, NodeConfig};
 use crate::coordinator::ClientToken;
-use crate::core::{Core, Now, Ready};
+use crate::core::{Core, Now, Released};
 use crate::env::{Env, Listener};
 use crate::ring::NodeId;
 use crate::store::Storage;
-use crate::store::keyspace::Keyspace;
-use crate::store::log::{LogOptions, LogStore};
-use crate::version::Actor;
+use crate::store::keyspace::{ACTOR_META, Keyspace};
+use crate::store::log::{LogOptions, LogStore, RecoveryReport};
+use crate::version::{Actor, valid_actor};
 use crate::wire::{Frame, FrameCodec, PeerMessage, Request};
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
@@ -42,9 +44,6 @@ use tokio::sync::{Semaphore, mpsc};
 // tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
-
-/// The metadata record holding the last ring this node adopted.
-const MEMBERSHIP_META: &str = "membership";
 
 /// Events waiting for the driver.
 pub const EVENTS_QUEUE_MAX: usize = 4_096;
@@ -101,46 +100,89 @@ enum Event {
 pub struct Startup {
     /// The actor id of this incarnation.
     pub actor: Actor,
-    /// Records found in the log.
-    pub records_recovered: u64,
-    /// Bytes of torn or corrupt tail dropped during recovery.
-    pub truncated_bytes: u64,
+    /// Why the actor id is new, or `None` if it was kept from the last incarnation.
+    pub new_actor_reason: Option<String>,
+    /// What the log store's recovery found.
+    pub recovery: RecoveryReport,
 }
 
 /// Opens the node's storage in `data_dir` and settles the actor id of this incarnation.
 ///
 /// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
-/// is ever issued twice: on an empty (new or wiped) disk, and on every start when the fsync policy
-/// lets acknowledged writes be lost in a crash. The deliberate bug `reuse-actor` always uses the
-/// bare node id, restarting counters after a wipe.
+/// is ever issued twice:
+/// - on an empty (new or wiped) disk, or one whose actor record is unreadable;
+/// - on every start when the fsync policy is not `always`, since a crash may then have lost
+///   acknowledged writes;
+/// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
+///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters.
+///
+/// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
+/// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
 pub fn open_storage<E: Env>(
     env: &E,
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
-    let (log, report) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
     let mut keyspace = Keyspace::new(log);
-    let actor = if config.has_bug(Bug::ReuseActor) {
-        config.id.to_string()
-    } else {
-        let kept = match keyspace.meta("actor")? {
-            Some(bytes) if config.fsync == FsyncPolicy::Always => String::from_utf8(bytes).ok(),
-            _ => None,
+    if config.has_bug(Bug::ReuseActor) {
+        let startup = Startup {
+            actor: config.id.to_string().into(),
+            new_actor_reason: None,
+            recovery,
         };
-        match kept {
-            Some(actor) => actor,
-            None => {
-                let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
-                keyspace.set_meta("actor", actor.as_bytes())?;
-                keyspace.sync()?;
-                actor
-            }
+        return Ok((keyspace, startup));
+    }
+    let stored = match keyspace.meta(ACTOR_META) {
+        Ok(bytes) => bytes
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|actor| valid_actor(actor)),
+        // Decay of the record itself: as good as no record.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::error!(node = %config.id, error = %e, "the stored actor id is damaged");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let new_actor_reason = match stored {
+        None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
+            "fsync policy {} may have lost acknowledged writes in a crash",
+            config.fsync
+        )),
+        // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
+        Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some(format!("recovery lost data: {}", recovery.loss_summary()))
+        }
+        Some(_) => None,
+    };
+    let actor = match (stored, &new_actor_reason) {
+        (Some(actor), None) => actor,
+        (_, reason) => {
+            let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
+            tracing::warn!(
+                node = %config.id,
+                %actor,
+                reason = reason.as_deref().unwrap_or_default(),
+                "taking a new actor id"
+            );
+            keyspace.set_meta(ACTOR_META, actor.as_bytes())?;
+            keyspace.sync()?;
+            actor
         }
     };
+    if recovery.lost_data() && new_actor_reason.is_none() {
+        tracing::warn!(
+            node = %config.id,
+            %actor,
+            lost = %recovery.loss_summary(),
+            "keeping the actor id although recovery lost data (deliberate bug keep-actor-on-recovery)"
+        );
+    }
     let startup = Startup {
         actor: actor.into(),
-        records_recovered: report.records,
-        truncated_bytes: report.truncated_bytes,
+        new_actor_reason,
+        recovery,
     };
     Ok((keyspace, startup))
 }
@@ -160,8 +202,9 @@ pub async fn run<E: Env>(
     tracing::info!(
         node = %config.id,
         actor = %startup.actor,
-        records = startup.records_recovered,
-        truncated_bytes = startup.truncated_bytes,
+        new_actor_reason = startup.new_actor_reason.as_deref().unwrap_or("none: kept"),
+        records = startup.recovery.records,
+        lost = %startup.recovery.loss_summary(),
         "node started"
     );
     let mut core = Core::new(config.clone(), startup.actor, env.random_u64());
@@ -191,16 +234,17 @@ pub async fn run<E: Env>(
         }
     };
     link(&mut peers, &mut tasks, &config.members);
-    // The ring this node last knew, if it ever changed from the configured one.
-    if let Some(bytes) = keyspace.meta(MEMBERSHIP_META)? {
-        match postcard::from_bytes::<(crate::ring::Ring, BTreeMap<NodeId, String>)>(&bytes) {
-            Ok((ring, addrs)) => {
-                core.adopt(ring, &addrs);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "saved ring does not decode; using the configured one")
-            }
+    // The ring this node last knew, if it ever changed from the configured one. A damaged one is
+    // not worth stopping for: gossip brings the current ring.
+    match keyspace.membership() {
+        Ok(Some((ring, addrs))) => {
+            core.adopt(ring, &addrs);
         }
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(error = %e, "saved ring is damaged; using the configured one")
+        }
+        Err(e) => return Err(e),
     }
     if !config.seeds.is_empty() {
         let (ring, addrs) = join(&env, &config).await;
@@ -269,33 +313,31 @@ pub async fn run<E: Env>(
             _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
             _ = &mut compaction_timer => {
                 compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
-                maybe_compact(&config, keyspace.storage_mut());
+                maybe_compact(&config, keyspace.storage_mut())
+                    .map_err(|e| stop(&config, "compaction", e))?;
             }
             _ = &mut sync_timer => {
                 sync_timer.as_mut().reset(Instant::now() + Duration::from_millis(sync_interval_ms));
-                if let Err(e) = keyspace.sync() {
-                    tracing::error!(error = %e, "periodic sync failed");
-                }
+                keyspace.sync().map_err(|e| stop(&config, "periodic sync", e))?;
             }
         }
-        let mut ready = core.poll_ready();
-        if let Some((ring, members)) = ready.membership.take() {
-            link(&mut peers, &mut tasks, &members);
-            let saved = postcard::to_stdvec(&(ring, members))
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-                .and_then(|bytes| keyspace.set_meta(MEMBERSHIP_META, &bytes))
-                .and_then(|()| keyspace.sync());
-            if let Err(e) = saved {
-                tracing::error!(error = %e, "cannot save the ring");
-            }
-        }
+        let ready = core.poll_ready(&keyspace);
         if !ready.is_empty() {
-            carry_out(&config, ready, &mut keyspace, &peers, &clients);
+            // Fail-stop: when storage fails, nothing that depends on the step's writes leaves, and
+            // the node ends rather than answer as if it could write (a zombie). A supervisor or
+            // the operator restarts it; recovery sorts out what reached the disk.
+            let released = ready
+                .apply(&mut keyspace, &config)
+                .map_err(|e| stop(&config, "storage", e))?;
+            if let Some((_, members)) = &released.membership {
+                link(&mut peers, &mut tasks, members);
+            }
+            send(released, &peers, &clients);
         }
     }
-    if let Err(e) = keyspace.sync() {
-        tracing::error!(error = %e, "final sync failed");
-    }
+    keyspace
+        .sync()
+        .map_err(|e| stop(&config, "final sync", e))?;
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");
     Ok(())
@@ -303,21 +345,36 @@ pub async fn run<E: Env>(
 
 /// Compacts the log when its dead bytes exceed both the configured floor and its live bytes, so
 /// that a compaction at most halves the disk footprint's garbage and never runs for crumbs.
-fn maybe_compact<F: crate::fs::FileSystem>(config: &NodeConfig, log: &mut LogStore<F>) {
+fn maybe_compact<F: crate::fs::FileSystem>(
+    config: &NodeConfig,
+    log: &mut LogStore<F>,
+) -> io::Result<()> {
     let stats = log.stats();
     let garbage_bytes = stats.bytes.saturating_sub(stats.live_bytes);
     if garbage_bytes < config.compact_garbage_bytes_min || garbage_bytes < stats.live_bytes {
-        return;
+        return Ok(());
     }
-    match log.compact() {
-        Ok(done) => tracing::info!(
-            node = %config.id,
-            bytes_before = done.bytes_before,
-            bytes_after = done.bytes_after,
-            "log compacted"
-        ),
-        Err(e) => tracing::error!(node = %config.id, error = %e, "compaction failed"),
-    }
+    let done = log.compact()?;
+    tracing::info!(
+        node = %config.id,
+        bytes_before = done.bytes_before,
+        bytes_after = done.bytes_after,
+        "log compacted"
+    );
+    Ok(())
+}
+
+/// The error `run` ends with when storage fails: it says the node stopped, and why.
+fn stop(config: &NodeConfig, what: &str, e: io::Error) -> io::Error {
+    tracing::error!(
+        node = %config.id,
+        error = %e,
+        "{what} failed: stopping the node (restart it; recovery will check the disk)"
+    );
+    io::Error::new(
+        e.kind(),
+        format!("node {} stopped: {what} failed: {e}", config.id),
+    )
 }
 
 /// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring.
@@ -348,39 +405,13 @@ async fn join<E: Env>(
     }
 }
 
-/// Carries out a [`Ready`]: writes, sync per policy, then messages and replies.
-fn carry_out<S: Storage>(
-    config: &NodeConfig,
-    ready: Ready,
-    keyspace: &mut Keyspace<S>,
+/// Sends what [`crate::core::Ready::apply`] released: messages to peers, replies to clients.
+fn send(
+    released: Released,
     peers: &BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
     clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
 ) {
-    let mut durable = Ok(());
-    if let Some(actor) = &ready.actor {
-        durable = keyspace.set_meta("actor", actor.as_bytes());
-    }
-    let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
-    for (key, state) in ready.writes {
-        durable = durable.and_then(|()| keyspace.write_state(&key, state));
-    }
-    for (owner, key, state) in &ready.hint_writes {
-        durable = durable.and_then(|()| keyspace.write_hint(owner, key, state.as_ref()));
-    }
-    for key in &ready.removals {
-        durable = durable.and_then(|()| keyspace.remove_state(key));
-    }
-    // Deliberate bug `no-fsync`: acknowledge before the write is synced.
-    let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
-    if (wrote || !ready.removals.is_empty() || ready.actor.is_some()) && sync_now {
-        durable = durable.and_then(|()| keyspace.sync());
-    }
-    if let Err(e) = durable {
-        // Nothing that depends on these writes may leave the node: the requests time out.
-        tracing::error!(error = %e, "storage write failed; dropping the replies that depend on it");
-        return;
-    }
-    for (peer, message) in ready.messages {
+    for (peer, message) in released.messages {
         match peers.get(&peer) {
             Some(queue) => {
                 if queue.try_send(message).is_err() {
@@ -390,7 +421,7 @@ fn carry_out<S: Storage>(
             None => tracing::warn!(%peer, "message for an unknown peer dropped"),
         }
     }
-    for (client, response) in ready.replies {
+    for (client, response) in released.replies {
         if let Some(queue) = clients.get(&client.conn) {
             let frame = Frame::Response {
                 id: client.id,
@@ -628,3 +659,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;

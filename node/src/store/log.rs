@@ -369,12 +369,14 @@ fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// `error` of `operation` on `path`, with both named (the kind is kept).
+/// `error` of `operation` on `path`, with both named (the kind is kept), unless the file system
+/// named the path already.
 fn at(error: io::Error, operation: &str, path: &Path) -> io::Error {
-    io::Error::new(
-        error.kind(),
-        format!("{operation} {} failed: {error}", path.display()),
-    )
+    let path = path.display().to_string();
+    if error.to_string().contains(&path) {
+        return error;
+    }
+    io::Error::new(error.kind(), format!("{operation} {path} failed: {error}"))
 }
 
 fn check_key(key: &[u8]) -> io::Result<()> {
