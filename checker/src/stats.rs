@@ -1,6 +1,7 @@
 //! Figures about a run, for `stats` in results.json: operation counts, latencies, the distribution of
-//! sibling counts per read (the Dynamo paper's table of versions seen per read), the consistency
-//! window, and the time to converge after the heal.
+//! sibling counts per read (the Dynamo paper's table of versions seen per read, over client-phase reads
+//! of keys that exist), the consistency window (by history order, see `checks/freshness.rs`), and the
+//! time to converge after the heal.
 //!
 //! Times are nanoseconds, as in the history. Quantiles are nearest-rank: the p-quantile of n sorted
 //! samples is the ceil(p*n)-th.
@@ -66,15 +67,22 @@ impl Quantiles {
     }
 }
 
-/// How many versions reads saw: the Dynamo paper's table. `0` is a read of a missing key.
+/// How many versions reads saw: the Dynamo paper's table, over the reads it is about. Only ok reads of
+/// the client phase (invoked before `phase final`) count, and only of keys that exist: a read that
+/// returned no sibling, or only tombstones, is a read of a missing key, not a read that saw versions.
+/// Tombstones returned beside a value are versions, and count.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SiblingCounts {
-    /// Ok reads.
+    /// The reads counted.
     pub reads: usize,
-    /// Reads by number of siblings returned: "0", "1", "2", "3", "4+".
+    /// Reads by number of siblings returned: "1", "2", "3", "4+".
     pub counts: BTreeMap<&'static str, usize>,
-    /// The same as shares of all ok reads.
+    /// The same as shares of the reads counted.
     pub shares: BTreeMap<&'static str, f64>,
+    /// Ok client-phase reads left out because the key did not exist (no sibling, or only tombstones).
+    pub missing_key_reads: usize,
+    /// Ok reads left out because they ran after `phase final`.
+    pub final_reads: usize,
 }
 
 /// The consistency window over acknowledged writes.
@@ -157,7 +165,7 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
         stats.by_f.entry(f.as_str()).or_default().add(w.status);
         latency(f, w.status, w.invoked.time, w.completed.map(|m| m.time));
     }
-    let mut siblings = [0usize; 5];
+    let mut siblings = [0usize; 4];
     for r in &h.reads {
         stats.totals.add(r.status);
         stats
@@ -172,7 +180,14 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
             r.completed.map(|m| m.time),
         );
         if r.status == Status::Ok {
-            siblings[(r.siblings.len as usize).min(4)] += 1;
+            let sibs = h.siblings(r.siblings);
+            if r.is_final {
+                stats.siblings_per_read.final_reads += 1;
+            } else if sibs.iter().all(|s| h.is_null(s.value)) {
+                stats.siblings_per_read.missing_key_reads += 1;
+            } else {
+                siblings[sibs.len().min(4) - 1] += 1;
+            }
         }
     }
     for (f, mut v) in latencies {
@@ -182,7 +197,7 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
     }
     let reads: usize = siblings.iter().sum();
     stats.siblings_per_read.reads = reads;
-    for (label, count) in ["0", "1", "2", "3", "4+"].into_iter().zip(siblings) {
+    for (label, count) in ["1", "2", "3", "4+"].into_iter().zip(siblings) {
         stats.siblings_per_read.counts.insert(label, count);
         let share = if reads == 0 {
             0.0

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::history::{History, SiblingRec, Status, Workload, WriteIdx};
+use crate::history::{History, KeyIdx, SiblingRec, Status, Str, ValId, Workload, WriteIdx};
 
 use super::{
     Check, Ctx, FailedWriteVisible, FalseConcurrency, Finding, PhantomRead, ReadWitness,
@@ -23,18 +23,19 @@ enum Source {
     Replica(u32),
 }
 
-/// Calls `f` with every sibling of every ok read (in invoke order), then of every replica state.
-fn for_each_sibling(h: &History, mut f: impl FnMut(Source, SiblingRec)) {
+/// Calls `f` with every sibling of every ok read (in invoke order), then of every replica state, with
+/// the key it was read from.
+fn for_each_sibling(h: &History, mut f: impl FnMut(Source, KeyIdx, SiblingRec)) {
     for (i, r) in h.reads.iter().enumerate() {
         if r.status == Status::Ok {
             for &s in h.siblings(r.siblings) {
-                f(Source::Read(i as u32), s);
+                f(Source::Read(i as u32), r.key, s);
             }
         }
     }
     for (i, r) in h.replicas.iter().enumerate() {
         for &s in h.siblings(r.siblings) {
-            f(Source::Replica(i as u32), s);
+            f(Source::Replica(i as u32), r.key, s);
         }
     }
 }
@@ -46,42 +47,87 @@ fn source_witness(h: &History, source: Source) -> ReadWitness {
     }
 }
 
-fn parsed(h: &History, v: crate::history::ValId) -> Value {
+fn parsed(h: &History, v: ValId) -> Value {
     serde_json::from_str(h.value_text(v)).unwrap_or(Value::Null)
 }
 
+/// The items of a cart value that no put invoked on `key`: each element of the array that is not the
+/// write id of a put on that key (an element that is not a string is never one). A value that is not
+/// an array has no items.
+fn unknown_items(h: &History, key: KeyIdx, v: ValId) -> Vec<String> {
+    let is_item = |item: &str| {
+        h.sym(item)
+            .and_then(|s| h.write_of(s))
+            .is_some_and(|w| h.write(w).key == key && !h.write(w).delete)
+    };
+    if let Ok(items) = serde_json::from_str::<Vec<Str>>(h.value_text(v)) {
+        return items
+            .iter()
+            .filter(|i| !is_item(i.as_str()))
+            .map(|i| i.as_str().to_owned())
+            .collect();
+    }
+    match parsed(h, v) {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::String(s) if is_item(&s) => None,
+                Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `phantom-read`: a read or a replica state returned a write id that no put or delete invoked on that
+/// key, a cart item that no put invoked on that key, or a value different from what that write wrote.
+/// One finding per sibling that shows any of these.
 pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
     let h = ctx.h;
-    let mut raw: Vec<(Source, SiblingRec, Option<WriteIdx>)> = Vec::new();
-    for_each_sibling(h, |source, s| match h.write_of(s.write) {
-        None => raw.push((source, s, None)),
-        Some(w) => {
-            if !h.same_value(s.value, h.write(w).value) {
-                raw.push((source, s, Some(w)));
+    let cart = h.workload == Workload::Cart;
+    // Per value id: the key whose items were last checked for it (+1, 0 for none), and whether all
+    // its items were puts on that key. Most values are read many times; each is parsed once.
+    let mut items_ok: Vec<(u32, bool)> = vec![(0, true); h.values.len()];
+    let mut raw: Vec<(Source, KeyIdx, SiblingRec, &'static str)> = Vec::new();
+    for_each_sibling(h, |source, key, s| {
+        let reason = match h.write_of(s.write) {
+            Some(w) if h.write(w).key == key => {
+                (!h.same_value(s.value, h.write(w).value)).then_some("wrong-value")
             }
+            _ => Some("unknown-write"),
+        };
+        let reason = reason.or_else(|| {
+            if !cart || h.is_null(s.value) {
+                return None;
+            }
+            let slot = &mut items_ok[s.value.0 as usize];
+            if slot.0 != key.0 + 1 {
+                *slot = (key.0 + 1, unknown_items(h, key, s.value).is_empty());
+            }
+            (!slot.1).then_some("unknown-item")
+        });
+        if let Some(reason) = reason {
+            raw.push((source, key, s, reason));
         }
     });
-    Check::from_raw(raw, |(source, s, w)| {
+    Check::from_raw(ctx.findings_max, raw, |(source, key, s, reason)| {
         let read = source_witness(h, source);
-        let unknown_items = if h.workload == Workload::Cart {
-            h.cart_items(s.value)
-                .into_iter()
-                .filter(|item| h.sym(item).and_then(|sym| h.write_of(sym)).is_none())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let written = h
+            .write_of(s.write)
+            .filter(|&w| h.write(w).key == key)
+            .map(|w| parsed(h, h.write(w).value));
         Finding::PhantomRead(PhantomRead {
             write: h.str(s.write).to_owned(),
-            key: read.key.clone(),
-            reason: if w.is_some() {
-                "wrong-value"
-            } else {
-                "unknown-write"
-            },
+            key: h.key_name(key).to_owned(),
+            reason,
             returned: parsed(h, s.value),
-            written: w.map(|w| parsed(h, h.write(w).value)),
-            unknown_items,
+            written,
+            unknown_items: if cart && !h.is_null(s.value) {
+                unknown_items(h, key, s.value)
+            } else {
+                Vec::new()
+            },
             read,
         })
     })
@@ -91,21 +137,25 @@ pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
     let h = ctx.h;
     // Failed write -> (first source, times seen), in write order.
     let mut seen: BTreeMap<WriteIdx, (Source, usize)> = BTreeMap::new();
-    for_each_sibling(h, |source, s| {
+    for_each_sibling(h, |source, _, s| {
         if let Some(w) = h.write_of(s.write)
             && h.write(w).status == Status::Fail
         {
             seen.entry(w).or_insert((source, 0)).1 += 1;
         }
     });
-    Check::from_raw(seen.into_iter().collect(), |(w, (source, times_seen))| {
-        Finding::FailedWriteVisible(FailedWriteVisible {
-            write: witness::write(h, w),
-            seen_in: source_witness(h, source),
-            times_seen,
-            final_state: witness::final_state(h, ctx.finals, h.write(w).key),
-        })
-    })
+    Check::from_raw(
+        ctx.findings_max,
+        seen.into_iter().collect(),
+        |(w, (source, times_seen))| {
+            Finding::FailedWriteVisible(FailedWriteVisible {
+                write: witness::write(h, w),
+                seen_in: source_witness(h, source),
+                times_seen,
+                final_state: witness::final_state(h, ctx.finals, h.write(w).key),
+            })
+        },
+    )
 }
 
 pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
@@ -132,7 +182,7 @@ pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
             }
         }
     }
-    let mut check = Check::from_raw(raw, |(r, a, b)| {
+    let mut check = Check::from_raw(ctx.findings_max, raw, |(r, a, b)| {
         Finding::FalseConcurrency(FalseConcurrency {
             key: h.key_name(h.reads[r as usize].key).to_owned(),
             ancestor: h.str(h.write(a).id).to_owned(),

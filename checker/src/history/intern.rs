@@ -140,7 +140,7 @@ impl Interner {
         &self.text[a..b]
     }
 
-    #[cfg(test)]
+    /// The number of distinct strings.
     pub(crate) fn len(&self) -> usize {
         self.spans.len()
     }

@@ -221,6 +221,12 @@ impl<'a> Wire<'a> {
                                 }
                                 Some(_) => {}
                             }
+                            if self.observed.is_none() {
+                                return Err(format!(
+                                    "{} invoke has no observed list (required, empty for a blind write)",
+                                    f.as_str()
+                                ));
+                            }
                         }
                         Ok(Class::Invoke(f))
                     }
