@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::history::{History, KeyIdx, SiblingRec, Status, Str, ValId, Workload, WriteIdx};
+use crate::history::{
+    History, KeyIdx, SiblingRec, Status, ValId, Workload, WriteIdx, for_each_string, string_array,
+};
 
 use super::{
     Check, Ctx, FailedWriteVisible, FalseConcurrency, Finding, PhantomRead, ReadWitness,
@@ -51,20 +53,24 @@ fn parsed(h: &History, v: ValId) -> Value {
     serde_json::from_str(h.value_text(v)).unwrap_or(Value::Null)
 }
 
+/// Whether `item` is the write id of a put on `key`.
+fn is_item(h: &History, key: KeyIdx, item: &str) -> bool {
+    h.sym(item)
+        .and_then(|s| h.write_of(s))
+        .is_some_and(|w| h.write(w).key == key && !h.write(w).delete)
+}
+
 /// The items of a cart value that no put invoked on `key`: each element of the array that is not the
 /// write id of a put on that key (an element that is not a string is never one). A value that is not
 /// an array has no items.
 fn unknown_items(h: &History, key: KeyIdx, v: ValId) -> Vec<String> {
-    let is_item = |item: &str| {
-        h.sym(item)
-            .and_then(|s| h.write_of(s))
-            .is_some_and(|w| h.write(w).key == key && !h.write(w).delete)
-    };
-    if let Ok(items) = serde_json::from_str::<Vec<Str>>(h.value_text(v)) {
-        return items
-            .iter()
-            .filter(|i| !is_item(i.as_str()))
-            .map(|i| i.as_str().to_owned())
+    let is_item = |item: &str| is_item(h, key, item);
+    let mut fast = Vec::new();
+    if string_array(h.value_text(v), &mut fast) {
+        return fast
+            .into_iter()
+            .filter(|i| !is_item(i))
+            .map(str::to_owned)
             .collect();
     }
     match parsed(h, v) {
@@ -103,7 +109,9 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
             }
             let slot = &mut items_ok[s.value.0 as usize];
             if slot.0 != key.0 + 1 {
-                *slot = (key.0 + 1, unknown_items(h, key, s.value).is_empty());
+                let all_known = for_each_string(h.value_text(s.value), |i| is_item(h, key, i))
+                    .unwrap_or_else(|| unknown_items(h, key, s.value).is_empty());
+                *slot = (key.0 + 1, all_known);
             }
             (!slot.1).then_some("unknown-item")
         });

@@ -33,5 +33,6 @@ pub use model::{Format, History, Workload};
 pub use parse::{EventReader, ParseError, Parsed, parse_file, parse_reader};
 
 pub(crate) use intern::{Sym, ValId, VerId, Versions};
-pub(crate) use model::{KeyIdx, NemesisKind, SiblingRec, Status, WriteIdx};
-pub(crate) use wire::Str;
+pub(crate) use model::{
+    KeyIdx, NemesisKind, SiblingRec, Status, WriteIdx, for_each_string, string_array,
+};

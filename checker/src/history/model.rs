@@ -365,6 +365,10 @@ impl History {
 
     /// The items of a cart value: the strings of a JSON array (nothing for anything else).
     pub(crate) fn cart_items(&self, v: ValId) -> Vec<String> {
+        let mut fast = Vec::new();
+        if string_array(self.value_text(v), &mut fast) {
+            return fast.into_iter().map(str::to_owned).collect();
+        }
         match serde_json::from_str::<Value>(self.value_text(v)) {
             Ok(Value::Array(items)) => items
                 .into_iter()
@@ -378,11 +382,16 @@ impl History {
     }
 
     /// The items of a cart value that name an interned string (any item that is a write id), appended
-    /// to `out`. Reads the text without building a tree when it is an array of strings.
+    /// to `out`. Reads the canonical text directly when it is an array of plain strings.
     pub(crate) fn cart_item_syms(&self, v: ValId, out: &mut Vec<Sym>) {
-        match serde_json::from_str::<Vec<Str>>(self.value_text(v)) {
-            Ok(items) => out.extend(items.iter().filter_map(|i| self.sym(i.as_str()))),
-            Err(_) => out.extend(self.cart_items(v).iter().filter_map(|i| self.sym(i))),
+        let before = out.len();
+        let plain = for_each_string(self.value_text(v), |i| {
+            out.extend(self.sym(i));
+            true
+        });
+        if plain.is_none() {
+            out.truncate(before);
+            out.extend(self.cart_items(v).iter().filter_map(|i| self.sym(i)));
         }
     }
 
@@ -902,4 +911,77 @@ fn counter_text_ok(pair: &str) -> bool {
 struct NemesisValue {
     #[serde(default)]
     node: Option<String>,
+}
+
+/// Splits a canonical JSON array of strings with no escapes (`["a","b"]`, what a cart value is) into
+/// its strings, appended to `out`. Returns false, leaving `out` as it may be, for anything else: the
+/// caller then parses the value.
+pub(crate) fn string_array<'a>(text: &'a str, out: &mut Vec<&'a str>) -> bool {
+    for_each_string(text, |s| {
+        out.push(s);
+        true
+    }) == Some(true)
+}
+
+/// Calls `f` with each string of a canonical JSON array of strings with no escapes, in order, until
+/// `f` returns false. `Some(true)` when every string was visited, `Some(false)` when `f` stopped it,
+/// `None` when the text is not such an array (the strings before the point where it stopped being one
+/// were visited). No allocation: this is the loop that checks every item of every cart value.
+pub(crate) fn for_each_string<'a>(
+    text: &'a str,
+    mut f: impl FnMut(&'a str) -> bool,
+) -> Option<bool> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'[') {
+        return None;
+    }
+    if b.len() == 2 && b[1] == b']' {
+        return Some(true);
+    }
+    let mut i = 1;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        let end = start + len;
+        if b[end] != b'"' {
+            return None;
+        }
+        if !f(&text[start..end]) {
+            return Some(false);
+        }
+        match b.get(end + 1) {
+            Some(b',') => i = end + 2,
+            Some(b']') => return (end + 2 == b.len()).then_some(true),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_array;
+
+    #[test]
+    fn plain_string_arrays_split_and_anything_else_falls_back() {
+        let mut out = Vec::new();
+        assert!(string_array(r#"["p1-1","p2-3"]"#, &mut out));
+        assert_eq!(out, ["p1-1", "p2-3"]);
+        out.clear();
+        assert!(string_array("[]", &mut out));
+        assert!(out.is_empty());
+        for other in [
+            r#"["a\"b"]"#,
+            r#"["a",1]"#,
+            r#"{"a":1}"#,
+            r#"["a"]x"#,
+            r#"["a""#,
+            "null",
+            r#""a""#,
+        ] {
+            assert!(!string_array(other, &mut Vec::new()), "{other}");
+        }
+    }
 }
