@@ -870,3 +870,17 @@ fn stale_reads_are_ordered_by_history_order_within_one_tick() {
     valid(&r);
     assert!(kinds(&r).is_empty(), "{}", summary(&r));
 }
+
+#[test]
+fn quorum_read_miss_on_a_key_with_no_replica_state_counts_every_node_as_a_replica() {
+    let h = put_ok(strict(), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.nemesis_on("wipe", "n7");
+    let h = h.get(2, "k").ok_get(2, "k", &[]);
+    let r = h.phase("final").check();
+    assert!(
+        !r.anomalies.contains_key(&Kind::QuorumReadMiss),
+        "{}",
+        summary(&r)
+    );
+    assert_eq!(r.valid, Validity::Unknown, "the final state is missing");
+}

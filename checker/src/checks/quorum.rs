@@ -6,8 +6,8 @@
 //! read's completion.
 //!
 //! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
-//!   whose `value` names no node is taken to have hit every node: a fault the history does not place
-//!   cannot be ruled out.
+//!   whose `value` names no node is taken to have hit every node, and for a key with no replica-state
+//!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
 //!   before the read completed (a v1 read cannot show the tombstone). The same holds with
@@ -81,7 +81,13 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
 
         excusing.clear();
         excusing.extend_from_slice(&everywhere);
-        for &i in ctx.finals.replicas(key) {
+        let replicas = ctx.finals.replicas(key);
+        if replicas.is_empty() {
+            // No replica-state event names the key's replicas (the verdict is unknown for that
+            // anyway): any node may be one.
+            excusing.extend(by_node.values().flatten());
+        }
+        for &i in replicas {
             if let Some(at) = by_node.get(&h.replicas[i as usize].node) {
                 excusing.extend_from_slice(at);
             }
