@@ -884,3 +884,35 @@ fn quorum_read_miss_on_a_key_with_no_replica_state_counts_every_node_as_a_replic
     );
     assert_eq!(r.valid, Validity::Unknown, "the final state is missing");
 }
+
+#[test]
+fn cart_a_phantom_item_inherited_from_an_observed_value_or_added_to_one_is_still_a_phantom() {
+    // p wrote a bogus item; q, built on p, carries it on; r, built on a clean value, adds another.
+    let h = cart_put(cart(), 1, "p", json!(["p", "zz"]), &[], ("n1", 1));
+    let h = cart_put(h, 2, "q", json!(["p", "q", "zz"]), &["p"], ("n1", 2));
+    let h = cart_put(h, 3, "a", json!(["a"]), &[], ("n2", 1));
+    let h = cart_put(h, 4, "r", json!(["a", "r", "yy"]), &["a"], ("n2", 2));
+    let h = cart_put(h, 5, "s", json!(["a", "r", "s", "yy"]), &["r"], ("n2", 3));
+    let h = cart_put(h, 6, "t", json!(["a", "t"]), &["a"], ("n3", 1));
+    let values = [
+        cart_sib("q", json!(["p", "q", "zz"]), ("n1", 2)),
+        cart_sib("s", json!(["a", "r", "s", "yy"]), ("n2", 3)),
+        cart_sib("t", json!(["a", "t"]), ("n3", 1)),
+    ];
+    let h = h.get(7, "k").ok_get(7, "k", &values);
+    let r = finals(h, &[]).check();
+    let read: Vec<(String, Vec<String>)> = phantoms(&r)
+        .into_iter()
+        .filter(|p| p.3 == "read")
+        .map(|p| (p.0, p.2))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("q".to_owned(), vec!["zz".to_owned()]),
+            ("s".to_owned(), vec!["yy".to_owned()])
+        ],
+        "{}",
+        summary(&r)
+    );
+}

@@ -140,7 +140,7 @@ impl Interner {
         &self.text[a..b]
     }
 
-    /// The number of distinct strings.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.spans.len()
     }
