@@ -822,7 +822,7 @@ pub fn run_seeds(
 
 /// `dynamo nightly`.
 pub fn nightly(args: NightlyArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
     let range = parse_seeds(&args.seeds)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let limit = args.time_limit.as_deref().map(parse_duration).transpose()?;

@@ -382,7 +382,7 @@ fn anomaly_types(plan: &Plan) -> Result<Vec<String>, String> {
 
 /// `dynamo shrink`.
 pub fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
     let budget = crate::nightly::parse_duration(&args.time_budget)?;
     let plan_path = args.dir.join("plan.json");
     let text = std::fs::read_to_string(&plan_path)

@@ -137,7 +137,7 @@ fn random_seed() -> u64 {
 
 /// `dynamo sim`.
 pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
     let seed = args.seed.unwrap_or_else(random_seed);
     let config = args.config(seed)?;
     let plan = Plan::generate(config)?;
@@ -311,7 +311,7 @@ pub fn shell_word(s: &str) -> String {
 
 /// `dynamo replay`.
 pub fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
     let text = std::fs::read_to_string(&args.plan)
         .map_err(|e| format!("cannot read {}: {e}", args.plan.display()))?;
     let plan = Plan::from_json(&text).map_err(|e| format!("{}: {e}", args.plan.display()))?;

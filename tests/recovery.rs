@@ -189,9 +189,17 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// The values a quorum read through node `i` returns.
+    /// The values a quorum read through node `i` returns (retried for a while: links to peers
+    /// that were just resumed come back within seconds).
     fn get(&self, i: usize, key: &str) -> Vec<String> {
-        let out = self.cli(i, &["get", key]);
+        let deadline = Instant::now() + Duration::from_millis(CONVERGENCE_TIMEOUT_MS);
+        let out = loop {
+            let out = self.cli(i, &["get", key]);
+            if out.status.success() || Instant::now() >= deadline {
+                break out;
+            }
+            sleep(Duration::from_millis(100));
+        };
         assert!(
             out.status.success(),
             "{}",
@@ -310,6 +318,9 @@ fn survives(kind: Damage) {
         c.put_ok(i % 3, key, &format!("v{i}"));
     }
     if kind == Damage::TornTail {
+        // A put returns after W of the three replicas stored it: wait for the third, so that the
+        // victim's record is the last one of its file.
+        c.converged(&other_keys);
         c.put_ok(VICTIM_NODE, VICTIM_KEY, "acked");
     }
     let mut keys = other_keys.clone();

@@ -379,6 +379,12 @@ impl SimConfig {
         (0..(self.w as u32).saturating_sub(1).min(self.nodes as u32)).collect()
     }
 
+    /// Whether the checker holds reads to the quorum promise (`quorum-read-miss`): a strict quorum
+    /// and R + W > N.
+    pub fn quorum_checked(&self) -> bool {
+        !self.node.sloppy_quorum && self.r + self.w > self.n
+    }
+
     /// The nodes a crash may hit: any node when fsync is `always` (nothing acknowledged is lost),
     /// else only the expendable ones.
     pub fn crashable_nodes(&self) -> Vec<u32> {

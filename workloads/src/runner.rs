@@ -266,21 +266,13 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         ),
     );
 
-    let mut nemesis = Nemesis::new(
-        c.node_names(),
-        &plan.faults,
-        knobs,
-        recorder.clone(),
-        progress,
-        membership,
-        c.latency_ms_max,
-    );
+    let mut nemesis = Nemesis::new(plan, knobs, recorder.clone(), progress, membership);
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         if !phase.clients_done.get() {
             nemesis.step(&mut sim)?;
         } else if !phase.healed.get() {
-            nemesis.heal(&mut sim);
+            nemesis.heal(&mut sim)?;
             let time = sim.elapsed().as_nanos() as u64;
             recorder.borrow_mut().record(
                 time,
@@ -568,39 +560,39 @@ async fn membership_agent(
         };
         match command {
             MembershipCommand::Leave(node) => {
-                if members <= c.n || out.contains_key(&node) {
-                    continue; // The ring would keep too few owners: this leave does not happen.
-                }
-                // A node that cannot be reached (crashed, cut off) makes no change.
-                if let Some(left) = request(node, Request::Leave).await {
+                // A ring that would keep too few owners, or a node that cannot be reached
+                // (crashed, cut off): no change.
+                if members > c.n
+                    && !out.contains_key(&node)
+                    && let Some(left) = request(node, Request::Leave).await
+                {
                     record("leave", node);
                     members -= 1;
                     out.insert(node, left);
                 }
             }
             MembershipCommand::Join(node) => {
-                let Some(left) = out.remove(&node) else {
-                    continue;
-                };
-                members += 1;
-                // Join again through the next nodes, until one answers with a ring newer than the
-                // leave's that holds the node (one that has not heard of the leave yet takes the
-                // join as a no-op). A leave that only the leaver knew of, and lost in a crash, never
-                // gets newer: give up then.
-                let id = format!("n{}", node + 1);
-                let join = Request::Join {
-                    id: id.clone().into(),
-                    addr: format!("{id}:{NODE_PORT}"),
-                    weight: 1,
-                };
-                for attempt in 0..JOIN_ATTEMPTS_MAX {
-                    let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
-                    let answer = request(via, join.clone()).await;
-                    if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
-                        record("join", node);
-                        break;
+                if let Some(left) = out.remove(&node) {
+                    members += 1;
+                    // Join again through the next nodes, until one answers with a ring newer than
+                    // the leave's that holds the node (one that has not heard of the leave yet
+                    // takes the join as a no-op). A leave that only the leaver knew of, and lost in
+                    // a crash, never gets newer: give up then.
+                    let id = format!("n{}", node + 1);
+                    let join = Request::Join {
+                        id: id.clone().into(),
+                        addr: format!("{id}:{NODE_PORT}"),
+                        weight: 1,
+                    };
+                    for attempt in 0..JOIN_ATTEMPTS_MAX {
+                        let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
+                        let answer = request(via, join.clone()).await;
+                        if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
+                            record("join", node);
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

@@ -324,14 +324,20 @@ struct ErrorJson<'a> {
     write: Option<&'a str>,
 }
 
-/// What the clients tell the harness as they go: how far they are, and where acknowledged writes
-/// were stored (the nemesis aims some faults at them). Single-threaded, like a turmoil host.
+/// What the clients tell the harness as they go: how far they are, where acknowledged writes were
+/// stored (the nemesis aims some faults at them), and how many writes are in flight; and what the
+/// harness asks of them: to hold new writes (the nemesis then lets the ones in flight finish before
+/// a fault that must not hit a write in flight). Single-threaded, like a turmoil host.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Planned operations completed, over all clients (a cart update counts once).
     pub ops_done: Cell<u64>,
     /// Writes acknowledged since the nemesis last looked, in order.
     pub acks: RefCell<Vec<Ack>>,
+    /// Puts and deletes invoked and not yet completed.
+    pub writes_in_flight: Cell<u64>,
+    /// While set, clients wait before invoking a put or delete.
+    pub hold_writes: Cell<bool>,
 }
 
 /// An acknowledged write and the nodes that stored it.
@@ -457,6 +463,23 @@ impl Worker {
     /// A put of `value` (or a delete, `value` None) of `key` through `node` with the context of
     /// `read`.
     pub async fn write(
+        &mut self,
+        key: u32,
+        node: u32,
+        value: Option<&RawValue>,
+        read: Option<&ReadResult>,
+    ) {
+        while self.progress.hold_writes.get() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let progress = self.progress.clone();
+        let in_flight = &progress.writes_in_flight;
+        in_flight.set(in_flight.get() + 1);
+        self.write_now(key, node, value, read).await;
+        in_flight.set(in_flight.get() - 1);
+    }
+
+    async fn write_now(
         &mut self,
         key: u32,
         node: u32,

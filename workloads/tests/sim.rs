@@ -200,11 +200,17 @@ fn a_power_cut_loses_what_no_node_synced_and_nothing_synced() {
             "seed {seed}: power cuts with fsync=always lost {lost:?}"
         );
     }
-    // With fsync none, a write all three nodes acknowledged is gone from all three.
-    let seed = 0;
-    let (acked, present) = power_cuts(seed, FsyncPolicy::None);
+    // With fsync none, a write all three nodes acknowledged is gone from all three (on some seeds:
+    // the disk keeps a random share of unsynced blocks, and a later cart value holds the items of
+    // the writes before it).
+    let lost: usize = (0..4)
+        .map(|seed| {
+            let (acked, present) = power_cuts(seed, FsyncPolicy::None);
+            acked.difference(&present).count()
+        })
+        .sum();
     assert!(
-        acked.difference(&present).count() > 0,
-        "seed {seed}: power cuts with fsync=none lost nothing; pick a seed where one bites"
+        lost > 0,
+        "power cuts with fsync=none lost nothing on seeds 0..4"
     );
 }
