@@ -42,7 +42,7 @@ use crate::hints::{self, Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX, Target};
 use crate::merkle::{DEPTH, Tree};
 use crate::ring::{NodeId, Ring};
 use crate::store::Storage;
-use crate::store::keyspace::{ACTOR_META, Keyspace, LostRecord, ReadState};
+use crate::store::keyspace::{Keyspace, LostRecord, ReadState};
 use crate::version::{Actor, KeyVersions, Rule, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, RequestError, Response};
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,7 +152,7 @@ impl Ready {
             || actor.is_some();
         if let Some(actor) = &actor {
             keyspace
-                .set_meta(ACTOR_META, actor.as_bytes())
+                .set_actor(actor)
                 .map_err(failed("storing the new actor id"))?;
         }
         for (key, state) in writes {

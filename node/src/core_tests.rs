@@ -789,7 +789,7 @@ fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
     );
     assert_eq!(dot, Dot::new(actor, 1));
     assert_eq!(
-        store.inner.meta("actor").unwrap(),
+        store.inner.actor().unwrap(),
         Some(dot.actor.as_bytes().to_vec())
     );
 }

@@ -30,8 +30,8 @@ use crate::core::{Core, Now, Released};
 use crate::env::{Env, Listener};
 use crate::ring::NodeId;
 use crate::store::Storage;
-use crate::store::keyspace::{ACTOR_META, Keyspace};
-use crate::store::log::{LogOptions, LogStore, RecoveryReport};
+use crate::store::keyspace::Keyspace;
+use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
 use crate::version::{Actor, valid_actor};
 use crate::wire::{Frame, FrameCodec, PeerMessage, Request};
 use futures::{SinkExt, StreamExt};
@@ -114,7 +114,9 @@ pub struct Startup {
 /// - on every start when the fsync policy is not `always`, since a crash may then have lost
 ///   acknowledged writes;
 /// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
-///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters.
+///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
+/// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
+///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
 ///
 /// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
 /// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
@@ -123,7 +125,10 @@ pub fn open_storage<E: Env>(
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
-    let (log, recovery) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
+    let options = LogOptions {
+        max_file_bytes: config.log_file_bytes_max,
+    };
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
     let mut keyspace = Keyspace::new(log);
     if config.has_bug(Bug::ReuseActor) {
         let startup = Startup {
@@ -133,7 +138,7 @@ pub fn open_storage<E: Env>(
         };
         return Ok((keyspace, startup));
     }
-    let stored = match keyspace.meta(ACTOR_META) {
+    let stored = match keyspace.actor() {
         Ok(bytes) => bytes
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|actor| valid_actor(actor)),
@@ -144,8 +149,14 @@ pub fn open_storage<E: Env>(
         }
         Err(e) => return Err(e),
     };
+    // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
+    // its whole log (every data file and the manifest): the counters went with it.
+    let log_gone = recovery.manifest == ManifestState::Created;
     let new_actor_reason = match stored {
         None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
+        }
         Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
             "fsync policy {} may have lost acknowledged writes in a crash",
             config.fsync
@@ -166,8 +177,7 @@ pub fn open_storage<E: Env>(
                 reason = reason.as_deref().unwrap_or_default(),
                 "taking a new actor id"
             );
-            keyspace.set_meta(ACTOR_META, actor.as_bytes())?;
-            keyspace.sync()?;
+            keyspace.set_actor(&actor)?;
             actor
         }
     };

@@ -406,6 +406,9 @@ pub enum OpKind {
     /// Register: put with the context of this client's last read of the key (blind if none).
     Update,
     /// Register: a put with no context.
+    /// Cart: an add without a read: a cart of this one item, put with no context, which the store
+    /// keeps as a sibling of whatever the cart holds (Dynamo §4.4: an add is never refused); the
+    /// next read's union takes it in.
     BlindPut,
     /// Register: delete what this client's last read of the key returned.
     Delete,
@@ -432,10 +435,11 @@ pub struct ClientOp {
 pub enum Victim {
     /// This node (an index).
     Node(u32),
-    /// The first node, among these candidates, that stores a write acknowledged after the window
-    /// opens: its coordinator if that is a candidate, else another replica that acked it. The
-    /// fault waits for that acknowledgement (at most [`ACKED_WAIT_MS_MAX`], then it takes the
-    /// first candidate): the moment of greatest damage.
+    /// The coordinator of the first write acknowledged after the window opens that one of these
+    /// candidates coordinated: the moment of greatest damage, when its new version is the newest
+    /// record on its disk (perhaps not yet synced, under a bug, nor stored anywhere else) and its
+    /// counter has just moved on. The fault waits for such an acknowledgement (at most
+    /// [`ACKED_WAIT_MS_MAX`], then it takes the first candidate).
     Acked {
         /// The node indexes it may choose from.
         acked: Vec<u32>,

@@ -149,13 +149,17 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
     c.node.apply(&mut config);
-    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
+    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes, and
+    // so that a node's log has several files, of which a disk fault can lose one.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
+    config.log_file_bytes_max = LOG_FILE_BYTES_MAX;
     config
 }
 
 /// The simulated nodes' compaction floor.
 pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 1024 * 1024;
+/// The simulated nodes' log file size.
+pub const LOG_FILE_BYTES_MAX: u64 = 64 * 1024;
 
 /// Runs a plan to completion and returns its history.
 pub fn run(plan: &Plan) -> Result<RunOutput, String> {

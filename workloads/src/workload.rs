@@ -548,6 +548,10 @@ impl Worker {
             (_, OpKind::Read) => {
                 self.read(op.key, op.node).await;
             }
+            (Workload::Cart, OpKind::BlindPut) => {
+                let value = cart_value(&[], &self.next_write_id());
+                self.write(op.key, op.node, Some(&value), None).await;
+            }
             (Workload::Cart, _) => {
                 // Read, merge the siblings by union (application-side reconciliation), add one
                 // new item (this write's own id), and put with the read's context.
