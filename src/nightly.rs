@@ -205,7 +205,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         (3, 2),
         (1, 3),
     ]);
-    let strict_quorum = d.chance(1, 3);
+    let strict_quorum = d.chance(1, 2);
     let clients = d.pick(&[2usize, 4, 6, 8, 8, 12, 16]);
     let keys = d.pick(&[1usize, 3, 5, 10, 20, 20, 50, 200]);
     let key_dist = if d.chance(2, 3) {
@@ -223,7 +223,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
             .into_iter()
             .filter(|kind| match kind {
                 NemesisKind::Crash | NemesisKind::Wipe | NemesisKind::Power | NemesisKind::Disk => {
-                    d.chance(2, 3)
+                    d.chance(3, 4)
                 }
                 _ => d.chance(1, 2),
             })
@@ -233,7 +233,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         }
         kinds
     };
-    let fault_gap_ops = d.pick(&[25u64, 50, 100, 150, 250]);
+    let fault_gap_ops = d.pick(&[25u64, 50, 50, 100, 150]);
     let fault_duration_ms = d.pick(&[300u64, 1_000, 2_000, 2_000, 4_000]);
     let fault_overlap_percent = d.pick(&[0u32, 20, 40, 60]);
     let think_ms_max = d.pick(&[0u64, 5, 20, 20, 50]);
