@@ -985,9 +985,9 @@ impl Core {
     }
 
     /// A put for a key none of whose owners is reachable from this node (a minority side that
-    /// holds no owner): under a sloppy quorum this node stands in for an owner and coordinates it
-    /// with the first N reachable nodes (§4.6); under a strict quorum it refuses at once, for
-    /// certain (nothing was sent anywhere).
+    /// holds no owner): under a sloppy quorum with hinted handoff this node stands in for an owner
+    /// and coordinates it with the first N reachable nodes (§4.6); otherwise it refuses at once,
+    /// for certain (nothing was sent anywhere).
     fn put_without_owner(
         &mut self,
         now: Now,
@@ -1004,10 +1004,16 @@ impl Core {
         else {
             unreachable!("only puts are forwarded")
         };
-        if !self.config.sloppy_quorum {
+        // A stand-in's version lives in hints until they reach the owners: without hinted
+        // handoff nothing would ever take it there (anti-entropy compares owners' data only).
+        if !self.config.sloppy_quorum || !self.config.hinted_handoff_on() {
             self.stats.unavailable += 1;
-            let message = "no owner of the key is reachable, and the quorum is strict".to_string();
-            return self.answer(origin, unavailable(message, Vec::new(), true));
+            let message = if self.config.sloppy_quorum {
+                "no owner of the key is reachable, and hinted handoff is off"
+            } else {
+                "no owner of the key is reachable, and the quorum is strict"
+            };
+            return self.answer(origin, unavailable(message.to_string(), Vec::new(), true));
         }
         let targets = self.stand_in_targets(&key);
         let write = Write {
