@@ -104,7 +104,10 @@ fn a_restarted_node_serves_at_once() {
             failed.len(),
             failed.iter().take(5).collect::<Vec<_>>()
         );
-        assert!(after.len() > 100, "seed {seed}: too few operations after the restart");
+        assert!(
+            after.len() > 100,
+            "seed {seed}: too few operations after the restart"
+        );
         assert!(
             failed.iter().all(|(at, _, _)| *at < restart_ms + 200),
             "seed {seed}: requests through the restarted node failed more than 200 ms after its restart: {failed:?}"
@@ -185,7 +188,10 @@ fn a_minority_without_an_owner_writes_under_a_sloppy_quorum_and_refuses_under_a_
             println!(
                 "seed {seed} sloppy={sloppy}: writes on the ownerless minority: {ok} ok, {fail} fail, {info} info"
             );
-            assert!(inside.len() > 20, "seed {seed}: too few writes in the partition");
+            assert!(
+                inside.len() > 20,
+                "seed {seed}: too few writes in the partition"
+            );
             if sloppy {
                 assert_eq!(
                     ok,
