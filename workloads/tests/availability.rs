@@ -108,9 +108,11 @@ fn a_restarted_node_serves_at_once() {
             after.len() > 100,
             "seed {seed}: too few operations after the restart"
         );
+        // Before the fix, the first requests after the restart failed ("put reached 1 of the 2
+        // replicas"): 7 on seed 0, invoked within 20 ms of the restart.
         assert!(
-            failed.iter().all(|(at, _, _)| *at < restart_ms + 200),
-            "seed {seed}: requests through the restarted node failed more than 200 ms after its restart: {failed:?}"
+            failed.is_empty(),
+            "seed {seed}: requests through the restarted node failed: {failed:?}"
         );
     }
 }
