@@ -293,7 +293,7 @@ fn a_non_owner_serves_a_key_whose_owner_is_paused() {
         .expect("a key that n4 does not own and n1 leads");
     // Pause the first owner (a forward's first choice), then use the non-owner n4.
     nodes.signal(0, "STOP");
-    let (done, failures) = load(&nodes.addrs[3], &[key.clone()], 3_000);
+    let (done, failures) = load(&nodes.addrs[3], std::slice::from_ref(&key), 3_000);
     nodes.signal(0, "CONT");
     println!(
         "{key} owned by {owners:?}: {done} requests through n4, {} failures: {:?}",
