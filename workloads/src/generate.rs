@@ -223,6 +223,9 @@ fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
             node: g.below(u64::from(nodes)) as u32,
         },
         NemesisKind::Power => Fault::Power,
+        NemesisKind::Pause => Fault::Pause {
+            node: victim(all, g),
+        },
         NemesisKind::Disk => {
             // Damage at rest destroys data, so it hits only expendable nodes; a failing disk under
             // a running node destroys nothing that was synced, so it may hit any node.

@@ -544,6 +544,7 @@ impl Nemesis {
             }
             // The agent on the control host asks the node, and records the leave if it happened.
             Fault::Leave { node } => self.membership_command(MembershipCommand::Leave(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
         self.opened += 1;
         self.windows[i].1 = WindowState::Open {
@@ -624,6 +625,7 @@ impl Nemesis {
                 }
             }
             Fault::Leave { node } => self.membership_command(MembershipCommand::Join(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
     }
 
