@@ -241,8 +241,6 @@ pub struct Core {
     /// Per key being handed over, the owners that acknowledged its current clock.
     handoff_acks: BTreeMap<Vec<u8>, (VClock, BTreeSet<NodeId>)>,
     next_handoff_ms: u64,
-    /// Set when this node deleted a key's state: it takes a new actor id before its next version.
-    actor_stale: bool,
     ready: Ready,
     stats: CoreStats,
     /// One Merkle tree per partition this node holds keys of.
@@ -291,7 +289,6 @@ impl Core {
             handoffs: BTreeMap::new(),
             handoff_acks: BTreeMap::new(),
             next_handoff_ms: 0,
-            actor_stale: false,
             ready: Ready::default(),
             stats: CoreStats::default(),
             trees: BTreeMap::new(),
@@ -435,12 +432,12 @@ impl Core {
         match lost {
             // A state written in this step replaces the damaged record anyway.
             LostRecord::State(key) if self.ready.writes.iter().any(|(k, _)| *k == key) => {
-                self.actor_stale = true;
+                self.renew_actor("a damaged record of a key written in this step");
             }
             LostRecord::State(key) => self.remove(key),
             LostRecord::Hint { owner, key } => {
                 // A hint can hold a version this node coordinated, with its counter.
-                self.actor_stale = true;
+                self.renew_actor("a damaged hint");
                 self.hints.remove(&(owner.clone(), key.clone()));
                 self.ready.hint_writes.push((owner, key, None));
             }
@@ -1106,18 +1103,18 @@ impl Core {
             context,
         } = write;
         // An owner keeps the key's versions in its data; a stand-in (a put no owner could take)
-        // keeps them in its hints, which it reads too, so that its counter for the key goes on
-        // from the last one it issued.
+        // keeps them in its hints. Either way the new version starts from both, so that the
+        // counter for the key goes on from the last one this actor issued: a node that stood in
+        // for the key and owns it now (or owns it and stands in for another owner too) holds some
+        // of its own versions in hints alone (found by the nightly, seed 83102: an owner issued
+        // (actor, 1) again while its hint still held the first). An owner's data takes the hinted
+        // versions in, as their delivery would; the hints still go to their owners.
         let me = self.config.id.clone();
         let stand_in_for = targets
             .iter()
             .find(|t| t.node == me)
             .and_then(|t| t.hint.clone());
-        let read = match &stand_in_for {
-            None => self.read(&key, store),
-            Some(_) => self.read_with_hints(&key, store),
-        };
-        let mut state = match read {
+        let mut state = match self.read_with_hints(&key, store) {
             Ok(state) => state,
             Err(e) => return self.answer(origin, storage_error(&e)),
         };
@@ -1131,13 +1128,6 @@ impl Core {
                 "the key has {SIBLINGS_MAX} siblings: read it and write with its context to reconcile"
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
-        }
-        if self.actor_stale && !self.config.has_bug(Bug::ReuseActor) {
-            self.actor_stale = false;
-            let suffix = self.next_random() as u32;
-            self.actor = format!("{}.{suffix:08x}", self.config.id).into();
-            tracing::info!(node = %self.config.id, actor = %self.actor, "new actor id");
-            self.ready.actor = Some(self.actor.clone());
         }
         let rule = self.rule();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
@@ -1441,7 +1431,7 @@ impl Core {
                     .map(|s| s.clock.get(&self.actor))
                     .unwrap_or(0);
                 if known < issued {
-                    self.actor_stale = true;
+                    self.renew_actor("the hint that knew its counter for a key was handed over");
                 }
             }
         }
@@ -1554,13 +1544,29 @@ impl Core {
         }
     }
 
+    /// Takes a new actor id at once, because this node may have forgotten the highest counter the
+    /// current one issued for some key. At once, not before the next version: the new id is stored
+    /// with this step's writes (`Ready::apply`, before anything leaves), so that a restart cannot
+    /// forget the need (found by the nightly: a node that handed a key over, then restarted
+    /// before it wrote again, issued (actor, 1) of the key a second time). The deliberate bug
+    /// `reuse-actor` never changes its actor.
+    fn renew_actor(&mut self, why: &str) {
+        if self.config.has_bug(Bug::ReuseActor) {
+            return;
+        }
+        let suffix = self.next_random() as u32;
+        self.actor = format!("{}.{suffix:08x}", self.config.id).into();
+        tracing::info!(node = %self.config.id, actor = %self.actor, why, "new actor id");
+        self.ready.actor = Some(self.actor.clone());
+    }
+
     /// Deletes a key handed over to its owners, or lost to damage.
     fn remove(&mut self, key: Vec<u8>) {
         // The key's clock goes with it, and with it this actor's highest counter for the key: were
         // this node to own the key again, it would issue those counters a second time (found by
         // the checker: a node that left and rejoined lost its next blind put). A new actor id
-        // before the next version makes that impossible.
-        self.actor_stale = true;
+        // makes that impossible.
+        self.renew_actor("a key's state was deleted");
         let partition = self.ring.partition_of(&key);
         if let Some(tree) = self.trees.get_mut(&partition) {
             tree.update(&key, None);
