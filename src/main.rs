@@ -69,6 +69,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Sim(_)
+            | Command::Replay(_)
+            | Command::Check(_)
+            | Command::Report(_)
+            | Command::Nightly(_)
+            | Command::Detection(_)
+            | Command::Merge(_)
+            | Command::Shrink(_)
+            | Command::Get(_)
+            | Command::State(_)
+            | Command::Status(_)
+    ) {
+        stop_on_a_closed_stdout();
+    }
     let result = match cli.command {
         Command::Serve(args) => kv::serve(args),
         Command::Get(args) => kv::get(args),
@@ -94,6 +110,17 @@ fn main() -> ExitCode {
             eprintln!("dynamo: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `dynamo sim | head -1` ends when its reader does, as Unix tools do, instead of panicking on
+/// the broken pipe: SIGPIPE back to its default action (Rust ignores it). Only for the commands
+/// that write results to stdout and to files: a node, the live harness and the bench write to
+/// sockets and child processes, where a closed peer must stay an error to handle.
+fn stop_on_a_closed_stdout() {
+    // SAFETY: sets a signal's disposition to its default, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
