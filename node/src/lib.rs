@@ -11,6 +11,9 @@
 //! - [`fs`]: the small file-system trait the log store does its I/O through (real, simulated or
 //!   in memory), and a wrapper that injects disk faults.
 //! - [`wire`]: messages and length-delimited postcard frames with a size bound.
+//! - [`auth`]: the cluster secret and client token, the handshake's proofs, frame MACs.
+//! - [`conn`]: one connection's framing: budgeted buffers that grow as bytes arrive, MACed
+//!   frames, the two sides of the handshake.
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
 //! - [`merkle`]: per-partition Merkle trees for anti-entropy, updated on every write.
 //! - [`hints`]: sloppy-quorum target selection and hinted-handoff bookkeeping.
@@ -28,8 +31,10 @@
 //! Concurrent ring changes made at two nodes with the same version resolve to one of them; the
 //! other (a join or a leave) has to be asked again.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod coordinator;
 pub mod core;
 pub mod env;
