@@ -312,6 +312,23 @@ impl Core {
     /// (higher version; on a tie, the larger encoding, so that every node picks the same one).
     /// Returns whether it was adopted.
     pub fn adopt(&mut self, ring: Ring, addrs: &BTreeMap<NodeId, String>) -> bool {
+        // A ring no node could have made (invalid, of another partition count, or implausibly
+        // far ahead: every change adds one to the version) is refused whole, its addresses too:
+        // one damaged frame must neither brick the ring nor fill the node with bogus peers.
+        let plausible = ring.version() <= self.ring.version().saturating_add(RING_VERSION_JUMP_MAX);
+        if !plausible
+            || ring.validate().is_err()
+            || ring.partition_count() != self.ring.partition_count()
+        {
+            tracing::warn!(
+                node = %self.config.id,
+                ours = self.ring.version(),
+                theirs = ring.version(),
+                valid = ?ring.validate(),
+                "a ring no node could have made refused"
+            );
+            return false;
+        }
         let mut new_node = false;
         for (id, addr) in addrs {
             if self.addrs.contains_key(id)
@@ -327,18 +344,6 @@ impl Core {
             self.addrs.insert(id.clone(), addr.clone());
             new_node = true;
         }
-        if ring.version() > self.ring.version().saturating_add(RING_VERSION_JUMP_MAX) {
-            tracing::warn!(
-                node = %self.config.id,
-                ours = self.ring.version(),
-                theirs = ring.version(),
-                "a ring implausibly far ahead refused"
-            );
-            if new_node {
-                self.ready.membership = Some((self.ring.clone(), self.addrs.clone()));
-            }
-            return false;
-        }
         let newer = match ring.version().cmp(&self.ring.version()) {
             std::cmp::Ordering::Greater => true,
             std::cmp::Ordering::Less => false,
@@ -346,9 +351,7 @@ impl Core {
                 postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
             }
         };
-        let usable = ring.validate().is_ok()
-            && ring.partition_count() == self.ring.partition_count()
-            && ring.members().keys().all(|m| self.addrs.contains_key(m));
+        let usable = ring.members().keys().all(|m| self.addrs.contains_key(m));
         let adopted = newer && usable;
         if adopted {
             tracing::info!(
@@ -853,8 +856,8 @@ impl Core {
     /// go to the other members as in a leave, except that nobody hands its data over; the new
     /// owners get it from the remaining replicas by anti-entropy, and hints held for it are
     /// taken in by their holders ([`Core::deliver_hints`]). Refused for this node itself (it
-    /// leaves instead) and for a member this node heard from recently (it is not gone: make it
-    /// leave), as Cassandra's `removenode` refuses a live node.
+    /// leaves instead) and for a member this node can reach or heard from recently (it is not
+    /// gone: make it leave), as Cassandra's `removenode` refuses a live node.
     fn forget(&mut self, now: Now, id: &NodeId) -> Result<(), String> {
         if *id == self.config.id {
             return Err(format!("{id} cannot forget itself: make it leave instead"));
@@ -862,10 +865,11 @@ impl Core {
         if !self.ring.contains(id) {
             return Err(format!("{id} is not a member of the ring"));
         }
-        let heard_ms = self.last_heard_ms.get(id).copied();
-        let alive = !self.unreachable.contains(id)
-            || heard_ms.is_some_and(|t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
-        if alive && heard_ms.is_some() {
+        let heard_recently = self
+            .last_heard_ms
+            .get(id)
+            .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
+        if !self.unreachable.contains(id) || heard_recently {
             return Err(format!(
                 "{id} is alive (heard from recently): make it leave instead, or stop it first"
             ));

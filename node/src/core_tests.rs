@@ -93,7 +93,10 @@ impl Net {
                 continue;
             }
             let now = self.now();
-            let (core, store) = self.nodes.get_mut(&to).unwrap();
+            // A message to a node that is not in the network is lost, as on a real one.
+            let Some((core, store)) = self.nodes.get_mut(&to) else {
+                continue;
+            };
             core.handle_peer(now, from, m, store);
             self.flush(&to);
         }
@@ -793,3 +796,6 @@ fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
         Some(dot.actor.as_bytes().to_vec())
     );
 }
+
+#[path = "hostile_tests.rs"]
+mod hostile;

@@ -21,6 +21,8 @@
 //! - [`shell`]: the async driver of the core: connections, peer links, timers, disk.
 //! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
 //! - [`client`]: the client library used by the CLI and the workloads.
+//! - [`fuzz`]: a seeded generator of hostile frames of every wire type, for the property tests
+//!   and the long fuzz run.
 //! - [`config`]: node options, the fsync policy, and the deliberate bugs.
 //!
 //! # What is not here yet
@@ -39,6 +41,7 @@ pub mod coordinator;
 pub mod core;
 pub mod env;
 pub mod fs;
+pub mod fuzz;
 pub mod hints;
 pub mod merkle;
 pub mod ring;

@@ -464,6 +464,24 @@ impl Ring {
         Ok(self.without_member(node))
     }
 
+    /// The ring with another version, unchecked: for [`crate::fuzz`] and tests, which must make
+    /// the rings a damaged peer could send.
+    #[doc(hidden)]
+    pub fn with_version_for_fuzzing(mut self, version: u64) -> Ring {
+        self.version = version;
+        self
+    }
+
+    /// The ring with its first partition owned by `node`, unchecked (an invalid ring unless
+    /// `node` already owned it): for [`crate::fuzz`] and tests.
+    #[doc(hidden)]
+    pub fn damaged_for_fuzzing(mut self, node: NodeId) -> Ring {
+        if let Some(owner) = self.owners.first_mut() {
+            *owner = node;
+        }
+        self
+    }
+
     /// The partitions `node` owns, ascending.
     pub fn partitions_of(&self, node: &str) -> Vec<u32> {
         (0..self.partition_count)

@@ -92,8 +92,12 @@ pub const ADMIN_CONNECTIONS_MAX: usize = 32;
 /// Past it a newcomer is refused: peers are authenticated, so only members fill it.
 pub const PEER_CONNECTIONS_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
 /// How long a new connection has to say who it is (its first frame, and the handshake after a
-/// `Hello`), and a peer link to finish its handshake.
+/// `Hello`).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// How long a peer link's handshake may take: as long as the link may go silent. turmoil's TCP
+/// (like a real one behind a dead route) stalls silently on a lost segment, and a link that
+/// waited longer would keep a healed peer unreachable.
+pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
 /// Bytes all connections together may hold in read buffers and in decoded frames waiting for
 /// the driver ([`crate::conn::Budget`]).
 pub const INBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -1106,7 +1110,7 @@ async fn peer_link<E: Env>(
                 nonce,
                 Some(&peer),
             );
-            match timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
+            match timeout(Duration::from_millis(LINK_HANDSHAKE_TIMEOUT_MS), handshake).await {
                 Ok(Ok(_)) => {
                     if let Some(event) = report(true, &mut reachable)
                         && events.send(event).await.is_err()
