@@ -236,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         if self.read_buf.len() > READ_BUFFER_BYTES {
                             // The large frame is done: give its buffer back.
                             self.read_buf = vec![0; READ_BUFFER_BYTES];
+                            self.read_buf.shrink_to_fit();
                             self.read_charge.shrink_to(READ_BUFFER_BYTES);
                         }
                     }
@@ -258,6 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if !self.read_charge.grow(target - len) {
                         return Poll::Ready(Some(Err(full())));
                     }
+                    // Exactly: `resize` alone would let the vector double its capacity.
+                    self.read_buf.reserve_exact(target - len);
                     self.read_buf.resize(target, 0);
                 }
             }

@@ -823,6 +823,14 @@ where
                 None
             }
         },
+        Ok(Some(Ok(Frame::Peer { from, .. }))) => {
+            let message = format!(
+                "a peer message from {from} on a connection that is not its peer link \
+                 (a peer link starts with a Hello and the handshake)"
+            );
+            refuse(conn, message).await;
+            None
+        }
         Ok(Some(Ok(_))) => {
             let message = "a connection starts with a Hello or a request".to_string();
             refuse(conn, message).await;
