@@ -264,3 +264,18 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
     assert_eq!(state.values().count(), 1);
     assert!(!startup.recovery.lost_data());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 3, ..Default::default() })]
+    /// Issue 11: hostile frames of every type against a real node over loopback, from clients,
+    /// admins, a damaged peer and strangers: the node never stops, every acknowledged write is
+    /// read back, the ring stays put (`crate::fuzz::hammer` checks all three; the long run is
+    /// `examples/fuzz_node.rs`).
+    #[test]
+    fn hostile_frames_never_stop_a_node(seed in proptest::prelude::any::<u64>()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let report = crate::fuzz::hammer(seed, 4_000, 8, tmp.path());
+        proptest::prop_assert!(report.acked_writes > 0);
+        proptest::prop_assert!(report.frames >= 4_000);
+    }
+}

@@ -522,7 +522,7 @@ async fn final_ring(c: &SimConfig, env: &SimEnv) -> Ring {
     let mut ring = Ring::new(c.partitions, &weights);
     for node in c.node_names() {
         let addr = format!("{node}:{NODE_PORT}");
-        let mut admin = admin(&c, &env, addr);
+        let mut admin = admin(c, env, addr);
         if let Ok(status) = admin.status().await
             && status.ring.version() > ring.version()
         {
