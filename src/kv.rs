@@ -64,6 +64,9 @@ pub struct ServeArgs {
     cluster: String,
     #[command(flatten)]
     auth: AuthArgs,
+    /// A deliberate bug (for `dynamo live --bug` and tests only: see DESIGN.md).
+    #[arg(long, hide = true)]
+    bug: Option<dynamo_node::config::Bug>,
 }
 
 /// The secrets a command proves, read from files (never from the command line, where `ps` would
@@ -327,6 +330,7 @@ fn serve_config(args: &ServeArgs) -> Result<NodeConfig, String> {
     args.mechanisms.options().apply(&mut config);
     config.merkle_fanout = args.merkle_fanout;
     config.seeds = args.join.clone();
+    config.bug = args.bug;
     config.validate()?;
     Ok(config)
 }
@@ -382,14 +386,22 @@ async fn shutdown_signal() {
 /// A client of `--node`, proving the cluster secret if given (an admin), or else the client
 /// token if given; anonymous otherwise.
 fn client(node: &NodeArgs) -> Result<Client<TokioEnv>, String> {
-    let auth = node.auth.load()?;
-    let client =
-        Client::new(TokioEnv::default(), node.node.clone()).with_timeout_ms(node.timeout_ms);
-    Ok(match (auth.cluster_secret, auth.client_token) {
-        (Some(secret), _) => client.with_auth(ClientAuth::admin(Some(secret))),
-        (None, Some(token)) => client.with_auth(ClientAuth::client(token)),
+    Ok(authed_client(
+        &node.node,
+        node.timeout_ms,
+        &node.auth.load()?,
+    ))
+}
+
+/// A client of `addr` that proves the cluster secret if `auth` has one (an admin), or else the
+/// client token if it has one; anonymous otherwise (`dynamo status` and `dynamo bench` too).
+pub fn authed_client(addr: &str, timeout_ms: u64, auth: &AuthConfig) -> Client<TokioEnv> {
+    let client = Client::new(TokioEnv::default(), addr.to_string()).with_timeout_ms(timeout_ms);
+    match (&auth.cluster_secret, &auth.client_token) {
+        (Some(secret), _) => client.with_auth(ClientAuth::admin(Some(secret.clone()))),
+        (None, Some(token)) => client.with_auth(ClientAuth::client(token.clone())),
         (None, None) => client,
-    })
+    }
 }
 
 /// A value as JSON: text where it is UTF-8, otherwise `{"hex": "..."}`.

@@ -169,6 +169,9 @@ pub struct NodeConfig {
     pub hint_interval_ms: u64,
     /// Compact the log once its dead bytes exceed both this and its live bytes.
     pub compact_garbage_bytes_min: u64,
+    /// A log data file that would grow past this many bytes is closed and a new one started.
+    #[serde(default = "log_file_bytes_max_default")]
+    pub log_file_bytes_max: u64,
     /// Addresses of members to ask to join the ring at start (empty: the ring is `members`).
     pub seeds: Vec<String>,
     /// A deliberate bug, or none.
@@ -184,6 +187,10 @@ pub struct NodeConfig {
 
 fn cluster_name_default() -> String {
     crate::auth::CLUSTER_NAME_DEFAULT.to_string()
+}
+
+fn log_file_bytes_max_default() -> u64 {
+    crate::store::log::MAX_FILE_BYTES_DEFAULT
 }
 
 /// Default time between anti-entropy exchanges.
@@ -211,6 +218,7 @@ impl NodeConfig {
             repair_wait_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             fsync: FsyncPolicy::Always,
             compact_garbage_bytes_min: COMPACT_GARBAGE_BYTES_MIN_DEFAULT,
+            log_file_bytes_max: crate::store::log::MAX_FILE_BYTES_DEFAULT,
             sloppy_quorum: true,
             hinted_handoff: true,
             read_repair: true,
@@ -288,6 +296,9 @@ impl NodeConfig {
         }
         if self.request_timeout_ms == 0 {
             return Err("request timeout must be positive".into());
+        }
+        if self.log_file_bytes_max == 0 {
+            return Err("the log's file size must be positive".into());
         }
         Ok(())
     }

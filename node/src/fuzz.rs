@@ -18,8 +18,8 @@ use crate::version::{
     CONTEXT_ENTRIES_MAX, COUNTER_MAX, Dot, KeyVersions, PEER_SIBLINGS_MAX, Sibling, VClock,
 };
 use crate::wire::{
-    ErrorKind, Frame, KEY_BYTES_MAX, NodeStatus, PeerMessage, Request, RequestError, Response,
-    SiblingView, VALUE_BYTES_MAX,
+    ErrorKind, Frame, KEY_BYTES_MAX, NodeStatus, PeerMessage, PeerView, Request, RequestError,
+    Response, SiblingView, VALUE_BYTES_MAX,
 };
 use std::collections::BTreeMap;
 
@@ -341,6 +341,17 @@ impl FrameGen {
                     read_repairs_sent: 0,
                     ring: self.ring(),
                     handoff_keys: 0,
+                    n: self.below(4) as u32,
+                    r: self.below(4) as u32,
+                    w: self.below(4) as u32,
+                    sloppy_quorum: self.chance(2),
+                    peers: vec![PeerView {
+                        id: self.node(),
+                        addr: "127.0.0.1:1".into(),
+                        member: self.chance(2),
+                        suspected: self.chance(2),
+                        heard_ms_ago: self.chance(2).then(|| self.next_u64()),
+                    }],
                 },
             },
             _ => Response::Error {
@@ -372,7 +383,7 @@ impl FrameGen {
     /// [`FrameGen::hostile_ring_state`]).
     pub fn peer_message(&mut self, ring_messages: bool) -> PeerMessage {
         loop {
-            let message = match self.below(11) {
+            let message = match self.below(13) {
                 0 => PeerMessage::Forward {
                     req: self.req(),
                     request: self.data_request(),
@@ -424,6 +435,14 @@ impl FrameGen {
                 9 => PeerMessage::AeRepair {
                     key: self.key(),
                     state: self.state(),
+                },
+                10 => PeerMessage::Probe {
+                    req: self.req(),
+                    key: self.key(),
+                },
+                11 => PeerMessage::ProbeReply {
+                    req: self.req(),
+                    owner: self.chance(2),
                 },
                 _ => {
                     if !ring_messages {

@@ -13,7 +13,12 @@
 //!   sends that node our messages (what is queued goes out with one flush, up to
 //!   [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and re-dials when the link breaks or goes
 //!   silent. turmoil's TCP does not retransmit, so a lost segment stalls a stream forever:
-//!   silence past [`PEER_SILENCE_MS`] is a broken link.
+//!   silence past [`PEER_SILENCE_MS`] is a broken link. Messages queued while it re-dials wait
+//!   for the next connection (at most [`LINK_PENDING_MAX`] of them, none older than
+//!   [`LINK_PENDING_MS_MAX`]), and a message from the peer makes it re-dial at once: a peer that
+//!   restarts gets the answers to its first requests instead of losing them to a link in
+//!   back-off. A link that notices this node was frozen (its ping timer came late) does not count
+//!   the gap as the peer's silence.
 //!
 //! # Who may speak, and how much
 //!
@@ -54,19 +59,20 @@ use crate::fs::{DirLock, FileSystem};
 use crate::ring::NodeId;
 use crate::store::Storage;
 use crate::store::identity::{self, Identity};
-use crate::store::keyspace::{ACTOR_META, Keyspace};
-use crate::store::log::{LogOptions, LogStore, RecoveryReport};
+use crate::store::keyspace::Keyspace;
+use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
 use crate::version::{Actor, valid_actor};
 use crate::wire::{
     CLIENT_FRAME_BYTES_MAX, ErrorKind, FIRST_FRAME_BYTES_MAX, FRAME_BYTES_MAX, Frame, PeerMessage,
     Request, RequestError, Response,
 };
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 // tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
@@ -121,6 +127,12 @@ pub const PEER_SILENCE_MS: u64 = 1_000;
 pub const COMPACTION_CHECK_MS: u64 = 5_000;
 /// An inbound connection silent for one to two of these is closed (peers ping well within it).
 pub const CONNECTION_IDLE_MS: u64 = 60_000;
+/// Messages a peer link keeps for its next connection while it re-dials.
+pub const LINK_PENDING_MAX: usize = 1_024;
+/// A message kept for the next connection longer than this is dropped (its request is over).
+pub const LINK_PENDING_MS_MAX: u64 = 2_000;
+/// A ping timer this late means this node itself was frozen, not that the peer went silent.
+pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
 
 /// Something for the driver to feed the core.
 enum Event {
@@ -224,7 +236,9 @@ fn lock_data_dir<F: FileSystem>(
 /// - on every start when the fsync policy is not `always`, since a crash may then have lost
 ///   acknowledged writes;
 /// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
-///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters.
+///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
+/// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
+///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
 ///
 /// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
 /// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
@@ -234,7 +248,10 @@ pub fn open_storage<E: Env>(
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
     let lock = lock_data_dir(&env.fs(), config, data_dir)?;
-    let (log, recovery) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
+    let options = LogOptions {
+        max_file_bytes: config.log_file_bytes_max,
+    };
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
     let mut keyspace = Keyspace::new(log).with_lock(lock);
     if config.has_bug(Bug::ReuseActor) {
         let startup = Startup {
@@ -244,7 +261,7 @@ pub fn open_storage<E: Env>(
         };
         return Ok((keyspace, startup));
     }
-    let stored = match keyspace.meta(ACTOR_META) {
+    let stored = match keyspace.actor() {
         Ok(bytes) => bytes
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|actor| valid_actor(actor)),
@@ -255,8 +272,14 @@ pub fn open_storage<E: Env>(
         }
         Err(e) => return Err(e),
     };
+    // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
+    // its whole log (every data file and the manifest): the counters went with it.
+    let log_gone = recovery.manifest == ManifestState::Created;
     let new_actor_reason = match stored {
         None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
+        }
         Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
             "fsync policy {} may have lost acknowledged writes in a crash",
             config.fsync
@@ -277,8 +300,7 @@ pub fn open_storage<E: Env>(
                 reason = reason.as_deref().unwrap_or_default(),
                 "taking a new actor id"
             );
-            keyspace.set_meta(ACTOR_META, actor.as_bytes())?;
-            keyspace.sync()?;
+            keyspace.set_actor(&actor)?;
             actor
         }
     };
@@ -348,7 +370,10 @@ pub async fn run<E: Env>(
     });
     tasks.spawn_local(accept_loop(listener, ctx));
     let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
+    // Per peer link: poked when the peer is heard from, so that a link in back-off re-dials now.
+    let mut wakes: BTreeMap<NodeId, Arc<Notify>> = BTreeMap::new();
     let link = |peers: &mut BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+                wakes: &mut BTreeMap<NodeId, Arc<Notify>>,
                 tasks: &mut tokio::task::JoinSet<()>,
                 members: &BTreeMap<NodeId, String>| {
         for (peer, addr) in members {
@@ -357,18 +382,24 @@ pub async fn run<E: Env>(
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             peers.insert(peer.clone(), tx);
+            let wake = Arc::new(Notify::new());
+            wakes.insert(peer.clone(), wake.clone());
+            let link = PeerLink {
+                peer: peer.clone(),
+                addr: addr.clone(),
+                wake,
+            };
             tasks.spawn_local(peer_link(
                 env.clone(),
                 config.clone(),
-                peer.clone(),
-                addr.clone(),
+                link,
                 rx,
                 events.clone(),
                 budget.clone(),
             ));
         }
     };
-    link(&mut peers, &mut tasks, &config.members);
+    link(&mut peers, &mut wakes, &mut tasks, &config.members);
     // The ring this node last knew, if it ever changed from the configured one. A damaged one is
     // not worth stopping for: gossip brings the current ring.
     match keyspace.membership() {
@@ -420,7 +451,12 @@ pub async fn run<E: Env>(
             Event::Request {
                 client, request, ..
             } => core.handle_request(now, client, request, &keyspace),
-            Event::Peer { from, message, .. } => core.handle_peer(now, from, message, &keyspace),
+            Event::Peer { from, message, .. } => {
+                if let Some(wake) = wakes.get(&from) {
+                    wake.notify_one();
+                }
+                core.handle_peer(now, from, message, &keyspace)
+            }
             Event::PeerStatus { node, reachable } => core.handle_peer_status(&node, reachable),
         };
         tokio::select! {
@@ -464,7 +500,7 @@ pub async fn run<E: Env>(
                 .apply(&mut keyspace, &config)
                 .map_err(|e| stop(&config, "storage", e))?;
             if let Some((_, members)) = &released.membership {
-                link(&mut peers, &mut tasks, members);
+                link(&mut peers, &mut wakes, &mut tasks, members);
             }
             send(released, &peers, &clients);
         }
@@ -1077,33 +1113,45 @@ where
         .map_err(|_| timed_out())?
 }
 
+/// Who a peer link connects, and how it is woken.
+struct PeerLink {
+    peer: NodeId,
+    addr: String,
+    /// Notified when the peer is heard from: re-dial now rather than after the back-off.
+    wake: Arc<Notify>,
+}
+
+/// Messages kept for the link's next connection, with when they were queued.
+type Pending = VecDeque<(Instant, PeerMessage)>;
+
 /// Keeps a link to one peer: dial, prove the secret and check the peer's, send, ping, and re-dial
 /// when it breaks or goes silent.
 async fn peer_link<E: Env>(
     env: E,
     config: NodeConfig,
-    peer: NodeId,
-    addr: String,
+    link: PeerLink,
     mut queue: mpsc::Receiver<PeerMessage>,
     events: mpsc::Sender<Event>,
     budget: Budget,
 ) {
     let me = config.id.clone();
+    let peer = &link.peer;
     let role = Role::Peer { id: me.clone() };
     let key = config.auth.key_for(&role).to_vec();
     let mut reachable = None;
+    let mut pending: Pending = VecDeque::new();
     let report = |up: bool, reachable: &mut Option<bool>| {
         let changed = *reachable != Some(up);
         *reachable = Some(up);
         changed.then(|| Event::PeerStatus {
-            node: peer.clone(),
+            node: link.peer.clone(),
             reachable: up,
         })
     };
     loop {
         let dialled = timeout(
             Duration::from_millis(CONNECT_TIMEOUT_MS),
-            env.connect(&addr),
+            env.connect(&link.addr),
         )
         .await;
         if let Ok(Ok(stream)) = dialled
@@ -1116,7 +1164,7 @@ async fn peer_link<E: Env>(
                 &config.cluster,
                 &key,
                 nonce,
-                Some(&peer),
+                Some(peer),
             );
             match timeout(Duration::from_millis(LINK_HANDSHAKE_TIMEOUT_MS), handshake).await {
                 Ok(Ok(_)) => {
@@ -1125,7 +1173,7 @@ async fn peer_link<E: Env>(
                     {
                         return;
                     }
-                    if !run_link(&mut conn, &me, &mut queue).await {
+                    if !run_link(&mut conn, &me, &mut queue, &mut pending).await {
                         return; // The node is shutting down.
                     }
                 }
@@ -1140,37 +1188,58 @@ async fn peer_link<E: Env>(
         {
             return;
         }
-        // Messages for a dead link are dropped, as the network would: their requests' deadlines
-        // cover them, and hints and anti-entropy, not a replay by this link, bring the peer up to
-        // date when it returns.
+        // Messages wait for the next connection, a bounded number for a bounded time: a peer that
+        // restarted gets the answers to its first requests. Those lost with the broken connection
+        // itself are covered by their requests' deadlines, and hints and anti-entropy bring the
+        // peer up to date.
         let backoff = sleep(Duration::from_millis(RECONNECT_BACKOFF_MS));
         tokio::pin!(backoff);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut backoff => break,
+                _ = link.wake.notified() => break,
                 message = queue.recv() => {
-                    if message.is_none() {
-                        return;
+                    let Some(message) = message else { return };
+                    if pending.len() >= LINK_PENDING_MAX {
+                        pending.pop_front();
                     }
+                    pending.push_back((Instant::now(), message));
                 }
             }
         }
     }
 }
 
-/// Runs one connected link until it breaks (false only when the node is shutting down).
+/// Runs one connected link until it breaks (false only when the node is shutting down). It first
+/// sends the messages kept while it re-dialled that are not too old.
 async fn run_link<S>(
     conn: &mut Conn<S>,
     me: &NodeId,
     queue: &mut mpsc::Receiver<PeerMessage>,
+    pending: &mut Pending,
 ) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let fresh = Duration::from_millis(LINK_PENDING_MS_MAX);
+    while !pending.is_empty() {
+        let batch: Vec<Frame> = std::iter::from_fn(|| pending.pop_front())
+            .filter(|(queued, _)| queued.elapsed() <= fresh)
+            .take(WRITE_BATCH_FRAMES_MAX)
+            .map(|(_, message)| Frame::Peer {
+                from: me.clone(),
+                message,
+            })
+            .collect();
+        if !batch.is_empty() && write(conn, batch).await.is_err() {
+            return true;
+        }
+    }
     let mut heard = Instant::now();
     let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
     let mut nonce = 0u64;
     loop {
         tokio::select! {
@@ -1195,6 +1264,12 @@ where
                 _ => return true,
             },
             _ = ping.tick() => {
+                // A tick this late means this process was frozen (stopped, starved): the gap is
+                // its own silence, not the peer's.
+                if last_tick.elapsed() > Duration::from_millis(PING_INTERVAL_MS + LINK_FROZEN_MS) {
+                    heard = Instant::now();
+                }
+                last_tick = Instant::now();
                 if heard.elapsed() > Duration::from_millis(PEER_SILENCE_MS) {
                     return true;
                 }

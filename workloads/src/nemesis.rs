@@ -269,13 +269,14 @@ impl Nemesis {
                 }
                 WindowState::Armed { since_ms } => {
                     let candidates = self.windows[i].0.fault.nodes();
+                    // The coordinator acks first: its name leads `stored_on`.
                     let hit = acks.by_ref().find_map(|ack| {
-                        ack.stored_on.iter().find_map(|n| {
-                            let index = self.names.iter().position(|m| m == n.as_str())? as u32;
-                            candidates
-                                .contains(&index)
-                                .then(|| (index, ack.write.clone()))
-                        })
+                        let coordinator = ack.stored_on.first()?;
+                        let index =
+                            self.names.iter().position(|m| m == coordinator.as_str())? as u32;
+                        candidates
+                            .contains(&index)
+                            .then(|| (index, ack.write.clone()))
                     });
                     match hit {
                         Some((victim, write)) => self.due(sim, i, Some(victim), Some(write)),
@@ -543,6 +544,7 @@ impl Nemesis {
             }
             // The agent on the control host asks the node, and records the leave if it happened.
             Fault::Leave { node } => self.membership_command(MembershipCommand::Leave(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
         self.opened += 1;
         self.windows[i].1 = WindowState::Open {
@@ -623,6 +625,7 @@ impl Nemesis {
                 }
             }
             Fault::Leave { node } => self.membership_command(MembershipCommand::Join(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
     }
 

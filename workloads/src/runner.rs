@@ -17,7 +17,7 @@ use crate::history::{Process, Recorder};
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
-use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Worker, now_ns};
+use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
 use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
 use dynamo_node::config::NodeConfig;
@@ -150,8 +150,10 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
     c.node.apply(&mut config);
-    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
+    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes, and
+    // so that a node's log has several files, of which a disk fault can lose one.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
+    config.log_file_bytes_max = LOG_FILE_BYTES_MAX;
     // The simulated cluster runs the real handshake and MACs, with a secret the seed replays.
     config.auth.cluster_secret = Some(cluster_secret(plan));
     config
@@ -172,11 +174,24 @@ fn admin(c: &SimConfig, env: &SimEnv, addr: String) -> Client<SimEnv> {
 
 /// The simulated nodes' compaction floor.
 pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 1024 * 1024;
+/// The simulated nodes' log file size.
+pub const LOG_FILE_BYTES_MAX: u64 = 64 * 1024;
 
 /// Runs a plan to completion and returns its history.
 pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     plan.config.validate()?;
     plan.validate()?;
+    if plan
+        .faults
+        .iter()
+        .any(|w| matches!(w.fault, crate::plan::Fault::Pause { .. }))
+    {
+        return Err(
+            "the simulator cannot pause a node: pauses run on real processes \
+                    (dynamo live)"
+                .into(),
+        );
+    }
     let c = &plan.config;
     let faults_ms: u64 = plan
         .faults
@@ -382,15 +397,14 @@ async fn control(
     for op in &plan.ops {
         per_client[op.client as usize].push(*op);
     }
+    let shared = Rc::new(Shared::sim(
+        c.clone(),
+        recorder.clone(),
+        env.clone(),
+        progress.clone(),
+    ));
     let workers = per_client.into_iter().enumerate().map(|(slot, ops)| {
-        let mut worker = Worker::new(
-            slot as u64,
-            slot as u64,
-            c.clone(),
-            recorder.clone(),
-            env.clone(),
-            progress.clone(),
-        );
+        let mut worker = Worker::new(slot as u64, slot as u64, shared.clone());
         async move {
             for op in &ops {
                 worker.run_op(op).await;
@@ -432,14 +446,7 @@ async fn control(
     // each reading a stride of the keys. An `info` retires a reader's process as usual.
     let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
         let first = last_process + 1 + r as u64;
-        let mut reader = Worker::new(
-            first,
-            first,
-            c.clone(),
-            recorder.clone(),
-            env.clone(),
-            progress.clone(),
-        );
+        let mut reader = Worker::new(first, first, shared.clone());
         let c = c.clone();
         async move {
             for key in (r..c.keys).step_by(FINAL_READERS) {

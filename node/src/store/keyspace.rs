@@ -26,8 +26,12 @@ const DATA_PREFIX: &[u8] = b"d/";
 const META_PREFIX: &[u8] = b"m/";
 const HINT_PREFIX: &[u8] = b"h/";
 
-/// The metadata record holding the actor id of this incarnation.
-pub const ACTOR_META: &str = "actor";
+/// Where the actor id of this incarnation is kept: apart from the data
+/// ([`Storage::write_apart`]), so that damage to the data cannot take it along and leave the
+/// choice of keeping or renewing it to chance (see `shell::open_storage`).
+const ACTOR_APART: &str = "ACTOR";
+/// The metadata record where stores written before the actor was kept apart hold it.
+const ACTOR_META: &str = "actor";
 /// The metadata record holding the last ring this node adopted, with the known nodes' addresses.
 const MEMBERSHIP_META: &str = "membership";
 
@@ -177,6 +181,20 @@ impl<S: Storage> Keyspace<S> {
     /// A metadata value.
     pub fn meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         self.storage.get(&prefixed(META_PREFIX, name.as_bytes()))
+    }
+
+    /// The actor id the last incarnation wrote versions as, if one is stored (stores of earlier
+    /// versions kept it among the metadata).
+    pub fn actor(&self) -> io::Result<Option<Vec<u8>>> {
+        match self.storage.read_apart(ACTOR_APART)? {
+            Some(actor) => Ok(Some(actor)),
+            None => self.meta(ACTOR_META),
+        }
+    }
+
+    /// Stores the actor id of this incarnation, durably before it returns.
+    pub fn set_actor(&mut self, actor: &str) -> io::Result<()> {
+        self.storage.write_apart(ACTOR_APART, actor.as_bytes())
     }
 
     /// Sets a metadata value (durable after the next sync).

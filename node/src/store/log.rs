@@ -1046,6 +1046,24 @@ impl<F: FileSystem> Storage for LogStore<F> {
     fn compact(&mut self) -> io::Result<CompactionStats> {
         self.guarded(|store| store.compact_files())
     }
+
+    /// A file of its own in the store's directory, named `name` (which cannot be a data file's or
+    /// the manifest's name).
+    fn read_apart(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        super::check_apart_name(name)?;
+        assert_ne!(name, files::MANIFEST_NAME, "the manifest is the log's own");
+        let path = self.dir.join(name);
+        if !self.fs.exists(&path) {
+            return Ok(None);
+        }
+        self.fs.read(&path).map(Some)
+    }
+
+    fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
+        super::check_apart_name(name)?;
+        assert_ne!(name, files::MANIFEST_NAME, "the manifest is the log's own");
+        self.guarded(|store| store.fs.write_durable(&store.dir.join(name), value))
+    }
 }
 
 #[cfg(test)]
