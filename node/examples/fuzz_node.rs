@@ -9,6 +9,7 @@
 //! ```
 //!
 //! Defaults: 10,000,000 frames, seed 1, 16 connections at a time. Figures in BENCHMARKS.md.
+//! With `RUST_LOG` set (for example `RUST_LOG=dynamo_node=info`), the node's log goes to stderr.
 
 use dynamo_node::fuzz::{hammer, rss_bytes};
 use dynamo_node::shell::INBOUND_BYTES_MAX;
@@ -18,6 +19,12 @@ use dynamo_node::shell::INBOUND_BYTES_MAX;
 const RSS_MARGIN_BYTES: u64 = 128 * 1024 * 1024;
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let arg = |i: usize, default: u64| {
         std::env::args()
             .nth(i)
@@ -32,7 +39,8 @@ fn main() {
     let report = hammer(seed, frames, workers, dir.path());
     let bound = report.rss_bytes_start + INBOUND_BYTES_MAX as u64 + RSS_MARGIN_BYTES;
     println!(
-        "{} frames in {:.1} s ({:.0} frames/s) over {} connections ({} refused by the node); \
+        "{} frames in {:.1} s ({:.0} frames/s) over {} connections ({} refused by the node, \
+         {} handshakes with the secret timed out while the node was busy); \
          {} acknowledged writes all read back; ring unchanged; RSS {:.1} MiB at start, \
          {:.1} MiB at most (bound {:.1} MiB), {:.1} MiB at the end",
         report.frames,
@@ -40,6 +48,7 @@ fn main() {
         report.frames as f64 / report.elapsed_s,
         report.connections,
         report.refused,
+        report.handshakes_timed_out,
         report.acked_writes,
         mib(report.rss_bytes_start),
         mib(report.rss_bytes_max),
