@@ -85,6 +85,11 @@ pub struct AuthArgs {
 }
 
 impl AuthArgs {
+    /// Whether a client token file was named.
+    pub fn has_client_token(&self) -> bool {
+        self.client_token_file.is_some()
+    }
+
     /// The secrets, read and checked.
     pub fn load(&self) -> Result<AuthConfig, String> {
         let read = |path: &Option<PathBuf>| path.as_deref().map(Secret::from_file).transpose();

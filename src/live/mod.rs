@@ -126,6 +126,13 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
     if args.sim.check_determinism {
         return Err("--check-determinism: a live run is not deterministic".into());
     }
+    if args.auth.has_client_token() {
+        return Err(
+            "--client-token-file: the workload's clients of a live run are anonymous; \
+             run it against nodes that take anonymous clients"
+                .into(),
+        );
+    }
     let time_limit = parse_duration(&args.time_limit)?;
     let external = match &args.sim.nodes {
         NodesArg::Addrs(addrs) => Some(addrs.clone()),
