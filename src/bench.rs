@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The client token (or cluster secret) to prove, for a node that asks for one.
+    #[command(flatten)]
+    auth: crate::kv::AuthArgs,
 }
 
 /// One operation type's figures.
@@ -145,6 +148,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
     if args.value_bytes > VALUE_BYTES_MAX {
         return Err(format!("--value-bytes must be at most {VALUE_BYTES_MAX}"));
     }
+    let auth = args.auth.load()?;
     let duration = match (&args.duration, args.ops) {
         (Some(d), _) => Some(crate::live::parse_duration(d)?),
         (None, Some(_)) => None,
@@ -185,13 +189,12 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
                 let contexts = contexts.clone();
                 let timeout_ms = args.timeout_ms;
                 let gets = args.gets;
+                let auth = auth.clone();
                 let value = vec![b'v'; args.value_bytes];
                 tokio::spawn(async move {
                     let mut clients: Vec<Client<TokioEnv>> = nodes
                         .iter()
-                        .map(|a| {
-                            Client::new(TokioEnv::default(), a.clone()).with_timeout_ms(timeout_ms)
-                        })
+                        .map(|a| crate::kv::authed_client(a, timeout_ms, &auth))
                         .collect();
                     let mut rng =
                         0x9e37_79b9_7f4a_7c15u64 ^ (c as u64 + 1).wrapping_mul(0x2545_f491);

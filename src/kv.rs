@@ -1,16 +1,18 @@
 //! `dynamo serve`, `get`, `put`, `delete`: a real node and its command-line clients.
 
 use clap::Args;
-use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientError};
+use dynamo_node::auth::{AuthConfig, CLUSTER_NAME_DEFAULT, Secret};
+use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientAuth, ClientError};
 use dynamo_node::config::{FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
 use dynamo_node::env::{Env, TokioEnv};
 use dynamo_node::ring::{NodeId, PARTITION_COUNT_DEFAULT};
-use dynamo_node::version::VClock;
-use dynamo_node::wire::SiblingView;
+use dynamo_node::version::{NODE_ID_BYTES_MAX, VClock, valid_node_id};
+use dynamo_node::wire::{SiblingView, valid_addr};
 use dynamo_workloads::plan::NodeOptions;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Options of `dynamo serve`.
@@ -19,8 +21,9 @@ pub struct ServeArgs {
     /// This node's name (e.g. n1).
     #[arg(long)]
     id: String,
-    /// Address to listen on, host:port.
-    #[arg(long)]
+    /// Address to listen on, host:port. Loopback unless told otherwise; any other address needs
+    /// a cluster secret.
+    #[arg(long, default_value = "127.0.0.1:7101")]
     listen: String,
     /// The other members: name=host:port, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "")]
@@ -55,9 +58,46 @@ pub struct ServeArgs {
     /// Children per Merkle tree node.
     #[arg(long, default_value_t = dynamo_node::merkle::FANOUT_DEFAULT)]
     merkle_fanout: u32,
+    /// The cluster's name: peers of another cluster are refused, and the data directory
+    /// remembers it.
+    #[arg(long, default_value = CLUSTER_NAME_DEFAULT)]
+    cluster: String,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// A deliberate bug (for `dynamo live --bug` and tests only: see DESIGN.md).
     #[arg(long, hide = true)]
     bug: Option<dynamo_node::config::Bug>,
+}
+
+/// The secrets a command proves, read from files (never from the command line, where `ps` would
+/// show them).
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// File holding the cluster secret (at least 16 bytes; trailing newline ignored). Peers and
+    /// admin commands (join, leave, state, forget) prove it; without it a node runs open, on
+    /// loopback only.
+    #[arg(long, env = "DYNAMO_CLUSTER_SECRET_FILE", value_name = "PATH")]
+    cluster_secret_file: Option<PathBuf>,
+    /// File holding the client token: a node given one serves only clients that prove it (or
+    /// the cluster secret); a client command proves it.
+    #[arg(long, env = "DYNAMO_CLIENT_TOKEN_FILE", value_name = "PATH")]
+    client_token_file: Option<PathBuf>,
+}
+
+impl AuthArgs {
+    /// Whether a client token file was named.
+    pub fn has_client_token(&self) -> bool {
+        self.client_token_file.is_some()
+    }
+
+    /// The secrets, read and checked.
+    pub fn load(&self) -> Result<AuthConfig, String> {
+        let read = |path: &Option<PathBuf>| path.as_deref().map(Secret::from_file).transpose();
+        Ok(AuthConfig {
+            cluster_secret: read(&self.cluster_secret_file)?,
+            client_token: read(&self.client_token_file)?,
+        })
+    }
 }
 
 /// Switches of the availability machinery, shared by `serve` and `sim`.
@@ -102,6 +142,8 @@ pub struct NodeArgs {
     /// How long to wait for the answer, in ms.
     #[arg(long, default_value_t = CLIENT_TIMEOUT_MS_DEFAULT)]
     timeout_ms: u64,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Options of `dynamo get`.
@@ -143,6 +185,15 @@ pub struct LeaveArgs {
     node: NodeArgs,
 }
 
+/// Options of `dynamo forget`.
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The member to remove: gone for good (its data is refilled from the other replicas).
+    id: String,
+}
+
 /// Options of `dynamo delete`.
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
@@ -175,20 +226,105 @@ pub fn init_logging(default: &str) {
         .try_init();
 }
 
-/// Runs a node until SIGINT or SIGTERM.
-pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
-    init_logging("info");
+/// Whether every address `addr` (host:port) names is a loopback address. A name that does not
+/// resolve is not.
+fn is_loopback(addr: &str) -> bool {
+    match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The members `--id`, `--listen` and `--peers` name, checked: every entry `name=host:port`
+/// with a valid name and address, no name twice, no peer on this node's own address.
+fn members_of(args: &ServeArgs) -> Result<BTreeMap<NodeId, String>, String> {
+    if !valid_node_id(&args.id) {
+        return Err(format!(
+            "--id {:?} must be 1-{NODE_ID_BYTES_MAX} of [A-Za-z0-9._-]",
+            args.id
+        ));
+    }
+    if !valid_addr(&args.listen) {
+        return Err(format!("--listen {:?} is not host:port", args.listen));
+    }
+    let own: Vec<std::net::SocketAddr> = args
+        .listen
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default();
     let mut members: BTreeMap<NodeId, String> = BTreeMap::new();
     members.insert(args.id.as_str().into(), args.listen.clone());
     for peer in args.peers.iter().filter(|p| !p.is_empty()) {
         let (name, addr) = peer
             .split_once('=')
             .ok_or_else(|| format!("--peers entry {peer:?} is not name=host:port"))?;
+        if !valid_node_id(name) {
+            return Err(format!(
+                "--peers entry {peer:?}: {name:?} is not a node name (1-{NODE_ID_BYTES_MAX} of [A-Za-z0-9._-])"
+            ));
+        }
+        if addr.is_empty() {
+            return Err(format!(
+                "--peers entry {peer:?} has no address: name=host:port"
+            ));
+        }
+        if !valid_addr(addr) {
+            return Err(format!("--peers entry {peer:?}: {addr:?} is not host:port"));
+        }
+        let same = addr == args.listen
+            || addr
+                .to_socket_addrs()
+                .is_ok_and(|mut a| a.any(|a| own.contains(&a)));
+        if same {
+            return Err(format!(
+                "--peers entry {peer:?} is this node's own address (--listen {})",
+                args.listen
+            ));
+        }
         if members.insert(name.into(), addr.to_string()).is_some() {
             return Err(format!("--peers names {name:?} twice (or names this node)"));
         }
     }
-    let mut config = NodeConfig::new(args.id, members);
+    Ok(members)
+}
+
+/// Checks `serve`'s options before anything is written or bound; the error is the message.
+fn serve_config(args: &ServeArgs) -> Result<NodeConfig, String> {
+    let members = members_of(args)?;
+    let auth = args.auth.load()?;
+    if auth.cluster_secret.is_none() && !is_loopback(&args.listen) {
+        return Err(format!(
+            "--listen {} is not a loopback address: a node that listens beyond this machine needs --cluster-secret-file (without a secret, anyone who reaches it could join the ring or write as a peer)",
+            args.listen
+        ));
+    }
+    if args.join.is_empty() {
+        let count = members.len();
+        for (name, value) in [("--n", args.n), ("--r", args.r), ("--w", args.w)] {
+            if value > count {
+                return Err(format!(
+                    "{name} {value} exceeds the {count} member(s) of the ring (this node and --peers): {}",
+                    if name == "--n" {
+                        "every key would have fewer replicas than asked"
+                    } else {
+                        "no quorum could ever be met"
+                    }
+                ));
+            }
+        }
+    }
+    for seed in &args.join {
+        if !valid_addr(seed) {
+            return Err(format!("--join {seed:?} is not host:port"));
+        }
+    }
+    check_data_dir(&args.data_dir)?;
+    let mut config = NodeConfig::new(args.id.as_str(), members);
+    config.cluster = args.cluster.clone();
+    config.auth = auth;
     config.n = args.n;
     config.r = args.r;
     config.w = args.w;
@@ -198,9 +334,34 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     config.repair_wait_ms = args.request_timeout_ms;
     args.mechanisms.options().apply(&mut config);
     config.merkle_fanout = args.merkle_fanout;
-    config.seeds = args.join;
+    config.seeds = args.join.clone();
     config.bug = args.bug;
     config.validate()?;
+    Ok(config)
+}
+
+/// A data directory must be a directory, or not exist yet (it is created).
+fn check_data_dir(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "--data-dir {} exists and is not a directory",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("--data-dir {}: {e}", path.display())),
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    init_logging("info");
+    let config = serve_config(&args)?;
+    if config.auth.cluster_secret.is_none() {
+        tracing::warn!(
+            "no --cluster-secret-file: the node runs open (loopback only); anyone on this machine can speak as a peer or an admin"
+        );
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let env = TokioEnv::default();
@@ -227,8 +388,25 @@ async fn shutdown_signal() {
     }
 }
 
-fn client(node: &NodeArgs) -> Client<TokioEnv> {
-    Client::new(TokioEnv::default(), node.node.clone()).with_timeout_ms(node.timeout_ms)
+/// A client of `--node`, proving the cluster secret if given (an admin), or else the client
+/// token if given; anonymous otherwise.
+fn client(node: &NodeArgs) -> Result<Client<TokioEnv>, String> {
+    Ok(authed_client(
+        &node.node,
+        node.timeout_ms,
+        &node.auth.load()?,
+    ))
+}
+
+/// A client of `addr` that proves the cluster secret if `auth` has one (an admin), or else the
+/// client token if it has one; anonymous otherwise (`dynamo status` and `dynamo bench` too).
+pub fn authed_client(addr: &str, timeout_ms: u64, auth: &AuthConfig) -> Client<TokioEnv> {
+    let client = Client::new(TokioEnv::default(), addr.to_string()).with_timeout_ms(timeout_ms);
+    match (&auth.cluster_secret, &auth.client_token) {
+        (Some(secret), _) => client.with_auth(ClientAuth::admin(Some(secret.clone()))),
+        (None, Some(token)) => client.with_auth(ClientAuth::client(token.clone())),
+        (None, None) => client,
+    }
 }
 
 /// A value as JSON: text where it is UTF-8, otherwise `{"hex": "..."}`.
@@ -274,7 +452,7 @@ fn failed(what: &str, e: ClientError) -> ExitCode {
 pub fn get(args: GetArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     runtime()?.block_on(async move {
-        match client(&args.node).get(args.key.as_bytes()).await {
+        match client(&args.node)?.get(args.key.as_bytes()).await {
             Ok(reply) => {
                 // `values` are the live values; `versions` every sibling, tombstones included,
                 // so that a script can tell a deleted key from one never written.
@@ -302,7 +480,7 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
 pub fn state(args: StateArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     runtime()?.block_on(async move {
-        match client(&args.node).replica_state(args.key.as_bytes()).await {
+        match client(&args.node)?.replica_state(args.key.as_bytes()).await {
             Ok(state) => {
                 let siblings: Vec<Value> = state
                     .siblings
@@ -331,7 +509,7 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     runtime()?.block_on(async move {
         let request = dynamo_node::wire::Request::Leave;
-        match client(&args.node).request(request).await {
+        match client(&args.node)?.request(request).await {
             Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
                 let members: Vec<&NodeId> = ring.members().keys().collect();
                 println!(
@@ -345,6 +523,34 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
             }
             Ok(other) => Err(format!("unexpected answer {other:?}")),
             Err(e) => Ok(failed("leave", e)),
+        }
+    })
+}
+
+/// `dynamo forget`: removes a member gone for good from the ring (admin).
+pub fn forget(args: ForgetArgs) -> Result<ExitCode, String> {
+    init_logging("warn");
+    if !valid_node_id(&args.id) {
+        return Err(format!("{:?} is not a node name", args.id));
+    }
+    runtime()?.block_on(async move {
+        let request = dynamo_node::wire::Request::Forget {
+            id: args.id.as_str().into(),
+        };
+        match client(&args.node)?.request(request).await {
+            Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
+                let members: Vec<&NodeId> = ring.members().keys().collect();
+                println!(
+                    "{}",
+                    json!({"ok": true, "version": ring.version(), "members": members})
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(dynamo_node::wire::Response::Error { error }) => {
+                Ok(failed("forget", ClientError::Node(error)))
+            }
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Ok(failed("forget", e)),
         }
     })
 }
@@ -365,7 +571,7 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
         let value = args.value.into_bytes();
-        match client(&args.node)
+        match client(&args.node)?
             .put(args.key.as_bytes(), value, &context)
             .await
         {
@@ -383,7 +589,7 @@ pub fn delete(args: DeleteArgs) -> Result<ExitCode, String> {
     init_logging("warn");
     let context = parse_context(&args.context)?;
     runtime()?.block_on(async move {
-        match client(&args.node)
+        match client(&args.node)?
             .delete(args.key.as_bytes(), &context, args.marker.into_bytes())
             .await
         {

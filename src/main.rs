@@ -42,6 +42,8 @@ enum Command {
     State(kv::StateArgs),
     /// Make a node leave the ring; its data moves to the new owners.
     Leave(kv::LeaveArgs),
+    /// Remove a member gone for good from the ring (admin); the others take over its partitions.
+    Forget(kv::ForgetArgs),
     /// Run the node in the simulator under a workload and faults; write the history.
     Sim(sim::SimArgs),
     /// Run a plan.json again.
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => kv::delete(args),
         Command::State(args) => kv::state(args),
         Command::Leave(args) => kv::leave(args),
+        Command::Forget(args) => kv::forget(args),
         Command::Sim(args) => sim::sim(args),
         Command::Replay(args) => sim::replay(args),
         Command::Check(args) => check::check(args),

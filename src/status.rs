@@ -3,9 +3,9 @@
 //! last heard from each), as JSON: what a harness or an operator needs to know where a key lives
 //! without re-implementing placement.
 
+use crate::kv::AuthArgs;
 use clap::Args;
-use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client};
-use dynamo_node::env::TokioEnv;
+use dynamo_node::client::CLIENT_TIMEOUT_MS_DEFAULT;
 use serde_json::{Value, json};
 use std::process::ExitCode;
 
@@ -21,6 +21,9 @@ pub struct StatusArgs {
     /// How long to wait for the answer, in ms.
     #[arg(long, default_value_t = CLIENT_TIMEOUT_MS_DEFAULT)]
     timeout_ms: u64,
+    /// Status is an admin verb: a node with a cluster secret answers only those who prove it.
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// `dynamo status`.
@@ -30,12 +33,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let answer = runtime.block_on(async {
-        Client::new(TokioEnv::default(), args.node.clone())
-            .with_timeout_ms(args.timeout_ms)
-            .status()
-            .await
-    });
+    let mut client = crate::kv::authed_client(&args.node, args.timeout_ms, &args.auth.load()?);
+    let answer = runtime.block_on(async { client.status().await });
     let s = match answer {
         Ok(s) => s,
         Err(e) => {

@@ -6,14 +6,16 @@
 //! Errors say whether the operation certainly did not happen ([`ClientError::is_definite`]), which
 //! is what a history needs to record `fail` rather than `info`.
 
+use crate::auth::{Role, Secret};
+use crate::conn::{Budget, Conn};
 use crate::env::Env;
 use crate::version::{Dot, KeyVersions, VClock};
-use crate::wire::{Frame, FrameCodec, NodeStatus, Request, RequestError, Response, SiblingView};
-use futures::{SinkExt, StreamExt};
+use crate::wire::{
+    FRAME_BYTES_MAX, Frame, NodeStatus, Request, RequestError, Response, SiblingView,
+};
 use std::fmt;
 use std::io;
 use tokio::time::{Duration, timeout};
-use tokio_util::codec::Framed;
 
 /// Default client-side deadline of one request: a little more than the node's own, so that the
 /// node's answer (even an error) usually arrives first.
@@ -89,13 +91,46 @@ pub struct PutReply {
     pub stored_on: Vec<crate::ring::NodeId>,
 }
 
+/// How a client proves who it is ([`crate::auth`]): a role, and the key it proves (the cluster
+/// secret for an admin, the client token for a client; `None`: the empty key of an open node).
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    /// Who the client says it is.
+    pub role: Role,
+    /// Its cluster's name (empty: any).
+    pub cluster: String,
+    /// The key it proves.
+    pub key: Option<Secret>,
+}
+
+impl ClientAuth {
+    /// An admin holding the cluster secret (or, with `None`, of an open cluster).
+    pub fn admin(secret: Option<Secret>) -> ClientAuth {
+        ClientAuth {
+            role: Role::Admin,
+            cluster: String::new(),
+            key: secret,
+        }
+    }
+
+    /// A client holding the client token.
+    pub fn client(token: Secret) -> ClientAuth {
+        ClientAuth {
+            role: Role::Client,
+            cluster: String::new(),
+            key: Some(token),
+        }
+    }
+}
+
 /// A connection to one node.
 pub struct Client<E: Env> {
     env: E,
     addr: String,
-    framed: Option<Framed<E::Stream, FrameCodec>>,
+    conn: Option<Conn<E::Stream>>,
     next_id: u64,
     timeout_ms: u64,
+    auth: Option<ClientAuth>,
 }
 
 impl<E: Env> Client<E> {
@@ -104,10 +139,18 @@ impl<E: Env> Client<E> {
         Client {
             env,
             addr: addr.into(),
-            framed: None,
+            conn: None,
             next_id: 1,
             timeout_ms: CLIENT_TIMEOUT_MS_DEFAULT,
+            auth: None,
         }
+    }
+
+    /// Makes every connection start with the handshake as `auth` says (without, the client is
+    /// anonymous: gets and puts on a node that needs no client token).
+    pub fn with_auth(mut self, auth: ClientAuth) -> Client<E> {
+        self.auth = Some(auth);
+        self
     }
 
     /// Sets the per-request deadline.
@@ -124,7 +167,7 @@ impl<E: Env> Client<E> {
     /// Sends a request and waits for its answer.
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
         let deadline = Duration::from_millis(self.timeout_ms);
-        if self.framed.is_none() {
+        if self.conn.is_none() {
             let stream = match timeout(deadline, self.env.connect(&self.addr)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return Err(ClientError::Connect(e)),
@@ -133,7 +176,31 @@ impl<E: Env> Client<E> {
                     return Err(ClientError::Connect(e));
                 }
             };
-            self.framed = Some(Framed::new(stream, FrameCodec::default()));
+            // A client reads only its own answers: no budget to share.
+            let mut conn = Conn::new(stream, &Budget::unbounded(), FRAME_BYTES_MAX)
+                .map_err(ClientError::Connect)?;
+            if let Some(auth) = &self.auth {
+                let key: &[u8] = auth.key.as_ref().map(|k| k.expose()).unwrap_or(&[]);
+                let nonce = crate::auth::nonce(|| self.env.random_u64());
+                let handshake = crate::conn::dial_handshake(
+                    &mut conn,
+                    auth.role.clone(),
+                    &auth.cluster,
+                    key,
+                    nonce,
+                    None,
+                );
+                // Nothing was sent yet but the handshake: a refusal is definite.
+                match timeout(deadline, handshake).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(ClientError::Connect(e)),
+                    Err(_) => {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "handshake timed out");
+                        return Err(ClientError::Connect(e));
+                    }
+                }
+            }
+            self.conn = Some(conn);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -141,11 +208,11 @@ impl<E: Env> Client<E> {
         match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
-                self.framed = None;
+                self.conn = None;
                 Err(e)
             }
             Err(_) => {
-                self.framed = None;
+                self.conn = None;
                 Err(ClientError::Timeout {
                     timeout_ms: self.timeout_ms,
                 })
@@ -154,13 +221,20 @@ impl<E: Env> Client<E> {
     }
 
     async fn exchange(&mut self, id: u64, request: Request) -> Result<Response, ClientError> {
-        let framed = self.framed.as_mut().expect("connected above");
-        framed
-            .send(Frame::Request { id, request })
-            .await
-            .map_err(ClientError::Io)?;
+        let conn = self.conn.as_mut().expect("connected above");
+        let frame = Frame::Request { id, request };
+        // A request that cannot be encoded never left: say so definitely.
+        conn.feed(&frame).map_err(|e| {
+            ClientError::Node(RequestError {
+                kind: crate::wire::ErrorKind::BadRequest,
+                message: e.to_string(),
+                stored_on: Vec::new(),
+                definite: true,
+            })
+        })?;
+        conn.flush().await.map_err(ClientError::Io)?;
         loop {
-            match framed.next().await {
+            match conn.next_frame().await {
                 None => {
                     let e =
                         io::Error::new(io::ErrorKind::UnexpectedEof, "node closed the connection");

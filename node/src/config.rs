@@ -176,6 +176,17 @@ pub struct NodeConfig {
     pub seeds: Vec<String>,
     /// A deliberate bug, or none.
     pub bug: Option<Bug>,
+    /// The cluster's name: peers of another cluster are refused at the handshake, and the data
+    /// directory remembers it ([`crate::store::identity`]).
+    #[serde(default = "cluster_name_default")]
+    pub cluster: String,
+    /// The cluster secret and the client token: never serialised (a plan must not carry them).
+    #[serde(skip)]
+    pub auth: crate::auth::AuthConfig,
+}
+
+fn cluster_name_default() -> String {
+    crate::auth::CLUSTER_NAME_DEFAULT.to_string()
 }
 
 fn log_file_bytes_max_default() -> u64 {
@@ -217,24 +228,46 @@ impl NodeConfig {
             hint_interval_ms: HINT_INTERVAL_MS_DEFAULT,
             seeds: Vec::new(),
             bug: None,
+            cluster: cluster_name_default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 
     /// Checks the settings make sense together; the error says which does not.
     pub fn validate(&self) -> Result<(), String> {
-        if !crate::version::valid_actor(&self.id) {
+        let id_max = crate::version::NODE_ID_BYTES_MAX;
+        if !crate::version::valid_node_id(&self.id) {
             return Err(format!(
-                "node id {:?} must be 1-64 of [A-Za-z0-9._-]",
+                "node id {:?} must be 1-{id_max} of [A-Za-z0-9._-]",
                 self.id
             ));
         }
         if !self.members.contains_key(&self.id) {
             return Err(format!("members do not include this node {:?}", self.id));
         }
-        for id in self.members.keys() {
-            if !crate::version::valid_actor(id) {
-                return Err(format!("member id {id:?} must be 1-64 of [A-Za-z0-9._-]"));
+        for (id, addr) in &self.members {
+            if !crate::version::valid_node_id(id) {
+                return Err(format!(
+                    "member id {id:?} must be 1-{id_max} of [A-Za-z0-9._-]"
+                ));
             }
+            if !crate::wire::valid_addr(addr) {
+                return Err(format!("member {id}'s address {addr:?} is not host:port"));
+            }
+        }
+        if self.members.len() > crate::ring::MEMBERS_MAX {
+            return Err(format!(
+                "{} members exceed {}",
+                self.members.len(),
+                crate::ring::MEMBERS_MAX
+            ));
+        }
+        if !crate::auth::valid_cluster_name(&self.cluster) {
+            return Err(format!(
+                "cluster name {:?} must be 1-{} of [A-Za-z0-9._-]",
+                self.cluster,
+                crate::auth::CLUSTER_NAME_BYTES_MAX
+            ));
         }
         if self.n == 0 || self.r == 0 || self.w == 0 {
             return Err("N, R and W must be at least 1".into());

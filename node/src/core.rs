@@ -83,6 +83,15 @@ pub const PROBE_TIMEOUT_DIVISOR: u64 = 4;
 /// queued, so memory stays bounded however fast clients send.
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
 
+/// The furthest ahead of this node's ring a gossiped ring may be: every change adds one to the
+/// version, so a ring millions of changes ahead is damage or forgery, not news. Refusing it
+/// keeps one bad frame from pushing the version to its limit.
+pub const RING_VERSION_JUMP_MAX: u64 = 1 << 20;
+
+/// Most nodes this node keeps an address for, members or not (a node that left still hands its
+/// data over): a bound on what gossip can make it remember.
+pub const KNOWN_NODES_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
+
 /// The time, as the driver's environment tells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Now {
@@ -328,12 +337,37 @@ impl Core {
     /// (higher version; on a tie, the larger encoding, so that every node picks the same one).
     /// Returns whether it was adopted.
     pub fn adopt(&mut self, ring: Ring, addrs: &BTreeMap<NodeId, String>) -> bool {
+        // A ring no node could have made (invalid, of another partition count, or implausibly
+        // far ahead: every change adds one to the version) is refused whole, its addresses too:
+        // one damaged frame must neither brick the ring nor fill the node with bogus peers.
+        let plausible = ring.version() <= self.ring.version().saturating_add(RING_VERSION_JUMP_MAX);
+        if !plausible
+            || ring.validate().is_err()
+            || ring.partition_count() != self.ring.partition_count()
+        {
+            tracing::warn!(
+                node = %self.config.id,
+                ours = self.ring.version(),
+                theirs = ring.version(),
+                valid = ?ring.validate(),
+                "a ring no node could have made refused"
+            );
+            return false;
+        }
         let mut new_node = false;
         for (id, addr) in addrs {
-            if crate::version::valid_actor(id) && !self.addrs.contains_key(id) {
-                self.addrs.insert(id.clone(), addr.clone());
-                new_node = true;
+            if self.addrs.contains_key(id)
+                || !crate::version::valid_node_id(id)
+                || !wire::valid_addr(addr)
+            {
+                continue;
             }
+            if self.addrs.len() >= KNOWN_NODES_MAX {
+                tracing::warn!(node = %self.config.id, %id, "{KNOWN_NODES_MAX} nodes known already: a new one ignored");
+                break;
+            }
+            self.addrs.insert(id.clone(), addr.clone());
+            new_node = true;
         }
         let newer = match ring.version().cmp(&self.ring.version()) {
             std::cmp::Ordering::Greater => true,
@@ -342,9 +376,7 @@ impl Core {
                 postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
             }
         };
-        let usable = ring.validate().is_ok()
-            && ring.partition_count() == self.ring.partition_count()
-            && ring.members().keys().all(|m| self.addrs.contains_key(m));
+        let usable = ring.members().keys().all(|m| self.addrs.contains_key(m));
         let adopted = newer && usable;
         if adopted {
             tracing::info!(
@@ -813,8 +845,18 @@ impl Core {
                 let mut addrs = self.addrs.clone();
                 addrs.insert(id.clone(), addr.clone());
                 if self.ring.members().get(id) != Some(weight) {
-                    let ring = self.ring.with_member(id.clone(), *weight);
-                    self.adopt(ring, &addrs);
+                    let ring = match self.ring.try_with_member(id.clone(), *weight) {
+                        Ok(ring) => ring,
+                        Err(e) => {
+                            let message = format!("cannot add {id}: {e}");
+                            return self
+                                .answer(origin, error(ErrorKind::BadRequest, message, true));
+                        }
+                    };
+                    if !self.adopt(ring, &addrs) {
+                        let message = format!("cannot add {id}: its address is refused or unknown");
+                        return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                    }
                 } else {
                     self.adopt(self.ring.clone(), &addrs);
                 }
@@ -831,13 +873,30 @@ impl Core {
                         let message = "the last member cannot leave".to_string();
                         return self.answer(origin, error(ErrorKind::BadRequest, message, true));
                     }
-                    let ring = self.ring.without_member(&me);
+                    let ring = match self.ring.try_without_member(&me) {
+                        Ok(ring) => ring,
+                        Err(e) => {
+                            let message = format!("cannot leave: {e}");
+                            return self
+                                .answer(origin, error(ErrorKind::BadRequest, message, true));
+                        }
+                    };
                     let addrs = self.addrs.clone();
                     self.adopt(ring, &addrs);
                 }
                 let response = Response::Membership {
                     ring: self.ring.clone(),
                     addrs: self.addrs.clone(),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Forget { id } => {
+                let response = match self.forget(now, id) {
+                    Ok(()) => Response::Membership {
+                        ring: self.ring.clone(),
+                        addrs: self.addrs.clone(),
+                    },
+                    Err(message) => error(ErrorKind::BadRequest, message, true),
                 };
                 return self.answer(origin, response);
             }
@@ -891,6 +950,38 @@ impl Core {
             }
             _ => unreachable!("answered above"),
         }
+    }
+
+    /// Removes `id`, a member gone for good, from the ring (the admin's `forget`): its partitions
+    /// go to the other members as in a leave, except that nobody hands its data over; the new
+    /// owners get it from the remaining replicas by anti-entropy, and hints held for it are
+    /// taken in by their holders ([`Core::deliver_hints`]). Refused for this node itself (it
+    /// leaves instead) and for a member this node can reach or heard from recently (it is not
+    /// gone: make it leave), as Cassandra's `removenode` refuses a live node.
+    fn forget(&mut self, now: Now, id: &NodeId) -> Result<(), String> {
+        if *id == self.config.id {
+            return Err(format!("{id} cannot forget itself: make it leave instead"));
+        }
+        if !self.ring.contains(id) {
+            return Err(format!("{id} is not a member of the ring"));
+        }
+        let heard_recently = self
+            .last_heard_ms
+            .get(id)
+            .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
+        if !self.unreachable.contains(id) || heard_recently {
+            return Err(format!(
+                "{id} is alive (heard from recently): make it leave instead, or stop it first"
+            ));
+        }
+        let ring = self
+            .ring
+            .try_without_member(id)
+            .map_err(|e| format!("cannot forget {id}: {e}"))?;
+        let addrs = self.addrs.clone();
+        tracing::warn!(node = %self.config.id, %id, "forgetting a member gone for good");
+        self.adopt(ring, &addrs);
+        Ok(())
     }
 
     /// How long a probe of an owner may take before the next owner is tried.
@@ -1129,8 +1220,27 @@ impl Core {
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
+        if let Err(message) = state.check_put(&self.actor, &context) {
+            tracing::warn!(node = %self.config.id, key = %String::from_utf8_lossy(&key), %message, "put refused");
+            return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+        }
         let rule = self.rule();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
+        if let Err(e) = state.check_bounds(wire::STATE_BYTES_MAX) {
+            // The write would make the key too large to send to a replica or to read back: the
+            // key stays as it was (`state` is this step's copy, not yet written), and the client
+            // learns why (a read, and a put with its context, reconciles the siblings instead).
+            tracing::warn!(
+                node = %self.config.id,
+                key = %String::from_utf8_lossy(&key),
+                error = %e,
+                "put refused: the key would outgrow a frame"
+            );
+            let message = format!(
+                "put refused: {e}; read the key and write with its context to reconcile its siblings"
+            );
+            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
         tracing::debug!(
             node = %self.config.id,
             key = %String::from_utf8_lossy(&key),
@@ -1325,6 +1435,10 @@ impl Core {
         let mut state = self.read(key, store)?;
         let changed = state.merge_by(self.rule(), incoming);
         if changed {
+            // Two states within the bounds can merge into one past them (replicas that took
+            // different writes apart): keep this replica's state rather than store one that no
+            // node could send or decode. Both replicas keep what they acknowledged.
+            check_bounds(key, &state)?;
             self.write(key.to_vec(), state);
         }
         Ok(changed)
@@ -1346,6 +1460,7 @@ impl Core {
         }
         let mut state = self.read_hint(owner, key, store)?.unwrap_or_default();
         state.merge_by(self.rule(), incoming);
+        check_bounds(key, &state)?;
         self.ready
             .hint_writes
             .push((owner.clone(), key.to_vec(), Some(state)));
@@ -1437,6 +1552,27 @@ impl Core {
         }
     }
 
+    /// Merges the hint held for `owner` into this node's own state of the key and deletes it.
+    fn absorb_hint(&mut self, owner: &NodeId, key: &[u8], store: &dyn ReadState) {
+        let hint = match self.read_hint(owner, key, store) {
+            Ok(Some(hint)) => hint,
+            Ok(None) => {
+                self.hints.remove(&(owner.clone(), key.to_vec()));
+                return;
+            }
+            Err(e) => return tracing::error!(error = %e, "cannot read a hint"),
+        };
+        match self.merge_into(key, &hint, store) {
+            Ok(_) => {
+                self.ready
+                    .hint_writes
+                    .push((owner.clone(), key.to_vec(), None));
+                self.hints.remove(&(owner.clone(), key.to_vec()));
+            }
+            Err(e) => tracing::error!(error = %e, %owner, "cannot take in a hint for a node gone"),
+        }
+    }
+
     /// Sends held hints to owners that are reachable, a bounded number at a time.
     fn deliver_hints(&mut self, now: Now, store: &dyn ReadState) {
         let held: Vec<(NodeId, Vec<u8>)> = self.hints.iter().cloned().collect();
@@ -1448,6 +1584,13 @@ impl Core {
                 .deliveries
                 .values()
                 .any(|d| d.owner == owner && d.key == key);
+            if !in_flight && self.unreachable.contains(&owner) && !self.ring.contains(&owner) {
+                // The owner left the ring and is gone (forgotten): nobody will take the hint.
+                // This node takes the write in as its own copy; if it does not own the key, the
+                // hand-over sweep pushes it to the owners, who keep it.
+                self.absorb_hint(&owner, &key, store);
+                continue;
+            }
             if in_flight || self.unreachable.contains(&owner) {
                 continue;
             }
@@ -1858,6 +2001,19 @@ fn unavailable(message: String, stored_on: Vec<NodeId>, definite: bool) -> Respo
             stored_on,
         },
     }
+}
+
+/// Whether a merged state may be stored ([`KeyVersions::check_bounds`]); the error names the key.
+fn check_bounds(key: &[u8], state: &KeyVersions) -> std::io::Result<()> {
+    state.check_bounds(wire::STATE_BYTES_MAX).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a merge refused for key {:?}: {e}",
+                String::from_utf8_lossy(&key[..key.len().min(64)])
+            ),
+        )
+    })
 }
 
 fn storage_error(e: &std::io::Error) -> Response {

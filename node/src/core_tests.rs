@@ -93,7 +93,10 @@ impl Net {
                 continue;
             }
             let now = self.now();
-            let (core, store) = self.nodes.get_mut(&to).unwrap();
+            // A message to a node that is not in the network is lost, as on a real one.
+            let Some((core, store)) = self.nodes.get_mut(&to) else {
+                continue;
+            };
             core.handle_peer(now, from, m, store);
             self.flush(&to);
         }
@@ -1095,3 +1098,6 @@ fn a_stand_in_that_becomes_an_owner_goes_on_from_its_hinted_counter() {
         "the owner's data took the hinted version in: {state:?}"
     );
 }
+
+#[path = "hostile_tests.rs"]
+mod hostile;

@@ -70,6 +70,13 @@ pub trait FileSystem: Clone + Send + Sync + 'static {
     fn exists(&self, path: &Path) -> bool;
     /// Reads a whole (small) file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Takes the exclusive lock of a directory for as long as the returned guard lives, or fails
+    /// with `WouldBlock` if another process holds it. The default takes none: a simulated disk
+    /// belongs to one simulated host, which runs one node, and its lock would be the process's
+    /// own (a crash of the host ends the process and so the lock with it).
+    fn lock_dir(&self, _dir: &Path) -> io::Result<DirLock> {
+        Ok(DirLock { _file: None })
+    }
     /// Writes a whole (small) file durably: write to a temporary name, sync, rename, sync the dir.
     fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let tmp = path.with_extension("tmp");
@@ -85,6 +92,16 @@ pub trait FileSystem: Clone + Send + Sync + 'static {
         }
     }
 }
+
+/// An exclusive lock of a directory, released when dropped (or when the process ends, however it
+/// ends: the operating system drops an `flock` with the last descriptor).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: Option<std::fs::File>,
+}
+
+/// The name of the lock file a locked directory holds.
+pub const LOCK_FILE_NAME: &str = "LOCK";
 
 /// The real disk, through `std::fs`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -160,6 +177,24 @@ impl FileSystem for StdFs {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE_NAME))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: Some(file) }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "data directory {} is in use by another running node (its {LOCK_FILE_NAME} is locked)",
+                    dir.display()
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 
@@ -741,6 +776,9 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read(path)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        self.inner.lock_dir(dir)
     }
 }
 

@@ -11,6 +11,9 @@
 //! - [`fs`]: the small file-system trait the log store does its I/O through (real, simulated or
 //!   in memory), and a wrapper that injects disk faults.
 //! - [`wire`]: messages and length-delimited postcard frames with a size bound.
+//! - [`auth`]: the cluster secret and client token, the handshake's proofs, frame MACs.
+//! - [`conn`]: one connection's framing: budgeted buffers that grow as bytes arrive, MACed
+//!   frames, the two sides of the handshake.
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
 //! - [`merkle`]: per-partition Merkle trees for anti-entropy, updated on every write.
 //! - [`hints`]: sloppy-quorum target selection and hinted-handoff bookkeeping.
@@ -18,6 +21,8 @@
 //! - [`shell`]: the async driver of the core: connections, peer links, timers, disk.
 //! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
 //! - [`client`]: the client library used by the CLI and the workloads.
+//! - [`fuzz`]: a seeded generator of hostile frames of every wire type, for the property tests
+//!   and the long fuzz run.
 //! - [`config`]: node options, the fsync policy, and the deliberate bugs.
 //!
 //! # What is not here yet
@@ -28,12 +33,15 @@
 //! Concurrent ring changes made at two nodes with the same version resolve to one of them; the
 //! other (a join or a leave) has to be asked again.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod coordinator;
 pub mod core;
 pub mod env;
 pub mod fs;
+pub mod fuzz;
 pub mod hints;
 pub mod merkle;
 pub mod ring;

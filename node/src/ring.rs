@@ -89,6 +89,17 @@ pub const VERSION_FIRST: u64 = 1;
 /// Largest weight a member may have (a bound on what a joining node can claim).
 pub const WEIGHT_MAX: u32 = 64;
 
+/// Most members a ring may have: a bound on what a ring gossiped by a peer can make a node hold
+/// and link to (each member gets a peer link). Riak and Cassandra clusters of this size are
+/// already large.
+pub const MEMBERS_MAX: usize = 128;
+
+/// The highest ring version: every change adds one, so a real cluster never nears it (a change a
+/// second for 285 million years). A ring with a higher version is invalid, and a change at this
+/// version is refused ([`RingError::VersionExhausted`]) instead of overflowing; a peer cannot brick
+/// the ring with a version of `u64::MAX`.
+pub const VERSION_MAX: u64 = 1 << 53;
+
 /// The stable hash of a key: the first 8 bytes of its MD5 digest, big-endian.
 ///
 /// It has no seed, so it is the same in every process and on every machine.
@@ -119,6 +130,16 @@ pub enum RingError {
     },
     /// A partition is owned by a node that is not a member.
     OwnerNotMember { partition: u32, node: NodeId },
+    /// More members than [`MEMBERS_MAX`].
+    TooManyMembers { members: usize },
+    /// A member's weight is above [`WEIGHT_MAX`].
+    WeightTooHigh { node: NodeId, weight: u32 },
+    /// A member's name is not a valid node name.
+    BadNodeId { node: NodeId },
+    /// The version is above [`VERSION_MAX`], or a change would pass it.
+    VersionExhausted { version: u64 },
+    /// The last member cannot be removed.
+    LastMember { node: NodeId },
     /// A member owns a number of partitions outside the floor and ceiling of its fair share.
     ShareOutOfBounds {
         node: NodeId,
@@ -138,6 +159,22 @@ impl fmt::Display for RingError {
             RingError::NoMembers => write!(f, "the ring has no members"),
             RingError::WeightZero { node } => write!(f, "member {node} has weight 0"),
             RingError::VersionZero => write!(f, "the ring's version is 0"),
+            RingError::TooManyMembers { members } => {
+                write!(f, "{members} members exceed {MEMBERS_MAX}")
+            }
+            RingError::WeightTooHigh { node, weight } => {
+                write!(f, "member {node} has weight {weight}, above {WEIGHT_MAX}")
+            }
+            RingError::BadNodeId { node } => write!(f, "{node:?} is not a valid node name"),
+            RingError::VersionExhausted { version } => {
+                write!(
+                    f,
+                    "ring version {version} is at or past the limit {VERSION_MAX}"
+                )
+            }
+            RingError::LastMember { node } => {
+                write!(f, "{node} is the ring's only member and cannot be removed")
+            }
             RingError::OwnersLength {
                 partition_count,
                 owners_len,
@@ -380,6 +417,71 @@ impl Ring {
         self.rebalance(members, None)
     }
 
+    /// [`Ring::with_member`] for input from outside: refuses instead of panicking (a weight of 0
+    /// or above [`WEIGHT_MAX`], a bad name, a ring that would pass [`MEMBERS_MAX`], a version at
+    /// [`VERSION_MAX`]).
+    pub fn try_with_member(&self, node: impl Into<NodeId>, weight: u32) -> Result<Ring, RingError> {
+        let node = node.into();
+        if weight == 0 {
+            return Err(RingError::WeightZero { node });
+        }
+        if weight > WEIGHT_MAX {
+            return Err(RingError::WeightTooHigh { node, weight });
+        }
+        if !crate::version::valid_node_id(&node) {
+            return Err(RingError::BadNodeId { node });
+        }
+        if self.members.get(&node) == Some(&weight) {
+            return Ok(self.clone());
+        }
+        if !self.members.contains_key(&node) && self.members.len() >= MEMBERS_MAX {
+            return Err(RingError::TooManyMembers {
+                members: self.members.len() + 1,
+            });
+        }
+        if self.version >= VERSION_MAX {
+            return Err(RingError::VersionExhausted {
+                version: self.version,
+            });
+        }
+        Ok(self.with_member(node, weight))
+    }
+
+    /// [`Ring::without_member`] for input from outside: refuses instead of panicking (the last
+    /// member, a version at [`VERSION_MAX`]).
+    pub fn try_without_member(&self, node: &str) -> Result<Ring, RingError> {
+        if !self.members.contains_key(node) {
+            return Ok(self.clone());
+        }
+        if self.members.len() == 1 {
+            return Err(RingError::LastMember { node: node.into() });
+        }
+        if self.version >= VERSION_MAX {
+            return Err(RingError::VersionExhausted {
+                version: self.version,
+            });
+        }
+        Ok(self.without_member(node))
+    }
+
+    /// The ring with another version, unchecked: for [`crate::fuzz`] and tests, which must make
+    /// the rings a damaged peer could send.
+    #[doc(hidden)]
+    pub fn with_version_for_fuzzing(mut self, version: u64) -> Ring {
+        self.version = version;
+        self
+    }
+
+    /// The ring with its first partition owned by `node`, unchecked (an invalid ring unless
+    /// `node` already owned it): for [`crate::fuzz`] and tests.
+    #[doc(hidden)]
+    pub fn damaged_for_fuzzing(mut self, node: NodeId) -> Ring {
+        if let Some(owner) = self.owners.first_mut() {
+            *owner = node;
+        }
+        self
+    }
+
     /// The partitions `node` owns, ascending.
     pub fn partitions_of(&self, node: &str) -> Vec<u32> {
         (0..self.partition_count)
@@ -426,11 +528,32 @@ impl Ring {
         if self.members.is_empty() {
             return Err(RingError::NoMembers);
         }
-        if let Some((node, _)) = self.members.iter().find(|&(_, &weight)| weight == 0) {
-            return Err(RingError::WeightZero { node: node.clone() });
+        if self.members.len() > MEMBERS_MAX {
+            return Err(RingError::TooManyMembers {
+                members: self.members.len(),
+            });
+        }
+        for (node, &weight) in &self.members {
+            if weight == 0 {
+                return Err(RingError::WeightZero { node: node.clone() });
+            }
+            if weight > WEIGHT_MAX {
+                return Err(RingError::WeightTooHigh {
+                    node: node.clone(),
+                    weight,
+                });
+            }
+            if !crate::version::valid_node_id(node) {
+                return Err(RingError::BadNodeId { node: node.clone() });
+            }
         }
         if self.version == 0 {
             return Err(RingError::VersionZero);
+        }
+        if self.version > VERSION_MAX {
+            return Err(RingError::VersionExhausted {
+                version: self.version,
+            });
         }
         if self.owners.len() != self.partition_count as usize {
             return Err(RingError::OwnersLength {
@@ -546,7 +669,9 @@ impl Ring {
             partition_count: self.partition_count,
             owners,
             members,
-            version: self.version.checked_add(1).expect("ring version overflow"),
+            // Callers from outside go through `try_with_member` and `try_without_member`, which
+            // refuse a change at VERSION_MAX; saturating here keeps any other path from a panic.
+            version: self.version.saturating_add(1),
         };
         if cfg!(debug_assertions) {
             ring.check_invariants();

@@ -7,17 +7,37 @@
 //!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
 //!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
 //!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
-//! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
-//!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
-//! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
-//!   out with one flush, up to [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and
-//!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
-//!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link. Messages
-//!   queued while it re-dials wait for the next connection (at most [`LINK_PENDING_MAX`] of them,
-//!   none older than [`LINK_PENDING_MS_MAX`]), and a message from the peer makes it re-dial at
-//!   once: a peer that restarts gets the answers to its first requests instead of losing them to
-//!   a link in back-off. A link that notices this node was frozen (its ping timer came late)
-//!   does not count the gap as the peer's silence.
+//! - one *acceptor* takes connections and spawns a *connection* task for each, which runs the
+//!   handshake ([`crate::auth`]), decodes frames into events and writes replies back;
+//! - one *peer link* per other member dials it, proves the cluster secret and checks the peer's,
+//!   sends that node our messages (what is queued goes out with one flush, up to
+//!   [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and re-dials when the link breaks or goes
+//!   silent. turmoil's TCP does not retransmit, so a lost segment stalls a stream forever:
+//!   silence past [`PEER_SILENCE_MS`] is a broken link. Messages queued while it re-dials wait
+//!   for the next connection (at most [`LINK_PENDING_MAX`] of them, none older than
+//!   [`LINK_PENDING_MS_MAX`]), and a message from the peer makes it re-dial at once: a peer that
+//!   restarts gets the answers to its first requests instead of losing them to a link in
+//!   back-off. A link that notices this node was frozen (its ping timer came late) does not count
+//!   the gap as the peer's silence.
+//!
+//! # Who may speak, and how much
+//!
+//! A connection says who it is with its first frame: a `Hello` (a peer, an admin or a client,
+//! followed by the handshake), or, from an anonymous client, a request (allowed when the node has
+//! no client token; on an open node, one without a cluster secret, anonymous connections are
+//! admins, as they were before secrets). A peer may send only `Peer` frames that name itself as
+//! their sender, and pings; a client only gets and puts; an admin every request. Anything else
+//! closes the connection with an error.
+//!
+//! Connections are counted per class, each with its own budget, so that one class cannot lock
+//! out another: [`PENDING_CONNECTIONS_MAX`] that have not said who they are yet (each has
+//! [`HANDSHAKE_TIMEOUT_MS`] to do so), [`CLIENT_CONNECTIONS_MAX`] clients,
+//! [`ADMIN_CONNECTIONS_MAX`] admins and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
+//! connections, clients or admins makes room by closing its least recently active connection
+//! (idle connections cannot lock newcomers out); a full class of peers, all authenticated,
+//! refuses the newcomer. Every byte a connection buffers, and every decoded frame waiting for the
+//! driver, is charged to one budget of [`INBOUND_BYTES_MAX`]; a connection whose frame cannot get
+//! its bytes is closed with an error.
 //!
 //! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
 //! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
@@ -29,26 +49,33 @@
 //! Every queue is bounded; a full peer or reply queue drops the message (the request's deadline
 //! covers it) rather than letting one slow peer hold the node.
 
+use crate::auth::{self, Role};
 use crate::config::{Bug, FsyncPolicy, NodeConfig};
+use crate::conn::{self, Budget, Charge, Conn, WRITE_BUFFER_BYTES};
 use crate::coordinator::ClientToken;
 use crate::core::{Core, Now, Released};
 use crate::env::{Env, Listener};
+use crate::fs::{DirLock, FileSystem};
 use crate::ring::NodeId;
 use crate::store::Storage;
+use crate::store::identity::{self, Identity};
 use crate::store::keyspace::Keyspace;
 use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
 use crate::version::{Actor, valid_actor};
-use crate::wire::{Frame, FrameCodec, PeerMessage, Request};
-use futures::{SinkExt, StreamExt};
+use crate::wire::{
+    CLIENT_FRAME_BYTES_MAX, ErrorKind, FIRST_FRAME_BYTES_MAX, FRAME_BYTES_MAX, Frame, PeerMessage,
+    Request, RequestError, Response,
+};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 // tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
-use tokio_util::codec::Framed;
 
 /// Events waiting for the driver.
 pub const EVENTS_QUEUE_MAX: usize = 4_096;
@@ -60,8 +87,32 @@ pub const EVENTS_PER_STEP_MAX: usize = 64;
 pub const WRITE_BATCH_FRAMES_MAX: usize = 64;
 /// Frames waiting to go back on one client connection.
 pub const CONNECTION_QUEUE_MAX: usize = 1_024;
-/// Connections served at once; more are closed at accept.
-pub const CONNECTIONS_MAX: usize = 1_024;
+/// Connections that have not said who they are yet; a newcomer past it closes the least
+/// recently active of them.
+pub const PENDING_CONNECTIONS_MAX: usize = 64;
+/// Client connections served at once; a newcomer past it closes the least recently active one.
+pub const CLIENT_CONNECTIONS_MAX: usize = 1_024;
+/// Admin connections served at once; a newcomer past it closes the least recently active one.
+pub const ADMIN_CONNECTIONS_MAX: usize = 32;
+/// Peer connections served at once (each member dials one; a re-dial may overlap the old one).
+/// Past it a newcomer is refused: peers are authenticated, so only members fill it.
+pub const PEER_CONNECTIONS_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
+/// How long a new connection has to say who it is (its first frame, and the handshake after a
+/// `Hello`).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// How long a peer link's handshake may take: as long as the link may go silent. turmoil's TCP
+/// (like a real one behind a dead route) stalls silently on a lost segment, and a link that
+/// waited longer would keep a healed peer unreachable.
+pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
+/// Bytes all connections together may hold in read buffers and in decoded frames waiting for
+/// the driver ([`crate::conn::Budget`]).
+pub const INBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Largest frame a peer link reads back (pongs and errors).
+pub const LINK_FRAME_BYTES_MAX: usize = 64 * 1024;
+/// Rounds of join requests over all seeds before a joining node gives up.
+pub const JOIN_ROUNDS_MAX: u32 = 10;
+/// Wait between two rounds of join requests.
+pub const JOIN_BACKOFF_MS: u64 = 1_000;
 /// How long dialling a peer may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// How long writing one frame (or flushing a batch) may take before the link counts as broken.
@@ -95,10 +146,13 @@ enum Event {
     Request {
         client: ClientToken,
         request: Request,
+        /// The frame's bytes, charged to the inbound budget until the driver took the event.
+        _charge: Charge,
     },
     Peer {
         from: NodeId,
         message: PeerMessage,
+        _charge: Charge,
     },
     PeerStatus {
         node: NodeId,
@@ -117,7 +171,64 @@ pub struct Startup {
     pub recovery: RecoveryReport,
 }
 
-/// Opens the node's storage in `data_dir` and settles the actor id of this incarnation.
+/// Checks what can be checked of the data directory without writing to it: if it exists, it is
+/// a directory and, if it has an identity, it is this node's. Run before a join, so that a node
+/// started on the wrong directory does not join the ring first.
+pub fn check_data_dir<F: FileSystem>(
+    fs: &F,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<()> {
+    if !fs.exists(data_dir) {
+        return Ok(());
+    }
+    fs.read_dir(data_dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "data directory {}: {e} (is it a directory?)",
+                data_dir.display()
+            ),
+        )
+    })?;
+    identity::check(fs, data_dir, &identity_of(config)).map(|_| ())
+}
+
+fn identity_of(config: &NodeConfig) -> Identity {
+    Identity {
+        node: config.id.to_string(),
+        cluster: config.cluster.clone(),
+    }
+}
+
+/// Creates the data directory (durably: its entry and its new parents' are synced), takes its
+/// lock, and checks or writes its identity ([`crate::store::identity`]).
+fn lock_data_dir<F: FileSystem>(
+    fs: &F,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<DirLock> {
+    let named = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("data directory {}: {e}", data_dir.display()),
+        )
+    };
+    let existed = fs.exists(data_dir);
+    fs.create_dir_all(data_dir).map_err(named)?;
+    if !existed {
+        for ancestor in data_dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+            fs.sync_dir(ancestor).map_err(named)?;
+        }
+    }
+    let lock = fs.lock_dir(data_dir)?;
+    identity::check_or_write(fs, data_dir, &identity_of(config))?;
+    Ok(lock)
+}
+
+/// Opens the node's storage in `data_dir` and settles the actor id of this incarnation. The data
+/// directory is locked for as long as the returned keyspace lives, and must be this node's (or
+/// new): see [`crate::store::identity`].
 ///
 /// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
 /// is ever issued twice:
@@ -136,11 +247,12 @@ pub fn open_storage<E: Env>(
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
+    let lock = lock_data_dir(&env.fs(), config, data_dir)?;
     let options = LogOptions {
         max_file_bytes: config.log_file_bytes_max,
     };
     let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
-    let mut keyspace = Keyspace::new(log);
+    let mut keyspace = Keyspace::new(log).with_lock(lock);
     if config.has_bug(Bug::ReuseActor) {
         let startup = Startup {
             actor: config.id.to_string().into(),
@@ -219,6 +331,19 @@ pub async fn run<E: Env>(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tokio::pin!(shutdown);
+    // A joining node asks the seeds first, before it writes anything: a node that cannot join
+    // leaves no data directory behind.
+    check_data_dir(&env.fs(), &config, data_dir)?;
+    let joined = if config.seeds.is_empty() {
+        None
+    } else {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            joined = join(&env, &config) => Some(joined?),
+        }
+    };
     let (mut keyspace, startup) = open_storage(&env, &config, data_dir)?;
     tracing::info!(
         node = %config.id,
@@ -232,8 +357,18 @@ pub async fn run<E: Env>(
     core.load(&keyspace)?;
     let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
 
+    let budget = Budget::new(INBOUND_BYTES_MAX);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn_local(accept_loop(listener, events.clone()));
+    let ctx = Rc::new(ConnContext {
+        env: env.clone(),
+        id: config.id.clone(),
+        cluster: config.cluster.clone(),
+        auth: config.auth.clone(),
+        events: events.clone(),
+        budget: budget.clone(),
+        registry: RefCell::new(Registry::default()),
+    });
+    tasks.spawn_local(accept_loop(listener, ctx));
     let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
     // Per peer link: poked when the peer is heard from, so that a link in back-off re-dials now.
     let mut wakes: BTreeMap<NodeId, Arc<Notify>> = BTreeMap::new();
@@ -250,12 +385,18 @@ pub async fn run<E: Env>(
             let wake = Arc::new(Notify::new());
             wakes.insert(peer.clone(), wake.clone());
             let link = PeerLink {
-                me: config.id.clone(),
                 peer: peer.clone(),
                 addr: addr.clone(),
                 wake,
             };
-            tasks.spawn_local(peer_link(env.clone(), link, rx, events.clone()));
+            tasks.spawn_local(peer_link(
+                env.clone(),
+                config.clone(),
+                link,
+                rx,
+                events.clone(),
+                budget.clone(),
+            ));
         }
     };
     link(&mut peers, &mut wakes, &mut tasks, &config.members);
@@ -271,8 +412,7 @@ pub async fn run<E: Env>(
         }
         Err(e) => return Err(e),
     }
-    if !config.seeds.is_empty() {
-        let (ring, addrs) = join(&env, &config).await;
+    if let Some((ring, addrs)) = joined {
         core.adopt(ring, &addrs);
     }
 
@@ -292,7 +432,7 @@ pub async fn run<E: Env>(
     let protocol_timer = sleep_until(never);
     let compaction_timer = sleep_until(start + Duration::from_millis(COMPACTION_CHECK_MS));
     let sync_timer = sleep_until(start + Duration::from_millis(sync_interval_ms));
-    tokio::pin!(shutdown, protocol_timer, compaction_timer, sync_timer);
+    tokio::pin!(protocol_timer, compaction_timer, sync_timer);
     loop {
         let timer = core
             .poll_timeout()
@@ -308,10 +448,10 @@ pub async fn run<E: Env>(
             Event::Closed { conn } => {
                 clients.remove(&conn);
             }
-            Event::Request { client, request } => {
-                core.handle_request(now, client, request, &keyspace)
-            }
-            Event::Peer { from, message } => {
+            Event::Request {
+                client, request, ..
+            } => core.handle_request(now, client, request, &keyspace),
+            Event::Peer { from, message, .. } => {
                 if let Some(wake) = wakes.get(&from) {
                     wake.notify_one();
                 }
@@ -407,32 +547,55 @@ fn stop(config: &NodeConfig, what: &str, e: io::Error) -> io::Error {
     )
 }
 
-/// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring.
+/// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring:
+/// at most [`JOIN_ROUNDS_MAX`] rounds over all of them, then an error that says what the last
+/// seed answered. It speaks as an admin with the cluster secret.
 async fn join<E: Env>(
     env: &E,
     config: &NodeConfig,
-) -> (crate::ring::Ring, BTreeMap<NodeId, String>) {
+) -> io::Result<(crate::ring::Ring, BTreeMap<NodeId, String>)> {
     let addr = config.members.get(&config.id).cloned().unwrap_or_default();
     let request = crate::wire::Request::Join {
         id: config.id.clone(),
         addr,
         weight: 1,
     };
-    loop {
+    let auth = crate::client::ClientAuth {
+        role: Role::Admin,
+        cluster: config.cluster.clone(),
+        key: config.auth.cluster_secret.clone(),
+    };
+    let mut last = String::new();
+    for round in 0..JOIN_ROUNDS_MAX {
+        if round > 0 {
+            sleep(Duration::from_millis(JOIN_BACKOFF_MS)).await;
+        }
         for seed in &config.seeds {
             let mut client = crate::client::Client::new(env.clone(), seed.clone())
-                .with_timeout_ms(config.request_timeout_ms);
+                .with_timeout_ms(config.request_timeout_ms)
+                .with_auth(auth.clone());
             match client.request(request.clone()).await {
                 Ok(crate::wire::Response::Membership { ring, addrs }) => {
                     tracing::info!(node = %config.id, %seed, version = ring.version(), "joined");
-                    return (ring, addrs);
+                    return Ok((ring, addrs));
                 }
-                Ok(other) => tracing::warn!(%seed, ?other, "seed refused the join"),
-                Err(e) => tracing::warn!(%seed, error = %e, "cannot reach seed"),
+                Ok(other) => {
+                    tracing::warn!(%seed, ?other, "seed refused the join");
+                    last = format!("{seed} refused: {other:?}");
+                }
+                Err(e) => {
+                    tracing::warn!(%seed, error = %e, "cannot reach seed");
+                    last = format!("{seed}: {e}");
+                }
             }
         }
-        sleep(Duration::from_millis(RECONNECT_BACKOFF_MS * 5)).await;
     }
+    Err(io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!(
+            "cannot join: no seed added this node after {JOIN_ROUNDS_MAX} rounds (last: {last})"
+        ),
+    ))
 }
 
 /// Sends what [`crate::core::Ready::apply`] released: messages to peers, replies to clients.
@@ -467,11 +630,139 @@ fn send(
     }
 }
 
-async fn accept_loop<L: Listener>(listener: L, events: mpsc::Sender<Event>) {
+/// What every connection task shares: how to check who speaks, where events go, and the budgets.
+struct ConnContext<E> {
+    env: E,
+    id: NodeId,
+    cluster: String,
+    auth: auth::AuthConfig,
+    events: mpsc::Sender<Event>,
+    budget: Budget,
+    registry: RefCell<Registry>,
+}
+
+/// The classes of connections, each with its own budget (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Pending,
+    Client,
+    Admin,
+    Peer,
+}
+
+impl Class {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn connections_max(self) -> usize {
+        match self {
+            Class::Pending => PENDING_CONNECTIONS_MAX,
+            Class::Client => CLIENT_CONNECTIONS_MAX,
+            Class::Admin => ADMIN_CONNECTIONS_MAX,
+            Class::Peer => PEER_CONNECTIONS_MAX,
+        }
+    }
+
+    /// Whether a full class makes room by closing its least recently active connection.
+    fn evicts(self) -> bool {
+        self != Class::Peer
+    }
+
+    fn of(role: &Role) -> Class {
+        match role {
+            Role::Peer { .. } => Class::Peer,
+            Role::Admin => Class::Admin,
+            Role::Client => Class::Client,
+        }
+    }
+}
+
+/// One live connection: its class, when it was last active (a logical tick, not a clock
+/// reading), and how to close it.
+struct Slot {
+    class: Class,
+    active: Rc<Cell<u64>>,
+    close: Rc<Notify>,
+}
+
+/// The live connections by class. Only touched from the connection tasks of one `LocalSet`.
+#[derive(Default)]
+struct Registry {
+    slots: BTreeMap<u64, Slot>,
+    counts: [usize; 4],
+    tick: Rc<Cell<u64>>,
+}
+
+impl Registry {
+    /// Puts connection `conn` in `class` (moving it from the one it was in), closing the least
+    /// recently active connection of a full class that evicts; refuses for a full class that
+    /// does not.
+    fn admit(
+        &mut self,
+        conn: u64,
+        class: Class,
+        active: &Rc<Cell<u64>>,
+        close: &Rc<Notify>,
+    ) -> Result<(), String> {
+        if let Some(slot) = self.slots.remove(&conn) {
+            self.counts[slot.class.index()] -= 1;
+        }
+        if self.counts[class.index()] >= class.connections_max() {
+            if !class.evicts() {
+                return Err(format!(
+                    "{} {class:?} connections already: closing a new one",
+                    class.connections_max()
+                ));
+            }
+            let victim = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.class == class)
+                .min_by_key(|(_, s)| s.active.get())
+                .map(|(&c, _)| c)
+                .expect("a full class has a connection");
+            let slot = self.slots.remove(&victim).expect("listed");
+            self.counts[class.index()] -= 1;
+            tracing::warn!(
+                conn = victim,
+                ?class,
+                "{} {class:?} connections: closing the least recently active",
+                class.connections_max()
+            );
+            slot.close.notify_one();
+        }
+        self.counts[class.index()] += 1;
+        self.touch(active);
+        self.slots.insert(
+            conn,
+            Slot {
+                class,
+                active: active.clone(),
+                close: close.clone(),
+            },
+        );
+        debug_assert!(self.counts[class.index()] <= class.connections_max());
+        Ok(())
+    }
+
+    fn touch(&self, active: &Cell<u64>) {
+        let tick = self.tick.get() + 1;
+        self.tick.set(tick);
+        active.set(tick);
+    }
+
+    fn remove(&mut self, conn: u64) {
+        if let Some(slot) = self.slots.remove(&conn) {
+            self.counts[slot.class.index()] -= 1;
+        }
+    }
+}
+
+async fn accept_loop<E: Env>(listener: E::Listener, ctx: Rc<ConnContext<E>>) {
     let mut next_conn = 0u64;
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let (stream, _addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -479,29 +770,227 @@ async fn accept_loop<L: Listener>(listener: L, events: mpsc::Sender<Event>) {
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many connections; closing a new one");
-            continue;
-        };
         next_conn += 1;
         let conn = next_conn;
-        let events = events.clone();
+        let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
-            serve_connection(stream, conn, events).await;
-            drop(permit);
+            let active = Rc::new(Cell::new(0));
+            let close = Rc::new(Notify::new());
+            let admitted = ctx
+                .registry
+                .borrow_mut()
+                .admit(conn, Class::Pending, &active, &close);
+            if admitted.is_ok() {
+                serve_connection(stream, conn, &ctx, &active, &close).await;
+            }
+            ctx.registry.borrow_mut().remove(conn);
         });
     }
 }
 
-/// Reads frames from one inbound connection (a client's or a peer's) and writes its replies.
-async fn serve_connection<S>(stream: S, conn: u64, events: mpsc::Sender<Event>)
+/// Sends `message` as a `Frame::Error`, best effort, before the connection closes.
+async fn refuse<S>(conn: &mut Conn<S>, message: String)
 where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tracing::debug!(%message, "closing a connection");
+    let _ = write(conn, vec![Frame::Error { message }]).await;
+}
+
+/// Reads the first frame of a connection and settles who it is: a `Hello` and its handshake, or
+/// an anonymous client's first request. `None` when the connection is refused (told why).
+async fn settle_role<S, E: Env>(
+    conn: &mut Conn<S>,
+    ctx: &ConnContext<E>,
+) -> Option<(Role, Option<(u64, Request)>)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let first = timeout(
+        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+        conn.next_frame(),
+    )
+    .await;
+    match first {
+        Err(_) | Ok(None) => None,
+        Ok(Some(Err(e))) => {
+            refuse(conn, format!("closing connection: {e}")).await;
+            None
+        }
+        Ok(Some(Ok(Frame::Hello {
+            role,
+            cluster,
+            nonce,
+        }))) => {
+            if let Role::Peer { id } = &role
+                && (!crate::version::valid_node_id(id) || *id == ctx.id)
+            {
+                refuse(conn, format!("{id:?} cannot be a peer of {}", ctx.id)).await;
+                return None;
+            }
+            let peer = matches!(role, Role::Peer { .. });
+            if (peer || !cluster.is_empty()) && cluster != ctx.cluster {
+                let message = format!(
+                    "cluster name differs: this node is of cluster {:?}, the dialer of {cluster:?}",
+                    ctx.cluster
+                );
+                refuse(conn, message).await;
+                return None;
+            }
+            let key = ctx.auth.key_for(&role);
+            let mine = auth::nonce(|| ctx.env.random_u64());
+            let handshake =
+                conn::accept_handshake(conn, (&role, &cluster, nonce), &ctx.id, key, mine);
+            match timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
+                Ok(Ok(())) => Some((role, None)),
+                Ok(Err(e)) => {
+                    tracing::warn!(?role, error = %e, "a handshake failed");
+                    refuse(conn, format!("handshake failed: {e}")).await;
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        Ok(Some(Ok(Frame::Request { id, request }))) => match ctx.auth.anonymous_rights() {
+            Some(role) => Some((role, Some((id, request)))),
+            None => {
+                let message = "this node serves clients with a token only: send a Hello first";
+                refuse(conn, message.to_string()).await;
+                None
+            }
+        },
+        Ok(Some(Ok(Frame::Peer { from, .. }))) => {
+            let message = format!(
+                "a peer message from {from} on a connection that is not its peer link \
+                 (a peer link starts with a Hello and the handshake)"
+            );
+            refuse(conn, message).await;
+            None
+        }
+        Ok(Some(Ok(_))) => {
+            let message = "a connection starts with a Hello or a request".to_string();
+            refuse(conn, message).await;
+            None
+        }
+    }
+}
+
+/// What a connection's frame becomes: an event for the driver, or an answer on the spot.
+enum Inbound {
+    Event(Event),
+    Answer(Frame),
+    Refuse(String),
+}
+
+/// Checks a frame against the connection's role and turns it into what to do.
+fn inbound(frame: Frame, role: &Role, conn: u64, charge: Charge) -> Inbound {
+    match frame {
+        Frame::Request { id, request } => {
+            if matches!(role, Role::Peer { .. }) {
+                return Inbound::Refuse("a peer link carries peer messages, not requests".into());
+            }
+            if *role == Role::Client && request.is_admin() {
+                let response = Response::Error {
+                    error: RequestError {
+                        kind: ErrorKind::BadRequest,
+                        message: "an admin request needs the cluster secret".into(),
+                        stored_on: Vec::new(),
+                        definite: true,
+                    },
+                };
+                return Inbound::Answer(Frame::Response { id, response });
+            }
+            Inbound::Event(Event::Request {
+                client: ClientToken { conn, id },
+                request,
+                _charge: charge,
+            })
+        }
+        Frame::Peer { from, message } => match role {
+            Role::Peer { id } if *id == from => Inbound::Event(Event::Peer {
+                from,
+                message,
+                _charge: charge,
+            }),
+            Role::Peer { id } => Inbound::Refuse(format!(
+                "a frame from {from} on the link of {id}: a peer speaks only for itself"
+            )),
+            _ => Inbound::Refuse(format!(
+                "a peer message from {from} on a connection that is not its peer link"
+            )),
+        },
+        Frame::Ping { nonce } => Inbound::Answer(Frame::Pong { nonce }),
+        Frame::Hello { .. } | Frame::Challenge { .. } | Frame::Proof { .. } => {
+            Inbound::Refuse("a handshake after the handshake".into())
+        }
+        Frame::Response { .. } | Frame::Error { .. } | Frame::Pong { .. } => {
+            Inbound::Refuse("a node takes requests, not answers".into())
+        }
+    }
+}
+
+/// Serves one inbound connection (a client's, an admin's or a peer's): settles who it is, then
+/// reads frames into events and writes replies back, until it closes, idles out or is evicted.
+async fn serve_connection<S, E: Env>(
+    stream: S,
+    conn_id: u64,
+    ctx: &ConnContext<E>,
+    active: &Rc<Cell<u64>>,
+    close: &Rc<Notify>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let mut framed = Framed::new(stream, FrameCodec::default());
-    let (replies, mut outbox) = mpsc::channel::<Frame>(CONNECTION_QUEUE_MAX);
-    if events.send(Event::Opened { conn, replies }).await.is_err() {
+    let Ok(mut conn) = Conn::new(stream, &ctx.budget, FIRST_FRAME_BYTES_MAX) else {
+        tracing::warn!("inbound budget spent: closing a new connection");
         return;
+    };
+    let settled = tokio::select! {
+        biased;
+        _ = close.notified() => None,
+        settled = settle_role(&mut conn, ctx) => settled,
+    };
+    let Some((role, first)) = settled else { return };
+    let class = Class::of(&role);
+    let admitted = ctx
+        .registry
+        .borrow_mut()
+        .admit(conn_id, class, active, close);
+    if let Err(message) = admitted {
+        refuse(&mut conn, message).await;
+        return;
+    }
+    conn.set_frame_bytes_max(match class {
+        Class::Client => CLIENT_FRAME_BYTES_MAX,
+        Class::Pending | Class::Admin | Class::Peer => FRAME_BYTES_MAX,
+    });
+    let (replies, mut outbox) = mpsc::channel::<Frame>(CONNECTION_QUEUE_MAX);
+    let events = &ctx.events;
+    if class != Class::Peer
+        && events
+            .send(Event::Opened {
+                conn: conn_id,
+                replies,
+            })
+            .await
+            .is_err()
+    {
+        return;
+    }
+    if let Some((id, request)) = first {
+        let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+            return refuse(&mut conn, "the node is overloaded".into()).await;
+        };
+        let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
+            Inbound::Event(event) => event,
+            Inbound::Answer(frame) => {
+                let _ = write(&mut conn, vec![frame]).await;
+                return;
+            }
+            Inbound::Refuse(message) => return refuse(&mut conn, message).await,
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
     }
     // One idle timer for the connection's life, pushed back only when it fires: a timeout around
     // each read would enter and leave the timer wheel once per frame (and a clock reading per
@@ -513,6 +1002,10 @@ where
     loop {
         tokio::select! {
             biased;
+            _ = close.notified() => {
+                refuse(&mut conn, "closing connection: too many connections, and this one was the least recently active".into()).await;
+                break;
+            }
             frame = outbox.recv() => {
                 let Some(frame) = frame else { break };
                 let mut batch = vec![frame];
@@ -520,40 +1013,41 @@ where
                     let Ok(frame) = outbox.try_recv() else { break };
                     batch.push(frame);
                 }
-                if write(&mut framed, batch).await.is_err() {
+                if write(&mut conn, batch).await.is_err() {
                     break;
                 }
             }
-            read = framed.next() => {
+            read = conn.next_frame() => {
                 read_since_check = true;
-                let event = match read {
+                let frame = match read {
                     None => break,
                     Some(Err(e)) => {
-                        let message = format!("closing connection: {e}");
-                        let _ = write(&mut framed, vec![Frame::Error { message }]).await;
+                        refuse(&mut conn, format!("closing connection: {e}")).await;
                         break;
                     }
-                    Some(Ok(frame)) => match frame {
-                        Frame::Request { id, request } => Event::Request {
-                            client: ClientToken { conn, id },
-                            request,
-                        },
-                        Frame::Peer { from, message } => Event::Peer { from, message },
-                        Frame::Ping { nonce } => {
-                            if write(&mut framed, vec![Frame::Pong { nonce }]).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
-                        Frame::Response { .. } | Frame::Error { .. } | Frame::Pong { .. } => {
-                            let message = "closing connection: a node takes requests, not answers".to_string();
-                            let _ = write(&mut framed, vec![Frame::Error { message }]).await;
+                    Some(Ok(frame)) => frame,
+                };
+                ctx.registry.borrow().touch(active);
+                let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+                    refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
+                    break;
+                };
+                match inbound(frame, &role, conn_id, charge) {
+                    Inbound::Event(event) => {
+                        if events.send(event).await.is_err() {
                             break;
                         }
-                    },
-                };
-                if events.send(event).await.is_err() {
-                    break;
+                    }
+                    Inbound::Answer(frame) => {
+                        if write(&mut conn, vec![frame]).await.is_err() {
+                            break;
+                        }
+                    }
+                    Inbound::Refuse(message) => {
+                        tracing::warn!(conn = conn_id, ?role, %message, "a frame refused");
+                        refuse(&mut conn, format!("closing connection: {message}")).await;
+                        break;
+                    }
                 }
             }
             _ = &mut idle_timer => {
@@ -564,32 +1058,63 @@ where
             }
         }
     }
-    let _ = events.send(Event::Closed { conn }).await;
+    if class != Class::Peer {
+        let _ = events.send(Event::Closed { conn: conn_id }).await;
+    }
 }
 
 /// Writes frames with one flush: a burst of small messages becomes one write (and, in the
-/// simulator, one TCP segment) instead of one per frame; the codec's buffer still goes out
-/// whenever it passes tokio-util's backpressure boundary (8 KiB). Each frame has its own deadline,
-/// as does the final flush, so a batch of large frames is not held to one frame's time.
-async fn write<S>(framed: &mut Framed<S, FrameCodec>, frames: Vec<Frame>) -> io::Result<()>
+/// simulator, one TCP segment) instead of one per frame; the buffer still goes out whenever it
+/// passes [`WRITE_BUFFER_BYTES`]. Each write has its own deadline, as does the final flush, so a
+/// batch of large frames is not held to one frame's time. A frame too large to encode does not
+/// break the connection: an answer becomes an error answer with the same id (a read of a key
+/// whose siblings outgrew a frame is told so), any other frame is dropped and logged.
+async fn write<S>(conn: &mut Conn<S>, frames: Vec<Frame>) -> io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let deadline = Duration::from_millis(WRITE_TIMEOUT_MS);
     let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
     for frame in frames {
-        timeout(deadline, framed.feed(frame))
-            .await
-            .map_err(|_| timed_out())??;
+        if let Err(e) = conn.feed(&frame) {
+            match frame {
+                Frame::Response { id, .. } => {
+                    tracing::warn!(error = %e, "an answer too large to send: answering an error");
+                    let response = Response::Error {
+                        error: RequestError {
+                            kind: ErrorKind::Overloaded,
+                            message: format!("the answer cannot be sent: {e}"),
+                            stored_on: Vec::new(),
+                            definite: false,
+                        },
+                    };
+                    conn.feed(&Frame::Response { id, response })?;
+                }
+                other => {
+                    let what = match &other {
+                        Frame::Peer { message, .. } => {
+                            format!("{:?}", std::mem::discriminant(message))
+                        }
+                        _ => "frame".to_string(),
+                    };
+                    tracing::warn!(error = %e, %what, "a frame too large to send: dropped");
+                    continue;
+                }
+            }
+        }
+        if conn.pending_write_bytes() >= WRITE_BUFFER_BYTES {
+            timeout(deadline, conn.write_out())
+                .await
+                .map_err(|_| timed_out())??;
+        }
     }
-    timeout(deadline, framed.flush())
+    timeout(deadline, conn.flush())
         .await
         .map_err(|_| timed_out())?
 }
 
 /// Who a peer link connects, and how it is woken.
 struct PeerLink {
-    me: NodeId,
     peer: NodeId,
     addr: String,
     /// Notified when the peer is heard from: re-dial now rather than after the back-off.
@@ -599,13 +1124,20 @@ struct PeerLink {
 /// Messages kept for the link's next connection, with when they were queued.
 type Pending = VecDeque<(Instant, PeerMessage)>;
 
-/// Keeps a link to one peer: dial, send, ping, and re-dial when it breaks or goes silent.
+/// Keeps a link to one peer: dial, prove the secret and check the peer's, send, ping, and re-dial
+/// when it breaks or goes silent.
 async fn peer_link<E: Env>(
     env: E,
+    config: NodeConfig,
     link: PeerLink,
     mut queue: mpsc::Receiver<PeerMessage>,
     events: mpsc::Sender<Event>,
+    budget: Budget,
 ) {
+    let me = config.id.clone();
+    let peer = &link.peer;
+    let role = Role::Peer { id: me.clone() };
+    let key = config.auth.key_for(&role).to_vec();
     let mut reachable = None;
     let mut pending: Pending = VecDeque::new();
     let report = |up: bool, reachable: &mut Option<bool>| {
@@ -622,15 +1154,33 @@ async fn peer_link<E: Env>(
             env.connect(&link.addr),
         )
         .await;
-        if let Ok(Ok(stream)) = dialled {
-            if let Some(event) = report(true, &mut reachable)
-                && events.send(event).await.is_err()
-            {
-                return;
-            }
-            let mut framed = Framed::new(stream, FrameCodec::default());
-            if !run_link(&mut framed, &link.me, &mut queue, &mut pending).await {
-                return; // The node is shutting down.
+        if let Ok(Ok(stream)) = dialled
+            && let Ok(mut conn) = Conn::new(stream, &budget, LINK_FRAME_BYTES_MAX)
+        {
+            let nonce = auth::nonce(|| env.random_u64());
+            let handshake = conn::dial_handshake(
+                &mut conn,
+                role.clone(),
+                &config.cluster,
+                &key,
+                nonce,
+                Some(peer),
+            );
+            match timeout(Duration::from_millis(LINK_HANDSHAKE_TIMEOUT_MS), handshake).await {
+                Ok(Ok(_)) => {
+                    if let Some(event) = report(true, &mut reachable)
+                        && events.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                    if !run_link(&mut conn, &me, &mut queue, &mut pending).await {
+                        return; // The node is shutting down.
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %me, %peer, error = %e, "peer handshake failed")
+                }
+                Err(_) => tracing::debug!(node = %me, %peer, "peer handshake timed out"),
             }
         }
         if let Some(event) = report(false, &mut reachable)
@@ -664,7 +1214,7 @@ async fn peer_link<E: Env>(
 /// Runs one connected link until it breaks (false only when the node is shutting down). It first
 /// sends the messages kept while it re-dialled that are not too old.
 async fn run_link<S>(
-    framed: &mut Framed<S, FrameCodec>,
+    conn: &mut Conn<S>,
     me: &NodeId,
     queue: &mut mpsc::Receiver<PeerMessage>,
     pending: &mut Pending,
@@ -682,7 +1232,7 @@ where
                 message,
             })
             .collect();
-        if !batch.is_empty() && write(framed, batch).await.is_err() {
+        if !batch.is_empty() && write(conn, batch).await.is_err() {
             return true;
         }
     }
@@ -701,12 +1251,16 @@ where
                     let Ok(message) = queue.try_recv() else { break };
                     batch.push(Frame::Peer { from: me.clone(), message });
                 }
-                if write(framed, batch).await.is_err() {
+                if write(conn, batch).await.is_err() {
                     return true;
                 }
             }
-            frame = framed.next() => match frame {
+            frame = conn.next_frame() => match frame {
                 Some(Ok(Frame::Pong { .. })) => heard = Instant::now(),
+                Some(Ok(Frame::Error { message })) => {
+                    tracing::warn!(node = %me, %message, "a peer closed our link");
+                    return true;
+                }
                 _ => return true,
             },
             _ = ping.tick() => {
@@ -720,7 +1274,7 @@ where
                     return true;
                 }
                 nonce += 1;
-                if write(framed, vec![Frame::Ping { nonce }]).await.is_err() {
+                if write(conn, vec![Frame::Ping { nonce }]).await.is_err() {
                     return true;
                 }
             }

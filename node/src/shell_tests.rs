@@ -209,6 +209,8 @@ fn a_failed_write_or_sync_releases_nothing() {
         1,
         "a working disk: the answer leaves"
     );
+    // One process may hold the data directory at a time (its lock): close it before reopening.
+    drop(keyspace);
 
     for (switch, expected) in [
         (
@@ -283,4 +285,19 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
     let state = crate::store::keyspace::ReadState::read_state(&keyspace, b"k").unwrap();
     assert_eq!(state.values().count(), 1);
     assert!(!startup.recovery.lost_data());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 3, ..Default::default() })]
+    /// Issue 11: hostile frames of every type against a real node over loopback, from clients,
+    /// admins, a damaged peer and strangers: the node never stops, every acknowledged write is
+    /// read back, the ring stays put (`crate::fuzz::hammer` checks all three; the long run is
+    /// `examples/fuzz_node.rs`).
+    #[test]
+    fn hostile_frames_never_stop_a_node(seed in proptest::prelude::any::<u64>()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let report = crate::fuzz::hammer(seed, 4_000, 8, tmp.path());
+        proptest::prop_assert!(report.acked_writes > 0);
+        proptest::prop_assert!(report.frames >= 4_000);
+    }
 }

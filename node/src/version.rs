@@ -37,9 +37,40 @@ pub type Actor = SmolStr;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Dot {
     /// Who made the version.
+    #[serde(deserialize_with = "bounded_actor")]
     pub actor: Actor,
-    /// The actor's counter for this key, from 1.
+    /// The actor's counter for this key, from 1, at most [`COUNTER_MAX`].
+    #[serde(deserialize_with = "bounded_counter")]
     pub counter: u64,
+}
+
+/// The highest counter an actor may issue for a key, 2^53 - 1: every JSON reader holds it exactly,
+/// and a real actor never comes near it (an actor id changes with each incarnation that may have
+/// lost writes). Decoding refuses a higher counter, a put whose next dot would pass it is refused,
+/// and so a counter never wraps.
+pub const COUNTER_MAX: u64 = (1 << 53) - 1;
+
+/// Decodes a counter, refusing one above [`COUNTER_MAX`].
+fn bounded_counter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let counter = u64::deserialize(deserializer)?;
+    if counter > COUNTER_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "counter {counter} exceeds {COUNTER_MAX}"
+        )));
+    }
+    Ok(counter)
+}
+
+/// Decodes an actor name, refusing one longer than [`ACTOR_NAME_BYTES_MAX`].
+fn bounded_actor<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Actor, D::Error> {
+    let actor = Actor::deserialize(deserializer)?;
+    if actor.len() > ACTOR_NAME_BYTES_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "an actor name of {} bytes exceeds {ACTOR_NAME_BYTES_MAX}",
+            actor.len()
+        )));
+    }
+    Ok(actor)
 }
 
 impl Dot {
@@ -147,9 +178,29 @@ impl VClock {
             let counter: u64 = counter
                 .parse()
                 .map_err(|_| format!("context entry {part:?} has a bad counter"))?;
+            if counter > COUNTER_MAX {
+                return Err(format!(
+                    "context entry {part:?}: counter {counter} exceeds the limit {COUNTER_MAX}"
+                ));
+            }
             clock.raise(actor, counter);
+            if clock.len() > CONTEXT_ENTRIES_MAX {
+                return Err(format!(
+                    "a context of more than {CONTEXT_ENTRIES_MAX} entries"
+                ));
+            }
         }
         Ok(clock)
+    }
+
+    /// The number of actors in the clock.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The highest counter of any actor (0 for the empty clock).
+    pub fn counter_max(&self) -> u64 {
+        self.0.iter().map(|(_, c)| *c).max().unwrap_or(0)
     }
 }
 
@@ -164,6 +215,18 @@ pub fn valid_actor(name: &str) -> bool {
 
 /// Longest actor or node name accepted, in bytes: a bound on what a peer or client can make us store.
 pub const ACTOR_NAME_BYTES_MAX: usize = 64;
+
+/// The bytes an incarnation adds to its node's name to make an actor id (`.` and 8 hex digits).
+pub const ACTOR_SUFFIX_BYTES: usize = 9;
+
+/// Longest node name, in bytes: its actor ids (name plus [`ACTOR_SUFFIX_BYTES`]) must stay valid
+/// actor names.
+pub const NODE_ID_BYTES_MAX: usize = ACTOR_NAME_BYTES_MAX - ACTOR_SUFFIX_BYTES;
+
+/// Whether `name` may be a node name: a valid actor name short enough that its actor ids are too.
+pub fn valid_node_id(name: &str) -> bool {
+    valid_actor(name) && name.len() <= NODE_ID_BYTES_MAX
+}
 
 impl fmt::Display for VClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,6 +268,17 @@ impl<'de> Deserialize<'de> for VClock {
                             "a clock of more than {CLOCK_ENTRIES_MAX} entries"
                         )));
                     }
+                    if counter > COUNTER_MAX {
+                        return Err(serde::de::Error::custom(format!(
+                            "counter {counter} exceeds {COUNTER_MAX}"
+                        )));
+                    }
+                    if actor.len() > ACTOR_NAME_BYTES_MAX {
+                        return Err(serde::de::Error::custom(format!(
+                            "an actor name of {} bytes exceeds {ACTOR_NAME_BYTES_MAX}",
+                            actor.len()
+                        )));
+                    }
                     entries.push((actor, counter));
                 }
                 // What we wrote is sorted and unique; anything else (another encoder, a peer's
@@ -229,7 +303,13 @@ const CLOCK_ENTRIES_RESERVE_MAX: usize = 64;
 
 /// Most entries a decoded clock may have: one per node incarnation that ever wrote the key, so a
 /// real clock stays far below it; past it the encoding is refused (the frame or record is bad).
+/// What a node may store is what a peer may decode: a put or merge whose clock would pass it is
+/// refused ([`KeyVersions::check_bounds`]), so no stored state can outgrow the decoder.
 pub const CLOCK_ENTRIES_MAX: usize = 4_096;
+
+/// Most entries a client's context may have: one fewer than a clock, so that a put's new clock
+/// (the context plus the coordinator's own actor) still fits.
+pub const CONTEXT_ENTRIES_MAX: usize = CLOCK_ENTRIES_MAX - 1;
 
 /// Most siblings a state received from another node may carry. A replica refuses puts past
 /// [`SIBLINGS_MAX`], but replicas that took writes apart can merge into more; four times the
@@ -313,6 +393,75 @@ impl KeyVersions {
     /// past the highest counter of `actor` that it or the writer has seen.
     pub fn next_dot(&self, actor: &str, context: &VClock) -> Dot {
         Dot::new(actor, self.clock.get(actor).max(context.get(actor)) + 1)
+    }
+
+    /// Whether a put of `context` coordinated by `actor` keeps every bound: its counter stays at
+    /// most [`COUNTER_MAX`] (a counter never wraps) and the key's clock at most
+    /// [`CLOCK_ENTRIES_MAX`] entries (the context plus the coordinator's own actor could otherwise
+    /// make a clock that no node decodes, and a node that stored it could not restart). The
+    /// error is the client's answer.
+    pub fn check_put(&self, actor: &str, context: &VClock) -> Result<(), String> {
+        if context.len() > CONTEXT_ENTRIES_MAX {
+            let len = context.len();
+            return Err(format!(
+                "a context of {len} entries exceeds {CONTEXT_ENTRIES_MAX}"
+            ));
+        }
+        let seen = self.clock.get(actor).max(context.get(actor));
+        if seen >= COUNTER_MAX || context.counter_max() >= COUNTER_MAX {
+            return Err(format!(
+                "the context is at the counter limit {COUNTER_MAX}: no later version can be made"
+            ));
+        }
+        let mut entries = self.clock.len();
+        entries += context
+            .iter()
+            .filter(|(a, _)| self.clock.get(a) == 0)
+            .count();
+        if self.clock.get(actor) == 0 && context.get(actor) == 0 {
+            entries += 1;
+        }
+        if entries > CLOCK_ENTRIES_MAX {
+            return Err(format!(
+                "the key's clock would have {entries} entries, more than {CLOCK_ENTRIES_MAX}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the state may be stored: what a node stores must be what every node can decode
+    /// and send. At most [`PEER_SIBLINGS_MAX`] siblings, clocks and contexts of at most
+    /// [`CLOCK_ENTRIES_MAX`] entries, and an encoding of at most `state_bytes_max` bytes (the
+    /// frame's room for a state, `crate::wire::STATE_BYTES_MAX`). Cheap for the usual small state:
+    /// the exact encoded size is only computed when a quick upper bound passes the limit.
+    pub fn check_bounds(&self, state_bytes_max: usize) -> Result<(), String> {
+        if self.siblings.len() > PEER_SIBLINGS_MAX {
+            let count = self.siblings.len();
+            return Err(format!("{count} siblings exceed {PEER_SIBLINGS_MAX}"));
+        }
+        let clock_bytes_max = |c: &VClock| c.len() * (ACTOR_NAME_BYTES_MAX + 11) + 10;
+        let mut bytes_max = clock_bytes_max(&self.clock) + 10;
+        for clock in std::iter::once(&self.clock).chain(self.siblings.iter().map(|s| &s.context)) {
+            if clock.len() > CLOCK_ENTRIES_MAX {
+                let len = clock.len();
+                return Err(format!(
+                    "a clock of {len} entries exceeds {CLOCK_ENTRIES_MAX}"
+                ));
+            }
+        }
+        for s in &self.siblings {
+            bytes_max += s.value.len() + clock_bytes_max(&s.context) + ACTOR_NAME_BYTES_MAX + 40;
+        }
+        if bytes_max > state_bytes_max {
+            let bytes = postcard::experimental::serialized_size(self).unwrap_or(usize::MAX);
+            if bytes > state_bytes_max {
+                return Err(format!(
+                    "the key's {} siblings would encode to {bytes} bytes, more than {state_bytes_max}",
+                    self.siblings.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// [`KeyVersions::put`] under a resolution rule.

@@ -17,6 +17,12 @@
 //! in `DIR/nodes/nI/log`. Its `--peers` name every other node j at the proxy's port for (i, j), so
 //! that every byte between two nodes crosses the proxy; clients, the final reads and the replica
 //! states reach the nodes directly. History `time` is monotonic wall time since the run started.
+//!
+//! The nodes share a cluster secret (issue 11), made from OS entropy for each run and kept in
+//! `DIR/cluster-secret` (mode 0600): peers authenticate through the proxy, which passes their
+//! handshake and MACed frames through as bytes, and the harness proves it for the admin verbs
+//! (statuses, raw replica states). The workload's clients are anonymous, as any client. Against a
+//! running cluster (`--nodes ADDR,...`), `--cluster-secret-file` names its secret.
 
 pub mod nemesis;
 pub mod procs;
@@ -24,7 +30,8 @@ pub mod proxy;
 
 use crate::sim::{NodesArg, SimArgs};
 use clap::Args;
-use dynamo_node::client::Client;
+use dynamo_node::auth::{AuthConfig, Secret};
+use dynamo_node::client::{Client, ClientAuth};
 use dynamo_node::coordinator::view;
 use dynamo_node::env::TokioEnv;
 use dynamo_node::ring::{NodeId, Ring};
@@ -65,6 +72,10 @@ pub struct LiveArgs {
     /// Stop the clients after this long (then heal, quiesce and read back): 90s, 5m, 1h.
     #[arg(long, default_value = "5m")]
     time_limit: String,
+    /// For a running cluster (`--nodes ADDR,...`): the secret its admin verbs need. A cluster the
+    /// run starts gets a new secret of its own.
+    #[command(flatten)]
+    auth: crate::kv::AuthArgs,
 }
 
 /// Parses `90`, `90s`, `1500ms`, `5m`, `1h`.
@@ -114,6 +125,13 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
     crate::kv::init_logging("off");
     if args.sim.check_determinism {
         return Err("--check-determinism: a live run is not deterministic".into());
+    }
+    if args.auth.has_client_token() {
+        return Err(
+            "--client-token-file: the workload's clients of a live run are anonymous; \
+             run it against nodes that take anonymous clients"
+                .into(),
+        );
     }
     let time_limit = parse_duration(&args.time_limit)?;
     let external = match &args.sim.nodes {
@@ -168,6 +186,10 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
         out.display()
     );
     let started = Instant::now();
+    let external = match external {
+        Some(addrs) => Some((addrs, args.auth.load()?)),
+        None => None,
+    };
     let run = run(&plan, &out, time_limit, external)?;
     let wall_s = started.elapsed().as_secs_f64();
     crate::sim::write_run(&out, &plan, &run.output)?;
@@ -292,9 +314,46 @@ fn serve_options(c: &SimConfig) -> Vec<String> {
     args
 }
 
-/// Starts the cluster of the plan under `dir`: the proxy, then every node.
-fn start_cluster(plan: &Plan, dir: &Path) -> Result<(Cluster, Vec<String>), String> {
+/// Bytes of a live run's cluster secret, from OS entropy (written as hex).
+pub const LIVE_SECRET_BYTES: usize = 32;
+
+/// Makes a new cluster secret for a run's nodes in `DIR/cluster-secret`, readable by its owner
+/// only, and returns its path and the secret.
+fn make_secret(dir: &Path) -> Result<(PathBuf, Secret), String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; LIVE_SECRET_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for the cluster secret: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("cluster-secret");
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{hex}\n").as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let secret = Secret::from_file(&path)?;
+    Ok((path, secret))
+}
+
+/// An admin client of a node (statuses and raw replica states are admin verbs).
+fn admin(env: &TokioEnv, addr: &str, timeout_ms: u64, auth: &AuthConfig) -> Client<TokioEnv> {
+    let client = Client::new(env.clone(), addr.to_owned()).with_timeout_ms(timeout_ms);
+    match &auth.cluster_secret {
+        Some(secret) => client.with_auth(ClientAuth::admin(Some(secret.clone()))),
+        None => client,
+    }
+}
+
+/// Starts the cluster of the plan under `dir`: the proxy, then every node, with a new cluster
+/// secret.
+fn start_cluster(plan: &Plan, dir: &Path) -> Result<(Cluster, Vec<String>, AuthConfig), String> {
     let c = &plan.config;
+    let (secret_file, secret) = make_secret(dir)?;
     let ports = pick_ports(c.nodes)?;
     let addrs: Vec<SocketAddr> = ports
         .iter()
@@ -320,6 +379,8 @@ fn start_cluster(plan: &Plan, dir: &Path) -> Result<(Cluster, Vec<String>), Stri
             args.push(peers.join(","));
         }
         args.extend(options.iter().cloned());
+        args.push("--cluster-secret-file".to_owned());
+        args.push(secret_file.display().to_string());
         let node_dir = dir.join("nodes").join(name);
         let mut node = NodeProc::new(
             name.clone(),
@@ -338,7 +399,11 @@ fn start_cluster(plan: &Plan, dir: &Path) -> Result<(Cluster, Vec<String>), Stri
         links: Some(proxy.links.clone()),
         proxy: Some(proxy),
     };
-    Ok((cluster, client_addrs))
+    let auth = AuthConfig {
+        cluster_secret: Some(secret),
+        client_token: None,
+    };
+    Ok((cluster, client_addrs, auth))
 }
 
 /// Runs the plan against the cluster; every process is stopped before it returns.
@@ -346,17 +411,18 @@ fn run(
     plan: &Plan,
     dir: &Path,
     time_limit: Duration,
-    external: Option<Vec<String>>,
+    external: Option<(Vec<String>, AuthConfig)>,
 ) -> Result<LiveRun, String> {
     procs::install_panic_hook();
-    let (mut cluster, addrs) = match external {
-        Some(addrs) => (
+    let (mut cluster, addrs, auth) = match external {
+        Some((addrs, auth)) => (
             Cluster {
                 nodes: Vec::new(),
                 links: None,
                 proxy: None,
             },
             addrs,
+            auth,
         ),
         None => start_cluster(plan, dir)?,
     };
@@ -367,7 +433,7 @@ fn run(
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(
         &runtime,
-        drive(plan, &mut cluster, addrs.clone(), time_limit),
+        drive(plan, &mut cluster, addrs.clone(), time_limit, &auth),
     );
     // Every process stops here, whatever happened.
     cluster.nodes.clear();
@@ -399,10 +465,11 @@ async fn drive(
     cluster: &mut Cluster,
     addrs: Vec<String>,
     time_limit: Duration,
+    auth: &AuthConfig,
 ) -> Result<Driven, String> {
     let c = Rc::new(plan.config.clone());
     let env = TokioEnv::default();
-    wait_ready(cluster, &addrs, &env).await?;
+    wait_ready(cluster, &addrs, &env, auth).await?;
     let clock = LiveClock {
         start: Instant::now(),
     };
@@ -507,7 +574,7 @@ async fn drive(
             "phase",
             &json!({"value": "final"}),
         );
-        let finals = final_phase(&shared, last_process);
+        let finals = final_phase(&shared, last_process, auth);
         tokio::time::timeout(Duration::from_millis(FINAL_PHASE_MS_MAX), finals)
             .await
             .map_err(|_| "the final reads did not finish in time".to_string())?;
@@ -550,10 +617,15 @@ async fn drive(
 
 /// Waits until every node answers its status (and, for the nodes the harness started, fails
 /// early with the log of one that exited).
-async fn wait_ready(cluster: &mut Cluster, addrs: &[String], env: &TokioEnv) -> Result<(), String> {
+async fn wait_ready(
+    cluster: &mut Cluster,
+    addrs: &[String],
+    env: &TokioEnv,
+    auth: &AuthConfig,
+) -> Result<(), String> {
     let start = Instant::now();
     for (i, addr) in addrs.iter().enumerate() {
-        let mut admin = Client::new(env.clone(), addr.clone()).with_timeout_ms(1_000);
+        let mut admin = admin(env, addr, 1_000, auth);
         loop {
             if admin.status().await.is_ok() {
                 break;
@@ -580,7 +652,11 @@ async fn wait_ready(cluster: &mut Cluster, addrs: &[String], env: &TokioEnv) -> 
 
 /// After the quiesce: a quorum read of every key, then every replica's raw state of every key
 /// under the newest ring any node knows (the simulator's final phase, on real connections).
-async fn final_phase<C: HistoryClock>(shared: &Rc<Shared<TokioEnv, C>>, last_process: u64) {
+async fn final_phase<C: HistoryClock>(
+    shared: &Rc<Shared<TokioEnv, C>>,
+    last_process: u64,
+    auth: &AuthConfig,
+) {
     let c = shared.config.clone();
     let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
         let first = last_process + 1 + r as u64;
@@ -600,7 +676,7 @@ async fn final_phase<C: HistoryClock>(shared: &Rc<Shared<TokioEnv, C>>, last_pro
     futures::future::join_all(readers).await;
     // Read repair goes out after a read's answer: let it land.
     tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
-    let ring = newest_ring(shared).await;
+    let ring = newest_ring(shared, auth).await;
     let names = c.node_names();
     let admins = names.iter().enumerate().map(|(i, node)| {
         let keys: Vec<String> = (0..c.keys as u32)
@@ -611,8 +687,7 @@ async fn final_phase<C: HistoryClock>(shared: &Rc<Shared<TokioEnv, C>>, last_pro
                     .any(|n| n == node)
             })
             .collect();
-        let mut admin = Client::new(shared.env.clone(), shared.addrs[i].clone())
-            .with_timeout_ms(c.client_timeout_ms);
+        let mut admin = admin(&shared.env, &shared.addrs[i], c.client_timeout_ms, auth);
         let shared = shared.clone();
         let node = node.clone();
         async move {
@@ -638,14 +713,13 @@ async fn final_phase<C: HistoryClock>(shared: &Rc<Shared<TokioEnv, C>>, last_pro
 }
 
 /// The newest ring any node knows.
-async fn newest_ring<C: HistoryClock>(shared: &Shared<TokioEnv, C>) -> Ring {
+async fn newest_ring<C: HistoryClock>(shared: &Shared<TokioEnv, C>, auth: &AuthConfig) -> Ring {
     let c = &shared.config;
     let weights: BTreeMap<NodeId, u32> =
         c.node_names().into_iter().map(|n| (n.into(), 1)).collect();
     let mut ring = Ring::new(c.partitions, &weights);
     for addr in &shared.addrs {
-        let mut admin =
-            Client::new(shared.env.clone(), addr.clone()).with_timeout_ms(c.client_timeout_ms);
+        let mut admin = admin(&shared.env, addr, c.client_timeout_ms, auth);
         if let Ok(status) = admin.status().await
             && status.ring.version() > ring.version()
         {

@@ -18,7 +18,8 @@ use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
 use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
-use dynamo_node::client::Client;
+use dynamo_node::auth::Secret;
+use dynamo_node::client::{Client, ClientAuth};
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, SimEnv};
@@ -153,7 +154,22 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     // so that a node's log has several files, of which a disk fault can lose one.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
     config.log_file_bytes_max = LOG_FILE_BYTES_MAX;
+    // The simulated cluster runs the real handshake and MACs, with a secret the seed replays.
+    config.auth.cluster_secret = Some(cluster_secret(plan));
     config
+}
+
+/// The cluster secret of a simulated run: derived from its seed.
+pub fn cluster_secret(plan: &Plan) -> Secret {
+    Secret::for_simulation(plan.config.seed)
+}
+
+/// An admin client of a simulated node (the harness's raw replica states, statuses and
+/// membership changes need the cluster secret; the workload's clients are anonymous).
+fn admin(c: &SimConfig, env: &SimEnv, addr: String) -> Client<SimEnv> {
+    Client::new(env.clone(), addr)
+        .with_timeout_ms(c.client_timeout_ms)
+        .with_auth(ClientAuth::admin(Some(Secret::for_simulation(c.seed))))
 }
 
 /// The simulated nodes' compaction floor.
@@ -461,7 +477,7 @@ async fn control(
                     .any(|n| *n == node)
             });
         let addr = format!("{node}:{NODE_PORT}");
-        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        let mut admin = admin(&c, &env, addr);
         let recorder = recorder.clone();
         let totals = totals.clone();
         async move {
@@ -494,7 +510,7 @@ async fn control(
     // The nodes' own counters of hinted handoff and anti-entropy, for the summary.
     for node in c.node_names() {
         let addr = format!("{node}:{NODE_PORT}");
-        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        let mut admin = admin(&c, &env, addr);
         if let Ok(status) = admin.status().await {
             let mut t = totals.borrow_mut();
             t.hints_delivered += status.hints_delivered;
@@ -513,7 +529,7 @@ async fn final_ring(c: &SimConfig, env: &SimEnv) -> Ring {
     let mut ring = Ring::new(c.partitions, &weights);
     for node in c.node_names() {
         let addr = format!("{node}:{NODE_PORT}");
-        let mut admin = Client::new(env.clone(), addr).with_timeout_ms(c.client_timeout_ms);
+        let mut admin = admin(c, env, addr);
         if let Ok(status) = admin.status().await
             && status.ring.version() > ring.version()
         {
@@ -534,12 +550,11 @@ async fn membership_agent(
     commands: &RefCell<VecDeque<MembershipCommand>>,
 ) {
     let c = &plan.config;
-    let timeout_ms = c.client_timeout_ms;
     let request = |node: u32, request: Request| {
         let addr = format!("n{}:{NODE_PORT}", node + 1);
         let env = env.clone();
         async move {
-            let mut admin = Client::new(env, addr).with_timeout_ms(timeout_ms);
+            let mut admin = admin(c, &env, addr);
             match admin.request(request).await {
                 Ok(Response::Membership { ring, .. }) => Some(ring),
                 _ => None,
@@ -617,10 +632,9 @@ async fn converged(c: &SimConfig, ring: &Ring, env: &SimEnv) -> bool {
         let name = c.key_name(key);
         let mut first = None;
         for node in ring.preference_list(name.as_bytes(), c.n) {
-            let admin = admins.entry(node.clone()).or_insert_with(|| {
-                Client::new(env.clone(), format!("{node}:{NODE_PORT}"))
-                    .with_timeout_ms(c.client_timeout_ms)
-            });
+            let admin = admins
+                .entry(node.clone())
+                .or_insert_with(|| admin(c, env, format!("{node}:{NODE_PORT}")));
             let Ok(state) = admin.replica_state(name.as_bytes()).await else {
                 return false;
             };

@@ -99,6 +99,9 @@ pub struct Keyspace<S> {
     cache: RefCell<BTreeMap<Vec<u8>, KeyVersions>>,
     /// Records found damaged since the core last took them; bounded by the keys stored.
     lost: RefCell<BTreeSet<LostRecord>>,
+    /// The data directory's lock, held as long as the keyspace is open
+    /// ([`crate::store::identity`]).
+    _lock: Option<crate::fs::DirLock>,
 }
 
 /// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
@@ -119,7 +122,14 @@ impl<S: Storage> Keyspace<S> {
             storage,
             cache: RefCell::new(BTreeMap::new()),
             lost: RefCell::new(BTreeSet::new()),
+            _lock: None,
         }
+    }
+
+    /// Holds `lock` (the data directory's) for as long as the keyspace is open.
+    pub fn with_lock(mut self, lock: crate::fs::DirLock) -> Keyspace<S> {
+        self._lock = Some(lock);
+        self
     }
 
     /// Stores a key's state (durable after the next [`Keyspace::sync`]).

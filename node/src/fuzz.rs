@@ -1,0 +1,884 @@
+//! Hostile frames for tests and the long fuzz run: every wire type, with values at and past every
+//! bound, from a seeded generator (so that a failure replays from its seed).
+//!
+//! Random bytes rarely get past the decoder; what finds bugs is a *valid* frame with a hostile
+//! value: a ring of version `u64::MAX`, a context of 4,096 entries or at the counter limit, a
+//! state whose siblings break the invariants, a key one byte too long, a Merkle level that does
+//! not exist. [`FrameGen`] makes such frames of every variant, and [`FrameGen::mutate`] damages
+//! encoded ones (truncation, flipped bytes, trailing bytes, a lying length). The generator never
+//! uses the actors of the node under test, so whatever it sends cannot cover (and so supersede) a
+//! version that node made: a write the node acknowledged must stay readable whatever arrives.
+//!
+//! Used by the core's and the shell's property tests (driven by proptest's seeds) and by the
+//! long run, `cargo run --release -p dynamo-node --example fuzz_node` (BENCHMARKS.md).
+
+use crate::auth::{NONCE_BYTES, PROOF_BYTES, Role};
+use crate::ring::{NodeId, Ring, VERSION_MAX};
+use crate::version::{
+    CONTEXT_ENTRIES_MAX, COUNTER_MAX, Dot, KeyVersions, PEER_SIBLINGS_MAX, Sibling, VClock,
+};
+use crate::wire::{
+    ErrorKind, Frame, KEY_BYTES_MAX, NodeStatus, PeerMessage, PeerView, Request, RequestError,
+    Response, SiblingView, VALUE_BYTES_MAX,
+};
+use std::collections::BTreeMap;
+
+/// Actors the generator writes versions as: never a node's own (`n1.xxxxxxxx`).
+const ACTORS: [&str; 6] = ["f1.aa", "f2.bb", "f3.cc", "z", "n2.fuzz", "f4.dd"];
+/// Node names the generator uses (members and strangers).
+const NODES: [&str; 6] = ["n1", "n2", "n3", "n9", "x", "n2.evil"];
+
+/// A seeded source of hostile frames.
+#[derive(Clone, Debug)]
+pub struct FrameGen {
+    state: u64,
+    /// Keys the generator picks from (besides hostile ones: empty, too long).
+    keys: Vec<Vec<u8>>,
+    /// How rarely the very large shapes are made (1 in this many draws of a value).
+    large_one_in: u64,
+}
+
+impl FrameGen {
+    /// A generator for `seed`, writing to `keys` (and to hostile keys of its own).
+    pub fn new(seed: u64, keys: Vec<Vec<u8>>) -> FrameGen {
+        assert!(!keys.is_empty());
+        FrameGen {
+            state: seed,
+            keys,
+            large_one_in: 200,
+        }
+    }
+
+    /// Makes the very large shapes (megabyte values, 4,096-entry clocks, 1,000 siblings) one in
+    /// `n` draws instead of one in 200 (a long run keeps them rarer, for speed).
+    pub fn with_large_one_in(mut self, n: u64) -> FrameGen {
+        self.large_one_in = n.max(1);
+        self
+    }
+
+    /// SplitMix64.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 for 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+
+    fn large(&mut self) -> bool {
+        let n = self.large_one_in;
+        self.chance(n)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A counter: usually small, sometimes 0 or at the limit, rarely past it (the decoder
+    /// refuses those, so they mostly test the decoder).
+    pub fn counter(&mut self) -> u64 {
+        match self.below(100) {
+            0 => COUNTER_MAX + 1,
+            1 => u64::MAX,
+            2..=9 => 0,
+            10..=17 => COUNTER_MAX,
+            18..=25 => COUNTER_MAX - 1,
+            _ => 1 + self.below(20),
+        }
+    }
+
+    fn actor(&mut self) -> String {
+        match self.below(100) {
+            0 => "a".repeat(65),
+            1..=3 => "a".repeat(64),
+            4..=5 => String::new(),
+            6..=7 => "bad actor/name".into(),
+            _ => self.pick(&ACTORS).to_string(),
+        }
+    }
+
+    fn node(&mut self) -> NodeId {
+        match self.below(40) {
+            0 => "n".repeat(56).into(),
+            1 => "".into(),
+            _ => NodeId::from(*self.pick(&NODES)),
+        }
+    }
+
+    /// A clock: usually a few entries, sometimes at the entry bounds.
+    pub fn clock(&mut self) -> VClock {
+        let mut clock = VClock::new();
+        let entries = if self.large() {
+            // At the bound a context may have, or one past it.
+            CONTEXT_ENTRIES_MAX + self.below(3) as usize
+        } else {
+            self.below(5) as usize
+        };
+        for i in 0..entries {
+            if entries > 16 {
+                clock.raise(&format!("c{i:05}"), 1 + self.below(3));
+            } else {
+                let actor = self.actor();
+                let counter = self.counter();
+                clock.raise(&actor, counter);
+            }
+        }
+        clock
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        if self.large() {
+            vec![b'v'; VALUE_BYTES_MAX - 1 + self.below(3) as usize]
+        } else {
+            let len = self.below(24) as usize;
+            (0..len).map(|_| self.next_u64() as u8).collect()
+        }
+    }
+
+    /// A key: one of the generator's, or a hostile one (empty, at and past the bound).
+    pub fn key(&mut self) -> Vec<u8> {
+        match self.below(40) {
+            0 => Vec::new(),
+            1 => vec![b'k'; KEY_BYTES_MAX],
+            2 => vec![b'k'; KEY_BYTES_MAX + 1],
+            _ => {
+                let i = self.below(self.keys.len() as u64) as usize;
+                self.keys[i].clone()
+            }
+        }
+    }
+
+    fn sibling(&mut self) -> Sibling {
+        let dot = (!self.chance(10)).then(|| Dot::new(self.actor(), self.counter()));
+        Sibling {
+            dot,
+            context: self.clock(),
+            value: self.value(),
+            tombstone: self.chance(5),
+            timestamp_ms: self.next_u64() >> self.below(64),
+        }
+    }
+
+    /// A key state: one made by puts (valid), one of random siblings (usually invalid), or one
+    /// with too many siblings.
+    pub fn state(&mut self) -> KeyVersions {
+        match self.below(10) {
+            0..=4 => {
+                let mut state = KeyVersions::new();
+                for _ in 0..self.below(4) {
+                    let actor = self.pick(&ACTORS).to_string();
+                    let context = if self.chance(2) {
+                        state.context()
+                    } else {
+                        VClock::new()
+                    };
+                    if state.check_put(&actor, &context).is_ok() {
+                        let value = self.value();
+                        state.put(&actor, &context, value, self.chance(6), 0);
+                    }
+                }
+                state
+            }
+            5 if self.large() => {
+                let mut state = KeyVersions::new();
+                for i in 0..=PEER_SIBLINGS_MAX {
+                    let dot = Dot::new(format!("s{i:04}"), 1);
+                    state.clock.add(&dot);
+                    state.siblings.push(Sibling {
+                        dot: Some(dot),
+                        context: VClock::new(),
+                        value: Vec::new(),
+                        tombstone: false,
+                        timestamp_ms: 0,
+                    });
+                }
+                state
+            }
+            _ => {
+                let siblings = (0..self.below(4)).map(|_| self.sibling()).collect();
+                KeyVersions {
+                    clock: self.clock(),
+                    siblings,
+                }
+            }
+        }
+    }
+
+    /// A ring: a valid one of a few members with a hostile version, or a damaged one.
+    pub fn ring(&mut self) -> Ring {
+        let mut members: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for _ in 0..1 + self.below(4) {
+            let node = NodeId::from(*self.pick(&NODES[..4]));
+            members.insert(node, 1 + self.below(3) as u32);
+        }
+        let partitions = *self.pick(&[8u32, 64, 64, 64]);
+        let ring = Ring::new(partitions, &members);
+        let version = match self.below(8) {
+            0 => u64::MAX,
+            1 => VERSION_MAX,
+            2 => VERSION_MAX + 1,
+            3 => 0,
+            4 => 1 << 21,
+            _ => 1 + self.below(4),
+        };
+        let mut ring = ring.with_version_for_fuzzing(version);
+        if self.chance(4) {
+            ring = ring.damaged_for_fuzzing(self.node());
+        }
+        ring
+    }
+
+    fn addrs(&mut self) -> BTreeMap<NodeId, String> {
+        let mut addrs = BTreeMap::new();
+        let count = if self.large() {
+            2_000
+        } else {
+            self.below(4) as usize
+        };
+        for i in 0..count {
+            let node = if count > 8 {
+                NodeId::from(format!("a{i}"))
+            } else {
+                self.node()
+            };
+            let addr = match self.below(5) {
+                0 => "notanaddr".to_string(),
+                1 => String::new(),
+                _ => format!("127.0.0.1:{}", 1 + self.below(65_535)),
+            };
+            addrs.insert(node, addr);
+        }
+        addrs
+    }
+
+    /// A client's request, hostile fields included.
+    pub fn request(&mut self) -> Request {
+        match self.below(12) {
+            0..=3 => Request::Get { key: self.key() },
+            4..=8 => Request::Put {
+                key: self.key(),
+                value: self.value(),
+                tombstone: self.chance(6),
+                context: self.clock(),
+            },
+            9 => Request::ReplicaState { key: self.key() },
+            10 => Request::Status,
+            _ => match self.below(3) {
+                0 => Request::Join {
+                    id: self.node(),
+                    addr: self.addrs().into_values().next().unwrap_or_default(),
+                    weight: *self.pick(&[0, 1, 64, 65, u32::MAX]),
+                },
+                1 => Request::Leave,
+                _ => Request::Forget { id: self.node() },
+            },
+        }
+    }
+
+    /// A request without the membership verbs (a run that checks the ring stays put sends those
+    /// only as a stranger, who is refused).
+    pub fn data_request(&mut self) -> Request {
+        loop {
+            let request = self.request();
+            if !matches!(
+                request,
+                Request::Join { .. } | Request::Leave | Request::Forget { .. }
+            ) {
+                return request;
+            }
+        }
+    }
+
+    fn sibling_view(&mut self) -> SiblingView {
+        let s = self.sibling();
+        SiblingView {
+            value: s.value,
+            tombstone: s.tombstone,
+            dot: s.dot,
+            clock: s.context,
+        }
+    }
+
+    /// An answer (a peer's `ForwardReply`, or a frame no node takes).
+    pub fn response(&mut self) -> Response {
+        match self.below(6) {
+            0 => Response::Get {
+                siblings: (0..self.below(3)).map(|_| self.sibling_view()).collect(),
+                context: self.clock(),
+            },
+            1 => Response::Put {
+                version: self.sibling_view(),
+                stored_on: vec![self.node()],
+            },
+            2 => Response::ReplicaState {
+                state: self.state(),
+            },
+            3 => Response::Membership {
+                ring: self.ring(),
+                addrs: self.addrs(),
+            },
+            4 => Response::Status {
+                status: NodeStatus {
+                    id: self.node(),
+                    actor: self.actor(),
+                    members: vec![self.node()],
+                    requests_in_flight: self.next_u64(),
+                    keys: self.next_u64(),
+                    unreachable: vec![],
+                    hints_pending: 0,
+                    hints_delivered: 0,
+                    ae_exchanges: 0,
+                    ae_keys_repaired: 0,
+                    read_repairs_sent: 0,
+                    ring: self.ring(),
+                    handoff_keys: 0,
+                    n: self.below(4) as u32,
+                    r: self.below(4) as u32,
+                    w: self.below(4) as u32,
+                    sloppy_quorum: self.chance(2),
+                    peers: vec![PeerView {
+                        id: self.node(),
+                        addr: "127.0.0.1:1".into(),
+                        member: self.chance(2),
+                        suspected: self.chance(2),
+                        heard_ms_ago: self.chance(2).then(|| self.next_u64()),
+                    }],
+                },
+            },
+            _ => Response::Error {
+                error: RequestError {
+                    kind: *self.pick(&[
+                        ErrorKind::Unavailable,
+                        ErrorKind::BadRequest,
+                        ErrorKind::Overloaded,
+                        ErrorKind::Storage,
+                    ]),
+                    message: "fuzz".into(),
+                    stored_on: vec![self.node()],
+                    definite: self.chance(2),
+                },
+            },
+        }
+    }
+
+    fn req(&mut self) -> u64 {
+        match self.below(4) {
+            0 => u64::MAX,
+            1 => 0,
+            _ => self.below(64),
+        }
+    }
+
+    /// A message between nodes, every variant, hostile fields included. With `ring_messages`
+    /// false, no `RingState` (a run that checks the ring stays put; see
+    /// [`FrameGen::hostile_ring_state`]).
+    pub fn peer_message(&mut self, ring_messages: bool) -> PeerMessage {
+        loop {
+            let message = match self.below(13) {
+                0 => PeerMessage::Forward {
+                    req: self.req(),
+                    request: self.data_request(),
+                },
+                1 => PeerMessage::ForwardReply {
+                    req: self.req(),
+                    response: self.response(),
+                },
+                2 => PeerMessage::Store {
+                    req: self.req(),
+                    key: self.key(),
+                    state: self.state(),
+                    hint: self.chance(3).then(|| self.node()),
+                },
+                3 => PeerMessage::StoreAck { req: self.req() },
+                4 => PeerMessage::Fetch {
+                    req: self.req(),
+                    key: self.key(),
+                },
+                5 => PeerMessage::FetchReply {
+                    req: self.req(),
+                    state: self.state(),
+                },
+                6 => PeerMessage::Repair {
+                    key: self.key(),
+                    state: self.state(),
+                },
+                7 => {
+                    let count = if self.large() { 5_000 } else { self.below(20) };
+                    PeerMessage::AeHashes {
+                        partition: *self.pick(&[0, 1, 63, 64, u32::MAX]),
+                        level: *self.pick(&[0, 1, 2, 3, u32::MAX]),
+                        nodes: (0..count)
+                            .map(|_| (self.below(300) as u32, self.next_u64()))
+                            .collect(),
+                    }
+                }
+                8 => {
+                    let count = if self.large() { 5_000 } else { self.below(8) };
+                    PeerMessage::AeKeys {
+                        partition: *self.pick(&[0, 1, 63, 64, u32::MAX]),
+                        leaves: (0..self.below(10))
+                            .map(|_| self.below(300) as u32)
+                            .collect(),
+                        entries: (0..count).map(|_| (self.key(), self.next_u64())).collect(),
+                        reply: self.chance(2),
+                    }
+                }
+                9 => PeerMessage::AeRepair {
+                    key: self.key(),
+                    state: self.state(),
+                },
+                10 => PeerMessage::Probe {
+                    req: self.req(),
+                    key: self.key(),
+                },
+                11 => PeerMessage::ProbeReply {
+                    req: self.req(),
+                    owner: self.chance(2),
+                },
+                _ => {
+                    if !ring_messages {
+                        continue;
+                    }
+                    PeerMessage::RingState {
+                        ring: self.ring(),
+                        addrs: self.addrs(),
+                    }
+                }
+            };
+            if !ring_messages {
+                // Gossip of suspicion is harmless to the ring; keep it in the mix.
+                if self.chance(12) {
+                    return PeerMessage::Gossip {
+                        unreachable: (0..self.below(4)).map(|_| self.node()).collect(),
+                        probe: self.chance(2),
+                    };
+                }
+            }
+            return message;
+        }
+    }
+
+    /// A `RingState` that no node may adopt: a version implausibly far ahead or past the limit,
+    /// a damaged owner table, or a partition count not the cluster's.
+    pub fn hostile_ring_state(&mut self, partitions: u32) -> PeerMessage {
+        let mut ring = self.ring();
+        ring = match self.below(3) {
+            0 => ring.with_version_for_fuzzing(*self.pick(&[u64::MAX, VERSION_MAX + 1, 1 << 40])),
+            1 => ring.damaged_for_fuzzing(NodeId::from("stranger")),
+            _ if ring.partition_count() == partitions => ring.with_version_for_fuzzing(u64::MAX),
+            _ => ring,
+        };
+        PeerMessage::RingState {
+            ring,
+            addrs: self.addrs(),
+        }
+    }
+
+    /// A frame of any variant.
+    pub fn frame(&mut self) -> Frame {
+        match self.below(10) {
+            0..=3 => Frame::Request {
+                id: self.next_u64(),
+                request: self.request(),
+            },
+            4..=6 => Frame::Peer {
+                from: self.node(),
+                message: self.peer_message(true),
+            },
+            7 => Frame::Response {
+                id: self.next_u64(),
+                response: self.response(),
+            },
+            _ => match self.below(6) {
+                0 => Frame::Ping {
+                    nonce: self.next_u64(),
+                },
+                1 => Frame::Pong {
+                    nonce: self.next_u64(),
+                },
+                2 => Frame::Error {
+                    message: "fuzz".into(),
+                },
+                3 => Frame::Hello {
+                    role: match self.below(3) {
+                        0 => Role::Peer { id: self.node() },
+                        1 => Role::Admin,
+                        _ => Role::Client,
+                    },
+                    cluster: (*self.pick(&["", "dynamo", "other"])).into(),
+                    nonce: [self.next_u64() as u8; NONCE_BYTES],
+                },
+                4 => Frame::Challenge {
+                    id: self.node(),
+                    nonce: [0; NONCE_BYTES],
+                    proof: [self.next_u64() as u8; PROOF_BYTES],
+                },
+                _ => Frame::Proof {
+                    proof: [self.next_u64() as u8; PROOF_BYTES],
+                },
+            },
+        }
+    }
+
+    /// Damages an encoded frame body: truncates it, flips bytes, appends bytes, or replaces it
+    /// with random bytes.
+    pub fn mutate(&mut self, body: &mut Vec<u8>) {
+        match self.below(5) {
+            0 => {
+                let len = self.below(body.len() as u64 + 1) as usize;
+                body.truncate(len);
+            }
+            1 => {
+                for _ in 0..1 + self.below(4) {
+                    if !body.is_empty() {
+                        let i = self.below(body.len() as u64) as usize;
+                        body[i] ^= 1 << self.below(8);
+                    }
+                }
+            }
+            2 => {
+                for _ in 0..1 + self.below(8) {
+                    body.push(self.next_u64() as u8);
+                }
+            }
+            3 => {
+                let len = self.below(64) as usize;
+                *body = (0..len).map(|_| self.next_u64() as u8).collect();
+            }
+            _ => {
+                // A plausible variant tag with garbage after it.
+                let len = self.below(32) as usize;
+                *body = std::iter::once(self.below(12) as u8)
+                    .chain((0..len).map(|_| self.next_u64() as u8))
+                    .collect();
+            }
+        }
+    }
+}
+
+/// Keys of [`hammer`]'s fuzzer besides the ones it checks: enough that blind writes spread
+/// instead of piling the bounded number of siblings on a few keys.
+const FUZZ_KEYS: usize = 1_024;
+/// In [`hammer`], the very large shapes (megabyte values, 4,096-entry clocks) are made once in
+/// this many draws: a few hundred per million frames.
+const LARGE_ONE_IN: u64 = 20_000;
+
+/// What a run of [`hammer`] did and saw.
+#[derive(Clone, Debug, Default)]
+pub struct HammerReport {
+    /// Frames sent, all kinds of connection together.
+    pub frames: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Connections the node closed with an error (a refused frame ends its connection).
+    pub refused: u64,
+    /// Handshakes with the secret that the node did not finish within 5 s: it was busy (its
+    /// log's compaction runs on the node's one thread, and on a loaded machine takes seconds).
+    /// A handshake with the secret that the node refuses fails the run.
+    pub handshakes_timed_out: u64,
+    /// Writes the node acknowledged during the run, all read back at the end.
+    pub acked_writes: u64,
+    /// The highest resident memory of the process seen, in bytes (the node and the fuzzer).
+    pub rss_bytes_max: u64,
+    /// Resident memory before the run.
+    pub rss_bytes_start: u64,
+    /// Wall time of the run, in seconds.
+    pub elapsed_s: f64,
+}
+
+/// Resident memory of this process, from `/proc/self/status` (0 where there is none).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// Runs a real node (`shell::run` on loopback, its own thread and runtime, a cluster secret,
+/// members n2 and n3 that never answer) and sends it `frames` hostile frames from `workers`
+/// concurrent connections at a time: anonymous clients, admins and the peer n2 (all three with
+/// the secret where they need it: a damaged peer, not a stranger), and strangers with damaged
+/// frames and failed handshakes. Between batches it writes keys through an ordinary client and,
+/// at the end, reads every write the node acknowledged back, and checks that the ring did not
+/// move. Panics (with the seed) if the node stops, a write is lost, or the ring changed.
+pub fn hammer(seed: u64, frames: u64, workers: usize, dir: &std::path::Path) -> HammerReport {
+    use crate::auth::Secret;
+    use crate::client::{Client, ClientAuth};
+    use crate::config::{FsyncPolicy, NodeConfig};
+    use crate::env::{Env, TokioEnv};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let secret = Secret::new(format!("fuzz-secret-{seed:016x}").into_bytes()).expect("long enough");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let listener = runtime
+        .block_on(TokioEnv::default().bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound").to_string();
+    let unused = |i: u16| format!("127.0.0.1:{}", 1 + i);
+    let members: BTreeMap<NodeId, String> = [
+        ("n1".into(), addr.clone()),
+        ("n2".into(), unused(0)),
+        ("n3".into(), unused(1)),
+    ]
+    .into();
+    let mut config = NodeConfig::new("n1", members);
+    (config.n, config.r, config.w) = (3, 1, 1);
+    config.request_timeout_ms = 200;
+    config.repair_wait_ms = 200;
+    config.fsync = FsyncPolicy::Interval { interval_ms: 100 };
+    config.auth.cluster_secret = Some(secret.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node_dir = dir.to_path_buf();
+    let node = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(listener.into_std().expect("std listener"))
+                .expect("listener")
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(
+            &rt,
+            crate::shell::run(TokioEnv::default(), config, &node_dir, listener, async {
+                let _ = stopped.await;
+            }),
+        )
+    });
+
+    let start = std::time::Instant::now();
+    let rss_start = rss_bytes();
+    let sent = Arc::new(AtomicU64::new(0));
+    let report = runtime.block_on(async {
+        let admin = || {
+            Client::new(TokioEnv::default(), addr.clone())
+                .with_auth(ClientAuth::admin(Some(secret.clone())))
+        };
+        // The node comes up (its status answers), and its ring is taken as the one to keep.
+        let mut ring = None;
+        for _ in 0..100 {
+            if let Ok(status) = admin().status().await {
+                ring = Some(status.ring);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let ring = ring.expect("the node came up");
+        let keys: Vec<Vec<u8>> = (0..8)
+            .map(|i| format!("acked-{i}").into_bytes())
+            .chain((0..FUZZ_KEYS).map(|i| format!("f{i}").into_bytes()))
+            .collect();
+        let mut report = HammerReport {
+            rss_bytes_start: rss_start,
+            ..HammerReport::default()
+        };
+        let mut writer = Client::new(TokioEnv::default(), addr.clone()).with_timeout_ms(5_000);
+        let mut acked: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut round = 0u64;
+        while sent.load(Ordering::Relaxed) < frames {
+            // A write the node acknowledges, to be read back at the end.
+            let key = keys[(round % 8) as usize].clone();
+            let value = format!("acked-{round}").into_bytes();
+            if writer
+                .put(&key, value.clone(), &VClock::new())
+                .await
+                .is_ok()
+            {
+                acked.push((key, value));
+            }
+            let tasks = (0..workers).map(|w| {
+                let mut fgen = FrameGen::new(seed ^ (round << 20) ^ w as u64, keys.clone())
+                    .with_large_one_in(LARGE_ONE_IN);
+                let addr = addr.clone();
+                let secret = secret.clone();
+                let sent = sent.clone();
+                async move { connection(&mut fgen, &addr, &secret, &sent).await }
+            });
+            for (opened, refused, timed_out) in futures::future::join_all(tasks).await {
+                report.connections += opened;
+                report.refused += refused;
+                report.handshakes_timed_out += timed_out;
+            }
+            report.rss_bytes_max = report.rss_bytes_max.max(rss_bytes());
+            round += 1;
+            assert!(!node.is_finished(), "seed {seed}: the node stopped");
+        }
+        report.frames = sent.load(Ordering::Relaxed);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        for (key, value) in &acked {
+            let mut reader = Client::new(TokioEnv::default(), addr.clone()).with_timeout_ms(5_000);
+            let got = reader.get(key).await;
+            let kept = got
+                .as_ref()
+                .is_ok_and(|r| r.siblings.iter().any(|s| s.value == *value));
+            assert!(
+                kept,
+                "seed {seed}: an acknowledged write to {key:?} is lost: {got:?}"
+            );
+        }
+        report.acked_writes = acked.len() as u64;
+        let now = admin().status().await.expect("status").ring;
+        assert_eq!(now, ring, "seed {seed}: the ring changed");
+        report
+    });
+    let _ = stop.send(());
+    let served = node.join().expect("the node's thread did not panic");
+    served.expect("the node stopped cleanly");
+    HammerReport {
+        elapsed_s: start.elapsed().as_secs_f64(),
+        ..report
+    }
+}
+
+/// One connection of the fuzzer: its kind, a batch of frames, and the answers drained. Returns
+/// (connections opened, connections the node refused, handshakes with the secret timed out).
+async fn connection(
+    frames: &mut FrameGen,
+    addr: &str,
+    secret: &crate::auth::Secret,
+    sent: &std::sync::atomic::AtomicU64,
+) -> (u64, u64, u64) {
+    use crate::conn::{Budget, Conn, dial_handshake};
+    use std::sync::atomic::Ordering;
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, 0, 0);
+    };
+    let Ok(mut conn) = Conn::new(stream, &Budget::unbounded(), crate::wire::FRAME_BYTES_MAX) else {
+        return (0, 0, 0);
+    };
+    // Kinds of connection: anonymous clients (0-2), an admin (3) and the peer n2 (4-7) send
+    // well-formed frames with hostile values, which the node answers or ignores, so that their
+    // connections stay open and most frames reach the core; strangers (8, 9) fail the
+    // handshake or send damaged frames, which end their connections.
+    let kind = frames.below(10);
+    let nonce = [frames.next_u64() as u8; NONCE_BYTES];
+    let (role, key): (Option<Role>, &[u8]) = match kind {
+        0..=2 | 9 => (None, &[]),
+        3 => (Some(Role::Admin), secret.expose()),
+        4..=7 => (Some(Role::Peer { id: "n2".into() }), secret.expose()),
+        _ => (Some(Role::Peer { id: "n3".into() }), b"wrong"),
+    };
+    if let Some(role) = role {
+        let handshake = dial_handshake(&mut conn, role, "dynamo", key, nonce, None);
+        let shaken = tokio::time::timeout(std::time::Duration::from_secs(5), handshake).await;
+        if !matches!(shaken, Ok(Ok(_))) {
+            sent.fetch_add(3, Ordering::Relaxed);
+            if kind != 8 && shaken.is_err() {
+                // The node was busy, not wrong: counted and reported.
+                return (1, 0, 1);
+            }
+            assert!(kind == 8, "a handshake with the secret failed: {shaken:?}");
+            return (1, 1, 0);
+        }
+    }
+    let batch = 1 + if kind == 9 {
+        frames.below(16)
+    } else {
+        frames.below(256)
+    };
+    let mut expected = 0u64;
+    for _ in 0..batch {
+        let frame = match kind {
+            9 => frames.frame(),
+            0..=3 => Frame::Request {
+                id: frames.next_u64(),
+                request: frames.data_request(),
+            },
+            _ if frames.below(50) == 0 => Frame::Ping {
+                nonce: frames.next_u64(),
+            },
+            _ if frames.below(10) == 0 => Frame::Peer {
+                from: "n2".into(),
+                message: frames.hostile_ring_state(crate::ring::PARTITION_COUNT_DEFAULT),
+            },
+            _ => Frame::Peer {
+                from: "n2".into(),
+                message: frames.peer_message(false),
+            },
+        };
+        let Ok(mut body) = crate::wire::encode(&frame) else {
+            continue;
+        };
+        if kind == 9 {
+            if frames.below(2) == 0 {
+                frames.mutate(&mut body);
+            }
+        } else if crate::wire::decode(&body).is_err() {
+            // A value the decoder refuses (a counter or an actor past its bound) ends the
+            // connection; the strangers send those, the others keep their connections open.
+            continue;
+        }
+        sent.fetch_add(1, Ordering::Relaxed);
+        conn.feed_body_unchecked(&body);
+        if matches!(frame, Frame::Request { .. } | Frame::Ping { .. }) {
+            expected += 1;
+        }
+        if conn.pending_write_bytes() >= crate::conn::WRITE_BUFFER_BYTES
+            && conn.write_out().await.is_err()
+        {
+            break;
+        }
+    }
+    if conn.flush().await.is_err() {
+        return (1, 1, 0);
+    }
+    // Drain the answers (a node that finds its answers unread closes the connection); with none
+    // to wait for, a moment to see whether the node refused something.
+    let wait_ms = if expected == 0 { 20 } else { 5_000 };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut answers = 0;
+    loop {
+        let next = tokio::time::timeout_at(deadline, conn.next_frame()).await;
+        match next {
+            Ok(Some(Ok(Frame::Error { .. }))) => return (1, 1, 0),
+            Ok(Some(Ok(_))) => {
+                answers += 1;
+                if answers >= expected {
+                    return (1, 0, 0);
+                }
+            }
+            Ok(Some(Err(_))) | Ok(None) => return (1, 1, 0),
+            Err(_) => return (1, 0, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_replays_from_its_seed_and_makes_every_variant() {
+        let keys = vec![b"k".to_vec()];
+        let mut a = FrameGen::new(7, keys.clone());
+        let mut b = FrameGen::new(7, keys);
+        let mut variants = std::collections::BTreeSet::new();
+        for _ in 0..2_000 {
+            let frame = a.frame();
+            assert_eq!(frame, b.frame());
+            let name = format!("{frame:?}");
+            let variant = name.split([' ', '{', '(']).next().unwrap().to_string();
+            variants.insert(variant);
+        }
+        assert_eq!(variants.len(), 9, "{variants:?}");
+    }
+}

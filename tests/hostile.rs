@@ -1,0 +1,788 @@
+//! Issue 11 on real processes: each attack of the issue, tried on `dynamo serve` over loopback as
+//! an attacker would (hand-made frames, strangers, a second process), refused or survived with
+//! nothing lost. The core's share of the attacks is tested in `node/src/hostile_tests.rs`.
+
+mod common;
+
+use common::DYNAMO;
+use dynamo_node::auth::{NONCE_BYTES, Role, Secret};
+use dynamo_node::client::{Client, ClientAuth, ClientError};
+use dynamo_node::conn::{Budget, Conn, dial_handshake};
+use dynamo_node::env::TokioEnv;
+use dynamo_node::version::{COUNTER_MAX, VClock};
+use dynamo_node::wire::{self, FIRST_FRAME_BYTES_MAX, Frame, PeerMessage, Request, Response};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to come up.
+const STARTUP_TIMEOUT_MS: u64 = 15_000;
+const SECRET: &str = "correct horse battery staple, 32+";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Real nodes on loopback, with or without a cluster secret.
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    addrs: Vec<String>,
+    procs: Vec<Option<Child>>,
+    secret: Option<PathBuf>,
+    extra: Vec<String>,
+    logs: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(size: usize, secret: bool, extra: &[&str]) -> Cluster {
+        let logs = tempfile::tempdir().unwrap();
+        let secret = secret.then(|| {
+            let path = logs.path().join("secret");
+            std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+            path
+        });
+        let mut cluster = Cluster {
+            dirs: (0..size).map(|_| tempfile::tempdir().unwrap()).collect(),
+            addrs: (0..size)
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
+            procs: (0..size).map(|_| None).collect(),
+            secret,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            logs,
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn serve_args(&self, i: usize) -> Vec<String> {
+        let peers: Vec<String> = (0..self.addrs.len())
+            .filter(|&j| j != i)
+            .map(|j| format!("n{}={}", j + 1, self.addrs[j]))
+            .collect();
+        let mut args: Vec<String> = ["serve", "--id", &format!("n{}", i + 1), "--listen"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(self.addrs[i].clone());
+        if !peers.is_empty() {
+            args.push("--peers".into());
+            args.push(peers.join(","));
+        }
+        args.push("--data-dir".into());
+        args.push(self.dirs[i].path().display().to_string());
+        args.extend(["--request-timeout-ms".to_string(), "1000".to_string()]);
+        if let Some(secret) = &self.secret {
+            args.push("--cluster-secret-file".into());
+            args.push(secret.display().to_string());
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("n{}.log", i + 1))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .unwrap();
+        let child = Command::new(DYNAMO)
+            .args(self.serve_args(i))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dynamo serve");
+        self.procs[i] = Some(child);
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        for i in 0..self.addrs.len() {
+            while self.procs[i].is_some() && !self.cli(i, &["get", "ready-probe"]).status.success()
+            {
+                assert!(
+                    start.elapsed() < Duration::from_millis(STARTUP_TIMEOUT_MS),
+                    "n{} did not come up: {}",
+                    i + 1,
+                    std::fs::read_to_string(self.log(i)).unwrap_or_default()
+                );
+                sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        let mut child = self.procs[i].take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn pid(&self, i: usize) -> u32 {
+        self.procs[i].as_ref().unwrap().id()
+    }
+
+    /// Runs a client command against node `i`, with the cluster secret if `admin`.
+    fn cli_as(&self, i: usize, admin: bool, args: &[&str]) -> Output {
+        let (cmd, rest) = args.split_first().unwrap();
+        let mut command = Command::new(DYNAMO);
+        command
+            .arg(cmd)
+            .args(["--node", &self.addrs[i], "--timeout-ms", "3000"])
+            .args(rest)
+            .env_remove("DYNAMO_CLUSTER_SECRET_FILE");
+        if admin && let Some(secret) = &self.secret {
+            command.arg("--cluster-secret-file").arg(secret);
+        }
+        command.output().expect("run dynamo")
+    }
+
+    fn cli(&self, i: usize, args: &[&str]) -> Output {
+        self.cli_as(i, true, args)
+    }
+
+    fn put(&self, i: usize, key: &str, value: &str) {
+        let out = self.cli(i, &["put", key, value]);
+        assert!(out.status.success(), "put {key}: {}", text(&out));
+    }
+
+    fn values(&self, i: usize, key: &str) -> Vec<String> {
+        let out = self.cli(i, &["get", key]);
+        assert!(out.status.success(), "get {key}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The members and version of node `i`'s ring.
+    fn ring(&self, i: usize) -> (Vec<String>, u64) {
+        let secret = self
+            .secret
+            .as_deref()
+            .map(|p| Secret::from_file(p).unwrap());
+        let addr = self.addrs[i].clone();
+        runtime().block_on(async move {
+            let mut admin =
+                Client::new(TokioEnv::default(), addr).with_auth(ClientAuth::admin(secret));
+            let status = admin.status().await.expect("status");
+            let members = status
+                .ring
+                .members()
+                .keys()
+                .map(|m| m.to_string())
+                .collect();
+            (members, status.ring.version())
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.procs.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes one frame by hand: a length, then the postcard body.
+fn send_raw(stream: &mut TcpStream, body: &[u8]) {
+    stream
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(body).unwrap();
+}
+
+/// Reads one frame, or `None` once the node closed the connection (or said nothing in 5 s).
+fn read_raw(stream: &mut TcpStream) -> Option<Frame> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).ok()?;
+    wire::decode(&body).ok()
+}
+
+/// Sends `frame` on a fresh connection to `addr` as a stranger and returns the first answer.
+fn as_stranger(addr: &str, frame: &Frame) -> Option<Frame> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    send_raw(&mut stream, &wire::encode(frame).unwrap());
+    read_raw(&mut stream)
+}
+
+fn error_text(frame: &Option<Frame>) -> String {
+    match frame {
+        Some(Frame::Error { message }) => message.clone(),
+        Some(Frame::Response {
+            response: Response::Error { error },
+            ..
+        }) => error.message.clone(),
+        other => panic!("not a refusal: {other:?}"),
+    }
+}
+
+/// A connection that passed the handshake as peer `id` with the empty key of an open node:
+/// what any local process can do to a node without a secret (a damaged peer).
+async fn as_open_peer(addr: &str, id: &str) -> Conn<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut conn = Conn::new(stream, &Budget::unbounded(), wire::FRAME_BYTES_MAX).unwrap();
+    let role = Role::Peer { id: id.into() };
+    dial_handshake(&mut conn, role, "dynamo", b"", [7; NONCE_BYTES], None)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Item 1: nobody without the secret takes over the ring (an anonymous or wrongly keyed `Join`,
+/// a stranger's handshake as a peer); the admin verbs need the secret; and `forget` removes a
+/// member gone for good, keeping every acknowledged key readable.
+#[test]
+fn item1_strangers_cannot_change_the_ring_and_forget_removes_a_dead_member() {
+    let mut cluster = Cluster::start(3, true, &[]);
+    let keys: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        cluster.put(0, key, "v");
+    }
+    let join = Frame::Request {
+        id: 1,
+        request: Request::Join {
+            id: "evil".into(),
+            addr: format!("127.0.0.1:{}", free_port()),
+            weight: 64,
+        },
+    };
+    let refused = error_text(&as_stranger(&cluster.addrs[0], &join));
+    assert!(refused.contains("cluster secret"), "{refused}");
+    let wrong = Secret::new(b"not the secret, but long enough".to_vec()).unwrap();
+    let addr = cluster.addrs[1].clone();
+    let denied = runtime().block_on(async move {
+        let mut admin =
+            Client::new(TokioEnv::default(), addr).with_auth(ClientAuth::admin(Some(wrong)));
+        admin.request(Request::Leave).await
+    });
+    assert!(
+        matches!(&denied, Err(ClientError::Connect(e)) if e.to_string().contains("secret")),
+        "{denied:?}"
+    );
+    // A stranger cannot even open a peer link: its proof of the secret fails.
+    let addr = cluster.addrs[2].clone();
+    let forged = runtime().block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut conn = Conn::new(stream, &Budget::unbounded(), wire::FRAME_BYTES_MAX).unwrap();
+        let role = Role::Peer { id: "n1".into() };
+        dial_handshake(&mut conn, role, "dynamo", b"guess", [1; NONCE_BYTES], None).await
+    });
+    assert!(forged.is_err(), "{forged:?}");
+    let state = cluster.cli_as(0, false, &["state", "key-1"]);
+    assert_eq!(state.status.code(), Some(1), "{}", text(&state));
+    assert!(text(&state).contains("cluster secret"), "{}", text(&state));
+    assert!(cluster.cli(0, &["state", "key-1"]).status.success());
+    for i in 0..3 {
+        assert_eq!(
+            cluster.ring(i),
+            (vec!["n1".into(), "n2".into(), "n3".into()], 1)
+        );
+    }
+
+    // A live member cannot be forgotten; a dead one can.
+    let alive = cluster.cli(0, &["forget", "n2"]);
+    assert_eq!(alive.status.code(), Some(1), "{}", text(&alive));
+    assert!(text(&alive).contains("alive"), "{}", text(&alive));
+    cluster.kill(2);
+    let start = Instant::now();
+    loop {
+        let out = cluster.cli(0, &["forget", "n3"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{}", text(&out));
+        sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while cluster.ring(1).0 != ["n1", "n2"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "n2 learns the ring"
+        );
+        sleep(Duration::from_millis(200));
+    }
+    for key in &keys {
+        assert_eq!(cluster.values(1, key), ["v"], "{key}");
+    }
+}
+
+/// Item 2: a `RingState` of version `u64::MAX` from a peer (here a local process that opened a
+/// peer link to an open node) is refused; the ring still changes by a leave afterwards, and the
+/// node restarts.
+#[test]
+fn item2_a_ring_of_version_u64_max_is_refused() {
+    let mut cluster = Cluster::start(3, false, &[]);
+    let addr = cluster.addrs[0].clone();
+    let (members, version) = cluster.ring(0);
+    assert_eq!(version, 1);
+    let addrs: std::collections::BTreeMap<dynamo_node::ring::NodeId, String> = (0..3)
+        .map(|i| (format!("n{}", i + 1).into(), cluster.addrs[i].clone()))
+        .collect();
+    runtime().block_on(async move {
+        let mut admin = Client::new(TokioEnv::default(), addr.clone());
+        let ring = admin.status().await.unwrap().ring;
+        let mut conn = as_open_peer(&addr, "n2").await;
+        for v in [u64::MAX, dynamo_node::ring::VERSION_MAX + 1, 1 << 40] {
+            let message = PeerMessage::RingState {
+                ring: ring.clone().with_version_for_fuzzing(v),
+                addrs: addrs.clone(),
+            };
+            conn.send(&Frame::Peer {
+                from: "n2".into(),
+                message,
+            })
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    });
+    for i in 0..3 {
+        assert_eq!(cluster.ring(i), (members.clone(), 1), "n{}", i + 1);
+    }
+    let left = cluster.cli(2, &["leave"]);
+    assert!(left.status.success(), "{}", text(&left));
+    cluster.kill(0);
+    cluster.spawn(0);
+    cluster.wait_ready();
+    let start = Instant::now();
+    while cluster.ring(0).1 != 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            cluster.ring(0)
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// Items 3 and 5: a context of 4,096 entries, or at the counter limit, is refused with a clear
+/// error (and the CLI refuses a counter past it); the longest context accepted makes a state the
+/// node reads back after a restart.
+#[test]
+fn item3_and_5_contexts_past_the_bounds_are_refused_and_the_node_restarts() {
+    let mut cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
+    let addr = cluster.addrs[0].clone();
+    let put = |context: VClock| {
+        let addr = addr.clone();
+        runtime().block_on(async move {
+            let mut client = Client::new(TokioEnv::default(), addr);
+            client.put(b"wide", b"v".to_vec(), &context).await
+        })
+    };
+    let context = |entries: usize| {
+        let mut c = VClock::new();
+        for i in 0..entries {
+            c.raise(&format!("a{i:05}"), 1);
+        }
+        c
+    };
+    let refused = put(context(4_096)).unwrap_err().to_string();
+    assert!(refused.contains("exceeds"), "{refused}");
+    put(context(4_095)).expect("the longest context is accepted");
+    let mut limit = VClock::new();
+    limit.raise("a00001", COUNTER_MAX);
+    let refused = put(limit).unwrap_err().to_string();
+    assert!(refused.contains("counter limit"), "{refused}");
+    let cli = cluster.cli(0, &["put", "k", "v", "--context", "a=18446744073709551615"]);
+    assert_eq!(cli.status.code(), Some(2), "{}", text(&cli));
+    assert!(text(&cli).contains("exceeds the limit"), "{}", text(&cli));
+
+    cluster.kill(0);
+    cluster.spawn(0);
+    cluster.wait_ready();
+    assert_eq!(cluster.values(0, "wide"), ["v"]);
+    let log = std::fs::read_to_string(cluster.log(0)).unwrap();
+    assert!(!log.contains("does not decode"), "{log}");
+}
+
+/// Item 4: forged `Store`, `Repair`, `StoreAck` and hints are refused: from a stranger on a
+/// secured cluster (no peer link without the secret, no peer frame on a client's or an admin's
+/// connection), and on an open node a frame "from n2" on the link of n3.
+#[test]
+fn item4_frames_claiming_another_sender_are_refused() {
+    let cluster = Cluster::start(3, true, &[]);
+    cluster.put(0, "cart", "acknowledged");
+    let mut forged = dynamo_node::version::KeyVersions::new();
+    forged.put("n2.forged", &VClock::new(), b"forged".to_vec(), false, 0);
+    let store = |hint: Option<&str>| Frame::Peer {
+        from: "n2".into(),
+        message: PeerMessage::Store {
+            req: 1,
+            key: b"cart".to_vec(),
+            state: forged.clone(),
+            hint: hint.map(Into::into),
+        },
+    };
+    for frame in [
+        store(None),
+        store(Some("n3")),
+        Frame::Peer {
+            from: "n2".into(),
+            message: PeerMessage::Repair {
+                key: b"cart".to_vec(),
+                state: forged.clone(),
+            },
+        },
+        Frame::Peer {
+            from: "n2".into(),
+            message: PeerMessage::StoreAck { req: 1 },
+        },
+    ] {
+        for i in 0..3 {
+            let refused = error_text(&as_stranger(&cluster.addrs[i], &frame));
+            assert!(refused.contains("not its peer link"), "{refused}");
+        }
+    }
+    // An admin's connection is not a peer link either.
+    let addr = cluster.addrs[0].clone();
+    let secret = Secret::new(SECRET.as_bytes().to_vec()).unwrap();
+    let frame = store(None);
+    let closed = runtime().block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut conn = Conn::new(stream, &Budget::unbounded(), wire::FRAME_BYTES_MAX).unwrap();
+        dial_handshake(
+            &mut conn,
+            Role::Admin,
+            "",
+            secret.expose(),
+            [3; NONCE_BYTES],
+            None,
+        )
+        .await
+        .unwrap();
+        conn.send(&frame).await.unwrap();
+        conn.next_frame().await
+    });
+    assert!(
+        matches!(&closed, Some(Ok(Frame::Error { message })) if message.contains("not its peer link")),
+        "{closed:?}"
+    );
+    sleep(Duration::from_millis(1_500));
+    for i in 0..3 {
+        assert_eq!(cluster.values(i, "cart"), ["acknowledged"], "n{}", i + 1);
+    }
+
+    // An open node binds a peer to the name it proved: n3's link cannot speak for n2.
+    let open = Cluster::start(3, false, &[]);
+    open.put(0, "cart", "acknowledged");
+    let addr = open.addrs[0].clone();
+    let frame = store(None);
+    let closed = runtime().block_on(async move {
+        let mut conn = as_open_peer(&addr, "n3").await;
+        conn.send(&frame).await.unwrap();
+        conn.next_frame().await
+    });
+    assert!(
+        matches!(&closed, Some(Ok(Frame::Error { message })) if message.contains("speaks only for itself")),
+        "{closed:?}"
+    );
+    sleep(Duration::from_millis(1_500));
+    assert_eq!(open.values(1, "cart"), ["acknowledged"]);
+}
+
+/// Item 6: puts that would make a key's siblings outgrow a frame are refused with a clear error
+/// and logged; the key is still readable, and peer links and other keys are unaffected.
+#[test]
+fn item6_a_key_never_outgrows_the_frame() {
+    let cluster = Cluster::start(3, false, &[]);
+    let addr = cluster.addrs[0].clone();
+    let refused = runtime().block_on(async move {
+        let mut client = Client::new(TokioEnv::default(), addr).with_timeout_ms(10_000);
+        for i in 0..10u8 {
+            if let Err(e) = client
+                .put(
+                    b"big",
+                    vec![b'a' + i; wire::VALUE_BYTES_MAX],
+                    &VClock::new(),
+                )
+                .await
+            {
+                return e.to_string();
+            }
+        }
+        panic!("ten 1 MiB siblings accepted");
+    });
+    assert!(
+        refused.contains("Overloaded") && refused.contains("more than"),
+        "{refused}"
+    );
+    let log = std::fs::read_to_string(cluster.log(0)).unwrap();
+    assert!(log.contains("put refused"), "logged");
+    for i in 0..30 {
+        cluster.put(i % 3, &format!("other-{i}"), "x");
+    }
+    sleep(Duration::from_secs(3));
+    let out = cluster.cli(1, &["get", "big"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for i in 0..30 {
+        assert_eq!(cluster.values((i + 1) % 3, &format!("other-{i}")), ["x"]);
+    }
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Item 7: connections that declare large frames and send most of them cost what they sent, up
+/// to the budgets, not what they declared; idle connections cannot lock clients out.
+#[test]
+fn item7_memory_is_bounded_and_idle_connections_do_not_lock_clients_out() {
+    let cluster = Cluster::start(1, true, &["--n", "1", "--r", "1", "--w", "1"]);
+    let pid = cluster.pid(0);
+    let before = rss_bytes(pid);
+    let mut held = Vec::new();
+    let almost = vec![0u8; FIRST_FRAME_BYTES_MAX - 1];
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(&cluster.addrs[0]).unwrap();
+        stream
+            .write_all(&(FIRST_FRAME_BYTES_MAX as u32).to_be_bytes())
+            .unwrap();
+        let _ = stream.write_all(&almost);
+        held.push(stream);
+    }
+    // An 8 MiB frame before the connection said who it is is refused at its header.
+    let mut big = TcpStream::connect(&cluster.addrs[0]).unwrap();
+    big.write_all(&(wire::FRAME_BYTES_MAX as u32).to_be_bytes())
+        .unwrap();
+    assert!(error_text(&read_raw(&mut big)).contains("exceeds"));
+    sleep(Duration::from_millis(500));
+    let after = rss_bytes(pid);
+    eprintln!("RSS before {before} after 300 large partial frames {after}");
+    // 64 pending connections of at most 2 MiB each live, the rest evicted, all of it within the
+    // budget of inbound bytes (the allocator may keep what the evicted ones freed): far from the
+    // 600 MB the frames declared, and the 9.6 GB of the issue's 1,024 8 MiB frames.
+    let budget = dynamo_node::shell::INBOUND_BYTES_MAX as u64;
+    assert!(
+        after < before + budget + 64 * 1024 * 1024,
+        "{before} -> {after}"
+    );
+    drop(held);
+
+    let idle: Vec<TcpStream> = (0..1_100)
+        .map(|_| TcpStream::connect(&cluster.addrs[0]).unwrap())
+        .collect();
+    sleep(Duration::from_millis(300));
+    cluster.put(0, "still-served", "yes");
+    assert_eq!(cluster.values(0, "still-served"), ["yes"]);
+    drop(idle);
+}
+
+/// Item 8: a frame with bytes after its end is refused, and closes only its connection.
+#[test]
+fn item8_trailing_bytes_are_refused() {
+    let cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
+    cluster.put(0, "k", "v");
+    let mut body = wire::encode(&Frame::Request {
+        id: 1,
+        request: Request::Get { key: b"k".to_vec() },
+    })
+    .unwrap();
+    body.extend(
+        wire::encode(&Frame::Request {
+            id: 2,
+            request: Request::Leave,
+        })
+        .unwrap(),
+    );
+    let mut stream = TcpStream::connect(&cluster.addrs[0]).unwrap();
+    send_raw(&mut stream, &body);
+    assert!(error_text(&read_raw(&mut stream)).contains("after its end"));
+    assert!(read_raw(&mut stream).is_none(), "closed");
+    assert_eq!(cluster.values(0, "k"), ["v"]);
+    assert_eq!(cluster.ring(0).1, 1);
+}
+
+/// Item 9: a second process on a running node's data directory refuses to start, naming the
+/// directory; a node started with another id on a directory refuses, naming both.
+#[test]
+fn item9_one_process_per_data_directory_and_one_node_per_identity() {
+    let mut cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
+    cluster.put(0, "k", "v");
+    let dir = cluster.dirs[0].path().display().to_string();
+    let second = Command::new(DYNAMO)
+        .args(["serve", "--id", "n1", "--n", "1", "--r", "1", "--w", "1"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--data-dir", &dir])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(
+        text(&second).contains(&dir) && text(&second).contains("in use"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(cluster.values(0, "k"), ["v"], "the first goes on");
+
+    cluster.kill(0);
+    let other = Command::new(DYNAMO)
+        .args(["serve", "--id", "n2", "--n", "1", "--r", "1", "--w", "1"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--data-dir", &dir])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    let message = text(&other);
+    assert!(
+        message.contains("node n1") && message.contains("n2 of cluster"),
+        "{message}"
+    );
+    cluster.spawn(0);
+    cluster.wait_ready();
+    assert_eq!(cluster.values(0, "k"), ["v"]);
+}
+
+/// Runs `dynamo serve ARGS` with a data directory that must stay unwritten; returns the output.
+fn serve_refused(args: &[&str], data_dir: &Path) -> Output {
+    let out = Command::new(DYNAMO)
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DYNAMO_CLUSTER_SECRET_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    out
+}
+
+/// Item 10: the CLI's checks, each a clear message and exit 2, with nothing written.
+#[test]
+fn item10_the_cli_refuses_bad_options_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("never-created");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let own = format!("n2={listen}");
+    for (extra, expected) in [
+        (
+            &["--listen", &listen, "--peers", "n2="][..],
+            "has no address",
+        ),
+        (
+            &["--listen", &listen, "--peers", "n2=notanaddr"],
+            "is not host:port",
+        ),
+        (&["--listen", &listen, "--peers", &own], "own address"),
+        (
+            &["--listen", &listen, "--n", "5", "--r", "5", "--w", "5"],
+            "exceeds the 1 member",
+        ),
+        (
+            &[
+                "--listen",
+                "0.0.0.0:7101",
+                "--n",
+                "1",
+                "--r",
+                "1",
+                "--w",
+                "1",
+            ],
+            "not a loopback",
+        ),
+    ] {
+        let args: Vec<&str> = ["--id", "n1"].iter().chain(extra).copied().collect();
+        let out = serve_refused(&args, &fresh);
+        assert!(text(&out).contains(expected), "{extra:?}: {}", text(&out));
+        assert!(!fresh.exists(), "{extra:?} wrote the data directory");
+    }
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let out = serve_refused(&["--id", "n1", "--n", "1", "--r", "1", "--w", "1"], &file);
+    let message = text(&out);
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("not a directory"),
+        "{message}"
+    );
+
+    // A join to nobody gives up with a clear error, and writes nothing.
+    let start = Instant::now();
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let out = serve_refused(
+        &[
+            "--id",
+            "n4",
+            "--listen",
+            &listen,
+            "--join",
+            &unreachable,
+            "--request-timeout-ms",
+            "200",
+        ],
+        &fresh,
+    );
+    assert!(text(&out).contains("cannot join"), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(!fresh.exists());
+    // ... and a join obeys shutdown.
+    let mut joining = Command::new(DYNAMO)
+        .args([
+            "serve",
+            "--id",
+            "n4",
+            "--listen",
+            &listen,
+            "--join",
+            &unreachable,
+        ])
+        .arg("--data-dir")
+        .arg(&fresh)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &joining.id().to_string()])
+        .status()
+        .unwrap();
+    joining.wait().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "SIGTERM during a join"
+    );
+    assert!(!fresh.exists());
+}
