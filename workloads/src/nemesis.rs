@@ -9,8 +9,9 @@
 //! loss rate and the latency are the highest of the open windows'; a node's skew is the sum of its
 //! open skews.
 //!
-//! A window opens when its [`Start`] comes: so many client operations completed, or a simulated
-//! time. One aimed at [`Victim::Acked`] then waits for the next acknowledged write and hits a
+//! A window opens when its [`Start`] comes: so many client operations completed, a simulated
+//! time, or so many operations of one client completed (checked right after the step in which the
+//! last of them completed: the same millisecond as its ack). One aimed at [`Victim::Acked`] then waits for the next acknowledged write and hits a
 //! node that stored it, in the same millisecond (the moment of greatest damage: its coordinator
 //! may not have synced anything since). It closes `duration_ms` later, or at the heal.
 //!
@@ -198,6 +199,9 @@ impl Nemesis {
                     let due = match self.windows[i].0.start {
                         Start::Ops(k) => ops_done >= k,
                         Start::Ms(t) => now_ms >= t,
+                        Start::ClientOps { client, ops } => {
+                            self.progress.client_ops_done(client) >= ops
+                        }
                     };
                     if !due {
                         continue;
