@@ -16,7 +16,7 @@
 
 use super::trace::Trace;
 use dynamo_node::ring::{NodeId, Ring};
-use dynamo_workloads::plan::{ClientOp, Fault, FaultWindow, Plan, Start, Victim};
+use dynamo_workloads::plan::{ClientOp, Fault, FaultWindow, NemesisKind, Plan, Start, Victim};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Key indexes tried for a kept key other than the witness key, to find one whose replicas under
@@ -424,6 +424,24 @@ pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
         }
     }
     p.config.clients = used.len().max(1);
+    p.config.ops = p.ops.len();
+    p.generator = String::new();
+    p
+}
+
+/// `plan` with the configuration's descriptive fields made true of what is left (they only
+/// describe how the generator drew the plan): the fault kinds, the longest pause, the op count.
+pub fn tidy(mut p: Plan) -> Plan {
+    let mut kinds: Vec<NemesisKind> = p.faults.iter().map(|w| w.fault.kind()).collect();
+    kinds.sort();
+    kinds.dedup();
+    p.config.nemesis = kinds;
+    p.config.think_ms_max = p
+        .ops
+        .iter()
+        .map(|o| u64::from(o.think_ms))
+        .max()
+        .unwrap_or(0);
     p.config.ops = p.ops.len();
     p.generator = String::new();
     p

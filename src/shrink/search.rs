@@ -22,8 +22,8 @@
 //! `edit.rs`). The loop is bounded by a number of runs and a deadline.
 
 use super::edit::{
-    Selection, Size, ddmin, project, ring, walk, with_shorter_fault, with_windows, without_ops,
-    without_think,
+    Selection, Size, ddmin, project, ring, tidy, walk, with_shorter_fault, with_windows,
+    without_ops, without_think,
 };
 use super::trace::Trace;
 use dynamo_workloads::plan::{Fault, Plan, Start, Victim};
@@ -141,6 +141,7 @@ impl Search<'_> {
         let Some((candidate, key)) = candidate else {
             return false;
         };
+        let candidate = tidy(candidate);
         if candidate == self.plan || self.spent {
             return false;
         }
@@ -518,6 +519,24 @@ impl Search<'_> {
 
     fn fewer_nodes(&mut self) {
         let Some(key) = self.key else { return };
+        // Requests sent to a node outside their key's replicas are forwarded: send them to the
+        // first replica, so that the node they went through can go.
+        let c = &self.plan.config;
+        let r = ring(c.nodes, c.partitions);
+        let mut direct = self.plan.clone();
+        for op in &mut direct.ops {
+            let replicas: Vec<u32> = walk(&r, &c.key_name(op.key))
+                .into_iter()
+                .take(c.n)
+                .collect();
+            if !replicas.contains(&op.node) {
+                op.node = replicas[0];
+            }
+        }
+        self.try_plan(
+            || "every request sent to a replica of its key".into(),
+            Some(direct),
+        );
         let mut node = 0u32;
         while (node as usize) < self.plan.config.nodes && !self.spent {
             let (replicas, ..) = self.node_roles(key);
@@ -660,6 +679,8 @@ pub fn shrink_plan<'a>(
     s.focus_nodes();
     loop {
         let before = Size::of(&s.plan);
+        // Pauses first: a run's wall time follows its simulated time.
+        s.no_think();
         s.ddmin_faults();
         s.ddmin_ops();
         s.fewer_nodes();

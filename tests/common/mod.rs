@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 pub const DYNAMO: &str = env!("CARGO_BIN_EXE_dynamo");
 
 /// Runs `dynamo ARGS`, echoing the command and its output to stderr (shown when a test fails).
+#[allow(dead_code)] // Not every test file runs the binary this way.
 pub fn dynamo(args: &[&str]) -> Output {
     let out = Command::new(DYNAMO)
         .args(args)
