@@ -177,3 +177,39 @@ fn a_plan_that_no_longer_fails_as_recorded_names_its_replay_and_report() {
     let report = e.split("report: ").nth(1).unwrap().trim();
     assert!(Path::new(report).is_file(), "{e}");
 }
+
+/// The example of README.md ("Your own test on the library"), kept compiling and passing here.
+mod library_example {
+    use dynamo_checker::{Validity, check, parse_reader};
+    use dynamo_workloads::plan::{NemesisKind, Plan, SimConfig};
+    use dynamo_workloads::run;
+
+    /// The checker's verdict on one plan's run, and its anomaly types.
+    fn verdict(plan: &Plan) -> (Validity, Vec<&'static str>) {
+        let history = run(plan).expect("the plan runs").history;
+        let results = check(&parse_reader(&history[..]).expect("it parses").history);
+        let types = results.anomaly_types().iter().map(|k| k.as_str()).collect();
+        (results.valid, types)
+    }
+
+    #[test]
+    fn carts_stay_valid_under_crashes() {
+        for seed in 0..5 {
+            let config = SimConfig {
+                seed,
+                ops: 200,
+                nemesis: vec![NemesisKind::Crash],
+                ..SimConfig::default()
+            };
+            let (valid, types) = verdict(&Plan::generate(config).unwrap());
+            assert_eq!(valid, Validity::True, "seed {seed}: {types:?}");
+        }
+    }
+
+    #[test]
+    fn a_saved_plan_still_catches_lww() {
+        let file = "tests/regressions/lww-two-concurrent-cart-updates.json";
+        let plan = Plan::from_json(&std::fs::read_to_string(file).unwrap()).unwrap();
+        assert!(verdict(&plan).1.contains(&"lost-write"));
+    }
+}

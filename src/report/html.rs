@@ -586,7 +586,16 @@ pub fn render(r: &Report) -> String {
         }
         out.push_str("</p>");
     }
-    out.push_str(r##"</div></div><nav><a href="#repro">reproduce</a><a href="#config">configuration</a><a href="#anomalies">anomalies</a><a href="#warnings">warnings</a><a href="#timeline">timeline</a><a href="#plots">plots</a><a href="#keys">keys</a><a href="#figures">figures</a></nav></header><main>"##);
+    out.push_str(r##"</div></div><nav><a href="#repro">reproduce</a>"##);
+    if let Some(story) = &r.story {
+        if !story.lines.is_empty() {
+            out.push_str(r##"<a href="#story">what happened</a>"##);
+        }
+        if story.shrink.is_some() {
+            out.push_str(r##"<a href="#shrink">shrink</a>"##);
+        }
+    }
+    out.push_str(r##"<a href="#config">configuration</a><a href="#anomalies">anomalies</a><a href="#warnings">warnings</a><a href="#timeline">timeline</a><a href="#plots">plots</a><a href="#keys">keys</a><a href="#figures">figures</a></nav></header><main>"##);
 
     out.push_str(r#"<h2 id="repro">Reproduce</h2>"#);
     match &r.repro.sim {

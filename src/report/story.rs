@@ -9,7 +9,7 @@
 
 use super::fmt_ms;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most client requests (before the final reads) a run may have to be told as a story.
 pub const STORY_REQUESTS_MAX: usize = 40;
@@ -95,10 +95,13 @@ fn nemesis_line(f: &str, v: &Value) -> String {
             Some(d) if !d.is_empty() => format!("{node} restarts ({d})"),
             _ => format!("{node} restarts"),
         },
-        "disk" => {
-            let damage = v.get("damage").and_then(Value::as_str).unwrap_or("damage");
-            format!("{node}'s disk fault: {damage}{after}")
-        }
+        "disk" => match v.get("damage").and_then(Value::as_str).unwrap_or("damage") {
+            "fail-writes" => format!("{node}'s disk starts failing its writes{after}"),
+            "fail-syncs" => format!("{node}'s disk starts failing its syncs{after}"),
+            damage => format!(
+                "{node} crashes, and its disk is damaged while it is down ({damage}){after}"
+            ),
+        },
         "partition-start" => {
             if v.get("oneway").and_then(Value::as_bool) == Some(true) {
                 format!("the network is cut one way: {}", groups(v))
@@ -166,7 +169,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
         .and_then(Value::as_str)
         .is_none_or(|w| w == "cart");
     let mut lines = Vec::new();
-    let mut merged_into: BTreeMap<usize, ()> = BTreeMap::new();
+    let mut merged_into: BTreeSet<usize> = BTreeSet::new();
     for i in 0..end {
         let e = &events[i];
         let time = e.get("time").and_then(Value::as_u64).unwrap_or(0);
@@ -176,14 +179,14 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
                 let v = e.get("value").cloned().unwrap_or(Value::Null);
                 lines.push((time, nemesis_line(f, &v)));
             }
-            Some(Value::String(_)) => {
-                if f == "phase" && e.get("value").and_then(Value::as_str) == Some("heal") {
-                    lines.push((time, "the clients are done; every fault heals".into()));
-                }
+            Some(Value::String(_))
+                if f == "phase" && e.get("value").and_then(Value::as_str) == Some("heal") =>
+            {
+                lines.push((time, "the clients are done; every fault heals".into()));
             }
             Some(Value::Number(p)) => {
                 if e.get("type").and_then(Value::as_str) != Some("invoke")
-                    || merged_into.contains_key(&i)
+                    || merged_into.contains(&i)
                 {
                     continue;
                 }
@@ -213,7 +216,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
                         let read = seen(&list(done.and_then(|d| d.get("values"))));
                         match next {
                             Some(k) => {
-                                merged_into.insert(k, ());
+                                merged_into.insert(k);
                                 let put = &events[k];
                                 let write = put.get("write").and_then(Value::as_str).unwrap_or("?");
                                 let acked = completion.get(&k).map(|&j| &events[j]);

@@ -316,7 +316,7 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
         if verbose {
             eprintln!(
                 "  run {:>4}, {:>6.1} s: {} ({})",
-                s.run + 1,
+                s.run,
                 start.elapsed().as_secs_f64(),
                 s.size,
                 s.what

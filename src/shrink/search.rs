@@ -35,6 +35,8 @@ use std::time::Instant;
 pub const FAULT_MS_MIN: u64 = 20;
 /// Halvings tried per fault window and pass.
 pub const HALVINGS_MAX: usize = 6;
+/// Most operations a plan may have for its pauses to be removed one by one.
+pub const PAUSES_OPS_MAX: usize = 32;
 /// Findings whose keys the focus step tries, one after the other.
 pub const FOCUS_FINDINGS_MAX: usize = 3;
 
@@ -65,7 +67,7 @@ pub struct Outcome {
 /// One accepted step.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Step {
-    /// The candidate's run number.
+    /// The candidate's run number (the original's run is 1).
     pub run: usize,
     /// Wall time since the shrink started, ms.
     pub elapsed_ms: u64,
@@ -159,7 +161,8 @@ impl Search<'_> {
         self.plan = plan;
         self.outcome = outcome;
         let step = Step {
-            run: self.runs,
+            // Counting the original's run, as the command's output does.
+            run: self.runs + 1,
             elapsed_ms: self.start.elapsed().as_millis() as u64,
             what,
             size: Size::of(&self.plan),
@@ -619,14 +622,22 @@ impl Search<'_> {
     }
 
     fn no_think(&mut self) {
-        if Size::of(&self.plan).think_ms == 0 {
+        if Size::of(&self.plan).think_ms > 0 {
+            let c = without_think(&self.plan);
+            self.try_plan(|| "no pauses between operations".into(), Some(c));
+        }
+    }
+
+    /// Some pauses matter (a race's timing): drop the others, one by one in a small plan.
+    fn fewer_pauses(&mut self) {
+        if Size::of(&self.plan).think_ms == 0 || self.plan.ops.len() > PAUSES_OPS_MAX {
             return;
         }
-        let c = without_think(&self.plan);
-        if self.try_plan(|| "no pauses between operations".into(), Some(c)) {
+        let before = self.plan.clone();
+        self.no_think();
+        if self.plan != before {
             return;
         }
-        // Some pauses matter (a race's timing): drop the others.
         let base = self.plan.clone();
         let paused: Vec<usize> = (0..base.ops.len())
             .filter(|&i| base.ops[i].think_ms > 0)
@@ -686,7 +697,7 @@ pub fn shrink_plan<'a>(
         s.fewer_nodes();
         s.simpler_shape();
         s.shorter_faults();
-        s.no_think();
+        s.fewer_pauses();
         if s.spent || Size::of(&s.plan) == before {
             break;
         }
