@@ -103,6 +103,9 @@ impl Selection {
     }
 }
 
+/// A millisecond, in ns.
+const MS: u64 = 1_000_000;
+
 /// The ring every node of a plan with `nodes` nodes starts with.
 pub fn ring(nodes: usize, partitions: u32) -> Ring {
     let members: BTreeMap<NodeId, u32> = (1..=nodes).map(|i| (format!("n{i}").into(), 1)).collect();
@@ -292,6 +295,7 @@ pub fn project(
     for (i, op) in plan.ops.iter().enumerate() {
         by_client.entry(op.client).or_default().push(i);
     }
+    let keeps_time = sel.timed || (sel.ops.len() == plan.ops.len() && !sel.sequential);
     let mut faults = Vec::new();
     for &w in &sel.windows {
         let window = &plan.faults[w];
@@ -299,29 +303,48 @@ pub fn project(
         let Some(opened_ns) = t.opened_ns else {
             continue; // It never opened: it changed nothing.
         };
+        // The op it is pinned after, and how long after that op's completion it opens.
         let pinned = match window.start {
-            Start::ClientOps { client, ops } if ops > 0 => by_client
+            Start::ClientOps {
+                client,
+                ops,
+                after_ms,
+            } if ops > 0 => by_client
                 .get(&client)
                 .and_then(|list| list.get(ops as usize - 1))
-                .copied(),
+                .map(|&i| (i, after_ms)),
             _ => None,
         };
         let anchor = pinned
             .into_iter()
-            .chain(t.trigger_op)
-            .find(|i| kept_set.contains(i))
+            .chain(t.trigger_op.map(|i| (i, 0)))
+            .find(|(i, _)| kept_set.contains(i))
             .or_else(|| {
+                // The last kept op that completed strictly before (one that ended in the
+                // millisecond the window opened may have ended because of it: a request to the
+                // node it crashed), and the window's delay after it (it opens in the step after
+                // that op's completion, plus the delay).
                 order
                     .iter()
                     .copied()
-                    .filter(|&i| trace.ops[i].completed_ns <= opened_ns)
+                    .filter(|&i| trace.ops[i].completed_ns < opened_ns)
                     .max_by_key(|&i| trace.ops[i].completed_ns)
+                    .map(|i| {
+                        let gap_ms = (opened_ns - trace.ops[i].completed_ns) / MS;
+                        (i, gap_ms.saturating_sub(1))
+                    })
             });
         let start = match anchor {
-            Some(i) => {
+            Some((i, after_ms)) => {
                 let (client, ops) = place[&i];
-                Start::ClientOps { client, ops }
+                Start::ClientOps {
+                    client,
+                    ops,
+                    after_ms,
+                }
             }
+            // Before every kept op: at the same time, where the ops keep theirs.
+            None if keeps_time => Start::Ms(opened_ns / MS),
             None => Start::Ops(0),
         };
         let node = |n: u32| node_of.get(&n).copied();
@@ -390,7 +413,12 @@ pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
     let kept: BTreeSet<usize> = keep.iter().copied().collect();
     let mut p = plan.clone();
     for w in &mut p.faults {
-        if let Start::ClientOps { client, ops } = w.start {
+        if let Start::ClientOps {
+            client,
+            ops,
+            after_ms,
+        } = w.start
+        {
             let before = plan
                 .ops
                 .iter()
@@ -402,6 +430,7 @@ pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
             w.start = Start::ClientOps {
                 client,
                 ops: before as u64,
+                after_ms,
             };
         }
     }
@@ -416,9 +445,18 @@ pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
         op.client = client_of[&op.client];
     }
     for w in &mut p.faults {
-        if let Start::ClientOps { client, ops } = w.start {
+        if let Start::ClientOps {
+            client,
+            ops,
+            after_ms,
+        } = w.start
+        {
             w.start = match client_of.get(&client) {
-                Some(&client) => Start::ClientOps { client, ops },
+                Some(&client) => Start::ClientOps {
+                    client,
+                    ops,
+                    after_ms,
+                },
                 None => Start::Ops(0),
             };
         }
@@ -611,7 +649,7 @@ mod tests {
         // at once before any; victims fixed on the node hit (n2, if kept).
         for w in &q.faults {
             match w.start {
-                Start::ClientOps { client, ops } => assert!(
+                Start::ClientOps { client, ops, .. } => assert!(
                     ops >= 1 && (client as usize) < q.config.clients,
                     "{:?}",
                     w.start
@@ -666,7 +704,12 @@ mod tests {
         };
         let key = p.ops[9].key;
         let (q, _) = project(&p, &t, &sel, key).unwrap();
-        let Start::ClientOps { client: c, ops } = q.faults[0].start else {
+        let Start::ClientOps {
+            client: c,
+            ops,
+            after_ms: 0,
+        } = q.faults[0].start
+        else {
             panic!("{:?}", q.faults[0].start)
         };
         // Its client's ops from 5 to 9, inclusive, in the new numbering.

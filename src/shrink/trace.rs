@@ -13,6 +13,9 @@ use dynamo_workloads::plan::{Fault, OpKind, Plan, Start, Victim, Workload};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// A millisecond, in ns.
+const MS: u64 = 1_000_000;
+
 /// One planned operation as it ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpTrace {
@@ -29,7 +32,8 @@ pub struct OpTrace {
 /// One fault window as it ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WindowTrace {
-    /// When it opened (None: its start came after the clients finished, so it never did).
+    /// When it opened: the nemesis's step (None: its start came after the clients finished, so
+    /// it never did).
     pub opened_ns: Option<u64>,
     /// The planned operation whose completion opened it, when one did.
     pub trigger_op: Option<usize>,
@@ -191,65 +195,101 @@ impl Trace {
                 .ok()
                 .and_then(|n| n.checked_sub(1))
         };
+        // When each window's start came (and the op whose completion made it come): a window
+        // waiting for op completions opens in the step after the last of them completed.
+        let done_ns = |i: usize| ops[i].completed_ns + MS;
+        let due: Vec<Option<(u64, Option<usize>)>> = plan
+            .faults
+            .iter()
+            .map(|w| {
+                let due = match w.start {
+                    Start::Ops(0) => Some((0, None)),
+                    Start::ClientOps {
+                        ops: 0, after_ms, ..
+                    } => Some((after_ms * MS, None)),
+                    Start::Ops(k) => done.get(k as usize - 1).map(|&i| (done_ns(i), Some(i))),
+                    Start::ClientOps {
+                        client,
+                        ops: k,
+                        after_ms,
+                    } => by_client
+                        .get(client as usize)
+                        .and_then(|list| list.get(k as usize - 1))
+                        .map(|&i| (done_ns(i) + after_ms * MS, Some(i))),
+                    Start::Ms(t) => Some((t.saturating_mul(MS), None)),
+                };
+                due.filter(|&(t, _)| t < heal_ns)
+            })
+            .collect();
+        // The nemesis event a crash, wipe or disk fault made: (name, damage, aimed).
+        let event_of = |f: &Fault| -> Option<(&'static str, Option<&'static str>, bool)> {
+            match f {
+                Fault::Crash { node } => {
+                    Some(("crash", None, matches!(node, Victim::Acked { .. })))
+                }
+                Fault::Wipe { node } => Some(("wipe", None, matches!(node, Victim::Acked { .. }))),
+                Fault::Disk { node, damage, .. } => Some((
+                    "disk",
+                    Some(damage.name()),
+                    matches!(node, Victim::Acked { .. }),
+                )),
+                _ => None,
+            }
+        };
         let mut used = vec![false; nemesis.len()];
-        let mut windows = Vec::with_capacity(plan.faults.len());
-        for w in &plan.faults {
-            // (when the start came, the op whose completion made it come)
-            let due: Option<(u64, Option<usize>)> = match w.start {
-                Start::Ops(0) | Start::ClientOps { ops: 0, .. } => Some((0, None)),
-                Start::Ops(k) => done
-                    .get(k as usize - 1)
-                    .map(|&i| (ops[i].completed_ns, Some(i))),
-                Start::ClientOps { client, ops: k } => by_client
-                    .get(client as usize)
-                    .and_then(|list| list.get(k as usize - 1))
-                    .map(|&i| (ops[i].completed_ns, Some(i))),
-                Start::Ms(t) => Some((t.saturating_mul(1_000_000), None)),
-            };
-            let mut trace = WindowTrace::default();
-            let Some((due_ns, trigger)) = due.filter(|&(t, _)| t < heal_ns) else {
-                windows.push(trace);
+        let mut claim = |from_ns: u64, f: &str, damage: Option<&str>, nodes: &[u32]| {
+            let j = (0..nemesis.len()).find(|&j| {
+                let (t, g, v) = &nemesis[j];
+                !used[j]
+                    && *t >= from_ns
+                    && g == f
+                    && v.get("cause").is_none()
+                    && damage.is_none_or(|d| text(v, "damage") == Some(d))
+                    && node_index(v).is_some_and(|n| nodes.contains(&n))
+            })?;
+            used[j] = true;
+            Some(j)
+        };
+        // Windows on a fixed node first: they opened when their start came, and their events are
+        // theirs; then the aimed ones, in the order they were armed, each taking the next event
+        // of its kind on one of its candidates.
+        let mut windows = vec![WindowTrace::default(); plan.faults.len()];
+        for (i, w) in plan.faults.iter().enumerate() {
+            let Some((due_ns, trigger)) = due[i] else {
                 continue;
             };
-            let aimed = match &w.fault {
-                Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
-                    Some(matches!(node, Victim::Acked { .. }))
-                }
-                _ => None,
-            };
-            match aimed {
-                Some(true) => {
-                    // The event of the hit: the first of its kind at or after the start, not yet
-                    // claimed, that is not a supervisor's crash.
-                    let f = match &w.fault {
-                        Fault::Crash { .. } => "crash",
-                        Fault::Wipe { .. } => "wipe",
-                        _ => "disk",
-                    };
-                    let hit = nemesis.iter().enumerate().position(|(j, (t, g, v))| {
-                        !used[j] && *t >= due_ns && g == f && v.get("cause").is_none()
-                    });
-                    if let Some(j) = hit {
-                        used[j] = true;
-                        let (t, _, v) = &nemesis[j];
-                        let write = text(v, "after_ack_of").map(str::to_owned);
-                        trace.opened_ns = Some(*t);
-                        trace.victim = node_index(v);
-                        trace.trigger_op = write.as_ref().and_then(|w| write_op.get(w).copied());
-                        trace.aimed = write;
-                    }
-                }
-                Some(false) => {
-                    trace.opened_ns = Some(due_ns);
-                    trace.trigger_op = trigger;
-                    trace.victim = w.fault.nodes().first().copied();
-                }
-                None => {
-                    trace.opened_ns = Some(due_ns);
-                    trace.trigger_op = trigger;
-                }
+            let kind = event_of(&w.fault);
+            if kind.is_some_and(|(_, _, aimed)| aimed) {
+                continue;
             }
-            windows.push(trace);
+            windows[i] = WindowTrace {
+                opened_ns: Some(due_ns),
+                trigger_op: trigger,
+                victim: w.fault.nodes().first().copied().filter(|_| kind.is_some()),
+                aimed: None,
+            };
+            if let Some((f, damage, _)) = kind {
+                claim(due_ns, f, damage, &w.fault.nodes());
+            }
+        }
+        let mut armed: Vec<usize> = (0..plan.faults.len())
+            .filter(|&i| due[i].is_some() && event_of(&plan.faults[i].fault).is_some_and(|k| k.2))
+            .collect();
+        armed.sort_by_key(|&i| (due[i].map(|d| d.0), i));
+        for i in armed {
+            let w = &plan.faults[i];
+            let (f, damage, _) = event_of(&w.fault).expect("an aimed fault");
+            let due_ns = due[i].expect("armed").0;
+            if let Some(j) = claim(due_ns, f, damage, &w.fault.nodes()) {
+                let (t, _, v) = &nemesis[j];
+                let write = text(v, "after_ack_of").map(str::to_owned);
+                windows[i] = WindowTrace {
+                    opened_ns: Some(*t),
+                    trigger_op: write.as_ref().and_then(|w| write_op.get(w).copied()),
+                    victim: node_index(v),
+                    aimed: write,
+                };
+            }
         }
         Ok(Trace {
             ops,
@@ -289,7 +329,11 @@ mod tests {
                 },
             },
             FaultWindow {
-                start: Start::ClientOps { client: 1, ops: 4 },
+                start: Start::ClientOps {
+                    client: 1,
+                    ops: 4,
+                    after_ms: 0,
+                },
                 duration_ms: 100,
                 fault: Fault::Loss { rate_ppm: 1 },
             },
@@ -329,7 +373,7 @@ mod tests {
         assert_eq!(trace.windows[1].trigger_op, Some(fourth));
         assert_eq!(
             trace.windows[1].opened_ns,
-            Some(trace.ops[fourth].completed_ns)
+            Some(trace.ops[fourth].completed_ns + MS)
         );
         // The power cut's start never came.
         assert_eq!(trace.windows[2], WindowTrace::default());

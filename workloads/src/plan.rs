@@ -598,16 +598,23 @@ pub enum Start {
     Ops(u64),
     /// At this simulated time, ms since the run started.
     Ms(u64),
-    /// Once client `client` has completed `ops` of its own planned operations (0: at once): a
-    /// window pinned between two operations of one client, e.g. right after the ack of its write.
-    /// `dynamo shrink` pins windows this way, so that removing other clients' operations does not
-    /// move a fault away from the writes it must hit.
+    /// `after_ms` after client `client` has completed `ops` of its own planned operations (0: from
+    /// the start): a window pinned to one client's operations, e.g. right after the ack of its
+    /// write. `dynamo shrink` pins windows this way, so that removing other clients' operations
+    /// does not move a fault away from the writes it must hit.
     ClientOps {
         /// The client (0-based slot).
         client: u32,
         /// How many of its operations must have completed.
         ops: u64,
+        /// How long after that, simulated ms.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        after_ms: u64,
     },
+}
+
+fn is_zero(ms: &u64) -> bool {
+    *ms == 0
 }
 
 /// A fault, when it opens, and how long it lasts.
