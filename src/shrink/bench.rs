@@ -73,6 +73,16 @@ impl Row {
     fn nodes_ok(&self) -> bool {
         self.done.after.nodes <= self.done.plan.config.n + self.done.fault_nodes
     }
+    /// The correct node passes the shrunk plan, where it passed the original (else the failure
+    /// was never the bug's alone, and a shrunk plan it fails too is right).
+    fn correct_ok(&self) -> bool {
+        self.done.isolated != Some(true)
+            || self
+                .done
+                .correct
+                .as_ref()
+                .is_some_and(|c| c.as_ref().is_ok_and(Vec::is_empty))
+    }
     fn replay_ok(&self) -> bool {
         self.done.still && self.done.same
     }
@@ -125,11 +135,7 @@ fn summary(name: &str, rows: &[&Row]) -> String {
         count(&|r| r.nodes_ok()),
         count(&|r| !r.done.budget_spent),
         count(&|r| r.replay_ok()),
-        count(&|r| r
-            .done
-            .correct
-            .as_ref()
-            .is_none_or(|c| c.as_ref().is_ok_and(Vec::is_empty))),
+        count(&|r| r.correct_ok()),
     ));
     format!("| {} |", cells.join(" | "))
 }
@@ -200,9 +206,10 @@ pub fn each(dir: &Path, o: &Options) -> Result<ExitCode, String> {
                     } else {
                         ", REPLAY DIFFERS"
                     },
-                    match &row.done.correct {
-                        Some(Ok(t)) if !t.is_empty() => ", the correct node fails it too",
-                        Some(Err(_)) => ", the correct node cannot run it",
+                    match (&row.done.correct, row.done.isolated) {
+                        (_, Some(false)) => ", not the bug's alone: the correct node fails it too",
+                        (Some(Ok(t)), _) if !t.is_empty() => ", THE CORRECT NODE FAILS IT",
+                        (Some(Err(_)), _) => ", THE CORRECT NODE CANNOT RUN IT",
                         _ => "",
                     },
                 );
@@ -220,7 +227,7 @@ pub fn each(dir: &Path, o: &Options) -> Result<ExitCode, String> {
         groups.entry(r.group.as_str()).or_default().push(r);
     }
     println!(
-        "| runs of | seeds | ops left | keys left | clients left | nodes left | faults left | wall time | runs | targets met: keys, nodes, budget, replay, correct node |"
+        "| runs of | seeds | ops left | keys left | clients left | nodes left | faults left | wall time | runs | targets met: keys, nodes, budget, replay, correct node passes |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (g, rs) in &groups {
@@ -240,6 +247,7 @@ pub fn each(dir: &Path, o: &Options) -> Result<ExitCode, String> {
                 "wall_s": r.done.wall_s, "budget_spent": r.done.budget_spent,
                 "keys_ok": r.keys_ok(), "nodes_ok": r.nodes_ok(), "replay_ok": r.replay_ok(),
                 "correct_passes": r.done.correct.as_ref().map(|c| c.as_ref().is_ok_and(Vec::is_empty)),
+                "correct_passed_original": r.done.isolated,
             })
         })
         .collect();

@@ -25,7 +25,7 @@ pub mod trace;
 use crate::report::story;
 use crate::sim::{shell_word, write_run};
 use clap::Args;
-use dynamo_checker::{Results, check, explain, parse_reader};
+use dynamo_checker::{Results, Validity, check, explain, parse_reader};
 use dynamo_workloads::plan::Plan;
 use dynamo_workloads::run;
 pub use edit::Size;
@@ -154,19 +154,35 @@ pub fn witnesses(plan: &Plan, results: &Results, target: &str) -> Vec<Witness> {
 }
 
 /// Runs `plan` and says whether it fails with `target`, with what the search needs of a failing
-/// run.
-pub fn evaluate(plan: &Plan, target: &str) -> Outcome {
+/// run. With `isolate`, a plan with a deliberate bug fails only if the correct node passes it:
+/// the failure stays the bug's, and does not slip to another cause of the same anomaly type.
+pub fn evaluate(plan: &Plan, target: &str, isolate: bool) -> Outcome {
     let Ok(checked) = run_and_check(plan) else {
         return Outcome::default();
     };
     if !types(&checked.results).iter().any(|t| t == target) {
         return Outcome::default();
     }
+    let mut runs = 1;
+    if isolate && plan.config.bug.is_some() {
+        let mut correct = plan.clone();
+        correct.config.bug = None;
+        runs += 1;
+        if !run_and_check(&correct).is_ok_and(|c| c.results.valid == Validity::True) {
+            return Outcome {
+                runs,
+                slipped: true,
+                ..Outcome::default()
+            };
+        }
+    }
     Outcome {
         fails: true,
         trace: Trace::of(plan, &checked.history).ok(),
         witnesses: witnesses(plan, &checked.results, target),
         history: checked.history,
+        runs,
+        slipped: false,
     }
 }
 
@@ -229,8 +245,11 @@ pub struct Done {
     /// The final run still fails with the anomaly type, with the history the search accepted.
     pub still: bool,
     pub same: bool,
-    /// For a plan with a deliberate bug: whether the correct node passes it.
+    /// For a plan with a deliberate bug: the correct node's anomaly types on the shrunk plan.
     pub correct: Option<Result<Vec<String>, String>>,
+    /// For a plan with a deliberate bug: whether every kept plan passed on the correct node (no
+    /// when the correct node failed the original, or the plan with its faults pinned, too).
+    pub isolated: Option<bool>,
     /// Keys the original's first finding of the type names.
     pub witness_keys: usize,
     /// The nodes the shrunk plan's faults name outside the witness key's replicas.
@@ -299,6 +318,25 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
         );
         return Ok(None);
     }
+    // A plan with a deliberate bug that the correct node passes is shrunk to one that the correct
+    // node passes too; one that the correct node fails as well keeps its anomaly, whoever causes it.
+    let mut extra_runs = 0;
+    let isolate = original.config.bug.is_some() && {
+        let mut correct = original.clone();
+        correct.config.bug = None;
+        extra_runs += 1;
+        run_and_check(&correct).is_ok_and(|c| c.results.valid == Validity::True)
+    };
+    if o.verbose && original.config.bug.is_some() {
+        eprintln!(
+            "dynamo shrink: {}",
+            if isolate {
+                "the correct node passes the plan: every smaller plan must keep that too"
+            } else {
+                "the correct node fails the plan too: the anomaly is not only the bug's"
+            }
+        );
+    }
     let trace = Trace::of(&original, &first.history);
     if let Err(e) = &trace {
         eprintln!("dynamo shrink: the history does not fit the plan ({e}): no focus steps");
@@ -308,9 +346,11 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
         trace: trace.ok(),
         witnesses: witnesses(&original, &first.results, &target),
         history: first.history,
+        runs: 1,
+        slipped: false,
     };
     let witness_keys = outcome.witnesses.first().map_or(0, |w| w.keys.len().max(1));
-    let mut test = |p: &Plan| evaluate(p, &target);
+    let mut test = |p: &Plan, isolate: bool| evaluate(p, &target, isolate);
     let verbose = o.verbose;
     let mut on_accept = |s: &Step| {
         if verbose {
@@ -326,8 +366,9 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
     let shrunk = shrink_plan(
         original.clone(),
         outcome,
+        isolate,
         &mut test,
-        o.max_runs.saturating_sub(RUNS_OUTSIDE_SEARCH),
+        o.max_runs.saturating_sub(RUNS_OUTSIDE_SEARCH + extra_runs),
         deadline,
         &mut on_accept,
     );
@@ -351,7 +392,7 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
     let story = story::tell(&output.history, explanation.as_deref())
         .map(|l| story::text(&l))
         .unwrap_or_default();
-    let runs = shrunk.runs + RUNS_OUTSIDE_SEARCH - usize::from(correct.is_none());
+    let runs = shrunk.runs + RUNS_OUTSIDE_SEARCH + extra_runs - usize::from(correct.is_none());
     let record = json!({
         "from": dir.display().to_string(),
         "anomaly": target,
@@ -369,6 +410,7 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
     .map_err(|e| format!("cannot write into {}: {e}", out.display()))?;
     crate::report::write(out)?;
     let fault_nodes = nodes_beyond_replicas(&plan, shrunk.key.unwrap_or(0));
+    let isolated = original.config.bug.map(|_| shrunk.isolated);
     Ok(Some(Done {
         dir: dir.to_owned(),
         out: out.to_owned(),
@@ -383,6 +425,7 @@ pub fn shrink_dir(dir: &Path, out: &Path, o: &Options) -> Result<Option<Done>, S
         still,
         same,
         correct,
+        isolated,
         witness_keys,
         fault_nodes,
         explanation,

@@ -62,6 +62,10 @@ pub struct Outcome {
     pub witnesses: Vec<Witness>,
     /// The history (for failing runs).
     pub history: Vec<u8>,
+    /// Simulations the test ran (0 counts as 1): a test may also run the correct node.
+    pub runs: usize,
+    /// It failed the same way with its deliberate bug, but the correct node failed it too.
+    pub slipped: bool,
 }
 
 /// One accepted step.
@@ -92,10 +96,13 @@ pub struct Shrunk {
     pub steps: Vec<Step>,
     /// The witness key's index in `plan`.
     pub key: Option<u32>,
+    /// Whether the correct node was still required to pass every kept plan at the end.
+    pub isolated: bool,
 }
 
-/// The test a candidate must pass to be kept: it still fails the same way.
-pub type Test<'a> = dyn FnMut(&Plan) -> Outcome + 'a;
+/// The test a candidate must pass to be kept: it still fails the same way (and, when the flag is
+/// set, the correct node passes it).
+pub type Test<'a> = dyn FnMut(&Plan, bool) -> Outcome + 'a;
 
 struct Search<'a> {
     test: &'a mut Test<'a>,
@@ -110,6 +117,10 @@ struct Search<'a> {
     /// The witness key's index in `plan`.
     key: Option<u32>,
     steps: Vec<Step>,
+    /// A plan with a deliberate bug must keep passing on the correct node.
+    isolate: bool,
+    /// The last candidate run slipped (see [`Outcome::slipped`]).
+    slipped: bool,
 }
 
 fn names(plan: &Plan, keys: &[u32]) -> String {
@@ -124,8 +135,10 @@ impl Search<'_> {
             self.spent = true;
             return None;
         }
-        self.runs += 1;
-        Some((self.test)(candidate))
+        let outcome = (self.test)(candidate, self.isolate);
+        self.runs += outcome.runs.max(1);
+        self.slipped = outcome.slipped;
+        Some(outcome)
     }
 
     /// Keeps `candidate` if it still fails; `what` says what it removed.
@@ -220,15 +233,27 @@ impl Search<'_> {
                 .filter(|t| t.opened_ns.is_none())
                 .count();
             let sel = Selection::all(&self.plan);
-            self.try_sel(
-                || {
-                    format!(
-                        "faults pinned to the operations around them, {never} that never opened dropped"
-                    )
-                },
-                &sel,
-                key,
-            );
+            let what = || {
+                format!(
+                    "faults pinned to the operations around them, {never} that never opened dropped"
+                )
+            };
+            if !self.try_sel(what, &sel, key) && self.slipped {
+                // Pinned to the buggy run's operations, the faults meet the correct node at other
+                // moments, and it fails too: the anomaly is not only the bug's. Shrink without
+                // asking the correct node.
+                self.isolate = false;
+                self.try_sel(
+                    || {
+                        format!(
+                            "{} (the correct node fails it too: no longer required to pass)",
+                            what()
+                        )
+                    },
+                    &sel,
+                    key,
+                );
+            }
         }
     }
 
@@ -390,6 +415,9 @@ impl Search<'_> {
         let Some(key) = self.key.or_else(|| self.witness().and_then(|w| w.key)) else {
             return;
         };
+        if self.plan.config.nodes <= self.plan.config.n {
+            return;
+        }
         let (replicas, hit, coordinators, isolated) = self.node_roles(key);
         let set = |parts: &[&[u32]]| -> Vec<u32> {
             let s: BTreeSet<u32> = parts.iter().flat_map(|p| p.iter().copied()).collect();
@@ -665,6 +693,7 @@ impl Search<'_> {
 pub fn shrink_plan<'a>(
     plan: Plan,
     outcome: Outcome,
+    isolate: bool,
     test: &'a mut Test<'a>,
     runs_max: usize,
     deadline: Instant,
@@ -683,6 +712,8 @@ pub fn shrink_plan<'a>(
         outcome,
         key,
         steps: Vec::new(),
+        isolate,
+        slipped: false,
     };
     s.pin();
     s.focus_ops();
@@ -694,6 +725,7 @@ pub fn shrink_plan<'a>(
         s.no_think();
         s.ddmin_faults();
         s.ddmin_ops();
+        s.focus_nodes();
         s.fewer_nodes();
         s.simpler_shape();
         s.shorter_faults();
@@ -709,6 +741,7 @@ pub fn shrink_plan<'a>(
         budget_spent: s.spent,
         steps: s.steps,
         key: s.key,
+        isolated: s.isolate,
     }
 }
 
@@ -749,7 +782,7 @@ mod tests {
                     .iter()
                     .any(|f| matches!(f.fault, Fault::Crash { .. }))
         };
-        let mut test = |c: &Plan| Outcome {
+        let mut test = |c: &Plan, _| Outcome {
             fails: fails(c),
             ..Outcome::default()
         };
@@ -761,6 +794,7 @@ mod tests {
                 fails: true,
                 ..Outcome::default()
             },
+            false,
             &mut test,
             1_000,
             Instant::now() + Duration::from_secs(60),
@@ -778,7 +812,7 @@ mod tests {
         shrunk.plan.validate().unwrap();
 
         // A bound of a few runs stops early and says so.
-        let mut test = |c: &Plan| Outcome {
+        let mut test = |c: &Plan, _| Outcome {
             fails: fails(c),
             ..Outcome::default()
         };
@@ -789,6 +823,7 @@ mod tests {
                 fails: true,
                 ..Outcome::default()
             },
+            false,
             &mut test,
             3,
             Instant::now() + Duration::from_secs(60),
