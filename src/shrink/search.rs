@@ -3,8 +3,10 @@
 //! It starts from what the finding names, in big steps, each one simulation (Hypothesis and
 //! proptest shrink the same way: the biggest simplifications first, so that most of the budget is
 //! spent on small plans, which run fast):
-//! 1. pin: every fault window pinned to the operation whose completion opened it, faults aimed at
-//!    the next acknowledged write fixed on the node they hit, windows that never opened dropped;
+//! 1. pin: every fault window pinned to the operation whose completion opened it (or the last one
+//!    before it, and how long after), faults aimed at the next acknowledged write fixed on the node
+//!    they hit, windows that never opened dropped: the same run, now with faults that stay with
+//!    their operations;
 //! 2. operations: only the writes the finding names; else the witness key's operations up to the
 //!    last of them; else all the witness key's operations (tried for the first few findings; each
 //!    first as it is, then with the cut operations' time kept as pauses);
@@ -12,10 +14,16 @@
 //! 4. nodes: only the witness key's replicas and the nodes its faults hit, then with the nodes its
 //!    requests went to, then with the nodes partitions isolate.
 //!
-//! Then delta debugging where a big step failed, until nothing helps: fault windows, operations (by
-//! key, by client, then in chunks; the cut operations' time kept as pauses of their client, so that
-//! a race stays a race), nodes one at a time, all operations on one client in the order they ran,
-//! all on one key, fault windows halved, pauses removed.
+//! Then delta debugging where a big step failed, until nothing helps: pauses, fault windows,
+//! operations (by key, by client, then in chunks; the cut operations' time kept as pauses of their
+//! client, so that a race stays a race), nodes (the step 4 sets again, then one at a time, after
+//! sending every request straight to a replica), all operations on one client in the order they
+//! ran, all on one key, fault windows halved, pauses one by one.
+//!
+//! A plan with a deliberate bug that the correct node passes must stay that way: a candidate that
+//! fails the same way but fails on the correct node too has slipped to another cause of the same
+//! anomaly (the node's own bug) and is not kept. Only when the pinned plan already slips is that
+//! requirement dropped, and the result says so.
 //!
 //! Every candidate is a full deterministic simulation and check, the test the caller gives; each
 //! accepted candidate's run also gives the trace that the next projections pin faults with (see
