@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Children per Merkle tree node.
     #[arg(long, default_value_t = dynamo_node::merkle::FANOUT_DEFAULT)]
     merkle_fanout: u32,
+    /// A deliberate bug (for `dynamo live --bug` and tests only: see DESIGN.md).
+    #[arg(long, hide = true)]
+    bug: Option<dynamo_node::config::Bug>,
 }
 
 /// Switches of the availability machinery, shared by `serve` and `sim`.
@@ -196,6 +199,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     args.mechanisms.options().apply(&mut config);
     config.merkle_fanout = args.merkle_fanout;
     config.seeds = args.join;
+    config.bug = args.bug;
     config.validate()?;
     let rt = runtime()?;
     rt.block_on(async move {

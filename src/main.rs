@@ -3,13 +3,16 @@
 //! `serve` runs a real node on TCP; `get`, `put` and `delete` are its clients, printing JSON on
 //! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
 
+mod bench;
 mod check;
 mod detection;
 mod kv;
+mod live;
 mod nightly;
 mod report;
 mod shrink;
 mod sim;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -56,6 +59,12 @@ enum Command {
     Merge(nightly::MergeArgs),
     /// Search for a smaller plan that still fails with the same anomaly; writes DIR/shrunk/.
     Shrink(shrink::ShrinkArgs),
+    /// Run the plan of `sim` against real `dynamo serve` processes with real faults; check it.
+    Live(live::LiveArgs),
+    /// Print a node's view of the ring and of its peers, as JSON.
+    Status(status::StatusArgs),
+    /// Load a real cluster with closed-loop clients; print ops/s and latency quantiles.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +84,9 @@ fn main() -> ExitCode {
         Command::Detection(args) => detection::detection(args),
         Command::Merge(args) => nightly::merge(args),
         Command::Shrink(args) => shrink::shrink(args),
+        Command::Live(args) => live::live(args),
+        Command::Status(args) => status::status(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => code,

@@ -13,10 +13,11 @@ use std::time::Instant;
 pub struct SimArgs {
     /// The seed; a random one (printed) if omitted.
     #[arg(long)]
-    seed: Option<u64>,
-    /// Number of nodes.
-    #[arg(long, default_value_t = 5)]
-    nodes: usize,
+    pub(crate) seed: Option<u64>,
+    /// Number of nodes (`dynamo live` also takes the addresses of a running cluster's nodes,
+    /// comma-separated).
+    #[arg(long, default_value = "5")]
+    pub(crate) nodes: NodesArg,
     /// Concurrent client processes.
     #[arg(long, default_value_t = 8)]
     clients: usize,
@@ -76,10 +77,49 @@ pub struct SimArgs {
     measure_convergence: bool,
     /// Run the seed twice and fail unless both histories are byte-identical.
     #[arg(long)]
-    check_determinism: bool,
+    pub(crate) check_determinism: bool,
     /// Where to write the run's files (default store/<workload>-<seed>/, and store/latest).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// `--nodes`: how many nodes, or (for `dynamo live` on a running cluster) their addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodesArg {
+    /// This many nodes, started by the harness.
+    Count(usize),
+    /// The client addresses of a running cluster's nodes, in order (n1, n2, ...).
+    Addrs(Vec<String>),
+}
+
+impl NodesArg {
+    /// How many nodes.
+    pub fn count(&self) -> usize {
+        match self {
+            NodesArg::Count(n) => *n,
+            NodesArg::Addrs(addrs) => addrs.len(),
+        }
+    }
+}
+
+impl std::str::FromStr for NodesArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NodesArg, String> {
+        if let Ok(count) = s.trim().parse() {
+            return Ok(NodesArg::Count(count));
+        }
+        let addrs: Vec<String> = s
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addrs.is_empty() || addrs.iter().any(|a| !a.contains(':')) {
+            return Err(format!(
+                "--nodes {s:?} is neither a count nor host:port addresses"
+            ));
+        }
+        Ok(NodesArg::Addrs(addrs))
+    }
 }
 
 /// Options of `dynamo replay`.
@@ -93,7 +133,13 @@ pub struct ReplayArgs {
 }
 
 impl SimArgs {
-    fn config(&self, seed: u64) -> Result<SimConfig, String> {
+    /// `--nemesis` as given.
+    pub(crate) fn nemesis_arg(&self) -> &str {
+        &self.nemesis
+    }
+
+    /// The configuration these options give with `seed`.
+    pub(crate) fn config(&self, seed: u64) -> Result<SimConfig, String> {
         let key_dist = match self.key_dist.as_str() {
             "uniform" => KeyDist::Uniform,
             "zipf" => KeyDist::Zipf { exponent: 1.0 },
@@ -101,7 +147,7 @@ impl SimArgs {
         };
         let config = SimConfig {
             seed,
-            nodes: self.nodes,
+            nodes: self.nodes.count(),
             clients: self.clients,
             ops: self.ops,
             keys: self.keys,
@@ -127,7 +173,7 @@ impl SimArgs {
     }
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     // The one place a seed is not given: the CLI picks it from the OS and prints it.
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -137,7 +183,10 @@ fn random_seed() -> u64 {
 
 /// `dynamo sim`.
 pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
+    if let NodesArg::Addrs(_) = args.nodes {
+        return Err("dynamo sim runs its own nodes: --nodes takes a count".into());
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let config = args.config(seed)?;
     let plan = Plan::generate(config)?;
@@ -171,7 +220,7 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
 
 /// Checks the run in `dir`, writes its report, prints the summary, and returns the verdict as the
 /// exit status.
-fn verdict(dir: &Path) -> Result<ExitCode, String> {
+pub(crate) fn verdict(dir: &Path) -> Result<ExitCode, String> {
     let results = crate::check::check_and_write(dir)?;
     print!("{}", dynamo_checker::summary(&results));
     // The verdict stands without the page: a report that cannot be written is only a warning.
@@ -311,7 +360,7 @@ pub fn shell_word(s: &str) -> String {
 
 /// `dynamo replay`.
 pub fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
-    crate::kv::init_logging("error");
+    crate::kv::init_logging("off");
     let text = std::fs::read_to_string(&args.plan)
         .map_err(|e| format!("cannot read {}: {e}", args.plan.display()))?;
     let plan = Plan::from_json(&text).map_err(|e| format!("{}: {e}", args.plan.display()))?;
@@ -349,7 +398,7 @@ pub fn write_run(dir: &Path, plan: &Plan, output: &RunOutput) -> Result<(), Stri
         .map_err(|e| format!("cannot write into {}: {e}", dir.display()))
 }
 
-fn point_latest(out: &Path) {
+pub(crate) fn point_latest(out: &Path) {
     let latest = Path::new("store").join("latest");
     let _ = std::fs::remove_file(&latest);
     if let Some(name) = out.file_name() {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_dynamo");
 /// How long a node may take to come up before the test fails.
 const STARTUP_TIMEOUT_MS: u64 = 15_000;
+/// How long a read is retried before a test gives up on it.
+const GET_RETRY_MS: u64 = 5_000;
 
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,
@@ -147,8 +149,18 @@ impl Cluster {
             .expect("run dynamo")
     }
 
+    /// A quorum read through node `i`, retried for a few seconds: while a ring changes, or just
+    /// after a node started, a read may miss its quorum once (what these tests check is where the
+    /// data goes, not that every request succeeds).
     fn get(&self, i: usize, key: &str) -> (Vec<String>, String) {
-        let out = self.cli(i, &["get", key]);
+        let deadline = Instant::now() + Duration::from_millis(GET_RETRY_MS);
+        let out = loop {
+            let out = self.cli(i, &["get", key]);
+            if out.status.success() || Instant::now() >= deadline {
+                break out;
+            }
+            sleep(Duration::from_millis(100));
+        };
         assert!(
             out.status.success(),
             "get failed: {}",

@@ -66,10 +66,13 @@ fn rows() -> Vec<Row> {
         Row {
             bug: Bug::NoFsync,
             expected: Kind::LostWrite,
+            // A crash alone no longer exposes it: peer links keep their messages while they
+            // re-dial (issue 12), so an acknowledged write's copies on the other replicas, which
+            // they used to drop, arrive; a power cut loses every node's unsynced writes at once.
             config: SimConfig {
                 r: 1,
                 w: 1,
-                nemesis: vec![Crash],
+                nemesis: vec![Crash, Power],
                 ..base()
             },
         },

@@ -52,6 +52,7 @@ fn params() -> model::Params {
         lag_steps_max: 500,
         p_sloppy: 0.05,
         bug: None,
+        format: 2,
     }
 }
 

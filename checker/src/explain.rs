@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::checks::{Finding, Kind, ReadWitness, WriteWitness};
+use crate::checks::{FinalState, Finding, Kind, ReadWitness, WriteWitness};
 use crate::history::Version;
 use crate::results::{Results, Validity};
 
@@ -65,23 +65,40 @@ fn read_desc(r: &ReadWitness) -> String {
     }
 }
 
+/// What each replica holds, e.g. `n1 holds [a, b], n2 holds nothing`.
+fn replicas_held(f: &FinalState) -> String {
+    if f.replicas.is_empty() {
+        return "no replica reported the key".to_owned();
+    }
+    let mut held = String::new();
+    for (node, ids) in &f.replicas {
+        let _ = write!(
+            held,
+            "{}{node} holds {}",
+            if held.is_empty() { "" } else { ", " },
+            list(ids)
+        );
+    }
+    held
+}
+
 /// One sentence saying what went wrong and why it matters.
 pub fn explain(f: &Finding) -> String {
     match f {
         Finding::LostWrite(l) => {
             let w = &l.write;
+            let held = replicas_held(&l.final_state);
             match l.rule {
                 "cart-item" => format!(
-                    "{} {} to {} was {}, but its item {} is in no final sibling's value (final siblings: {}).",
+                    "{} {} to {} was {}, but its item {} is in no final sibling's value and no delete that saw it survives ({held}).",
                     w.f,
                     w.write,
                     w.key,
                     ack(w),
-                    w.write,
-                    list(&l.final_state.siblings)
+                    w.write
                 ),
                 "delete" => format!(
-                    "Delete {} of {} was {}, but its tombstone is gone and {} that it removed {} present again.",
+                    "Delete {} of {} was {}, but its tombstone is gone and {} that it removed {} present again ({held}).",
                     w.write,
                     w.key,
                     ack(w),
@@ -93,21 +110,32 @@ pub fn explain(f: &Finding) -> String {
                     }
                 ),
                 _ => format!(
-                    "{} {} to {} was {}, but no replica holds it and no write present in the final state descends from it (final siblings: {}).",
+                    "{} {} to {} was {}, but no replica holds it{} and no write present in the final state descends from it ({held}).",
                     w.f,
                     w.write,
                     w.key,
                     ack(w),
-                    list(&l.final_state.siblings)
+                    if w.f == "delete" {
+                        " as a tombstone"
+                    } else {
+                        ""
+                    }
                 ),
             }
         }
         Finding::PhantomRead(p) => match &p.written {
             None => format!(
-                "{} of {} returned write {}, which no put invoked.",
+                "{} of {} returned write {}, which no put or delete on that key invoked.",
                 read_desc(&p.read),
                 p.key,
                 p.write
+            ),
+            Some(_) if p.reason == "unknown-item" => format!(
+                "{} of {} returned write {} with items {} that no put on that key invoked.",
+                read_desc(&p.read),
+                p.key,
+                p.write,
+                list(&p.unknown_items)
             ),
             Some(written) => format!(
                 "{} of {} returned write {} with value {}, but that write wrote {}{}.",
@@ -141,21 +169,11 @@ pub fn explain(f: &Finding) -> String {
             d.dominated_by.write,
             d.write.write
         ),
-        Finding::Divergence(d) => {
-            let mut held = String::new();
-            for (node, ids) in &d.final_state.replicas {
-                let _ = write!(
-                    held,
-                    "{}{node} holds {}",
-                    if held.is_empty() { "" } else { ", " },
-                    list(ids)
-                );
-            }
-            format!(
-                "After the final quiescence the replicas of {} disagree: {held}.",
-                d.key
-            )
-        }
+        Finding::Divergence(d) => format!(
+            "After the final quiescence the replicas of {} disagree: {}.",
+            d.key,
+            replicas_held(&d.final_state)
+        ),
         Finding::ClockRegression(c) => format!(
             "{}'s client read {}, but {}'s version ({}) does not succeed {}'s ({}): the store did not record that causality.",
             c.write.write,
@@ -165,6 +183,38 @@ pub fn explain(f: &Finding) -> String {
             c.observed_write.write,
             version(&c.observed_write.version)
         ),
+        Finding::QuorumReadMiss(q) => {
+            let faults: Vec<String> = q
+                .faults_between
+                .iter()
+                .map(|f| match &f.node {
+                    Some(n) => format!("{} {n}", f.f),
+                    None => f.f.clone(),
+                })
+                .collect();
+            format!(
+                "With a strict quorum (N={} R={} W={}), {} of {} returned {} although {} {} was {}{}; no replica of the key ({}) was wiped, hit by a disk or power fault, or crashed without fsync, and no node joined or left in between (faults in between: {}).",
+                q.n,
+                q.r,
+                q.w,
+                read_desc(&q.read),
+                q.write.key,
+                list(&q.read.siblings),
+                q.write.f,
+                q.write.write,
+                ack(&q.write),
+                match q.missed_count {
+                    1 => String::new(),
+                    n => format!(", and it missed {} other acknowledged write(s)", n - 1),
+                },
+                q.replicas.join(", "),
+                if faults.is_empty() {
+                    "none".to_owned()
+                } else {
+                    faults.join(", ")
+                }
+            )
+        }
         Finding::FalseConcurrency(c) => format!(
             "{} of {} returned {} and {} as siblings, although {}'s client had read {}, which should have been superseded.",
             read_desc(&c.read),

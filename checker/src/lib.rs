@@ -20,12 +20,16 @@
 //! - [`history`]: the file format. Serde types for every event ([`Event`]), the streaming parser
 //!   that enforces the structural rules and folds lines into the compact, interned [`History`].
 //! - [`graph`]: the causality graph ([`Graph`], petgraph): one vertex per write, observed edges (what
-//!   clients saw: the ground truth) and clock edges (the store's order by dots and clocks), with
-//!   per-key ancestor bitsets so that causality questions are bit tests.
+//!   clients saw: the only ground truth, plus the page's substitute in a v1 history) and clock edges
+//!   (the store's order by dots and clocks, only compared with the ground truth), with per-key
+//!   ancestor bitsets so that causality questions are bit tests.
 //! - [`checks`]: one pure function per anomaly type, from history, graph and final state to
 //!   [`Finding`]s (data and witnesses only).
 //! - [`stats`]: the figures (op counts, latency quantiles, siblings per read, consistency window,
 //!   convergence after the heal).
+//!
+//! The final state is the `replica-state` events and nothing else; a history whose format version is
+//! 1 (no `history_format`) is checked with the page's two v1 substitutes.
 //! - [`results`]: the three-valued verdict and the results.json shape.
 //! - [`explain`](mod@explain): the wording of findings and the human summary, kept apart from their data.
 //!
@@ -74,11 +78,31 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
         .map_err(|p| format!("{what} panicked: {}", panic_message(p.as_ref())))
 }
 
+/// How [`check_with`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The most findings of one kind kept with their witnesses; the rest are only counted.
+    pub findings_per_kind_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            findings_per_kind_max: checks::FINDINGS_PER_KIND_MAX,
+        }
+    }
+}
+
 /// Checks a history: every anomaly and warning of history-format.md, and the figures.
 ///
 /// `valid` is false when any anomaly was found; otherwise unknown when nothing was acknowledged, the
 /// final replica state is missing, or a check could not decide or panicked; otherwise true.
 pub fn check(history: &History) -> Results {
+    check_with(history, &Options::default())
+}
+
+/// [`check`], with options (e.g. every finding kept, for tests that look for one write).
+pub fn check_with(history: &History, options: &Options) -> Results {
     let mut unknown: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut outcomes: Vec<(Kind, Check)> = Vec::new();
@@ -96,10 +120,17 @@ pub fn check(history: &History) -> Results {
                 ));
                 notes.extend(graph.notes.iter().cloned());
             }
+            if history.format() == history::Format::V1 {
+                notes.push(format!(
+                    "a v1 history (no history_format): reads omit tombstones, so a write also observed the earlier deletes whose dots its context covers ({} such edges), and quorum-read-miss and stale-read do not hold a read to a write a delete invoked before it had removed",
+                    graph.edge_count(graph::EdgeKind::Context)
+                ));
+            }
             let ctx = Ctx {
                 h: history,
                 g: &graph,
                 finals: &finals,
+                findings_max: options.findings_per_kind_max,
             };
             for (kind, run) in CHECKS {
                 match guarded(kind.as_str(), || run(&ctx)) {

@@ -58,6 +58,14 @@ fn a_truncated_last_line_is_skipped_with_a_warning() {
     }
     // A last line that is complete JSON but not an event is an error, newline or not.
     assert_eq!(line_of(&format!("{PUT}\n{{\"index\":3}}")), 2);
+    // A last line that does not parse but ends with a newline is an error: it is no truncation.
+    let e = err(&format!(
+        "{PUT}\n{PUT_OK}\n{{\"index\":3,\"time\":30,\"process\":1,\"ty\n"
+    ));
+    assert_eq!(e.line(), Some(3));
+    // Nor is a line that does not parse before the last one.
+    let e = err(&format!("{PUT}\n{{\"index\":2,\"ti\n{PUT_OK}"));
+    assert_eq!(e.line(), Some(2));
     // A complete last line without its newline is simply the last event.
     let parsed = parse_reader(format!("{PUT}\n{PUT_OK}").as_bytes()).unwrap();
     assert_eq!(
@@ -67,10 +75,46 @@ fn a_truncated_last_line_is_skipped_with_a_warning() {
 }
 
 #[test]
-fn blank_lines_and_unknown_fields_are_ignored() {
+fn unknown_fields_are_ignored() {
     let extra = PUT_OK.replace("}", r#","latency_note":"extra","error":null}"#);
-    let parsed = parse_reader(format!("\n{PUT}\n\n{extra}\n\n").as_bytes()).unwrap();
+    let parsed = parse_reader(format!("{PUT}\n{extra}\n").as_bytes()).unwrap();
     assert_eq!(parsed.history.event_count(), 2);
+}
+
+#[test]
+fn a_blank_line_is_an_error() {
+    for text in [
+        format!("\n{PUT}\n{PUT_OK}\n"),
+        format!("{PUT}\n   \n{PUT_OK}\n"),
+        format!("{PUT}\n{PUT_OK}\n\n"),
+        format!("{PUT}\r\n\r\n{PUT_OK}\r\n"),
+    ] {
+        let e = err(&text);
+        assert!(e.to_string().contains("blank line"), "{e}");
+    }
+    assert_eq!(line_of(&format!("\n{PUT}\n")), 1);
+    assert_eq!(line_of(&format!("{PUT}\n  \n{PUT_OK}\n")), 2);
+    assert_eq!(line_of(&format!("{PUT}\n{PUT_OK}\n\n")), 3);
+}
+
+#[test]
+fn a_line_that_is_not_a_json_object_is_an_error() {
+    for line in [
+        r#"[1,"2",3,"invoke","put"]"#,
+        "5",
+        r#""a string""#,
+        "null",
+        "not json at all",
+    ] {
+        let e = err(&format!("{PUT}\n{line}\n"));
+        assert_eq!(e.line(), Some(2), "{line}: {e}");
+    }
+    // An array in the shape of an event, on the last line without a newline: it parses as JSON, so
+    // it is no truncated line, and it is not an object.
+    let e = err(&format!(
+        "{PUT}\n{PUT_OK}\n[3,30,\"nemesis\",\"info\",\"crash\"]"
+    ));
+    assert!(e.to_string().contains("not a JSON object"), "{e}");
 }
 
 #[test]
@@ -292,4 +336,171 @@ fn files_and_directories_are_checked() {
         EventReader::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).collect();
     assert_eq!(events.len(), 7);
     assert!(events.iter().all(Result::is_ok));
+}
+
+/// Each event below is line 2 after a valid put invoke (line 1), unless it says otherwise.
+fn line2(event: &str) -> ParseError {
+    err(&format!("{PUT}\n{event}\n"))
+}
+
+#[test]
+fn every_required_field_is_required() {
+    // On every event: index, time, process, type, f.
+    for field in ["index", "time", "process", "type", "f"] {
+        let mut ok: Value = serde_json::from_str(PUT_OK).unwrap();
+        ok.as_object_mut().unwrap().remove(field);
+        let e = line2(&ok.to_string());
+        assert_eq!(e.line(), Some(2), "{field}: {e}");
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    // On a client invoke and its completion: key.
+    let mut put: Value = serde_json::from_str(PUT).unwrap();
+    put.as_object_mut().unwrap().remove("key");
+    assert_eq!(line_of(&put.to_string()), 1);
+    assert_eq!(line2(&PUT_OK.replace(r#","key":"k""#, "")).line(), Some(2));
+    // On a put or delete invoke: write, value (null for a delete), observed.
+    for field in ["write", "value", "observed"] {
+        for f in ["put", "delete"] {
+            let mut put: Value = serde_json::from_str(PUT).unwrap();
+            put["f"] = json!(f);
+            if f == "delete" {
+                put["value"] = Value::Null;
+            }
+            put.as_object_mut().unwrap().remove(field);
+            let e = err(&format!("{put}\n"));
+            assert_eq!(e.line(), Some(1), "{f} without {field}: {e}");
+        }
+    }
+    // On a get ok: values, each sibling with write and value.
+    let get = r#"{"index":3,"time":3,"process":1,"type":"invoke","f":"get","key":"k"}"#;
+    for values in [
+        "",
+        r#","values":[{"value":"a"}]"#,
+        r#","values":[{"write":"a"}]"#,
+        r#","values":null"#,
+    ] {
+        let ok = format!(
+            r#"{{"index":4,"time":4,"process":1,"type":"ok","f":"get","key":"k"{values}}}"#
+        );
+        let e = err(&format!("{PUT}\n{PUT_OK}\n{get}\n{ok}\n"));
+        assert_eq!(e.line(), Some(4), "{values}: {e}");
+    }
+    // On a replica-state event: key, node, values.
+    for missing in ["key", "node", "values"] {
+        let mut state = json!({"index":3,"time":3,"process":"harness","type":"info",
+            "f":"replica-state","key":"k","node":"n1","values":[]});
+        state.as_object_mut().unwrap().remove(missing);
+        let e = err(&format!("{PUT}\n{PUT_OK}\n{state}\n"));
+        assert_eq!(e.line(), Some(3), "{missing}: {e}");
+    }
+    // Optional: context, a client event's node, dot, clock, and a put ok's write, dot and clock.
+    let bare = r#"{"index":2,"time":20,"process":0,"type":"ok","f":"put","key":"k"}"#;
+    assert!(parse_reader(format!("{PUT}\n{bare}\n").as_bytes()).is_ok());
+}
+
+#[test]
+fn a_field_of_the_wrong_type_is_an_error() {
+    let cases = [
+        PUT_OK.replace(r#""index":2"#, r#""index":"2""#),
+        PUT_OK.replace(r#""time":20"#, r#""time":-20"#),
+        PUT_OK.replace(r#""time":20"#, r#""time":2.5"#),
+        PUT_OK.replace(r#""process":0"#, r#""process":"client""#),
+        PUT_OK.replace(r#""key":"k""#, r#""key":7"#),
+        PUT_OK.replace(r#""write":"a""#, r#""write":["a"]"#),
+        PUT_OK.replace("}", r#","dot":["n1"]}"#),
+        PUT_OK.replace("}", r#","dot":["n1",1,2]}"#),
+        PUT_OK.replace("}", r#","clock":{"n1":-1}}"#),
+        PUT_OK.replace("}", r#","clock":[["n1",1]]}"#),
+        PUT_OK.replace("}", r#","node":5}"#),
+    ];
+    for case in cases {
+        assert_eq!(line2(&case).line(), Some(2), "{case}");
+    }
+    for case in [
+        PUT.replace(r#""observed":[]"#, r#""observed":"a""#),
+        PUT.replace(r#""observed":[]"#, r#""observed":[1]"#),
+        PUT.replace(r#""f":"put""#, r#""f":"delete""#),
+    ] {
+        assert_eq!(line_of(&case), 1, "{case}");
+    }
+}
+
+#[test]
+fn an_unknown_type_or_client_f_is_an_error() {
+    assert_eq!(
+        line2(&PUT_OK.replace(r#""type":"ok""#, r#""type":"done""#)).line(),
+        Some(2)
+    );
+    assert_eq!(line_of(&PUT.replace(r#""f":"put""#, r#""f":"cas""#)), 1);
+    // A nemesis or harness event whose type is not info.
+    for ty in ["invoke", "ok", "fail"] {
+        let nemesis = format!(
+            r#"{{"index":2,"time":2,"process":"nemesis","type":"{ty}","f":"crash","value":{{"node":"n1"}}}}"#
+        );
+        assert_eq!(line2(&nemesis).line(), Some(2), "{ty}");
+        let harness = format!(
+            r#"{{"index":2,"time":2,"process":"harness","type":"{ty}","f":"phase","value":"final"}}"#
+        );
+        assert_eq!(line2(&harness).line(), Some(2), "{ty}");
+    }
+    // A nemesis name the format does not know is no error.
+    let nemesis =
+        r#"{"index":2,"time":2,"process":"nemesis","type":"info","f":"meteor","value":{}}"#;
+    assert!(parse_reader(format!("{PUT}\n{nemesis}\n").as_bytes()).is_ok());
+}
+
+#[test]
+fn two_invokes_of_one_write_id_and_an_equal_index_are_errors() {
+    let twin = PUT
+        .replace(r#""index":1"#, r#""index":3"#)
+        .replace(r#""process":0"#, r#""process":4"#)
+        .replace(r#""f":"put""#, r#""f":"delete""#)
+        .replace(r#""value":"a""#, r#""value":null"#);
+    assert_eq!(line_of(&format!("{PUT}\n{PUT_OK}\n{twin}\n")), 3);
+    let same = PUT_OK.replace(r#""index":2"#, r#""index":1"#);
+    assert_eq!(line_of(&format!("{PUT}\n{same}\n")), 2);
+}
+
+#[test]
+fn the_history_format_must_be_1_or_2() {
+    let config = |v: &str| {
+        format!(
+            r#"{{"index":0,"time":0,"process":"harness","type":"info","f":"config","value":{{"history_format":{v},"n":3}}}}"#
+        )
+    };
+    for bad in ["3", "0", r#""2""#, "null", "1.5"] {
+        let e = err(&format!("{}\n{PUT}\n", config(bad)));
+        assert_eq!(e.line(), Some(1), "{bad}: {e}");
+        assert!(e.to_string().contains("history_format"), "{e}");
+    }
+    for good in ["1", "2", "2.0"] {
+        let parsed = parse_reader(format!("{}\n{PUT}\n", config(good)).as_bytes()).unwrap();
+        let expected = if good == "1" {
+            dynamo_checker::history::Format::V1
+        } else {
+            dynamo_checker::history::Format::V2
+        };
+        assert_eq!(parsed.history.format(), expected);
+    }
+    // No config, or no history_format in it: v1.
+    let parsed = parse_reader(format!("{PUT}\n").as_bytes()).unwrap();
+    assert_eq!(parsed.history.format(), dynamo_checker::history::Format::V1);
+}
+
+#[test]
+fn no_verdict_past_a_malformed_line() {
+    // A valid history with one malformed line in the middle gives an error, not results.
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", Some(ver(Some(("n1", 1)), &[])))
+        .raw(json!({"process": 2, "type": "invoke", "f": "scan", "key": "k"}))
+        .phase("final")
+        .replicas("k", &[S::new("a").with(ver(Some(("n1", 1)), &[]))]);
+    let e = h.parse_error();
+    assert_eq!(e.line(), Some(4));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    std::fs::write(&path, h.jsonl()).unwrap();
+    assert!(check_path(&path).is_err());
 }

@@ -82,11 +82,14 @@ pub enum Bug {
     RepairDropsSiblings,
     /// No read repair, no hinted handoff, no anti-entropy.
     NoRepair,
+    /// Keep the actor id after a recovery that cut a torn or damaged tail, skipped damage, or
+    /// found a data file missing (a new one still on an empty disk).
+    KeepActorOnRecovery,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::Lww,
         Bug::NaiveClock,
         Bug::EarlyAck,
@@ -94,6 +97,7 @@ impl Bug {
         Bug::ReuseActor,
         Bug::RepairDropsSiblings,
         Bug::NoRepair,
+        Bug::KeepActorOnRecovery,
     ];
 
     /// The bug's name on the command line.
@@ -106,6 +110,7 @@ impl Bug {
             Bug::ReuseActor => "reuse-actor",
             Bug::RepairDropsSiblings => "repair-drops-siblings",
             Bug::NoRepair => "no-repair",
+            Bug::KeepActorOnRecovery => "keep-actor-on-recovery",
         }
     }
 }
@@ -164,10 +169,17 @@ pub struct NodeConfig {
     pub hint_interval_ms: u64,
     /// Compact the log once its dead bytes exceed both this and its live bytes.
     pub compact_garbage_bytes_min: u64,
+    /// A log data file that would grow past this many bytes is closed and a new one started.
+    #[serde(default = "log_file_bytes_max_default")]
+    pub log_file_bytes_max: u64,
     /// Addresses of members to ask to join the ring at start (empty: the ring is `members`).
     pub seeds: Vec<String>,
     /// A deliberate bug, or none.
     pub bug: Option<Bug>,
+}
+
+fn log_file_bytes_max_default() -> u64 {
+    crate::store::log::MAX_FILE_BYTES_DEFAULT
 }
 
 /// Default time between anti-entropy exchanges.
@@ -195,6 +207,7 @@ impl NodeConfig {
             repair_wait_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             fsync: FsyncPolicy::Always,
             compact_garbage_bytes_min: COMPACT_GARBAGE_BYTES_MIN_DEFAULT,
+            log_file_bytes_max: crate::store::log::MAX_FILE_BYTES_DEFAULT,
             sloppy_quorum: true,
             hinted_handoff: true,
             read_repair: true,
@@ -251,12 +264,21 @@ impl NodeConfig {
         if self.request_timeout_ms == 0 {
             return Err("request timeout must be positive".into());
         }
+        if self.log_file_bytes_max == 0 {
+            return Err("the log's file size must be positive".into());
+        }
         Ok(())
     }
 
     /// Whether a deliberate bug is on.
     pub fn has_bug(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
+    }
+
+    /// Whether a step's writes are synced before anything that depends on them leaves the node:
+    /// under the `always` fsync policy, unless the deliberate bug `no-fsync` is on.
+    pub fn sync_before_release(&self) -> bool {
+        self.fsync == FsyncPolicy::Always && !self.has_bug(Bug::NoFsync)
     }
 
     /// Whether read repair runs (off by option, or under the `no-repair` bug).

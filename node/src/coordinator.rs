@@ -139,16 +139,22 @@ impl GetRound {
     }
 }
 
-/// A request forwarded to a replica of its key, waiting for that node's answer.
+/// A put that a node owning no replica of its key hands to an owner: it probes the owners in
+/// preference order until one answers that it owns the key, forwards the put to that one, and
+/// waits for its answer (see `crate::core`).
 #[derive(Debug)]
 pub struct ForwardRound {
     /// Who asked us.
     pub origin: Origin,
-    /// The node coordinating it for us.
+    /// The owner probed (while `probing`), or coordinating it for us.
     pub target: NodeId,
-    /// The request, to tell a put (whose failure is indeterminate) from a get.
+    /// The owners not tried yet, in preference order.
+    pub candidates: Vec<NodeId>,
+    /// Whether the target has yet to answer the probe (the put has not left this node).
+    pub probing: bool,
+    /// The request.
     pub request: Request,
-    /// When we give up.
+    /// When the probe is given up (while `probing`), or the forwarded request.
     pub deadline_ms: u64,
 }
 

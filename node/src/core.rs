@@ -8,21 +8,35 @@
 //! Each is given a [`ReadState`], the only way the core sees storage.
 //!
 //! After a step of one or more inputs the driver must call [`Core::poll_ready`] and carry out the
-//! [`Ready`] they produced *in order*: apply its `writes` to storage, make them durable as the
-//! fsync policy says, and only then send its `messages` and `replies`, which may depend on those
-//! writes ("persist before you ack" is a property of this type, not a promise in a comment).
+//! [`Ready`] they produced with [`Ready::apply`]: it stores the step's writes, makes them durable as
+//! the fsync policy says, and only then releases the `messages` and `replies`, which may depend on
+//! those writes. "Persist before you ack" is a property of the type, not a promise in a comment:
+//! `Ready`'s fields are private, and `apply` is the only way to the outputs that leave the node. If
+//! storage fails, `apply` releases nothing and the driver must stop the node (its in-memory state
+//! no longer matches the disk; a restart recovers from the disk).
 //! Several inputs may share one `Ready` (the shell's group commit): the core reads its own pending
 //! `writes` and `hint_writes` before storage, so later inputs of a step see earlier ones'
 //! writes; `removals` come only from [`Core::handle_timeout`], which the shell runs last in a
-//! step. The driver must carry out a `Ready` before the next step. Then it calls
-//! [`Core::poll_timeout`] and calls [`Core::handle_timeout`] no later than that instant.
+//! step, and from the records storage reported lost, which `poll_ready` collects. The driver must
+//! carry out a `Ready` before the next step. Then it calls [`Core::poll_timeout`] and calls
+//! [`Core::handle_timeout`] no later than that instant.
 //!
 //! The same core runs under tokio (`dynamo serve`) and under turmoil (`dynamo sim`): see
 //! [`crate::shell`].
 //!
 //! # What it runs
 //!
-//! - Coordination (§4.5): gets and puts with R/W quorums, forwarding from non-owners, read repair.
+//! - Coordination (§4.5): gets and puts with R/W quorums, read repair. A node that owns no replica
+//!   of a key coordinates a get itself, with the first N reachable nodes of the preference list
+//!   (stand-ins included under a sloppy quorum), and forwards a put to the first owner that
+//!   answers a probe, passing over one that does not (paused, cut off) instead of waiting for the
+//!   put's deadline; only an owner makes versions, unless no owner is reachable: then, under a
+//!   sloppy quorum, the node stands in for one and makes the version itself (the paper's sloppy
+//!   quorum, §4.6, on a minority side that holds no owner), and under a strict one it refuses.
+//! - Restarts and pauses: round ids are unique across incarnations (a late ack meant for the last
+//!   one never counts); a node greets every peer when it starts, so that they stop suspecting it
+//!   at once; and a node that notices it was frozen (its inputs stopped for [`PAUSE_GAP_MS`]) does
+//!   not blame its peers for the rounds that expired meanwhile.
 //! - Failure detection: a peer is suspected when the shell's link to it breaks or a round it was
 //!   part of expires; hearing from it clears the suspicion; suspected peers are probed by gossip.
 //! - Sloppy quorum and hinted handoff (§4.6, [`crate::hints`]): stand-ins for unreachable owners,
@@ -37,7 +51,8 @@ use crate::coordinator::{ClientToken, ForwardRound, GetRound, Origin, PutRound, 
 use crate::hints::{self, Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX, Target};
 use crate::merkle::{DEPTH, Tree};
 use crate::ring::{NodeId, Ring};
-use crate::store::keyspace::ReadState;
+use crate::store::Storage;
+use crate::store::keyspace::{Keyspace, LostRecord, ReadState};
 use crate::version::{Actor, KeyVersions, Rule, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, RequestError, Response};
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +72,13 @@ pub const HANDOFF_INTERVAL_MS: u64 = 500;
 /// Most keys handed over per sweep.
 pub const HANDOFF_KEYS_PER_SWEEP_MAX: usize = 256;
 
+/// A gap this long between two inputs means the node itself was frozen (SIGSTOP, a stalled VM):
+/// the gossip timer alone brings an input every [`GOSSIP_INTERVAL_MS`].
+pub const PAUSE_GAP_MS: u64 = 3 * GOSSIP_INTERVAL_MS;
+
+/// A probe of an owner may take this fraction of the request timeout before the next is tried.
+pub const PROBE_TIMEOUT_DIVISOR: u64 = 4;
+
 /// Most rounds in flight at once; past it new requests are refused as overloaded instead of
 /// queued, so memory stays bounded however fast clients send.
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
@@ -70,25 +92,37 @@ pub struct Now {
     pub wall_ms: u64,
 }
 
-/// What the driver must do after an input, in this order.
+/// What a step produced: writes to store, then messages and replies that may only leave once the
+/// writes are stored. Carried out by [`Ready::apply`], the only way to the outputs.
 #[derive(Debug, Default, PartialEq)]
 pub struct Ready {
-    /// Key states to store, one per key (its last state in the step). Apply them, and sync if the
-    /// fsync policy says so, before releasing anything below.
-    pub writes: Vec<(Vec<u8>, KeyVersions)>,
-    /// Hints to store (or, `None`, delete) as (owner, key, state), likewise before anything below.
-    pub hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
-    /// Keys handed over to their new owners, to delete from storage.
-    pub removals: Vec<Vec<u8>>,
-    /// A new actor id this node now writes versions as: persist it before anything below.
-    pub actor: Option<Actor>,
-    /// The ring and the known nodes' addresses, when membership changed: the driver persists
-    /// them (a restarted node must remember the ring) and links to new nodes.
-    pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
+    /// Key states to store, one per key (its last state in the step).
+    writes: Vec<(Vec<u8>, KeyVersions)>,
+    /// Hints to store (or, `None`, delete) as (owner, key, state).
+    hint_writes: Vec<(NodeId, Vec<u8>, Option<KeyVersions>)>,
+    /// Keys to delete from storage: handed over to their new owners, or lost to damage.
+    removals: Vec<Vec<u8>>,
+    /// A new actor id this node now writes versions as.
+    actor: Option<Actor>,
+    /// The ring and the known nodes' addresses, when membership changed (a restarted node must
+    /// remember the ring).
+    membership: Option<(Ring, BTreeMap<NodeId, String>)>,
+    /// Messages to peers.
+    messages: Vec<(NodeId, PeerMessage)>,
+    /// Answers to clients connected to this node.
+    replies: Vec<(ClientToken, Response)>,
+}
+
+/// The outputs of a step that [`Ready::apply`] released after storing its writes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Released {
     /// Messages to peers.
     pub messages: Vec<(NodeId, PeerMessage)>,
     /// Answers to clients connected to this node.
     pub replies: Vec<(ClientToken, Response)>,
+    /// The ring and the known nodes' addresses, saved, when membership changed: the driver links
+    /// to nodes it does not know yet.
+    pub membership: Option<(Ring, BTreeMap<NodeId, String>)>,
 }
 
 impl Ready {
@@ -101,6 +135,73 @@ impl Ready {
             && self.membership.is_none()
             && self.messages.is_empty()
             && self.replies.is_empty()
+    }
+
+    /// Stores the step's writes in `keyspace` (the new actor id first, then key states, hints,
+    /// removals and the ring), syncs once for all of them if `config` says so
+    /// ([`NodeConfig::sync_before_release`]; a changed ring is always synced), and only then
+    /// releases what may leave the node: group commit, one sync per step.
+    ///
+    /// On an error nothing is released, and the error names the operation and, from the log
+    /// store, the file. The core has already counted on the writes (its Merkle trees, hints and
+    /// actor moved on), so the caller must stop the node rather than go on serving: see
+    /// `crate::shell::run`.
+    pub fn apply<S: Storage>(
+        self,
+        keyspace: &mut Keyspace<S>,
+        config: &NodeConfig,
+    ) -> std::io::Result<Released> {
+        let Ready {
+            writes,
+            hint_writes,
+            removals,
+            actor,
+            membership,
+            messages,
+            replies,
+        } = self;
+        let failed = |what: &'static str| {
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        };
+        let wrote = !writes.is_empty()
+            || !hint_writes.is_empty()
+            || !removals.is_empty()
+            || actor.is_some();
+        if let Some(actor) = &actor {
+            keyspace
+                .set_actor(actor)
+                .map_err(failed("storing the new actor id"))?;
+        }
+        for (key, state) in writes {
+            keyspace
+                .write_state(&key, state)
+                .map_err(failed("storing a key's state"))?;
+        }
+        for (owner, key, state) in &hint_writes {
+            keyspace
+                .write_hint(owner, key, state.as_ref())
+                .map_err(failed("storing a hint"))?;
+        }
+        for key in &removals {
+            keyspace
+                .remove_state(key)
+                .map_err(failed("removing a key's state"))?;
+        }
+        if let Some((ring, addrs)) = &membership {
+            keyspace
+                .save_membership(ring, addrs)
+                .map_err(failed("saving the ring"))?;
+        }
+        if (wrote && config.sync_before_release()) || membership.is_some() {
+            keyspace
+                .sync()
+                .map_err(failed("syncing the step's writes"))?;
+        }
+        Ok(Released {
+            messages,
+            replies,
+            membership,
+        })
     }
 }
 
@@ -140,8 +241,6 @@ pub struct Core {
     /// Per key being handed over, the owners that acknowledged its current clock.
     handoff_acks: BTreeMap<Vec<u8>, (VClock, BTreeSet<NodeId>)>,
     next_handoff_ms: u64,
-    /// Set when this node deleted a key's state: it takes a new actor id before its next version.
-    actor_stale: bool,
     ready: Ready,
     stats: CoreStats,
     /// One Merkle tree per partition this node holds keys of.
@@ -159,6 +258,12 @@ pub struct Core {
     next_ae_ms: u64,
     /// xorshift state for picking gossip peers; seeded by the shell from the environment.
     rng: u64,
+    /// When the last input came (see [`PAUSE_GAP_MS`]).
+    last_input_ms: Option<u64>,
+    /// Set when an input came after a gap: this node was frozen; cleared by the next timeout.
+    resumed: bool,
+    /// The next gossip round goes to every peer (after a start or a freeze: they suspect us).
+    greet: bool,
 }
 
 impl Core {
@@ -178,14 +283,12 @@ impl Core {
             actor,
             ring,
             rounds: BTreeMap::new(),
-            next_round: 1,
             unreachable: BTreeSet::new(),
             last_heard_ms: BTreeMap::new(),
             addrs,
             handoffs: BTreeMap::new(),
             handoff_acks: BTreeMap::new(),
             next_handoff_ms: 0,
-            actor_stale: false,
             ready: Ready::default(),
             stats: CoreStats::default(),
             trees: BTreeMap::new(),
@@ -198,6 +301,12 @@ impl Core {
             next_hint_ms: 0,
             next_ae_ms: 0,
             rng: seed | 1,
+            // Unique across incarnations: an answer to the last incarnation's round must not count
+            // for this one's round of the same number (a peer may still send it after a restart).
+            next_round: ((seed ^ (seed >> 32)) << 32) | 1,
+            last_input_ms: None,
+            resumed: false,
+            greet: true,
         }
     }
 
@@ -255,10 +364,22 @@ impl Core {
     }
 
     /// Builds the in-memory state derived from storage: the Merkle trees and the list of hints.
+    /// A key whose state is damaged is left out of the trees; storage reports it lost, and the
+    /// first [`Core::poll_ready`] drops it (see [`Core::handle_storage_lost`]).
     pub fn load(&mut self, store: &dyn ReadState) -> std::io::Result<()> {
         for key in store.data_keys() {
-            let state = store.read_state(&key)?;
-            self.update_tree(&key, &state);
+            match store.read_state(&key) {
+                Ok(state) => self.update_tree(&key, &state),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(
+                        node = %self.config.id,
+                        key = %String::from_utf8_lossy(&key),
+                        error = %e,
+                        "a stored key state is damaged"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.hints = store
             .hint_keys()
@@ -293,9 +414,34 @@ impl Core {
         self.stats
     }
 
-    /// Takes the outputs accumulated since the last call.
-    pub fn poll_ready(&mut self) -> Ready {
+    /// Ends a step: drops the records `store` found damaged during it ([`ReadState::take_lost`],
+    /// see [`Core::handle_storage_lost`]), and takes the outputs accumulated since the last call.
+    pub fn poll_ready(&mut self, store: &dyn ReadState) -> Ready {
+        for lost in store.take_lost() {
+            self.handle_storage_lost(lost);
+        }
         std::mem::take(&mut self.ready)
+    }
+
+    /// A stored record was found damaged (decay after recovery): drop it, so that reads of the
+    /// key stop failing and anti-entropy and read repair refill it from the other replicas, and
+    /// take a new actor id before the next version, since the lost state may hold the highest
+    /// counter this node issued for the key. Called by [`Core::poll_ready`].
+    pub fn handle_storage_lost(&mut self, lost: LostRecord) {
+        tracing::error!(node = %self.config.id, ?lost, "dropping a damaged record");
+        match lost {
+            // A state written in this step replaces the damaged record anyway.
+            LostRecord::State(key) if self.ready.writes.iter().any(|(k, _)| *k == key) => {
+                self.renew_actor("a damaged record of a key written in this step");
+            }
+            LostRecord::State(key) => self.remove(key),
+            LostRecord::Hint { owner, key } => {
+                // A hint can hold a version this node coordinated, with its counter.
+                self.renew_actor("a damaged hint");
+                self.hints.remove(&(owner.clone(), key.clone()));
+                self.ready.hint_writes.push((owner, key, None));
+            }
+        }
     }
 
     /// The monotonic instant by which [`Core::handle_timeout`] must be called, if any.
@@ -331,6 +477,22 @@ impl Core {
         self.hints.len()
     }
 
+    /// Notes the time of an input, and whether this node was frozen since the last one.
+    fn note_input(&mut self, now: Now) {
+        if let Some(last) = self.last_input_ms
+            && now.mono_ms.saturating_sub(last) > PAUSE_GAP_MS
+        {
+            tracing::warn!(
+                node = %self.config.id,
+                gap_ms = now.mono_ms - last,
+                "this node was frozen: it suspects no peer for the rounds that expired meanwhile"
+            );
+            self.resumed = true;
+            self.greet = true;
+        }
+        self.last_input_ms = Some(now.mono_ms);
+    }
+
     /// A client request arrived on one of this node's connections.
     pub fn handle_request(
         &mut self,
@@ -339,6 +501,7 @@ impl Core {
         request: Request,
         store: &dyn ReadState,
     ) {
+        self.note_input(now);
         self.start(now, Origin::Client(client), request, store, false);
         self.check_invariants();
     }
@@ -351,6 +514,7 @@ impl Core {
         message: PeerMessage,
         store: &dyn ReadState,
     ) {
+        self.note_input(now);
         if !self.addrs.contains_key(&from) || from == self.config.id {
             tracing::warn!(%from, "message from a stranger ignored");
             return;
@@ -374,6 +538,7 @@ impl Core {
             PeerMessage::ForwardReply { req, response } => {
                 if let Some(Round::Forward(f)) = self.rounds.get(&req)
                     && f.target == from
+                    && !f.probing
                 {
                     let Some(Round::Forward(f)) = self.rounds.remove(&req) else {
                         unreachable!()
@@ -444,6 +609,13 @@ impl Core {
                     self.send(from, message);
                 }
             }
+            PeerMessage::Probe { req, key } => {
+                let owner = self.owns(&key);
+                self.send(from, PeerMessage::ProbeReply { req, owner });
+            }
+            PeerMessage::ProbeReply { req, owner } => {
+                self.on_probe_reply(now, req, &from, owner, store)
+            }
             PeerMessage::Gossip { unreachable, probe } => {
                 for node in unreachable {
                     let fresh = self
@@ -468,6 +640,9 @@ impl Core {
 
     /// Time passed: expire rounds whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Now, store: &dyn ReadState) {
+        self.note_input(now);
+        // After a freeze, the rounds that expired meanwhile say nothing about the peers.
+        let resumed = std::mem::take(&mut self.resumed);
         let expired: Vec<u64> = self
             .rounds
             .iter()
@@ -483,7 +658,9 @@ impl Core {
                     );
                     // Whoever did not ack in time is suspected until heard from again.
                     for node in p.targets.iter().filter(|t| !p.acks.contains(t)) {
-                        self.unreachable.insert(node.clone());
+                        if !resumed && *node != self.config.id {
+                            self.unreachable.insert(node.clone());
+                        }
                     }
                     self.hint_late(&p, store);
                     if !p.answered {
@@ -498,7 +675,9 @@ impl Core {
                 }
                 Round::Get(g) => {
                     for node in g.replicas.iter().filter(|t| !g.replies.contains_key(*t)) {
-                        self.unreachable.insert(node.clone());
+                        if !resumed && *node != self.config.id {
+                            self.unreachable.insert(node.clone());
+                        }
                     }
                     if g.answered {
                         self.repair(&g, store);
@@ -512,6 +691,20 @@ impl Core {
                         self.answer(g.origin, unavailable(message, Vec::new(), true));
                     }
                 }
+                Round::Forward(mut f) if f.probing => {
+                    if resumed {
+                        // We, not the owner, were silent: ask it again.
+                        self.probe(now, id, f);
+                    } else {
+                        self.unreachable.insert(f.target.clone());
+                        if f.candidates.is_empty() {
+                            self.put_without_owner(now, f.origin, f.request, store);
+                        } else {
+                            f.target = f.candidates.remove(0);
+                            self.probe(now, id, f);
+                        }
+                    }
+                }
                 Round::Forward(f) => {
                     self.stats.unavailable += 1;
                     let is_put = matches!(f.request, Request::Put { .. });
@@ -519,7 +712,9 @@ impl Core {
                         format!("{} did not answer the forwarded request in time", f.target);
                     // A forwarded put may have been stored by the node we forwarded to.
                     self.answer(f.origin, unavailable(message, Vec::new(), !is_put));
-                    self.unreachable.insert(f.target);
+                    if !resumed {
+                        self.unreachable.insert(f.target);
+                    }
                 }
             }
         }
@@ -583,6 +778,25 @@ impl Core {
                     read_repairs_sent: self.stats.repairs_sent,
                     ring: self.ring.clone(),
                     handoff_keys: self.keys_not_owned().len() as u64,
+                    n: self.config.n as u32,
+                    r: self.config.r as u32,
+                    w: self.config.w as u32,
+                    sloppy_quorum: self.config.sloppy_quorum,
+                    peers: self
+                        .addrs
+                        .iter()
+                        .filter(|(id, _)| **id != self.config.id)
+                        .map(|(id, addr)| wire::PeerView {
+                            id: id.clone(),
+                            addr: addr.clone(),
+                            member: self.ring.contains(id),
+                            suspected: self.unreachable.contains(id),
+                            heard_ms_ago: self
+                                .last_heard_ms
+                                .get(id)
+                                .map(|&t| now.mono_ms.saturating_sub(t)),
+                        })
+                        .collect(),
                 };
                 return self.answer(origin, Response::Status { status });
             }
@@ -644,7 +858,14 @@ impl Core {
                 let message = format!("{} is not a replica of this key", self.config.id);
                 return self.answer(origin, error(ErrorKind::Unavailable, message, true));
             }
-            return self.forward(now, origin, request, &replicas);
+            return match request {
+                // A read makes nothing: this node asks the first N reachable nodes itself.
+                Request::Get { key } => {
+                    let targets = self.targets(&key);
+                    self.coordinate_get(now, origin, key, targets, store)
+                }
+                _ => self.route_put(now, origin, request, &replicas, store),
+            };
         }
         let targets = self.targets(&key);
         debug_assert!(
@@ -672,37 +893,156 @@ impl Core {
         }
     }
 
-    fn forward(&mut self, now: Now, origin: Origin, request: Request, replicas: &[NodeId]) {
-        let target = replicas
+    /// How long a probe of an owner may take before the next owner is tried.
+    fn probe_timeout_ms(&self) -> u64 {
+        (self.config.request_timeout_ms / PROBE_TIMEOUT_DIVISOR).max(1)
+    }
+
+    /// A put that this node, owning no replica of its key, received from a client: it goes to the
+    /// first reachable owner that answers a probe ([`PeerMessage::Probe`]).
+    fn route_put(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        request: Request,
+        owners: &[NodeId],
+        store: &dyn ReadState,
+    ) {
+        let mut candidates: Vec<NodeId> = owners
             .iter()
-            .find(|n| !self.unreachable.contains(*n))
-            .or(replicas.first())
-            .cloned();
-        let Some(target) = target else {
-            return self.answer(
-                origin,
-                error(
-                    ErrorKind::Unavailable,
-                    "the ring has no replicas".into(),
-                    true,
-                ),
-            );
-        };
+            .filter(|o| !self.unreachable.contains(*o))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return self.put_without_owner(now, origin, request, store);
+        }
+        let target = candidates.remove(0);
         let req = self.round_id();
-        self.send(
-            target.clone(),
-            PeerMessage::Forward {
-                req,
-                request: request.clone(),
-            },
-        );
         let round = ForwardRound {
             origin,
             target,
+            candidates,
+            probing: true,
             request,
-            deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            deadline_ms: 0,
         };
+        self.probe(now, req, round);
+    }
+
+    /// Probes the round's target and waits for its answer (at most [`Core::probe_timeout_ms`]).
+    fn probe(&mut self, now: Now, req: u64, mut round: ForwardRound) {
+        debug_assert!(round.probing);
+        let Request::Put { key, .. } = &round.request else {
+            unreachable!("only puts are forwarded")
+        };
+        let message = PeerMessage::Probe {
+            req,
+            key: key.clone(),
+        };
+        self.send(round.target.clone(), message);
+        round.deadline_ms = now.mono_ms + self.probe_timeout_ms();
         self.rounds.insert(req, Round::Forward(round));
+    }
+
+    /// An owner answered a probe: forward the put to it if it owns the key, else try the next.
+    fn on_probe_reply(
+        &mut self,
+        now: Now,
+        req: u64,
+        from: &NodeId,
+        owner: bool,
+        store: &dyn ReadState,
+    ) {
+        let Some(Round::Forward(f)) = self.rounds.get_mut(&req) else {
+            return;
+        };
+        if !f.probing || f.target != *from {
+            return; // Late: the round moved on.
+        }
+        if owner {
+            f.probing = false;
+            f.deadline_ms = now.mono_ms + self.config.request_timeout_ms;
+            let message = PeerMessage::Forward {
+                req,
+                request: f.request.clone(),
+            };
+            self.send(from.clone(), message);
+            return;
+        }
+        // Its ring says otherwise (a membership change on its way): the next owner, else none.
+        let Some(Round::Forward(mut f)) = self.rounds.remove(&req) else {
+            unreachable!("looked up above")
+        };
+        if f.candidates.is_empty() {
+            self.put_without_owner(now, f.origin, f.request, store);
+        } else {
+            f.target = f.candidates.remove(0);
+            self.probe(now, req, f);
+        }
+    }
+
+    /// A put for a key none of whose owners is reachable from this node (a minority side that
+    /// holds no owner): under a sloppy quorum with hinted handoff this node stands in for an owner
+    /// and coordinates it with the first N reachable nodes (§4.6); otherwise it refuses at once,
+    /// for certain (nothing was sent anywhere).
+    fn put_without_owner(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        request: Request,
+        store: &dyn ReadState,
+    ) {
+        let Request::Put {
+            key,
+            value,
+            tombstone,
+            context,
+        } = request
+        else {
+            unreachable!("only puts are forwarded")
+        };
+        // A stand-in's version lives in hints until they reach the owners: without hinted
+        // handoff nothing would ever take it there (anti-entropy compares owners' data only).
+        if !self.config.sloppy_quorum || !self.config.hinted_handoff_on() {
+            self.stats.unavailable += 1;
+            let message = if self.config.sloppy_quorum {
+                "no owner of the key is reachable, and hinted handoff is off"
+            } else {
+                "no owner of the key is reachable, and the quorum is strict"
+            };
+            return self.answer(origin, unavailable(message.to_string(), Vec::new(), true));
+        }
+        let targets = self.stand_in_targets(&key);
+        let write = Write {
+            key,
+            value,
+            tombstone,
+            context,
+        };
+        self.coordinate_put(now, origin, write, targets, store);
+    }
+
+    /// The targets of a put this node coordinates without owning the key: the first N reachable
+    /// nodes, this one among them. It must keep the version it makes (its counter must never be
+    /// issued again), so if the walk did not reach it, it takes the place of the last stand-in.
+    fn stand_in_targets(&self, key: &[u8]) -> Vec<Target> {
+        let me = self.config.id.clone();
+        let mut targets = self.targets(key);
+        if !targets.iter().any(|t| t.node == me) {
+            let slot = targets
+                .iter()
+                .rposition(|t| t.hint.is_some())
+                .unwrap_or(targets.len() - 1);
+            let owner = targets[slot]
+                .hint
+                .clone()
+                .unwrap_or_else(|| targets[slot].node.clone());
+            targets[slot] = Target {
+                node: me,
+                hint: Some(owner),
+            };
+        }
+        targets
     }
 
     fn coordinate_get(
@@ -762,7 +1102,19 @@ impl Core {
             tombstone,
             context,
         } = write;
-        let mut state = match self.read(&key, store) {
+        // An owner keeps the key's versions in its data; a stand-in (a put no owner could take)
+        // keeps them in its hints. Either way the new version starts from both, so that the
+        // counter for the key goes on from the last one this actor issued: a node that stood in
+        // for the key and owns it now (or owns it and stands in for another owner too) holds some
+        // of its own versions in hints alone (found by the nightly, seed 83102: an owner issued
+        // (actor, 1) again while its hint still held the first). An owner's data takes the hinted
+        // versions in, as their delivery would; the hints still go to their owners.
+        let me = self.config.id.clone();
+        let stand_in_for = targets
+            .iter()
+            .find(|t| t.node == me)
+            .and_then(|t| t.hint.clone());
+        let mut state = match self.read_with_hints(&key, store) {
             Ok(state) => state,
             Err(e) => return self.answer(origin, storage_error(&e)),
         };
@@ -777,13 +1129,6 @@ impl Core {
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
-        if self.actor_stale && !self.config.has_bug(Bug::ReuseActor) {
-            self.actor_stale = false;
-            let suffix = self.next_random() as u32;
-            self.actor = format!("{}.{suffix:08x}", self.config.id).into();
-            tracing::info!(node = %self.config.id, actor = %self.actor, "new actor id");
-            self.ready.actor = Some(self.actor.clone());
-        }
         let rule = self.rule();
         let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
         tracing::debug!(
@@ -793,9 +1138,15 @@ impl Core {
             dot = ?version.dot,
             "coordinated a put"
         );
-        self.write(key.clone(), state.clone());
+        match &stand_in_for {
+            None => self.write(key.clone(), state.clone()),
+            Some(owner) => {
+                if let Err(e) = self.merge_hint(owner, &key, &state, store) {
+                    return self.answer(origin, storage_error(&e));
+                }
+            }
+        }
         let req = self.round_id();
-        let me = self.config.id.clone();
         for target in targets.iter().filter(|t| t.node != me) {
             let message = PeerMessage::Store {
                 req,
@@ -1068,8 +1419,21 @@ impl Core {
             self.ready
                 .hint_writes
                 .push((delivery.owner.clone(), delivery.key.clone(), None));
-            self.hints.remove(&(delivery.owner, delivery.key));
+            self.hints.remove(&(delivery.owner, delivery.key.clone()));
             self.stats.hints_delivered += 1;
+            // A stand-in that made versions of the key (no owner was reachable) knew its counter
+            // for the key from this hint alone: if nothing it keeps still knows it, it must never
+            // issue those counters again, so it takes a new actor id before its next version.
+            let issued = delivery.clock.get(&self.actor);
+            if issued > 0 {
+                let known = self
+                    .read_with_hints(&delivery.key, store)
+                    .map(|s| s.clock.get(&self.actor))
+                    .unwrap_or(0);
+                if known < issued {
+                    self.renew_actor("the hint that knew its counter for a key was handed over");
+                }
+            }
         }
     }
 
@@ -1180,13 +1544,29 @@ impl Core {
         }
     }
 
-    /// Deletes a key handed over to its owners.
+    /// Takes a new actor id at once, because this node may have forgotten the highest counter the
+    /// current one issued for some key. At once, not before the next version: the new id is stored
+    /// with this step's writes (`Ready::apply`, before anything leaves), so that a restart cannot
+    /// forget the need (found by the nightly: a node that handed a key over, then restarted
+    /// before it wrote again, issued (actor, 1) of the key a second time). The deliberate bug
+    /// `reuse-actor` never changes its actor.
+    fn renew_actor(&mut self, why: &str) {
+        if self.config.has_bug(Bug::ReuseActor) {
+            return;
+        }
+        let suffix = self.next_random() as u32;
+        self.actor = format!("{}.{suffix:08x}", self.config.id).into();
+        tracing::info!(node = %self.config.id, actor = %self.actor, why, "new actor id");
+        self.ready.actor = Some(self.actor.clone());
+    }
+
+    /// Deletes a key handed over to its owners, or lost to damage.
     fn remove(&mut self, key: Vec<u8>) {
         // The key's clock goes with it, and with it this actor's highest counter for the key: were
         // this node to own the key again, it would issue those counters a second time (found by
         // the checker: a node that left and rejoined lost its next blind put). A new actor id
-        // before the next version makes that impossible.
-        self.actor_stale = true;
+        // makes that impossible.
+        self.renew_actor("a key's state was deleted");
         let partition = self.ring.partition_of(&key);
         if let Some(tree) = self.trees.get_mut(&partition) {
             tree.update(&key, None);
@@ -1213,6 +1593,9 @@ impl Core {
         }
         let pick = peers[(self.next_random() % peers.len() as u64) as usize].clone();
         let view: Vec<NodeId> = self.unreachable.iter().cloned().collect();
+        // After a start or a freeze every peer hears from us at once: they stop suspecting us (and
+        // re-dial their links to us) without waiting for gossip to come round.
+        let greet = std::mem::take(&mut self.greet);
         let ring = PeerMessage::RingState {
             ring: self.ring.clone(),
             addrs: self.addrs.clone(),
@@ -1220,7 +1603,7 @@ impl Core {
         self.send(pick.clone(), ring);
         for peer in peers {
             let probe = self.unreachable.contains(&peer);
-            if probe || peer == pick {
+            if probe || peer == pick || greet {
                 let message = PeerMessage::Gossip {
                     unreachable: view.clone(),
                     probe,
@@ -1421,7 +1804,7 @@ impl Core {
 
     fn round_id(&mut self) -> u64 {
         let id = self.next_round;
-        self.next_round += 1;
+        self.next_round = self.next_round.wrapping_add(1);
         id
     }
 

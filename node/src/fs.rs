@@ -793,6 +793,19 @@ mod tests {
         assert_eq!(fs.read(&path).unwrap(), b"abcd");
     }
 
+    #[test]
+    fn the_fault_switches_can_be_shared_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<DiskFaults>();
+        shareable::<FaultyFs<SimFs>>();
+        let faults = DiskFaults::new();
+        let clone = faults.clone();
+        std::thread::spawn(move || clone.set_fail_syncs(true))
+            .join()
+            .unwrap();
+        assert!(faults.fails_syncs());
+    }
+
     fn error_names(error: io::Error, path: &str) -> bool {
         error.to_string().contains(path)
     }

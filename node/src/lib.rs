@@ -8,7 +8,8 @@
 //! - [`version`]: dotted version vectors: siblings, contexts, put and merge.
 //! - [`store`]: the `Storage` trait, a memory store, the Bitcask-style log store, and the
 //!   [`store::keyspace::Keyspace`] that encodes key states over them.
-//! - [`fs`]: the small file-system trait the log store does its I/O through (real or simulated).
+//! - [`fs`]: the small file-system trait the log store does its I/O through (real, simulated or
+//!   in memory), and a wrapper that injects disk faults.
 //! - [`wire`]: messages and length-delimited postcard frames with a size bound.
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
 //! - [`merkle`]: per-partition Merkle trees for anti-entropy, updated on every write.

@@ -3,14 +3,21 @@
 //! Tasks, all on the caller's runtime:
 //! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
-//!   carries out the [`Ready`] they produced in order (write, one sync for all, then send): group
-//!   commit, so that a burst of writes costs one fsync and nothing is answered before it;
+//!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
+//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
+//!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
+//!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
 //! - one *acceptor* takes connections and spawns a *connection* task for each (bounded by
 //!   [`CONNECTIONS_MAX`]), which decodes frames into events and writes replies back;
 //! - one *peer link* per other member dials it, sends that node our messages (what is queued goes
 //!   out with one flush, up to [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and
 //!   re-dials when the link breaks or goes silent. turmoil's TCP does not retransmit, so a lost
-//!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link.
+//!   segment stalls a stream forever: silence past [`PEER_SILENCE_MS`] is a broken link. Messages
+//!   queued while it re-dials wait for the next connection (at most [`LINK_PENDING_MAX`] of them,
+//!   none older than [`LINK_PENDING_MS_MAX`]), and a message from the peer makes it re-dial at
+//!   once: a peer that restarts gets the answers to its first requests instead of losing them to
+//!   a link in back-off. A link that notices this node was frozen (its ping timer came late)
+//!   does not count the gap as the peer's silence.
 //!
 //! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
 //! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
@@ -24,27 +31,24 @@
 
 use crate::config::{Bug, FsyncPolicy, NodeConfig};
 use crate::coordinator::ClientToken;
-use crate::core::{Core, Now, Ready};
+use crate::core::{Core, Now, Released};
 use crate::env::{Env, Listener};
 use crate::ring::NodeId;
 use crate::store::Storage;
 use crate::store::keyspace::Keyspace;
-use crate::store::log::{LogOptions, LogStore};
-use crate::version::Actor;
+use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
+use crate::version::{Actor, valid_actor};
 use crate::wire::{Frame, FrameCodec, PeerMessage, Request};
 use futures::{SinkExt, StreamExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 // tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
 use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
-
-/// The metadata record holding the last ring this node adopted.
-const MEMBERSHIP_META: &str = "membership";
 
 /// Events waiting for the driver.
 pub const EVENTS_QUEUE_MAX: usize = 4_096;
@@ -72,6 +76,12 @@ pub const PEER_SILENCE_MS: u64 = 1_000;
 pub const COMPACTION_CHECK_MS: u64 = 5_000;
 /// An inbound connection silent for one to two of these is closed (peers ping well within it).
 pub const CONNECTION_IDLE_MS: u64 = 60_000;
+/// Messages a peer link keeps for its next connection while it re-dials.
+pub const LINK_PENDING_MAX: usize = 1_024;
+/// A message kept for the next connection longer than this is dropped (its request is over).
+pub const LINK_PENDING_MS_MAX: u64 = 2_000;
+/// A ping timer this late means this node itself was frozen, not that the peer went silent.
+pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
 
 /// Something for the driver to feed the core.
 enum Event {
@@ -101,46 +111,99 @@ enum Event {
 pub struct Startup {
     /// The actor id of this incarnation.
     pub actor: Actor,
-    /// Records found in the log.
-    pub records_recovered: u64,
-    /// Bytes of torn or corrupt tail dropped during recovery.
-    pub truncated_bytes: u64,
+    /// Why the actor id is new, or `None` if it was kept from the last incarnation.
+    pub new_actor_reason: Option<String>,
+    /// What the log store's recovery found.
+    pub recovery: RecoveryReport,
 }
 
 /// Opens the node's storage in `data_dir` and settles the actor id of this incarnation.
 ///
 /// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
-/// is ever issued twice: on an empty (new or wiped) disk, and on every start when the fsync policy
-/// lets acknowledged writes be lost in a crash. The deliberate bug `reuse-actor` always uses the
-/// bare node id, restarting counters after a wipe.
+/// is ever issued twice:
+/// - on an empty (new or wiped) disk, or one whose actor record is unreadable;
+/// - on every start when the fsync policy is not `always`, since a crash may then have lost
+///   acknowledged writes;
+/// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
+///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
+/// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
+///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
+///
+/// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
+/// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
 pub fn open_storage<E: Env>(
     env: &E,
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
-    let (log, report) = LogStore::open(env.fs(), data_dir, LogOptions::default())?;
+    let options = LogOptions {
+        max_file_bytes: config.log_file_bytes_max,
+    };
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
     let mut keyspace = Keyspace::new(log);
-    let actor = if config.has_bug(Bug::ReuseActor) {
-        config.id.to_string()
-    } else {
-        let kept = match keyspace.meta("actor")? {
-            Some(bytes) if config.fsync == FsyncPolicy::Always => String::from_utf8(bytes).ok(),
-            _ => None,
+    if config.has_bug(Bug::ReuseActor) {
+        let startup = Startup {
+            actor: config.id.to_string().into(),
+            new_actor_reason: None,
+            recovery,
         };
-        match kept {
-            Some(actor) => actor,
-            None => {
-                let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
-                keyspace.set_meta("actor", actor.as_bytes())?;
-                keyspace.sync()?;
-                actor
-            }
+        return Ok((keyspace, startup));
+    }
+    let stored = match keyspace.actor() {
+        Ok(bytes) => bytes
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|actor| valid_actor(actor)),
+        // Decay of the record itself: as good as no record.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::error!(node = %config.id, error = %e, "the stored actor id is damaged");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
+    // its whole log (every data file and the manifest): the counters went with it.
+    let log_gone = recovery.manifest == ManifestState::Created;
+    let new_actor_reason = match stored {
+        None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
+        }
+        Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
+            "fsync policy {} may have lost acknowledged writes in a crash",
+            config.fsync
+        )),
+        // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
+        Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some(format!("recovery lost data: {}", recovery.loss_summary()))
+        }
+        Some(_) => None,
+    };
+    let actor = match (stored, &new_actor_reason) {
+        (Some(actor), None) => actor,
+        (_, reason) => {
+            let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
+            tracing::warn!(
+                node = %config.id,
+                %actor,
+                reason = reason.as_deref().unwrap_or_default(),
+                "taking a new actor id"
+            );
+            keyspace.set_actor(&actor)?;
+            actor
         }
     };
+    if recovery.lost_data() && new_actor_reason.is_none() {
+        tracing::warn!(
+            node = %config.id,
+            %actor,
+            lost = %recovery.loss_summary(),
+            "keeping the actor id although recovery lost data (deliberate bug keep-actor-on-recovery)"
+        );
+    }
     let startup = Startup {
         actor: actor.into(),
-        records_recovered: report.records,
-        truncated_bytes: report.truncated_bytes,
+        new_actor_reason,
+        recovery,
     };
     Ok((keyspace, startup))
 }
@@ -160,8 +223,9 @@ pub async fn run<E: Env>(
     tracing::info!(
         node = %config.id,
         actor = %startup.actor,
-        records = startup.records_recovered,
-        truncated_bytes = startup.truncated_bytes,
+        new_actor_reason = startup.new_actor_reason.as_deref().unwrap_or("none: kept"),
+        records = startup.recovery.records,
+        lost = %startup.recovery.loss_summary(),
         "node started"
     );
     let mut core = Core::new(config.clone(), startup.actor, env.random_u64());
@@ -171,7 +235,10 @@ pub async fn run<E: Env>(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn_local(accept_loop(listener, events.clone()));
     let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
+    // Per peer link: poked when the peer is heard from, so that a link in back-off re-dials now.
+    let mut wakes: BTreeMap<NodeId, Arc<Notify>> = BTreeMap::new();
     let link = |peers: &mut BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+                wakes: &mut BTreeMap<NodeId, Arc<Notify>>,
                 tasks: &mut tokio::task::JoinSet<()>,
                 members: &BTreeMap<NodeId, String>| {
         for (peer, addr) in members {
@@ -180,27 +247,29 @@ pub async fn run<E: Env>(
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             peers.insert(peer.clone(), tx);
-            tasks.spawn_local(peer_link(
-                env.clone(),
-                config.id.clone(),
-                peer.clone(),
-                addr.clone(),
-                rx,
-                events.clone(),
-            ));
+            let wake = Arc::new(Notify::new());
+            wakes.insert(peer.clone(), wake.clone());
+            let link = PeerLink {
+                me: config.id.clone(),
+                peer: peer.clone(),
+                addr: addr.clone(),
+                wake,
+            };
+            tasks.spawn_local(peer_link(env.clone(), link, rx, events.clone()));
         }
     };
-    link(&mut peers, &mut tasks, &config.members);
-    // The ring this node last knew, if it ever changed from the configured one.
-    if let Some(bytes) = keyspace.meta(MEMBERSHIP_META)? {
-        match postcard::from_bytes::<(crate::ring::Ring, BTreeMap<NodeId, String>)>(&bytes) {
-            Ok((ring, addrs)) => {
-                core.adopt(ring, &addrs);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "saved ring does not decode; using the configured one")
-            }
+    link(&mut peers, &mut wakes, &mut tasks, &config.members);
+    // The ring this node last knew, if it ever changed from the configured one. A damaged one is
+    // not worth stopping for: gossip brings the current ring.
+    match keyspace.membership() {
+        Ok(Some((ring, addrs))) => {
+            core.adopt(ring, &addrs);
         }
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(error = %e, "saved ring is damaged; using the configured one")
+        }
+        Err(e) => return Err(e),
     }
     if !config.seeds.is_empty() {
         let (ring, addrs) = join(&env, &config).await;
@@ -242,7 +311,12 @@ pub async fn run<E: Env>(
             Event::Request { client, request } => {
                 core.handle_request(now, client, request, &keyspace)
             }
-            Event::Peer { from, message } => core.handle_peer(now, from, message, &keyspace),
+            Event::Peer { from, message } => {
+                if let Some(wake) = wakes.get(&from) {
+                    wake.notify_one();
+                }
+                core.handle_peer(now, from, message, &keyspace)
+            }
             Event::PeerStatus { node, reachable } => core.handle_peer_status(&node, reachable),
         };
         tokio::select! {
@@ -269,33 +343,31 @@ pub async fn run<E: Env>(
             _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
             _ = &mut compaction_timer => {
                 compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
-                maybe_compact(&config, keyspace.storage_mut());
+                maybe_compact(&config, keyspace.storage_mut())
+                    .map_err(|e| stop(&config, "compaction", e))?;
             }
             _ = &mut sync_timer => {
                 sync_timer.as_mut().reset(Instant::now() + Duration::from_millis(sync_interval_ms));
-                if let Err(e) = keyspace.sync() {
-                    tracing::error!(error = %e, "periodic sync failed");
-                }
+                keyspace.sync().map_err(|e| stop(&config, "periodic sync", e))?;
             }
         }
-        let mut ready = core.poll_ready();
-        if let Some((ring, members)) = ready.membership.take() {
-            link(&mut peers, &mut tasks, &members);
-            let saved = postcard::to_stdvec(&(ring, members))
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-                .and_then(|bytes| keyspace.set_meta(MEMBERSHIP_META, &bytes))
-                .and_then(|()| keyspace.sync());
-            if let Err(e) = saved {
-                tracing::error!(error = %e, "cannot save the ring");
-            }
-        }
+        let ready = core.poll_ready(&keyspace);
         if !ready.is_empty() {
-            carry_out(&config, ready, &mut keyspace, &peers, &clients);
+            // Fail-stop: when storage fails, nothing that depends on the step's writes leaves, and
+            // the node ends rather than answer as if it could write (a zombie). A supervisor or
+            // the operator restarts it; recovery sorts out what reached the disk.
+            let released = ready
+                .apply(&mut keyspace, &config)
+                .map_err(|e| stop(&config, "storage", e))?;
+            if let Some((_, members)) = &released.membership {
+                link(&mut peers, &mut wakes, &mut tasks, members);
+            }
+            send(released, &peers, &clients);
         }
     }
-    if let Err(e) = keyspace.sync() {
-        tracing::error!(error = %e, "final sync failed");
-    }
+    keyspace
+        .sync()
+        .map_err(|e| stop(&config, "final sync", e))?;
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");
     Ok(())
@@ -303,21 +375,36 @@ pub async fn run<E: Env>(
 
 /// Compacts the log when its dead bytes exceed both the configured floor and its live bytes, so
 /// that a compaction at most halves the disk footprint's garbage and never runs for crumbs.
-fn maybe_compact<F: crate::fs::FileSystem>(config: &NodeConfig, log: &mut LogStore<F>) {
+fn maybe_compact<F: crate::fs::FileSystem>(
+    config: &NodeConfig,
+    log: &mut LogStore<F>,
+) -> io::Result<()> {
     let stats = log.stats();
     let garbage_bytes = stats.bytes.saturating_sub(stats.live_bytes);
     if garbage_bytes < config.compact_garbage_bytes_min || garbage_bytes < stats.live_bytes {
-        return;
+        return Ok(());
     }
-    match log.compact() {
-        Ok(done) => tracing::info!(
-            node = %config.id,
-            bytes_before = done.bytes_before,
-            bytes_after = done.bytes_after,
-            "log compacted"
-        ),
-        Err(e) => tracing::error!(node = %config.id, error = %e, "compaction failed"),
-    }
+    let done = log.compact()?;
+    tracing::info!(
+        node = %config.id,
+        bytes_before = done.bytes_before,
+        bytes_after = done.bytes_after,
+        "log compacted"
+    );
+    Ok(())
+}
+
+/// The error `run` ends with when storage fails: it says the node stopped, and why.
+fn stop(config: &NodeConfig, what: &str, e: io::Error) -> io::Error {
+    tracing::error!(
+        node = %config.id,
+        error = %e,
+        "{what} failed: stopping the node (restart it; recovery will check the disk)"
+    );
+    io::Error::new(
+        e.kind(),
+        format!("node {} stopped: {what} failed: {e}", config.id),
+    )
 }
 
 /// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring.
@@ -348,39 +435,13 @@ async fn join<E: Env>(
     }
 }
 
-/// Carries out a [`Ready`]: writes, sync per policy, then messages and replies.
-fn carry_out<S: Storage>(
-    config: &NodeConfig,
-    ready: Ready,
-    keyspace: &mut Keyspace<S>,
+/// Sends what [`crate::core::Ready::apply`] released: messages to peers, replies to clients.
+fn send(
+    released: Released,
     peers: &BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
     clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
 ) {
-    let mut durable = Ok(());
-    if let Some(actor) = &ready.actor {
-        durable = keyspace.set_meta("actor", actor.as_bytes());
-    }
-    let wrote = !(ready.writes.is_empty() && ready.hint_writes.is_empty());
-    for (key, state) in ready.writes {
-        durable = durable.and_then(|()| keyspace.write_state(&key, state));
-    }
-    for (owner, key, state) in &ready.hint_writes {
-        durable = durable.and_then(|()| keyspace.write_hint(owner, key, state.as_ref()));
-    }
-    for key in &ready.removals {
-        durable = durable.and_then(|()| keyspace.remove_state(key));
-    }
-    // Deliberate bug `no-fsync`: acknowledge before the write is synced.
-    let sync_now = config.fsync == FsyncPolicy::Always && !config.has_bug(Bug::NoFsync);
-    if (wrote || !ready.removals.is_empty() || ready.actor.is_some()) && sync_now {
-        durable = durable.and_then(|()| keyspace.sync());
-    }
-    if let Err(e) = durable {
-        // Nothing that depends on these writes may leave the node: the requests time out.
-        tracing::error!(error = %e, "storage write failed; dropping the replies that depend on it");
-        return;
-    }
-    for (peer, message) in ready.messages {
+    for (peer, message) in released.messages {
         match peers.get(&peer) {
             Some(queue) => {
                 if queue.try_send(message).is_err() {
@@ -390,7 +451,7 @@ fn carry_out<S: Storage>(
             None => tracing::warn!(%peer, "message for an unknown peer dropped"),
         }
     }
-    for (client, response) in ready.replies {
+    for (client, response) in released.replies {
         if let Some(queue) = clients.get(&client.conn) {
             let frame = Frame::Response {
                 id: client.id,
@@ -526,28 +587,39 @@ where
         .map_err(|_| timed_out())?
 }
 
-/// Keeps a link to one peer: dial, send, ping, and re-dial when it breaks or goes silent.
-async fn peer_link<E: Env>(
-    env: E,
+/// Who a peer link connects, and how it is woken.
+struct PeerLink {
     me: NodeId,
     peer: NodeId,
     addr: String,
+    /// Notified when the peer is heard from: re-dial now rather than after the back-off.
+    wake: Arc<Notify>,
+}
+
+/// Messages kept for the link's next connection, with when they were queued.
+type Pending = VecDeque<(Instant, PeerMessage)>;
+
+/// Keeps a link to one peer: dial, send, ping, and re-dial when it breaks or goes silent.
+async fn peer_link<E: Env>(
+    env: E,
+    link: PeerLink,
     mut queue: mpsc::Receiver<PeerMessage>,
     events: mpsc::Sender<Event>,
 ) {
     let mut reachable = None;
+    let mut pending: Pending = VecDeque::new();
     let report = |up: bool, reachable: &mut Option<bool>| {
         let changed = *reachable != Some(up);
         *reachable = Some(up);
         changed.then(|| Event::PeerStatus {
-            node: peer.clone(),
+            node: link.peer.clone(),
             reachable: up,
         })
     };
     loop {
         let dialled = timeout(
             Duration::from_millis(CONNECT_TIMEOUT_MS),
-            env.connect(&addr),
+            env.connect(&link.addr),
         )
         .await;
         if let Ok(Ok(stream)) = dialled {
@@ -557,7 +629,7 @@ async fn peer_link<E: Env>(
                 return;
             }
             let mut framed = Framed::new(stream, FrameCodec::default());
-            if !run_link(&mut framed, &me, &mut queue).await {
+            if !run_link(&mut framed, &link.me, &mut queue, &mut pending).await {
                 return; // The node is shutting down.
             }
         }
@@ -566,37 +638,58 @@ async fn peer_link<E: Env>(
         {
             return;
         }
-        // Messages for a dead link are dropped, as the network would: their requests' deadlines
-        // cover them, and hints and anti-entropy, not a replay by this link, bring the peer up to
-        // date when it returns.
+        // Messages wait for the next connection, a bounded number for a bounded time: a peer that
+        // restarted gets the answers to its first requests. Those lost with the broken connection
+        // itself are covered by their requests' deadlines, and hints and anti-entropy bring the
+        // peer up to date.
         let backoff = sleep(Duration::from_millis(RECONNECT_BACKOFF_MS));
         tokio::pin!(backoff);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut backoff => break,
+                _ = link.wake.notified() => break,
                 message = queue.recv() => {
-                    if message.is_none() {
-                        return;
+                    let Some(message) = message else { return };
+                    if pending.len() >= LINK_PENDING_MAX {
+                        pending.pop_front();
                     }
+                    pending.push_back((Instant::now(), message));
                 }
             }
         }
     }
 }
 
-/// Runs one connected link until it breaks (false only when the node is shutting down).
+/// Runs one connected link until it breaks (false only when the node is shutting down). It first
+/// sends the messages kept while it re-dialled that are not too old.
 async fn run_link<S>(
     framed: &mut Framed<S, FrameCodec>,
     me: &NodeId,
     queue: &mut mpsc::Receiver<PeerMessage>,
+    pending: &mut Pending,
 ) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let fresh = Duration::from_millis(LINK_PENDING_MS_MAX);
+    while !pending.is_empty() {
+        let batch: Vec<Frame> = std::iter::from_fn(|| pending.pop_front())
+            .filter(|(queued, _)| queued.elapsed() <= fresh)
+            .take(WRITE_BATCH_FRAMES_MAX)
+            .map(|(_, message)| Frame::Peer {
+                from: me.clone(),
+                message,
+            })
+            .collect();
+        if !batch.is_empty() && write(framed, batch).await.is_err() {
+            return true;
+        }
+    }
     let mut heard = Instant::now();
     let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
     let mut nonce = 0u64;
     loop {
         tokio::select! {
@@ -617,6 +710,12 @@ where
                 _ => return true,
             },
             _ = ping.tick() => {
+                // A tick this late means this process was frozen (stopped, starved): the gap is
+                // its own silence, not the peer's.
+                if last_tick.elapsed() > Duration::from_millis(PING_INTERVAL_MS + LINK_FROZEN_MS) {
+                    heard = Instant::now();
+                }
+                last_tick = Instant::now();
                 if heard.elapsed() > Duration::from_millis(PEER_SILENCE_MS) {
                     return true;
                 }
@@ -628,3 +727,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;

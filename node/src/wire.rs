@@ -177,6 +177,31 @@ pub struct NodeStatus {
     pub ring: Ring,
     /// Keys stored here that this node no longer owns, still being handed over.
     pub handoff_keys: u64,
+    /// Replicas per key, and the read and write quorums.
+    pub n: u32,
+    /// See `n`.
+    pub r: u32,
+    /// See `n`.
+    pub w: u32,
+    /// Whether writes may use stand-ins (sloppy quorum).
+    pub sloppy_quorum: bool,
+    /// Every other node this one knows, member or not, and how it sees it.
+    pub peers: Vec<PeerView>,
+}
+
+/// One node's view of a peer (`Status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The peer's name.
+    pub id: NodeId,
+    /// The address this node dials it at.
+    pub addr: String,
+    /// Whether it is a member of the ring.
+    pub member: bool,
+    /// Whether this node suspects it (a broken or silent link, a missed deadline).
+    pub suspected: bool,
+    /// How long ago this node last heard from it, ms (None: never since it started).
+    pub heard_ms_ago: Option<u64>,
 }
 
 /// Messages between nodes.
@@ -245,6 +270,17 @@ pub enum PeerMessage {
         unreachable: Vec<NodeId>,
         probe: bool,
     },
+    /// Before a node that owns no replica of a key forwards a put to an owner: are you there, and
+    /// do you own this key? A put is forwarded only to an owner that answered, so that one which
+    /// does not (paused, cut off) is passed over for the next instead of holding the request until
+    /// its deadline, and a put is never started twice.
+    Probe {
+        req: u64,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// The answer to `Probe { req }`: whether the sender owns the key.
+    ProbeReply { req: u64, owner: bool },
 }
 
 impl PeerMessage {
@@ -262,7 +298,9 @@ impl PeerMessage {
             | PeerMessage::AeHashes { .. }
             | PeerMessage::AeKeys { .. }
             | PeerMessage::RingState { .. }
-            | PeerMessage::Gossip { .. } => None,
+            | PeerMessage::Gossip { .. }
+            | PeerMessage::Probe { .. }
+            | PeerMessage::ProbeReply { .. } => None,
         }
     }
 }

@@ -175,13 +175,24 @@ pub fn write(dir: &Path) -> Result<PathBuf, String> {
     if let Some(e) = error {
         return Err(format!("{}: {e}", history.display()));
     }
+    // A run of `dynamo live` (it leaves live.json) is repeated by `dynamo live` with the same
+    // options: the same plan, on real processes (not the same timing).
+    let live = dir.join("live.json").exists();
     let repro = model::Repro {
-        sim: plan.as_ref().and_then(crate::sim::repro_command),
+        sim: plan
+            .as_ref()
+            .and_then(crate::sim::repro_command)
+            .map(|line| match line.strip_prefix("dynamo sim ") {
+                Some(options) if live => format!("dynamo live {options}"),
+                _ => line,
+            }),
         replay: plan.as_ref().map(|_| {
-            format!(
-                "dynamo replay {}",
-                crate::sim::shell_word(&dir.join("plan.json").display().to_string())
-            )
+            let plan_path = crate::sim::shell_word(&dir.join("plan.json").display().to_string());
+            if live {
+                format!("dynamo live --plan {plan_path}")
+            } else {
+                format!("dynamo replay {plan_path}")
+            }
         }),
     };
     let config = plan

@@ -355,6 +355,7 @@ pub fn project(
         let fault = match &window.fault {
             Fault::Crash { node } => victim(node).map(|node| Fault::Crash { node }),
             Fault::Wipe { node } => victim(node).map(|node| Fault::Wipe { node }),
+            Fault::Pause { node } => victim(node).map(|node| Fault::Pause { node }),
             Fault::Disk { node, damage, pick } => victim(node).map(|node| Fault::Disk {
                 node,
                 damage: *damage,

@@ -405,7 +405,10 @@ impl Search<'_> {
                         isolated.extend(small.iter().copied());
                     }
                 }
-                Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
+                Fault::Crash { node }
+                | Fault::Wipe { node }
+                | Fault::Disk { node, .. }
+                | Fault::Pause { node } => {
                     match trace.and_then(|t| t.windows.get(i)).and_then(|t| t.victim) {
                         Some(v) => hit.push(v),
                         None => hit.extend(node.candidates()),

@@ -15,14 +15,27 @@
 //! node that stored it, in the same millisecond (the moment of greatest damage: its coordinator
 //! may not have synced anything since). It closes `duration_ms` later, or at the heal.
 //!
+//! Where the history must show which writes a fault may have hit, the nemesis lets the writes in
+//! flight finish first. With a strict quorum and R + W > N, the checker holds every read to every
+//! write acknowledged before it (`quorum-read-miss`) unless a fault that may lose data (a wipe,
+//! damage at rest; a crash or power cut when fsync is not `always`) hit a replica between the
+//! acknowledgement and the read. A write stored on a replica that such a fault hits while the
+//! write is still in flight, and acknowledged just after, would be blamed on the store. So in
+//! those runs the nemesis holds new writes, waits until none is in flight (at most a client
+//! timeout), applies the fault, and lets writes go on; reads are never held. Other runs are not
+//! slowed. (Membership changes are not drawn in those runs at all: nodes learn a new ring by
+//! gossip, so for a while after a join or leave two nodes may route by different rings, whose
+//! quorums need not meet; see `generate::possible_kinds`.)
+//!
 //! What it does not model: a fault takes effect between two 1 ms steps, not inside one; a crash
 //! loses exactly what was not synced (turmoil's disk keeps synced bytes, and tears unsynced writes
 //! at block granularity only where the runner configures it); damage at rest is applied by the
 //! node's host when it restarts, before the node opens its storage.
 
 use crate::history::{Process, Recorder};
-use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Start, Victim};
+use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start, Victim};
 use crate::workload::Progress;
+use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::DiskFaults;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
@@ -95,6 +108,12 @@ enum WindowState {
     Delayed { until_ms: u64 },
     /// Its start came; it waits for an acknowledged write to aim at (since this time).
     Armed { since_ms: u64 },
+    /// Its start came (and its victim is known, if it aims); it waits for the writes in flight to
+    /// finish (see the module docs).
+    Draining {
+        victim: Option<u32>,
+        aimed: Option<String>,
+    },
     /// Open on these nodes (for the faults that hit one), until this time.
     Open { victim: Option<u32>, until_ms: u64 },
     /// Closed (or never opened before the heal).
@@ -132,8 +151,33 @@ pub struct Nemesis {
     latency_ms_max: u64,
     progress: Rc<Progress>,
     membership: Rc<RefCell<VecDeque<MembershipCommand>>>,
+    /// Whether faults that may lose data wait for a moment with no write in flight (see the module
+    /// docs).
+    quiet: Quiet,
     /// Windows opened so far.
     pub opened: u64,
+}
+
+/// Which faults wait for the writes in flight to finish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quiet {
+    /// The run's quorum is checked (`quorum-read-miss`): strict, and R + W > N.
+    pub quorum_checked: bool,
+    /// fsync is `always`: a crash or a power cut loses nothing acknowledged.
+    pub fsync_always: bool,
+}
+
+impl Quiet {
+    /// Whether `fault` must not hit a write in flight.
+    fn needs(self, fault: &Fault) -> bool {
+        self.quorum_checked
+            && match fault {
+                Fault::Wipe { .. } => true,
+                Fault::Disk { damage, .. } => damage.at_rest(),
+                Fault::Crash { .. } | Fault::Power => !self.fsync_always,
+                _ => false,
+            }
+    }
 }
 
 fn ms(sim: &turmoil::Sim) -> u64 {
@@ -141,16 +185,22 @@ fn ms(sim: &turmoil::Sim) -> u64 {
 }
 
 impl Nemesis {
-    /// A nemesis for these windows over nodes `names` (the hosts' names, by index).
+    /// A nemesis for the windows of `plan` over its nodes (the hosts' names, by index).
     pub fn new(
-        names: Vec<String>,
-        windows: &[FaultWindow],
+        plan: &Plan,
         knobs: Vec<NodeKnobs>,
         recorder: Rc<RefCell<Recorder>>,
         progress: Rc<Progress>,
         membership: Rc<RefCell<VecDeque<MembershipCommand>>>,
-        latency_ms_max: u64,
     ) -> Nemesis {
+        let c = &plan.config;
+        let names = c.node_names();
+        let windows = &plan.faults;
+        let latency_ms_max = c.latency_ms_max;
+        let quiet = Quiet {
+            quorum_checked: c.quorum_checked(),
+            fsync_always: c.fsync == FsyncPolicy::Always,
+        };
         assert_eq!(names.len(), knobs.len(), "one set of knobs per node");
         Nemesis {
             nodes: vec![NodeState::default(); names.len()],
@@ -167,6 +217,7 @@ impl Nemesis {
             latency_ms_max,
             progress,
             membership,
+            quiet,
             opened: 0,
         }
     }
@@ -234,31 +285,44 @@ impl Nemesis {
                             node: Victim::Acked { .. },
                             ..
                         } => self.windows[i].1 = WindowState::Armed { since_ms: now_ms },
-                        _ => self.open(sim, i, None, None),
+                        _ => self.due(sim, i, None, None),
                     }
                 }
                 WindowState::Armed { since_ms } => {
                     let candidates = self.windows[i].0.fault.nodes();
+                    // The coordinator acks first: its name leads `stored_on`.
                     let hit = acks.by_ref().find_map(|ack| {
-                        ack.stored_on.iter().find_map(|n| {
-                            let index = self.names.iter().position(|m| m == n.as_str())? as u32;
-                            candidates
-                                .contains(&index)
-                                .then(|| (index, ack.write.clone()))
-                        })
+                        let coordinator = ack.stored_on.first()?;
+                        let index =
+                            self.names.iter().position(|m| m == coordinator.as_str())? as u32;
+                        candidates
+                            .contains(&index)
+                            .then(|| (index, ack.write.clone()))
                     });
                     match hit {
-                        Some((victim, write)) => self.open(sim, i, Some(victim), Some(write)),
+                        Some((victim, write)) => self.due(sim, i, Some(victim), Some(write)),
                         None if now_ms >= since_ms + ACKED_WAIT_MS_MAX => {
-                            self.open(sim, i, Some(candidates[0]), None)
+                            self.due(sim, i, Some(candidates[0]), None)
                         }
                         None => {}
+                    }
+                }
+                WindowState::Draining { victim, ref aimed } => {
+                    if self.progress.writes_in_flight.get() == 0 {
+                        let aimed = aimed.clone();
+                        self.open(sim, i, victim, aimed);
                     }
                 }
                 WindowState::Open { until_ms, .. } if now_ms >= until_ms => self.close(sim, i),
                 WindowState::Open { .. } | WindowState::Done => {}
             }
         }
+        // New writes wait while a fault waits for the writes in flight.
+        let hold = self
+            .windows
+            .iter()
+            .any(|(_, state)| matches!(state, WindowState::Draining { .. }));
+        self.progress.hold_writes.set(hold);
         // While loss is on, a randomly failed link comes back whole (turmoil repairs both
         // directions), which would undo a one-way cut: put the cuts back.
         if !self.loss_ppm.is_empty() {
@@ -372,6 +436,25 @@ impl Nemesis {
         sim.set_max_message_latency(Duration::from_millis(ms));
     }
 
+    /// A window's start (and victim) came: it opens now, or once no write is in flight.
+    fn due(
+        &mut self,
+        sim: &mut turmoil::Sim,
+        i: usize,
+        victim: Option<u32>,
+        aimed: Option<String>,
+    ) {
+        if self.quiet.needs(&self.windows[i].0.fault) {
+            self.windows[i].1 = WindowState::Draining { victim, aimed };
+        } else {
+            self.open(sim, i, victim, aimed);
+        }
+    }
+
+    fn membership_command(&self, command: MembershipCommand) {
+        self.membership.borrow_mut().push_back(command);
+    }
+
     fn open(
         &mut self,
         sim: &mut turmoil::Sim,
@@ -481,10 +564,8 @@ impl Nemesis {
                 self.record(sim, "power", json!({"nodes": self.names}));
             }
             // The agent on the control host asks the node, and records the leave if it happened.
-            Fault::Leave { node } => self
-                .membership
-                .borrow_mut()
-                .push_back(MembershipCommand::Leave(*node)),
+            Fault::Leave { node } => self.membership_command(MembershipCommand::Leave(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
         self.opened += 1;
         self.windows[i].1 = WindowState::Open {
@@ -564,10 +645,8 @@ impl Nemesis {
                     self.lift(sim, node);
                 }
             }
-            Fault::Leave { node } => self
-                .membership
-                .borrow_mut()
-                .push_back(MembershipCommand::Join(*node)),
+            Fault::Leave { node } => self.membership_command(MembershipCommand::Join(*node)),
+            Fault::Pause { .. } => unreachable!("the runner refuses plans with pauses"),
         }
     }
 
@@ -587,13 +666,16 @@ impl Nemesis {
 
     /// Closes every window (those that never opened are dropped) and heals whatever could still
     /// be broken: the heal phase.
-    pub fn heal(&mut self, sim: &mut turmoil::Sim) {
+    pub fn heal(&mut self, sim: &mut turmoil::Sim) -> Result<(), String> {
+        // A node that stopped in the last step stopped under the faults still open.
+        self.supervise(sim, ms(sim))?;
         for i in 0..self.windows.len() {
             match self.windows[i].1 {
                 WindowState::Open { .. } => self.close(sim, i),
                 _ => self.windows[i].1 = WindowState::Done,
             }
         }
+        self.progress.hold_writes.set(false);
         assert!(self.cuts.is_empty(), "every partition closed");
         sim.set_fail_rate(0.0);
         self.set_latency(sim);
@@ -608,6 +690,7 @@ impl Nemesis {
             self.knobs[node].disk_faults.set_fail_writes(false);
             self.knobs[node].disk_faults.set_fail_syncs(false);
         }
+        Ok(())
     }
 
     /// After the heal: records the restarts the hosts have reported since.

@@ -96,6 +96,9 @@ pub enum NemesisKind {
     /// Storage faults on one node: synced data damaged while it is down (a torn last record, a
     /// flipped byte, a lost file), or I/O errors on its writes or syncs while it runs.
     Disk,
+    /// A node's process is stopped (SIGSTOP) and resumed (SIGCONT): on real processes only
+    /// (`dynamo live`); the simulator cannot freeze a host and refuses a plan with one.
+    Pause,
 }
 
 impl NemesisKind {
@@ -112,6 +115,20 @@ impl NemesisKind {
         NemesisKind::Disk,
     ];
 
+    /// Every kind `dynamo live` injects on the processes it starts (`--nemesis all` there): no
+    /// skew (a real process's clock cannot be moved), pauses added.
+    pub const LIVE: [NemesisKind; 9] = [
+        NemesisKind::Partition,
+        NemesisKind::Crash,
+        NemesisKind::Wipe,
+        NemesisKind::Loss,
+        NemesisKind::Slow,
+        NemesisKind::Membership,
+        NemesisKind::Power,
+        NemesisKind::Disk,
+        NemesisKind::Pause,
+    ];
+
     /// The kind's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -124,28 +141,33 @@ impl NemesisKind {
             NemesisKind::Membership => "membership",
             NemesisKind::Power => "power",
             NemesisKind::Disk => "disk",
+            NemesisKind::Pause => "pause",
         }
     }
 
-    /// Parses `--nemesis`: a comma-separated list of kinds, `all`, or `none`.
+    /// Parses `--nemesis`: a comma-separated list of kinds, `all` (every kind of
+    /// [`NemesisKind::ALL`]), or `none`.
     pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
+        NemesisKind::parse_list_with(s, &NemesisKind::ALL)
+    }
+
+    /// Parses `--nemesis` where `all` means the kinds of `all`.
+    pub fn parse_list_with(s: &str, all: &[NemesisKind]) -> Result<Vec<NemesisKind>, String> {
         match s.trim() {
             "none" | "" => return Ok(Vec::new()),
-            "all" => return Ok(NemesisKind::ALL.to_vec()),
+            "all" => return Ok(all.to_vec()),
             _ => {}
         }
+        let known = NemesisKind::ALL.into_iter().chain([NemesisKind::Pause]);
         let mut kinds = Vec::new();
         for part in s.split(',').map(str::trim) {
-            let kind = NemesisKind::ALL
-                .into_iter()
-                .find(|k| k.name() == part)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
-                    format!(
-                        "unknown nemesis {part:?}: use {}, all or none",
-                        names.join(", ")
-                    )
-                })?;
+            let kind = known.clone().find(|k| k.name() == part).ok_or_else(|| {
+                let names: Vec<&str> = known.clone().map(|k| k.name()).collect();
+                format!(
+                    "unknown nemesis {part:?}: use {}, all or none",
+                    names.join(", ")
+                )
+            })?;
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
@@ -381,6 +403,12 @@ impl SimConfig {
         (0..(self.w as u32).saturating_sub(1).min(self.nodes as u32)).collect()
     }
 
+    /// Whether the checker holds reads to the quorum promise (`quorum-read-miss`): a strict quorum
+    /// and R + W > N.
+    pub fn quorum_checked(&self) -> bool {
+        !self.node.sloppy_quorum && self.r + self.w > self.n
+    }
+
     /// The nodes a crash may hit: any node when fsync is `always` (nothing acknowledged is lost),
     /// else only the expendable ones.
     pub fn crashable_nodes(&self) -> Vec<u32> {
@@ -402,6 +430,9 @@ pub enum OpKind {
     /// Register: put with the context of this client's last read of the key (blind if none).
     Update,
     /// Register: a put with no context.
+    /// Cart: an add without a read: a cart of this one item, put with no context, which the store
+    /// keeps as a sibling of whatever the cart holds (Dynamo §4.4: an add is never refused); the
+    /// next read's union takes it in.
     BlindPut,
     /// Register: delete what this client's last read of the key returned.
     Delete,
@@ -428,10 +459,11 @@ pub struct ClientOp {
 pub enum Victim {
     /// This node (an index).
     Node(u32),
-    /// The first node, among these candidates, that stores a write acknowledged after the window
-    /// opens: its coordinator if that is a candidate, else another replica that acked it. The
-    /// fault waits for that acknowledgement (at most [`ACKED_WAIT_MS_MAX`], then it takes the
-    /// first candidate): the moment of greatest damage.
+    /// The coordinator of the first write acknowledged after the window opens that one of these
+    /// candidates coordinated: the moment of greatest damage, when its new version is the newest
+    /// record on its disk (perhaps not yet synced, under a bug, nor stored anywhere else) and its
+    /// counter has just moved on. The fault waits for such an acknowledgement (at most
+    /// [`ACKED_WAIT_MS_MAX`], then it takes the first candidate).
     Acked {
         /// The node indexes it may choose from.
         acked: Vec<u32>,
@@ -559,6 +591,11 @@ pub enum Fault {
         /// Drives the choice of file and offset, so that a replay damages the same bytes.
         pick: u64,
     },
+    /// The node's process is stopped; it resumes when the window ends (real processes only).
+    Pause {
+        /// The victim.
+        node: Victim,
+    },
 }
 
 impl Fault {
@@ -566,9 +603,10 @@ impl Fault {
     pub fn nodes(&self) -> Vec<u32> {
         match self {
             Fault::Partition { groups, .. } => groups.iter().flatten().copied().collect(),
-            Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
-                node.candidates()
-            }
+            Fault::Crash { node }
+            | Fault::Wipe { node }
+            | Fault::Disk { node, .. }
+            | Fault::Pause { node } => node.candidates(),
             Fault::Skew { node, .. } | Fault::Leave { node } => vec![*node],
             Fault::Loss { .. } | Fault::Slow { .. } | Fault::Power => vec![],
         }
@@ -586,6 +624,7 @@ impl Fault {
             Fault::Slow { .. } => NemesisKind::Slow,
             Fault::Power => NemesisKind::Power,
             Fault::Disk { .. } => NemesisKind::Disk,
+            Fault::Pause { .. } => NemesisKind::Pause,
         }
     }
 }
@@ -734,9 +773,10 @@ impl Plan {
                 return Err(format!("fault {i} names a node outside the configuration"));
             }
             let no_victim = match &w.fault {
-                Fault::Crash { node } | Fault::Wipe { node } | Fault::Disk { node, .. } => {
-                    node.candidates().is_empty()
-                }
+                Fault::Crash { node }
+                | Fault::Wipe { node }
+                | Fault::Disk { node, .. }
+                | Fault::Pause { node } => node.candidates().is_empty(),
                 Fault::Partition { groups, .. } => groups.len() < 2,
                 _ => false,
             };

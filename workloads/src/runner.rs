@@ -17,7 +17,7 @@ use crate::history::{Process, Recorder};
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
-use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Worker, now_ns};
+use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
 use dynamo_node::client::Client;
 use dynamo_node::config::NodeConfig;
 use dynamo_node::coordinator::view;
@@ -149,18 +149,33 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
     config.request_timeout_ms = c.request_timeout_ms;
     config.repair_wait_ms = c.request_timeout_ms;
     c.node.apply(&mut config);
-    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes.
+    // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes, and
+    // so that a node's log has several files, of which a disk fault can lose one.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;
+    config.log_file_bytes_max = LOG_FILE_BYTES_MAX;
     config
 }
 
 /// The simulated nodes' compaction floor.
 pub const COMPACT_GARBAGE_BYTES_MIN: u64 = 1024 * 1024;
+/// The simulated nodes' log file size.
+pub const LOG_FILE_BYTES_MAX: u64 = 64 * 1024;
 
 /// Runs a plan to completion and returns its history.
 pub fn run(plan: &Plan) -> Result<RunOutput, String> {
     plan.config.validate()?;
     plan.validate()?;
+    if plan
+        .faults
+        .iter()
+        .any(|w| matches!(w.fault, crate::plan::Fault::Pause { .. }))
+    {
+        return Err(
+            "the simulator cannot pause a node: pauses run on real processes \
+                    (dynamo live)"
+                .into(),
+        );
+    }
     let c = &plan.config;
     let faults_ms: u64 = plan
         .faults
@@ -266,21 +281,13 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         ),
     );
 
-    let mut nemesis = Nemesis::new(
-        c.node_names(),
-        &plan.faults,
-        knobs,
-        recorder.clone(),
-        progress,
-        membership,
-        c.latency_ms_max,
-    );
+    let mut nemesis = Nemesis::new(plan, knobs, recorder.clone(), progress, membership);
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         if !phase.clients_done.get() {
             nemesis.step(&mut sim)?;
         } else if !phase.healed.get() {
-            nemesis.heal(&mut sim);
+            nemesis.heal(&mut sim)?;
             let time = sim.elapsed().as_nanos() as u64;
             recorder.borrow_mut().record(
                 time,
@@ -374,15 +381,14 @@ async fn control(
     for op in &plan.ops {
         per_client[op.client as usize].push(*op);
     }
+    let shared = Rc::new(Shared::sim(
+        c.clone(),
+        recorder.clone(),
+        env.clone(),
+        progress.clone(),
+    ));
     let workers = per_client.into_iter().enumerate().map(|(slot, ops)| {
-        let mut worker = Worker::new(
-            slot as u64,
-            slot as u64,
-            c.clone(),
-            recorder.clone(),
-            env.clone(),
-            progress.clone(),
-        );
+        let mut worker = Worker::new(slot as u64, slot as u64, shared.clone());
         async move {
             for op in &ops {
                 worker.run_op(op).await;
@@ -424,14 +430,7 @@ async fn control(
     // each reading a stride of the keys. An `info` retires a reader's process as usual.
     let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
         let first = last_process + 1 + r as u64;
-        let mut reader = Worker::new(
-            first,
-            first,
-            c.clone(),
-            recorder.clone(),
-            env.clone(),
-            progress.clone(),
-        );
+        let mut reader = Worker::new(first, first, shared.clone());
         let c = c.clone();
         async move {
             for key in (r..c.keys).step_by(FINAL_READERS) {
@@ -568,39 +567,39 @@ async fn membership_agent(
         };
         match command {
             MembershipCommand::Leave(node) => {
-                if members <= c.n || out.contains_key(&node) {
-                    continue; // The ring would keep too few owners: this leave does not happen.
-                }
-                // A node that cannot be reached (crashed, cut off) makes no change.
-                if let Some(left) = request(node, Request::Leave).await {
+                // A ring that would keep too few owners, or a node that cannot be reached
+                // (crashed, cut off): no change.
+                if members > c.n
+                    && !out.contains_key(&node)
+                    && let Some(left) = request(node, Request::Leave).await
+                {
                     record("leave", node);
                     members -= 1;
                     out.insert(node, left);
                 }
             }
             MembershipCommand::Join(node) => {
-                let Some(left) = out.remove(&node) else {
-                    continue;
-                };
-                members += 1;
-                // Join again through the next nodes, until one answers with a ring newer than the
-                // leave's that holds the node (one that has not heard of the leave yet takes the
-                // join as a no-op). A leave that only the leaver knew of, and lost in a crash, never
-                // gets newer: give up then.
-                let id = format!("n{}", node + 1);
-                let join = Request::Join {
-                    id: id.clone().into(),
-                    addr: format!("{id}:{NODE_PORT}"),
-                    weight: 1,
-                };
-                for attempt in 0..JOIN_ATTEMPTS_MAX {
-                    let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
-                    let answer = request(via, join.clone()).await;
-                    if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
-                        record("join", node);
-                        break;
+                if let Some(left) = out.remove(&node) {
+                    members += 1;
+                    // Join again through the next nodes, until one answers with a ring newer than
+                    // the leave's that holds the node (one that has not heard of the leave yet
+                    // takes the join as a no-op). A leave that only the leaver knew of, and lost in
+                    // a crash, never gets newer: give up then.
+                    let id = format!("n{}", node + 1);
+                    let join = Request::Join {
+                        id: id.clone().into(),
+                        addr: format!("{id}:{NODE_PORT}"),
+                        weight: 1,
+                    };
+                    for attempt in 0..JOIN_ATTEMPTS_MAX {
+                        let via = (node + 1 + attempt % (c.nodes as u32 - 1)) % c.nodes as u32;
+                        let answer = request(via, join.clone()).await;
+                        if answer.is_some_and(|r| r.version() > left.version() && r.contains(&id)) {
+                            record("join", node);
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

@@ -4,11 +4,16 @@
 //! single-threaded). Values are stored as JSON `{"write": id, "value": v}` so that a read can name
 //! the write each sibling came from. An operation whose outcome is unknown (`info`) retires its
 //! process; the slot carries on as a new process number (slot + k * clients).
+//!
+//! A [`Worker`] is generic over the environment it reaches the nodes through ([`Env`]) and the
+//! clock that stamps its events ([`HistoryClock`]): in the simulator, turmoil's network and
+//! simulated time; against real processes (`dynamo live`), tokio's TCP and monotonic wall time.
+//! The clients' code is the same in both.
 
 use crate::history::{ClockJson, DisplayJson, DotJson, Process, Recorder};
 use crate::plan::{ClientOp, OpKind, SimConfig, Workload};
 use dynamo_node::client::{Client, ClientError};
-use dynamo_node::env::SimEnv;
+use dynamo_node::env::{Env, SimEnv};
 use dynamo_node::ring::NodeId;
 use dynamo_node::version::VClock;
 use dynamo_node::wire::SiblingView;
@@ -30,6 +35,63 @@ pub fn now_ns() -> u64 {
     turmoil::sim_elapsed()
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The clock that stamps history events: nanoseconds since the run started.
+pub trait HistoryClock: Clone + 'static {
+    /// Nanoseconds since the run started.
+    fn now_ns(&self) -> u64;
+}
+
+/// The simulator's clock: simulated time ([`now_ns`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimClock;
+
+impl HistoryClock for SimClock {
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
+}
+
+/// What every client of a run shares: the configuration, the history, the progress the nemesis
+/// watches, and how to reach the nodes (the environment, and node i's address at `addrs[i]`).
+pub struct Shared<E: Env = SimEnv, C: HistoryClock = SimClock> {
+    /// The run's configuration.
+    pub config: Rc<SimConfig>,
+    /// The history.
+    pub recorder: Rc<RefCell<Recorder>>,
+    /// What the clients tell the nemesis.
+    pub progress: Rc<Progress>,
+    /// The network.
+    pub env: E,
+    /// The clock of the history.
+    pub clock: C,
+    /// Each node's client address, by index.
+    pub addrs: Vec<String>,
+}
+
+impl Shared<SimEnv, SimClock> {
+    /// The simulator's: node i is `n{i+1}:NODE_PORT`.
+    pub fn sim(
+        config: Rc<SimConfig>,
+        recorder: Rc<RefCell<Recorder>>,
+        env: SimEnv,
+        progress: Rc<Progress>,
+    ) -> Shared {
+        let addrs = config
+            .node_names()
+            .into_iter()
+            .map(|n| format!("{n}:{NODE_PORT}"))
+            .collect();
+        Shared {
+            config,
+            recorder,
+            progress,
+            env,
+            clock: SimClock,
+            addrs,
+        }
+    }
 }
 
 /// A sibling as a client decoded it.
@@ -324,8 +386,10 @@ struct ErrorJson<'a> {
     write: Option<&'a str>,
 }
 
-/// What the clients tell the harness as they go: how far they are, and where acknowledged writes
-/// were stored (the nemesis aims some faults at them). Single-threaded, like a turmoil host.
+/// What the clients tell the harness as they go: how far they are, where acknowledged writes were
+/// stored (the nemesis aims some faults at them), and how many writes are in flight; and what the
+/// harness asks of them: to hold new writes (the nemesis then lets the ones in flight finish before
+/// a fault that must not hit a write in flight). Single-threaded, like a turmoil host.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Planned operations completed, over all clients (a cart update counts once).
@@ -334,6 +398,10 @@ pub struct Progress {
     pub acks: RefCell<Vec<Ack>>,
     /// Planned operations completed per client slot (for windows pinned to one client's ops).
     pub ops_done_by_client: RefCell<Vec<u64>>,
+    /// Puts and deletes invoked and not yet completed.
+    pub writes_in_flight: Cell<u64>,
+    /// While set, clients wait before invoking a put or delete.
+    pub hold_writes: Cell<bool>,
 }
 
 impl Progress {
@@ -357,56 +425,50 @@ pub struct Ack {
 }
 
 /// One client slot.
-pub struct Worker {
+pub struct Worker<E: Env = SimEnv, C: HistoryClock = SimClock> {
     slot: u64,
     clients: u64,
     process: u64,
     seq: u64,
     config: Rc<SimConfig>,
-    recorder: Rc<RefCell<Recorder>>,
-    connections: BTreeMap<u32, Client<SimEnv>>,
-    env: SimEnv,
+    shared: Rc<Shared<E, C>>,
+    connections: BTreeMap<u32, Client<E>>,
     /// This process's last successful read of each key (shared, not copied: carts grow large).
     last_read: BTreeMap<u32, Rc<ReadResult>>,
     progress: Rc<Progress>,
 }
 
-impl Worker {
+impl<E: Env, C: HistoryClock> Worker<E, C> {
     /// A worker for client slot `slot` (its first process number is `first_process`).
-    pub fn new(
-        slot: u64,
-        first_process: u64,
-        config: Rc<SimConfig>,
-        recorder: Rc<RefCell<Recorder>>,
-        env: SimEnv,
-        progress: Rc<Progress>,
-    ) -> Worker {
+    pub fn new(slot: u64, first_process: u64, shared: Rc<Shared<E, C>>) -> Worker<E, C> {
         Worker {
             slot,
-            clients: config.clients as u64,
+            clients: shared.config.clients as u64,
             process: first_process,
             seq: 0,
-            config,
-            recorder,
+            config: shared.config.clone(),
+            progress: shared.progress.clone(),
+            shared,
             connections: BTreeMap::new(),
-            env,
             last_read: BTreeMap::new(),
-            progress,
         }
     }
 
     fn record<F: Serialize>(&self, kind: &str, f: &str, fields: &F) {
         let process = Process::Client(self.process);
-        self.recorder
+        let time = self.shared.clock.now_ns();
+        self.shared
+            .recorder
             .borrow_mut()
-            .record(now_ns(), process, kind, f, fields);
+            .record(time, process, kind, f, fields);
     }
 
-    fn client(&mut self, node: u32) -> &mut Client<SimEnv> {
-        let env = self.env.clone();
+    fn client(&mut self, node: u32) -> &mut Client<E> {
+        let shared = &self.shared;
         let timeout_ms = self.config.client_timeout_ms;
         self.connections.entry(node).or_insert_with(|| {
-            Client::new(env, format!("n{}:{NODE_PORT}", node + 1)).with_timeout_ms(timeout_ms)
+            Client::new(shared.env.clone(), shared.addrs[node as usize].clone())
+                .with_timeout_ms(timeout_ms)
         })
     }
 
@@ -470,6 +532,23 @@ impl Worker {
     /// A put of `value` (or a delete, `value` None) of `key` through `node` with the context of
     /// `read`.
     pub async fn write(
+        &mut self,
+        key: u32,
+        node: u32,
+        value: Option<&RawValue>,
+        read: Option<&ReadResult>,
+    ) {
+        while self.progress.hold_writes.get() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let progress = self.progress.clone();
+        let in_flight = &progress.writes_in_flight;
+        in_flight.set(in_flight.get() + 1);
+        self.write_now(key, node, value, read).await;
+        in_flight.set(in_flight.get() - 1);
+    }
+
+    async fn write_now(
         &mut self,
         key: u32,
         node: u32,
@@ -543,6 +622,10 @@ impl Worker {
         match (self.config.workload, op.kind) {
             (_, OpKind::Read) => {
                 self.read(op.key, op.node).await;
+            }
+            (Workload::Cart, OpKind::BlindPut) => {
+                let value = cart_value(&[], &self.next_write_id());
+                self.write(op.key, op.node, Some(&value), None).await;
             }
             (Workload::Cart, _) => {
                 // Read, merge the siblings by union (application-side reconciliation), add one

@@ -1,50 +1,45 @@
 //! `divergence`: after the final quiescence, the replicas of a key hold different sibling sets.
 //!
-//! A sibling is compared by its write id and value; the order in which a replica lists its siblings
-//! does not matter. When a node reports the same key twice, its last report counts.
+//! A replica's sibling set is the *set* of (write, version) it holds (history-format.md): the order in
+//! which it lists them and repeats do not count, and neither does the value (a sibling whose value is
+//! not what its write wrote is a phantom read, reported as such). With `tombstone_gc`, tombstones do
+//! not count. A node that reported a key twice is judged by its last report (`finals.rs`).
 
-use std::collections::BTreeMap;
-
-use crate::history::{KeyIdx, Sym, ValId};
+use crate::history::{KeyIdx, Sym, VerId};
 
 use super::{Check, Ctx, Divergence, Finding, witness};
 
 pub(crate) fn check(ctx: &Ctx) -> Check {
     let h = ctx.h;
-    if h.replicas.is_empty() {
-        return Check::unknown("no replica-state events: the final state is missing".to_owned());
-    }
     let mut raw: Vec<KeyIdx> = Vec::new();
+    let mut first: Vec<(Sym, Option<VerId>)> = Vec::new();
+    let mut other: Vec<(Sym, Option<VerId>)> = Vec::new();
+    let set_of = |i: u32, out: &mut Vec<(Sym, Option<VerId>)>| {
+        out.clear();
+        out.extend(
+            h.siblings(h.replicas[i as usize].siblings)
+                .iter()
+                .filter(|s| !(h.tombstone_gc && h.is_null(s.value)))
+                .map(|s| (s.write, s.version)),
+        );
+        out.sort_unstable();
+        out.dedup();
+    };
     for k in 0..h.keys.len() {
         let key = KeyIdx(k as u32);
         let replicas = ctx.finals.replicas(key);
-        if replicas.len() < 2 {
+        let Some((&head, rest)) = replicas.split_first() else {
             continue;
-        }
-        let mut by_node: BTreeMap<Sym, Vec<(Sym, ValId)>> = BTreeMap::new();
-        for &i in replicas {
-            let rec = &h.replicas[i as usize];
-            let mut set: Vec<(Sym, ValId)> = h
-                .siblings(rec.siblings)
-                .iter()
-                .map(|s| (s.write, s.value))
-                .collect();
-            set.sort_unstable();
-            set.dedup();
-            by_node.insert(rec.node, set);
-        }
-        let mut sets = by_node.values();
-        let first = sets.next().expect("at least two replica states");
-        if sets.any(|s| {
-            s.len() != first.len()
-                || s.iter()
-                    .zip(first)
-                    .any(|(a, b)| a.0 != b.0 || !h.same_value(a.1, b.1))
+        };
+        set_of(head, &mut first);
+        if rest.iter().any(|&i| {
+            set_of(i, &mut other);
+            other != first
         }) {
             raw.push(key);
         }
     }
-    Check::from_raw(raw, |key| {
+    Check::from_raw(ctx.findings_max, raw, |key| {
         Finding::Divergence(Divergence {
             key: h.key_name(key).to_owned(),
             final_state: witness::final_state(h, ctx.finals, key),

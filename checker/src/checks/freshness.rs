@@ -2,16 +2,23 @@
 //! the read started), the consistency window (per acknowledged write, the time from its ack until every
 //! read that starts later sees it or a descendant) and the time to converge after the heal.
 //!
+//! "Before" and "later" are history order (`index`), not time: in a simulation many events share one
+//! millisecond, and a read invoked right after an ack in the same tick still started after it. Every
+//! ok read counts, final reads included (they are ordinary reads).
+//!
 //! A read "sees" write w when one of its siblings is w or descends from w (ground truth, so a sibling
-//! that superseded w counts), or when a delete that observed w may already have taken effect (invoked
-//! before the read completed). A read sees an acknowledged delete unless it returns a write that the
-//! delete removed. Per key, one sweep over its reads in invoke order keeps a bitset of the writes acked
-//! so far; a read's misses are that bitset minus the union of its siblings' ancestor rows.
+//! that superseded w counts). A v2 read returns tombstones, so that is all. A v1 read cannot show a
+//! tombstone, and a store with `tombstone_gc` may have collected one; there, as the page's v1
+//! substitute for `quorum-read-miss` does, a read sees an acknowledged delete unless it returns a write
+//! the delete removed, and sees a put that a delete (not ended fail) observed once that delete was
+//! invoked before the read completed. Per key, one sweep over its reads in invoke order keeps a bitset
+//! of the writes acked so far; a read's misses are that bitset minus the union of its siblings'
+//! ancestor rows.
 
 use crate::graph::Bits;
-use crate::history::{KeyIdx, Status, WriteIdx};
+use crate::history::{Format, KeyIdx, Status, WriteIdx};
 
-use super::{Check, Ctx, Finding, StaleRead, skipped_keys_reason, witness};
+use super::{Check, Ctx, Finding, ReadsByKey, StaleRead, skipped_keys_reason, witness};
 
 /// What the freshness sweep found.
 #[derive(Debug, Default)]
@@ -33,35 +40,17 @@ pub(crate) struct Freshness {
 pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
     let (h, g) = (ctx.h, ctx.g);
     let keys = h.keys.len();
-    // Ok reads grouped by key, in invoke order.
-    let mut start = vec![0u32; keys + 1];
-    for r in h.reads.iter().filter(|r| r.status == Status::Ok) {
-        start[r.key.0 as usize + 1] += 1;
-    }
-    for i in 0..keys {
-        start[i + 1] += start[i];
-    }
-    let mut fill = start.clone();
-    let mut reads = vec![0u32; start[keys] as usize];
-    for (i, r) in h
-        .reads
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status == Status::Ok)
-    {
-        reads[fill[r.key.0 as usize] as usize] = i as u32;
-        fill[r.key.0 as usize] += 1;
-    }
-
+    let reads = ReadsByKey::build(h);
     let mut out = Freshness {
         heal_at: h.heal.map(|m| m.time),
         ..Freshness::default()
     };
+    let lenient = h.format == Format::V1 || h.tombstone_gc;
     let mut raw: Vec<(u32, WriteIdx, usize)> = Vec::new();
     let mut converged = true;
     let mut last_stale_after_heal: Option<u64> = None;
 
-    // Scratch, reused across keys.
+    // Scratch, reused across keys. `acked`: (ok index, write), in history order.
     let mut acked: Vec<(u64, WriteIdx)> = Vec::new();
     let mut ack_bits: Vec<u64> = Vec::new();
     let mut covered: Vec<u64> = Vec::new();
@@ -73,7 +62,7 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
 
     for k in 0..keys {
         let key = KeyIdx(k as u32);
-        let key_reads = &reads[start[k] as usize..start[k + 1] as usize];
+        let key_reads = reads.of(key);
         if key_reads.is_empty() || !g.reach.has_rows(key) {
             continue;
         }
@@ -81,11 +70,11 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
         let m = positions.len();
         let wpr = m.div_ceil(64);
         acked.clear();
-        acked.extend(
-            g.key_writes(key)
-                .iter()
-                .filter_map(|&w| h.write(w).acked().map(|t| (t, w))),
-        );
+        acked.extend(g.key_writes(key).iter().filter_map(|&w| {
+            let rec = h.write(w);
+            rec.acked()
+                .map(|_| (rec.completed.expect("acked").index, w))
+        }));
         acked.sort_unstable();
         ack_bits.clear();
         ack_bits.resize(wpr, 0);
@@ -96,11 +85,14 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
         last_missed.resize(m, None);
         missed_last.clear();
         missed_last.resize(m, false);
-        for &d in g.key_writes(key) {
-            let rec = h.write(d);
-            if rec.delete && rec.status != Status::Fail {
-                let row = g.reach.row(g, key, d);
-                row.for_each_set(|p| deleted_at[p] = deleted_at[p].min(rec.invoked.time));
+        // Per position: the index of the first invoke of a delete (not ended fail) that observed it.
+        if lenient {
+            for &d in g.key_writes(key) {
+                let rec = h.write(d);
+                if rec.delete && rec.status != Status::Fail {
+                    let row = g.reach.row(g, key, d);
+                    row.for_each_set(|p| deleted_at[p] = deleted_at[p].min(rec.invoked.index));
+                }
             }
         }
 
@@ -108,8 +100,9 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
         for (n, &r) in key_reads.iter().enumerate() {
             let read = &h.reads[r as usize];
             let begun = read.invoked.time;
-            let ended = read.completed.expect("an ok read completed").time;
-            while next_ack < acked.len() && acked[next_ack].0 < begun {
+            let ended_at = read.completed.expect("an ok read completed");
+            let ended = ended_at.time;
+            while next_ack < acked.len() && acked[next_ack].0 < read.invoked.index {
                 let p = g.pos[acked[next_ack].1.0 as usize] as usize;
                 ack_bits[p / 64] |= 1 << (p % 64);
                 next_ack += 1;
@@ -139,13 +132,15 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
             Bits(&uncovered).for_each_clear_in(0, m, |p| {
                 let w = positions[p];
                 let rec = h.write(w);
-                let seen = if rec.delete {
+                let seen = if !lenient {
+                    false
+                } else if rec.delete {
                     let removed = g.reach.row(g, key, w);
                     !siblings
                         .iter()
                         .any(|&s| removed.get(g.pos[s.0 as usize] as usize))
                 } else {
-                    deleted_at[p] <= ended
+                    deleted_at[p] < ended_at.index
                 };
                 if seen {
                     return;
@@ -155,7 +150,10 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
                 if is_last {
                     missed_last[p] = true;
                 }
-                let ack = rec.acked().expect("only acked writes are in the bitset");
+                let ack = rec
+                    .completed
+                    .expect("only acked writes are in the bitset")
+                    .index;
                 if first.is_none_or(|(t, _)| ack < t) {
                     first = Some((ack, w));
                 }
@@ -173,11 +171,12 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
         }
         let last_begun = h.reads[*key_reads.last().expect("non-empty") as usize]
             .invoked
-            .time;
-        for &(ack, w) in &acked {
-            if ack >= last_begun {
+            .index;
+        for &(ack_index, w) in &acked {
+            if ack_index >= last_begun {
                 continue;
             }
+            let ack = h.write(w).acked().expect("acked");
             let p = g.pos[w.0 as usize] as usize;
             if missed_last[p] {
                 out.never += 1;
@@ -192,7 +191,7 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
             converged.then(|| last_stale_after_heal.map_or(0, |t| t.saturating_sub(heal)));
     }
     raw.sort_unstable_by_key(|&(r, _, _)| r);
-    out.check = Check::from_raw(raw, |(r, w, missed_count)| {
+    out.check = Check::from_raw(ctx.findings_max, raw, |(r, w, missed_count)| {
         Finding::StaleRead(StaleRead {
             key: h.key_name(h.reads[r as usize].key).to_owned(),
             read: witness::read(h, r),

@@ -8,14 +8,16 @@
 //! makes the verdict unknown, not the process crash.
 //!
 //! Files: `lost_write.rs`, `reads.rs` (phantom-read, failed-write-visible, false-concurrency),
-//! `order.rs` (false-dominance, clock-regression), `divergence.rs`, `freshness.rs` (stale-read and the
-//! consistency window); `witness.rs` builds witnesses, `finals.rs` indexes the final state.
+//! `order.rs` (false-dominance, clock-regression), `divergence.rs`, `quorum.rs` (quorum-read-miss),
+//! `freshness.rs` (stale-read and the consistency window); `witness.rs` builds witnesses, `finals.rs`
+//! indexes the final state.
 
 mod divergence;
 pub(crate) mod finals;
 pub(crate) mod freshness;
 mod lost_write;
 mod order;
+mod quorum;
 mod reads;
 pub mod witness;
 
@@ -23,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::graph::Graph;
-use crate::history::History;
+use crate::history::{History, KeyIdx, Status};
 use finals::Finals;
 pub use witness::{FinalState, ReadWitness, WriteWitness};
 
@@ -31,7 +33,7 @@ pub use witness::{FinalState, ReadWitness, WriteWitness};
 /// (`stats.anomaly_counts`, `stats.warning_counts`). An engineer needs a few witnesses, not a flood.
 pub const FINDINGS_PER_KIND_MAX: usize = 100;
 
-/// The kinds of finding: six anomalies (each makes `valid` false) and two warnings.
+/// The kinds of finding: seven anomalies (each makes `valid` false) and two warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -41,19 +43,21 @@ pub enum Kind {
     FalseDominance,
     Divergence,
     ClockRegression,
+    QuorumReadMiss,
     FalseConcurrency,
     StaleRead,
 }
 
 impl Kind {
     /// Every kind, anomalies first.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::LostWrite,
         Kind::PhantomRead,
         Kind::FailedWriteVisible,
         Kind::FalseDominance,
         Kind::Divergence,
         Kind::ClockRegression,
+        Kind::QuorumReadMiss,
         Kind::FalseConcurrency,
         Kind::StaleRead,
     ];
@@ -67,6 +71,7 @@ impl Kind {
             Kind::FalseDominance => "false-dominance",
             Kind::Divergence => "divergence",
             Kind::ClockRegression => "clock-regression",
+            Kind::QuorumReadMiss => "quorum-read-miss",
             Kind::FalseConcurrency => "false-concurrency",
             Kind::StaleRead => "stale-read",
         }
@@ -83,12 +88,19 @@ impl Kind {
 pub struct LostWrite {
     #[serde(flatten)]
     pub write: WriteWitness,
-    /// `observed`: neither present nor an ancestor of a present write; `cart-item`: its item is in no
-    /// final sibling's value; `delete`: its tombstone is gone and what it deleted is back.
+    /// `observed`: neither present (a delete: as a tombstone) nor an ancestor of a present write;
+    /// `cart-item`: its item is in no final sibling's value and no delete lies between; `delete`
+    /// (with `tombstone_gc`): its tombstone is gone and a write it observed is present again.
     pub rule: &'static str,
-    /// For a lost delete: the writes it removed that are present again.
+    /// For a lost delete: the writes it observed, directly or transitively, that are present in the
+    /// final state (what it removed that came back).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resurrected: Vec<String>,
+    /// The writes whose clients observed this one (its ground-truth children): none of them, nor
+    /// anything after them, is in the final state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observed_by: Vec<String>,
+    /// What every replica of the key holds at the end.
     pub final_state: FinalState,
 }
 
@@ -98,14 +110,15 @@ pub struct PhantomRead {
     /// The write id the sibling named.
     pub write: String,
     pub key: String,
-    /// `unknown-write` or `wrong-value`.
+    /// `unknown-write` (no put or delete on this key invoked it), `wrong-value` (not what that write
+    /// wrote) or `unknown-item` (a cart item no put on this key invoked).
     pub reason: &'static str,
     /// The value returned.
     pub returned: Value,
     /// What the named write wrote, when a put named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written: Option<Value>,
-    /// Cart workload: items of the returned value that no put invoked.
+    /// Cart workload: items of the returned value that no put on this key invoked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_items: Vec<String>,
     pub read: ReadWitness,
@@ -154,6 +167,39 @@ pub struct ClockRegression {
     pub final_state: FinalState,
 }
 
+/// A nemesis event, as a witness.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultWitness {
+    pub index: u64,
+    pub time: u64,
+    pub f: String,
+    /// The node its `value` names, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// With a strict quorum and R + W > N, a read that started after a write's ack returned neither it
+/// nor any descendant, with no fault in between that could excuse it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuorumReadMiss {
+    /// The earliest-acknowledged write the read missed.
+    #[serde(flatten)]
+    pub write: WriteWitness,
+    /// The read, and what it returned.
+    pub read: ReadWitness,
+    /// How many acknowledged writes the read missed.
+    pub missed_count: usize,
+    /// Their ids (at most 20), earliest ack first.
+    pub missed: Vec<String>,
+    /// Every nemesis event between the write's ack and the read's completion: none excuses the miss.
+    pub faults_between: Vec<FaultWitness>,
+    /// The key's replicas (the nodes with a replica-state event for it).
+    pub replicas: Vec<String>,
+    pub n: u64,
+    pub r: u64,
+    pub w: u64,
+}
+
 /// Siblings returned together although one descends (by ground truth) from the other.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FalseConcurrency {
@@ -188,6 +234,7 @@ pub enum Finding {
     FalseDominance(FalseDominance),
     Divergence(Divergence),
     ClockRegression(ClockRegression),
+    QuorumReadMiss(QuorumReadMiss),
     FalseConcurrency(FalseConcurrency),
     StaleRead(StaleRead),
 }
@@ -201,6 +248,7 @@ impl Finding {
             Finding::FalseDominance(_) => Kind::FalseDominance,
             Finding::Divergence(_) => Kind::Divergence,
             Finding::ClockRegression(_) => Kind::ClockRegression,
+            Finding::QuorumReadMiss(_) => Kind::QuorumReadMiss,
             Finding::FalseConcurrency(_) => Kind::FalseConcurrency,
             Finding::StaleRead(_) => Kind::StaleRead,
         }
@@ -210,7 +258,7 @@ impl Finding {
 /// What one check concluded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Check {
-    /// At most [`FINDINGS_PER_KIND_MAX`], in history order.
+    /// At most [`Options::findings_per_kind_max`](crate::Options), in history order.
     pub findings: Vec<Finding>,
     /// How many findings there were in all.
     pub total: usize,
@@ -219,27 +267,18 @@ pub struct Check {
 }
 
 impl Check {
-    /// Keeps the first [`FINDINGS_PER_KIND_MAX`] of `raw` (already in history order), materialising
-    /// their witnesses only.
-    pub(crate) fn from_raw<T>(raw: Vec<T>, mut make: impl FnMut(T) -> Finding) -> Check {
+    /// Keeps the first `max` of `raw` (already in history order), materialising their witnesses only.
+    pub(crate) fn from_raw<T>(
+        max: usize,
+        raw: Vec<T>,
+        mut make: impl FnMut(T) -> Finding,
+    ) -> Check {
         let total = raw.len();
-        let findings = raw
-            .into_iter()
-            .take(FINDINGS_PER_KIND_MAX)
-            .map(&mut make)
-            .collect();
+        let findings = raw.into_iter().take(max).map(&mut make).collect();
         Check {
             findings,
             total,
             unknown: Vec::new(),
-        }
-    }
-
-    pub(crate) fn unknown(reason: String) -> Check {
-        Check {
-            findings: Vec::new(),
-            total: 0,
-            unknown: vec![reason],
         }
     }
 }
@@ -249,6 +288,8 @@ pub(crate) struct Ctx<'a> {
     pub h: &'a History,
     pub g: &'a Graph,
     pub finals: &'a Finals,
+    /// The most findings of one kind to keep with their witnesses.
+    pub findings_max: usize,
 }
 
 /// A check.
@@ -256,15 +297,49 @@ pub(crate) type CheckFn = fn(&Ctx) -> Check;
 
 /// The checks that need only the history, graph and final state, by kind. Stale reads come from
 /// `freshness`, which also computes the consistency window.
-pub(crate) const CHECKS: [(Kind, CheckFn); 7] = [
+pub(crate) const CHECKS: [(Kind, CheckFn); 8] = [
     (Kind::LostWrite, lost_write::check),
     (Kind::PhantomRead, reads::phantom_read),
     (Kind::FailedWriteVisible, reads::failed_write_visible),
     (Kind::FalseDominance, order::false_dominance),
     (Kind::Divergence, divergence::check),
     (Kind::ClockRegression, order::clock_regression),
+    (Kind::QuorumReadMiss, quorum::check),
     (Kind::FalseConcurrency, reads::false_concurrency),
 ];
+
+/// The ok reads of each key, in invoke order (indexes into `History::reads`).
+pub(crate) struct ReadsByKey {
+    start: Vec<u32>,
+    idx: Vec<u32>,
+}
+
+impl ReadsByKey {
+    pub(crate) fn build(h: &History) -> ReadsByKey {
+        let keys = h.keys.len();
+        let mut start = vec![0u32; keys + 1];
+        for r in h.reads.iter().filter(|r| r.status == Status::Ok) {
+            start[r.key.0 as usize + 1] += 1;
+        }
+        for i in 0..keys {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut idx = vec![0u32; start[keys] as usize];
+        for (i, r) in h.reads.iter().enumerate() {
+            if r.status == Status::Ok {
+                idx[fill[r.key.0 as usize] as usize] = i as u32;
+                fill[r.key.0 as usize] += 1;
+            }
+        }
+        ReadsByKey { start, idx }
+    }
+
+    pub(crate) fn of(&self, k: KeyIdx) -> &[u32] {
+        let k = k.0 as usize;
+        &self.idx[self.start[k] as usize..self.start[k + 1] as usize]
+    }
+}
 
 /// Names the keys a check skipped because they have no bitsets, if any.
 pub(crate) fn skipped_keys_reason(ctx: &Ctx, what: &str) -> Option<String> {

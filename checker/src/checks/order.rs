@@ -1,6 +1,8 @@
 //! Checks of the store's order against the ground truth: `false-dominance` (the store orders a before
-//! b, but b's writer never saw a, so the store may silently drop a) and `clock-regression` (b's writer
-//! saw a, but b's version does not succeed a's: the store lost causality the client handed it).
+//! b by H(a) ⊂ H(b), with dots or plain clocks, but b's writer never saw a, directly or transitively,
+//! so the store may silently drop a) and `clock-regression` (b's writer saw a, but b's version does not
+//! succeed a's: the store lost causality the client handed it). The store's order is only compared
+//! here; it never makes a write an ancestor of another.
 
 use crate::graph::{EdgeKind, precedes};
 use crate::history::WriteIdx;
@@ -16,7 +18,7 @@ pub(crate) fn false_dominance(ctx: &Ctx) -> Check {
         .filter(|&(a, b)| g.reaches(h, a, b) == Some(false))
         .collect();
     raw.sort_unstable();
-    let mut check = Check::from_raw(raw, |(a, b)| {
+    let mut check = Check::from_raw(ctx.findings_max, raw, |(a, b)| {
         Finding::FalseDominance(FalseDominance {
             write: witness::write(h, a),
             dominated_by: witness::write(h, b),
@@ -33,8 +35,10 @@ pub(crate) fn false_dominance(ctx: &Ctx) -> Check {
 
 pub(crate) fn clock_regression(ctx: &Ctx) -> Check {
     let (h, g) = (ctx.h, ctx.g);
+    // Ground truth: what the client observed (and, in v1, the deletes its context covers).
     let mut raw: Vec<(WriteIdx, WriteIdx)> = g
         .edges_of(EdgeKind::Observed)
+        .chain(g.edges_of(EdgeKind::Context))
         .filter(|&(a, b)| match (h.write(a).version, h.write(b).version) {
             (Some(va), Some(vb)) => !precedes(&h.versions, va, vb),
             _ => false,
@@ -42,7 +46,7 @@ pub(crate) fn clock_regression(ctx: &Ctx) -> Check {
         .map(|(a, b)| (b, a))
         .collect();
     raw.sort_unstable();
-    Check::from_raw(raw, |(b, a)| {
+    Check::from_raw(ctx.findings_max, raw, |(b, a)| {
         Finding::ClockRegression(ClockRegression {
             write: witness::write(h, b),
             observed_write: witness::write(h, a),

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::history::{History, SiblingRec, Status, Workload, WriteIdx};
+use crate::history::{
+    History, KeyIdx, SiblingRec, Status, ValId, Workload, WriteIdx, for_each_string, string_array,
+};
 
 use super::{
     Check, Ctx, FailedWriteVisible, FalseConcurrency, Finding, PhantomRead, ReadWitness,
@@ -23,18 +25,19 @@ enum Source {
     Replica(u32),
 }
 
-/// Calls `f` with every sibling of every ok read (in invoke order), then of every replica state.
-fn for_each_sibling(h: &History, mut f: impl FnMut(Source, SiblingRec)) {
+/// Calls `f` with every sibling of every ok read (in invoke order), then of every replica state, with
+/// the key it was read from.
+fn for_each_sibling(h: &History, mut f: impl FnMut(Source, KeyIdx, SiblingRec)) {
     for (i, r) in h.reads.iter().enumerate() {
         if r.status == Status::Ok {
             for &s in h.siblings(r.siblings) {
-                f(Source::Read(i as u32), s);
+                f(Source::Read(i as u32), r.key, s);
             }
         }
     }
     for (i, r) in h.replicas.iter().enumerate() {
         for &s in h.siblings(r.siblings) {
-            f(Source::Replica(i as u32), s);
+            f(Source::Replica(i as u32), r.key, s);
         }
     }
 }
@@ -46,42 +49,207 @@ fn source_witness(h: &History, source: Source) -> ReadWitness {
     }
 }
 
-fn parsed(h: &History, v: crate::history::ValId) -> Value {
+fn parsed(h: &History, v: ValId) -> Value {
     serde_json::from_str(h.value_text(v)).unwrap_or(Value::Null)
 }
 
+/// Whether `item` is the write id of a put on `key`.
+fn is_item(h: &History, key: KeyIdx, item: &str) -> bool {
+    h.sym(item)
+        .and_then(|s| h.write_of(s))
+        .is_some_and(|w| h.write(w).key == key && !h.write(w).delete)
+}
+
+/// The items of a cart value that no put invoked on `key`: each element of the array that is not the
+/// write id of a put on that key (an element that is not a string is never one). A value that is not
+/// an array has no items.
+fn unknown_items(h: &History, key: KeyIdx, v: ValId) -> Vec<String> {
+    let is_item = |item: &str| is_item(h, key, item);
+    let mut fast = Vec::new();
+    if string_array(h.value_text(v), &mut fast) {
+        return fast
+            .into_iter()
+            .filter(|i| !is_item(i))
+            .map(str::to_owned)
+            .collect();
+    }
+    match parsed(h, v) {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::String(s) if is_item(&s) => None,
+                Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Per write (cart workload): whether every item of the value it wrote is a put on its key (true for
+/// a delete and for a value that is not an array: it has no items).
+///
+/// Checked incrementally, in invoke order, because cart values grow with every update and checking
+/// each item of each value by a hash lookup is quadratic in a key's updates. A put's client builds
+/// its value from the values it observed plus its own id, so an item that a verified parent value
+/// holds needs no lookup: the common case, one parent, is a comparison of the two texts (the parent's
+/// plus one element); with several parents, a merge of the sorted item lists. Only items no verified
+/// parent holds are looked up. Any value these shortcuts do not fit is checked item by item.
+fn written_items_ok(ctx: &Ctx) -> Vec<bool> {
+    let (h, g) = (ctx.h, ctx.g);
+    let mut ok = vec![true; h.writes.len()];
+    let mut parents: Vec<&str> = Vec::new();
+    for i in 0..h.writes.len() {
+        let w = WriteIdx(i as u32);
+        let rec = h.write(w);
+        if rec.delete {
+            continue;
+        }
+        let text = h.value_text(rec.value);
+        let own = h.str(rec.id);
+        parents.clear();
+        parents.extend(
+            g.observed_parents(w)
+                .filter(|p| {
+                    let pr = h.write(*p);
+                    !pr.delete && ok[p.0 as usize] && !h.is_null(pr.value)
+                })
+                .map(|p| h.value_text(h.write(p).value)),
+        );
+        if let [parent] = parents.as_slice()
+            && one_more_item(text, parent, own)
+        {
+            continue;
+        }
+        ok[i] = items_from_parents(h, rec.key, rec.value, own, &parents);
+    }
+    ok
+}
+
+/// Whether `t` is the canonical array of plain strings `u` with the one element `"id"` added
+/// (anywhere): a comparison of the texts, no parsing.
+fn one_more_item(t: &str, u: &str, id: &str) -> bool {
+    let (tb, ub) = (t.as_bytes(), u.as_bytes());
+    if id.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20)
+        || ub.first() != Some(&b'[')
+        || ub.last() != Some(&b']')
+        || !u.is_char_boundary(1)
+    {
+        return false;
+    }
+    if u == "[]" {
+        return tb.len() == id.len() + 4
+            && t.starts_with("[\"")
+            && &t[2..2 + id.len()] == id
+            && t.ends_with("\"]");
+    }
+    if tb.len() != ub.len() + id.len() + 3 {
+        return false;
+    }
+    let mut from = 0;
+    while let Some(off) = t[from..].find(id) {
+        let j = from + off;
+        from = j + 1;
+        // The element `"id"` spans start..end; it must sit between `[` or `,` and `,` or `]`.
+        if j < 2 || tb[j - 1] != b'"' || tb.get(j + id.len()) != Some(&b'"') {
+            continue;
+        }
+        let (start, end) = (j - 1, j + id.len() + 1);
+        let before = tb[start - 1];
+        let after = tb[end];
+        if !matches!(before, b'[' | b',') {
+            continue;
+        }
+        if after == b',' {
+            // t = u[..start] + "id", + u[start..]
+            return ub[..start] == tb[..start] && ub[start..] == tb[end + 1..];
+        }
+        if after == b']' && before == b',' {
+            // t = u[..len-1] + ,"id" + ]
+            return ub[..start - 1] == tb[..start - 1] && ub[start - 1..] == *b"]";
+        }
+    }
+    false
+}
+
+/// Whether every item of the value `v` is `own` (the writer's id, a put on `key`), an item of one of the
+/// `parents` values (verified already), or found by a lookup to be a put on `key`. The parents' item
+/// lists are walked with one cursor each, in step with `t`'s items (all sorted in the cart workload);
+/// an item a cursor walks past unseen is simply looked up. A value that is not an array of plain
+/// strings is checked item by item.
+fn items_from_parents(h: &History, key: KeyIdx, v: ValId, own: &str, parents: &[&str]) -> bool {
+    let t = h.value_text(v);
+    let mut lists: Vec<Vec<&str>> = Vec::with_capacity(parents.len());
+    for p in parents {
+        let mut items = Vec::new();
+        if string_array(p, &mut items) {
+            lists.push(items);
+        }
+    }
+    let mut cursors = vec![0usize; lists.len()];
+    for_each_string(t, |x| {
+        if x == own {
+            return true;
+        }
+        let mut found = false;
+        for (list, c) in lists.iter().zip(cursors.iter_mut()) {
+            while *c < list.len() && list[*c] < x {
+                *c += 1;
+            }
+            found |= *c < list.len() && list[*c] == x;
+        }
+        found || is_item(h, key, x)
+    })
+    .unwrap_or_else(|| unknown_items(h, key, v).is_empty())
+}
+
+/// `phantom-read`: a read or a replica state returned a write id that no put or delete invoked on that
+/// key, a cart item that no put invoked on that key, or a value different from what that write wrote.
+/// One finding per sibling that shows any of these.
 pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
     let h = ctx.h;
-    let mut raw: Vec<(Source, SiblingRec, Option<WriteIdx>)> = Vec::new();
-    for_each_sibling(h, |source, s| match h.write_of(s.write) {
-        None => raw.push((source, s, None)),
-        Some(w) => {
-            if !h.same_value(s.value, h.write(w).value) {
-                raw.push((source, s, Some(w)));
+    let cart = h.workload == Workload::Cart;
+    // A sibling whose value is the one its write wrote has that write's items: they are checked once
+    // per write, not per read.
+    let written_ok = if cart {
+        written_items_ok(ctx)
+    } else {
+        Vec::new()
+    };
+    let mut raw: Vec<(Source, KeyIdx, SiblingRec, &'static str)> = Vec::new();
+    for_each_sibling(h, |source, key, s| {
+        let reason = match h.write_of(s.write) {
+            Some(w) if h.write(w).key == key => {
+                (!h.same_value(s.value, h.write(w).value)).then_some("wrong-value")
             }
+            _ => Some("unknown-write"),
+        };
+        // Here the sibling names a write on this key and carries the value it wrote.
+        let reason = reason.or_else(|| {
+            let w = h.write_of(s.write).expect("a known write");
+            (cart && !written_ok[w.0 as usize]).then_some("unknown-item")
+        });
+        if let Some(reason) = reason {
+            raw.push((source, key, s, reason));
         }
     });
-    Check::from_raw(raw, |(source, s, w)| {
+    Check::from_raw(ctx.findings_max, raw, |(source, key, s, reason)| {
         let read = source_witness(h, source);
-        let unknown_items = if h.workload == Workload::Cart {
-            h.cart_items(s.value)
-                .into_iter()
-                .filter(|item| h.sym(item).and_then(|sym| h.write_of(sym)).is_none())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let written = h
+            .write_of(s.write)
+            .filter(|&w| h.write(w).key == key)
+            .map(|w| parsed(h, h.write(w).value));
         Finding::PhantomRead(PhantomRead {
             write: h.str(s.write).to_owned(),
-            key: read.key.clone(),
-            reason: if w.is_some() {
-                "wrong-value"
-            } else {
-                "unknown-write"
-            },
+            key: h.key_name(key).to_owned(),
+            reason,
             returned: parsed(h, s.value),
-            written: w.map(|w| parsed(h, h.write(w).value)),
-            unknown_items,
+            written,
+            unknown_items: if cart && !h.is_null(s.value) {
+                unknown_items(h, key, s.value)
+            } else {
+                Vec::new()
+            },
             read,
         })
     })
@@ -91,21 +259,25 @@ pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
     let h = ctx.h;
     // Failed write -> (first source, times seen), in write order.
     let mut seen: BTreeMap<WriteIdx, (Source, usize)> = BTreeMap::new();
-    for_each_sibling(h, |source, s| {
+    for_each_sibling(h, |source, _, s| {
         if let Some(w) = h.write_of(s.write)
             && h.write(w).status == Status::Fail
         {
             seen.entry(w).or_insert((source, 0)).1 += 1;
         }
     });
-    Check::from_raw(seen.into_iter().collect(), |(w, (source, times_seen))| {
-        Finding::FailedWriteVisible(FailedWriteVisible {
-            write: witness::write(h, w),
-            seen_in: source_witness(h, source),
-            times_seen,
-            final_state: witness::final_state(h, ctx.finals, h.write(w).key),
-        })
-    })
+    Check::from_raw(
+        ctx.findings_max,
+        seen.into_iter().collect(),
+        |(w, (source, times_seen))| {
+            Finding::FailedWriteVisible(FailedWriteVisible {
+                write: witness::write(h, w),
+                seen_in: source_witness(h, source),
+                times_seen,
+                final_state: witness::final_state(h, ctx.finals, h.write(w).key),
+            })
+        },
+    )
 }
 
 pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
@@ -132,7 +304,7 @@ pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
             }
         }
     }
-    let mut check = Check::from_raw(raw, |(r, a, b)| {
+    let mut check = Check::from_raw(ctx.findings_max, raw, |(r, a, b)| {
         Finding::FalseConcurrency(FalseConcurrency {
             key: h.key_name(h.reads[r as usize].key).to_owned(),
             ancestor: h.str(h.write(a).id).to_owned(),
@@ -144,4 +316,36 @@ pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
         .unknown
         .extend(skipped_keys_reason(ctx, "false-concurrency"));
     check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_more_item;
+
+    #[test]
+    fn a_value_that_is_its_parent_plus_one_item() {
+        let yes = [
+            (r#"["a","b"]"#, r#"["a"]"#, "b"),
+            (r#"["a","b"]"#, r#"["b"]"#, "a"),
+            (r#"["a","b","c"]"#, r#"["a","c"]"#, "b"),
+            (r#"["b"]"#, "[]", "b"),
+            (r#"["ab","b"]"#, r#"["ab"]"#, "b"),
+            (r#"["b","ab"]"#, r#"["ab"]"#, "b"),
+        ];
+        for (t, u, id) in yes {
+            assert!(one_more_item(t, u, id), "{t} = {u} + {id}");
+        }
+        let no = [
+            (r#"["a","x"]"#, r#"["a"]"#, "b"),
+            (r#"["a","b","x"]"#, r#"["a","y"]"#, "b"),
+            (r#"["a","b"]"#, r#"["a","b"]"#, "b"),
+            (r#"["a"]"#, "[]", "b"),
+            (r#"["b","b"]"#, r#"["c"]"#, "b"),
+            (r#"{"b":1}"#, "{}", "b"),
+            (r#"["a\"b"]"#, r#"["a"]"#, "\\"),
+        ];
+        for (t, u, id) in no {
+            assert!(!one_more_item(t, u, id), "{t} != {u} + {id}");
+        }
+    }
 }

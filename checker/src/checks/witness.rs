@@ -60,19 +60,18 @@ pub struct ReadWitness {
     pub siblings: Vec<String>,
 }
 
-/// What the replicas of a key hold at the end, and what the final reads returned.
+/// What the replicas of a key hold at the end: its `replica-state` events (the last one per node),
+/// which are the whole final state. Reads after `phase final` are not part of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FinalState {
-    /// Every write id present: in a replica state or a final read, sorted.
+    /// Every write id some replica holds, sorted.
     pub siblings: Vec<String>,
-    /// Of those, the tombstones (`value: null` in a replica state).
+    /// Of those, the ones held as tombstones (`value: null`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tombstones: Vec<String>,
-    /// Per replica node, the write ids it holds.
+    /// Per replica node, the write ids it holds, in the order it listed them (empty: it holds
+    /// nothing). A key with no replica-state event has no entry here.
     pub replicas: BTreeMap<String, Vec<String>>,
-    /// Per final read, the write ids it returned.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub final_reads: Vec<Vec<String>>,
 }
 
 pub(crate) fn version(h: &History, v: VerId) -> Version {
@@ -161,12 +160,6 @@ pub(crate) fn final_state(h: &History, finals: &Finals, key: KeyIdx) -> FinalSta
         }
         replicas.insert(h.str(rec.node).to_owned(), sibling_ids(h, sibs));
     }
-    let mut final_reads = Vec::new();
-    for &r in finals.final_reads(key) {
-        let sibs = h.siblings(h.reads[r as usize].siblings);
-        siblings.extend(sibs.iter().map(|s| h.str(s.write).to_owned()));
-        final_reads.push(sibling_ids(h, sibs));
-    }
     siblings.sort();
     siblings.dedup();
     tombstones.sort();
@@ -175,7 +168,6 @@ pub(crate) fn final_state(h: &History, finals: &Finals, key: KeyIdx) -> FinalSta
         siblings,
         tombstones,
         replicas,
-        final_reads,
     }
 }
 

@@ -1,24 +1,25 @@
 //! The causality graph: one vertex per write, and the two orders the checks compare.
 //!
-//! - **Observed** edges are the ground truth: a -> b when b's client had read a (`observed` in b's
-//!   invoke). Their transitive closure is what b's writer knew.
-//! - **Clock** edges are the store's order (history-format.md, "Versions"; see `order.rs`). The full
-//!   order is quadratic in a key's writes, so only the edges that matter are stored: a -> b where b
-//!   observed a directly and the store agrees, and a -> b where the store orders a before b although
-//!   b's writer never saw a (a false dominance; the first such b for each a).
-//! - **Tombstone** edges: reads never return tombstones, so `observed` cannot name a delete. When b's
-//!   version succeeds a delete's tombstone and the delete was invoked before b, the read b was based on
-//!   could have carried the tombstone in its context; the store's order is then the only record that
-//!   b's client saw the delete, and it is taken as ground truth (otherwise every write after a delete
-//!   would look like a false dominance). A delete that ended info may have left a tombstone the
-//!   history never shows; it counts when b's version succeeds everything the delete observed.
+//! - **Ground truth**: a -> b when b's client had read a (`observed` in b's invoke, puts and deletes
+//!   alike: a v2 read returns tombstones with the delete's write id). Their transitive closure is what
+//!   b's writer knew. Nothing else is ground truth: not the real-time order, and not the store's order
+//!   (history-format.md: "Nothing else makes it one: not the real-time order, not a context that
+//!   covers the tombstone's dot").
+//! - **v1 context** edges, in a v1 history only: a v1 read omits tombstones, so its `observed` cannot
+//!   name a delete. The page's substitute: "a put or delete there also observed every delete on its
+//!   key, invoked before it, whose dot its `context` covers". These count as ground truth in v1.
+//! - **Clock** edges are the store's order (history-format.md, "Versions"; see `order.rs`), used only to
+//!   detect false dominance and clock regression, never to excuse a loss. The full order is quadratic
+//!   in a key's writes, so only the edges that matter are stored: a -> b where b observed a directly and
+//!   the store agrees, and a -> b where the store orders a before b although b's writer never saw a (a
+//!   false dominance; the first such b for each a).
 //!
 //! Built in near-linear time: writes are indexed by key and only compared within their key. Each key
-//! keeps, per write, a bitset of its observed ancestors (`reach.rs`), and a write is compared only with
-//! the versions that could precede it: those whose dot its history covers (a binary search in the key's
-//! versions sorted by dot) and that are not already its ancestors (a word-wise mask of the bitset).
-//! Keys above [`DENSE_WRITES_PER_KEY_MAX`] writes, or beyond [`REACH_BYTES_MAX`] in total, get no
-//! bitsets; the checks that need them report those keys as unknown.
+//! keeps, per write, a bitset of its ground-truth ancestors (`reach.rs`), and a write is compared only
+//! with the versions that could precede it: those whose dot its history covers (a binary search in the
+//! key's versions sorted by dot) and that are not already its ancestors (a word-wise mask of the
+//! bitset). Keys above [`DENSE_WRITES_PER_KEY_MAX`] writes, or beyond [`REACH_BYTES_MAX`] in total, get
+//! no bitsets; the checks that need them report those keys as unknown.
 
 mod order;
 mod reach;
@@ -27,7 +28,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::history::{History, KeyIdx, Status, Sym, VerId, WriteIdx};
+use crate::history::{Format, History, KeyIdx, Sym, VerId, WriteIdx};
 pub(crate) use order::{VersionView, precedes};
 pub(crate) use reach::{Bits, Reach};
 
@@ -45,16 +46,17 @@ const NOTES_MAX: usize = 20;
 pub enum EdgeKind {
     /// Ground truth: the target's client read the source.
     Observed,
+    /// v1 only: the source is a delete invoked before the target, whose dot the target's context
+    /// covers (the page's substitute for a tombstone a v1 read cannot show).
+    Context,
     /// The store orders the source's version before the target's.
     Clock,
-    /// The target's version succeeds the source's tombstone, and the delete came first.
-    Tombstone,
 }
 
 impl EdgeKind {
-    /// Whether the edge is (or stands in for) something the client saw.
+    /// Whether the edge is (or, in v1, stands in for) something the client saw.
     pub fn is_ground_truth(self) -> bool {
-        matches!(self, EdgeKind::Observed | EdgeKind::Tombstone)
+        matches!(self, EdgeKind::Observed | EdgeKind::Context)
     }
 }
 
@@ -125,7 +127,7 @@ impl Graph {
         graph.group_by_key(h);
         graph.add_observed(h);
         graph.order_positions(h);
-        graph.add_tombstones(h);
+        graph.add_context_edges(h);
         graph.reach = Reach::build(&graph);
         graph.add_clock(h);
         graph
@@ -169,6 +171,15 @@ impl Graph {
             .map(|e| Self::write(e.source()))
     }
 
+    /// The ground-truth children of a write: the writes whose clients read it (and, in v1, the writes
+    /// whose contexts cover its tombstone's dot).
+    pub(crate) fn ground_children(&self, w: WriteIdx) -> impl Iterator<Item = WriteIdx> + '_ {
+        self.g
+            .edges_directed(Self::node(w), Direction::Outgoing)
+            .filter(|e| e.weight().is_ground_truth())
+            .map(|e| Self::write(e.target()))
+    }
+
     /// The writes `w` observed directly.
     pub(crate) fn observed_parents(&self, w: WriteIdx) -> impl Iterator<Item = WriteIdx> + '_ {
         self.g
@@ -192,30 +203,6 @@ impl Graph {
     /// too large to have bitsets.
     pub(crate) fn reaches(&self, h: &History, a: WriteIdx, b: WriteIdx) -> Option<bool> {
         self.reach.reaches(self, h, a, b)
-    }
-
-    /// Marks in `seen` every ground-truth ancestor of the `starts` (the starts too). Linear in the
-    /// edges visited; works for keys of any size.
-    pub(crate) fn ancestors_into(
-        &self,
-        starts: impl IntoIterator<Item = WriteIdx>,
-        seen: &mut [bool],
-    ) {
-        let mut stack: Vec<WriteIdx> = Vec::new();
-        for s in starts {
-            if !seen[s.0 as usize] {
-                seen[s.0 as usize] = true;
-                stack.push(s);
-            }
-            while let Some(w) = stack.pop() {
-                for p in self.ground_parents(w) {
-                    if !seen[p.0 as usize] {
-                        seen[p.0 as usize] = true;
-                        stack.push(p);
-                    }
-                }
-            }
-        }
     }
 
     fn add_edge(&mut self, a: WriteIdx, b: WriteIdx, kind: EdgeKind) -> EdgeIndex<u32> {
@@ -356,48 +343,42 @@ impl Graph {
         }
     }
 
-    /// Tombstone edges: delete d -> b when d was invoked before b and b's version succeeds d's
-    /// tombstone. A delete that ended info (or is pending) may have stored a tombstone whose version the
-    /// history never shows (tombstones are not returned by reads); for it, b's version must succeed the
-    /// versions of everything the delete observed, as it would if its context carried the tombstone.
-    fn add_tombstones(&mut self, h: &History) {
-        let mut deletes: Vec<(WriteIdx, Option<VerId>, Vec<VerId>)> = Vec::new();
+    /// v1 context edges: delete d -> b when d was invoked before b on b's key, d's version has a dot,
+    /// and b's context is a clock that covers that dot. Only in a v1 history.
+    fn add_context_edges(&mut self, h: &History) {
+        if h.format != Format::V1 {
+            return;
+        }
+        let mut deletes: Vec<(WriteIdx, Sym, u64)> = Vec::new();
+        let mut parents: Vec<WriteIdx> = Vec::new();
         for k in 0..self.keys.len() {
             deletes.clear();
             let r = self.keys[k];
             for i in r.start..r.start + r.len {
                 let b = self.by_invoke[i as usize];
                 let wb = h.write(b);
-                if let Some(vb) = wb.version {
-                    for (d, vd, removed) in &deletes {
-                        let succeeds = match vd {
-                            Some(vd) => precedes(&h.versions, *vd, vb),
-                            None => {
-                                !removed.is_empty()
-                                    && removed.iter().all(|&va| precedes(&h.versions, va, vb))
-                            }
-                        };
-                        if succeeds {
-                            self.g
-                                .add_edge(Self::node(*d), Self::node(b), EdgeKind::Tombstone);
+                if let Some(ctx) = wb.context
+                    && !deletes.is_empty()
+                {
+                    let view = VersionView::of(&h.versions, ctx);
+                    parents.clear();
+                    parents.extend(self.observed_parents(b));
+                    for &(d, node, counter) in &deletes {
+                        if view.clock_of(node) >= counter && !parents.contains(&d) {
+                            self.add_edge(d, b, EdgeKind::Context);
                         }
                     }
                 }
-                if wb.delete && wb.status != Status::Fail {
-                    let removed = if wb.version.is_none() {
-                        self.observed_parents(b)
-                            .filter_map(|a| h.write(a).version)
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    deletes.push((b, wb.version, removed));
+                if wb.delete
+                    && let Some(dot) = wb.version.and_then(|v| h.versions.rec(v).dot)
+                {
+                    deletes.push((b, dot.0, dot.1));
                 }
             }
         }
     }
 
-    /// Clock edges: for each write b with a version, the observed parents whose versions b's succeeds,
+    /// Clock edges: for each write b with a version, the ground-truth parents whose versions b's succeeds,
     /// and the first false dominance of each write (the store orders a before b, and a is not among
     /// b's ground-truth ancestors).
     fn add_clock(&mut self, h: &History) {
@@ -412,7 +393,7 @@ impl Graph {
                 let Some(vb) = h.write(b).version else {
                     continue;
                 };
-                for a in self.observed_parents(b) {
+                for a in self.ground_parents(b) {
                     if let Some(va) = h.write(a).version
                         && precedes(&h.versions, va, vb)
                     {

@@ -11,13 +11,14 @@
 //!   a harness writes or a report reads back ([`EventReader`]);
 //! - [`History`] is what the checker keeps: one record per client operation, strings, values and
 //!   versions interned, so that a million-operation history fits in a few hundred megabytes and the
-//!   checks compare integers. Values are kept as JSON text (not `serde_json::Value` trees), compared
-//!   as text first and as parsed values only when the texts differ.
+//!   checks compare integers. Values are kept as canonical JSON text (not `serde_json::Value` trees),
+//!   so that equal values have equal ids whatever their key order or number spelling.
 //!
 //! Files: `event.rs` (the serde types), `wire.rs` (the borrowed on-disk line and the one validation of
 //! its fields), `model.rs` (the compact history and its builder), `intern.rs` (the arenas),
-//! `parse.rs` (reading lines, errors).
+//! `canon.rs` (canonical JSON values), `parse.rs` (reading lines, errors).
 
+mod canon;
 mod event;
 mod intern;
 mod model;
@@ -28,8 +29,10 @@ pub use event::{
     Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ReplicaState, Sibling,
     Version, WriteOp,
 };
-pub use model::{History, Workload};
+pub use model::{Format, History, Workload};
 pub use parse::{EventReader, ParseError, Parsed, parse_file, parse_reader};
 
 pub(crate) use intern::{Sym, ValId, VerId, Versions};
-pub(crate) use model::{KeyIdx, SiblingRec, Status, WriteIdx};
+pub(crate) use model::{
+    KeyIdx, NemesisKind, SiblingRec, Status, WriteIdx, for_each_string, string_array,
+};

@@ -2,15 +2,19 @@
 //! enforcing the format's structural rules.
 //!
 //! A client operation is one record (its invoke and its completion paired), in invoke order. Strings,
-//! values and versions are interned (see `intern.rs`). Contexts are dropped: the format calls them
-//! opaque and "for humans", and no check reads them. What a history says that no check needs can be
-//! read back from the file with [`EventReader`](super::EventReader).
+//! values and versions are interned (see `intern.rs`); values in canonical form (`canon.rs`), so that
+//! two values are the same JSON value exactly when their ids are equal. Contexts are opaque and dropped,
+//! except that a put's or delete's context that is a clock is kept as a version: a v1 history needs it
+//! (history-format.md: "a put or delete there also observed every delete on its key, invoked before
+//! it, whose dot its `context` covers"). What a history says that no check needs can be read back from
+//! the file with [`EventReader`](super::EventReader).
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::canon;
 use super::event::{ClientF, Outcome, Phase};
 use super::intern::{FixedState, Interner, Sym, ValId, VerId, Versions};
 use super::wire::{Class, Str, Wire, WireClock, WireDot, WireSibling};
@@ -29,6 +33,80 @@ pub enum Workload {
     /// A value is the sorted list of item ids: the union of the observed siblings' items plus the
     /// write's own id. Merging siblings is a union, so an item, not a sibling, is what must survive.
     Cart,
+}
+
+/// The version of the history format (the config's `history_format`; 1 when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Reads omit tombstones; the checker applies the page's two substitutes.
+    #[default]
+    V1,
+    /// Reads return tombstones; `observed` is the whole ground truth.
+    V2,
+}
+
+/// The quorum settings of the config event, where it states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quorum {
+    pub n: u64,
+    pub r: u64,
+    pub w: u64,
+    /// `"node":{"sloppy_quorum":false}`.
+    pub strict: bool,
+}
+
+impl Quorum {
+    /// Whether the config promises what `quorum-read-miss` checks: a strict quorum and R + W > N.
+    pub(crate) fn promises_overlap(&self) -> bool {
+        self.strict && self.r.saturating_add(self.w) > self.n
+    }
+}
+
+/// The nemesis operations the format names (history-format.md, "Nemesis events"). A name the
+/// format does not know is kept as `Other` and ignored by every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NemesisKind {
+    PartitionStart,
+    PartitionStop,
+    Crash,
+    Restart,
+    Wipe,
+    Skew,
+    LossStart,
+    LossStop,
+    SlowStart,
+    SlowStop,
+    Join,
+    Leave,
+    Power,
+    Disk,
+    PauseStart,
+    PauseStop,
+    Other,
+}
+
+impl NemesisKind {
+    pub(crate) fn parse(f: &str) -> NemesisKind {
+        match f {
+            "partition-start" => NemesisKind::PartitionStart,
+            "partition-stop" => NemesisKind::PartitionStop,
+            "crash" => NemesisKind::Crash,
+            "restart" => NemesisKind::Restart,
+            "wipe" => NemesisKind::Wipe,
+            "skew" => NemesisKind::Skew,
+            "loss-start" => NemesisKind::LossStart,
+            "loss-stop" => NemesisKind::LossStop,
+            "slow-start" => NemesisKind::SlowStart,
+            "slow-stop" => NemesisKind::SlowStop,
+            "join" => NemesisKind::Join,
+            "leave" => NemesisKind::Leave,
+            "power" => NemesisKind::Power,
+            "disk" => NemesisKind::Disk,
+            "pause-start" => NemesisKind::PauseStart,
+            "pause-stop" => NemesisKind::PauseStop,
+            _ => NemesisKind::Other,
+        }
+    }
 }
 
 /// A point in the history: an event's index and time (nanoseconds).
@@ -107,6 +185,9 @@ pub(crate) struct WriteRec {
     /// The version the store reported on the ok completion, else the first one seen in a read or a
     /// replica state.
     pub version: Option<VerId>,
+    /// The invoke's `context`, when it is a clock (an object node -> counter, or a string
+    /// `node=counter,...`), as a version with no dot. Only a v1 history uses it.
+    pub context: Option<VerId>,
     /// The line of the invoke, for messages.
     pub line: usize,
 }
@@ -137,11 +218,14 @@ pub(crate) struct ReadRec {
 }
 
 /// One sibling of a read or a replica state. Its version, if reported, becomes its write's version
-/// when the write's completion reported none; no check compares a sibling's version otherwise.
+/// when the write's completion reported none.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SiblingRec {
     pub write: Sym,
     pub value: ValId,
+    /// The sibling's own version: kept for replica states only (divergence compares sets of (write,
+    /// version)); `None` on a read's siblings, and where the store reported none.
+    pub version: Option<VerId>,
 }
 
 /// A `replica-state` event.
@@ -157,7 +241,9 @@ pub(crate) struct ReplicaRec {
 #[derive(Debug, Clone)]
 pub(crate) struct NemesisRec {
     pub f: Sym,
-    #[allow(dead_code)] // Kept for reports that place faults on the timeline.
+    pub kind: NemesisKind,
+    /// The node it hit, when its `value` names one (`{"node":"n3"}`).
+    pub node: Option<Sym>,
     pub at: Mark,
 }
 
@@ -186,6 +272,13 @@ pub struct History {
     pub(crate) final_phase: Option<Mark>,
     pub(crate) config: Option<Value>,
     pub(crate) workload: Workload,
+    pub(crate) format: Format,
+    /// The config's `tombstone_gc` (at the top level or under `node`): the store may collect
+    /// tombstones.
+    pub(crate) tombstone_gc: bool,
+    pub(crate) quorum: Option<Quorum>,
+    /// The config's `fsync` policy is `always`.
+    pub(crate) fsync_always: bool,
     pub(crate) events: u64,
     /// The id of the value `null`, once one was seen.
     null_value: Option<ValId>,
@@ -200,6 +293,11 @@ impl History {
     /// The workload named by the config line.
     pub fn workload(&self) -> Workload {
         self.workload
+    }
+
+    /// The history format: `history_format` of the config line, 1 when absent.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The number of events (lines) in the history.
@@ -259,24 +357,18 @@ impl History {
         &self.observed[w.observed.range()]
     }
 
-    /// Whether two interned values are the same JSON value. Equal text is the common case; different
-    /// text may still be the same value (whitespace, key order), so that is decided on the parsed trees.
+    /// Whether two interned values are the same JSON value: values are interned in canonical form,
+    /// so this is the equality of their ids.
     pub(crate) fn same_value(&self, a: ValId, b: ValId) -> bool {
-        if a == b {
-            return true;
-        }
-        let (ta, tb) = (self.value_text(a), self.value_text(b));
-        match (
-            serde_json::from_str::<Value>(ta),
-            serde_json::from_str::<Value>(tb),
-        ) {
-            (Ok(va), Ok(vb)) => va == vb,
-            _ => false,
-        }
+        a == b
     }
 
     /// The items of a cart value: the strings of a JSON array (nothing for anything else).
     pub(crate) fn cart_items(&self, v: ValId) -> Vec<String> {
+        let mut fast = Vec::new();
+        if string_array(self.value_text(v), &mut fast) {
+            return fast.into_iter().map(str::to_owned).collect();
+        }
         match serde_json::from_str::<Value>(self.value_text(v)) {
             Ok(Value::Array(items)) => items
                 .into_iter()
@@ -290,18 +382,22 @@ impl History {
     }
 
     /// The items of a cart value that name an interned string (any item that is a write id), appended
-    /// to `out`. Reads the text without building a tree when it is an array of strings.
+    /// to `out`. Reads the canonical text directly when it is an array of plain strings.
     pub(crate) fn cart_item_syms(&self, v: ValId, out: &mut Vec<Sym>) {
-        match serde_json::from_str::<Vec<Str>>(self.value_text(v)) {
-            Ok(items) => out.extend(items.iter().filter_map(|i| self.sym(i.as_str()))),
-            Err(_) => out.extend(self.cart_items(v).iter().filter_map(|i| self.sym(i))),
+        let before = out.len();
+        let plain = for_each_string(self.value_text(v), |i| {
+            out.extend(self.sym(i));
+            true
+        });
+        if plain.is_none() {
+            out.truncate(before);
+            out.extend(self.cart_items(v).iter().filter_map(|i| self.sym(i)));
         }
     }
 
     /// Whether a value is JSON `null` (a tombstone).
     pub(crate) fn is_null(&self, v: ValId) -> bool {
-        // A raw value's text has no surrounding whitespace, so `null` is always the same text, and
-        // interned once.
+        // Values are canonical, so `null` is always the same text, interned once.
         self.null_value == Some(v)
     }
 }
@@ -330,6 +426,9 @@ pub(crate) struct Builder {
     retired: FixedMap<u64, usize>,
     last_index: Option<u64>,
     clock_scratch: Vec<(Sym, u64)>,
+    value_scratch: String,
+    /// Whether the format is known to be 2 (contexts are then not kept).
+    v2: bool,
     warnings: Vec<String>,
 }
 
@@ -356,7 +455,15 @@ impl Builder {
             Class::Complete(outcome, f) => self.complete(w, outcome, f, at, line)?,
             Class::Nemesis => {
                 let f = Sym(self.h.strings.intern(w.f.as_str()));
-                self.h.nemesis.push(NemesisRec { f, at });
+                let kind = NemesisKind::parse(w.f.as_str());
+                // The node a fault hit: `value.node` when it is a string. A value of another shape
+                // names no node (the checks then take the fault to have hit every node).
+                let node = w
+                    .value
+                    .and_then(|v| serde_json::from_str::<NemesisValue>(v.get()).ok())
+                    .and_then(|v| v.node)
+                    .map(|n| Sym(self.h.strings.intern(&n)));
+                self.h.nemesis.push(NemesisRec { f, kind, node, at });
             }
             Class::Phase => {
                 let value = w.value.expect("classify checked the value");
@@ -381,7 +488,7 @@ impl Builder {
                     .h
                     .strings
                     .intern(w.node.as_ref().map(Str::as_str).unwrap_or_default()));
-                let siblings = self.siblings(w.values.as_deref().unwrap_or_default());
+                let siblings = self.siblings(w.values.as_deref().unwrap_or_default(), true)?;
                 self.h.replicas.push(ReplicaRec {
                     key,
                     node,
@@ -398,9 +505,7 @@ impl Builder {
                         "line {line}: a second config event; the first one is kept"
                     ));
                 } else {
-                    if value.get("workload").and_then(Value::as_str) == Some("cart") {
-                        self.h.workload = Workload::Cart;
-                    }
+                    self.apply_config(&value)?;
                     self.h.config = Some(value);
                 }
             }
@@ -462,7 +567,11 @@ impl Builder {
                         self.h.write(prev).line
                     ));
                 }
-                let value = self.value(w.value.expect("classify checked the value"));
+                let value = self.value(w.value.expect("classify checked the value"))?;
+                let context = match w.context {
+                    Some(c) if !self.v2 => self.context_clock(c),
+                    _ => None,
+                };
                 let start = arena_len(self.h.observed.len());
                 for o in w.observed.iter().flatten() {
                     let s = Sym(self.h.strings.intern(o.as_str()));
@@ -488,6 +597,7 @@ impl Builder {
                     completed: None,
                     status: Status::Pending,
                     version: None,
+                    context,
                     line,
                 });
                 Op::Write(idx)
@@ -562,7 +672,7 @@ impl Builder {
             }
             Op::Read(idx) => {
                 let siblings = if outcome == Outcome::Ok {
-                    self.siblings(w.values.as_deref().unwrap_or_default())
+                    self.siblings(w.values.as_deref().unwrap_or_default(), false)?
                 } else {
                     Span::default()
                 };
@@ -590,11 +700,116 @@ impl Builder {
         KeyIdx(*slot)
     }
 
-    fn value(&mut self, raw: &RawValue) -> ValId {
-        let id = ValId(self.h.values.intern(raw.get()));
-        if self.h.null_value.is_none() && raw.get() == "null" {
+    /// Interns a value in canonical form.
+    fn value(&mut self, raw: &RawValue) -> Result<ValId, String> {
+        let text = raw.get();
+        let id = if canon::is_canonical(text) {
+            ValId(self.h.values.intern(text))
+        } else {
+            let mut out = std::mem::take(&mut self.value_scratch);
+            out.clear();
+            canon::canonicalize(text, &mut out)?;
+            let id = ValId(self.h.values.intern(&out));
+            self.value_scratch = out;
+            id
+        };
+        if self.h.null_value.is_none() && self.h.value_text(id) == "null" {
             self.h.null_value = Some(id);
         }
+        Ok(id)
+    }
+
+    /// Reads the config event's settings. `history_format` other than 1 or 2 is an error.
+    fn apply_config(&mut self, value: &Value) -> Result<(), String> {
+        self.h.format = match value.get("history_format") {
+            None => Format::V1,
+            // Compared as numbers: `2` and `2.0` are the same JSON value.
+            Some(v) => match v.as_f64() {
+                Some(1.0) => Format::V1,
+                Some(2.0) => Format::V2,
+                _ => {
+                    return Err(format!(
+                        "history_format {v} is not 1 or 2 (this checker reads versions 1 and 2)"
+                    ));
+                }
+            },
+        };
+        self.v2 = self.h.format == Format::V2;
+        if value.get("workload").and_then(Value::as_str) == Some("cart") {
+            self.h.workload = Workload::Cart;
+        }
+        // The page lists `tombstone_gc` among the config's settings without saying whether it sits at
+        // the top level or among the node options; either place counts.
+        let yes = |v: Option<&Value>| v == Some(&Value::Bool(true));
+        self.h.tombstone_gc =
+            yes(value.get("tombstone_gc")) || yes(value.pointer("/node/tombstone_gc"));
+        let number = |k: &str| value.get(k).and_then(Value::as_u64);
+        if let (Some(n), Some(r), Some(w)) = (number("n"), number("r"), number("w")) {
+            self.h.quorum = Some(Quorum {
+                n,
+                r,
+                w,
+                strict: value.pointer("/node/sloppy_quorum") == Some(&Value::Bool(false)),
+            });
+        }
+        // `{"policy":"always"}`, or the bare string; anything else (or nothing) is not `always`.
+        self.h.fsync_always = match value.get("fsync") {
+            Some(Value::String(s)) => s == "always",
+            Some(v) => v.get("policy").and_then(Value::as_str) == Some("always"),
+            None => false,
+        };
+        Ok(())
+    }
+
+    /// A context that is a clock, as a version with no dot: an object node -> counter, or a string
+    /// `node=counter` joined by `,`. Anything else is opaque (history-format.md) and gives `None`.
+    fn context_clock(&mut self, raw: &RawValue) -> Option<VerId> {
+        let mut entries = std::mem::take(&mut self.clock_scratch);
+        entries.clear();
+        let text = raw.get();
+        let ok = if text.starts_with('{') {
+            match serde_json::from_str::<WireClock>(text) {
+                Ok(clock) => {
+                    for (node, counter) in clock.0 {
+                        if counter > 0 {
+                            entries.push((Sym(self.h.strings.intern(node.as_str())), counter));
+                        }
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if text.starts_with('"') {
+            match serde_json::from_str::<Str>(text) {
+                Ok(s) => {
+                    let s = s.as_str();
+                    !s.is_empty()
+                        && s.split(',').all(|pair| {
+                            let Some((node, counter)) = pair.split_once('=') else {
+                                return false;
+                            };
+                            let Ok(counter) = counter.parse::<u64>() else {
+                                return false;
+                            };
+                            if node.is_empty() || !counter_text_ok(pair) {
+                                return false;
+                            }
+                            if counter > 0 {
+                                entries.push((Sym(self.h.strings.intern(node)), counter));
+                            }
+                            true
+                        })
+                }
+                Err(_) => false,
+            }
+        } else {
+            false
+        };
+        let id = ok.then(|| {
+            sort_clock(&mut entries);
+            self.h.versions.intern(None, &entries)
+        });
+        self.clock_scratch = entries;
         id
     }
 
@@ -610,50 +825,50 @@ impl Builder {
                 entries.push((Sym(self.h.strings.intern(node.as_str())), *counter));
             }
         }
-        // Sorted by node id, a node named twice keeps its largest counter.
-        entries.sort_unstable();
-        entries.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
-                earlier.1 = earlier.1.max(later.1);
-                true
-            } else {
-                false
-            }
-        });
+        sort_clock(&mut entries);
         let id = self.h.versions.intern(dot, &entries);
         self.clock_scratch = entries;
         Some(id)
     }
 
-    fn siblings(&mut self, values: &[WireSibling]) -> Span {
+    /// Interns the siblings of a read (`replica` false) or a replica state. A replica state's
+    /// siblings keep their own versions.
+    fn siblings(&mut self, values: &[WireSibling], replica: bool) -> Result<Span, String> {
         let start = arena_len(self.h.siblings.len());
         for s in values {
             let write = Sym(self.h.strings.intern(s.write.as_str()));
             let raw = s.value.expect("classify checked sibling values");
             let writer = self.h.write_of(write);
             // Most siblings carry exactly the text their write wrote: reuse its id instead of hashing
-            // the text again.
+            // the text again. (The write's text is canonical, so equal text is canonical too.)
             let value = match writer {
                 Some(w) if self.h.value_text(self.h.write(w).value) == raw.get() => {
                     self.h.write(w).value
                 }
-                _ => self.value(raw),
+                _ => self.value(raw)?,
             };
-            // A sibling's version only matters to a write whose completion reported none.
-            match writer {
-                Some(w) if self.h.write(w).version.is_some() => {}
-                Some(w) => {
-                    self.h.writes[w.0 as usize].version =
-                        self.version(s.dot.as_ref(), s.clock.as_ref())
-                }
-                None => {}
+            // A sibling's version becomes its write's when the write's completion reported none; a
+            // replica state's siblings keep theirs. Otherwise it is not interned (the cost of the
+            // interning is the clock's node names, for every sibling of every read).
+            let unversioned = writer.filter(|&w| self.h.write(w).version.is_none());
+            let version = if replica || unversioned.is_some() {
+                self.version(s.dot.as_ref(), s.clock.as_ref())
+            } else {
+                None
+            };
+            if let Some(w) = unversioned {
+                self.h.writes[w.0 as usize].version = version;
             }
-            self.h.siblings.push(SiblingRec { write, value });
+            self.h.siblings.push(SiblingRec {
+                write,
+                value,
+                version: if replica { version } else { None },
+            });
         }
-        Span {
+        Ok(Span {
             start,
             len: arena_len(self.h.siblings.len()) - start,
-        }
+        })
     }
 
     /// The history, and the warnings met while building it.
@@ -669,5 +884,104 @@ fn arena_len(n: usize) -> u32 {
 fn grow(table: &mut Vec<u32>, slot: u32) {
     if table.len() <= slot as usize {
         table.resize(slot as usize + 1, NONE);
+    }
+}
+
+/// Sorts clock entries by node id; a node named twice keeps its largest counter.
+fn sort_clock(entries: &mut Vec<(Sym, u64)>) {
+    entries.sort_unstable();
+    entries.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 = earlier.1.max(later.1);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Whether the counter of a `node=counter` pair is plain decimal digits (no sign, no spaces).
+fn counter_text_ok(pair: &str) -> bool {
+    let counter = &pair[pair.find('=').map_or(0, |p| p + 1)..];
+    !counter.is_empty() && counter.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// The part of a nemesis event's `value` the checks read.
+#[derive(serde::Deserialize)]
+struct NemesisValue {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// Splits a canonical JSON array of strings with no escapes (`["a","b"]`, what a cart value is) into
+/// its strings, appended to `out`. Returns false, leaving `out` as it may be, for anything else: the
+/// caller then parses the value.
+pub(crate) fn string_array<'a>(text: &'a str, out: &mut Vec<&'a str>) -> bool {
+    for_each_string(text, |s| {
+        out.push(s);
+        true
+    }) == Some(true)
+}
+
+/// Calls `f` with each string of a canonical JSON array of strings with no escapes, in order, until
+/// `f` returns false. `Some(true)` when every string was visited, `Some(false)` when `f` stopped it,
+/// `None` when the text is not such an array (the strings before the point where it stopped being one
+/// were visited). No allocation: this is the loop that checks every item of every cart value.
+pub(crate) fn for_each_string<'a>(
+    text: &'a str,
+    mut f: impl FnMut(&'a str) -> bool,
+) -> Option<bool> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'[') {
+        return None;
+    }
+    if b.len() == 2 && b[1] == b']' {
+        return Some(true);
+    }
+    let mut i = 1;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        let end = start + len;
+        if b[end] != b'"' {
+            return None;
+        }
+        if !f(&text[start..end]) {
+            return Some(false);
+        }
+        match b.get(end + 1) {
+            Some(b',') => i = end + 2,
+            Some(b']') => return (end + 2 == b.len()).then_some(true),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_array;
+
+    #[test]
+    fn plain_string_arrays_split_and_anything_else_falls_back() {
+        let mut out = Vec::new();
+        assert!(string_array(r#"["p1-1","p2-3"]"#, &mut out));
+        assert_eq!(out, ["p1-1", "p2-3"]);
+        out.clear();
+        assert!(string_array("[]", &mut out));
+        assert!(out.is_empty());
+        for other in [
+            r#"["a\"b"]"#,
+            r#"["a",1]"#,
+            r#"{"a":1}"#,
+            r#"["a"]x"#,
+            r#"["a""#,
+            "null",
+            r#""a""#,
+        ] {
+            assert!(!string_array(other, &mut Vec::new()), "{other}");
+        }
     }
 }

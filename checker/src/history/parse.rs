@@ -1,9 +1,11 @@
 //! Streaming parse of `history.jsonl`: one line at a time, never the whole file in memory.
 //!
-//! A malformed line, or one that breaks a structural rule, is an error naming its line number (1-based).
-//! A last line with no trailing newline whose JSON ends early or breaks off is what a run that died
-//! mid-write leaves: it is skipped with a warning. A last line that is complete JSON but not a valid
-//! event is an error like any other. Blank lines are skipped.
+//! Every rule of history-format.md, "Malformed histories", is an error that names its line (1-based):
+//! a blank line, a line that is not a JSON object, a malformed event, and the structural rules checked
+//! while folding (`model.rs`). The one exception is what a run that died mid-write leaves: the file's
+//! last line, with no newline after it, that does not parse as JSON at all. It is skipped with a
+//! warning. A last line that does parse as JSON but is not a valid event is an error like any other,
+//! newline or not; so is a line that does not parse but ends with a newline.
 
 use std::fmt;
 use std::fs::File;
@@ -72,7 +74,7 @@ impl std::error::Error for ParseError {
 /// One line read from the input, without its line terminator.
 enum RawLine {
     Line { number: usize, terminated: bool },
-    Blank,
+    Blank { number: usize },
     End,
 }
 
@@ -103,7 +105,9 @@ impl<R: BufRead> Lines<R> {
             self.buf.pop();
         }
         if self.buf.iter().all(u8::is_ascii_whitespace) {
-            return Ok(RawLine::Blank);
+            return Ok(RawLine::Blank {
+                number: self.number,
+            });
         }
         Ok(RawLine::Line {
             number: self.number,
@@ -112,16 +116,58 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Whether a parse error on an unterminated last line looks like a run that died mid-write: the JSON
-/// ends early or breaks off, rather than being complete but not an event.
-fn cut_short(e: &serde_json::Error) -> bool {
-    e.is_eof() || e.is_syntax()
+/// What one non-blank line holds.
+// One per line, never stored: the size of the `Wire` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decoded<'a> {
+    Event(Wire<'a>),
+    /// The unterminated last line did not parse: a run that died mid-write. The warning.
+    Truncated(String),
 }
 
-fn truncated(line: usize, e: &serde_json::Error) -> String {
-    format!(
-        "line {line}: the last line is incomplete (no newline, does not parse: {e}); skipped as a run that died mid-write"
-    )
+/// Whether the line's JSON is an object (the first byte that is not whitespace is `{`). Checked
+/// because serde would also read a struct from a JSON array, by position.
+fn is_object(buf: &[u8]) -> bool {
+    buf.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn blank(line: usize) -> ParseError {
+    ParseError::Line {
+        line,
+        message: "a blank line (every line of a history is one event)".to_owned(),
+    }
+}
+
+/// Decodes one line: an event, or the truncated last line, or the error that names it.
+///
+/// The line's UTF-8 is validated once, as a whole, and the JSON is read from the `&str`: serde_json
+/// then does not validate every string again (which was an eighth of the parser's instructions).
+fn decode(buf: &[u8], line: usize, terminated: bool) -> Result<Decoded<'_>, ParseError> {
+    let error = |message: String| ParseError::Line { line, message };
+    let text = match std::str::from_utf8(buf) {
+        Ok(text) => text,
+        // A multi-byte character cut by the end of a run that died mid-write.
+        Err(e) if !terminated => {
+            return Ok(Decoded::Truncated(format!(
+                "line {line}: the last line is incomplete (no newline, not UTF-8: {e}); skipped as a run that died mid-write"
+            )));
+        }
+        Err(e) => return Err(error(format!("malformed event: not UTF-8 ({e})"))),
+    };
+    match serde_json::from_str::<Wire>(text) {
+        Ok(wire) if is_object(buf) => Ok(Decoded::Event(wire)),
+        Ok(_) => Err(error("not a JSON object".to_owned())),
+        Err(e) => {
+            let json = serde_json::from_str::<serde::de::IgnoredAny>(text);
+            match json {
+                Err(cut) if !terminated => Ok(Decoded::Truncated(format!(
+                    "line {line}: the last line is incomplete (no newline, does not parse: {cut}); skipped as a run that died mid-write"
+                ))),
+                Ok(_) if !is_object(buf) => Err(error("not a JSON object".to_owned())),
+                _ => Err(error(format!("malformed event: {e}"))),
+            }
+        }
+    }
 }
 
 /// Parses a history from a reader, streaming.
@@ -135,26 +181,18 @@ pub fn parse_reader(r: impl BufRead) -> Result<Parsed, ParseError> {
             .map_err(|source| ParseError::Io { path: None, source })?
         {
             RawLine::End => break,
-            RawLine::Blank => {}
-            RawLine::Line { number, terminated } => {
-                match serde_json::from_slice::<Wire>(&lines.buf) {
-                    Ok(wire) => {
-                        builder
-                            .push(&wire, number)
-                            .map_err(|message| ParseError::Line {
-                                line: number,
-                                message,
-                            })?;
-                    }
-                    Err(e) if !terminated && cut_short(&e) => warnings.push(truncated(number, &e)),
-                    Err(e) => {
-                        return Err(ParseError::Line {
+            RawLine::Blank { number } => return Err(blank(number)),
+            RawLine::Line { number, terminated } => match decode(&lines.buf, number, terminated)? {
+                Decoded::Event(wire) => {
+                    builder
+                        .push(&wire, number)
+                        .map_err(|message| ParseError::Line {
                             line: number,
-                            message: format!("malformed event: {e}"),
-                        });
-                    }
+                            message,
+                        })?;
                 }
-            }
+                Decoded::Truncated(warning) => warnings.push(warning),
+            },
         }
     }
     let (history, mut built) = builder.finish();
@@ -240,11 +278,13 @@ impl<R: BufRead> Iterator for EventReader<R> {
                     return Some(Err(ParseError::Io { path: None, source }));
                 }
                 Ok(RawLine::End) => self.done = true,
-                Ok(RawLine::Blank) => {}
+                Ok(RawLine::Blank { number }) => {
+                    self.done = true;
+                    return Some(Err(blank(number)));
+                }
                 Ok(RawLine::Line { number, terminated }) => {
-                    let parsed = serde_json::from_slice::<Wire>(&self.lines.buf);
-                    return match parsed {
-                        Ok(wire) => {
+                    return match decode(&self.lines.buf, number, terminated) {
+                        Ok(Decoded::Event(wire)) => {
                             Some(wire.into_event().map(|e| (number, e)).map_err(|message| {
                                 ParseError::Line {
                                     line: number,
@@ -252,17 +292,14 @@ impl<R: BufRead> Iterator for EventReader<R> {
                                 }
                             }))
                         }
-                        Err(e) if !terminated && cut_short(&e) => {
-                            self.warnings.push(truncated(number, &e));
+                        Ok(Decoded::Truncated(warning)) => {
+                            self.warnings.push(warning);
                             self.done = true;
                             None
                         }
                         Err(e) => {
                             self.done = true;
-                            Some(Err(ParseError::Line {
-                                line: number,
-                                message: format!("malformed event: {e}"),
-                            }))
+                            Some(Err(e))
                         }
                     };
                 }

@@ -139,7 +139,9 @@ pub(crate) struct WireSibling<'a> {
 }
 
 /// One line: every field any event may have. Unknown fields are ignored, so that a newer writer's
-/// extra fields do not break an older checker.
+/// extra fields do not break an older checker. An optional field given as `null` counts as absent (a
+/// required one given as `null` is missing, except `value`, where `null` is a delete's value); a field
+/// of the wrong type is an error.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Wire<'a> {
     pub index: u64,
@@ -220,6 +222,12 @@ impl<'a> Wire<'a> {
                                     return Err("a delete's value must be null".to_owned());
                                 }
                                 Some(_) => {}
+                            }
+                            if self.observed.is_none() {
+                                return Err(format!(
+                                    "{} invoke has no observed list (required, empty for a blind write)",
+                                    f.as_str()
+                                ));
                             }
                         }
                         Ok(Class::Invoke(f))

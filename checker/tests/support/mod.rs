@@ -39,7 +39,7 @@ impl S {
         S(m)
     }
 
-    /// A tombstone (replica states only): `value: null`.
+    /// A tombstone: `value: null`, named by the delete's write id (v2 reads and replica states).
     pub fn tombstone(write: &str) -> S {
         S::valued(write, Value::Null)
     }
@@ -65,13 +65,37 @@ impl H {
         H::default()
     }
 
+    /// Sets the `time` of the last event (by default event i happens at i ms).
+    pub fn at(mut self, time_ns: u64) -> H {
+        let last = self.lines.last_mut().expect("an event");
+        last["time"] = json!(time_ns);
+        self
+    }
+
     /// Appends a raw event; `index` and `time` are added when missing.
     pub fn raw(mut self, event: Value) -> H {
         self.lines.push(event);
         self
     }
 
+    /// A v2 config (`history_format: 2`), N=3 R=2 W=2, sloppy quorum, fsync always.
     pub fn config(self, workload: &str) -> H {
+        self.config_with(workload, json!({}))
+    }
+
+    /// A v2 config with `extra` merged into its value (e.g. `{"tombstone_gc":true}` or
+    /// `{"node":{"sloppy_quorum":false}}`).
+    pub fn config_with(self, workload: &str, extra: Value) -> H {
+        let mut value = json!({"history_format":2,"nodes":["n1","n2","n3"],"n":3,"r":2,"w":2,
+            "workload":workload,"seed":1,"fsync":{"policy":"always"},"node":{"sloppy_quorum":true}});
+        for (k, v) in extra.as_object().expect("an object") {
+            value[k] = v.clone();
+        }
+        self.raw(json!({"process":"harness","type":"info","f":"config","value":value}))
+    }
+
+    /// A v1 config: no `history_format`.
+    pub fn config_v1(self, workload: &str) -> H {
         self.raw(json!({"process":"harness","type":"info","f":"config",
             "value":{"nodes":["n1","n2","n3"],"n":3,"r":2,"w":2,"workload":workload,"seed":1}}))
     }
@@ -85,6 +109,14 @@ impl H {
         self.raw(
             json!({"process":p,"type":"invoke","f":"put","key":key,"node":"n1",
             "write":write,"value":value,"observed":observed}),
+        )
+    }
+
+    /// A put invoke with a `context` (a v1 history's clock context, or anything opaque).
+    pub fn put_ctx(self, p: u64, key: &str, write: &str, observed: &[&str], context: Value) -> H {
+        self.raw(
+            json!({"process":p,"type":"invoke","f":"put","key":key,"node":"n1",
+            "write":write,"value":write,"observed":observed,"context":context}),
         )
     }
 
@@ -129,7 +161,11 @@ impl H {
     }
 
     pub fn nemesis(self, f: &str) -> H {
-        self.raw(json!({"process":"nemesis","type":"info","f":f,"value":{"node":"n3"}}))
+        self.nemesis_on(f, "n3")
+    }
+
+    pub fn nemesis_on(self, f: &str, node: &str) -> H {
+        self.raw(json!({"process":"nemesis","type":"info","f":f,"value":{"node":node}}))
     }
 
     pub fn replica(self, key: &str, node: &str, siblings: &[S]) -> H {
@@ -159,6 +195,11 @@ impl H {
             out.push('\n');
         }
         out
+    }
+
+    /// Parses, expecting an error; returns it.
+    pub fn parse_error(&self) -> dynamo_checker::ParseError {
+        parse_reader(self.jsonl().as_bytes()).expect_err("should not parse")
     }
 
     /// Parses (panicking on a parse error) and checks.

@@ -12,6 +12,11 @@
 //! context, sometimes write blind, sometimes delete what they read. After the operations: a heal,
 //! full anti-entropy, one final read per key, and every replica's state.
 //!
+//! The history is v2 (`history_format: 2`): reads return tombstones, and a write based on a read lists
+//! every sibling it returned, tombstones included, in `observed`. With `Params::format` 1 it is a v1
+//! history instead: reads omit tombstones, and a write's `context` is its clock as a string
+//! `node=counter,...`, so that the checker's v1 substitute can see the deletes it covers.
+//!
 //! With `Params::bug` set it makes one of a few deliberate mistakes instead (see [`Bug`]).
 //!
 //! It does not model the network, node crashes, hinted handoff or membership: only the effects the
@@ -78,6 +83,8 @@ pub struct Params {
     pub p_sloppy: f64,
     /// A deliberate mistake to make, to prove the checker catches it; `None` for a correct store.
     pub bug: Option<Bug>,
+    /// The history format to write: 2 (reads return tombstones) or 1.
+    pub format: u8,
 }
 
 /// Mistakes the model can make on purpose (a few of DESIGN.md's deliberate bugs).
@@ -91,6 +98,9 @@ pub enum Bug {
     NaiveClock,
     /// Replicas that missed a write never get it: no delayed copies, no anti-entropy.
     NoRepair,
+    /// A put is acknowledged once the coordinator stored it, before W replicas hold it; the other
+    /// copies arrive later.
+    EarlyAck,
 }
 
 impl Params {
@@ -111,6 +121,7 @@ impl Params {
             lag_steps_max: 20,
             p_sloppy: 0.1,
             bug: None,
+            format: 2,
         }
     }
 }
@@ -320,9 +331,14 @@ impl Model<'_> {
     }
 
     fn run(&mut self) {
-        let config = json!({"nodes": (0..NODES).map(node_name).collect::<Vec<_>>(), "n": REPLICAS,
+        // Sloppy reads (one replica) are what a sloppy quorum does during a fault: the config says so.
+        let mut config = json!({"nodes": (0..NODES).map(node_name).collect::<Vec<_>>(), "n": REPLICAS,
             "r": READ_QUORUM, "w": WRITE_QUORUM, "workload": self.p.workload, "seed": self.p.seed,
-            "nemesis": ["partition"]});
+            "nemesis": ["partition"], "fsync": {"policy": "always"},
+            "node": {"sloppy_quorum": self.p.p_sloppy > 0.0}});
+        if self.p.format == 2 {
+            config["history_format"] = json!(2);
+        }
         self.out(Body::Config(config));
         for _ in 0..self.p.clients {
             let process = self.new_process();
@@ -475,15 +491,24 @@ impl Model<'_> {
                 write,
                 delete,
                 value,
-                ..
+                context,
             } => {
+                let context = if self.p.format == 1 {
+                    let pairs: Vec<String> = context
+                        .iter()
+                        .map(|(&n, &c)| format!("{}={c}", node_name(n)))
+                        .collect();
+                    json!(pairs.join(","))
+                } else {
+                    json!("ctx")
+                };
                 let w = WriteOp {
                     key: key_name(*key),
                     node: Some(node_name(preference(*key)[0])),
                     write: write.clone(),
                     value: value.clone(),
                     observed,
-                    context: Some(json!("ctx")),
+                    context: Some(context),
                 };
                 if *delete { Op::Delete(w) } else { Op::Put(w) }
             }
@@ -617,7 +642,7 @@ impl Model<'_> {
     }
 
     /// Reads R replicas (all of them for a final read, one for a sloppy read): the merged siblings
-    /// without tombstones, and the context (the join of every merged version's clock and dot,
+    /// (in v1 without tombstones), and the context (the join of every merged version's clock and dot,
     /// tombstones included).
     fn read(&mut self, key: usize, all: bool) -> (Vec<Ver>, BTreeMap<usize, u64>) {
         let slots: Vec<usize> = if all {
@@ -641,7 +666,9 @@ impl Model<'_> {
                 *e = (*e).max(c);
             }
         }
-        merged.retain(|v| !v.value.is_null());
+        if self.p.format == 1 {
+            merged.retain(|v| !v.value.is_null());
+        }
         (merged, context)
     }
 
@@ -685,9 +712,13 @@ impl Model<'_> {
         };
         merge(&mut self.keys[key].replicas[0], &v, bug);
         let state = self.keys[key].replicas[0].clone();
-        let now = if quorum { WRITE_QUORUM } else { 1 };
+        let now = if quorum && bug != Some(Bug::EarlyAck) {
+            WRITE_QUORUM
+        } else {
+            1
+        };
         for slot in 1..REPLICAS {
-            if slot < now || !self.rng.chance(self.p.p_lag) {
+            if slot < now || !(bug == Some(Bug::EarlyAck) || self.rng.chance(self.p.p_lag)) {
                 for s in &state {
                     merge(&mut self.keys[key].replicas[slot], s, bug);
                 }

@@ -4,16 +4,50 @@
 //! Prefixes keep the namespaces of one byte map apart: `d/` + key for key states, `h/` + owner +
 //! `/` + key for hints (writes held for an unreachable owner, sloppy quorum), `m/` + name for
 //! metadata. Node names cannot contain `/` (`version::valid_actor`), so a hint's name splits cleanly.
+//!
+//! # Records lost at runtime
+//!
+//! A stored record can decay after the store recovered (the log store checks every record it
+//! reads). Such a read is an `InvalidData` error; the keyspace also remembers the key as lost, and
+//! the protocol core collects the lost keys at the end of its step ([`ReadState::take_lost`]): it
+//! drops the key (so that it is not stuck failing every read), takes a new actor id before its next
+//! version (the lost state may hold the highest counter this node issued for the key), and lets
+//! anti-entropy and read repair refill it from the other replicas. The request that met the damage
+//! fails with a storage error; the next one finds the key absent.
 
 use super::Storage;
+use crate::ring::{NodeId, Ring};
 use crate::version::KeyVersions;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 const DATA_PREFIX: &[u8] = b"d/";
 const META_PREFIX: &[u8] = b"m/";
 const HINT_PREFIX: &[u8] = b"h/";
+
+/// Where the actor id of this incarnation is kept: apart from the data
+/// ([`Storage::write_apart`]), so that damage to the data cannot take it along and leave the
+/// choice of keeping or renewing it to chance (see `shell::open_storage`).
+const ACTOR_APART: &str = "ACTOR";
+/// The metadata record where stores written before the actor was kept apart hold it.
+const ACTOR_META: &str = "actor";
+/// The metadata record holding the last ring this node adopted, with the known nodes' addresses.
+const MEMBERSHIP_META: &str = "membership";
+
+/// A stored record found damaged when read (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LostRecord {
+    /// The state of a key.
+    State(Vec<u8>),
+    /// The hint held for `owner` for `key`.
+    Hint {
+        /// The node the hint is held for.
+        owner: NodeId,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
 
 /// Reads key states; what the protocol core is given so that it never writes storage itself.
 pub trait ReadState {
@@ -27,6 +61,10 @@ pub trait ReadState {
     fn read_hint(&self, owner: &str, key: &[u8]) -> io::Result<Option<KeyVersions>>;
     /// Every hint held, as (owner, key), in order.
     fn hint_keys(&self) -> Vec<(String, Vec<u8>)>;
+    /// The records found damaged by reads since the last call (see the module docs).
+    fn take_lost(&self) -> Vec<LostRecord> {
+        Vec::new()
+    }
 }
 
 fn hint_record(owner: &str, key: &[u8]) -> Vec<u8> {
@@ -59,6 +97,8 @@ pub struct Keyspace<S> {
     /// goes through [`Keyspace::write_state`], which updates it. A Bitcask read costs a file read
     /// and a decode; the hot keys of a workload are read on every request.
     cache: RefCell<BTreeMap<Vec<u8>, KeyVersions>>,
+    /// Records found damaged since the core last took them; bounded by the keys stored.
+    lost: RefCell<BTreeSet<LostRecord>>,
 }
 
 /// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
@@ -78,6 +118,7 @@ impl<S: Storage> Keyspace<S> {
         Keyspace {
             storage,
             cache: RefCell::new(BTreeMap::new()),
+            lost: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -132,10 +173,46 @@ impl<S: Storage> Keyspace<S> {
         self.storage.get(&prefixed(META_PREFIX, name.as_bytes()))
     }
 
+    /// The actor id the last incarnation wrote versions as, if one is stored (stores of earlier
+    /// versions kept it among the metadata).
+    pub fn actor(&self) -> io::Result<Option<Vec<u8>>> {
+        match self.storage.read_apart(ACTOR_APART)? {
+            Some(actor) => Ok(Some(actor)),
+            None => self.meta(ACTOR_META),
+        }
+    }
+
+    /// Stores the actor id of this incarnation, durably before it returns.
+    pub fn set_actor(&mut self, actor: &str) -> io::Result<()> {
+        self.storage.write_apart(ACTOR_APART, actor.as_bytes())
+    }
+
     /// Sets a metadata value (durable after the next sync).
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
         self.storage
             .put(&prefixed(META_PREFIX, name.as_bytes()), value)
+    }
+
+    /// Stores the ring and the known nodes' addresses (durable after the next sync), so that a
+    /// restarted node remembers a ring that changed.
+    pub fn save_membership(
+        &mut self,
+        ring: &Ring,
+        addrs: &BTreeMap<NodeId, String>,
+    ) -> io::Result<()> {
+        let bytes = postcard::to_stdvec(&(ring, addrs))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        self.set_meta(MEMBERSHIP_META, &bytes)
+    }
+
+    /// The ring saved by [`Keyspace::save_membership`], if any. `InvalidData` if it is damaged.
+    pub fn membership(&self) -> io::Result<Option<(Ring, BTreeMap<NodeId, String>)>> {
+        let Some(bytes) = self.meta(MEMBERSHIP_META)? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
     /// Makes every write so far durable.
@@ -157,10 +234,18 @@ impl<S: Storage> ReadState for Keyspace<S> {
         self.keys()
     }
     fn read_hint(&self, owner: &str, key: &[u8]) -> io::Result<Option<KeyVersions>> {
-        match self.storage.get(&hint_record(owner, key))? {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes).map(Some),
+        let read = match self.storage.get(&hint_record(owner, key)) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => decode(&bytes).map(Some),
+            Err(e) => Err(e),
+        };
+        if read.as_ref().is_err_and(is_damage) {
+            self.lost.borrow_mut().insert(LostRecord::Hint {
+                owner: owner.into(),
+                key: key.to_vec(),
+            });
         }
+        read
     }
     fn hint_keys(&self) -> Vec<(String, Vec<u8>)> {
         self.storage
@@ -178,13 +263,37 @@ impl<S: Storage> ReadState for Keyspace<S> {
         if let Some(state) = self.cache.borrow().get(key) {
             return Ok(state.clone());
         }
-        let state = match self.storage.get(&prefixed(DATA_PREFIX, key))? {
-            None => KeyVersions::new(),
-            Some(bytes) => decode(&bytes)?,
+        let read = match self.storage.get(&prefixed(DATA_PREFIX, key)) {
+            Ok(None) => Ok(KeyVersions::new()),
+            Ok(Some(bytes)) => decode(&bytes),
+            Err(e) => Err(e),
         };
-        remember(&mut self.cache.borrow_mut(), key, state.clone());
-        Ok(state)
+        match read {
+            Ok(state) => {
+                remember(&mut self.cache.borrow_mut(), key, state.clone());
+                Ok(state)
+            }
+            Err(e) => {
+                if is_damage(&e) {
+                    self.lost
+                        .borrow_mut()
+                        .insert(LostRecord::State(key.to_vec()));
+                }
+                Err(e)
+            }
+        }
     }
+    fn take_lost(&self) -> Vec<LostRecord> {
+        std::mem::take(&mut *self.lost.borrow_mut())
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Whether a read failed because the stored bytes are damaged (rather than the disk failing to
+/// read them): the engine's checks and the decoding of a state say `InvalidData`.
+fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
 }
 
 fn remember(cache: &mut BTreeMap<Vec<u8>, KeyVersions>, key: &[u8], state: KeyVersions) {

@@ -369,12 +369,14 @@ fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// `error` of `operation` on `path`, with both named (the kind is kept).
+/// `error` of `operation` on `path`, with both named (the kind is kept), unless the file system
+/// named the path already.
 fn at(error: io::Error, operation: &str, path: &Path) -> io::Error {
-    io::Error::new(
-        error.kind(),
-        format!("{operation} {} failed: {error}", path.display()),
-    )
+    let path = path.display().to_string();
+    if error.to_string().contains(&path) {
+        return error;
+    }
+    io::Error::new(error.kind(), format!("{operation} {path} failed: {error}"))
 }
 
 fn check_key(key: &[u8]) -> io::Result<()> {
@@ -1043,6 +1045,24 @@ impl<F: FileSystem> Storage for LogStore<F> {
     /// Also makes every earlier write durable.
     fn compact(&mut self) -> io::Result<CompactionStats> {
         self.guarded(|store| store.compact_files())
+    }
+
+    /// A file of its own in the store's directory, named `name` (which cannot be a data file's or
+    /// the manifest's name).
+    fn read_apart(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        super::check_apart_name(name)?;
+        assert_ne!(name, files::MANIFEST_NAME, "the manifest is the log's own");
+        let path = self.dir.join(name);
+        if !self.fs.exists(&path) {
+            return Ok(None);
+        }
+        self.fs.read(&path).map(Some)
+    }
+
+    fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
+        super::check_apart_name(name)?;
+        assert_ne!(name, files::MANIFEST_NAME, "the manifest is the log's own");
+        self.guarded(|store| store.fs.write_durable(&store.dir.join(name), value))
     }
 }
 

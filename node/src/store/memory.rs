@@ -9,6 +9,7 @@ use std::io;
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    apart: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -41,5 +42,14 @@ impl Storage for MemoryStore {
             records_kept: self.map.len() as u64,
             ..CompactionStats::default()
         })
+    }
+    fn read_apart(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        super::check_apart_name(name)?;
+        Ok(self.apart.get(name).cloned())
+    }
+    fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
+        super::check_apart_name(name)?;
+        self.apart.insert(name.to_owned(), value.to_vec());
+        Ok(())
     }
 }

@@ -41,4 +41,21 @@ pub trait Storage: Send {
     fn keys(&self) -> Vec<Vec<u8>>;
     /// Rewrites the data so that only the newest value of each live key remains.
     fn compact(&mut self) -> io::Result<CompactionStats>;
+    /// A small value kept apart from the data, by `name` (ASCII capitals), if it was ever written.
+    fn read_apart(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Writes a small value apart from the data, durably before it returns. For what must
+    /// outlive damage to the data (the node's actor id): a lost or damaged data file cannot take
+    /// it along, as Riak keeps a vnode's id in a file of its own.
+    fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()>;
+}
+
+/// Checks a name of [`Storage::write_apart`]: ASCII capitals, so that it can never be a data file's.
+pub fn check_apart_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a name for a value kept apart (1-32 ASCII capitals)"),
+        ));
+    }
+    Ok(())
 }

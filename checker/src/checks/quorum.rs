@@ -1,0 +1,231 @@
+//! `quorum-read-miss` (history-format.md): only where the config says the quorum is strict
+//! (`"node":{"sloppy_quorum":false}`) and R + W > N. An `ok` read invoked after (later in the history
+//! than) a put's or delete's `ok` returned neither that write nor any descendant of it (by `observed`,
+//! transitively), while no replica of the key was wiped, hit by a disk fault or a `power` fault, or
+//! crashed while `fsync` was not `always`, and no `join` or `leave` happened, between the ack and the
+//! read's completion.
+//!
+//! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
+//!   whose `value` names no node is taken to have hit every node, and for a key with no replica-state
+//!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
+//! - "Between" is history order: after the ack event and before the read's completion event.
+//! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
+//!   before the read completed (a v1 read cannot show the tombstone). The same holds with
+//!   `tombstone_gc`, where the tombstone may have been collected: the page does not say how the two
+//!   combine, and holding a read to a tombstone the store was allowed to drop would be a false alarm.
+//!
+//! One finding per read: the earliest-acknowledged write it missed, how many it missed, the faults
+//! between that ack and the read's completion (none of which excuses it), and the quorum settings.
+//! Per key, one sweep over its reads in invoke order, as in `freshness.rs`.
+
+use std::collections::HashMap;
+
+use crate::graph::Bits;
+use crate::history::{Format, KeyIdx, NemesisKind, Sym, WriteIdx};
+
+use super::{
+    Check, Ctx, FaultWitness, Finding, QuorumReadMiss, ReadsByKey, skipped_keys_reason, witness,
+};
+
+/// The most missed write ids a finding lists (the count is always whole).
+const MISSED_LISTED_MAX: usize = 20;
+
+pub(crate) fn check(ctx: &Ctx) -> Check {
+    let (h, g) = (ctx.h, ctx.g);
+    let Some(quorum) = h.quorum.filter(|q| q.promises_overlap()) else {
+        return Check::default();
+    };
+    let lenient = h.format == Format::V1 || h.tombstone_gc;
+
+    // Excusing faults: on every node, or per node (indexes of the events, ascending).
+    let mut everywhere: Vec<u64> = Vec::new();
+    let mut by_node: HashMap<Sym, Vec<u64>> = HashMap::new();
+    for n in &h.nemesis {
+        let targeted = match n.kind {
+            NemesisKind::Power | NemesisKind::Join | NemesisKind::Leave => {
+                everywhere.push(n.at.index);
+                continue;
+            }
+            NemesisKind::Wipe | NemesisKind::Disk => true,
+            NemesisKind::Crash => !h.fsync_always,
+            _ => false,
+        };
+        if targeted {
+            match n.node {
+                Some(node) => by_node.entry(node).or_default().push(n.at.index),
+                None => everywhere.push(n.at.index),
+            }
+        }
+    }
+
+    let reads = ReadsByKey::build(h);
+    let mut raw: Vec<(u32, WriteIdx, usize, Vec<WriteIdx>)> = Vec::new();
+    // Scratch, reused across keys.
+    let mut excusing: Vec<u64> = Vec::new();
+    let mut acked: Vec<(u64, WriteIdx)> = Vec::new();
+    let mut ack_bits: Vec<u64> = Vec::new();
+    let mut covered: Vec<u64> = Vec::new();
+    let mut uncovered: Vec<u64> = Vec::new();
+    let mut deletes: Vec<u64> = Vec::new();
+    let mut exempt: Vec<u64> = Vec::new();
+
+    for k in 0..h.keys.len() {
+        let key = KeyIdx(k as u32);
+        let key_reads = reads.of(key);
+        if key_reads.is_empty() || !g.reach.has_rows(key) {
+            continue;
+        }
+        let positions = g.key_positions(key);
+        let m = positions.len();
+        let wpr = m.div_ceil(64);
+
+        excusing.clear();
+        excusing.extend_from_slice(&everywhere);
+        let replicas = ctx.finals.replicas(key);
+        if replicas.is_empty() {
+            // No replica-state event names the key's replicas (the verdict is unknown for that
+            // anyway): any node may be one.
+            excusing.extend(by_node.values().flatten());
+        }
+        for &i in replicas {
+            if let Some(at) = by_node.get(&h.replicas[i as usize].node) {
+                excusing.extend_from_slice(at);
+            }
+        }
+        excusing.sort_unstable();
+
+        acked.clear();
+        acked.extend(g.key_writes(key).iter().filter_map(|&w| {
+            let rec = h.write(w);
+            rec.acked()
+                .map(|_| (rec.completed.expect("acked").index, w))
+        }));
+        if acked.is_empty() {
+            continue;
+        }
+        acked.sort_unstable();
+
+        // v1 / gc: prefix unions of the deletes' rows (each delete's ancestors and itself), in invoke
+        // order: row i covers the first i deletes.
+        deletes.clear();
+        exempt.clear();
+        if lenient {
+            exempt.resize(wpr, 0);
+            for &d in g.key_writes(key) {
+                let rec = h.write(d);
+                if !rec.delete {
+                    continue;
+                }
+                deletes.push(rec.invoked.index);
+                let base = exempt.len() - wpr;
+                exempt.extend_from_within(base..base + wpr);
+                let row = exempt.len() - wpr;
+                for (x, y) in exempt[row..].iter_mut().zip(g.reach.row(g, key, d).0) {
+                    *x |= y;
+                }
+                let p = g.pos[d.0 as usize] as usize;
+                exempt[row + p / 64] |= 1 << (p % 64);
+            }
+        }
+
+        ack_bits.clear();
+        ack_bits.resize(wpr, 0);
+        covered.resize(wpr, 0);
+        let mut next_ack = 0;
+        for &r in key_reads {
+            let read = &h.reads[r as usize];
+            let completed = read.completed.expect("an ok read completed").index;
+            while next_ack < acked.len() && acked[next_ack].0 < read.invoked.index {
+                let p = g.pos[acked[next_ack].1.0 as usize] as usize;
+                ack_bits[p / 64] |= 1 << (p % 64);
+                next_ack += 1;
+            }
+            if next_ack == 0 {
+                continue;
+            }
+            covered.iter_mut().for_each(|x| *x = 0);
+            for s in h.siblings(read.siblings) {
+                let Some(w) = h.write_of(s.write).filter(|&w| h.write(w).key == key) else {
+                    continue;
+                };
+                for (c, x) in covered.iter_mut().zip(g.reach.row(g, key, w).0) {
+                    *c |= x;
+                }
+                let p = g.pos[w.0 as usize] as usize;
+                covered[p / 64] |= 1 << (p % 64);
+            }
+            if lenient {
+                let before = deletes.partition_point(|&i| i < completed);
+                for (c, x) in covered
+                    .iter_mut()
+                    .zip(&exempt[before * wpr..(before + 1) * wpr])
+                {
+                    *c |= x;
+                }
+            }
+            uncovered.clear();
+            uncovered.extend(covered.iter().zip(&ack_bits).map(|(c, a)| c | !a));
+            let mut missed: Vec<(u64, WriteIdx)> = Vec::new();
+            Bits(&uncovered).for_each_clear_in(0, m, |p| {
+                let w = positions[p];
+                let ack = h.write(w).completed.expect("acked").index;
+                let after = excusing.partition_point(|&f| f <= ack);
+                let excused = excusing.get(after).is_some_and(|&f| f < completed);
+                if !excused {
+                    missed.push((ack, w));
+                }
+            });
+            if !missed.is_empty() {
+                missed.sort_unstable();
+                let count = missed.len();
+                let listed = missed
+                    .iter()
+                    .take(MISSED_LISTED_MAX)
+                    .map(|&(_, w)| w)
+                    .collect();
+                raw.push((r, missed[0].1, count, listed));
+            }
+        }
+    }
+    raw.sort_unstable_by_key(|&(r, ..)| r);
+    let mut check = Check::from_raw(ctx.findings_max, raw, |(r, w, missed_count, listed)| {
+        let read = &h.reads[r as usize];
+        let ack = h.write(w).completed.expect("acked").index;
+        let end = read.completed.expect("ok").index;
+        let from = h.nemesis.partition_point(|n| n.at.index <= ack);
+        let to = h.nemesis.partition_point(|n| n.at.index < end);
+        let mut replicas: Vec<String> = ctx
+            .finals
+            .replicas(read.key)
+            .iter()
+            .map(|&i| h.str(h.replicas[i as usize].node).to_owned())
+            .collect();
+        replicas.sort();
+        Finding::QuorumReadMiss(QuorumReadMiss {
+            write: witness::write(h, w),
+            read: witness::read(h, r),
+            missed_count,
+            missed: listed
+                .iter()
+                .map(|&m| h.str(h.write(m).id).to_owned())
+                .collect(),
+            faults_between: h.nemesis[from..to.max(from)]
+                .iter()
+                .map(|n| FaultWitness {
+                    index: n.at.index,
+                    time: n.at.time,
+                    f: h.str(n.f).to_owned(),
+                    node: n.node.map(|s| h.str(s).to_owned()),
+                })
+                .collect(),
+            replicas,
+            n: quorum.n,
+            r: quorum.r,
+            w: quorum.w,
+        })
+    });
+    check
+        .unknown
+        .extend(skipped_keys_reason(ctx, "quorum-read-miss"));
+    check
+}

@@ -1,0 +1,656 @@
+//! `dynamo live`: the plan of `dynamo sim`, with the same workload clients, against real
+//! `dynamo serve` processes on loopback, with real faults.
+//!
+//! # Layout
+//!
+//! - [`procs`]: the node processes (spawn, SIGKILL, SIGSTOP/SIGCONT, restart; never left behind).
+//! - [`proxy`]: the TCP proxy on every peer link (partitions, one-way cuts, slow links, loss).
+//! - [`nemesis`]: the plan's fault windows on those, as the simulator's nemesis opens them.
+//! - this file: the command, and the run: start the cluster, run the clients and the nemesis until
+//!   the plan is done or `--time-limit`, heal, quiesce, read every key and every replica's raw
+//!   state, stop the cluster, write the files and check them as `dynamo sim` does.
+//!
+//! # The cluster
+//!
+//! Node i listens on a loopback port of its own (below the kernel's ephemeral range, so that no
+//! connection takes it while the node is down) with its data in `DIR/nodes/nI/data` and its log
+//! in `DIR/nodes/nI/log`. Its `--peers` name every other node j at the proxy's port for (i, j), so
+//! that every byte between two nodes crosses the proxy; clients, the final reads and the replica
+//! states reach the nodes directly. History `time` is monotonic wall time since the run started.
+
+pub mod nemesis;
+pub mod procs;
+pub mod proxy;
+
+use crate::sim::{NodesArg, SimArgs};
+use clap::Args;
+use dynamo_node::client::Client;
+use dynamo_node::coordinator::view;
+use dynamo_node::env::TokioEnv;
+use dynamo_node::ring::{NodeId, Ring};
+use dynamo_workloads::history::{Process, Recorder};
+use dynamo_workloads::plan::{ClientOp, NemesisKind, Plan, SimConfig};
+use dynamo_workloads::runner::{FINAL_READ_ATTEMPTS_MAX, FINAL_READERS, HISTORY_FORMAT};
+use dynamo_workloads::workload::{HistoryClock, Progress, ReplicaStateJson, Shared, Worker};
+use dynamo_workloads::{RunOutput, RunSummary};
+use nemesis::{Cluster, LiveNemesis};
+use procs::NodeProc;
+use serde_json::json;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long the nodes may take to come up.
+pub const STARTUP_TIMEOUT_MS: u64 = 15_000;
+/// How often the nemesis looks at the run, ms.
+pub const NEMESIS_TICK_MS: u64 = 2;
+/// The final phase (reads, replica states) may take at most this long before the run is given up.
+pub const FINAL_PHASE_MS_MAX: u64 = 120_000;
+
+/// Options of `dynamo live`.
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// The plan's options, as for `dynamo sim` (`--nodes` also takes the addresses of a running
+    /// cluster, whose faults then are skipped); `--nemesis all` means every kind real processes
+    /// have (partition, crash, wipe, loss, slow, power, disk, pause).
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Run this plan.json instead of one made from the options.
+    #[arg(long = "plan", value_name = "PLAN_JSON")]
+    plan_file: Option<PathBuf>,
+    /// Stop the clients after this long (then heal, quiesce and read back): 90s, 5m, 1h.
+    #[arg(long, default_value = "5m")]
+    time_limit: String,
+}
+
+/// Parses `90`, `90s`, `1500ms`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit_ms) = if let Some(d) = s.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = s.strip_suffix('s') {
+        (d, 1_000)
+    } else if let Some(d) = s.strip_suffix('m') {
+        (d, 60_000)
+    } else if let Some(d) = s.strip_suffix('h') {
+        (d, 3_600_000)
+    } else {
+        (s, 1_000)
+    };
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 90s, 1500ms, 5m"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_millis((value * unit_ms as f64) as u64))
+}
+
+/// History time against real processes: monotonic nanoseconds since the run started.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveClock {
+    start: Instant,
+}
+
+impl HistoryClock for LiveClock {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+impl LiveClock {
+    fn ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// `dynamo live`.
+pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
+    crate::kv::init_logging("off");
+    if args.sim.check_determinism {
+        return Err("--check-determinism: a live run is not deterministic".into());
+    }
+    let time_limit = parse_duration(&args.time_limit)?;
+    let external = match &args.sim.nodes {
+        NodesArg::Addrs(addrs) => Some(addrs.clone()),
+        NodesArg::Count(_) => None,
+    };
+    let plan = match &args.plan_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Plan::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => {
+            let seed = args.sim.seed.unwrap_or_else(crate::sim::random_seed);
+            let mut config = args.sim.config(seed)?;
+            config.nemesis =
+                NemesisKind::parse_list_with(&nemesis_option(&args.sim), &NemesisKind::LIVE)?;
+            Plan::generate(config)?
+        }
+    };
+    if let Some(addrs) = &external
+        && addrs.len() != plan.config.nodes
+    {
+        return Err(format!(
+            "the plan has {} nodes, --nodes names {}",
+            plan.config.nodes,
+            addrs.len()
+        ));
+    }
+    let out = match &args.sim.out {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("store").join(format!(
+            "live-{}-{}",
+            plan.config.workload, plan.config.seed
+        )),
+    };
+    if out.join("nodes").exists() {
+        std::fs::remove_dir_all(out.join("nodes"))
+            .map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    eprintln!(
+        "dynamo live: seed {}, {} nodes{}, time limit {:.0} s, writing {}",
+        plan.config.seed,
+        plan.config.nodes,
+        if external.is_some() {
+            " (a running cluster)"
+        } else {
+            " on loopback"
+        },
+        time_limit.as_secs_f64(),
+        out.display()
+    );
+    let started = Instant::now();
+    let run = run(&plan, &out, time_limit, external)?;
+    let wall_s = started.elapsed().as_secs_f64();
+    crate::sim::write_run(&out, &plan, &run.output)?;
+    std::fs::write(
+        out.join("live.json"),
+        serde_json::to_string_pretty(&run.meta).expect("JSON") + "\n",
+    )
+    .map_err(|e| format!("cannot write live.json: {e}"))?;
+    if args.sim.out.is_none() {
+        crate::sim::point_latest(&out);
+    }
+    let s = run.output.summary;
+    println!(
+        "seed {}: {} ops ({} ok, {} fail, {} info) in {:.1} s, {:.0} ops/s; {} faults{}",
+        plan.config.seed,
+        s.ops,
+        s.ok,
+        s.fail,
+        s.info,
+        wall_s,
+        s.ops as f64 / run.client_s.max(1e-9),
+        s.faults,
+        if run.interrupted {
+            "; INTERRUPTED: no final reads"
+        } else {
+            ""
+        }
+    );
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    for why in &run.skipped {
+        *skipped.entry(why.as_str()).or_default() += 1;
+    }
+    for (why, count) in skipped {
+        println!("skipped {count} fault window(s): {why}");
+    }
+    let code = crate::sim::verdict(&out)?;
+    if !run.unexpected_exits.is_empty() {
+        for exit in &run.unexpected_exits {
+            eprintln!("dynamo live: node {exit}");
+        }
+        eprintln!("dynamo live: a node exited by itself: the run is an error (exit 2)");
+        if code == ExitCode::SUCCESS {
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(code)
+}
+
+/// `--nemesis` as given: `all` means something else here than in the simulator.
+fn nemesis_option(sim: &SimArgs) -> String {
+    sim.nemesis_arg().to_owned()
+}
+
+/// What a live run produced.
+struct LiveRun {
+    output: RunOutput,
+    meta: serde_json::Value,
+    skipped: Vec<String>,
+    unexpected_exits: Vec<String>,
+    interrupted: bool,
+    /// Seconds the clients ran.
+    client_s: f64,
+}
+
+/// Loopback ports for `count` nodes, below the kernel's ephemeral range (see `tests/recovery.rs`:
+/// the kernel never hands those out by itself, so a port stays free while its node is down).
+fn pick_ports(count: usize) -> Result<Vec<u16>, String> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low: u16 = 10_000;
+    let span = u64::from(range.saturating_sub(low).max(1_000)) - count as u64;
+    for turn in 0..200u64 {
+        let seed = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            (std::process::id(), turn),
+        );
+        let base = low + (seed % span) as u16;
+        let ports: Vec<u16> = (0..count as u16).map(|i| base + i).collect();
+        if ports
+            .iter()
+            .all(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            return Ok(ports);
+        }
+    }
+    Err(format!("no free loopback ports below {range}"))
+}
+
+/// `dynamo serve`'s options for node `i` of the plan, apart from its id, address and peers.
+fn serve_options(c: &SimConfig) -> Vec<String> {
+    let mut args: Vec<String> = [
+        ("--n", c.n.to_string()),
+        ("--r", c.r.to_string()),
+        ("--w", c.w.to_string()),
+        ("--partitions", c.partitions.to_string()),
+        ("--fsync", c.fsync.to_string()),
+        ("--request-timeout-ms", c.request_timeout_ms.to_string()),
+        (
+            "--anti-entropy-ms",
+            c.node.anti_entropy_interval_ms.to_string(),
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect();
+    for (flag, on) in [
+        ("--strict-quorum", !c.node.sloppy_quorum),
+        ("--no-read-repair", !c.node.read_repair),
+        ("--no-hinted-handoff", !c.node.hinted_handoff),
+        ("--no-anti-entropy", !c.node.anti_entropy),
+    ] {
+        if on {
+            args.push(flag.to_owned());
+        }
+    }
+    if let Some(bug) = c.bug {
+        args.push("--bug".to_owned());
+        args.push(bug.to_string());
+    }
+    args
+}
+
+/// Starts the cluster of the plan under `dir`: the proxy, then every node.
+fn start_cluster(plan: &Plan, dir: &Path) -> Result<(Cluster, Vec<String>), String> {
+    let c = &plan.config;
+    let ports = pick_ports(c.nodes)?;
+    let addrs: Vec<SocketAddr> = ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let proxy = proxy::Proxy::start(&addrs).map_err(|e| format!("cannot start the proxy: {e}"))?;
+    let names = c.node_names();
+    let options = serve_options(c);
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let peers: Vec<String> = (0..c.nodes)
+            .filter(|&j| j != i)
+            .map(|j| format!("{}=127.0.0.1:{}", names[j], proxy.ports[i][j]))
+            .collect();
+        let mut args = vec![
+            "--id".to_owned(),
+            name.clone(),
+            "--listen".to_owned(),
+            addrs[i].to_string(),
+        ];
+        if !peers.is_empty() {
+            args.push("--peers".to_owned());
+            args.push(peers.join(","));
+        }
+        args.extend(options.iter().cloned());
+        let node_dir = dir.join("nodes").join(name);
+        let mut node = NodeProc::new(
+            name.clone(),
+            addrs[i].to_string(),
+            args,
+            node_dir.join("data"),
+            node_dir.join("log"),
+        );
+        node.spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        nodes.push(node);
+    }
+    let client_addrs = addrs.iter().map(|a| a.to_string()).collect();
+    let cluster = Cluster {
+        nodes,
+        links: Some(proxy.links.clone()),
+        proxy: Some(proxy),
+    };
+    Ok((cluster, client_addrs))
+}
+
+/// Runs the plan against the cluster; every process is stopped before it returns.
+fn run(
+    plan: &Plan,
+    dir: &Path,
+    time_limit: Duration,
+    external: Option<Vec<String>>,
+) -> Result<LiveRun, String> {
+    procs::install_panic_hook();
+    let (mut cluster, addrs) = match external {
+        Some(addrs) => (
+            Cluster {
+                nodes: Vec::new(),
+                links: None,
+                proxy: None,
+            },
+            addrs,
+        ),
+        None => start_cluster(plan, dir)?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(
+        &runtime,
+        drive(plan, &mut cluster, addrs.clone(), time_limit),
+    );
+    // Every process stops here, whatever happened.
+    cluster.nodes.clear();
+    cluster.proxy.take();
+    let (output, mut meta, interrupted, client_s, skipped, unexpected_exits) = result?;
+    meta["addrs"] = json!(addrs);
+    meta["dir"] = json!(dir.display().to_string());
+    Ok(LiveRun {
+        output,
+        meta,
+        skipped,
+        unexpected_exits,
+        interrupted,
+        client_s,
+    })
+}
+
+type Driven = (
+    RunOutput,
+    serde_json::Value,
+    bool,
+    f64,
+    Vec<String>,
+    Vec<String>,
+);
+
+async fn drive(
+    plan: &Plan,
+    cluster: &mut Cluster,
+    addrs: Vec<String>,
+    time_limit: Duration,
+) -> Result<Driven, String> {
+    let c = Rc::new(plan.config.clone());
+    let env = TokioEnv::default();
+    wait_ready(cluster, &addrs, &env).await?;
+    let clock = LiveClock {
+        start: Instant::now(),
+    };
+    let recorder = Rc::new(RefCell::new(Recorder::new()));
+    let mut config_value = serde_json::to_value(&*c).expect("config serialises");
+    config_value["history_format"] = json!(HISTORY_FORMAT);
+    config_value["node_names"] = json!(c.node_names());
+    config_value["tombstone_gc"] = json!(false);
+    config_value["runner"] = json!("live");
+    recorder.borrow_mut().record(
+        clock.now_ns(),
+        Process::Harness,
+        "info",
+        "config",
+        &json!({"value": config_value}),
+    );
+    let progress = Rc::new(Progress::default());
+    let shared = Rc::new(Shared {
+        config: c.clone(),
+        recorder: recorder.clone(),
+        progress: progress.clone(),
+        env: env.clone(),
+        clock,
+        addrs: addrs.clone(),
+    });
+
+    // Ctrl-C: the first stops the clients (then the run heals and writes what it has); a second
+    // kills every node and exits.
+    let interrupted = Rc::new(Cell::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::task::spawn_local(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("dynamo live: interrupted: healing and stopping (Ctrl-C again to kill)");
+                interrupted.set(true);
+            }
+            if tokio::signal::ctrl_c().await.is_ok() {
+                procs::kill_all_registered();
+                std::process::exit(130);
+            }
+        });
+    }
+
+    let stop = Rc::new(Cell::new(false));
+    let mut per_client: Vec<Vec<ClientOp>> = vec![Vec::new(); c.clients];
+    for op in &plan.ops {
+        per_client[op.client as usize].push(*op);
+    }
+    let running = Rc::new(Cell::new(c.clients));
+    let mut last_process = 0;
+    let mut handles = Vec::new();
+    for (slot, ops) in per_client.into_iter().enumerate() {
+        let mut worker = Worker::new(slot as u64, slot as u64, shared.clone());
+        let stop = stop.clone();
+        let running = running.clone();
+        handles.push(tokio::task::spawn_local(async move {
+            for op in &ops {
+                if stop.get() {
+                    break;
+                }
+                worker.run_op(op).await;
+            }
+            running.set(running.get() - 1);
+            worker.process()
+        }));
+    }
+    let mut nemesis = LiveNemesis::new(plan, recorder.clone(), clock, progress.clone());
+    let client_start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(NEMESIS_TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while running.get() > 0 {
+        tick.tick().await;
+        if interrupted.get() || client_start.elapsed() >= time_limit {
+            stop.set(true);
+        }
+        nemesis.step(cluster, clock.ms());
+    }
+    for handle in handles {
+        last_process = last_process.max(handle.await.map_err(|e| format!("a client failed: {e}"))?);
+    }
+    let client_s = client_start.elapsed().as_secs_f64();
+    nemesis.heal(cluster, clock.ms());
+    recorder.borrow_mut().record(
+        clock.now_ns(),
+        Process::Harness,
+        "info",
+        "phase",
+        &json!({"value": "heal"}),
+    );
+    let interrupted_now = interrupted.get();
+    if !interrupted_now {
+        let quiet_until = Instant::now() + Duration::from_millis(c.quiesce_ms);
+        while Instant::now() < quiet_until && !interrupted.get() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            nemesis.supervise(cluster, clock.ms());
+        }
+        nemesis.supervise(cluster, clock.ms());
+        recorder.borrow_mut().record(
+            clock.now_ns(),
+            Process::Harness,
+            "info",
+            "phase",
+            &json!({"value": "final"}),
+        );
+        let finals = final_phase(&shared, last_process);
+        tokio::time::timeout(Duration::from_millis(FINAL_PHASE_MS_MAX), finals)
+            .await
+            .map_err(|_| "the final reads did not finish in time".to_string())?;
+    }
+    let recorder_now = recorder.borrow();
+    let summary = RunSummary {
+        ops: recorder_now.ok + recorder_now.fail + recorder_now.info,
+        ok: recorder_now.ok,
+        fail: recorder_now.fail,
+        info: recorder_now.info,
+        faults: nemesis.opened,
+        sim_ms: clock.ms(),
+        ..RunSummary::default()
+    };
+    let output = RunOutput {
+        history: recorder_now.bytes().to_vec(),
+        summary,
+    };
+    let meta = json!({
+        "runner": "live",
+        "client_s": client_s,
+        "interrupted": interrupted.get(),
+        "skipped": nemesis.skipped,
+        "unexpected_exits": nemesis.unexpected_exits,
+        "nodes": cluster
+            .nodes
+            .iter()
+            .map(|n| json!({"id": n.id, "listen": n.listen, "log": n.log, "data": n.data_dir}))
+            .collect::<Vec<_>>(),
+    });
+    Ok((
+        output,
+        meta,
+        interrupted.get(),
+        client_s,
+        nemesis.skipped.clone(),
+        nemesis.unexpected_exits.clone(),
+    ))
+}
+
+/// Waits until every node answers its status (and, for the nodes the harness started, fails
+/// early with the log of one that exited).
+async fn wait_ready(cluster: &mut Cluster, addrs: &[String], env: &TokioEnv) -> Result<(), String> {
+    let start = Instant::now();
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut admin = Client::new(env.clone(), addr.clone()).with_timeout_ms(1_000);
+        loop {
+            if admin.status().await.is_ok() {
+                break;
+            }
+            if let Some(node) = cluster.nodes.get_mut(i)
+                && let Some(status) = node.exited()
+            {
+                return Err(format!(
+                    "{} exited at start ({status}); its log ends:\n{}",
+                    node.id,
+                    node.log_tail(10)
+                ));
+            }
+            if start.elapsed() > Duration::from_millis(STARTUP_TIMEOUT_MS) {
+                return Err(format!(
+                    "{addr} did not answer within {STARTUP_TIMEOUT_MS} ms"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// After the quiesce: a quorum read of every key, then every replica's raw state of every key
+/// under the newest ring any node knows (the simulator's final phase, on real connections).
+async fn final_phase<C: HistoryClock>(shared: &Rc<Shared<TokioEnv, C>>, last_process: u64) {
+    let c = shared.config.clone();
+    let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
+        let first = last_process + 1 + r as u64;
+        let mut reader = Worker::new(first, first, shared.clone());
+        let c = c.clone();
+        async move {
+            for key in (r..c.keys).step_by(FINAL_READERS) {
+                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
+                    let node = (key + attempt) % c.nodes;
+                    if reader.read(key as u32, node as u32).await.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures::future::join_all(readers).await;
+    // Read repair goes out after a read's answer: let it land.
+    tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
+    let ring = newest_ring(shared).await;
+    let names = c.node_names();
+    let admins = names.iter().enumerate().map(|(i, node)| {
+        let keys: Vec<String> = (0..c.keys as u32)
+            .map(|k| c.key_name(k))
+            .filter(|name| {
+                ring.preference_list(name.as_bytes(), c.n)
+                    .iter()
+                    .any(|n| n == node)
+            })
+            .collect();
+        let mut admin = Client::new(shared.env.clone(), shared.addrs[i].clone())
+            .with_timeout_ms(c.client_timeout_ms);
+        let shared = shared.clone();
+        let node = node.clone();
+        async move {
+            for name in keys {
+                for _ in 0..FINAL_READ_ATTEMPTS_MAX {
+                    if let Ok(state) = admin.replica_state(name.as_bytes()).await {
+                        let views: Vec<_> = state.siblings.iter().map(view).collect();
+                        let time = shared.clock.now_ns();
+                        shared.recorder.borrow_mut().record(
+                            time,
+                            Process::Harness,
+                            "info",
+                            "replica-state",
+                            &ReplicaStateJson::new(&name, &node, &views),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures::future::join_all(admins).await;
+}
+
+/// The newest ring any node knows.
+async fn newest_ring<C: HistoryClock>(shared: &Shared<TokioEnv, C>) -> Ring {
+    let c = &shared.config;
+    let weights: BTreeMap<NodeId, u32> =
+        c.node_names().into_iter().map(|n| (n.into(), 1)).collect();
+    let mut ring = Ring::new(c.partitions, &weights);
+    for addr in &shared.addrs {
+        let mut admin =
+            Client::new(shared.env.clone(), addr.clone()).with_timeout_ms(c.client_timeout_ms);
+        if let Ok(status) = admin.status().await
+            && status.ring.version() > ring.version()
+        {
+            ring = status.ring;
+        }
+    }
+    ring
+}
