@@ -241,12 +241,20 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
                         } else {
                             format!("over {}", seen(&observed))
                         };
-                        let verb = if f == "put" {
-                            format!("writes {write} to")
+                        if f == "put" && cart && observed.is_empty() {
+                            // A cart add without a read: a cart of this one item, put blind.
+                            format!(
+                                "p{p} adds {write} to {key} via {via} without a read: {}",
+                                outcome(done)
+                            )
                         } else {
-                            format!("deletes ({write}) from")
-                        };
-                        format!("p{p} {verb} {key} via {via}, {basis}: {}", outcome(done))
+                            let verb = if f == "put" {
+                                format!("writes {write} to")
+                            } else {
+                                format!("deletes ({write}) from")
+                            };
+                            format!("p{p} {verb} {key} via {via}, {basis}: {}", outcome(done))
+                        }
                     }
                     other => format!("p{p} {other} {key}: {}", outcome(done)),
                 };

@@ -148,6 +148,8 @@ impl Trace {
             let mut taken: Vec<&Request> = Vec::with_capacity(2);
             match (c.workload, op.kind) {
                 (_, OpKind::Read) => taken.push(take(&["get"])?),
+                // A cart add without a read: one put.
+                (Workload::Cart, OpKind::BlindPut) => taken.push(take(&["put"])?),
                 (Workload::Cart, _) => {
                     let read = take(&["get"])?;
                     taken.push(read);
@@ -343,6 +345,8 @@ mod tests {
                 fault: Fault::Power,
             },
         ];
+        // Cart adds without a read (one put, no get) are read back too.
+        assert!(plan.ops.iter().any(|o| o.kind == OpKind::BlindPut));
         let output = dynamo_workloads::run(&plan).unwrap();
         let trace = Trace::of(&plan, &output.history).unwrap();
         assert_eq!(trace.ops.len(), 60);
