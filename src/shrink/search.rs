@@ -17,7 +17,8 @@
 //! Then delta debugging where a big step failed, until nothing helps: pauses, fault windows,
 //! operations (by key, by client, then in chunks; the cut operations' time kept as pauses of their
 //! client, so that a race stays a race), nodes (the step 4 sets again, then one at a time, after
-//! sending every request straight to a replica), all operations on one client in the order they
+//! sending every request straight to a replica; a removal that loses the failure is tried again
+//! with [`RESEEDS_MAX`] other seeds, whose latencies may win the race back), all operations on one client in the order they
 //! ran, all on one key, fault windows halved, pauses one by one.
 //!
 //! A plan with a deliberate bug that the correct node passes must stay that way: a candidate that
@@ -47,6 +48,8 @@ pub const HALVINGS_MAX: usize = 6;
 pub const PAUSES_OPS_MAX: usize = 32;
 /// Findings whose keys the focus step tries, one after the other.
 pub const FOCUS_FINDINGS_MAX: usize = 3;
+/// Other seeds tried for a node's removal that failed with the plan's own seed (see `fewer_nodes`).
+pub const RESEEDS_MAX: u64 = 2;
 
 /// What a finding names: its key and the writes it is about.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -592,11 +595,39 @@ impl Search<'_> {
                 ..Selection::all(&self.plan)
             };
             let name = format!("n{}", node + 1);
-            if !self.try_sel(
+            let mut removed = self.try_sel(
                 || format!("node {name} removed: {} of {n} left", n - 1),
                 &sel,
                 key,
-            ) {
+            );
+            // A node that serves no request and is hit by no fault can still matter to a race
+            // through timing alone: every latency is drawn from the seeded RNG, and one host fewer
+            // changes the draws. A few other seeds give the race other chances; the seed is part
+            // of the plan, so the shrunk plan still replays the same run.
+            let mut k = 1;
+            while !removed && k <= RESEEDS_MAX && !self.spent {
+                let candidate = self
+                    .outcome
+                    .trace
+                    .as_ref()
+                    .and_then(|t| project(&self.plan, t, &sel, key))
+                    .map(|(mut p, key)| {
+                        p.config.seed = p.config.seed.wrapping_add(k);
+                        (p, Some(key))
+                    });
+                let seed = self.plan.config.seed.wrapping_add(k);
+                removed = self.try_keyed(
+                    || {
+                        format!(
+                            "node {name} removed, with seed {seed}: {} of {n} left",
+                            n - 1
+                        )
+                    },
+                    candidate,
+                );
+                k += 1;
+            }
+            if !removed {
                 node += 1;
             }
         }
