@@ -11,9 +11,10 @@
 //!
 //! A window opens when its [`Start`] comes: so many client operations completed, a simulated
 //! time, or so many operations of one client completed, and then so many ms more (checked right
-//! after the step in which the last of them completed: the millisecond after its ack). One aimed at [`Victim::Acked`] then waits for the next acknowledged write and hits a
-//! node that stored it, in the same millisecond (the moment of greatest damage: its coordinator
-//! may not have synced anything since). It closes `duration_ms` later, or at the heal.
+//! after the step in which the last of them completed: the millisecond after its ack). One aimed
+//! at [`Victim::Acked`] then waits for the next acknowledged write that one of its candidates
+//! coordinated and hits that coordinator, in the same millisecond (the moment of greatest damage:
+//! it may not have synced anything since). It closes `duration_ms` later, or at the heal.
 //!
 //! Where the history must show which writes a fault may have hit, the nemesis lets the writes in
 //! flight finish first. With a strict quorum and R + W > N, the checker holds every read to every
