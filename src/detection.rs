@@ -7,7 +7,7 @@
 //! must be none), the seeds whose verdict is unknown or that could not run, the seeds that ran no
 //! fault, and which anomaly types caught it. No flag is chosen for a bug: the seeds are random.
 
-use crate::nightly::{Overrides, SeedResult, Status, parse_seeds, run_seeds};
+use crate::nightly::{Overrides, SeedResult, Status, parse_seeds, run_seeds, seed_config};
 use clap::Args;
 use dynamo_node::config::Bug;
 use serde::Serialize;
@@ -52,6 +52,9 @@ pub struct Row {
     pub unknown_or_error: usize,
     /// Seeds that opened no fault window.
     pub no_fault: usize,
+    /// Of those, the seeds whose drawn nemesis is `none` (one in twenty); the others had faults
+    /// planned and opened none, which should never happen.
+    pub no_nemesis: usize,
     /// Per anomaly type, the seeds that showed it.
     pub anomaly_seeds: BTreeMap<String, usize>,
     /// The first few invalid seeds (for a bug) or failing seeds (for the correct node).
@@ -63,7 +66,7 @@ pub struct Row {
 /// How many example seeds a row keeps.
 const EXAMPLES_MAX: usize = 5;
 
-fn row(node: String, results: &[SeedResult], wall_s: f64) -> Row {
+fn row(node: String, results: &[SeedResult], overrides: &Overrides, wall_s: f64) -> Row {
     let mut anomaly_seeds = BTreeMap::new();
     for r in results {
         for t in &r.anomaly_types {
@@ -83,6 +86,10 @@ fn row(node: String, results: &[SeedResult], wall_s: f64) -> Row {
             .filter(|r| matches!(r.status, Status::Unknown | Status::Error))
             .count(),
         no_fault: results.iter().filter(|r| r.faults == 0).count(),
+        no_nemesis: results
+            .iter()
+            .filter(|r| r.faults == 0 && seed_config(r.seed, overrides).nemesis.is_empty())
+            .count(),
         anomaly_seeds,
         examples: results
             .iter()
@@ -105,8 +112,8 @@ fn percent(part: usize, whole: usize) -> String {
 /// The table, as BENCHMARKS.md shows it.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| node | seeds | invalid | unknown or error | no fault | caught as (seeds) | example seeds |\n\
-         |------|-------|---------|------------------|----------|-------------------|---------------|\n",
+        "| node | seeds | invalid | unknown or error | no fault (nemesis none) | caught as (seeds) | example seeds |\n\
+         |------|-------|---------|------------------|-------------------------|-------------------|---------------|\n",
     );
     for r in rows {
         let kinds: Vec<String> = r
@@ -116,13 +123,14 @@ pub fn table(rows: &[Row]) -> String {
             .collect();
         let examples: Vec<String> = r.examples.iter().map(u64::to_string).collect();
         out.push_str(&format!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} |\n",
+            "| {} | {} | {} ({}) | {} | {} ({}) | {} | {} |\n",
             r.node,
             r.seeds,
             r.invalid,
             percent(r.invalid, r.seeds),
             r.unknown_or_error,
             percent(r.no_fault, r.seeds),
+            percent(r.no_nemesis, r.seeds),
             if kinds.is_empty() {
                 "-".to_owned()
             } else {
@@ -176,10 +184,10 @@ pub fn detection(args: DetectionArgs) -> Result<ExitCode, String> {
         let start = Instant::now();
         let results = run_seeds(&seeds, &overrides, &out, jobs, false, None, |_, _| {})?;
         let results: Vec<SeedResult> = results.into_iter().flatten().collect();
-        let r = row(name, &results, start.elapsed().as_secs_f64());
+        let r = row(name, &results, &overrides, start.elapsed().as_secs_f64());
         eprintln!(
-            "  {}: {} of {} invalid, {} unknown or error, {} without a fault ({:.0} s)",
-            r.node, r.invalid, r.seeds, r.unknown_or_error, r.no_fault, r.wall_s
+            "  {}: {} of {} invalid, {} unknown or error, {} without a fault ({} with nemesis none) ({:.0} s)",
+            r.node, r.invalid, r.seeds, r.unknown_or_error, r.no_fault, r.no_nemesis, r.wall_s
         );
         rows.push(r);
     }
@@ -190,11 +198,13 @@ pub fn detection(args: DetectionArgs) -> Result<ExitCode, String> {
             serde_json::to_string_pretty(&rows).expect("rows serialise")
         );
     }
-    // Jepsen's convention: a false alarm on the correct node is a failure of the harness (1); a
-    // bug no seed caught is an unknown (2).
+    // Jepsen's convention: a false alarm on the correct node is a failure of the harness (1), as
+    // is a seed whose planned faults never opened (the harness tested nothing there); a bug no
+    // seed caught is an unknown (2).
     let correct_failed = rows
         .first()
-        .is_some_and(|r| r.invalid + r.unknown_or_error > 0);
+        .is_some_and(|r| r.invalid + r.unknown_or_error > 0)
+        || rows.iter().any(|r| r.no_fault > r.no_nemesis);
     let missed = rows.iter().skip(1).any(|r| r.invalid == 0);
     Ok(ExitCode::from(if correct_failed {
         1

@@ -95,6 +95,21 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            // Disk damage on a node at rest (n1, the one node W = 2 lets faults destroy), which
+            // then coordinates a third of the writes (three nodes, every one a replica) with the
+            // counters its lost records had issued; reads from one replica repair it slowly.
+            bug: Bug::KeepActorOnRecovery,
+            expected: Kind::LostWrite,
+            config: SimConfig {
+                workload: Workload::Register,
+                nodes: 3,
+                r: 1,
+                nemesis: vec![Disk],
+                fault_gap_ops: 50,
+                ..base()
+            },
+        },
+        Row {
             // Many cold keys: a replica that missed a key's last write is never repaired.
             bug: Bug::NoRepair,
             expected: Kind::Divergence,
@@ -201,10 +216,10 @@ fn detection_matrix_clock_bugs() {
 
 #[test]
 fn detection_matrix_durability_bugs() {
-    matrix(&[2, 3]);
+    matrix(&[2, 3, 6]);
 }
 
 #[test]
 fn detection_matrix_repair_bugs() {
-    matrix(&[5, 6]);
+    matrix(&[5, 7]);
 }
