@@ -53,6 +53,10 @@ pub struct Cluster {
 #[derive(Clone, Debug)]
 enum WindowState {
     Pending,
+    /// Pinned to a client's operations with a delay: those are done; it opens at `until_ms`.
+    Delayed {
+        until_ms: u64,
+    },
     Armed {
         since_ms: u64,
     },
@@ -190,10 +194,28 @@ impl<C: HistoryClock> LiveNemesis<C> {
         let mut acks = acks.into_iter();
         for i in 0..self.windows.len() {
             match self.windows[i].1.clone() {
-                WindowState::Pending => {
-                    let due = match self.windows[i].0.start {
-                        Start::Ops(k) => ops_done >= k,
-                        Start::Ms(t) => now_ms >= t,
+                WindowState::Pending | WindowState::Delayed { .. } => {
+                    let due = match (&self.windows[i].1, self.windows[i].0.start) {
+                        (WindowState::Delayed { until_ms }, _) => now_ms >= *until_ms,
+                        (_, Start::Ops(k)) => ops_done >= k,
+                        (_, Start::Ms(t)) => now_ms >= t,
+                        (
+                            _,
+                            Start::ClientOps {
+                                client,
+                                ops,
+                                after_ms,
+                            },
+                        ) => {
+                            let reached = self.progress.client_ops_done(client) >= ops;
+                            if reached && after_ms > 0 {
+                                self.windows[i].1 = WindowState::Delayed {
+                                    until_ms: now_ms + after_ms,
+                                };
+                                continue;
+                            }
+                            reached
+                        }
                     };
                     if !due {
                         continue;

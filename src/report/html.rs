@@ -124,6 +124,8 @@ table.ops tr.final td{background:#eef7f0}
 table.ops tr.gap td{color:var(--muted);font-style:italic;text-align:center;background:#fafbfc}
 .t-ok{color:var(--ok);font-weight:600}.t-fail{color:var(--fail);font-weight:600}.t-info{color:#b07a10;font-weight:600}.t-pending{color:var(--pending)}
 .note{color:var(--muted);font-size:13px}
+ol.story{font-size:13.5px;padding-left:26px;margin:6px 0}ol.story li{margin:1px 0}ol.story .t{color:var(--muted);display:inline-block;min-width:72px;font-variant-numeric:tabular-nums}
+table.steps td:nth-child(3){max-width:640px}
 .warnbox{background:#fff8e1;border:1px solid #f0d58c;border-radius:6px;padding:8px 12px}
 footer{color:var(--muted);font-size:12px;margin-top:30px}
 "#;
@@ -460,6 +462,104 @@ fn figures_html(out: &mut String, stats: &Value) {
     }
 }
 
+/// The story of a small run, and the steps of the shrink that made it.
+fn story_html(out: &mut String, story: &super::story::StoryView) {
+    if !story.lines.is_empty() {
+        out.push_str(r#"<h2 id="story">What happened</h2><p class="note">Every client request and fault of the run, in order (simulated time); a read followed at once by its client's write is one cart update.</p><ol class="story">"#);
+        for (t, line) in &story.lines {
+            let _ = write!(
+                out,
+                r#"<li><span class="t">{}</span> {}</li>"#,
+                esc(&super::fmt_ms(*t)),
+                ids_html(line)
+            );
+        }
+        out.push_str("</ol>");
+    }
+    let Some(shrink) = &story.shrink else {
+        return;
+    };
+    let size = |v: &Value| {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        format!(
+            "{} ops, {} faults ({:.2} s), {} clients, {} keys, {} nodes",
+            n("ops"),
+            n("faults"),
+            n("fault_ms") as f64 / 1000.0,
+            n("clients"),
+            n("keys"),
+            n("nodes")
+        )
+    };
+    let text = |k: &str| shrink.get(k).and_then(Value::as_str).unwrap_or("");
+    let _ = write!(
+        out,
+        r#"<h2 id="shrink">How it was shrunk</h2><p>From <code>{}</code> ({}), keeping <b>{}</b>: {} runs in {:.1} s{}.</p><table class="steps"><tr><th>run</th><th>after</th><th>what was removed</th><th>size after</th></tr>"#,
+        esc(text("from")),
+        esc(&size(shrink.get("original").unwrap_or(&Value::Null))),
+        esc(text("anomaly")),
+        shrink.get("runs").and_then(Value::as_u64).unwrap_or(0),
+        shrink.get("wall_s").and_then(Value::as_f64).unwrap_or(0.0),
+        if shrink.get("budget_spent").and_then(Value::as_bool) == Some(true) {
+            " (the budget was spent: a longer one may shrink further)"
+        } else {
+            ", until no step helped"
+        }
+    );
+    for step in shrink
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+            step.get("run").and_then(Value::as_u64).unwrap_or(0),
+            step.get("elapsed_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0,
+            esc(step.get("what").and_then(Value::as_str).unwrap_or("")),
+            esc(&size(step.get("size").unwrap_or(&Value::Null)))
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// Text with every write id (`p3-17`) marked for hover highlighting.
+fn ids_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+        let is_id = bare.len() > 3
+            && (bare.starts_with('p') || bare.starts_with('d'))
+            && bare[1..].split_once('-').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            });
+        if is_id {
+            let at = word.find(bare).expect("a trimmed part");
+            out.push_str(&esc(&word[..at]));
+            out.push_str(&wid(bare));
+            out.push_str(&esc(&word[at + bare.len()..]));
+        } else {
+            out.push_str(&esc(word));
+        }
+        word.clear();
+    };
+    for c in s.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// The whole page.
 pub fn render(r: &Report) -> String {
     let mut out = String::with_capacity(1 << 20);
@@ -486,7 +586,16 @@ pub fn render(r: &Report) -> String {
         }
         out.push_str("</p>");
     }
-    out.push_str(r##"</div></div><nav><a href="#repro">reproduce</a><a href="#config">configuration</a><a href="#anomalies">anomalies</a><a href="#warnings">warnings</a><a href="#timeline">timeline</a><a href="#plots">plots</a><a href="#keys">keys</a><a href="#figures">figures</a></nav></header><main>"##);
+    out.push_str(r##"</div></div><nav><a href="#repro">reproduce</a>"##);
+    if let Some(story) = &r.story {
+        if !story.lines.is_empty() {
+            out.push_str(r##"<a href="#story">what happened</a>"##);
+        }
+        if story.shrink.is_some() {
+            out.push_str(r##"<a href="#shrink">shrink</a>"##);
+        }
+    }
+    out.push_str(r##"<a href="#config">configuration</a><a href="#anomalies">anomalies</a><a href="#warnings">warnings</a><a href="#timeline">timeline</a><a href="#plots">plots</a><a href="#keys">keys</a><a href="#figures">figures</a></nav></header><main>"##);
 
     out.push_str(r#"<h2 id="repro">Reproduce</h2>"#);
     match &r.repro.sim {
@@ -518,6 +627,10 @@ pub fn render(r: &Report) -> String {
             r#"<p class="note">To look for a smaller plan that still fails the same way: <code>dynamo shrink {}</code>.</p>"#,
             esc(&r.dir)
         );
+    }
+
+    if let Some(story) = &r.story {
+        story_html(&mut out, story);
     }
 
     out.push_str(r#"<h2 id="config">Configuration</h2><dl class="config">"#);

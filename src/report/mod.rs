@@ -13,6 +13,8 @@
 //! - `timeline.rs`: lanes, bars, fault intervals, phases;
 //! - `series.rs`: the plots' data;
 //! - `model.rs`: the whole page's model, from the digest, results.json and the plan;
+//! - `story.rs`: a run of a few operations told as sentences, and the steps of the shrink that made
+//!   it (from `shrink.json`, which `dynamo shrink` writes beside a shrunk run);
 //! - `html.rs` and `svg/`: markup; plots through plotters' SVG backend.
 //!
 //! [`write`] reads the files, builds, renders and writes; `dynamo sim`, `replay`, `nightly` and
@@ -23,6 +25,7 @@ pub mod digest;
 pub mod html;
 pub mod model;
 pub mod series;
+pub mod story;
 pub mod svg;
 pub mod timeline;
 
@@ -99,6 +102,57 @@ fn plan_of(dir: &Path) -> Result<Option<Plan>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The shrink record a shrunk run's directory holds.
+pub const SHRINK_FILE: &str = "shrink.json";
+
+/// The story of a small run in `dir`, and its shrink record if it has one; `None` for a big run.
+fn story_of(
+    dir: &Path,
+    results: &Value,
+    plan: Option<&Plan>,
+) -> Result<Option<story::StoryView>, String> {
+    let shrink_path = dir.join(SHRINK_FILE);
+    let shrink: Option<Value> = if shrink_path.exists() {
+        let text = std::fs::read_to_string(&shrink_path)
+            .map_err(|e| format!("cannot read {}: {e}", shrink_path.display()))?;
+        Some(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", shrink_path.display()))?)
+    } else {
+        None
+    };
+    // Only a small plan's history is read a second time.
+    if shrink.is_none() && plan.is_none_or(|p| p.ops.len() > story::STORY_REQUESTS_MAX) {
+        return Ok(None);
+    }
+    let history = dir.join(dynamo_checker::HISTORY_FILE);
+    let bytes =
+        std::fs::read(&history).map_err(|e| format!("cannot read {}: {e}", history.display()))?;
+    let ending = first_explanation(results, shrink.as_ref());
+    let Some(lines) = story::tell(&bytes, ending.as_deref()) else {
+        return Ok(shrink.map(|s| story::StoryView {
+            lines: Vec::new(),
+            shrink: Some(s),
+        }));
+    };
+    Ok(Some(story::StoryView { lines, shrink }))
+}
+
+/// The explanation of the first finding of the shrink's anomaly type (else of any anomaly).
+fn first_explanation(results: &Value, shrink: Option<&Value>) -> Option<String> {
+    let anomalies = results.get("anomalies")?.as_object()?;
+    let kind = shrink
+        .and_then(|s| s.get("anomaly"))
+        .and_then(Value::as_str)
+        .filter(|k| anomalies.contains_key(*k))
+        .or_else(|| anomalies.keys().next().map(String::as_str))?;
+    anomalies
+        .get(kind)?
+        .as_array()?
+        .first()?
+        .get("explanation")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Builds the report of the run in `dir` and writes `dir/report.html`; returns its path.
 pub fn write(dir: &Path) -> Result<PathBuf, String> {
     let results = results_of(dir)?;
@@ -144,13 +198,14 @@ pub fn write(dir: &Path) -> Result<PathBuf, String> {
     let config = plan
         .as_ref()
         .map(|p| serde_json::to_value(&p.config).expect("config serialises"));
-    let model = model::build(
+    let mut model = model::build(
         &digest,
         &results,
         config.as_ref(),
         repro,
         &dir.display().to_string(),
     );
+    model.story = story_of(dir, &results, plan.as_ref())?;
     let page = html::render(&model);
     let out = dir.join(REPORT_FILE);
     let tmp = dir.join(format!(".{REPORT_FILE}.tmp"));

@@ -150,6 +150,8 @@ pub struct Report {
     pub stats: Value,
     /// Anomaly counts by kind (all findings, not only those listed).
     pub counts: Vec<(String, usize)>,
+    /// The run told as a story, for a run of a few operations (and the shrink that made it).
+    pub story: Option<super::story::StoryView>,
 }
 
 /// The one-sentence definition of an anomaly or warning type (history-format.md).
@@ -619,6 +621,7 @@ pub fn build(
         keys,
         stats,
         counts,
+        story: None,
     }
 }
 

@@ -417,7 +417,7 @@ mod tests {
                 for w in &plan.faults {
                     match w.start {
                         Start::Ops(k) => assert!(k < (ops as u64).max(1), "{k} of {ops}"),
-                        Start::Ms(_) => panic!("the generator starts windows by op count"),
+                        _ => panic!("the generator starts windows by op count"),
                     }
                 }
             }
@@ -434,7 +434,7 @@ mod tests {
             .iter()
             .map(|w| match w.start {
                 Start::Ops(k) => k,
-                Start::Ms(_) => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         assert_eq!(starts.len(), 20);

@@ -9,10 +9,12 @@
 //! loss rate and the latency are the highest of the open windows'; a node's skew is the sum of its
 //! open skews.
 //!
-//! A window opens when its [`Start`] comes: so many client operations completed, or a simulated
-//! time. One aimed at [`Victim::Acked`] then waits for the next acknowledged write and hits a
-//! node that stored it, in the same millisecond (the moment of greatest damage: its coordinator
-//! may not have synced anything since). It closes `duration_ms` later, or at the heal.
+//! A window opens when its [`Start`] comes: so many client operations completed, a simulated
+//! time, or so many operations of one client completed, and then so many ms more (checked right
+//! after the step in which the last of them completed: the millisecond after its ack). One aimed
+//! at [`Victim::Acked`] then waits for the next acknowledged write that one of its candidates
+//! coordinated and hits that coordinator, in the same millisecond (the moment of greatest damage:
+//! it may not have synced anything since). It closes `duration_ms` later, or at the heal.
 //!
 //! Where the history must show which writes a fault may have hit, the nemesis lets the writes in
 //! flight finish first. With a strict quorum and R + W > N, the checker holds every read to every
@@ -103,6 +105,8 @@ pub enum MembershipCommand {
 enum WindowState {
     /// Its start has not come.
     Pending,
+    /// Its client's operations completed; it opens (or arms) at this time.
+    Delayed { until_ms: u64 },
     /// Its start came; it waits for an acknowledged write to aim at (since this time).
     Armed { since_ms: u64 },
     /// Its start came (and its victim is known, if it aims); it waits for the writes in flight to
@@ -245,10 +249,28 @@ impl Nemesis {
         let mut acks = acks.into_iter();
         for i in 0..self.windows.len() {
             match self.windows[i].1 {
-                WindowState::Pending => {
-                    let due = match self.windows[i].0.start {
-                        Start::Ops(k) => ops_done >= k,
-                        Start::Ms(t) => now_ms >= t,
+                WindowState::Pending | WindowState::Delayed { .. } => {
+                    let due = match (&self.windows[i].1, self.windows[i].0.start) {
+                        (WindowState::Delayed { until_ms }, _) => now_ms >= *until_ms,
+                        (_, Start::Ops(k)) => ops_done >= k,
+                        (_, Start::Ms(t)) => now_ms >= t,
+                        (
+                            _,
+                            Start::ClientOps {
+                                client,
+                                ops,
+                                after_ms,
+                            },
+                        ) => {
+                            let reached = self.progress.client_ops_done(client) >= ops;
+                            if reached && after_ms > 0 {
+                                self.windows[i].1 = WindowState::Delayed {
+                                    until_ms: now_ms + after_ms,
+                                };
+                                continue;
+                            }
+                            reached
+                        }
                     };
                     if !due {
                         continue;
@@ -676,5 +698,85 @@ impl Nemesis {
     pub fn after_heal(&mut self, sim: &mut turmoil::Sim) -> Result<(), String> {
         let now_ms = ms(sim);
         self.supervise(sim, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{Fault, FaultWindow, Plan, SimConfig, Start, Victim, Workload};
+    use serde_json::Value;
+
+    #[test]
+    fn a_window_pinned_to_a_clients_operations_opens_right_after_the_last_of_them() {
+        // Register operations are one request each (a delete with nothing read is one read).
+        let mut plan = Plan::generate(SimConfig {
+            seed: 9,
+            ops: 40,
+            clients: 3,
+            workload: Workload::Register,
+            nemesis: vec![],
+            quiesce_ms: 300,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        plan.faults = vec![FaultWindow {
+            start: Start::ClientOps {
+                client: 2,
+                ops: 3,
+                after_ms: 0,
+            },
+            duration_ms: 50,
+            fault: Fault::Crash {
+                node: Victim::Node(0),
+            },
+        }];
+        let output = crate::run(&plan).unwrap();
+        let events: Vec<Value> = output
+            .history
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        // Client 2's processes are 2, 5, 8, ... (a process that ended `info` is replaced).
+        let third_ns = events
+            .iter()
+            .filter(|e| e["process"].as_u64().is_some_and(|p| p % 3 == 2))
+            .filter(|e| e["type"] != "invoke")
+            .nth(2)
+            .and_then(|e| e["time"].as_u64())
+            .unwrap();
+        let crash_ns = events
+            .iter()
+            .find(|e| e["f"] == "crash")
+            .and_then(|e| e["time"].as_u64())
+            .unwrap();
+        assert!(
+            (third_ns..=third_ns + 1_000_000).contains(&crash_ns),
+            "the crash at {crash_ns} ns, client 2's third op done at {third_ns} ns"
+        );
+        // With a delay, that many ms later.
+        plan.faults[0].start = Start::ClientOps {
+            client: 2,
+            ops: 3,
+            after_ms: 40,
+        };
+        let later = crate::run(&plan).unwrap();
+        let line = later
+            .history
+            .split(|&b| b == b'\n')
+            .map(|l| serde_json::from_slice::<Value>(l).unwrap_or_default())
+            .find(|e| e["f"] == "crash")
+            .unwrap();
+        assert_eq!(line["time"].as_u64(), Some(crash_ns + 40_000_000), "{line}");
+        // A pin to a client outside the plan is refused.
+        plan.faults[0].start = Start::ClientOps {
+            client: 3,
+            ops: 1,
+            after_ms: 0,
+        };
+        assert!(plan.validate().unwrap_err().contains("client"));
+        // It reads and writes as JSON.
+        let text = serde_json::to_string(&plan.faults[0].start).unwrap();
+        assert_eq!(text, r#"{"client-ops":{"client":3,"ops":1}}"#);
     }
 }

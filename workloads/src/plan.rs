@@ -10,10 +10,12 @@
 //! # Fault windows
 //!
 //! A fault is a [`FaultWindow`]: what ([`Fault`]), when it starts ([`Start`]: after so many client
-//! operations completed, or at a simulated time), and how long it lasts. Windows are independent
+//! operations completed, at a simulated time, or after so many operations of one client), and how
+//! long it lasts. Windows are independent
 //! and may overlap (a crash during a partition, two nodes down at once). Starting windows by
 //! operation count, not by time, spreads them over the client phase as it really runs: a run whose
-//! clients are faster or slower than expected still meets every fault.
+//! clients are faster or slower than expected still meets every fault. A shrunk plan pins its
+//! windows to one client's operations instead ([`Start::ClientOps`]): "after the ack of p0-1".
 //!
 //! # Format versions
 //!
@@ -635,6 +637,23 @@ pub enum Start {
     Ops(u64),
     /// At this simulated time, ms since the run started.
     Ms(u64),
+    /// `after_ms` after client `client` has completed `ops` of its own planned operations (0: from
+    /// the start): a window pinned to one client's operations, e.g. right after the ack of its
+    /// write. `dynamo shrink` pins windows this way, so that removing other clients' operations
+    /// does not move a fault away from the writes it must hit.
+    ClientOps {
+        /// The client (0-based slot).
+        client: u32,
+        /// How many of its operations must have completed.
+        ops: u64,
+        /// How long after that, simulated ms.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        after_ms: u64,
+    },
+}
+
+fn is_zero(ms: &u64) -> bool {
+    *ms == 0
 }
 
 /// A fault, when it opens, and how long it lasts.
@@ -763,6 +782,13 @@ impl Plan {
             };
             if no_victim {
                 return Err(format!("fault {i} has no node to hit"));
+            }
+            if let Start::ClientOps { client, .. } = w.start
+                && client as usize >= c.clients
+            {
+                return Err(format!(
+                    "fault {i} starts after the ops of a client outside the configuration"
+                ));
             }
         }
         Ok(())

@@ -396,10 +396,23 @@ pub struct Progress {
     pub ops_done: Cell<u64>,
     /// Writes acknowledged since the nemesis last looked, in order.
     pub acks: RefCell<Vec<Ack>>,
+    /// Planned operations completed per client slot (for windows pinned to one client's ops).
+    pub ops_done_by_client: RefCell<Vec<u64>>,
     /// Puts and deletes invoked and not yet completed.
     pub writes_in_flight: Cell<u64>,
     /// While set, clients wait before invoking a put or delete.
     pub hold_writes: Cell<bool>,
+}
+
+impl Progress {
+    /// Planned operations client slot `client` has completed.
+    pub fn client_ops_done(&self, client: u32) -> u64 {
+        self.ops_done_by_client
+            .borrow()
+            .get(client as usize)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// An acknowledged write and the nodes that stored it.
@@ -596,6 +609,12 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         self.run_op_inner(op).await;
         let done = &self.progress.ops_done;
         done.set(done.get() + 1);
+        let mut by_client = self.progress.ops_done_by_client.borrow_mut();
+        let slot = self.slot as usize;
+        if by_client.len() <= slot {
+            by_client.resize(slot + 1, 0);
+        }
+        by_client[slot] += 1;
     }
 
     async fn run_op_inner(&mut self, op: &ClientOp) {
