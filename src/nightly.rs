@@ -209,7 +209,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         (3, 2),
     ]);
     // A strict quorum is where R + W > N promises fresh reads (`early-ack` is caught there).
-    let strict_quorum = d.chance(2, 3);
+    let strict_quorum = d.chance(1, 3);
     let clients = d.pick(&[2usize, 4, 6, 8, 8, 12, 16]);
     // Measured (BENCHMARKS.md, detection power): one to five keys are repaired so fast, and read
     // with such fresh contexts, that the durability bugs rarely show; they stay in the mix for
@@ -229,9 +229,11 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         let mut kinds: Vec<NemesisKind> = NemesisKind::ALL
             .into_iter()
             .filter(|kind| match kind {
-                NemesisKind::Crash | NemesisKind::Wipe | NemesisKind::Power | NemesisKind::Disk => {
-                    d.chance(3, 4)
-                }
+                NemesisKind::Partition
+                | NemesisKind::Crash
+                | NemesisKind::Wipe
+                | NemesisKind::Power
+                | NemesisKind::Disk => d.chance(3, 4),
                 _ => d.chance(1, 2),
             })
             .collect();

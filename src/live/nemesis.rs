@@ -28,10 +28,12 @@ use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::StdFs;
 use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_workloads::history::{Process, Recorder};
+use dynamo_workloads::nemesis::Aimed;
+use dynamo_workloads::plan::SimConfig;
 use dynamo_workloads::plan::{
     ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start, Victim,
 };
-use dynamo_workloads::workload::{HistoryClock, Progress};
+use dynamo_workloads::workload::{Focus, HistoryClock, Progress};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -62,11 +64,12 @@ enum WindowState {
     },
     Draining {
         victim: Option<u32>,
-        aimed: Option<String>,
+        aimed: Option<Aimed>,
     },
     Open {
         victim: Option<u32>,
         until_ms: u64,
+        follow: Option<Focus>,
     },
     Done,
 }
@@ -79,6 +82,8 @@ struct NodeState {
     damage_on_start: Vec<(DiskDamage, u64)>,
     /// Died by itself; the supervisor restarts it at this time.
     restart_at_ms: Option<u64>,
+    /// What the clients do once it is back (a closed window's follow-up, see `Aimed::follow`).
+    follow: Option<Focus>,
 }
 
 /// Opens and closes the plan's windows on a real cluster; see the module docs.
@@ -92,6 +97,7 @@ pub struct LiveNemesis<C: HistoryClock> {
     recorder: Rc<RefCell<Recorder>>,
     clock: C,
     progress: Rc<Progress>,
+    config: SimConfig,
     quorum_checked: bool,
     fsync_always: bool,
     /// Windows opened.
@@ -136,6 +142,7 @@ impl<C: HistoryClock> LiveNemesis<C> {
             recorder,
             clock,
             progress,
+            config: c.clone(),
             quorum_checked: c.quorum_checked(),
             fsync_always: c.fsync == FsyncPolicy::Always,
             opened: 0,
@@ -251,9 +258,13 @@ impl<C: HistoryClock> LiveNemesis<C> {
                     let hit = acks.by_ref().find_map(|ack| {
                         ack.stored_on.iter().find_map(|n| {
                             let index = names.iter().position(|m| m == n.as_str())? as u32;
-                            candidates
-                                .contains(&index)
-                                .then(|| (index, ack.write.clone()))
+                            candidates.contains(&index).then(|| {
+                                let aimed = Aimed {
+                                    write: ack.write.clone(),
+                                    key: ack.key,
+                                };
+                                (index, aimed)
+                            })
                         })
                     });
                     match hit {
@@ -352,6 +363,10 @@ impl<C: HistoryClock> LiveNemesis<C> {
             value["disk"] = json!(done.join("; "));
         }
         self.record("restart", value);
+        self.progress.restarted(node);
+        if let Some(follow) = self.nodes[i].follow.take() {
+            self.progress.focus.set(Some(follow));
+        }
     }
 
     fn partition_links(groups: &[Vec<u32>], oneway: bool) -> Vec<(u32, u32)> {
@@ -391,7 +406,7 @@ impl<C: HistoryClock> LiveNemesis<C> {
         cluster: &mut Cluster,
         i: usize,
         victim: Option<u32>,
-        aimed: Option<String>,
+        aimed: Option<Aimed>,
         now_ms: u64,
     ) {
         let loses_data = match &self.windows[i].0.fault {
@@ -412,7 +427,7 @@ impl<C: HistoryClock> LiveNemesis<C> {
         cluster: &mut Cluster,
         i: usize,
         victim: Option<u32>,
-        aimed: Option<String>,
+        aimed: Option<Aimed>,
         now_ms: u64,
     ) {
         let window = self.windows[i].0.clone();
@@ -423,10 +438,13 @@ impl<C: HistoryClock> LiveNemesis<C> {
             | Fault::Pause { node } => node.candidates().first().copied(),
             _ => None,
         });
+        let follow = match (&aimed, victim) {
+            (Some(a), Some(node)) => a.follow(&window.fault, node),
+            _ => None,
+        };
+        let config = self.config.clone();
         let aimed = |mut value: Value| {
-            if let Some(write) = &aimed {
-                value["after_ack_of"] = json!(write);
-            }
+            Aimed::annotate(aimed.as_ref(), follow, &config, &mut value);
             value
         };
         match &window.fault {
@@ -503,14 +521,19 @@ impl<C: HistoryClock> LiveNemesis<C> {
         self.windows[i].1 = WindowState::Open {
             victim,
             until_ms: now_ms + window.duration_ms,
+            follow,
         };
     }
 
     fn close(&mut self, cluster: &mut Cluster, i: usize, _now_ms: u64) {
-        let WindowState::Open { victim, .. } = self.windows[i].1 else {
+        let WindowState::Open { victim, follow, .. } = self.windows[i].1 else {
             return;
         };
         self.windows[i].1 = WindowState::Done;
+        // The follow-up starts once the victim is back: when the last window holding it closes.
+        if let (Some(follow), Some(node)) = (follow, victim) {
+            self.nodes[node as usize].follow = Some(follow);
+        }
         let window = self.windows[i].0.clone();
         match &window.fault {
             Fault::Partition { groups, oneway, .. } => {
@@ -537,6 +560,9 @@ impl<C: HistoryClock> LiveNemesis<C> {
                 state.paused -= 1;
                 if state.paused == 0 && state.down == 0 {
                     cluster.nodes[node as usize].resume();
+                    if let Some(follow) = state.follow.take() {
+                        self.progress.focus.set(Some(follow));
+                    }
                 }
                 self.record("pause-stop", json!({"node": self.name(node)}));
             }

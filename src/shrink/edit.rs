@@ -574,6 +574,7 @@ mod tests {
                     completed_ns: i * 10_000_000 + 5_000_000,
                     writes: vec![],
                     acked: false,
+                    ran: None,
                 })
                 .collect(),
             windows: (0..p.faults.len() as u64)
@@ -686,7 +687,10 @@ mod tests {
             start: Start::Ops(7),
             duration_ms: 500,
             fault: Fault::Crash {
-                node: Victim::Acked { acked: vec![0, 1] },
+                node: Victim::Acked {
+                    acked: vec![0, 1],
+                    follow_ops: 0,
+                },
             },
         }];
         let mut t = trace(&p);

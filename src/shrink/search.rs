@@ -217,6 +217,20 @@ impl Search<'_> {
 
     // Big steps.
 
+    /// Writes the operations that faults sent after the writes they hit into the plan, as they
+    /// ran (key, node, and the blind put that started each follow-up), so that the steps after
+    /// this one, which select operations by key, see what really ran.
+    fn follow_ups_as_run(&mut self) {
+        let Some(trace) = &self.outcome.trace else {
+            return;
+        };
+        let candidate = trace.plan_as_run(&self.plan);
+        self.try_plan(
+            || "the follow-ups of aimed faults written into the plan as they ran".into(),
+            candidate,
+        );
+    }
+
     fn pin(&mut self) {
         let (Some(trace), Some(w)) = (self.outcome.trace.clone(), self.witness()) else {
             return;
@@ -757,6 +771,7 @@ pub fn shrink_plan<'a>(
         isolate,
         slipped: false,
     };
+    s.follow_ups_as_run();
     s.pin();
     s.focus_ops();
     s.focus_faults();

@@ -9,7 +9,9 @@
 //! update is a read and, if the read succeeded, a put). A history that does not fit its plan that way
 //! (written by another version, or edited) gives no trace, and the shrinker does without.
 
-use dynamo_workloads::plan::{Fault, OpKind, Plan, Start, Victim, Workload};
+use dynamo_workloads::SimConfig;
+use dynamo_workloads::plan::{ClientOp, Fault, OpKind, Plan, Start, Victim, Workload};
+use dynamo_workloads::workload::node_name;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -27,6 +29,9 @@ pub struct OpTrace {
     pub writes: Vec<String>,
     /// Whether its write was acknowledged.
     pub acked: bool,
+    /// The operation as it ran, where that differs from the plan's: a fault's follow-up sent it
+    /// to another key and node (and made the first a blind put; see `Victim::Acked`).
+    pub ran: Option<ClientOp>,
 }
 
 /// One fault window as it ran.
@@ -61,10 +66,21 @@ pub struct Trace {
 struct Request {
     f: String,
     key: String,
+    node: String,
     write: Option<String>,
     invoked_ns: u64,
     completed_ns: Option<u64>,
     ok: bool,
+}
+
+/// The index of key `name` in `c`'s key space.
+fn key_index(c: &SimConfig, name: &str) -> Option<u32> {
+    (0..c.keys as u32).find(|&k| c.key_name(k) == name)
+}
+
+/// The index of node `name` ("n3" is 2).
+fn node_index_of(name: &str) -> Option<u32> {
+    name.strip_prefix('n')?.parse::<u32>().ok()?.checked_sub(1)
 }
 
 fn num(v: &Value, field: &str) -> Option<u64> {
@@ -106,6 +122,7 @@ impl Trace {
                         per_slot[slot].push(Request {
                             f,
                             key: text(&e, "key").unwrap_or_default().to_owned(),
+                            node: text(&e, "node").unwrap_or_default().to_owned(),
                             write: text(&e, "write").map(str::to_owned),
                             invoked_ns: time,
                             completed_ns: None,
@@ -125,18 +142,35 @@ impl Trace {
         }
         let heal_ns = heal_ns.ok_or("the history has no heal")?;
 
-        // Planned operations, per slot, matched to the slot's requests in order.
+        // Planned operations, per slot, matched to the slot's requests in order. Where faults
+        // send the clients after the writes they hit, any operation may have run on another key
+        // and node, and the first of a follow-up as a blind put.
+        let follow_ups = plan.faults.iter().any(|w| match &w.fault {
+            Fault::Crash { node }
+            | Fault::Wipe { node }
+            | Fault::Disk { node, .. }
+            | Fault::Pause { node } => node.follow_ops() > 0,
+            _ => false,
+        });
         let mut ops = vec![OpTrace::default(); plan.ops.len()];
         let mut next = vec![0usize; c.clients];
         for (i, op) in plan.ops.iter().enumerate() {
             let slot = op.client as usize;
             let requests = &per_slot[slot];
             let key = c.key_name(op.key);
+            let starts_with_put = matches!(
+                (c.workload, op.kind),
+                (_, OpKind::BlindPut) | (Workload::Register, OpKind::Update)
+            );
+            let blind = follow_ups
+                && !starts_with_put
+                && requests.get(next[slot]).is_some_and(|r| r.f == "put");
+            let kind = if blind { OpKind::BlindPut } else { op.kind };
             let mut take = |want: &[&str]| -> Result<&Request, String> {
                 let r = requests
                     .get(next[slot])
                     .ok_or_else(|| format!("op {i}: client {slot} has no request left"))?;
-                if !want.contains(&r.f.as_str()) || r.key != key {
+                if !want.contains(&r.f.as_str()) || (r.key != key && !follow_ups) {
                     return Err(format!(
                         "op {i}: expected {want:?} of {key}, the history has {} of {}",
                         r.f, r.key
@@ -146,7 +180,7 @@ impl Trace {
                 Ok(r)
             };
             let mut taken: Vec<&Request> = Vec::with_capacity(2);
-            match (c.workload, op.kind) {
+            match (c.workload, kind) {
                 (_, OpKind::Read) => taken.push(take(&["get"])?),
                 // A cart add without a read: one put.
                 (Workload::Cart, OpKind::BlindPut) => taken.push(take(&["put"])?),
@@ -162,7 +196,24 @@ impl Trace {
             }
             let first = taken.first().expect("one request at least");
             let last = taken.last().expect("one request at least");
+            let ran =
+                if follow_ups && (first.key != key || first.node != node_name(op.node) || blind) {
+                    let key = key_index(c, &first.key)
+                        .ok_or_else(|| format!("op {i}: {} is not a key of the plan", first.key))?;
+                    let node = node_index_of(&first.node)
+                        .filter(|&n| (n as usize) < c.nodes)
+                        .ok_or_else(|| format!("op {i}: {} is not a node", first.node))?;
+                    Some(ClientOp {
+                        key,
+                        node,
+                        kind,
+                        ..*op
+                    })
+                } else {
+                    None
+                };
             ops[i] = OpTrace {
+                ran,
                 invoked_ns: first.invoked_ns,
                 completed_ns: last
                     .completed_ns
@@ -302,11 +353,108 @@ impl Trace {
     }
 }
 
+impl Trace {
+    /// `plan` with its follow-ups written in as they ran: each operation a follow-up redirected
+    /// replaced by what ran, and no fault asking for a follow-up any more. None if it had none.
+    pub fn plan_as_run(&self, plan: &Plan) -> Option<Plan> {
+        let mut p = plan.clone();
+        let mut changed = false;
+        for w in &mut p.faults {
+            if let Fault::Crash { node }
+            | Fault::Wipe { node }
+            | Fault::Disk { node, .. }
+            | Fault::Pause { node } = &mut w.fault
+                && let Victim::Acked { follow_ops, .. } = node
+                && *follow_ops > 0
+            {
+                *follow_ops = 0;
+                changed = true;
+            }
+        }
+        for (op, t) in p.ops.iter_mut().zip(&self.ops) {
+            if let Some(ran) = t.ran {
+                *op = ran;
+            }
+        }
+        changed.then_some(p)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use dynamo_workloads::SimConfig;
     use dynamo_workloads::plan::FaultWindow;
+
+    #[test]
+    fn a_follow_up_is_read_back_as_it_ran_and_written_into_the_plan_replays_the_same_run() {
+        let mut plan = Plan::generate(SimConfig {
+            seed: 5,
+            ops: 80,
+            clients: 3,
+            keys: 6,
+            w: 2,
+            nemesis: vec![],
+            quiesce_ms: 500,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        plan.faults = vec![FaultWindow {
+            start: Start::Ops(10),
+            duration_ms: 100,
+            fault: Fault::Wipe {
+                node: Victim::Acked {
+                    acked: vec![0],
+                    follow_ops: 4,
+                },
+            },
+        }];
+        let output = dynamo_workloads::run(&plan).unwrap();
+        let trace = Trace::of(&plan, &output.history).unwrap();
+        let ran: Vec<(usize, ClientOp)> = trace
+            .ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.ran.map(|r| (i, r)))
+            .collect();
+        // Four operations of one client, after the wipe, through n1, on the aimed write's key;
+        // the first a blind put (some may have kept the plan's key and node by chance).
+        assert!(!ran.is_empty() && ran.len() <= 4, "{ran:?}");
+        let (first, op) = ran[0];
+        assert_eq!((op.node, op.kind), (0, OpKind::BlindPut), "{ran:?}");
+        assert!(
+            ran.iter()
+                .all(|(_, r)| r.client == op.client && r.key == op.key)
+        );
+        assert!(trace.ops[first].invoked_ns > trace.windows[0].opened_ns.unwrap());
+        let aimed = trace.windows[0].aimed.as_ref().expect("an aimed write");
+        assert_eq!(plan.ops[trace.write_op[aimed]].key, op.key);
+        // Written into the plan, the same operations run without asking for a follow-up.
+        let as_run = trace.plan_as_run(&plan).expect("it had a follow-up");
+        assert!(as_run.faults.iter().all(|w| match &w.fault {
+            Fault::Wipe { node } => node.follow_ops() == 0,
+            _ => true,
+        }));
+        let again = dynamo_workloads::run(&as_run).unwrap();
+        let without_follow = |h: &[u8]| -> Vec<u8> {
+            String::from_utf8_lossy(h)
+                .lines()
+                .map(|l| {
+                    let mut v: Value = serde_json::from_str(l).unwrap();
+                    if let Some(value) = v.get_mut("value").and_then(Value::as_object_mut) {
+                        value.remove("then_follow");
+                    }
+                    v.to_string() + "\n"
+                })
+                .collect::<String>()
+                .into_bytes()
+        };
+        assert_eq!(
+            without_follow(&again.history),
+            without_follow(&output.history)
+        );
+        assert!(trace.plan_as_run(&as_run).is_none());
+    }
 
     #[test]
     fn a_run_is_read_back_in_the_plans_terms() {
@@ -327,6 +475,7 @@ mod tests {
                 fault: Fault::Crash {
                     node: Victim::Acked {
                         acked: vec![0, 1, 2],
+                        follow_ops: 0,
                     },
                 },
             },

@@ -1,10 +1,11 @@
 //! The expansion of a seed into a [`Plan`]: the project's own generator, on [`SplitMix64`].
 //!
-//! This is the plan generator named `dynamo-plan-2` in [`Plan::generator`]. Its output is part of
-//! the project's public promise: `dynamo sim --seed S` in an old report must expand to the same
-//! plan, so any change to this file that changes a plan needs a new generator name (and the tests
-//! that pin plan hashes to fail first). The draws, in order, from one SplitMix64 stream seeded with
-//! `mix64(seed ^ PLAN_STREAM)`:
+//! This is the plan generator named `dynamo-plan-3` in [`Plan::generator`]. Its output is part of
+//! the project's public promise: `dynamo sim --seed S` in a report must expand to the same plan, so
+//! any change to this file that changes a plan needs a new generator name (and the tests that pin
+//! plan hashes to fail first). `dynamo-plan-2` plans (before faults composed with partitions and
+//! follow-ups) still replay from their plan.json; their seeds now expand to other plans. The draws,
+//! in order, from one SplitMix64 stream seeded with `mix64(seed ^ PLAN_STREAM)`:
 //!
 //! 1. For each planned operation: its client (`below(clients)`), its key (uniform: `below(keys)`;
 //!    Zipf: a `unit_f64` looked up in the cumulative weights), its kind (`weighted`), its node
@@ -15,8 +16,18 @@
 //!    possible kinds other than that window's); else its start (`below(ops / count)`: the starts
 //!    are stratified, window i starting after `i * ops / count + that` completed operations, so
 //!    that faults are spread from the start of the client phase to its end) and its kind (`pick`
-//!    among the possible kinds); then the fault's own draws (see `draw_fault`), and its duration
+//!    among the possible kinds); then the fault's own draws (see `draw_fault`; a fault that joins
+//!    a partition aims at the partition's smallest side where it can), and its duration
 //!    (`between(d / 2, d * 3 / 2)` for the mean duration `d`).
+//! 3. After a partition whose smallest side holds an expendable node, when wipes or disk faults
+//!    are possible: whether a fault that destroys data joins it, aimed at that side (always if the
+//!    side is one node, else `chance(1, 2)`), then its kind (`pick` of wipe and disk), its victim,
+//!    its damage and pick (disk), and its duration. These windows come on top of the `count`.
+//!
+//! A fault on one node aims at the coordinator of the next acknowledged write on two draws of
+//! three, and then sends the next 4, 8 or 16 operations of one client to that write's key through
+//! the victim once it is back, the first a blind put ([`Victim::Acked`]): where a node that lost
+//! records and kept or reused its actor issues their counters again.
 //!
 //! A kind the configuration cannot have is left out of the draw: membership needs more nodes than
 //! N and a quorum the checker does not hold reads to (see `possible_kinds`), wipes and damage at
@@ -30,7 +41,7 @@ use crate::plan::{
 use crate::prng::{SplitMix64, mix64};
 
 /// The name of this generator, written into every plan it makes.
-pub const GENERATOR: &str = "dynamo-plan-2 (splitmix64)";
+pub const GENERATOR: &str = "dynamo-plan-3 (splitmix64)";
 
 /// Separates the plan's stream from other streams derived from the same seed.
 const PLAN_STREAM: u64 = 0x706c_616e_2d76_3200; // "plan-v2\0"
@@ -150,6 +161,12 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
             names.join(",")
         ));
     }
+    let expendable = c.expendable_nodes();
+    let destructive: Vec<NemesisKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| matches!(k, NemesisKind::Wipe | NemesisKind::Disk))
+        .collect();
     let ops = c.ops as u64;
     let count = (ops / c.fault_gap_ops).max(1);
     let stratum = ops / count;
@@ -160,6 +177,9 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
         // is another (two power cuts at once are one).
         let joined = (i > 0 && g.chance(u64::from(c.fault_overlap_percent), 100))
             .then(|| &windows[g.below(i) as usize]);
+        let within = joined
+            .and_then(|w| smallest_side(&w.fault))
+            .map(<[u32]>::to_vec);
         let (start, kind) = match joined {
             Some(w) => {
                 let others: Vec<NemesisKind> = kinds
@@ -177,37 +197,98 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
                 (Start::Ops(i * stratum + offset), g.pick(&kinds))
             }
         };
-        let fault = draw_fault(c, kind, g);
+        let fault = draw_fault(c, kind, within.as_deref(), g);
         let duration_ms = g.between((d / 2).max(1), (d * 3 / 2).max(1));
+        // A partition that cuts an expendable node off comes with a fault that destroys data,
+        // aimed there (every time if the node is alone, else half of the time): the composition
+        // that shows a store acknowledging writes its peers never got.
+        let composed = smallest_side(&fault).and_then(|side| {
+            let hit: Vec<u32> = side
+                .iter()
+                .copied()
+                .filter(|n| expendable.contains(n))
+                .collect();
+            let draw = !hit.is_empty() && !destructive.is_empty();
+            (draw && (side.len() == 1 || g.chance(1, 2))).then_some(hit)
+        });
         windows.push(FaultWindow {
             start,
             duration_ms,
             fault,
         });
+        if let Some(hit) = composed {
+            let node = victim(hit, None, g);
+            let fault = match g.pick(&destructive) {
+                NemesisKind::Wipe => Fault::Wipe { node },
+                _ => Fault::Disk {
+                    node,
+                    damage: g.pick(&[DiskDamage::LoseNewestFile, DiskDamage::TornTail]),
+                    pick: g.next_u64(),
+                },
+            };
+            let duration_ms = g.between((d / 2).max(1), (d * 3 / 2).max(1));
+            windows.push(FaultWindow {
+                start,
+                duration_ms,
+                fault,
+            });
+        }
     }
     Ok(windows)
 }
 
 /// Two thirds of the faults that hit one node aim at the coordinator of the next acknowledged
-/// write; the others hit a node at a random moment.
-fn victim(candidates: Vec<u32>, g: &mut SplitMix64) -> Victim {
+/// write, and those then send 4, 8 or 16 operations to that write's key through the victim (see
+/// [`Victim::Acked`]); the others hit a node at a random moment. Where the fault
+/// joins a partition, it hits the partition's smallest side if it can: a node cut off from its
+/// peers holds writes that no other replica has, which only a store that acknowledges them
+/// without a quorum loses.
+fn victim(candidates: Vec<u32>, within: Option<&[u32]>, g: &mut SplitMix64) -> Victim {
+    let inside: Vec<u32> = candidates
+        .iter()
+        .copied()
+        .filter(|n| within.is_some_and(|w| w.contains(n)))
+        .collect();
+    let candidates = if inside.is_empty() {
+        candidates
+    } else {
+        inside
+    };
     if g.chance(1, 3) {
         Victim::Node(g.pick(&candidates))
     } else {
-        Victim::Acked { acked: candidates }
+        Victim::Acked {
+            acked: candidates,
+            follow_ops: g.pick(&[4u32, 8, 16]),
+        }
     }
 }
 
-fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
+/// The smallest side of a partition (the one-way cut's sending side), where a fault that joins
+/// it aims.
+fn smallest_side(fault: &Fault) -> Option<&[u32]> {
+    match fault {
+        Fault::Partition { groups, oneway, .. } if *oneway => groups.first().map(Vec::as_slice),
+        Fault::Partition { groups, .. } => groups.iter().min_by_key(|g| g.len()).map(Vec::as_slice),
+        _ => None,
+    }
+}
+
+fn draw_fault(
+    c: &SimConfig,
+    kind: NemesisKind,
+    within: Option<&[u32]>,
+    g: &mut SplitMix64,
+) -> Fault {
     let nodes = c.nodes as u32;
     let all: Vec<u32> = (0..nodes).collect();
     match kind {
-        NemesisKind::Partition => draw_partition(c.nodes, g),
+        NemesisKind::Partition => draw_partition(c.nodes, &c.expendable_nodes(), g),
         NemesisKind::Crash => Fault::Crash {
-            node: victim(all, g),
+            node: victim(all, within, g),
         },
         NemesisKind::Wipe => Fault::Wipe {
-            node: victim(c.expendable_nodes(), g),
+            node: victim(c.expendable_nodes(), within, g),
         },
         NemesisKind::Skew => Fault::Skew {
             node: g.below(u64::from(nodes)) as u32,
@@ -224,7 +305,7 @@ fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
         },
         NemesisKind::Power => Fault::Power,
         NemesisKind::Pause => Fault::Pause {
-            node: victim(all, g),
+            node: victim(all, within, g),
         },
         NemesisKind::Disk => {
             // Damage at rest destroys data, so it hits only expendable nodes; a failing disk under
@@ -238,7 +319,7 @@ fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
                 .map(|d| {
                     let weight = match d {
                         DiskDamage::LoseNewestFile => 4,
-                        DiskDamage::LoseFile => 2,
+                        DiskDamage::TornTail => 3,
                         _ => 1,
                     };
                     (d, weight)
@@ -248,7 +329,7 @@ fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
             let damage = damages[g.weighted(&weights)].0;
             let candidates = if damage.at_rest() { expendable } else { all };
             Fault::Disk {
-                node: victim(candidates, g),
+                node: victim(candidates, within, g),
                 damage,
                 pick: g.next_u64(),
             }
@@ -256,10 +337,18 @@ fn draw_fault(c: &SimConfig, kind: NemesisKind, g: &mut SplitMix64) -> Fault {
     }
 }
 
-/// A partition of `nodes` node indexes in one of the shapes Jepsen uses.
-fn draw_partition(nodes: usize, g: &mut SplitMix64) -> Fault {
+/// A partition of `nodes` node indexes in one of the shapes Jepsen uses. Where there are expendable
+/// nodes, half of the partitions put one of them first (alone when isolated, on the smaller side of
+/// a majority, on the sending side of a one-way cut, or as the bridge), where a fault that destroys
+/// data and joins the partition may then hit it.
+fn draw_partition(nodes: usize, expendable: &[u32], g: &mut SplitMix64) -> Fault {
     let mut order: Vec<u32> = (0..nodes as u32).collect();
     g.shuffle(&mut order);
+    if !expendable.is_empty() && g.chance(1, 2) {
+        let alone = g.pick(expendable);
+        let at = order.iter().position(|&n| n == alone).expect("a node");
+        order.swap(0, at);
+    }
     // A bridge needs a node in the middle and one on each side.
     let shapes = if nodes >= 3 { 5 } else { 4 };
     let shape = match g.below(shapes) {
@@ -326,7 +415,7 @@ mod tests {
     fn plans_of_pinned_seeds_never_change() {
         use md5::{Digest, Md5};
         let pinned: [(SimConfig, &str); 4] = [
-            (SimConfig::default(), "8c3904c49d1ad553001a15fe31e450d1"),
+            (SimConfig::default(), "aa3cc65d3f3cfeee348fd1bac7d9ab29"),
             (
                 SimConfig {
                     seed: 42,
@@ -337,7 +426,7 @@ mod tests {
                     ops: 500,
                     ..SimConfig::default()
                 },
-                "c53df827b389ae24dbaebedcd8d5323c",
+                "88238bc359d06d7cc76efdf25de544e1",
             ),
             (
                 SimConfig {
@@ -349,17 +438,17 @@ mod tests {
                     fault_gap_ops: 20,
                     ..SimConfig::default()
                 },
-                "09e545cefa7782c2eb609ca0d04b8c52",
+                "8f7249cb076f03eefb62b0c2ae261e5f",
             ),
             // Every kind of fault and of disk damage, and aimed victims.
             (
                 SimConfig {
-                    seed: 3,
+                    seed: 4,
                     ops: 3_000,
                     fault_gap_ops: 10,
                     ..SimConfig::default()
                 },
-                "deb3bcfa42e3d82117b01762ffb026e6",
+                "f4947449038c17fa15aba8c0dab57238",
             ),
         ];
         let every = Plan::generate(pinned[3].0.clone()).unwrap();
@@ -401,6 +490,45 @@ mod tests {
         // The classic Zipf: key 0 is twice as likely as key 1.
         let second = plan.ops.iter().filter(|o| o.key == 1).count();
         assert!((1.6..2.5).contains(&(hot as f64 / second as f64)));
+    }
+
+    #[test]
+    fn a_partition_that_cuts_off_an_expendable_node_comes_with_a_fault_that_destroys_it() {
+        let mut composed = 0;
+        let mut follow_ups = 0;
+        for seed in 0..40 {
+            let plan = Plan::generate(SimConfig {
+                seed,
+                nodes: 5,
+                w: 2,
+                ops: 1_000,
+                nemesis: vec![NemesisKind::Partition, NemesisKind::Wipe],
+                ..SimConfig::default()
+            })
+            .unwrap();
+            for (i, w) in plan.faults.iter().enumerate() {
+                let Fault::Partition { groups, .. } = &w.fault else {
+                    if let Fault::Wipe { node } = &w.fault {
+                        follow_ups += usize::from(node.follow_ops() > 0);
+                    }
+                    continue;
+                };
+                let side = groups.iter().min_by_key(|g| g.len()).unwrap();
+                if side.len() != 1 || side[0] != 0 {
+                    continue;
+                }
+                // n1 alone: the next window is a wipe of n1, opening with the partition.
+                let next = &plan.faults[i + 1];
+                assert_eq!(next.start, w.start, "seed {seed}");
+                match &next.fault {
+                    Fault::Wipe { node } => assert_eq!(node.candidates(), vec![0]),
+                    other => panic!("seed {seed}: {other:?}"),
+                }
+                composed += 1;
+            }
+        }
+        assert!(composed >= 5, "{composed} compositions");
+        assert!(follow_ups >= 20, "{follow_ups} follow-ups");
     }
 
     #[test]

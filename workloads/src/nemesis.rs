@@ -34,8 +34,9 @@
 //! node's host when it restarts, before the node opens its storage.
 
 use crate::history::{Process, Recorder};
+use crate::plan::SimConfig;
 use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start, Victim};
-use crate::workload::Progress;
+use crate::workload::{Focus, Progress};
 use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::DiskFaults;
 use serde_json::{Value, json};
@@ -113,12 +114,62 @@ enum WindowState {
     /// finish (see the module docs).
     Draining {
         victim: Option<u32>,
-        aimed: Option<String>,
+        aimed: Option<Aimed>,
     },
-    /// Open on these nodes (for the faults that hit one), until this time.
-    Open { victim: Option<u32>, until_ms: u64 },
+    /// Open on these nodes (for the faults that hit one), until this time; then the clients follow
+    /// the aimed write's key through the victim, if the window says so.
+    Open {
+        victim: Option<u32>,
+        until_ms: u64,
+        follow: Option<Focus>,
+    },
     /// Closed (or never opened before the heal).
     Done,
+}
+
+/// The acknowledged write a window aimed at: its id and its key (index).
+#[derive(Clone, Debug)]
+pub struct Aimed {
+    /// The write's id.
+    pub write: String,
+    /// Its key (index).
+    pub key: u32,
+}
+
+impl Aimed {
+    /// What the clients do once `fault`, aimed at this write and opened on `victim`, closes:
+    /// follow its key through the victim, if the fault says so.
+    pub fn follow(&self, fault: &Fault, victim: u32) -> Option<Focus> {
+        let ops = match fault {
+            Fault::Crash { node }
+            | Fault::Wipe { node }
+            | Fault::Disk { node, .. }
+            | Fault::Pause { node } => node.follow_ops(),
+            _ => 0,
+        };
+        (ops > 0).then_some(Focus {
+            key: self.key,
+            node: victim,
+            ops,
+            client: None,
+        })
+    }
+
+    /// Adds to a nemesis event's `value` the write the fault waited for (`after_ack_of`) and the
+    /// follow-up it then asks of the clients (`then_follow`).
+    pub fn annotate(
+        aimed: Option<&Aimed>,
+        follow: Option<Focus>,
+        c: &SimConfig,
+        value: &mut Value,
+    ) {
+        if let Some(a) = aimed {
+            value["after_ack_of"] = json!(a.write);
+        }
+        if let Some(f) = follow {
+            value["then_follow"] = json!({"key": c.key_name(f.key), "ops": f.ops});
+        }
+    }
 }
 
 /// The runner's own record of one node.
@@ -135,10 +186,13 @@ struct NodeState {
     supervised_since_ms: Option<u64>,
     /// It was restarted and its `restart` event waits for the host to say what it found.
     restart_unrecorded: bool,
+    /// What the clients do once it is back (a closed window's follow-up, see [`Aimed::follow`]).
+    follow: Option<Focus>,
 }
 
 /// Opens and closes fault windows; see the module docs.
 pub struct Nemesis {
+    config: SimConfig,
     names: Vec<String>,
     recorder: Rc<RefCell<Recorder>>,
     knobs: Vec<NodeKnobs>,
@@ -204,6 +258,7 @@ impl Nemesis {
         };
         assert_eq!(names.len(), knobs.len(), "one set of knobs per node");
         Nemesis {
+            config: c.clone(),
             nodes: vec![NodeState::default(); names.len()],
             names,
             recorder,
@@ -296,9 +351,13 @@ impl Nemesis {
                         let coordinator = ack.stored_on.first()?;
                         let index =
                             self.names.iter().position(|m| m == coordinator.as_str())? as u32;
-                        candidates
-                            .contains(&index)
-                            .then(|| (index, ack.write.clone()))
+                        candidates.contains(&index).then(|| {
+                            let aimed = Aimed {
+                                write: ack.write.clone(),
+                                key: ack.key,
+                            };
+                            (index, aimed)
+                        })
                     });
                     match hit {
                         Some((victim, write)) => self.due(sim, i, Some(victim), Some(write)),
@@ -314,7 +373,9 @@ impl Nemesis {
                         self.open(sim, i, victim, aimed);
                     }
                 }
-                WindowState::Open { until_ms, .. } if now_ms >= until_ms => self.close(sim, i),
+                WindowState::Open { until_ms, .. } if now_ms >= until_ms => {
+                    self.close(sim, i);
+                }
                 WindowState::Open { .. } | WindowState::Done => {}
             }
         }
@@ -343,6 +404,10 @@ impl Nemesis {
                         value["disk"] = json!(detail);
                     }
                     self.record(sim, "restart", value);
+                    self.progress.restarted(node as u32);
+                    if let Some(follow) = self.nodes[node].follow.take() {
+                        self.progress.focus.set(Some(follow));
+                    }
                 }
             }
             let exited = self.knobs[node].exited.borrow_mut().take();
@@ -438,13 +503,7 @@ impl Nemesis {
     }
 
     /// A window's start (and victim) came: it opens now, or once no write is in flight.
-    fn due(
-        &mut self,
-        sim: &mut turmoil::Sim,
-        i: usize,
-        victim: Option<u32>,
-        aimed: Option<String>,
-    ) {
+    fn due(&mut self, sim: &mut turmoil::Sim, i: usize, victim: Option<u32>, aimed: Option<Aimed>) {
         if self.quiet.needs(&self.windows[i].0.fault) {
             self.windows[i].1 = WindowState::Draining { victim, aimed };
         } else {
@@ -461,7 +520,7 @@ impl Nemesis {
         sim: &mut turmoil::Sim,
         i: usize,
         victim: Option<u32>,
-        aimed: Option<String>,
+        aimed: Option<Aimed>,
     ) {
         let window = self.windows[i].0.clone();
         let victim = victim.or(match &window.fault {
@@ -470,10 +529,13 @@ impl Nemesis {
             }
             _ => None,
         });
+        let follow = match (&aimed, victim) {
+            (Some(a), Some(node)) => a.follow(&window.fault, node),
+            _ => None,
+        };
+        let config = self.config.clone();
         let aimed = |mut value: Value| {
-            if let Some(write) = &aimed {
-                value["after_ack_of"] = json!(write);
-            }
+            Aimed::annotate(aimed.as_ref(), follow, &config, &mut value);
             value
         };
         match &window.fault {
@@ -572,15 +634,37 @@ impl Nemesis {
         self.windows[i].1 = WindowState::Open {
             victim,
             until_ms: ms(sim) + window.duration_ms,
+            follow,
         };
     }
 
     fn close(&mut self, sim: &mut turmoil::Sim, i: usize) {
-        let WindowState::Open { victim, .. } = self.windows[i].1 else {
+        let WindowState::Open { victim, follow, .. } = self.windows[i].1 else {
             return;
         };
         self.windows[i].1 = WindowState::Done;
         let window = self.windows[i].0.clone();
+        self.close_fault(sim, i, &window, victim);
+        // The follow-up starts once the victim serves again: now, if the fault left it up, or when
+        // its host reports the restart.
+        if let (Some(follow), Some(node)) = (follow, victim) {
+            let state = &mut self.nodes[node as usize];
+            if state.down == 0 && !state.restart_unrecorded {
+                self.progress.focus.set(Some(follow));
+            } else {
+                state.follow = Some(follow);
+            }
+        }
+    }
+
+    /// Undoes what window `i` did.
+    fn close_fault(
+        &mut self,
+        sim: &mut turmoil::Sim,
+        i: usize,
+        window: &FaultWindow,
+        victim: Option<u32>,
+    ) {
         match &window.fault {
             Fault::Partition { groups, oneway, .. } => {
                 for link in Self::partition_links(groups, *oneway) {

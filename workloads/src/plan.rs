@@ -467,18 +467,40 @@ pub enum Victim {
     Acked {
         /// The node indexes it may choose from.
         acked: Vec<u32>,
+        /// Once the victim is back (the window closed and its host restarted it), the next this
+        /// many operations of one client (the first to start one) go to the aimed write's key
+        /// through the victim, whatever key and node they were planned for; the first is a blind
+        /// put, the others keep their kinds. A sticky session on a hot key, and where damage
+        /// shows: a node that lost records and kept (or reused) its actor issues their counters
+        /// again only on a key it lost, for a writer whose context does not cover them; a read
+        /// first would repair the key. 0: no follow-up (plans before `dynamo-plan-3`).
+        #[serde(default, skip_serializing_if = "is_zero_u32")]
+        follow_ops: u32,
     },
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How long a fault aimed at the next acknowledged write waits for one.
 pub const ACKED_WAIT_MS_MAX: u64 = 2_000;
 
 impl Victim {
+    /// How many operations follow the aimed write's key through the victim once the window
+    /// closes (see [`Victim::Acked`]).
+    pub fn follow_ops(&self) -> u32 {
+        match self {
+            Victim::Node(_) => 0,
+            Victim::Acked { follow_ops, .. } => *follow_ops,
+        }
+    }
+
     /// The nodes it may be.
     pub fn candidates(&self) -> Vec<u32> {
         match self {
             Victim::Node(n) => vec![*n],
-            Victim::Acked { acked } => acked.clone(),
+            Victim::Acked { acked, .. } => acked.clone(),
         }
     }
 }
@@ -874,11 +896,26 @@ mod tests {
             r#"{"kind":"crash","node":3}"#
         );
         let aimed = Fault::Wipe {
-            node: Victim::Acked { acked: vec![0, 1] },
+            node: Victim::Acked {
+                acked: vec![0, 1],
+                follow_ops: 0,
+            },
         };
         let text = serde_json::to_string(&aimed).unwrap();
         assert_eq!(text, r#"{"kind":"wipe","node":{"acked":[0,1]}}"#);
         assert_eq!(serde_json::from_str::<Fault>(&text).unwrap(), aimed);
+        let followed = Fault::Wipe {
+            node: Victim::Acked {
+                acked: vec![0],
+                follow_ops: 6,
+            },
+        };
+        let text = serde_json::to_string(&followed).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"wipe","node":{"acked":[0],"follow_ops":6}}"#
+        );
+        assert_eq!(serde_json::from_str::<Fault>(&text).unwrap(), followed);
     }
 
     #[test]

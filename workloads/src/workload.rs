@@ -402,9 +402,77 @@ pub struct Progress {
     pub writes_in_flight: Cell<u64>,
     /// While set, clients wait before invoking a put or delete.
     pub hold_writes: Cell<bool>,
+    /// Where the next operations go, whatever their plan says (a fault aimed at an acknowledged
+    /// write, once closed: [`crate::plan::Victim::Acked`]'s `follow_ops`).
+    pub focus: Cell<Option<Focus>>,
+    /// How often each node (by index) was restarted. A client drops a connection it made before
+    /// the node's last restart, as a pool that checks its connections does, so that its first
+    /// request to a restarted node is not lost on a dead socket.
+    pub restarts: RefCell<Vec<u64>>,
+}
+
+/// The next `ops` operations of one client (the first to start one) go to key `key` through node
+/// `node`; the first of them is a blind put. One client, one after another, as a sticky session
+/// would: were they spread over every client, they would all run at once, and the first read's
+/// repair would undo the damage before the blind put reached it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Focus {
+    /// The key (index).
+    pub key: u32,
+    /// The node (index).
+    pub node: u32,
+    /// How many operations it still takes.
+    pub ops: u32,
+    /// The client slot that took the first.
+    pub client: Option<u64>,
 }
 
 impl Progress {
+    /// The next operation client slot `slot` starts, planned as `op`: the focus's while it lasts
+    /// and is this client's (taking one of its operations: the first a blind put, the key and
+    /// node of the others changed), else `op`.
+    pub fn route(&self, slot: u64, op: &ClientOp) -> ClientOp {
+        match self.focus.get() {
+            Some(f) if f.ops > 0 && f.client.is_none_or(|c| c == slot) => {
+                self.focus.set((f.ops > 1).then_some(Focus {
+                    ops: f.ops - 1,
+                    client: Some(slot),
+                    ..f
+                }));
+                let kind = if f.client.is_some() {
+                    op.kind
+                } else {
+                    OpKind::BlindPut
+                };
+                ClientOp {
+                    key: f.key,
+                    node: f.node,
+                    kind,
+                    ..*op
+                }
+            }
+            _ => *op,
+        }
+    }
+
+    /// How often node `node` was restarted.
+    pub fn restarts(&self, node: u32) -> u64 {
+        self.restarts
+            .borrow()
+            .get(node as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a restart of node `node`.
+    pub fn restarted(&self, node: u32) {
+        let mut restarts = self.restarts.borrow_mut();
+        if restarts.len() <= node as usize {
+            restarts.resize(node as usize + 1, 0);
+        }
+        restarts[node as usize] += 1;
+    }
+
     /// Planned operations client slot `client` has completed.
     pub fn client_ops_done(&self, client: u32) -> u64 {
         self.ops_done_by_client
@@ -420,6 +488,8 @@ impl Progress {
 pub struct Ack {
     /// The write's id.
     pub write: String,
+    /// Its key (index).
+    pub key: u32,
     /// The nodes that acknowledged it, the coordinator first.
     pub stored_on: Vec<NodeId>,
 }
@@ -432,7 +502,8 @@ pub struct Worker<E: Env = SimEnv, C: HistoryClock = SimClock> {
     seq: u64,
     config: Rc<SimConfig>,
     shared: Rc<Shared<E, C>>,
-    connections: BTreeMap<u32, Client<E>>,
+    /// By node: the connection, and how often the node had been restarted when it was made.
+    connections: BTreeMap<u32, (u64, Client<E>)>,
     /// This process's last successful read of each key (shared, not copied: carts grow large).
     last_read: BTreeMap<u32, Rc<ReadResult>>,
     progress: Rc<Progress>,
@@ -466,10 +537,20 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
     fn client(&mut self, node: u32) -> &mut Client<E> {
         let shared = &self.shared;
         let timeout_ms = self.config.client_timeout_ms;
-        self.connections.entry(node).or_insert_with(|| {
-            Client::new(shared.env.clone(), shared.addrs[node as usize].clone())
-                .with_timeout_ms(timeout_ms)
-        })
+        let restarts = self.progress.restarts(node);
+        if self
+            .connections
+            .get(&node)
+            .is_some_and(|(made, _)| *made != restarts)
+        {
+            self.connections.remove(&node);
+        }
+        let (_, client) = self.connections.entry(node).or_insert_with(|| {
+            let client = Client::new(shared.env.clone(), shared.addrs[node as usize].clone())
+                .with_timeout_ms(timeout_ms);
+            (restarts, client)
+        });
+        client
     }
 
     /// Ends the current process after an `info`: a new number takes its place.
@@ -597,6 +678,7 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
                 self.record("ok", f, &ok);
                 self.progress.acks.borrow_mut().push(Ack {
                     write,
+                    key,
                     stored_on: reply.stored_on,
                 });
             }
@@ -619,6 +701,7 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
 
     async fn run_op_inner(&mut self, op: &ClientOp) {
         tokio::time::sleep(Duration::from_millis(op.think_ms as u64)).await;
+        let op = &self.progress.route(self.slot, op);
         match (self.config.workload, op.kind) {
             (_, OpKind::Read) => {
                 self.read(op.key, op.node).await;
@@ -688,6 +771,49 @@ impl std::fmt::Display for NodeName {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_follow_up_takes_one_clients_next_operations_the_first_a_blind_put() {
+        let progress = Progress::default();
+        let planned = ClientOp {
+            client: 0,
+            key: 7,
+            kind: OpKind::Read,
+            node: 3,
+            think_ms: 5,
+        };
+        assert_eq!(progress.route(0, &planned), planned, "no focus: the plan");
+        progress.focus.set(Some(Focus {
+            key: 2,
+            node: 0,
+            ops: 3,
+            client: None,
+        }));
+        let first = progress.route(1, &planned);
+        assert_eq!(
+            (first.key, first.node, first.kind),
+            (2, 0, OpKind::BlindPut)
+        );
+        assert_eq!(first.think_ms, 5);
+        // Another client's operation runs as planned: the follow-up is client 1's.
+        assert_eq!(progress.route(0, &planned), planned);
+        let second = progress.route(1, &planned);
+        assert_eq!((second.key, second.node, second.kind), (2, 0, OpKind::Read));
+        let third = progress.route(1, &planned);
+        assert_eq!((third.key, third.node), (2, 0));
+        assert_eq!(progress.focus.get(), None, "three operations, then none");
+        assert_eq!(progress.route(1, &planned), planned);
+    }
+
+    #[test]
+    fn a_connection_made_before_a_restart_is_not_reused() {
+        let progress = Progress::default();
+        assert_eq!(progress.restarts(4), 0);
+        progress.restarted(4);
+        progress.restarted(4);
+        assert_eq!(progress.restarts(4), 2);
+        assert_eq!(progress.restarts(1), 0);
+    }
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
