@@ -31,8 +31,8 @@
 //! `edit.rs`). The loop is bounded by a number of runs and a deadline.
 
 use super::edit::{
-    Selection, Size, ddmin, project, ring, tidy, walk, with_shorter_fault, with_windows,
-    without_ops, without_think,
+    Selection, Size, ddmin, destroys_only_what_may_be_lost, project, ring, tidy, walk,
+    with_shorter_fault, with_windows, without_ops, without_think,
 };
 use super::trace::Trace;
 use dynamo_workloads::plan::{Fault, Plan, Start, Victim};
@@ -169,6 +169,16 @@ impl Search<'_> {
         };
         let candidate = tidy(candidate);
         if candidate == self.plan || self.spent {
+            return false;
+        }
+        // Where the correct node is not asked (it fails the plan too), a plan that keeps its
+        // destructive faults on nodes that may lose data must not shrink into one that does not:
+        // renumbering nodes can move a wipe onto a node whose loss no store survives. (Where it
+        // is asked, a candidate it fails is refused anyway.)
+        if !self.isolate
+            && destroys_only_what_may_be_lost(&self.plan)
+            && !destroys_only_what_may_be_lost(&candidate)
+        {
             return false;
         }
         match self.run(&candidate) {
