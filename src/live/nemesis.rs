@@ -30,9 +30,7 @@ use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_workloads::history::{Process, Recorder};
 use dynamo_workloads::nemesis::Aimed;
 use dynamo_workloads::plan::SimConfig;
-use dynamo_workloads::plan::{
-    ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start, Victim,
-};
+use dynamo_workloads::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start};
 use dynamo_workloads::workload::{Focus, HistoryClock, Progress};
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -233,20 +231,7 @@ impl<C: HistoryClock> LiveNemesis<C> {
                         self.windows[i].1 = WindowState::Done;
                         continue;
                     }
-                    let aimed = matches!(
-                        &self.windows[i].0.fault,
-                        Fault::Crash {
-                            node: Victim::Acked { .. }
-                        } | Fault::Wipe {
-                            node: Victim::Acked { .. }
-                        } | Fault::Disk {
-                            node: Victim::Acked { .. },
-                            ..
-                        } | Fault::Pause {
-                            node: Victim::Acked { .. }
-                        }
-                    );
-                    if aimed {
+                    if self.windows[i].0.fault.aimed() {
                         self.windows[i].1 = WindowState::Armed { since_ms: now_ms };
                     } else {
                         self.due(cluster, i, None, None, now_ms);

@@ -35,7 +35,7 @@ use super::edit::{
     with_shorter_fault, with_windows, without_ops, without_think,
 };
 use super::trace::Trace;
-use dynamo_workloads::plan::{Fault, Plan, Start, Victim};
+use dynamo_workloads::plan::{Fault, Plan, Start};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -249,17 +249,7 @@ impl Search<'_> {
         let unpinned = self.plan.faults.iter().zip(&trace.windows).any(|(f, t)| {
             t.opened_ns.is_none()
                 || !matches!(f.start, Start::ClientOps { .. } | Start::Ops(0))
-                || matches!(
-                    f.fault,
-                    Fault::Crash {
-                        node: Victim::Acked { .. }
-                    } | Fault::Wipe {
-                        node: Victim::Acked { .. }
-                    } | Fault::Disk {
-                        node: Victim::Acked { .. },
-                        ..
-                    }
-                )
+                || f.fault.aimed()
         });
         if unpinned {
             let never = trace
@@ -816,7 +806,7 @@ pub fn shrink_plan<'a>(
 mod tests {
     use super::*;
     use dynamo_workloads::SimConfig;
-    use dynamo_workloads::plan::{FaultWindow, OpKind};
+    use dynamo_workloads::plan::{FaultWindow, OpKind, Victim};
     use std::time::Duration;
 
     fn plan() -> Plan {

@@ -145,13 +145,7 @@ impl Trace {
         // Planned operations, per slot, matched to the slot's requests in order. Where faults
         // send the clients after the writes they hit, any operation may have run on another key
         // and node, and the first of a follow-up as a blind put.
-        let follow_ups = plan.faults.iter().any(|w| match &w.fault {
-            Fault::Crash { node }
-            | Fault::Wipe { node }
-            | Fault::Disk { node, .. }
-            | Fault::Pause { node } => node.follow_ops() > 0,
-            _ => false,
-        });
+        let follow_ups = plan.faults.iter().any(|w| w.fault.follow_ops() > 0);
         let mut ops = vec![OpTrace::default(); plan.ops.len()];
         let mut next = vec![0usize; c.clients];
         for (i, op) in plan.ops.iter().enumerate() {

@@ -12,7 +12,7 @@
 //! A window opens when its [`Start`] comes: so many client operations completed, a simulated
 //! time, or so many operations of one client completed, and then so many ms more (checked right
 //! after the step in which the last of them completed: the millisecond after its ack). One aimed
-//! at [`Victim::Acked`] then waits for the next acknowledged write that one of its candidates
+//! at [`Victim::Acked`](crate::plan::Victim::Acked) then waits for the next acknowledged write that one of its candidates
 //! coordinated and hits that coordinator, in the same millisecond (the moment of greatest damage:
 //! it may not have synced anything since). It closes `duration_ms` later, or at the heal.
 //!
@@ -35,7 +35,7 @@
 
 use crate::history::{Process, Recorder};
 use crate::plan::SimConfig;
-use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start, Victim};
+use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start};
 use crate::workload::{Focus, Progress};
 use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::DiskFaults;
@@ -140,13 +140,7 @@ impl Aimed {
     /// What the clients do once `fault`, aimed at this write and opened on `victim`, closes:
     /// follow its key through the victim, if the fault says so.
     pub fn follow(&self, fault: &Fault, victim: u32) -> Option<Focus> {
-        let ops = match fault {
-            Fault::Crash { node }
-            | Fault::Wipe { node }
-            | Fault::Disk { node, .. }
-            | Fault::Pause { node } => node.follow_ops(),
-            _ => 0,
-        };
+        let ops = fault.follow_ops();
         (ops > 0).then_some(Focus {
             key: self.key,
             node: victim,
@@ -330,18 +324,10 @@ impl Nemesis {
                     if !due {
                         continue;
                     }
-                    match &self.windows[i].0.fault {
-                        Fault::Crash {
-                            node: Victim::Acked { .. },
-                        }
-                        | Fault::Wipe {
-                            node: Victim::Acked { .. },
-                        }
-                        | Fault::Disk {
-                            node: Victim::Acked { .. },
-                            ..
-                        } => self.windows[i].1 = WindowState::Armed { since_ms: now_ms },
-                        _ => self.due(sim, i, None, None),
+                    if self.windows[i].0.fault.aimed() {
+                        self.windows[i].1 = WindowState::Armed { since_ms: now_ms };
+                    } else {
+                        self.due(sim, i, None, None);
                     }
                 }
                 WindowState::Armed { since_ms } => {

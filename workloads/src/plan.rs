@@ -634,6 +634,28 @@ impl Fault {
         }
     }
 
+    /// Who it hits, for the faults that hit one node chosen by a [`Victim`] (crash, wipe, disk,
+    /// pause).
+    pub fn victim(&self) -> Option<&Victim> {
+        match self {
+            Fault::Crash { node }
+            | Fault::Wipe { node }
+            | Fault::Disk { node, .. }
+            | Fault::Pause { node } => Some(node),
+            _ => None,
+        }
+    }
+
+    /// Whether it waits for an acknowledged write to aim at ([`Victim::Acked`]).
+    pub fn aimed(&self) -> bool {
+        matches!(self.victim(), Some(Victim::Acked { .. }))
+    }
+
+    /// How many operations follow its aimed write once it closes ([`Victim::Acked`]).
+    pub fn follow_ops(&self) -> u32 {
+        self.victim().map_or(0, Victim::follow_ops)
+    }
+
     /// The nemesis kind this fault belongs to.
     pub fn kind(&self) -> NemesisKind {
         match self {

@@ -806,7 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_made_before_a_restart_is_not_reused() {
+    fn restarts_are_counted_per_node() {
         let progress = Progress::default();
         assert_eq!(progress.restarts(4), 0);
         progress.restarted(4);
