@@ -465,7 +465,10 @@ fn item4_frames_claiming_another_sender_are_refused() {
         },
         Frame::Peer {
             from: "n2".into(),
-            message: PeerMessage::StoreAck { req: 1 },
+            message: PeerMessage::StoreAck {
+                req: 1,
+                owner: true,
+            },
         },
     ] {
         for i in 0..3 {

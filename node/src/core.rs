@@ -250,6 +250,9 @@ pub struct Core {
     /// Per key being handed over, the owners that acknowledged its current clock.
     handoff_acks: BTreeMap<Vec<u8>, (VClock, BTreeSet<NodeId>)>,
     next_handoff_ms: u64,
+    /// The last key the previous hand-over sweep looked at: the next sweep goes on after it, so
+    /// keys whose owners cannot be reached do not keep the rest waiting.
+    handoff_cursor: Option<Vec<u8>>,
     ready: Ready,
     stats: CoreStats,
     /// One Merkle tree per partition this node holds keys of.
@@ -298,6 +301,7 @@ impl Core {
             handoffs: BTreeMap::new(),
             handoff_acks: BTreeMap::new(),
             next_handoff_ms: 0,
+            handoff_cursor: None,
             ready: Ready::default(),
             stats: CoreStats::default(),
             trees: BTreeMap::new(),
@@ -586,16 +590,18 @@ impl Core {
             } => {
                 let stored = match hint {
                     Some(owner) if owner != self.config.id => {
-                        self.merge_hint(&owner, &key, &state, store)
+                        self.merge_hint(&owner, &key, &state, store).map(|()| false)
                     }
-                    _ => self.merge_into(&key, &state, store).map(|_| ()),
+                    _ => self
+                        .merge_into(&key, &state, store)
+                        .map(|_| self.owns(&key)),
                 };
                 match stored {
-                    Ok(()) => self.send(from, PeerMessage::StoreAck { req }),
+                    Ok(owner) => self.send(from, PeerMessage::StoreAck { req, owner }),
                     Err(e) => tracing::error!(error = %e, "cannot store a replicated write"),
                 }
             }
-            PeerMessage::StoreAck { req } => self.on_store_ack(req, &from, store),
+            PeerMessage::StoreAck { req, owner } => self.on_store_ack(req, &from, owner, store),
             PeerMessage::Fetch { req, key } => match self.read_with_hints(&key, store) {
                 Ok(state) => self.send(from, PeerMessage::FetchReply { req, state }),
                 Err(e) => tracing::error!(error = %e, "cannot read a key for a peer"),
@@ -1308,7 +1314,7 @@ impl Core {
         }
     }
 
-    fn on_store_ack(&mut self, req: u64, from: &NodeId, store: &dyn ReadState) {
+    fn on_store_ack(&mut self, req: u64, from: &NodeId, owns_key: bool, store: &dyn ReadState) {
         if let Some(delivery) = self.deliveries.remove(&req) {
             if delivery.owner == *from {
                 self.on_hint_delivered(delivery, store);
@@ -1316,7 +1322,9 @@ impl Core {
             return;
         }
         if let Some((key, owner, clock, _)) = self.handoffs.remove(&req) {
+            // Only an owner that says so keeps the key: see `PeerMessage::StoreAck`.
             if owner == *from
+                && owns_key
                 && let Some((current, acked)) = self.handoff_acks.get_mut(&key)
                 && *current == clock
             {
@@ -1638,14 +1646,25 @@ impl Core {
     fn hand_over(&mut self, now: Now, store: &dyn ReadState) {
         self.handoffs
             .retain(|_, (_, _, _, deadline)| *deadline > now.mono_ms);
-        let keys = self.keys_not_owned();
-        self.handoff_acks.retain(|k, _| keys.contains(k));
+        let mut keys = self.keys_not_owned();
+        keys.sort();
+        self.handoff_acks
+            .retain(|k, _| keys.binary_search(k).is_ok());
         let in_flight: BTreeSet<Vec<u8>> = self
             .handoffs
             .values()
             .map(|(k, _, _, _)| k.clone())
             .collect();
-        for key in keys.into_iter().take(HANDOFF_KEYS_PER_SWEEP_MAX) {
+        // In key order from the cursor round to it: a sweep bounded to the first keys would
+        // retry those whose owners are away for ever and never reach the others.
+        let start = match &self.handoff_cursor {
+            Some(cursor) => keys.partition_point(|k| k <= cursor),
+            None => 0,
+        };
+        keys.rotate_left(start);
+        keys.truncate(HANDOFF_KEYS_PER_SWEEP_MAX);
+        self.handoff_cursor = keys.last().cloned();
+        for key in keys {
             let state = match self.read(&key, store) {
                 Ok(state) => state,
                 Err(e) => {

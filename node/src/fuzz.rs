@@ -398,7 +398,10 @@ impl FrameGen {
                     state: self.state(),
                     hint: self.chance(3).then(|| self.node()),
                 },
-                3 => PeerMessage::StoreAck { req: self.req() },
+                3 => PeerMessage::StoreAck {
+                    req: self.req(),
+                    owner: self.chance(2),
+                },
                 4 => PeerMessage::Fetch {
                     req: self.req(),
                     key: self.key(),

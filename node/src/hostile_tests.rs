@@ -254,8 +254,11 @@ fn an_ack_from_a_node_that_was_not_asked_does_not_count() {
     );
     net.queue.clear();
     for req in 0..64 {
-        net.queue
-            .push_back((stranger.into(), "n1".into(), PeerMessage::StoreAck { req }));
+        net.queue.push_back((
+            stranger.into(),
+            "n1".into(),
+            PeerMessage::StoreAck { req, owner: true },
+        ));
     }
     net.deliver_all();
     assert!(net.reply(token).is_none(), "no quorum from forged acks");

@@ -269,8 +269,12 @@ pub enum PeerMessage {
         state: KeyVersions,
         hint: Option<NodeId>,
     },
-    /// `Store { req }` was made durable.
-    StoreAck { req: u64 },
+    /// `Store { req }` was made durable. `owner`: the sender replicates the key in its view of the
+    /// ring, so it keeps the state until it hands it over itself. An ack from a node that does not
+    /// own the key counts towards a put's quorum (that node hands the key over before it deletes
+    /// it) but never lets a hand-over delete: two nodes whose rings disagree would each take the
+    /// other for the owner, ack, and both delete (found by the nightly, seed 92122).
+    StoreAck { req: u64, owner: bool },
     /// Send me your state of this key.
     Fetch {
         req: u64,
