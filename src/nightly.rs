@@ -221,8 +221,9 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         KeyDist::Uniform
     };
     // Each kind in or out on its own (swarm testing: a fault that masks another is absent from
-    // some seeds); the faults that destroy state, which the durability bugs need, a little more
-    // often than the others.
+    // some seeds); the faults that destroy state, which the durability bugs need, more often than
+    // the others (4 in 5: measured on seeds 103000..103300, 3 in 4 left `keep-actor-on-recovery`
+    // at 50%, since only damage at rest shows it).
     let nemesis = if d.chance(1, 20) {
         Vec::new()
     } else {
@@ -233,7 +234,7 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
                 | NemesisKind::Crash
                 | NemesisKind::Wipe
                 | NemesisKind::Power
-                | NemesisKind::Disk => d.chance(3, 4),
+                | NemesisKind::Disk => d.chance(4, 5),
                 _ => d.chance(1, 2),
             })
             .collect();

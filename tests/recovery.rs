@@ -298,7 +298,7 @@ fn damage(dir: &Path, damage: Damage) {
             bytes[victim + VICTIM_KEY.len() + 4] ^= 0xff;
         }
         other => {
-            let what = apply_damage(&StdFs, dir, other, 0).unwrap();
+            let what = apply_damage(&StdFs, dir, other, 0, None).unwrap();
             eprintln!("damage: {what:?}");
             return;
         }

@@ -105,7 +105,7 @@ fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
             assert_eq!(again.new_actor_reason, None, "{damage}");
             assert!(!again.recovery.lost_data());
 
-            let what = apply_damage(&StdFs, dir, damage, pick).unwrap();
+            let what = apply_damage(&StdFs, dir, damage, pick, None).unwrap();
             assert!(what.is_some(), "{damage}: nothing damaged");
             let (_, after) = open_storage(&env, &config, dir).unwrap();
             assert!(after.recovery.lost_data(), "{damage}: {:?}", after.recovery);

@@ -28,7 +28,7 @@ use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::StdFs;
 use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_workloads::history::{Process, Recorder};
-use dynamo_workloads::nemesis::Aimed;
+use dynamo_workloads::nemesis::{Aimed, HeldDamage};
 use dynamo_workloads::plan::SimConfig;
 use dynamo_workloads::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start};
 use dynamo_workloads::workload::{Focus, HistoryClock, Progress};
@@ -77,7 +77,7 @@ struct NodeState {
     down: u32,
     paused: u32,
     wipe_on_start: bool,
-    damage_on_start: Vec<(DiskDamage, u64)>,
+    damage_on_start: Vec<HeldDamage>,
     /// Died by itself; the supervisor restarts it at this time.
     restart_at_ms: Option<u64>,
     /// What the clients do once it is back (a closed window's follow-up, see `Aimed::follow`).
@@ -238,26 +238,20 @@ impl<C: HistoryClock> LiveNemesis<C> {
                     }
                 }
                 WindowState::Armed { since_ms } => {
-                    let candidates = self.windows[i].0.fault.nodes();
-                    let names = &self.names;
-                    let hit = acks.by_ref().find_map(|ack| {
-                        ack.stored_on.iter().find_map(|n| {
-                            let index = names.iter().position(|m| m == n.as_str())? as u32;
-                            candidates.contains(&index).then(|| {
-                                let aimed = Aimed {
-                                    write: ack.write.clone(),
-                                    key: ack.key,
-                                };
-                                (index, aimed)
-                            })
-                        })
-                    });
+                    let fault = &self.windows[i].0.fault;
+                    let nodes = &self.nodes;
+                    let pending = |n: u32| {
+                        let node = &nodes[n as usize];
+                        node.wipe_on_start || !node.damage_on_start.is_empty()
+                    };
+                    let hit = Aimed::find(&mut acks, fault, &self.names, pending);
                     match hit {
                         Some((victim, write)) => {
                             self.due(cluster, i, Some(victim), Some(write), now_ms)
                         }
                         None if now_ms >= since_ms + ACKED_WAIT_MS_MAX => {
-                            self.due(cluster, i, Some(candidates[0]), None, now_ms)
+                            let first = self.windows[i].0.fault.nodes()[0];
+                            self.due(cluster, i, Some(first), None, now_ms)
                         }
                         None => {}
                     }
@@ -329,9 +323,10 @@ impl<C: HistoryClock> LiveNemesis<C> {
                 Err(e) => done.push(format!("wipe failed: {e}")),
             }
         }
-        for (damage, pick) in std::mem::take(&mut self.nodes[i].damage_on_start) {
+        for held in std::mem::take(&mut self.nodes[i].damage_on_start) {
+            let damage = held.damage;
             let what = at_rest(damage).expect("only damage at rest is held");
-            match apply_damage(&StdFs, &proc.data_dir, what, pick) {
+            match apply_damage(&StdFs, &proc.data_dir, what, held.pick, held.aim.as_deref()) {
                 Ok(Some(what)) => done.push(what),
                 Ok(None) => done.push(format!("{}: nothing to damage", damage.name())),
                 Err(e) => done.push(format!("{}: {e}", damage.name())),
@@ -428,6 +423,7 @@ impl<C: HistoryClock> LiveNemesis<C> {
             _ => None,
         };
         let config = self.config.clone();
+        let aimed_at = aimed.clone();
         let aimed = |mut value: Value| {
             Aimed::annotate(aimed.as_ref(), follow, &config, &mut value);
             value
@@ -465,9 +461,8 @@ impl<C: HistoryClock> LiveNemesis<C> {
             Fault::Disk { damage, pick, .. } => {
                 let node = victim.expect("a disk fault has a victim");
                 self.hold(cluster, node);
-                self.nodes[node as usize]
-                    .damage_on_start
-                    .push((*damage, *pick));
+                let held = HeldDamage::new(*damage, *pick, aimed_at.as_ref(), &config);
+                self.nodes[node as usize].damage_on_start.push(held);
                 self.record(
                     "disk",
                     aimed(json!({"node": self.name(node), "damage": damage.name()})),

@@ -1,10 +1,12 @@
 //! The expansion of a seed into a [`Plan`]: the project's own generator, on [`SplitMix64`].
 //!
-//! This is the plan generator named `dynamo-plan-3` in [`Plan::generator`]. Its output is part of
+//! This is the plan generator named `dynamo-plan-4` in [`Plan::generator`]. Its output is part of
 //! the project's public promise: `dynamo sim --seed S` in a report must expand to the same plan, so
 //! any change to this file that changes a plan needs a new generator name (and the tests that pin
-//! plan hashes to fail first). `dynamo-plan-2` plans (before faults composed with partitions and
-//! follow-ups) still replay from their plan.json; their seeds now expand to other plans. The draws,
+//! plan hashes to fail first). Older plans (`dynamo-plan-2`: before faults composed with
+//! partitions and follow-ups; `dynamo-plan-3`: damage at rest aimed at an acknowledged write on two
+//! draws of three only) still replay from their plan.json; their seeds now expand to other plans.
+//! The draws,
 //! in order, from one SplitMix64 stream seeded with `mix64(seed ^ PLAN_STREAM)`:
 //!
 //! 1. For each planned operation: its client (`below(clients)`), its key (uniform: `below(keys)`;
@@ -25,7 +27,7 @@
 //!    its damage and pick (disk), and its duration. These windows come on top of the `count`.
 //!
 //! A fault on one node aims at the coordinator of the next acknowledged write on two draws of
-//! three, and then sends the next 4, 8 or 16 operations of one client to that write's key through
+//! three (damage at rest always, with no draw), and then sends the next 4, 8 or 16 operations of one client to that write's key through
 //! the victim once it is back, the first a blind put ([`Victim::Acked`]): where a node that lost
 //! records and kept or reused its actor issues their counters again.
 //!
@@ -41,7 +43,7 @@ use crate::plan::{
 use crate::prng::{SplitMix64, mix64};
 
 /// The name of this generator, written into every plan it makes.
-pub const GENERATOR: &str = "dynamo-plan-3 (splitmix64)";
+pub const GENERATOR: &str = "dynamo-plan-4 (splitmix64)";
 
 /// Separates the plan's stream from other streams derived from the same seed.
 const PLAN_STREAM: u64 = 0x706c_616e_2d76_3200; // "plan-v2\0"
@@ -217,11 +219,12 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
             fault,
         });
         if let Some(hit) = composed {
-            let node = victim(hit, None, g);
             let fault = match g.pick(&destructive) {
-                NemesisKind::Wipe => Fault::Wipe { node },
+                NemesisKind::Wipe => Fault::Wipe {
+                    node: victim(hit, None, g),
+                },
                 _ => Fault::Disk {
-                    node,
+                    node: victim_one_in(0, hit, None, g),
                     damage: g.pick(&[DiskDamage::LoseNewestFile, DiskDamage::TornTail]),
                     pick: g.next_u64(),
                 },
@@ -244,6 +247,16 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
 /// peers holds writes that no other replica has, which only a store that acknowledges them
 /// without a quorum loses.
 fn victim(candidates: Vec<u32>, within: Option<&[u32]>, g: &mut SplitMix64) -> Victim {
+    victim_one_in(3, candidates, within, g)
+}
+
+/// [`victim`], hitting a random node on one draw of `one_in` (never, for 0).
+fn victim_one_in(
+    one_in: u64,
+    candidates: Vec<u32>,
+    within: Option<&[u32]>,
+    g: &mut SplitMix64,
+) -> Victim {
     let inside: Vec<u32> = candidates
         .iter()
         .copied()
@@ -254,7 +267,7 @@ fn victim(candidates: Vec<u32>, within: Option<&[u32]>, g: &mut SplitMix64) -> V
     } else {
         inside
     };
-    if g.chance(1, 3) {
+    if one_in > 0 && g.chance(1, one_in) {
         Victim::Node(g.pick(&candidates))
     } else {
         Victim::Acked {
@@ -327,9 +340,17 @@ fn draw_fault(
                 .collect();
             let weights: Vec<u64> = damages.iter().map(|&(_, w)| w).collect();
             let damage = damages[g.weighted(&weights)].0;
-            let candidates = if damage.at_rest() { expendable } else { all };
+            // Damage at rest always aims at an acknowledged write: the damage then hits that
+            // write's record, and the follow-up shows whether the node issues its counter again
+            // (measured: without an aimed write, damage at rest almost never showed the bug
+            // `keep-actor-on-recovery`).
+            let node = if damage.at_rest() {
+                victim_one_in(0, expendable, within, g)
+            } else {
+                victim(all, within, g)
+            };
             Fault::Disk {
-                node: victim(candidates, within, g),
+                node,
                 damage,
                 pick: g.next_u64(),
             }
@@ -415,7 +436,7 @@ mod tests {
     fn plans_of_pinned_seeds_never_change() {
         use md5::{Digest, Md5};
         let pinned: [(SimConfig, &str); 4] = [
-            (SimConfig::default(), "aa3cc65d3f3cfeee348fd1bac7d9ab29"),
+            (SimConfig::default(), "6a6b2db9078ebeaf8cb5ca0d40dfaafc"),
             (
                 SimConfig {
                     seed: 42,
@@ -426,7 +447,7 @@ mod tests {
                     ops: 500,
                     ..SimConfig::default()
                 },
-                "88238bc359d06d7cc76efdf25de544e1",
+                "a90e686104771f16b4269f548a4f97aa",
             ),
             (
                 SimConfig {
@@ -438,7 +459,7 @@ mod tests {
                     fault_gap_ops: 20,
                     ..SimConfig::default()
                 },
-                "8f7249cb076f03eefb62b0c2ae261e5f",
+                "1a9735613965e5af285eddf2663e6216",
             ),
             // Every kind of fault and of disk damage, and aimed victims.
             (
@@ -448,7 +469,7 @@ mod tests {
                     fault_gap_ops: 10,
                     ..SimConfig::default()
                 },
-                "f4947449038c17fa15aba8c0dab57238",
+                "4a53a2be7d2f89d8a58744edad52ec15",
             ),
         ];
         let every = Plan::generate(pinned[3].0.clone()).unwrap();

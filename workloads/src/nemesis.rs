@@ -36,9 +36,10 @@
 use crate::history::{Process, Recorder};
 use crate::plan::SimConfig;
 use crate::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start};
-use crate::workload::{Focus, Progress};
+use crate::workload::{Ack, Focus, Progress};
 use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::DiskFaults;
+use dynamo_node::store::keyspace::record_key;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -58,8 +59,8 @@ pub struct NodeKnobs {
     pub skew_ms: Arc<AtomicI64>,
     /// Wipe the disk at the next start.
     pub wipe_on_start: Rc<Cell<bool>>,
-    /// Damage to apply to the disk at the next start: (what, the draw that picks where).
-    pub damage_on_start: Rc<RefCell<Vec<(DiskDamage, u64)>>>,
+    /// Damage to apply to the disk at the next start.
+    pub damage_on_start: Rc<RefCell<Vec<HeldDamage>>>,
     /// Starts so far (each incarnation gets its own random seed).
     pub incarnation: Rc<Cell<u64>>,
     /// The node's failing-disk switches (kept across restarts).
@@ -88,6 +89,29 @@ impl NodeKnobs {
 impl Default for NodeKnobs {
     fn default() -> Self {
         NodeKnobs::new()
+    }
+}
+
+/// Damage at rest waiting for a stopped node's next start (here and in `dynamo live`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldDamage {
+    /// What.
+    pub damage: DiskDamage,
+    /// The draw that picks where.
+    pub pick: u64,
+    /// The record key of the aimed write's key (`Keyspace::record_key`), whose newest record the
+    /// damage hits where it can (`apply_damage`).
+    pub aim: Option<Vec<u8>>,
+}
+
+impl HeldDamage {
+    /// `damage` at `pick`, aimed at the key of `aimed` if the fault waited for a write.
+    pub fn new(damage: DiskDamage, pick: u64, aimed: Option<&Aimed>, c: &SimConfig) -> HeldDamage {
+        HeldDamage {
+            damage,
+            pick,
+            aim: aimed.map(|a| record_key(c.key_name(a.key).as_bytes())),
+        }
     }
 }
 
@@ -137,6 +161,37 @@ pub struct Aimed {
 }
 
 impl Aimed {
+    /// The window of `fault` waits for an acknowledged write: the first of `acks` that one of its
+    /// candidates coordinated (the coordinator acks first: its name leads `stored_on`) gives the
+    /// victim and the write. A fault that destroys data at rest spares candidates for which
+    /// `destruction_pending` holds: their disk is already to be wiped or damaged at the next start,
+    /// and one destruction would hide the other (a wipe leaves nothing to damage). Such a node is
+    /// down, so the window waits for its next write after its restart (or another candidate's).
+    /// The same in the simulator and in `dynamo live`.
+    pub fn find(
+        acks: &mut impl Iterator<Item = Ack>,
+        fault: &Fault,
+        names: &[String],
+        destruction_pending: impl Fn(u32) -> bool,
+    ) -> Option<(u32, Aimed)> {
+        let candidates: Vec<u32> = fault
+            .nodes()
+            .into_iter()
+            .filter(|&n| !fault.destroys_at_rest() || !destruction_pending(n))
+            .collect();
+        acks.find_map(|ack| {
+            let coordinator = ack.stored_on.first()?;
+            let index = names.iter().position(|m| m == coordinator.as_str())? as u32;
+            candidates.contains(&index).then(|| {
+                let aimed = Aimed {
+                    write: ack.write,
+                    key: ack.key,
+                };
+                (index, aimed)
+            })
+        })
+    }
+
     /// What the clients do once `fault`, aimed at this write and opened on `victim`, closes:
     /// follow its key through the victim, if the fault says so.
     pub fn follow(&self, fault: &Fault, victim: u32) -> Option<Focus> {
@@ -331,24 +386,14 @@ impl Nemesis {
                     }
                 }
                 WindowState::Armed { since_ms } => {
-                    let candidates = self.windows[i].0.fault.nodes();
-                    // The coordinator acks first: its name leads `stored_on`.
-                    let hit = acks.by_ref().find_map(|ack| {
-                        let coordinator = ack.stored_on.first()?;
-                        let index =
-                            self.names.iter().position(|m| m == coordinator.as_str())? as u32;
-                        candidates.contains(&index).then(|| {
-                            let aimed = Aimed {
-                                write: ack.write.clone(),
-                                key: ack.key,
-                            };
-                            (index, aimed)
-                        })
-                    });
+                    let fault = &self.windows[i].0.fault;
+                    let pending = |n| self.destruction_pending(n);
+                    let hit = Aimed::find(&mut acks, fault, &self.names, pending);
                     match hit {
                         Some((victim, write)) => self.due(sim, i, Some(victim), Some(write)),
                         None if now_ms >= since_ms + ACKED_WAIT_MS_MAX => {
-                            self.due(sim, i, Some(candidates[0]), None)
+                            let first = self.windows[i].0.fault.nodes()[0];
+                            self.due(sim, i, Some(first), None)
                         }
                         None => {}
                     }
@@ -377,6 +422,12 @@ impl Nemesis {
             self.assert_cuts(sim);
         }
         Ok(())
+    }
+
+    /// Whether `node`'s disk is to be wiped or damaged when it next starts.
+    fn destruction_pending(&self, node: u32) -> bool {
+        let knobs = &self.knobs[node as usize];
+        knobs.wipe_on_start.get() || !knobs.damage_on_start.borrow().is_empty()
     }
 
     /// Nodes that stopped on their own, and nodes the supervisor may restart.
@@ -520,6 +571,7 @@ impl Nemesis {
             _ => None,
         };
         let config = self.config.clone();
+        let aimed_at = aimed.clone();
         let aimed = |mut value: Value| {
             Aimed::annotate(aimed.as_ref(), follow, &config, &mut value);
             value
@@ -572,10 +624,11 @@ impl Nemesis {
                     }
                     _ => {
                         self.hold(sim, node);
+                        let held = HeldDamage::new(*damage, *pick, aimed_at.as_ref(), &config);
                         self.knobs[node as usize]
                             .damage_on_start
                             .borrow_mut()
-                            .push((*damage, *pick));
+                            .push(held);
                     }
                 }
                 self.record(

@@ -634,6 +634,15 @@ impl Fault {
         }
     }
 
+    /// Whether it destroys data a node stored and synced (a wipe, damage at rest).
+    pub fn destroys_at_rest(&self) -> bool {
+        match self {
+            Fault::Wipe { .. } => true,
+            Fault::Disk { damage, .. } => damage.at_rest(),
+            _ => false,
+        }
+    }
+
     /// Who it hits, for the faults that hit one node chosen by a [`Victim`] (crash, wipe, disk,
     /// pause).
     pub fn victim(&self) -> Option<&Victim> {

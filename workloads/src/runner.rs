@@ -253,8 +253,15 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
                     wipe_disk(&SimFs)?;
                     done.push("wiped".to_owned());
                 }
-                for (damage, pick) in damages {
-                    match apply_damage(&SimFs, Path::new(DATA_DIR), at_rest(damage), pick)? {
+                for held in damages {
+                    let (damage, aim) = (held.damage, held.aim.as_deref());
+                    match apply_damage(
+                        &SimFs,
+                        Path::new(DATA_DIR),
+                        at_rest(damage),
+                        held.pick,
+                        aim,
+                    )? {
                         Some(what) => done.push(what),
                         None => done.push(format!("{}: nothing to damage", damage.name())),
                     }

@@ -108,6 +108,12 @@ pub struct Keyspace<S> {
 /// with no bookkeeping on the hot path).
 pub const STATE_CACHE_ENTRIES_MAX: usize = 4_096;
 
+/// The key under which the log stores `key`'s state: what damage aimed at the key's records
+/// looks for (`crate::store::log::damage::apply_damage`).
+pub fn record_key(key: &[u8]) -> Vec<u8> {
+    prefixed(DATA_PREFIX, key)
+}
+
 fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + key.len());
     k.extend_from_slice(prefix);

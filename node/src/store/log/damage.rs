@@ -86,16 +86,42 @@ fn records<F: FileSystem>(fs: &F, file: &DataFile) -> io::Result<Vec<(u64, u64)>
     Ok(found)
 }
 
+/// (offset, size) of the newest good record of `key` in a file.
+fn newest_record_of<F: FileSystem>(
+    fs: &F,
+    file: &DataFile,
+    key: &[u8],
+) -> io::Result<Option<(u64, u64)>> {
+    let handle = fs.open(&file.path, false)?;
+    let mut found = None;
+    record::scan_file(&handle, file.len_bytes, |offset, record_bytes, _, k| {
+        if k == key {
+            found = Some((offset, u64::from(record_bytes)));
+        }
+    })?;
+    Ok(found)
+}
+
 /// Applies `damage` to the log directory `dir` of a stopped node, durably, choosing the file and
 /// the bytes from `pick` (a random number the caller draws from its seed, so the same `pick` on
 /// the same files does the same thing). Returns what it did in words (the file, the offset, the
 /// bytes), or `None` if there was nothing of that kind to damage (an empty directory, a single
 /// file for [`Damage::LoseFile`], no record before another for [`Damage::FlipByte`]).
+///
+/// `aim`, a record key (`Keyspace::record_key`), makes the damage hit that key's newest record
+/// where it can, as a fault aimed at an acknowledged write means to (its records are what a
+/// store that keeps its actor after the damage issues again):
+/// - [`Damage::TornTail`] cuts inside it if it is in the newest file, and the records written
+///   after it go with it: the disk lost its last synced writes and tore the first of them;
+/// - [`Damage::FlipByte`] inverts a byte inside it, wherever it is.
+///
+/// Where the key has no such record, the damage falls where it would without `aim`.
 pub fn apply_damage<F: FileSystem>(
     fs: &F,
     dir: &Path,
     damage: Damage,
     pick: u64,
+    aim: Option<&[u8]>,
 ) -> io::Result<Option<String>> {
     if !fs.exists(dir) {
         return Ok(None);
@@ -103,6 +129,27 @@ pub fn apply_damage<F: FileSystem>(
     let files = data_files(fs, dir)?;
     match damage {
         Damage::TornTail => {
+            if let (Some(key), Some(file)) = (aim, files.iter().rev().find(|f| f.len_bytes > 0))
+                && let Some((offset, record_bytes)) = newest_record_of(fs, file, key)?
+                && record_bytes >= 2
+            {
+                let later = records(fs, file)?
+                    .iter()
+                    .filter(|&&(o, _)| o > offset)
+                    .count();
+                let len_bytes = offset + 1 + pick % (record_bytes - 1);
+                let mut handle = fs.open(&file.path, false)?;
+                handle.truncate(len_bytes)?;
+                handle.sync()?;
+                return Ok(Some(format!(
+                    "cut {} bytes off the end of {} ({} -> {len_bytes} bytes), inside the newest \
+                     record of the aimed key (offset {offset}, {record_bytes} bytes); the \
+                     {later} records after it were lost with it",
+                    file.len_bytes - len_bytes,
+                    file.path.display(),
+                    file.len_bytes
+                )));
+            }
             let Some(file) = files.iter().rev().find(|f| f.len_bytes > 0) else {
                 return Ok(None);
             };
@@ -133,6 +180,15 @@ pub fn apply_damage<F: FileSystem>(
             )))
         }
         Damage::FlipByte => {
+            if let Some(key) = aim {
+                for file in files.iter().rev() {
+                    if let Some((record_offset, record_bytes)) = newest_record_of(fs, file, key)? {
+                        let offset = record_offset + pick % record_bytes;
+                        return flip(fs, &file.path, offset, record_offset, record_bytes)
+                            .map(|what| Some(format!("{what} (the aimed key's newest record)")));
+                    }
+                }
+            }
             let mut candidates = Vec::new();
             for file in &files {
                 let found = records(fs, file)?;
@@ -145,18 +201,7 @@ pub fn apply_damage<F: FileSystem>(
             let count = candidates.len() as u64;
             let (path, record_offset, record_bytes) = candidates[(pick % count) as usize];
             let offset = record_offset + (pick / count) % record_bytes;
-            let mut handle = fs.open(path, false)?;
-            let mut byte = [0];
-            handle.read_exact_at(&mut byte, offset)?;
-            handle.write_at(&[!byte[0]], offset)?;
-            handle.sync()?;
-            Ok(Some(format!(
-                "inverted the byte at offset {offset} of {} ({:#04x} -> {:#04x}), inside the \
-                 record of {record_bytes} bytes at offset {record_offset}",
-                path.display(),
-                byte[0],
-                !byte[0]
-            )))
+            flip(fs, path, offset, record_offset, record_bytes).map(Some)
         }
         Damage::LoseNewestFile => match files.last() {
             Some(file) => remove(fs, dir, &file.path, file.len_bytes).map(Some),
@@ -180,6 +225,28 @@ pub fn apply_damage<F: FileSystem>(
             Ok(Some(format!("removed {}", path.display())))
         }
     }
+}
+
+/// Inverts the byte at `offset` of `path`, inside the record at `record_offset`.
+fn flip<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    offset: u64,
+    record_offset: u64,
+    record_bytes: u64,
+) -> io::Result<String> {
+    let mut handle = fs.open(path, false)?;
+    let mut byte = [0];
+    handle.read_exact_at(&mut byte, offset)?;
+    handle.write_at(&[!byte[0]], offset)?;
+    handle.sync()?;
+    Ok(format!(
+        "inverted the byte at offset {offset} of {} ({:#04x} -> {:#04x}), inside the record of \
+         {record_bytes} bytes at offset {record_offset}",
+        path.display(),
+        byte[0],
+        !byte[0]
+    ))
 }
 
 fn remove<F: FileSystem>(fs: &F, dir: &Path, path: &Path, len_bytes: u64) -> io::Result<String> {

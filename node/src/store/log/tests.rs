@@ -484,7 +484,7 @@ fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
         for _ in 0..2 {
             let fs = MemFs::new();
             let (model, _) = filled(&fs, 160, 12);
-            let what = damage::apply_damage(&fs, Path::new(DIR), damage, 12_345)
+            let what = damage::apply_damage(&fs, Path::new(DIR), damage, 12_345, None)
                 .unwrap()
                 .expect("something to damage");
             // Durable: a crash keeps the damage.
@@ -507,15 +507,62 @@ fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
     for damage in damage::Damage::ALL {
         if damage != damage::Damage::LoseNewestFile && damage != damage::Damage::LoseManifest {
             assert_eq!(
-                damage::apply_damage(&fs, Path::new(DIR), damage, 1).unwrap(),
+                damage::apply_damage(&fs, Path::new(DIR), damage, 1, None).unwrap(),
                 None
             );
         }
     }
     assert_eq!(
-        damage::apply_damage(&fs, Path::new("/nowhere"), damage::Damage::TornTail, 1).unwrap(),
+        damage::apply_damage(
+            &fs,
+            Path::new("/nowhere"),
+            damage::Damage::TornTail,
+            1,
+            None
+        )
+        .unwrap(),
         None
     );
+}
+
+/// Damage aimed at a key hits that key's newest record: a torn tail cuts inside it (the records
+/// after it go too), a flipped byte lies inside it (the records after it stay). The key falls back
+/// to its older version, which is what a node that kept its actor would then issue again.
+#[test]
+fn aimed_damage_hits_the_newest_record_of_the_key() {
+    for damage in [damage::Damage::TornTail, damage::Damage::FlipByte] {
+        for pick in [0, 1, 77, u64::MAX] {
+            let fs = MemFs::new();
+            let (mut store, _) = open_mem(&fs, 1 << 20);
+            // key-001 twice (its newest record in the middle), then five other keys.
+            store.put(&key(1), &value(1, 0)).unwrap();
+            store.put(&key(1), &value(1, 1)).unwrap();
+            for i in 2..7 {
+                store.put(&key(i), &value(i, 0)).unwrap();
+            }
+            store.sync().unwrap();
+            drop(store);
+            let what = damage::apply_damage(&fs, Path::new(DIR), damage, pick, Some(&key(1)))
+                .unwrap()
+                .expect("something to damage");
+            fs.crash();
+            let (store, report) = open_mem(&fs, 1 << 20);
+            assert!(report.lost_data(), "{damage}: {what}: {report:?}");
+            let held = contents(&store);
+            assert_eq!(
+                held.get(&key(1)),
+                Some(&value(1, 0)),
+                "{damage} ({what}): the newest record of key-001 is gone, the older one stays"
+            );
+            let later_kept = (2..7).filter(|&i| held.get(&key(i)) == Some(&value(i, 0)));
+            let expected = if damage == damage::Damage::TornTail {
+                0
+            } else {
+                5
+            };
+            assert_eq!(later_kept.count(), expected, "{damage}: {what}");
+        }
+    }
 }
 
 /// One piece of generated damage: (kind, file index, where).
