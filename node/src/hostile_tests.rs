@@ -1,7 +1,7 @@
 //! Issue 11 at the core: what a client or a damaged peer sends never panics the core, never
 //! loses an acknowledged write, and never moves the ring to a version or shape no node could
 //! have made. One test per attack of the issue that reaches the core; the network's attacks are
-//! in `tests/hostile.rs` (real processes), the shell's in `shell_tests.rs`.
+//! in `tests/hostile.rs` (real processes), the shell's in `shell/tests.rs`.
 
 use super::*;
 use crate::fuzz::FrameGen;

@@ -17,8 +17,10 @@
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
 //! - [`merkle`]: per-partition Merkle trees for anti-entropy, updated on every write.
 //! - [`hints`]: sloppy-quorum target selection and hinted-handoff bookkeeping.
-//! - [`core`]: the protocol state machine: inputs in, [`core::Ready`] out; no I/O.
-//! - [`shell`]: the async driver of the core: connections, peer links, timers, disk.
+//! - [`core`]: the protocol state machine: inputs in, [`core::Ready`] out; no I/O. One file per
+//!   protocol concern: coordination, hints and hand-over, anti-entropy, membership.
+//! - [`shell`]: the async driver of the core: connections, peer links, timers, disk; opening the
+//!   disk, inbound connections and peer links have a file each.
 //! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
 //! - [`client`]: the client library used by the CLI and the workloads.
 //! - [`fuzz`]: a seeded generator of hostile frames of every wire type, for the property tests

@@ -4,8 +4,11 @@
 
 use super::*;
 use crate::client::{Client, ClientError};
+use crate::config::Bug;
 use crate::env::TokioEnv;
 use crate::fs::{DiskFaults, FaultyFs, StdFs};
+use crate::store::keyspace::Keyspace;
+use crate::store::log::LogOptions;
 use crate::store::log::damage::{Damage, apply_damage};
 use crate::version::{KeyVersions, VClock};
 use crate::wire::ErrorKind;

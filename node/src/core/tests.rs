@@ -1102,7 +1102,7 @@ fn a_stand_in_that_becomes_an_owner_goes_on_from_its_hinted_counter() {
     );
 }
 
-#[path = "hostile_tests.rs"]
+#[path = "../hostile_tests.rs"]
 mod hostile;
 
 /// Two nodes whose rings disagree about a key may each take the other for its owner while both

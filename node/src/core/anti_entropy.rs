@@ -1,0 +1,186 @@
+//! Anti-entropy (Dynamo §4.7, [`crate::merkle`]): one Merkle tree per partition this node holds
+//! keys of, kept up to date on every write, compared with each co-replica in turn.
+//!
+//! An exchange starts with the roots of the partitions two replicas share; the two descend in
+//! turns, only where hashes differ, and at the leaves swap their (key, digest) lists and send each
+//! other the keys whose digests differ, to merge. Only partitions both replicate are compared.
+//! Every message is bounded ([`AE_ENTRIES_PER_MESSAGE_MAX`], [`AE_REPAIRS_PER_MESSAGE_MAX`]):
+//! what does not fit waits for the next exchange.
+
+use super::{AE_ENTRIES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core, others};
+use crate::config::NodeConfig;
+use crate::merkle::{DEPTH, Tree};
+use crate::ring::{NodeId, Ring};
+use crate::store::keyspace::ReadState;
+use crate::version::KeyVersions;
+use crate::wire::PeerMessage;
+use std::collections::BTreeMap;
+
+impl Core {
+    /// Each co-replica under `ring` and the partitions this node shares with it.
+    pub(super) fn ae_peers(ring: &Ring, config: &NodeConfig) -> Vec<(NodeId, Vec<u32>)> {
+        let mut shared: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        for p in 0..ring.partition_count() {
+            let replicas = ring.partition_preference_list(p, config.n);
+            if replicas.contains(&config.id) {
+                for peer in others(&replicas, &config.id) {
+                    shared.entry(peer).or_default().push(p);
+                }
+            }
+        }
+        shared.into_iter().collect()
+    }
+
+    /// Starts one anti-entropy round: the next reachable co-replica gets this node's root hash of
+    /// every partition they share (one small message each; equal roots end there).
+    pub(super) fn start_exchange(&mut self) {
+        for _ in 0..self.ae_peers.len() {
+            let (peer, partitions) = self.ae_peers[self.ae_cursor % self.ae_peers.len()].clone();
+            self.ae_cursor = (self.ae_cursor + 1) % self.ae_peers.len();
+            if self.unreachable.contains(&peer) {
+                continue;
+            }
+            for partition in partitions {
+                let root = self.tree(partition).root();
+                self.stats.ae_exchanges += 1;
+                let message = PeerMessage::AeHashes {
+                    partition,
+                    level: 0,
+                    nodes: vec![(0, root)],
+                };
+                self.send(peer.clone(), message);
+            }
+            return;
+        }
+    }
+
+    /// This node's tree of `partition` (an empty one if it holds no key of it).
+    fn tree(&self, partition: u32) -> &Tree {
+        self.trees.get(&partition).unwrap_or(&self.empty_tree)
+    }
+
+    /// Whether `partition` is one this node replicates (anti-entropy ignores the rest).
+    pub(super) fn replicates(&self, partition: u32) -> bool {
+        partition < self.ring.partition_count()
+            && self
+                .ring
+                .partition_preference_list(partition, self.config.n)
+                .contains(&self.config.id)
+    }
+
+    pub(super) fn on_ae_hashes(
+        &mut self,
+        from: &NodeId,
+        partition: u32,
+        level: u32,
+        nodes: &[(u32, u64)],
+    ) {
+        if !self.config.anti_entropy_on() || !self.replicates(partition) || level > DEPTH {
+            return;
+        }
+        let fanout = self.config.merkle_fanout;
+        let tree = self.tree(partition);
+        let differing: Vec<u32> = nodes
+            .iter()
+            .take(fanout.pow(DEPTH) as usize)
+            .filter(|(i, h)| tree.hash(level, *i).is_some_and(|mine| mine != *h))
+            .map(|(i, _)| *i)
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        let message = if level == DEPTH {
+            let entries: Vec<(Vec<u8>, u64)> = differing
+                .iter()
+                .flat_map(|&leaf| tree.leaf_entries(leaf))
+                .take(AE_ENTRIES_PER_MESSAGE_MAX)
+                .collect();
+            PeerMessage::AeKeys {
+                partition,
+                leaves: differing,
+                entries,
+                reply: true,
+            }
+        } else {
+            let nodes = differing
+                .iter()
+                .flat_map(|&i| tree.children(level, i))
+                .collect();
+            PeerMessage::AeHashes {
+                partition,
+                level: level + 1,
+                nodes,
+            }
+        };
+        self.send(from.clone(), message);
+    }
+
+    pub(super) fn on_ae_keys(
+        &mut self,
+        from: &NodeId,
+        partition: u32,
+        leaves: &[u32],
+        entries: &[(Vec<u8>, u64)],
+        reply: bool,
+        store: &dyn ReadState,
+    ) {
+        if !self.config.anti_entropy_on() || !self.replicates(partition) {
+            return;
+        }
+        let tree = self.tree(partition);
+        let leaf_count = self.config.merkle_fanout.pow(DEPTH);
+        let leaves: Vec<u32> = leaves
+            .iter()
+            .copied()
+            .filter(|&l| l < leaf_count)
+            .take(leaf_count as usize)
+            .collect();
+        let theirs: BTreeMap<&[u8], u64> =
+            entries.iter().map(|(k, d)| (k.as_slice(), *d)).collect();
+        let mine: Vec<(Vec<u8>, u64)> = leaves
+            .iter()
+            .flat_map(|&leaf| tree.leaf_entries(leaf))
+            .collect();
+        let mut sent = 0;
+        for (key, digest) in &mine {
+            if theirs.get(key.as_slice()) == Some(digest) {
+                continue;
+            }
+            if sent >= AE_REPAIRS_PER_MESSAGE_MAX {
+                break;
+            }
+            match self.read(key, store) {
+                Ok(state) => {
+                    sent += 1;
+                    let message = PeerMessage::AeRepair {
+                        key: key.clone(),
+                        state,
+                    };
+                    self.send(from.clone(), message);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read a key for anti-entropy"),
+            }
+        }
+        if reply {
+            let entries = mine.into_iter().take(AE_ENTRIES_PER_MESSAGE_MAX).collect();
+            let message = PeerMessage::AeKeys {
+                partition,
+                leaves,
+                entries,
+                reply: false,
+            };
+            self.send(from.clone(), message);
+        }
+    }
+
+    /// Keeps the Merkle tree of the key's partition in step with a new state of the key.
+    pub(super) fn update_tree(&mut self, key: &[u8], state: &KeyVersions) {
+        let partition = self.ring.partition_of(key);
+        let fanout = self.config.merkle_fanout;
+        let digest = state.digest();
+        self.trees
+            .entry(partition)
+            .or_insert_with(|| Tree::new(fanout))
+            .update(key, Some(digest));
+    }
+}

@@ -1,0 +1,689 @@
+//! Coordination (Dynamo §4.5): where a request enters the core, and the rounds that answer it.
+//!
+//! A request from a client, or forwarded by a peer, starts here (`Core::start`): status,
+//! replica-state and membership requests are answered at once; a get is coordinated by whichever
+//! node took it, with the first N reachable nodes; a put by an owner, or, by a node that owns no
+//! replica, forwarded to the first owner that answers a probe, or, when no owner is reachable
+//! and the quorum is sloppy, coordinated by this node standing in for one. Here too are the
+//! rounds' acks and replies, read repair, and the merge of a peer's state into the local
+//! replica. It is one file because a request's routing, probes and rounds are one path from its
+//! start to its answer; the rounds' bookkeeping itself is [`crate::coordinator`].
+
+use super::{Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_IN_FLIGHT_MAX, error, others, unavailable};
+use crate::config::Bug;
+use crate::coordinator::{ForwardRound, GetRound, Origin, PutRound, Round};
+use crate::hints::{self, Target};
+use crate::ring::NodeId;
+use crate::store::keyspace::ReadState;
+use crate::version::{KeyVersions, SIBLINGS_MAX, VClock};
+use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, Response};
+use std::collections::BTreeMap;
+
+impl Core {
+    pub(super) fn start(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        request: Request,
+        store: &dyn ReadState,
+        forwarded: bool,
+    ) {
+        if let Err(message) = wire::validate(&request) {
+            return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+        }
+        match &request {
+            Request::Status => {
+                let status = NodeStatus {
+                    id: self.config.id.clone(),
+                    actor: self.actor.to_string(),
+                    members: self.ring.members().keys().cloned().collect(),
+                    requests_in_flight: self.rounds.len() as u64,
+                    keys: store.key_count(),
+                    unreachable: self.unreachable.iter().cloned().collect(),
+                    hints_pending: self.hints.len() as u64,
+                    hints_delivered: self.stats.hints_delivered,
+                    ae_exchanges: self.stats.ae_exchanges,
+                    ae_keys_repaired: self.stats.ae_keys_repaired,
+                    read_repairs_sent: self.stats.repairs_sent,
+                    ring: self.ring.clone(),
+                    handoff_keys: self.keys_not_owned().len() as u64,
+                    n: self.config.n as u32,
+                    r: self.config.r as u32,
+                    w: self.config.w as u32,
+                    sloppy_quorum: self.config.sloppy_quorum,
+                    peers: self
+                        .addrs
+                        .iter()
+                        .filter(|(id, _)| **id != self.config.id)
+                        .map(|(id, addr)| wire::PeerView {
+                            id: id.clone(),
+                            addr: addr.clone(),
+                            member: self.ring.contains(id),
+                            suspected: self.unreachable.contains(id),
+                            heard_ms_ago: self
+                                .last_heard_ms
+                                .get(id)
+                                .map(|&t| now.mono_ms.saturating_sub(t)),
+                        })
+                        .collect(),
+                };
+                return self.answer(origin, Response::Status { status });
+            }
+            Request::ReplicaState { key } => {
+                // Through `read`: a write made earlier in the same step is this replica's state
+                // (its answer leaves after the write is synced).
+                let response = match self.read(key, store) {
+                    Ok(state) => Response::ReplicaState { state },
+                    Err(e) => storage_error(&e),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Join { id, addr, weight } => {
+                let mut addrs = self.addrs.clone();
+                addrs.insert(id.clone(), addr.clone());
+                if self.ring.members().get(id) != Some(weight) {
+                    let ring = match self.ring.try_with_member(id.clone(), *weight) {
+                        Ok(ring) => ring,
+                        Err(e) => {
+                            let message = format!("cannot add {id}: {e}");
+                            return self
+                                .answer(origin, error(ErrorKind::BadRequest, message, true));
+                        }
+                    };
+                    if !self.adopt(ring, &addrs) {
+                        let message = format!("cannot add {id}: its address is refused or unknown");
+                        return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                    }
+                } else {
+                    self.adopt(self.ring.clone(), &addrs);
+                }
+                let response = Response::Membership {
+                    ring: self.ring.clone(),
+                    addrs: self.addrs.clone(),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Leave => {
+                let me = self.config.id.clone();
+                if self.ring.contains(&me) {
+                    if self.ring.members().len() == 1 {
+                        let message = "the last member cannot leave".to_string();
+                        return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                    }
+                    let ring = match self.ring.try_without_member(&me) {
+                        Ok(ring) => ring,
+                        Err(e) => {
+                            let message = format!("cannot leave: {e}");
+                            return self
+                                .answer(origin, error(ErrorKind::BadRequest, message, true));
+                        }
+                    };
+                    let addrs = self.addrs.clone();
+                    self.adopt(ring, &addrs);
+                }
+                let response = Response::Membership {
+                    ring: self.ring.clone(),
+                    addrs: self.addrs.clone(),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Forget { id } => {
+                let response = match self.forget(now, id) {
+                    Ok(()) => Response::Membership {
+                        ring: self.ring.clone(),
+                        addrs: self.addrs.clone(),
+                    },
+                    Err(message) => error(ErrorKind::BadRequest, message, true),
+                };
+                return self.answer(origin, response);
+            }
+            Request::Get { .. } | Request::Put { .. } => {}
+        }
+        if self.rounds.len() >= ROUNDS_IN_FLIGHT_MAX {
+            let message = format!("{ROUNDS_IN_FLIGHT_MAX} requests already in flight");
+            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
+        let key = match &request {
+            Request::Get { key } | Request::Put { key, .. } => key.clone(),
+            _ => unreachable!("answered above"),
+        };
+        let replicas = self.ring.preference_list(&key, self.config.n);
+        if !replicas.contains(&self.config.id) {
+            if forwarded {
+                // Never forward twice: two nodes with different rings could bounce a request.
+                let message = format!("{} is not a replica of this key", self.config.id);
+                return self.answer(origin, error(ErrorKind::Unavailable, message, true));
+            }
+            return match request {
+                // A read makes nothing: this node asks the first N reachable nodes itself.
+                Request::Get { key } => {
+                    let targets = self.targets(&key);
+                    self.coordinate_get(now, origin, key, targets, store)
+                }
+                _ => self.route_put(now, origin, request, &replicas, store),
+            };
+        }
+        let targets = self.targets(&key);
+        debug_assert!(
+            targets
+                .iter()
+                .any(|t| t.node == self.config.id && t.hint.is_none())
+        );
+        match request {
+            Request::Get { key } => self.coordinate_get(now, origin, key, targets, store),
+            Request::Put {
+                key,
+                value,
+                tombstone,
+                context,
+            } => {
+                let write = Write {
+                    key,
+                    value,
+                    tombstone,
+                    context,
+                };
+                self.coordinate_put(now, origin, write, targets, store)
+            }
+            _ => unreachable!("answered above"),
+        }
+    }
+
+    /// How long a probe of an owner may take before the next owner is tried.
+    fn probe_timeout_ms(&self) -> u64 {
+        (self.config.request_timeout_ms / PROBE_TIMEOUT_DIVISOR).max(1)
+    }
+
+    /// A put that this node, owning no replica of its key, received from a client: it goes to the
+    /// first reachable owner that answers a probe ([`PeerMessage::Probe`]).
+    fn route_put(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        request: Request,
+        owners: &[NodeId],
+        store: &dyn ReadState,
+    ) {
+        let mut candidates: Vec<NodeId> = owners
+            .iter()
+            .filter(|o| !self.unreachable.contains(*o))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return self.put_without_owner(now, origin, request, store);
+        }
+        let target = candidates.remove(0);
+        let req = self.round_id();
+        let round = ForwardRound {
+            origin,
+            target,
+            candidates,
+            probing: true,
+            request,
+            deadline_ms: 0,
+        };
+        self.probe(now, req, round);
+    }
+
+    /// Probes the round's target and waits for its answer (at most [`Core::probe_timeout_ms`]).
+    pub(super) fn probe(&mut self, now: Now, req: u64, mut round: ForwardRound) {
+        debug_assert!(round.probing);
+        let Request::Put { key, .. } = &round.request else {
+            unreachable!("only puts are forwarded")
+        };
+        let message = PeerMessage::Probe {
+            req,
+            key: key.clone(),
+        };
+        self.send(round.target.clone(), message);
+        round.deadline_ms = now.mono_ms + self.probe_timeout_ms();
+        self.rounds.insert(req, Round::Forward(round));
+    }
+
+    /// An owner answered a probe: forward the put to it if it owns the key, else try the next.
+    pub(super) fn on_probe_reply(
+        &mut self,
+        now: Now,
+        req: u64,
+        from: &NodeId,
+        owner: bool,
+        store: &dyn ReadState,
+    ) {
+        let Some(Round::Forward(f)) = self.rounds.get_mut(&req) else {
+            return;
+        };
+        if !f.probing || f.target != *from {
+            return; // Late: the round moved on.
+        }
+        if owner {
+            f.probing = false;
+            f.deadline_ms = now.mono_ms + self.config.request_timeout_ms;
+            let message = PeerMessage::Forward {
+                req,
+                request: f.request.clone(),
+            };
+            self.send(from.clone(), message);
+            return;
+        }
+        // Its ring says otherwise (a membership change on its way): the next owner, else none.
+        let Some(Round::Forward(mut f)) = self.rounds.remove(&req) else {
+            unreachable!("looked up above")
+        };
+        if f.candidates.is_empty() {
+            self.put_without_owner(now, f.origin, f.request, store);
+        } else {
+            f.target = f.candidates.remove(0);
+            self.probe(now, req, f);
+        }
+    }
+
+    /// A put for a key none of whose owners is reachable from this node (a minority side that
+    /// holds no owner): under a sloppy quorum with hinted handoff this node stands in for an owner
+    /// and coordinates it with the first N reachable nodes (§4.6); otherwise it refuses at once,
+    /// for certain (nothing was sent anywhere).
+    pub(super) fn put_without_owner(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        request: Request,
+        store: &dyn ReadState,
+    ) {
+        let Request::Put {
+            key,
+            value,
+            tombstone,
+            context,
+        } = request
+        else {
+            unreachable!("only puts are forwarded")
+        };
+        // A stand-in's version lives in hints until they reach the owners: without hinted
+        // handoff nothing would ever take it there (anti-entropy compares owners' data only).
+        if !self.config.sloppy_quorum || !self.config.hinted_handoff_on() {
+            self.stats.unavailable += 1;
+            let message = if self.config.sloppy_quorum {
+                "no owner of the key is reachable, and hinted handoff is off"
+            } else {
+                "no owner of the key is reachable, and the quorum is strict"
+            };
+            return self.answer(origin, unavailable(message.to_string(), Vec::new(), true));
+        }
+        let targets = self.stand_in_targets(&key);
+        let write = Write {
+            key,
+            value,
+            tombstone,
+            context,
+        };
+        self.coordinate_put(now, origin, write, targets, store);
+    }
+
+    /// The targets of a put this node coordinates without owning the key: the first N reachable
+    /// nodes, this one among them. It must keep the version it makes (its counter must never be
+    /// issued again), so if the walk did not reach it, it takes the place of the last stand-in.
+    fn stand_in_targets(&self, key: &[u8]) -> Vec<Target> {
+        let me = self.config.id.clone();
+        let mut targets = self.targets(key);
+        if !targets.iter().any(|t| t.node == me) {
+            let slot = targets
+                .iter()
+                .rposition(|t| t.hint.is_some())
+                .unwrap_or(targets.len() - 1);
+            let owner = targets[slot]
+                .hint
+                .clone()
+                .unwrap_or_else(|| targets[slot].node.clone());
+            targets[slot] = Target {
+                node: me,
+                hint: Some(owner),
+            };
+        }
+        targets
+    }
+
+    fn coordinate_get(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        key: Vec<u8>,
+        targets: Vec<Target>,
+        store: &dyn ReadState,
+    ) {
+        let local = match self.read_with_hints(&key, store) {
+            Ok(state) => state,
+            Err(e) => return self.answer(origin, storage_error(&e)),
+        };
+        let req = self.round_id();
+        let replicas: Vec<NodeId> = targets.into_iter().map(|t| t.node).collect();
+        for peer in others(&replicas, &self.config.id) {
+            let message = PeerMessage::Fetch {
+                req,
+                key: key.clone(),
+            };
+            self.send(peer.clone(), message);
+        }
+        let mut round = GetRound {
+            origin,
+            key,
+            replicas,
+            replies: BTreeMap::new(),
+            r: self.config.r,
+            answered: false,
+            deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            rule: self.rule(),
+            merged: KeyVersions::new(),
+        };
+        let id = self.config.id.clone();
+        if round.reply(&id, local) {
+            self.answer_get(now, &mut round);
+        }
+        if round.complete() {
+            self.repair(&round, store);
+        } else {
+            self.rounds.insert(req, Round::Get(round));
+        }
+    }
+
+    fn coordinate_put(
+        &mut self,
+        now: Now,
+        origin: Origin,
+        write: Write,
+        targets: Vec<Target>,
+        store: &dyn ReadState,
+    ) {
+        let Write {
+            key,
+            value,
+            tombstone,
+            context,
+        } = write;
+        // An owner keeps the key's versions in its data; a stand-in (a put no owner could take)
+        // keeps them in its hints. Either way the new version starts from both, so that the
+        // counter for the key goes on from the last one this actor issued: a node that stood in
+        // for the key and owns it now (or owns it and stands in for another owner too) holds some
+        // of its own versions in hints alone (found by the nightly, seed 83102: an owner issued
+        // (actor, 1) again while its hint still held the first). An owner's data takes the hinted
+        // versions in, as their delivery would; the hints still go to their owners.
+        let me = self.config.id.clone();
+        let stand_in_for = targets
+            .iter()
+            .find(|t| t.node == me)
+            .and_then(|t| t.hint.clone());
+        let mut state = match self.read_with_hints(&key, store) {
+            Ok(state) => state,
+            Err(e) => return self.answer(origin, storage_error(&e)),
+        };
+        if state.siblings.len() >= SIBLINGS_MAX
+            && !state
+                .siblings
+                .iter()
+                .any(|s| s.dot.as_ref().is_some_and(|d| context.covers(d)))
+        {
+            let message = format!(
+                "the key has {SIBLINGS_MAX} siblings: read it and write with its context to reconcile"
+            );
+            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
+        if let Err(message) = state.check_put(&self.actor, &context) {
+            tracing::warn!(node = %self.config.id, key = %String::from_utf8_lossy(&key), %message, "put refused");
+            return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+        }
+        let rule = self.rule();
+        let version = state.put_by(rule, &self.actor, &context, value, tombstone, now.wall_ms);
+        if let Err(e) = state.check_bounds(wire::STATE_BYTES_MAX) {
+            // The write would make the key too large to send to a replica or to read back: the
+            // key stays as it was (`state` is this step's copy, not yet written), and the client
+            // learns why (a read, and a put with its context, reconciles the siblings instead).
+            tracing::warn!(
+                node = %self.config.id,
+                key = %String::from_utf8_lossy(&key),
+                error = %e,
+                "put refused: the key would outgrow a frame"
+            );
+            let message = format!(
+                "put refused: {e}; read the key and write with its context to reconcile its siblings"
+            );
+            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
+        tracing::debug!(
+            node = %self.config.id,
+            key = %String::from_utf8_lossy(&key),
+            clock = %state.clock,
+            dot = ?version.dot,
+            "coordinated a put"
+        );
+        match &stand_in_for {
+            None => self.write(key.clone(), state.clone()),
+            Some(owner) => {
+                if let Err(e) = self.merge_hint(owner, &key, &state, store) {
+                    return self.answer(origin, storage_error(&e));
+                }
+            }
+        }
+        let req = self.round_id();
+        for target in targets.iter().filter(|t| t.node != me) {
+            let message = PeerMessage::Store {
+                req,
+                key: key.clone(),
+                state: state.clone(),
+                hint: target.hint.clone(),
+            };
+            self.send(target.node.clone(), message);
+        }
+        let mut round = PutRound {
+            origin,
+            version,
+            targets: targets.into_iter().map(|t| t.node).collect(),
+            acks: vec![self.config.id.clone()],
+            w: self.config.w,
+            deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+            answered: false,
+            key,
+            state,
+        };
+        // Deliberate bug `early-ack`: answer after the local write alone.
+        if round.has_quorum() || self.config.has_bug(Bug::EarlyAck) {
+            self.stats.puts_ok += 1;
+            round.answered = true;
+            let response = round.response();
+            self.answer(round.origin.clone(), response);
+        }
+        if !round.complete() {
+            self.rounds.insert(req, Round::Put(round));
+        }
+    }
+
+    pub(super) fn on_store_ack(
+        &mut self,
+        req: u64,
+        from: &NodeId,
+        owns_key: bool,
+        store: &dyn ReadState,
+    ) {
+        if let Some(delivery) = self.deliveries.remove(&req) {
+            if delivery.owner == *from {
+                self.on_hint_delivered(delivery, store);
+            }
+            return;
+        }
+        if let Some((key, owner, clock, _)) = self.handoffs.remove(&req) {
+            // Only an owner that says so keeps the key: see `PeerMessage::StoreAck`.
+            if owner == *from
+                && owns_key
+                && let Some((current, acked)) = self.handoff_acks.get_mut(&key)
+                && *current == clock
+            {
+                acked.insert(owner);
+            }
+            return;
+        }
+        let Some(Round::Put(round)) = self.rounds.get_mut(&req) else {
+            return; // Late: the round expired.
+        };
+        let quorum = round.ack(from);
+        let answer = (quorum && !round.answered).then(|| {
+            round.answered = true;
+            (round.origin.clone(), round.response())
+        });
+        if round.complete() {
+            self.rounds.remove(&req);
+        }
+        if let Some((origin, response)) = answer {
+            self.stats.puts_ok += 1;
+            self.answer(origin, response);
+        }
+    }
+
+    pub(super) fn on_fetch_reply(
+        &mut self,
+        now: Now,
+        req: u64,
+        from: &NodeId,
+        state: KeyVersions,
+        store: &dyn ReadState,
+    ) {
+        let Some(Round::Get(round)) = self.rounds.get_mut(&req) else {
+            return;
+        };
+        let quorum = round.reply(from, state);
+        if !quorum && !round.complete() {
+            return;
+        }
+        let Some(Round::Get(mut round)) = self.rounds.remove(&req) else {
+            unreachable!()
+        };
+        if quorum {
+            self.answer_get(now, &mut round);
+        }
+        if round.complete() {
+            self.repair(&round, store);
+        } else {
+            self.rounds.insert(req, Round::Get(round));
+        }
+    }
+
+    fn answer_get(&mut self, now: Now, round: &mut GetRound) {
+        debug_assert!(!round.answered);
+        round.answered = true;
+        round.deadline_ms = now.mono_ms + self.config.repair_wait_ms;
+        self.stats.gets_ok += 1;
+        let response = round.response();
+        self.answer(round.origin.clone(), response);
+    }
+
+    /// Read repair: send the merged state to every replica that answered with less. The local
+    /// replica merges it into its *current* state: its reply may be older than a write this node
+    /// coordinated while the round waited, and writing reply-plus-merge would roll that write back.
+    pub(super) fn repair(&mut self, round: &GetRound, store: &dyn ReadState) {
+        if !self.config.read_repair_on() {
+            return;
+        }
+        // Only owners are repaired; a stand-in's copy is a hint on its way to its owner.
+        let owners = self.ring.preference_list(&round.key, self.config.n);
+        let mut merged = round.merged();
+        // Deliberate bug `repair-drops-siblings`: repair with the newest sibling alone, under the
+        // full clock, so that replicas drop the others as superseded.
+        if self.config.has_bug(Bug::RepairDropsSiblings) && merged.siblings.len() > 1 {
+            let newest = merged
+                .siblings
+                .iter()
+                .max_by(|a, b| (a.timestamp_ms, &a.dot).cmp(&(b.timestamp_ms, &b.dot)))
+                .cloned()
+                .expect("more than one sibling");
+            merged.siblings = vec![newest];
+        }
+        for (node, state) in &round.replies {
+            if *state == merged || !owners.contains(node) {
+                continue;
+            }
+            if *node == self.config.id {
+                if let Err(e) = self.merge_into(&round.key, &merged, store) {
+                    tracing::error!(error = %e, "cannot apply read repair locally");
+                }
+            } else {
+                self.stats.repairs_sent += 1;
+                let message = PeerMessage::Repair {
+                    key: round.key.clone(),
+                    state: merged.clone(),
+                };
+                self.send(node.clone(), message);
+            }
+        }
+    }
+
+    /// Merges a state from a peer into the local one, writing only if it changes anything; returns
+    /// whether it did.
+    pub(super) fn merge_into(
+        &mut self,
+        key: &[u8],
+        incoming: &KeyVersions,
+        store: &dyn ReadState,
+    ) -> std::io::Result<bool> {
+        if wire::validate(&Request::Get { key: key.to_vec() }).is_err() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "bad key",
+            ));
+        }
+        let mut state = self.read(key, store)?;
+        let changed = state.merge_by(self.rule(), incoming);
+        if changed {
+            // Two states within the bounds can merge into one past them (replicas that took
+            // different writes apart): keep this replica's state rather than store one that no
+            // node could send or decode. Both replicas keep what they acknowledged.
+            check_bounds(key, &state)?;
+            self.write(key.to_vec(), state);
+        }
+        Ok(changed)
+    }
+
+    /// Whether this node is one of the N owners of `key`.
+    pub(super) fn owns(&self, key: &[u8]) -> bool {
+        self.ring
+            .preference_list(key, self.config.n)
+            .contains(&self.config.id)
+    }
+
+    /// Where a request for `key` goes (DESIGN.md, "Sloppy quorum and hinted handoff").
+    fn targets(&self, key: &[u8]) -> Vec<Target> {
+        let me = &self.config.id;
+        let unreachable = &self.unreachable;
+        hints::targets(
+            &self.ring,
+            key,
+            self.config.n,
+            self.config.sloppy_quorum,
+            |node| node == me || !unreachable.contains(node),
+        )
+    }
+}
+
+/// A put's payload, unpacked from its request.
+struct Write {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    tombstone: bool,
+    context: VClock,
+}
+
+/// Whether a merged state may be stored ([`KeyVersions::check_bounds`]); the error names the key.
+pub(super) fn check_bounds(key: &[u8], state: &KeyVersions) -> std::io::Result<()> {
+    state.check_bounds(wire::STATE_BYTES_MAX).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a merge refused for key {:?}: {e}",
+                String::from_utf8_lossy(&key[..key.len().min(64)])
+            ),
+        )
+    })
+}
+
+fn storage_error(e: &std::io::Error) -> Response {
+    error(
+        ErrorKind::Storage,
+        format!("local storage failed: {e}"),
+        true,
+    )
+}

@@ -1,0 +1,140 @@
+//! Membership (Dynamo §4.8): the ring this node routes by, and the nodes it knows.
+//!
+//! A ring comes from a peer's gossip, or from a join, a leave or an admin's forget taken here
+//! (the requests enter through `Core::start`, in coordinate.rs); [`Core::adopt`] takes it if it
+//! is plausible and newer than this node's, and a changed ring is saved with the step's writes.
+//! Gossip goes push-pull to one random peer a round and carries the failure view; every
+//! suspected peer is probed. The data of partitions that moved follows by the hand-over
+//! (handoff.rs).
+
+use super::{Core, HEARD_FRESH_MS, KNOWN_NODES_MAX, Now, RING_VERSION_JUMP_MAX, others};
+use crate::ring::{NodeId, Ring};
+use crate::wire::{self, PeerMessage};
+use std::collections::BTreeMap;
+
+impl Core {
+    /// Takes a ring learned from a peer or made by a join or leave, if it is newer than ours
+    /// (higher version; on a tie, the larger encoding, so that every node picks the same one).
+    /// Returns whether it was adopted.
+    pub fn adopt(&mut self, ring: Ring, addrs: &BTreeMap<NodeId, String>) -> bool {
+        // A ring no node could have made (invalid, of another partition count, or implausibly
+        // far ahead: every change adds one to the version) is refused whole, its addresses too:
+        // one damaged frame must neither brick the ring nor fill the node with bogus peers.
+        let plausible = ring.version() <= self.ring.version().saturating_add(RING_VERSION_JUMP_MAX);
+        if !plausible
+            || ring.validate().is_err()
+            || ring.partition_count() != self.ring.partition_count()
+        {
+            tracing::warn!(
+                node = %self.config.id,
+                ours = self.ring.version(),
+                theirs = ring.version(),
+                valid = ?ring.validate(),
+                "a ring no node could have made refused"
+            );
+            return false;
+        }
+        let mut new_node = false;
+        for (id, addr) in addrs {
+            if self.addrs.contains_key(id)
+                || !crate::version::valid_node_id(id)
+                || !wire::valid_addr(addr)
+            {
+                continue;
+            }
+            if self.addrs.len() >= KNOWN_NODES_MAX {
+                tracing::warn!(node = %self.config.id, %id, "{KNOWN_NODES_MAX} nodes known already: a new one ignored");
+                break;
+            }
+            self.addrs.insert(id.clone(), addr.clone());
+            new_node = true;
+        }
+        let newer = match ring.version().cmp(&self.ring.version()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
+            }
+        };
+        let usable = ring.members().keys().all(|m| self.addrs.contains_key(m));
+        let adopted = newer && usable;
+        if adopted {
+            tracing::info!(
+                node = %self.config.id,
+                version = ring.version(),
+                members = ?ring.members().keys().collect::<Vec<_>>(),
+                "ring changed"
+            );
+            self.ring = ring;
+            self.ae_peers = Self::ae_peers(&self.ring, &self.config);
+            self.ae_cursor = 0;
+        }
+        if adopted || new_node {
+            self.ready.membership = Some((self.ring.clone(), self.addrs.clone()));
+        }
+        adopted
+    }
+
+    /// Removes `id`, a member gone for good, from the ring (the admin's `forget`): its partitions
+    /// go to the other members as in a leave, except that nobody hands its data over; the new
+    /// owners get it from the remaining replicas by anti-entropy, and hints held for it are
+    /// taken in by their holders ([`Core::deliver_hints`]). Refused for this node itself (it
+    /// leaves instead) and for a member this node can reach or heard from recently (it is not
+    /// gone: make it leave), as Cassandra's `removenode` refuses a live node.
+    pub(super) fn forget(&mut self, now: Now, id: &NodeId) -> Result<(), String> {
+        if *id == self.config.id {
+            return Err(format!("{id} cannot forget itself: make it leave instead"));
+        }
+        if !self.ring.contains(id) {
+            return Err(format!("{id} is not a member of the ring"));
+        }
+        let heard_recently = self
+            .last_heard_ms
+            .get(id)
+            .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
+        if !self.unreachable.contains(id) || heard_recently {
+            return Err(format!(
+                "{id} is alive (heard from recently): make it leave instead, or stop it first"
+            ));
+        }
+        let ring = self
+            .ring
+            .try_without_member(id)
+            .map_err(|e| format!("cannot forget {id}: {e}"))?;
+        let addrs = self.addrs.clone();
+        tracing::warn!(node = %self.config.id, %id, "forgetting a member gone for good");
+        self.adopt(ring, &addrs);
+        Ok(())
+    }
+
+    /// Gossips the failure view to one random peer, and probes every suspected peer.
+    pub(super) fn gossip(&mut self) {
+        let peers: Vec<NodeId> = others(
+            &self.addrs.keys().cloned().collect::<Vec<_>>(),
+            &self.config.id,
+        );
+        if peers.is_empty() {
+            return;
+        }
+        let pick = peers[(self.next_random() % peers.len() as u64) as usize].clone();
+        let view: Vec<NodeId> = self.unreachable.iter().cloned().collect();
+        // After a start or a freeze every peer hears from us at once: they stop suspecting us (and
+        // re-dial their links to us) without waiting for gossip to come round.
+        let greet = std::mem::take(&mut self.greet);
+        let ring = PeerMessage::RingState {
+            ring: self.ring.clone(),
+            addrs: self.addrs.clone(),
+        };
+        self.send(pick.clone(), ring);
+        for peer in peers {
+            let probe = self.unreachable.contains(&peer);
+            if probe || peer == pick || greet {
+                let message = PeerMessage::Gossip {
+                    unreachable: view.clone(),
+                    probe,
+                };
+                self.send(peer, message);
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Inbound connections: the acceptor; the registry that counts connections per class and makes
+//! room in a full class by closing its least recently active one (a full class of peers refuses
+//! the newcomer instead); the first frame, which settles who a connection is (a `Hello` and its
+//! handshake, or an anonymous client's request); the check of every later frame against that
+//! role; and the task that serves one connection. The rules they enforce are in the docs of
+//! [`crate::shell`] ("Who may speak, and how much").
+
+use super::{
+    ADMIN_CONNECTIONS_MAX, CLIENT_CONNECTIONS_MAX, CONNECTION_IDLE_MS, CONNECTION_QUEUE_MAX, Event,
+    HANDSHAKE_TIMEOUT_MS, PEER_CONNECTIONS_MAX, PENDING_CONNECTIONS_MAX, RECONNECT_BACKOFF_MS,
+    WRITE_BATCH_FRAMES_MAX, write,
+};
+use crate::auth::{self, Role};
+use crate::conn::{self, Budget, Charge, Conn};
+use crate::coordinator::ClientToken;
+use crate::env::{Env, Listener};
+use crate::ring::NodeId;
+use crate::wire::{
+    CLIENT_FRAME_BYTES_MAX, ErrorKind, FIRST_FRAME_BYTES_MAX, FRAME_BYTES_MAX, Frame, Request,
+    RequestError, Response,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Duration, Instant, sleep, timeout};
+
+/// What every connection task shares: how to check who speaks, where events go, and the budgets.
+pub(super) struct ConnContext<E> {
+    pub(super) env: E,
+    pub(super) id: NodeId,
+    pub(super) cluster: String,
+    pub(super) auth: auth::AuthConfig,
+    pub(super) events: mpsc::Sender<Event>,
+    pub(super) budget: Budget,
+    pub(super) registry: RefCell<Registry>,
+}
+
+/// The classes of connections, each with its own budget (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Pending,
+    Client,
+    Admin,
+    Peer,
+}
+
+impl Class {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn connections_max(self) -> usize {
+        match self {
+            Class::Pending => PENDING_CONNECTIONS_MAX,
+            Class::Client => CLIENT_CONNECTIONS_MAX,
+            Class::Admin => ADMIN_CONNECTIONS_MAX,
+            Class::Peer => PEER_CONNECTIONS_MAX,
+        }
+    }
+
+    /// Whether a full class makes room by closing its least recently active connection.
+    fn evicts(self) -> bool {
+        self != Class::Peer
+    }
+
+    fn of(role: &Role) -> Class {
+        match role {
+            Role::Peer { .. } => Class::Peer,
+            Role::Admin => Class::Admin,
+            Role::Client => Class::Client,
+        }
+    }
+}
+
+/// One live connection: its class, when it was last active (a logical tick, not a clock
+/// reading), and how to close it.
+struct Slot {
+    class: Class,
+    active: Rc<Cell<u64>>,
+    close: Rc<Notify>,
+}
+
+/// The live connections by class. Only touched from the connection tasks of one `LocalSet`.
+#[derive(Default)]
+pub(super) struct Registry {
+    slots: BTreeMap<u64, Slot>,
+    counts: [usize; 4],
+    tick: Rc<Cell<u64>>,
+}
+
+impl Registry {
+    /// Puts connection `conn` in `class` (moving it from the one it was in), closing the least
+    /// recently active connection of a full class that evicts; refuses for a full class that
+    /// does not.
+    fn admit(
+        &mut self,
+        conn: u64,
+        class: Class,
+        active: &Rc<Cell<u64>>,
+        close: &Rc<Notify>,
+    ) -> Result<(), String> {
+        if let Some(slot) = self.slots.remove(&conn) {
+            self.counts[slot.class.index()] -= 1;
+        }
+        if self.counts[class.index()] >= class.connections_max() {
+            if !class.evicts() {
+                return Err(format!(
+                    "{} {class:?} connections already: closing a new one",
+                    class.connections_max()
+                ));
+            }
+            let victim = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.class == class)
+                .min_by_key(|(_, s)| s.active.get())
+                .map(|(&c, _)| c)
+                .expect("a full class has a connection");
+            let slot = self.slots.remove(&victim).expect("listed");
+            self.counts[class.index()] -= 1;
+            tracing::warn!(
+                conn = victim,
+                ?class,
+                "{} {class:?} connections: closing the least recently active",
+                class.connections_max()
+            );
+            slot.close.notify_one();
+        }
+        self.counts[class.index()] += 1;
+        self.touch(active);
+        self.slots.insert(
+            conn,
+            Slot {
+                class,
+                active: active.clone(),
+                close: close.clone(),
+            },
+        );
+        debug_assert!(self.counts[class.index()] <= class.connections_max());
+        Ok(())
+    }
+
+    fn touch(&self, active: &Cell<u64>) {
+        let tick = self.tick.get() + 1;
+        self.tick.set(tick);
+        active.set(tick);
+    }
+
+    fn remove(&mut self, conn: u64) {
+        if let Some(slot) = self.slots.remove(&conn) {
+            self.counts[slot.class.index()] -= 1;
+        }
+    }
+}
+
+pub(super) async fn accept_loop<E: Env>(listener: E::Listener, ctx: Rc<ConnContext<E>>) {
+    let mut next_conn = 0u64;
+    loop {
+        let (stream, _addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(RECONNECT_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn = next_conn;
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            let active = Rc::new(Cell::new(0));
+            let close = Rc::new(Notify::new());
+            let admitted = ctx
+                .registry
+                .borrow_mut()
+                .admit(conn, Class::Pending, &active, &close);
+            if admitted.is_ok() {
+                serve_connection(stream, conn, &ctx, &active, &close).await;
+            }
+            ctx.registry.borrow_mut().remove(conn);
+        });
+    }
+}
+
+/// Sends `message` as a `Frame::Error`, best effort, before the connection closes.
+async fn refuse<S>(conn: &mut Conn<S>, message: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tracing::debug!(%message, "closing a connection");
+    let _ = write(conn, vec![Frame::Error { message }]).await;
+}
+
+/// Reads the first frame of a connection and settles who it is: a `Hello` and its handshake, or
+/// an anonymous client's first request. `None` when the connection is refused (told why).
+async fn settle_role<S, E: Env>(
+    conn: &mut Conn<S>,
+    ctx: &ConnContext<E>,
+) -> Option<(Role, Option<(u64, Request)>)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let first = timeout(
+        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+        conn.next_frame(),
+    )
+    .await;
+    match first {
+        Err(_) | Ok(None) => None,
+        Ok(Some(Err(e))) => {
+            refuse(conn, format!("closing connection: {e}")).await;
+            None
+        }
+        Ok(Some(Ok(Frame::Hello {
+            role,
+            cluster,
+            nonce,
+        }))) => {
+            if let Role::Peer { id } = &role
+                && (!crate::version::valid_node_id(id) || *id == ctx.id)
+            {
+                refuse(conn, format!("{id:?} cannot be a peer of {}", ctx.id)).await;
+                return None;
+            }
+            let peer = matches!(role, Role::Peer { .. });
+            if (peer || !cluster.is_empty()) && cluster != ctx.cluster {
+                let message = format!(
+                    "cluster name differs: this node is of cluster {:?}, the dialer of {cluster:?}",
+                    ctx.cluster
+                );
+                refuse(conn, message).await;
+                return None;
+            }
+            let key = ctx.auth.key_for(&role);
+            let mine = auth::nonce(|| ctx.env.random_u64());
+            let handshake =
+                conn::accept_handshake(conn, (&role, &cluster, nonce), &ctx.id, key, mine);
+            match timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
+                Ok(Ok(())) => Some((role, None)),
+                Ok(Err(e)) => {
+                    tracing::warn!(?role, error = %e, "a handshake failed");
+                    refuse(conn, format!("handshake failed: {e}")).await;
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        Ok(Some(Ok(Frame::Request { id, request }))) => match ctx.auth.anonymous_rights() {
+            Some(role) => Some((role, Some((id, request)))),
+            None => {
+                let message = "this node serves clients with a token only: send a Hello first";
+                refuse(conn, message.to_string()).await;
+                None
+            }
+        },
+        Ok(Some(Ok(Frame::Peer { from, .. }))) => {
+            let message = format!(
+                "a peer message from {from} on a connection that is not its peer link \
+                 (a peer link starts with a Hello and the handshake)"
+            );
+            refuse(conn, message).await;
+            None
+        }
+        Ok(Some(Ok(_))) => {
+            let message = "a connection starts with a Hello or a request".to_string();
+            refuse(conn, message).await;
+            None
+        }
+    }
+}
+
+/// What a connection's frame becomes: an event for the driver, or an answer on the spot.
+enum Inbound {
+    Event(Event),
+    Answer(Frame),
+    Refuse(String),
+}
+
+/// Checks a frame against the connection's role and turns it into what to do.
+fn inbound(frame: Frame, role: &Role, conn: u64, charge: Charge) -> Inbound {
+    match frame {
+        Frame::Request { id, request } => {
+            if matches!(role, Role::Peer { .. }) {
+                return Inbound::Refuse("a peer link carries peer messages, not requests".into());
+            }
+            if *role == Role::Client && request.is_admin() {
+                let response = Response::Error {
+                    error: RequestError {
+                        kind: ErrorKind::BadRequest,
+                        message: "an admin request needs the cluster secret".into(),
+                        stored_on: Vec::new(),
+                        definite: true,
+                    },
+                };
+                return Inbound::Answer(Frame::Response { id, response });
+            }
+            Inbound::Event(Event::Request {
+                client: ClientToken { conn, id },
+                request,
+                _charge: charge,
+            })
+        }
+        Frame::Peer { from, message } => match role {
+            Role::Peer { id } if *id == from => Inbound::Event(Event::Peer {
+                from,
+                message,
+                _charge: charge,
+            }),
+            Role::Peer { id } => Inbound::Refuse(format!(
+                "a frame from {from} on the link of {id}: a peer speaks only for itself"
+            )),
+            _ => Inbound::Refuse(format!(
+                "a peer message from {from} on a connection that is not its peer link"
+            )),
+        },
+        Frame::Ping { nonce } => Inbound::Answer(Frame::Pong { nonce }),
+        Frame::Hello { .. } | Frame::Challenge { .. } | Frame::Proof { .. } => {
+            Inbound::Refuse("a handshake after the handshake".into())
+        }
+        Frame::Response { .. } | Frame::Error { .. } | Frame::Pong { .. } => {
+            Inbound::Refuse("a node takes requests, not answers".into())
+        }
+    }
+}
+
+/// Serves one inbound connection (a client's, an admin's or a peer's): settles who it is, then
+/// reads frames into events and writes replies back, until it closes, idles out or is evicted.
+async fn serve_connection<S, E: Env>(
+    stream: S,
+    conn_id: u64,
+    ctx: &ConnContext<E>,
+    active: &Rc<Cell<u64>>,
+    close: &Rc<Notify>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let Ok(mut conn) = Conn::new(stream, &ctx.budget, FIRST_FRAME_BYTES_MAX) else {
+        tracing::warn!("inbound budget spent: closing a new connection");
+        return;
+    };
+    let settled = tokio::select! {
+        biased;
+        _ = close.notified() => None,
+        settled = settle_role(&mut conn, ctx) => settled,
+    };
+    let Some((role, first)) = settled else { return };
+    let class = Class::of(&role);
+    let admitted = ctx
+        .registry
+        .borrow_mut()
+        .admit(conn_id, class, active, close);
+    if let Err(message) = admitted {
+        refuse(&mut conn, message).await;
+        return;
+    }
+    conn.set_frame_bytes_max(match class {
+        Class::Client => CLIENT_FRAME_BYTES_MAX,
+        Class::Pending | Class::Admin | Class::Peer => FRAME_BYTES_MAX,
+    });
+    let (replies, mut outbox) = mpsc::channel::<Frame>(CONNECTION_QUEUE_MAX);
+    let events = &ctx.events;
+    if class != Class::Peer
+        && events
+            .send(Event::Opened {
+                conn: conn_id,
+                replies,
+            })
+            .await
+            .is_err()
+    {
+        return;
+    }
+    if let Some((id, request)) = first {
+        let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+            return refuse(&mut conn, "the node is overloaded".into()).await;
+        };
+        let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
+            Inbound::Event(event) => event,
+            Inbound::Answer(frame) => {
+                let _ = write(&mut conn, vec![frame]).await;
+                return;
+            }
+            Inbound::Refuse(message) => return refuse(&mut conn, message).await,
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+    // One idle timer for the connection's life, pushed back only when it fires: a timeout around
+    // each read would enter and leave the timer wheel once per frame (and a clock reading per
+    // frame is not free either). A connection is closed after one to two idle periods of silence.
+    let idle = Duration::from_millis(CONNECTION_IDLE_MS);
+    let mut read_since_check = false;
+    let idle_timer = sleep(idle);
+    tokio::pin!(idle_timer);
+    loop {
+        tokio::select! {
+            biased;
+            _ = close.notified() => {
+                refuse(&mut conn, "closing connection: too many connections, and this one was the least recently active".into()).await;
+                break;
+            }
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { break };
+                let mut batch = vec![frame];
+                while batch.len() < WRITE_BATCH_FRAMES_MAX {
+                    let Ok(frame) = outbox.try_recv() else { break };
+                    batch.push(frame);
+                }
+                if write(&mut conn, batch).await.is_err() {
+                    break;
+                }
+            }
+            read = conn.next_frame() => {
+                read_since_check = true;
+                let frame = match read {
+                    None => break,
+                    Some(Err(e)) => {
+                        refuse(&mut conn, format!("closing connection: {e}")).await;
+                        break;
+                    }
+                    Some(Ok(frame)) => frame,
+                };
+                ctx.registry.borrow().touch(active);
+                let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+                    refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
+                    break;
+                };
+                match inbound(frame, &role, conn_id, charge) {
+                    Inbound::Event(event) => {
+                        if events.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    Inbound::Answer(frame) => {
+                        if write(&mut conn, vec![frame]).await.is_err() {
+                            break;
+                        }
+                    }
+                    Inbound::Refuse(message) => {
+                        tracing::warn!(conn = conn_id, ?role, %message, "a frame refused");
+                        refuse(&mut conn, format!("closing connection: {message}")).await;
+                        break;
+                    }
+                }
+            }
+            _ = &mut idle_timer => {
+                if !std::mem::take(&mut read_since_check) {
+                    break;
+                }
+                idle_timer.as_mut().reset(Instant::now() + idle);
+            }
+        }
+    }
+    if class != Class::Peer {
+        let _ = events.send(Event::Closed { conn: conn_id }).await;
+    }
+}

@@ -1,0 +1,537 @@
+//! The async shell: drives one [`Core`] with real (or simulated) sockets, timers and disk.
+//!
+//! Tasks, all on the caller's runtime:
+//! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
+//!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
+//!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
+//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
+//!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
+//!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
+//! - one *acceptor* takes connections and spawns a *connection* task for each, which runs the
+//!   handshake ([`crate::auth`]), decodes frames into events and writes replies back;
+//! - one *peer link* per other member dials it, proves the cluster secret and checks the peer's,
+//!   sends that node our messages (what is queued goes out with one flush, up to
+//!   [`WRITE_BATCH_FRAMES_MAX`] frames), pings it, and re-dials when the link breaks or goes
+//!   silent. turmoil's TCP does not retransmit, so a lost segment stalls a stream forever:
+//!   silence past [`PEER_SILENCE_MS`] is a broken link. Messages queued while it re-dials wait
+//!   for the next connection (at most [`LINK_PENDING_MAX`] of them, none older than
+//!   [`LINK_PENDING_MS_MAX`]), and a message from the peer makes it re-dial at once: a peer that
+//!   restarts gets the answers to its first requests instead of losing them to a link in
+//!   back-off. A link that notices this node was frozen (its ping timer came late) does not count
+//!   the gap as the peer's silence.
+//!
+//! # Who may speak, and how much
+//!
+//! A connection says who it is with its first frame: a `Hello` (a peer, an admin or a client,
+//! followed by the handshake), or, from an anonymous client, a request (allowed when the node has
+//! no client token; on an open node, one without a cluster secret, anonymous connections are
+//! admins, as they were before secrets). A peer may send only `Peer` frames that name itself as
+//! their sender, and pings; a client only gets and puts; an admin every request. Anything else
+//! closes the connection with an error.
+//!
+//! Connections are counted per class, each with its own budget, so that one class cannot lock
+//! out another: [`PENDING_CONNECTIONS_MAX`] that have not said who they are yet (each has
+//! [`HANDSHAKE_TIMEOUT_MS`] to do so), [`CLIENT_CONNECTIONS_MAX`] clients,
+//! [`ADMIN_CONNECTIONS_MAX`] admins and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
+//! connections, clients or admins makes room by closing its least recently active connection
+//! (idle connections cannot lock newcomers out); a full class of peers, all authenticated,
+//! refuses the newcomer. Every byte a connection buffers, and every decoded frame waiting for the
+//! driver, is charged to one budget of [`INBOUND_BYTES_MAX`]; a connection whose frame cannot get
+//! its bytes is closed with an error.
+//!
+//! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
+//! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
+//! by a process-global task id, so the order in which a crashed host's tasks are dropped (and its
+//! connections send their last segments) would depend on how many tasks the process had made
+//! before; a `LocalSet` keeps its tasks in one list, in spawn order. A node's core is single-threaded
+//! anyway, so it loses no parallelism.
+//!
+//! Every queue is bounded; a full peer or reply queue drops the message (the request's deadline
+//! covers it) rather than letting one slow peer hold the node.
+//!
+//! # Layout
+//!
+//! This file holds the driver ([`run`]) and its events, the bounds of every queue and timer,
+//! joining through the seeds, and the frame writer that both kinds of connection use; the tasks
+//! and the start have a file each:
+//!
+//! - `storage.rs`: opening the disk at start: the data directory, the log store's recovery, and
+//!   the actor id of this incarnation ([`open_storage`]).
+//! - `connections.rs`: the acceptor and the inbound connections, their classes and budgets.
+//! - `peer_link.rs`: the links to the other nodes.
+//! - `tests.rs`: the storage policy on a real disk, and fail-stop.
+
+use crate::auth::Role;
+use crate::config::{FsyncPolicy, NodeConfig};
+use crate::conn::{Budget, Charge, Conn, WRITE_BUFFER_BYTES};
+use crate::coordinator::ClientToken;
+use crate::core::{Core, Now, Released};
+use crate::env::Env;
+use crate::ring::NodeId;
+use crate::store::Storage;
+use crate::store::log::LogStore;
+use crate::wire::{ErrorKind, Frame, PeerMessage, Request, RequestError, Response};
+use connections::{ConnContext, Registry, accept_loop};
+use peer_link::{PeerLink, peer_link};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
+// tokio's clock, not std's: turmoil drives it in simulated time, so timers replay exactly.
+use tokio::time::{Duration, Instant, sleep, sleep_until, timeout};
+
+mod connections;
+mod peer_link;
+mod storage;
+
+pub use storage::{Startup, check_data_dir, open_storage};
+
+/// Events waiting for the driver.
+pub const EVENTS_QUEUE_MAX: usize = 4_096;
+/// Messages waiting to go to one peer.
+pub const PEER_QUEUE_MAX: usize = 4_096;
+/// Events the driver feeds the core before it carries out what they produced (group commit).
+pub const EVENTS_PER_STEP_MAX: usize = 64;
+/// Frames written to one connection with a single flush.
+pub const WRITE_BATCH_FRAMES_MAX: usize = 64;
+/// Frames waiting to go back on one client connection.
+pub const CONNECTION_QUEUE_MAX: usize = 1_024;
+/// Connections that have not said who they are yet; a newcomer past it closes the least
+/// recently active of them.
+pub const PENDING_CONNECTIONS_MAX: usize = 64;
+/// Client connections served at once; a newcomer past it closes the least recently active one.
+pub const CLIENT_CONNECTIONS_MAX: usize = 1_024;
+/// Admin connections served at once; a newcomer past it closes the least recently active one.
+pub const ADMIN_CONNECTIONS_MAX: usize = 32;
+/// Peer connections served at once (each member dials one; a re-dial may overlap the old one).
+/// Past it a newcomer is refused: peers are authenticated, so only members fill it.
+pub const PEER_CONNECTIONS_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
+/// How long a new connection has to say who it is (its first frame, and the handshake after a
+/// `Hello`).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// How long a peer link's handshake may take: as long as the link may go silent. turmoil's TCP
+/// (like a real one behind a dead route) stalls silently on a lost segment, and a link that
+/// waited longer would keep a healed peer unreachable.
+pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
+/// Bytes all connections together may hold in read buffers and in decoded frames waiting for
+/// the driver ([`crate::conn::Budget`]).
+pub const INBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Largest frame a peer link reads back (pongs and errors).
+pub const LINK_FRAME_BYTES_MAX: usize = 64 * 1024;
+/// Rounds of join requests over all seeds before a joining node gives up.
+pub const JOIN_ROUNDS_MAX: u32 = 10;
+/// Wait between two rounds of join requests.
+pub const JOIN_BACKOFF_MS: u64 = 1_000;
+/// How long dialling a peer may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 500;
+/// How long writing one frame (or flushing a batch) may take before the link counts as broken.
+pub const WRITE_TIMEOUT_MS: u64 = 1_000;
+/// Wait between failed dials of a peer.
+pub const RECONNECT_BACKOFF_MS: u64 = 200;
+/// Interval of liveness pings on a peer link.
+pub const PING_INTERVAL_MS: u64 = 250;
+/// A peer link that hears nothing back for this long is dropped and re-dialled.
+pub const PEER_SILENCE_MS: u64 = 1_000;
+/// Interval between checks whether the log needs compacting.
+pub const COMPACTION_CHECK_MS: u64 = 5_000;
+/// An inbound connection silent for one to two of these is closed (peers ping well within it).
+pub const CONNECTION_IDLE_MS: u64 = 60_000;
+/// Messages a peer link keeps for its next connection while it re-dials.
+pub const LINK_PENDING_MAX: usize = 1_024;
+/// A message kept for the next connection longer than this is dropped (its request is over).
+pub const LINK_PENDING_MS_MAX: u64 = 2_000;
+/// A ping timer this late means this node itself was frozen, not that the peer went silent.
+pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
+
+/// Something for the driver to feed the core.
+enum Event {
+    Opened {
+        conn: u64,
+        replies: mpsc::Sender<Frame>,
+    },
+    Closed {
+        conn: u64,
+    },
+    Request {
+        client: ClientToken,
+        request: Request,
+        /// The frame's bytes, charged to the inbound budget until the driver took the event.
+        _charge: Charge,
+    },
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+        _charge: Charge,
+    },
+    PeerStatus {
+        node: NodeId,
+        reachable: bool,
+    },
+}
+
+/// Runs a node until `shutdown` completes, serving connections from `listener`.
+pub async fn run<E: Env>(
+    env: E,
+    config: NodeConfig,
+    data_dir: &Path,
+    listener: E::Listener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tokio::pin!(shutdown);
+    // A joining node asks the seeds first, before it writes anything: a node that cannot join
+    // leaves no data directory behind.
+    check_data_dir(&env.fs(), &config, data_dir)?;
+    let joined = if config.seeds.is_empty() {
+        None
+    } else {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            joined = join(&env, &config) => Some(joined?),
+        }
+    };
+    let (mut keyspace, startup) = open_storage(&env, &config, data_dir)?;
+    tracing::info!(
+        node = %config.id,
+        actor = %startup.actor,
+        new_actor_reason = startup.new_actor_reason.as_deref().unwrap_or("none: kept"),
+        records = startup.recovery.records,
+        lost = %startup.recovery.loss_summary(),
+        "node started"
+    );
+    let mut core = Core::new(config.clone(), startup.actor, env.random_u64());
+    core.load(&keyspace)?;
+    let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
+
+    let budget = Budget::new(INBOUND_BYTES_MAX);
+    let mut tasks = tokio::task::JoinSet::new();
+    let ctx = Rc::new(ConnContext {
+        env: env.clone(),
+        id: config.id.clone(),
+        cluster: config.cluster.clone(),
+        auth: config.auth.clone(),
+        events: events.clone(),
+        budget: budget.clone(),
+        registry: RefCell::new(Registry::default()),
+    });
+    tasks.spawn_local(accept_loop(listener, ctx));
+    let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
+    // Per peer link: poked when the peer is heard from, so that a link in back-off re-dials now.
+    let mut wakes: BTreeMap<NodeId, Arc<Notify>> = BTreeMap::new();
+    let link = |peers: &mut BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+                wakes: &mut BTreeMap<NodeId, Arc<Notify>>,
+                tasks: &mut tokio::task::JoinSet<()>,
+                members: &BTreeMap<NodeId, String>| {
+        for (peer, addr) in members {
+            if *peer == config.id || peers.contains_key(peer) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            peers.insert(peer.clone(), tx);
+            let wake = Arc::new(Notify::new());
+            wakes.insert(peer.clone(), wake.clone());
+            let link = PeerLink {
+                peer: peer.clone(),
+                addr: addr.clone(),
+                wake,
+            };
+            tasks.spawn_local(peer_link(
+                env.clone(),
+                config.clone(),
+                link,
+                rx,
+                events.clone(),
+                budget.clone(),
+            ));
+        }
+    };
+    link(&mut peers, &mut wakes, &mut tasks, &config.members);
+    // The ring this node last knew, if it ever changed from the configured one. A damaged one is
+    // not worth stopping for: gossip brings the current ring.
+    match keyspace.membership() {
+        Ok(Some((ring, addrs))) => {
+            core.adopt(ring, &addrs);
+        }
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(error = %e, "saved ring is damaged; using the configured one")
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some((ring, addrs)) = joined {
+        core.adopt(ring, &addrs);
+    }
+
+    let start = Instant::now();
+    let now = || Now {
+        mono_ms: start.elapsed().as_millis() as u64,
+        wall_ms: env.wall_clock_ms(),
+    };
+    let sync_interval_ms = match config.fsync {
+        FsyncPolicy::Interval { interval_ms } => interval_ms.max(1),
+        _ => u64::MAX / 4,
+    };
+    let mut clients: BTreeMap<u64, mpsc::Sender<Frame>> = BTreeMap::new();
+    let never = start + Duration::from_secs(86_400 * 365);
+    // The timers live across iterations and are reset only when their deadline moves: a fresh
+    // `sleep_until` per event would enter and leave tokio's timer wheel once per message.
+    let protocol_timer = sleep_until(never);
+    let compaction_timer = sleep_until(start + Duration::from_millis(COMPACTION_CHECK_MS));
+    let sync_timer = sleep_until(start + Duration::from_millis(sync_interval_ms));
+    tokio::pin!(protocol_timer, compaction_timer, sync_timer);
+    loop {
+        let timer = core
+            .poll_timeout()
+            .map(|ms| start + Duration::from_millis(ms))
+            .unwrap_or(never);
+        if protocol_timer.deadline() != timer {
+            protocol_timer.as_mut().reset(timer);
+        }
+        let mut handle = |event: Event, core: &mut Core, now: Now| match event {
+            Event::Opened { conn, replies } => {
+                clients.insert(conn, replies);
+            }
+            Event::Closed { conn } => {
+                clients.remove(&conn);
+            }
+            Event::Request {
+                client, request, ..
+            } => core.handle_request(now, client, request, &keyspace),
+            Event::Peer { from, message, .. } => {
+                if let Some(wake) = wakes.get(&from) {
+                    wake.notify_one();
+                }
+                core.handle_peer(now, from, message, &keyspace)
+            }
+            Event::PeerStatus { node, reachable } => core.handle_peer_status(&node, reachable),
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            event = inbox.recv() => {
+                let Some(event) = event else { break };
+                // One reading of the clocks for the step: the events of one step arrived together.
+                let step_now = now();
+                handle(event, &mut core, step_now);
+                // Group commit: events already queued join this step, so that one write-and-sync
+                // covers them all before any of their answers leaves (bounded, so that one step's
+                // writes and latency stay bounded under a flood).
+                for _ in 1..EVENTS_PER_STEP_MAX {
+                    let Ok(event) = inbox.try_recv() else { break };
+                    handle(event, &mut core, step_now);
+                }
+                // The inbox is polled first, so under a flood the timer branch would never be
+                // chosen: a deadline that has come is served at the end of the step instead.
+                if core.poll_timeout().is_some_and(|ms| ms <= step_now.mono_ms) {
+                    core.handle_timeout(step_now, &keyspace);
+                }
+            }
+            _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
+            _ = &mut compaction_timer => {
+                compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
+                maybe_compact(&config, keyspace.storage_mut())
+                    .map_err(|e| stop(&config, "compaction", e))?;
+            }
+            _ = &mut sync_timer => {
+                sync_timer.as_mut().reset(Instant::now() + Duration::from_millis(sync_interval_ms));
+                keyspace.sync().map_err(|e| stop(&config, "periodic sync", e))?;
+            }
+        }
+        let ready = core.poll_ready(&keyspace);
+        if !ready.is_empty() {
+            // Fail-stop: when storage fails, nothing that depends on the step's writes leaves, and
+            // the node ends rather than answer as if it could write (a zombie). A supervisor or
+            // the operator restarts it; recovery sorts out what reached the disk.
+            let released = ready
+                .apply(&mut keyspace, &config)
+                .map_err(|e| stop(&config, "storage", e))?;
+            if let Some((_, members)) = &released.membership {
+                link(&mut peers, &mut wakes, &mut tasks, members);
+            }
+            send(released, &peers, &clients);
+        }
+    }
+    keyspace
+        .sync()
+        .map_err(|e| stop(&config, "final sync", e))?;
+    tasks.abort_all();
+    tracing::info!(node = %config.id, "node stopped");
+    Ok(())
+}
+
+/// Compacts the log when its dead bytes exceed both the configured floor and its live bytes, so
+/// that a compaction at most halves the disk footprint's garbage and never runs for crumbs.
+fn maybe_compact<F: crate::fs::FileSystem>(
+    config: &NodeConfig,
+    log: &mut LogStore<F>,
+) -> io::Result<()> {
+    let stats = log.stats();
+    let garbage_bytes = stats.bytes.saturating_sub(stats.live_bytes);
+    if garbage_bytes < config.compact_garbage_bytes_min || garbage_bytes < stats.live_bytes {
+        return Ok(());
+    }
+    let done = log.compact()?;
+    tracing::info!(
+        node = %config.id,
+        bytes_before = done.bytes_before,
+        bytes_after = done.bytes_after,
+        "log compacted"
+    );
+    Ok(())
+}
+
+/// The error `run` ends with when storage fails: it says the node stopped, and why.
+fn stop(config: &NodeConfig, what: &str, e: io::Error) -> io::Error {
+    tracing::error!(
+        node = %config.id,
+        error = %e,
+        "{what} failed: stopping the node (restart it; recovery will check the disk)"
+    );
+    io::Error::new(
+        e.kind(),
+        format!("node {} stopped: {what} failed: {e}", config.id),
+    )
+}
+
+/// Asks the seeds, in turn, to add this node to the ring, until one answers with the new ring:
+/// at most [`JOIN_ROUNDS_MAX`] rounds over all of them, then an error that says what the last
+/// seed answered. It speaks as an admin with the cluster secret.
+async fn join<E: Env>(
+    env: &E,
+    config: &NodeConfig,
+) -> io::Result<(crate::ring::Ring, BTreeMap<NodeId, String>)> {
+    let addr = config.members.get(&config.id).cloned().unwrap_or_default();
+    let request = crate::wire::Request::Join {
+        id: config.id.clone(),
+        addr,
+        weight: 1,
+    };
+    let auth = crate::client::ClientAuth {
+        role: Role::Admin,
+        cluster: config.cluster.clone(),
+        key: config.auth.cluster_secret.clone(),
+    };
+    let mut last = String::new();
+    for round in 0..JOIN_ROUNDS_MAX {
+        if round > 0 {
+            sleep(Duration::from_millis(JOIN_BACKOFF_MS)).await;
+        }
+        for seed in &config.seeds {
+            let mut client = crate::client::Client::new(env.clone(), seed.clone())
+                .with_timeout_ms(config.request_timeout_ms)
+                .with_auth(auth.clone());
+            match client.request(request.clone()).await {
+                Ok(crate::wire::Response::Membership { ring, addrs }) => {
+                    tracing::info!(node = %config.id, %seed, version = ring.version(), "joined");
+                    return Ok((ring, addrs));
+                }
+                Ok(other) => {
+                    tracing::warn!(%seed, ?other, "seed refused the join");
+                    last = format!("{seed} refused: {other:?}");
+                }
+                Err(e) => {
+                    tracing::warn!(%seed, error = %e, "cannot reach seed");
+                    last = format!("{seed}: {e}");
+                }
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!(
+            "cannot join: no seed added this node after {JOIN_ROUNDS_MAX} rounds (last: {last})"
+        ),
+    ))
+}
+
+/// Sends what [`crate::core::Ready::apply`] released: messages to peers, replies to clients.
+fn send(
+    released: Released,
+    peers: &BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+    clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
+) {
+    for (peer, message) in released.messages {
+        match peers.get(&peer) {
+            Some(queue) => {
+                if queue.try_send(message).is_err() {
+                    tracing::debug!(%peer, "peer queue full or closed; message dropped");
+                }
+            }
+            None => tracing::warn!(%peer, "message for an unknown peer dropped"),
+        }
+    }
+    for (client, response) in released.replies {
+        if let Some(queue) = clients.get(&client.conn) {
+            let frame = Frame::Response {
+                id: client.id,
+                response,
+            };
+            if queue.try_send(frame).is_err() {
+                tracing::debug!(
+                    conn = client.conn,
+                    "client queue full or closed; reply dropped"
+                );
+            }
+        }
+    }
+}
+
+/// Writes frames with one flush: a burst of small messages becomes one write (and, in the
+/// simulator, one TCP segment) instead of one per frame; the buffer still goes out whenever it
+/// passes [`WRITE_BUFFER_BYTES`]. Each write has its own deadline, as does the final flush, so a
+/// batch of large frames is not held to one frame's time. A frame too large to encode does not
+/// break the connection: an answer becomes an error answer with the same id (a read of a key
+/// whose siblings outgrew a frame is told so), any other frame is dropped and logged.
+async fn write<S>(conn: &mut Conn<S>, frames: Vec<Frame>) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = Duration::from_millis(WRITE_TIMEOUT_MS);
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+    for frame in frames {
+        if let Err(e) = conn.feed(&frame) {
+            match frame {
+                Frame::Response { id, .. } => {
+                    tracing::warn!(error = %e, "an answer too large to send: answering an error");
+                    let response = Response::Error {
+                        error: RequestError {
+                            kind: ErrorKind::Overloaded,
+                            message: format!("the answer cannot be sent: {e}"),
+                            stored_on: Vec::new(),
+                            definite: false,
+                        },
+                    };
+                    conn.feed(&Frame::Response { id, response })?;
+                }
+                other => {
+                    let what = match &other {
+                        Frame::Peer { message, .. } => {
+                            format!("{:?}", std::mem::discriminant(message))
+                        }
+                        _ => "frame".to_string(),
+                    };
+                    tracing::warn!(error = %e, %what, "a frame too large to send: dropped");
+                    continue;
+                }
+            }
+        }
+        if conn.pending_write_bytes() >= WRITE_BUFFER_BYTES {
+            timeout(deadline, conn.write_out())
+                .await
+                .map_err(|_| timed_out())??;
+        }
+    }
+    timeout(deadline, conn.flush())
+        .await
+        .map_err(|_| timed_out())?
+}
+
+#[cfg(test)]
+mod tests;

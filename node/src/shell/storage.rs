@@ -1,0 +1,174 @@
+//! Opening a node's disk at start: the data directory (created durably, locked, and checked to be
+//! this node's by its identity), the log store and what its recovery found, and the actor id this
+//! incarnation writes versions as. The actor id is settled here, before the core exists, because
+//! whether the last one may be kept depends on what the disk lost (see [`open_storage`]).
+
+use crate::config::{Bug, FsyncPolicy, NodeConfig};
+use crate::env::Env;
+use crate::fs::{DirLock, FileSystem};
+use crate::store::identity::{self, Identity};
+use crate::store::keyspace::Keyspace;
+use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
+use crate::version::{Actor, valid_actor};
+use std::io;
+use std::path::Path;
+
+/// How a node came up: for logs and tests.
+#[derive(Clone, Debug)]
+pub struct Startup {
+    /// The actor id of this incarnation.
+    pub actor: Actor,
+    /// Why the actor id is new, or `None` if it was kept from the last incarnation.
+    pub new_actor_reason: Option<String>,
+    /// What the log store's recovery found.
+    pub recovery: RecoveryReport,
+}
+
+/// Checks what can be checked of the data directory without writing to it: if it exists, it is
+/// a directory and, if it has an identity, it is this node's. Run before a join, so that a node
+/// started on the wrong directory does not join the ring first.
+pub fn check_data_dir<F: FileSystem>(
+    fs: &F,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<()> {
+    if !fs.exists(data_dir) {
+        return Ok(());
+    }
+    fs.read_dir(data_dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "data directory {}: {e} (is it a directory?)",
+                data_dir.display()
+            ),
+        )
+    })?;
+    identity::check(fs, data_dir, &identity_of(config)).map(|_| ())
+}
+
+fn identity_of(config: &NodeConfig) -> Identity {
+    Identity {
+        node: config.id.to_string(),
+        cluster: config.cluster.clone(),
+    }
+}
+
+/// Creates the data directory (durably: its entry and its new parents' are synced), takes its
+/// lock, and checks or writes its identity ([`crate::store::identity`]).
+fn lock_data_dir<F: FileSystem>(
+    fs: &F,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<DirLock> {
+    let named = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("data directory {}: {e}", data_dir.display()),
+        )
+    };
+    let existed = fs.exists(data_dir);
+    fs.create_dir_all(data_dir).map_err(named)?;
+    if !existed {
+        for ancestor in data_dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+            fs.sync_dir(ancestor).map_err(named)?;
+        }
+    }
+    let lock = fs.lock_dir(data_dir)?;
+    identity::check_or_write(fs, data_dir, &identity_of(config))?;
+    Ok(lock)
+}
+
+/// Opens the node's storage in `data_dir` and settles the actor id of this incarnation. The data
+/// directory is locked for as long as the returned keyspace lives, and must be this node's (or
+/// new): see [`crate::store::identity`].
+///
+/// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
+/// is ever issued twice:
+/// - on an empty (new or wiped) disk, or one whose actor record is unreadable;
+/// - on every start when the fsync policy is not `always`, since a crash may then have lost
+///   acknowledged writes;
+/// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
+///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
+/// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
+///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
+///
+/// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
+/// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
+pub fn open_storage<E: Env>(
+    env: &E,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
+    let lock = lock_data_dir(&env.fs(), config, data_dir)?;
+    let options = LogOptions {
+        max_file_bytes: config.log_file_bytes_max,
+    };
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
+    let mut keyspace = Keyspace::new(log).with_lock(lock);
+    if config.has_bug(Bug::ReuseActor) {
+        let startup = Startup {
+            actor: config.id.to_string().into(),
+            new_actor_reason: None,
+            recovery,
+        };
+        return Ok((keyspace, startup));
+    }
+    let stored = match keyspace.actor() {
+        Ok(bytes) => bytes
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|actor| valid_actor(actor)),
+        // Decay of the record itself: as good as no record.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::error!(node = %config.id, error = %e, "the stored actor id is damaged");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
+    // its whole log (every data file and the manifest): the counters went with it.
+    let log_gone = recovery.manifest == ManifestState::Created;
+    let new_actor_reason = match stored {
+        None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
+        }
+        Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
+            "fsync policy {} may have lost acknowledged writes in a crash",
+            config.fsync
+        )),
+        // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
+        Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
+            Some(format!("recovery lost data: {}", recovery.loss_summary()))
+        }
+        Some(_) => None,
+    };
+    let actor = match (stored, &new_actor_reason) {
+        (Some(actor), None) => actor,
+        (_, reason) => {
+            let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
+            tracing::warn!(
+                node = %config.id,
+                %actor,
+                reason = reason.as_deref().unwrap_or_default(),
+                "taking a new actor id"
+            );
+            keyspace.set_actor(&actor)?;
+            actor
+        }
+    };
+    if recovery.lost_data() && new_actor_reason.is_none() {
+        tracing::warn!(
+            node = %config.id,
+            %actor,
+            lost = %recovery.loss_summary(),
+            "keeping the actor id although recovery lost data (deliberate bug keep-actor-on-recovery)"
+        );
+    }
+    let startup = Startup {
+        actor: actor.into(),
+        new_actor_reason,
+        recovery,
+    };
+    Ok((keyspace, startup))
+}
