@@ -440,85 +440,38 @@ impl Summary {
     }
 }
 
-/// Escapes text for XML content and attributes, dropping characters XML 1.0 cannot hold.
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// junit.xml: one test case per seed; a failing seed is a `<failure>` naming its anomaly types, with
 /// the repro command and an example of each; unknown and errors are `<error>`; not run is `<skipped>`.
+/// Written by quick-junit (the XML, its escaping and the suite counts are its business).
 pub fn junit(s: &Summary) -> String {
-    let c = &s.counts;
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let name = if s.shards.is_empty() {
         format!("dynamo nightly {}", s.seeds)
     } else {
         format!("dynamo nightly {} shard {}", s.seeds, s.shards.join(","))
     };
-    let mut out = String::new();
-    let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        out,
-        r#"<testsuites name="dynamo nightly" tests="{}" failures="{}" errors="{}" skipped="{}" time="{:.3}">"#,
-        c.seeds,
-        c.invalid,
-        c.unknown + c.error,
-        c.not_run,
-        s.wall_s
-    );
-    let _ = writeln!(
-        out,
-        r#"  <testsuite name="{}" tests="{}" failures="{}" errors="{}" skipped="{}" time="{:.3}">"#,
-        xml(&name),
-        c.seeds,
-        c.invalid,
-        c.unknown + c.error,
-        c.not_run,
-        s.wall_s
-    );
+    let mut suite = TestSuite::new(name);
+    suite.set_time(Duration::from_secs_f64(s.wall_s.max(0.0)));
     for r in &s.results {
-        let _ = write!(
-            out,
-            r#"    <testcase classname="dynamo.nightly" name="seed {}" time="{:.3}">"#,
-            r.seed,
-            r.wall_ms as f64 / 1000.0
-        );
         let files = r
             .dir
             .as_deref()
             .map(|d| format!("\nfiles: {d}"))
             .unwrap_or_default();
-        match r.status {
-            Status::Valid => {}
+        let status = match r.status {
+            Status::Valid => TestCaseStatus::success(),
             Status::Invalid => {
                 let mut body = format!("repro: {}{files}\n", r.repro);
                 for (t, example) in &r.examples {
                     let n = r.anomaly_counts.get(t).copied().unwrap_or(0);
                     let _ = writeln!(body, "{t} ({n}): {example}");
                 }
-                let _ = write!(
-                    out,
-                    r#"<failure message="{}" type="{}">{}</failure>"#,
-                    xml(&r.anomaly_types.join(", ")),
-                    xml(r
-                        .anomaly_types
-                        .first()
-                        .map(String::as_str)
-                        .unwrap_or("anomaly")),
-                    xml(&body)
-                );
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status
+                    .set_message(r.anomaly_types.join(", "))
+                    .set_type(r.anomaly_types.first().map_or("anomaly", String::as_str))
+                    .set_description(body);
+                status
             }
             Status::Unknown | Status::Error => {
                 let what = if r.status == Status::Unknown {
@@ -526,25 +479,35 @@ pub fn junit(s: &Summary) -> String {
                 } else {
                     "error"
                 };
-                let _ = write!(
-                    out,
-                    r#"<error message="{}" type="{what}">{}</error>"#,
-                    xml(&format!("{what}: {}", r.reasons.join("; "))),
-                    xml(&format!(
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status
+                    .set_message(format!("{what}: {}", r.reasons.join("; ")))
+                    .set_type(what)
+                    .set_description(format!(
                         "repro: {}{files}\n{}\n",
                         r.repro,
                         r.reasons.join("\n")
-                    ))
-                );
+                    ));
+                status
             }
             Status::NotRun => {
-                out.push_str(r#"<skipped message="not run: the time limit was reached"/>"#);
+                let mut status = TestCaseStatus::skipped();
+                status.set_message("not run: the time limit was reached");
+                status
             }
-        }
-        out.push_str("</testcase>\n");
+        };
+        let mut case = TestCase::new(format!("seed {}", r.seed), status);
+        case.set_classname("dynamo.nightly")
+            .set_time(Duration::from_millis(r.wall_ms));
+        suite.add_test_case(case);
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    let mut report = Report::new("dynamo nightly");
+    report
+        .set_time(Duration::from_secs_f64(s.wall_s.max(0.0)))
+        .add_test_suite(suite);
+    report
+        .to_string()
+        .expect("a report of plain strings serialises")
 }
 
 /// The progress line: redrawn in place on a terminal, a line every few seconds elsewhere (a CI log).
@@ -683,11 +646,7 @@ fn run_seed(seed: u64, o: &Overrides, out: &Path, keep: bool) -> SeedResult {
             return result;
         }
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic".into());
+            let message = dynamo_checker::panic_message(panic.as_ref());
             result
                 .reasons
                 .push(format!("the simulation panicked: {message}"));
@@ -1250,8 +1209,14 @@ mod tests {
         assert_eq!(s.counts.exit_code(), 1);
         let x = junit(&s);
         assert_eq!(x.matches("<testcase ").count(), 4);
-        assert!(x.contains(r#"tests="4" failures="1" errors="1" skipped="1""#));
-        assert!(x.contains(r#"name="seed 1" time="0.250"><failure message="lost-write" type="lost-write">repro: dynamo sim --seed 1"#));
+        assert!(x.contains(r#"tests="4" failures="1" errors="1""#));
+        assert!(x.contains(r#"<testcase name="seed 1" classname="dynamo.nightly" time="0.250">"#));
+        assert!(x.contains(
+            r#"<failure message="lost-write" type="lost-write">repro: dynamo sim --seed 1"#
+        ));
+        assert!(
+            x.contains(r#"<error message="unknown: nothing was acknowledged" type="unknown">"#)
+        );
         assert!(x.contains("put &lt;x&gt; &amp; lost"));
         assert!(x.contains(r#"<skipped message="not run"#));
         let unknown = Counts {

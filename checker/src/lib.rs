@@ -62,7 +62,8 @@ use history::Status;
 /// The file `check_path` looks for in a directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The message of a caught panic (`std::panic::catch_unwind`'s payload).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

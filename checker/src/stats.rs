@@ -56,7 +56,7 @@ impl Quantiles {
         }
         samples.sort_unstable();
         let n = samples.len();
-        let at = |p: f64| samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let at = |p: f64| nearest_rank(samples, p);
         Some(Quantiles {
             count: n,
             p50: at(0.50),
@@ -65,6 +65,14 @@ impl Quantiles {
             max: samples[n - 1],
         })
     }
+}
+
+/// The nearest-rank p-quantile of sorted, non-empty samples: the smallest sample with at least a
+/// share p of the samples at or below it (the report's plots use it too, so their figures agree
+/// with results.json).
+pub fn nearest_rank(sorted: &[u64], p: f64) -> u64 {
+    let n = sorted.len();
+    sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1]
 }
 
 /// How many versions reads saw: the Dynamo paper's table, over the reads it is about. Only ok reads of

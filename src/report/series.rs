@@ -5,6 +5,7 @@
 use super::digest::Digest;
 use super::timeline::{Timeline, Tone};
 use dynamo_checker::history::{ClientF, Outcome};
+use dynamo_checker::stats::nearest_rank;
 use serde_json::Value;
 
 /// The most operations plotted one point each.
@@ -99,12 +100,6 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// Nearest-rank quantile of sorted samples, as the checker computes them.
-fn quantile(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1]
-}
-
 fn quantile_bins(d: &Digest, bins: usize, end_ns: u64) -> Vec<QuantileBin> {
     let width = end_ns.div_ceil(bins as u64).max(1);
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); bins];
@@ -123,9 +118,9 @@ fn quantile_bins(d: &Digest, bins: usize, end_ns: u64) -> Vec<QuantileBin> {
             QuantileBin {
                 t_s: s(b as u64 * width + width / 2),
                 count: v.len(),
-                p50_ms: ms(quantile(&v, 0.5)),
-                p95_ms: ms(quantile(&v, 0.95)),
-                p99_ms: ms(quantile(&v, 0.99)),
+                p50_ms: ms(nearest_rank(&v, 0.5)),
+                p95_ms: ms(nearest_rank(&v, 0.95)),
+                p99_ms: ms(nearest_rank(&v, 0.99)),
                 max_ms: ms(*v.last().expect("non-empty")),
             }
         })
