@@ -3,12 +3,12 @@
 use clap::Args;
 use dynamo_node::auth::{AuthConfig, CLUSTER_NAME_DEFAULT, Secret};
 use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientAuth, ClientError};
-use dynamo_node::config::{FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
+use dynamo_node::config::NodeOptions;
+use dynamo_node::config::{ClusterSettings, FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
 use dynamo_node::env::{Env, TokioEnv};
 use dynamo_node::ring::{NodeId, PARTITION_COUNT_DEFAULT};
 use dynamo_node::version::{NODE_ID_BYTES_MAX, VClock, valid_node_id};
 use dynamo_node::wire::{SiblingView, valid_addr};
-use dynamo_workloads::plan::NodeOptions;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
@@ -322,20 +322,21 @@ fn serve_config(args: &ServeArgs) -> Result<NodeConfig, String> {
         }
     }
     check_data_dir(&args.data_dir)?;
-    let mut config = NodeConfig::new(args.id.as_str(), members);
+    let settings = ClusterSettings {
+        n: args.n,
+        r: args.r,
+        w: args.w,
+        partition_count: args.partitions,
+        fsync: args.fsync,
+        request_timeout_ms: args.request_timeout_ms,
+        options: args.mechanisms.options(),
+        bug: args.bug,
+    };
+    let mut config = NodeConfig::for_cluster(args.id.as_str(), members, &settings);
     config.cluster = args.cluster.clone();
     config.auth = auth;
-    config.n = args.n;
-    config.r = args.r;
-    config.w = args.w;
-    config.partition_count = args.partitions;
-    config.fsync = args.fsync;
-    config.request_timeout_ms = args.request_timeout_ms;
-    config.repair_wait_ms = args.request_timeout_ms;
-    args.mechanisms.options().apply(&mut config);
     config.merkle_fanout = args.merkle_fanout;
     config.seeds = args.join.clone();
-    config.bug = args.bug;
     config.validate()?;
     Ok(config)
 }

@@ -193,6 +193,55 @@ fn log_file_bytes_max_default() -> u64 {
     crate::store::log::MAX_FILE_BYTES_DEFAULT
 }
 
+/// The nodes' availability machinery, each switchable so that tests can isolate one: what
+/// `dynamo serve`'s flags and a simulated run's plan (`node` in plan.json) choose alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeOptions {
+    /// Sloppy quorum with stand-ins (off: strict quorum).
+    pub sloppy_quorum: bool,
+    /// Hand hinted writes over to their owners.
+    pub hinted_handoff: bool,
+    /// Read repair.
+    pub read_repair: bool,
+    /// Merkle-tree anti-entropy.
+    pub anti_entropy: bool,
+    /// Time between a node's anti-entropy rounds.
+    pub anti_entropy_interval_ms: u64,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            sloppy_quorum: true,
+            hinted_handoff: true,
+            read_repair: true,
+            anti_entropy: true,
+            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+/// What a cluster's operator (or a simulated run) chooses for every node alike: the one place a
+/// [`NodeConfig`] is built from them, for `dynamo serve` and for the simulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Replicas per key, reads and writes waited for.
+    pub n: usize,
+    pub r: usize,
+    pub w: usize,
+    /// Partitions of the ring (Q).
+    pub partition_count: u32,
+    /// Durability of local writes.
+    pub fsync: FsyncPolicy,
+    /// A client request's deadline at its coordinator (read repair waits as long).
+    pub request_timeout_ms: u64,
+    /// The availability machinery.
+    pub options: NodeOptions,
+    /// A deliberate bug, or none.
+    pub bug: Option<Bug>,
+}
+
 /// Default time between anti-entropy exchanges.
 pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default time between hint deliveries.
@@ -230,6 +279,32 @@ impl NodeConfig {
             bug: None,
             cluster: cluster_name_default(),
             auth: crate::auth::AuthConfig::default(),
+        }
+    }
+
+    /// Node `id`'s configuration in a cluster of `members` run with `settings`; the rest at the
+    /// defaults of [`NodeConfig::new`].
+    pub fn for_cluster(
+        id: impl Into<NodeId>,
+        members: BTreeMap<NodeId, String>,
+        settings: &ClusterSettings,
+    ) -> NodeConfig {
+        let o = &settings.options;
+        NodeConfig {
+            n: settings.n,
+            r: settings.r,
+            w: settings.w,
+            partition_count: settings.partition_count,
+            fsync: settings.fsync,
+            request_timeout_ms: settings.request_timeout_ms,
+            repair_wait_ms: settings.request_timeout_ms,
+            sloppy_quorum: o.sloppy_quorum,
+            hinted_handoff: o.hinted_handoff,
+            read_repair: o.read_repair,
+            anti_entropy: o.anti_entropy,
+            anti_entropy_interval_ms: o.anti_entropy_interval_ms,
+            bug: settings.bug,
+            ..NodeConfig::new(id, members)
         }
     }
 

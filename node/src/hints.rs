@@ -11,6 +11,67 @@
 
 use crate::ring::{NodeId, Ring};
 use crate::version::VClock;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The hints a node holds, as (owner, key): in owner order for delivery, and indexed by key, so
+/// that a read of a key finds the hints held for it without going through every hint.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    by_owner: BTreeSet<(NodeId, Vec<u8>)>,
+    by_key: BTreeMap<Vec<u8>, BTreeSet<NodeId>>,
+}
+
+impl Held {
+    /// Notes a hint held for `owner` of `key`.
+    pub fn insert(&mut self, owner: NodeId, key: Vec<u8>) {
+        self.by_key
+            .entry(key.clone())
+            .or_default()
+            .insert(owner.clone());
+        self.by_owner.insert((owner, key));
+    }
+
+    /// Forgets the hint held for `owner` of `key`, if any.
+    pub fn remove(&mut self, owner: &NodeId, key: &[u8]) {
+        if let Some(owners) = self.by_key.get_mut(key) {
+            owners.remove(owner);
+            if owners.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+        self.by_owner.remove(&(owner.clone(), key.to_vec()));
+    }
+
+    /// The owners this node holds a hint of `key` for.
+    pub fn owners_of(&self, key: &[u8]) -> impl Iterator<Item = &NodeId> {
+        self.by_key.get(key).into_iter().flatten()
+    }
+
+    /// Every hint, as (owner, key), by owner then key.
+    pub fn iter(&self) -> impl Iterator<Item = &(NodeId, Vec<u8>)> {
+        self.by_owner.iter()
+    }
+
+    /// How many hints are held.
+    pub fn len(&self) -> usize {
+        self.by_owner.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_owner.is_empty()
+    }
+}
+
+impl FromIterator<(NodeId, Vec<u8>)> for Held {
+    fn from_iter<I: IntoIterator<Item = (NodeId, Vec<u8>)>>(iter: I) -> Held {
+        let mut held = Held::default();
+        for (owner, key) in iter {
+            held.insert(owner, key);
+        }
+        held
+    }
+}
 
 /// Most hint deliveries in flight from one node: a returning owner is not flooded.
 pub const HINT_DELIVERIES_IN_FLIGHT_MAX: usize = 64;
@@ -86,7 +147,35 @@ pub struct Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+
+    #[test]
+    fn held_hints_are_found_by_key_and_listed_by_owner() {
+        let mut held = Held::default();
+        held.insert("n3".into(), b"b".to_vec());
+        held.insert("n2".into(), b"b".to_vec());
+        held.insert("n2".into(), b"a".to_vec());
+        held.insert("n2".into(), b"a".to_vec());
+        assert_eq!(held.len(), 3);
+        let owners: Vec<&NodeId> = held.owners_of(b"b").collect();
+        assert_eq!(owners, [&NodeId::from("n2"), &NodeId::from("n3")]);
+        let listed: Vec<(NodeId, Vec<u8>)> = held.iter().cloned().collect();
+        assert_eq!(
+            listed,
+            [
+                ("n2".into(), b"a".to_vec()),
+                ("n2".into(), b"b".to_vec()),
+                ("n3".into(), b"b".to_vec())
+            ]
+        );
+        held.remove(&"n2".into(), b"b");
+        held.remove(&"n9".into(), b"b");
+        assert_eq!(held.owners_of(b"b").count(), 1);
+        held.remove(&"n3".into(), b"b");
+        assert_eq!(held.owners_of(b"b").count(), 0);
+        assert_eq!(held.len(), 1);
+        held.remove(&"n2".into(), b"a");
+        assert!(held.is_empty());
+    }
 
     fn ring(nodes: usize) -> Ring {
         let members: BTreeMap<NodeId, u32> = (1..=nodes)

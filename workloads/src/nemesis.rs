@@ -463,7 +463,6 @@ impl Nemesis {
                 self.record(sim, "crash", json!({ "node": name, "cause": error }));
                 self.nodes[node].down += 1;
                 self.nodes[node].supervised_since_ms = Some(now_ms);
-                self.progress.set_down(node as u32, true);
             }
             let state = &self.nodes[node];
             if let Some(since) = state.supervised_since_ms
@@ -484,7 +483,6 @@ impl Nemesis {
         if state.down == 1 && sim.is_host_running(self.names[node as usize].as_str()) {
             sim.crash(self.names[node as usize].as_str());
         }
-        self.progress.set_down(node, true);
     }
 
     /// Releases one hold on a node: restarts it when none is left.
@@ -495,7 +493,6 @@ impl Nemesis {
         if state.down == 0 {
             state.restart_unrecorded = true;
             sim.bounce(self.names[node as usize].as_str());
-            self.progress.set_down(node, false);
         }
     }
 

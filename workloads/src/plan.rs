@@ -177,45 +177,9 @@ impl NemesisKind {
     }
 }
 
-/// The nodes' availability machinery, each switchable so that tests can isolate one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NodeOptions {
-    /// Sloppy quorum with stand-ins (off: strict quorum).
-    pub sloppy_quorum: bool,
-    /// Hand hinted writes over to their owners.
-    pub hinted_handoff: bool,
-    /// Read repair.
-    pub read_repair: bool,
-    /// Merkle-tree anti-entropy.
-    pub anti_entropy: bool,
-    /// Time between a node's anti-entropy rounds.
-    pub anti_entropy_interval_ms: u64,
-}
-
-impl NodeOptions {
-    /// Sets these switches in a node's configuration (the one place that maps them, for the
-    /// simulator and for `dynamo serve`).
-    pub fn apply(&self, config: &mut dynamo_node::config::NodeConfig) {
-        config.sloppy_quorum = self.sloppy_quorum;
-        config.hinted_handoff = self.hinted_handoff;
-        config.read_repair = self.read_repair;
-        config.anti_entropy = self.anti_entropy;
-        config.anti_entropy_interval_ms = self.anti_entropy_interval_ms;
-    }
-}
-
-impl Default for NodeOptions {
-    fn default() -> Self {
-        NodeOptions {
-            sloppy_quorum: true,
-            hinted_handoff: true,
-            read_repair: true,
-            anti_entropy: true,
-            anti_entropy_interval_ms: dynamo_node::config::ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
-        }
-    }
-}
+/// The nodes' availability machinery: the node crate's, so that `dynamo serve` and the simulator
+/// share one definition (plan.json's `node`).
+pub use dynamo_node::config::NodeOptions;
 
 /// Everything that configures a run, and nothing that is derived from the seed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::prng::mix64;
 use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
 use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
-use dynamo_node::config::NodeConfig;
+use dynamo_node::config::{ClusterSettings, NodeConfig};
 use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, SimEnv};
 use dynamo_node::fs::{FileSystem, SimFs};
@@ -140,16 +140,17 @@ pub fn node_config(plan: &Plan, node: usize) -> NodeConfig {
             (n.into(), addr)
         })
         .collect();
-    let mut config = NodeConfig::new(format!("n{}", node + 1), members);
-    config.n = c.n;
-    config.r = c.r;
-    config.w = c.w;
-    config.partition_count = c.partitions;
-    config.fsync = c.fsync;
-    config.bug = c.bug;
-    config.request_timeout_ms = c.request_timeout_ms;
-    config.repair_wait_ms = c.request_timeout_ms;
-    c.node.apply(&mut config);
+    let settings = ClusterSettings {
+        n: c.n,
+        r: c.r,
+        w: c.w,
+        partition_count: c.partitions,
+        fsync: c.fsync,
+        request_timeout_ms: c.request_timeout_ms,
+        options: c.node.clone(),
+        bug: c.bug,
+    };
+    let mut config = NodeConfig::for_cluster(format!("n{}", node + 1), members, &settings);
     // Small, so that compaction runs (and meets crashes) within a simulation's few megabytes, and
     // so that a node's log has several files, of which a disk fault can lose one.
     config.compact_garbage_bytes_min = COMPACT_GARBAGE_BYTES_MIN;

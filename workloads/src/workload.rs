@@ -409,20 +409,7 @@ pub struct Progress {
     /// the node's last restart, as a pool that checks its connections does, so that its first
     /// request to a restarted node is not lost on a dead socket.
     pub restarts: RefCell<Vec<u64>>,
-    /// The nodes (by index) the simulator holds down now. A client refuses at once to send to
-    /// one, as a real client gets a refused connection (or a reset) from a host whose node
-    /// process died; in the simulator a crashed host answers nothing until it is back, and every
-    /// client that tried it waited that long (measured: over half of the clients' time in the
-    /// nightly). `dynamo live` leaves it empty: real processes refuse by themselves.
-    pub down: RefCell<Vec<bool>>,
 }
-
-/// How long at most a client waits after a node refused it before its next request, as a
-/// connection pool backs off a node that refuses, retrying it every millisecond: clients neither
-/// hang on a dead node for the whole fault, nor run through their planned operations while it is
-/// down (the fault schedule counts operations), and the first request after the node is back
-/// still reaches it at once (where a node that lost data and kept its counters shows it).
-pub const REFUSED_BACKOFF_MS: u64 = 100;
 
 /// The next `ops` operations of one client (the first to start one) go to key `key` through node
 /// `node`; the first of them is a blind put. One client, one after another, as a sticky session
@@ -486,24 +473,6 @@ impl Progress {
         restarts[node as usize] += 1;
     }
 
-    /// Notes that node `node` is down (held by the simulator), or up again.
-    pub fn set_down(&self, node: u32, down: bool) {
-        let mut nodes = self.down.borrow_mut();
-        if nodes.len() <= node as usize {
-            nodes.resize(node as usize + 1, false);
-        }
-        nodes[node as usize] = down;
-    }
-
-    /// Whether node `node` is down (held by the simulator).
-    pub fn is_down(&self, node: u32) -> bool {
-        self.down
-            .borrow()
-            .get(node as usize)
-            .copied()
-            .unwrap_or(false)
-    }
-
     /// Planned operations client slot `client` has completed.
     pub fn client_ops_done(&self, client: u32) -> u64 {
         self.ops_done_by_client
@@ -535,9 +504,6 @@ pub struct Worker<E: Env = SimEnv, C: HistoryClock = SimClock> {
     shared: Rc<Shared<E, C>>,
     /// By node: the connection, and how often the node had been restarted when it was made.
     connections: BTreeMap<u32, (u64, Client<E>)>,
-    /// The node that refused this client during the current operation: the client backs off
-    /// after it ([`REFUSED_BACKOFF_MS`]).
-    refused_since_op: Option<u32>,
     /// This process's last successful read of each key (shared, not copied: carts grow large).
     last_read: BTreeMap<u32, Rc<ReadResult>>,
     progress: Rc<Progress>,
@@ -555,7 +521,6 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
             progress: shared.progress.clone(),
             shared,
             connections: BTreeMap::new(),
-            refused_since_op: None,
             last_read: BTreeMap::new(),
         }
     }
@@ -567,22 +532,6 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
             .recorder
             .borrow_mut()
             .record(time, process, kind, f, fields);
-    }
-
-    /// The error of a request to node `node` while the simulator holds it down: refused, and
-    /// certainly not carried out (the node was down from before the request to after it).
-    fn refused(&mut self, node: u32) -> Option<ClientError> {
-        if !self.progress.is_down(node) {
-            return None;
-        }
-        self.connections.remove(&node);
-        self.refused_since_op = Some(node);
-        let addr = &self.shared.addrs[node as usize];
-        let e = std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            format!("{addr}: connection refused (the node is down)"),
-        );
-        Some(ClientError::Connect(e))
     }
 
     fn client(&mut self, node: u32) -> &mut Client<E> {
@@ -633,10 +582,6 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
             node: DisplayJson(NodeName(node)),
         };
         self.record("invoke", "get", &invoke);
-        if let Some(e) = self.refused(node) {
-            self.complete_error("get", &name, None, &e);
-            return None;
-        }
         match self.client(node).get(name.as_bytes()).await {
             Ok(reply) => {
                 // Decoded once: carts grow large, and this is the simulation's hottest client path.
@@ -716,10 +661,6 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         };
         self.record("invoke", f, &invoke);
         let bytes = encode_value(&write, value);
-        if let Some(e) = self.refused(node) {
-            self.complete_error(f, &name, Some(&write), &e);
-            return;
-        }
         let client = self.client(node);
         let result = if delete {
             client.delete(name.as_bytes(), context, bytes).await
@@ -750,23 +691,12 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         self.run_op_inner(op).await;
         let done = &self.progress.ops_done;
         done.set(done.get() + 1);
-        {
-            let mut by_client = self.progress.ops_done_by_client.borrow_mut();
-            let slot = self.slot as usize;
-            if by_client.len() <= slot {
-                by_client.resize(slot + 1, 0);
-            }
-            by_client[slot] += 1;
+        let mut by_client = self.progress.ops_done_by_client.borrow_mut();
+        let slot = self.slot as usize;
+        if by_client.len() <= slot {
+            by_client.resize(slot + 1, 0);
         }
-        // After the operation counts as done: a fault pinned to it opens when it completed.
-        if let Some(node) = self.refused_since_op.take() {
-            for _ in 0..REFUSED_BACKOFF_MS {
-                if !self.progress.is_down(node) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
+        by_client[slot] += 1;
     }
 
     async fn run_op_inner(&mut self, op: &ClientOp) {

@@ -38,7 +38,8 @@ impl Core {
                     actor: self.actor.to_string(),
                     members: self.ring.members().keys().cloned().collect(),
                     requests_in_flight: self.rounds.len() as u64,
-                    keys: store.key_count(),
+                    // The Merkle trees hold every stored key: no scan of the store.
+                    keys: self.trees.values().map(|t| t.len() as u64).sum(),
                     unreachable: self.unreachable.iter().cloned().collect(),
                     hints_pending: self.hints.len() as u64,
                     hints_delivered: self.stats.hints_delivered,
@@ -46,7 +47,7 @@ impl Core {
                     ae_keys_repaired: self.stats.ae_keys_repaired,
                     read_repairs_sent: self.stats.repairs_sent,
                     ring: self.ring.clone(),
-                    handoff_keys: self.keys_not_owned().len() as u64,
+                    handoff_keys: self.keys_not_owned_count() as u64,
                     n: self.config.n as u32,
                     r: self.config.r as u32,
                     w: self.config.w as u32,

@@ -60,7 +60,7 @@ impl Core {
         self.ready
             .hint_writes
             .push((owner.clone(), key.to_vec(), Some(state)));
-        self.hints.insert((owner.clone(), key.to_vec()));
+        self.hints.insert(owner.clone(), key.to_vec());
         Ok(())
     }
 
@@ -90,12 +90,7 @@ impl Core {
         store: &dyn ReadState,
     ) -> std::io::Result<KeyVersions> {
         let mut state = self.read(key, store)?;
-        let owners: Vec<NodeId> = self
-            .hints
-            .iter()
-            .filter(|(_, k)| k == key)
-            .map(|(o, _)| o.clone())
-            .collect();
+        let owners: Vec<NodeId> = self.hints.owners_of(key).cloned().collect();
         for owner in owners {
             if let Some(hint) = self.read_hint(&owner, key, store)? {
                 state.merge_by(self.rule(), &hint);
@@ -114,7 +109,7 @@ impl Core {
             self.ready
                 .hint_writes
                 .push((delivery.owner.clone(), delivery.key.clone(), None));
-            self.hints.remove(&(delivery.owner, delivery.key.clone()));
+            self.hints.remove(&delivery.owner, &delivery.key);
             self.stats.hints_delivered += 1;
             // A stand-in that made versions of the key (no owner was reachable) knew its counter
             // for the key from this hint alone: if nothing it keeps still knows it, it must never
@@ -137,7 +132,7 @@ impl Core {
         let hint = match self.read_hint(owner, key, store) {
             Ok(Some(hint)) => hint,
             Ok(None) => {
-                self.hints.remove(&(owner.clone(), key.to_vec()));
+                self.hints.remove(owner, key);
                 return;
             }
             Err(e) => return tracing::error!(error = %e, "cannot read a hint"),
@@ -147,7 +142,7 @@ impl Core {
                 self.ready
                     .hint_writes
                     .push((owner.clone(), key.to_vec(), None));
-                self.hints.remove(&(owner.clone(), key.to_vec()));
+                self.hints.remove(owner, key);
             }
             Err(e) => tracing::error!(error = %e, %owner, "cannot take in a hint for a node gone"),
         }
@@ -177,7 +172,7 @@ impl Core {
             let state = match self.read_hint(&owner, &key, store) {
                 Ok(Some(state)) => state,
                 Ok(None) => {
-                    self.hints.remove(&(owner, key));
+                    self.hints.remove(&owner, &key);
                     continue;
                 }
                 Err(e) => {
@@ -201,6 +196,16 @@ impl Core {
             };
             self.send(owner, message);
         }
+    }
+
+    /// How many keys are stored here whose partition this node no longer replicates (counted
+    /// from the Merkle trees, not by listing the keys: a status request must stay cheap).
+    pub(super) fn keys_not_owned_count(&self) -> usize {
+        self.trees
+            .iter()
+            .filter(|(p, _)| !self.replicates(**p))
+            .map(|(_, tree)| tree.len())
+            .sum()
     }
 
     /// Keys stored here whose partition this node no longer replicates.

@@ -172,7 +172,7 @@ pub struct Core {
     ae_peers: Vec<(NodeId, Vec<u32>)>,
     ae_cursor: usize,
     /// Hints held, as (owner, key).
-    hints: BTreeSet<(NodeId, Vec<u8>)>,
+    hints: crate::hints::Held,
     deliveries: BTreeMap<u64, Delivery>,
     next_gossip_ms: u64,
     next_hint_ms: u64,
@@ -217,7 +217,7 @@ impl Core {
             empty_tree,
             ae_peers,
             ae_cursor: 0,
-            hints: BTreeSet::new(),
+            hints: crate::hints::Held::default(),
             deliveries: BTreeMap::new(),
             next_gossip_ms: 0,
             next_hint_ms: 0,
@@ -307,7 +307,7 @@ impl Core {
             LostRecord::Hint { owner, key } => {
                 // A hint can hold a version this node coordinated, with its counter.
                 self.renew_actor("a damaged hint");
-                self.hints.remove(&(owner.clone(), key.clone()));
+                self.hints.remove(&owner, &key);
                 self.ready.hint_writes.push((owner, key, None));
             }
         }

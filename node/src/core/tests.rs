@@ -726,9 +726,6 @@ impl ReadState for Decayed {
         }
         self.inner.read_state(key)
     }
-    fn key_count(&self) -> u64 {
-        self.inner.key_count()
-    }
     fn data_keys(&self) -> Vec<Vec<u8>> {
         self.inner.data_keys()
     }

@@ -53,8 +53,6 @@ pub enum LostRecord {
 pub trait ReadState {
     /// The state of `key` (empty if never written).
     fn read_state(&self, key: &[u8]) -> io::Result<KeyVersions>;
-    /// How many keys are stored (for status reports; may be slow).
-    fn key_count(&self) -> u64;
     /// Every stored key, in byte order (to build Merkle trees at start).
     fn data_keys(&self) -> Vec<Vec<u8>>;
     /// The hint held for `owner` for `key`, if any.
@@ -243,9 +241,6 @@ impl<S: Storage> Keyspace<S> {
 }
 
 impl<S: Storage> ReadState for Keyspace<S> {
-    fn key_count(&self) -> u64 {
-        self.keys().len() as u64
-    }
     fn data_keys(&self) -> Vec<Vec<u8>> {
         self.keys()
     }
