@@ -24,9 +24,9 @@
 //!
 //! The crc32 covers everything after itself, so a torn or decayed record, header included, fails
 //! the check. Flags: bit 0 marks a tombstone (a removal, with an empty value); other bits must be
-//! zero. Lengths are bounded by [`KEY_BYTES_MAX`] and [`VALUE_BYTES_MAX`], so that a damaged length
-//! is recognised as damage and never makes recovery read or allocate gigabytes. There is no file
-//! header: a future format would use a new file extension.
+//! zero. Lengths are bounded by [`RECORD_KEY_BYTES_MAX`] and [`VALUE_BYTES_MAX`], so that a damaged
+//! length is recognised as damage and never makes recovery read or allocate gigabytes. There is no
+//! file header: a future format would use a new file extension.
 //!
 //! # Durability and recovery
 //!
@@ -88,15 +88,32 @@
 //! reads. After any failed write, sync or compaction the store refuses further writes (see
 //! [`LogStore`]); reopening it recovers. Damage that cuts a file exactly at a record boundary
 //! looks like a shorter file and is not noticed: the manifest names files, not their lengths.
+//!
+//! # Layout
+//!
+//! - This file: the [`LogStore`] type, its options and figures, reads, and the [`Storage`]
+//!   implementation.
+//! - `recovery`: [`LogStore::open`] and the [`RecoveryReport`] it returns.
+//! - `writer`: appends to the active file, its syncs and rollover, and refusing writes after a
+//!   failed one.
+//! - `compaction`: the steps of [`Storage::compact`].
+//! - `files`: file names and the manifest; `record`: the record format and the scan that reads a
+//!   file back; [`damage`]: damage at rest, for the tests and the nemesis.
 
+mod compaction;
 pub mod damage;
 mod files;
 mod record;
+mod recovery;
+mod writer;
+
+pub use compaction::COMPACTION_SYNC_BYTES;
+pub use recovery::{ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, SkippedRange};
 
 use super::{CompactionStats, Storage};
 use crate::fs::{FileSystem, FsFile};
-use files::{FileKind, Manifest, ManifestRead, file_path};
-use record::{BadRange, decode_record, encode_record};
+use files::{FileKind, Manifest, file_path};
+use record::{decode_record, encode_record};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -104,21 +121,22 @@ use std::path::{Path, PathBuf};
 
 /// The largest key, in bytes. Every key is held in memory by the key directory, so keys must stay
 /// small; this is far above what the node writes (a short prefix and a client key).
-pub const KEY_BYTES_MAX: usize = 64 * 1024;
+///
+/// It bounds the keys of records, not those of requests, so it is not the wire's
+/// [`crate::wire::KEY_BYTES_MAX`] (4 KiB), and it differs from it on purpose: the node stores a
+/// client's key under a namespace prefix, and a hint's key under the owner's name too
+/// (`crate::store::keyspace`), so a stored key is longer than any the wire takes; and it is part
+/// of the file format (recovery takes a longer key length for damage), so it must not move when
+/// the wire's bound does: records already on disk would turn into damage.
+pub const RECORD_KEY_BYTES_MAX: usize = 64 * 1024;
 
 /// The largest value, in bytes. `get` and compaction hold a whole value in memory, so values are
 /// bounded; this leaves room for many siblings of a large client value.
 pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// A compaction syncs its output at least every this many bytes.
-pub const COMPACTION_SYNC_BYTES: u64 = 16 * 1024;
 /// The default rollover size of a data file. Large enough that rollovers (each costing a few
 /// syncs) are rare, small enough that compaction and recovery work in pieces of a sensible size.
 pub const MAX_FILE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
-
-/// Skipped ranges and missing files listed one by one in a [`RecoveryReport`] and the log; past
-/// this many, only counted.
-pub const RECOVERY_ITEMS_REPORTED_MAX: usize = 64;
 
 /// The id of the first data file of a new store.
 const FILE_ID_FIRST: u32 = 1;
@@ -135,161 +153,6 @@ impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
             max_file_bytes: MAX_FILE_BYTES_DEFAULT,
-        }
-    }
-}
-
-/// Bytes of a data file that recovery could not read as records and skipped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SkippedRange {
-    /// The data file.
-    pub file: PathBuf,
-    /// Offset of the first skipped byte.
-    pub offset: u64,
-    /// How many bytes were skipped.
-    pub bytes: u64,
-    /// Why the first of them are not a good record.
-    pub reason: &'static str,
-}
-
-/// What recovery found where the manifest should be.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ManifestState {
-    /// Present and readable.
-    #[default]
-    Found,
-    /// Absent from a directory without data (a new store, or one whose creation a crash cut
-    /// short): written now. Not damage.
-    Created,
-    /// Absent beside data files: files may have been lost unnoticed (or the store was written by a
-    /// version without manifests). Written now.
-    Missing,
-    /// Present but not a manifest this store wrote (the reason). Rewritten now.
-    Unreadable(String),
-}
-
-/// What [`LogStore::open`] found and repaired.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Data files replayed.
-    pub files: u32,
-    /// Good records replayed (puts and tombstones).
-    pub records: u64,
-    /// Live keys after the replay.
-    pub keys: u64,
-    /// Bytes cut from the end of the newest file as a torn tail (0 if none).
-    pub truncated_bytes: u64,
-    /// The file and the offset of the cut, if there was one.
-    pub truncated_at: Option<(PathBuf, u64)>,
-    /// Damaged ranges skipped (corruption), in file and offset order; at most
-    /// [`RECOVERY_ITEMS_REPORTED_MAX`] of them.
-    pub skipped: Vec<SkippedRange>,
-    /// All damaged ranges skipped, listed or not.
-    pub skipped_ranges: u64,
-    /// Bytes of all damaged ranges skipped.
-    pub skipped_bytes: u64,
-    /// Data files the manifest names that are missing; at most [`RECOVERY_ITEMS_REPORTED_MAX`].
-    pub missing_files: Vec<PathBuf>,
-    /// All missing data files, listed or not.
-    pub missing_file_count: u64,
-    /// The manifest.
-    pub manifest: ManifestState,
-    /// Whether recovery compacted the store to leave skipped damage and missing files behind.
-    pub rewritten: bool,
-    /// Unfinished compaction output files deleted.
-    pub compaction_files_removed: u32,
-    /// Data files deleted because a committed compaction had superseded them (its crash stopped it
-    /// before it removed them).
-    pub superseded_files_removed: u32,
-}
-
-impl RecoveryReport {
-    /// Whether recovery cut, skipped, or could not find or read anything: records this store once
-    /// held may be gone, so the counters they carried may be issued again unless the node changes
-    /// its actor id.
-    pub fn lost_data(&self) -> bool {
-        self.truncated_bytes > 0
-            || self.skipped_ranges > 0
-            || self.missing_file_count > 0
-            || matches!(
-                self.manifest,
-                ManifestState::Missing | ManifestState::Unreadable(_)
-            )
-    }
-
-    /// One line saying what was lost, for logs ("nothing" if [`RecoveryReport::lost_data`] is
-    /// false).
-    pub fn loss_summary(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some((file, offset)) = &self.truncated_at {
-            parts.push(format!(
-                "cut a torn tail of {} bytes at offset {offset} of {}",
-                self.truncated_bytes,
-                file.display()
-            ));
-        }
-        if self.skipped_ranges > 0 {
-            let first = self
-                .skipped
-                .first()
-                .map(|s| format!(", the first at offset {} of {}", s.offset, s.file.display()))
-                .unwrap_or_default();
-            parts.push(format!(
-                "skipped {} damaged ranges ({} bytes){first}",
-                self.skipped_ranges, self.skipped_bytes
-            ));
-        }
-        if self.missing_file_count > 0 {
-            let names: Vec<String> = self
-                .missing_files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            parts.push(format!(
-                "{} data files missing ({})",
-                self.missing_file_count,
-                names.join(", ")
-            ));
-        }
-        match &self.manifest {
-            ManifestState::Missing => parts.push("the manifest was missing".into()),
-            ManifestState::Unreadable(reason) => {
-                parts.push(format!("the manifest was unreadable ({reason})"))
-            }
-            ManifestState::Found | ManifestState::Created => {}
-        }
-        if parts.is_empty() {
-            "nothing".into()
-        } else {
-            parts.join("; ")
-        }
-    }
-
-    /// Records a skipped range, with a loud warning.
-    fn skip(&mut self, file: &Path, range: BadRange, gave_up: bool) {
-        let BadRange {
-            offset,
-            bytes,
-            reason,
-        } = range;
-        self.skipped_ranges += 1;
-        self.skipped_bytes += bytes;
-        if self.skipped.len() < RECOVERY_ITEMS_REPORTED_MAX {
-            tracing::error!(
-                file = %file.display(),
-                offset,
-                bytes,
-                reason,
-                gave_up,
-                "skipping damaged bytes of a data file: the records in them are lost here (replicas \
-                 and anti-entropy refill them)"
-            );
-            self.skipped.push(SkippedRange {
-                file: file.to_path_buf(),
-                offset,
-                bytes,
-                reason,
-            });
         }
     }
 }
@@ -380,10 +243,10 @@ fn at(error: io::Error, operation: &str, path: &Path) -> io::Error {
 }
 
 fn check_key(key: &[u8]) -> io::Result<()> {
-    if key.len() > KEY_BYTES_MAX {
+    if key.len() > RECORD_KEY_BYTES_MAX {
         let size = key.len();
         return Err(invalid_input(format!(
-            "key of {size} bytes is over the limit of {KEY_BYTES_MAX} bytes"
+            "key of {size} bytes is over the limit of {RECORD_KEY_BYTES_MAX} bytes"
         )));
     }
     Ok(())
@@ -400,225 +263,6 @@ fn check_value(value: &[u8]) -> io::Result<()> {
 }
 
 impl<F: FileSystem> LogStore<F> {
-    /// Opens the store in `dir` (creating the directory if needed), recovers it as the module docs
-    /// describe, and says what recovery found. Fails if `options` are invalid and on I/O errors;
-    /// damage is repaired and reported, never a reason to fail.
-    pub fn open(
-        fs: F,
-        dir: &Path,
-        options: LogOptions,
-    ) -> io::Result<(LogStore<F>, RecoveryReport)> {
-        if options.max_file_bytes == 0 {
-            return Err(invalid_input("max_file_bytes must be at least 1".into()));
-        }
-        let existed = fs.exists(dir);
-        fs.create_dir_all(dir)?;
-        if !existed {
-            // A new directory survives a crash only once its own entry, and those of any parents
-            // created with it, are synced.
-            for ancestor in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
-                fs.sync_dir(ancestor)?;
-            }
-        }
-
-        let mut report = RecoveryReport::default();
-        let (mut data_ids, compact_paths) = files::list(&fs, dir)?;
-        for path in compact_paths {
-            // Compaction commits by renaming its output; a file still under the temporary name is
-            // from a compaction that never committed, and the data files still hold everything it
-            // would have held.
-            tracing::warn!(
-                file = %path.display(),
-                "removing the output of an unfinished compaction"
-            );
-            fs.remove_file(&path)?;
-            report.compaction_files_removed += 1;
-        }
-
-        let manifest = files::read_manifest(&fs, dir)?;
-        match &manifest {
-            ManifestRead::Found(m) => {
-                let superseded = data_ids.partition_point(|&id| id < m.first_id);
-                for id in data_ids.drain(..superseded) {
-                    let path = file_path(dir, id, FileKind::Data);
-                    tracing::warn!(
-                        file = %path.display(),
-                        "removing a data file that a committed compaction superseded"
-                    );
-                    fs.remove_file(&path)?;
-                    report.superseded_files_removed += 1;
-                }
-                report_missing(&mut report, dir, *m, &data_ids);
-            }
-            // Decided after the replay: only a directory with data lost anything.
-            ManifestRead::Missing => report.manifest = ManifestState::Created,
-            ManifestRead::Unreadable(reason) => {
-                tracing::error!(dir = %dir.display(), reason, "the manifest is unreadable");
-                report.manifest = ManifestState::Unreadable(reason.clone());
-            }
-        }
-        // A hole in the sequence of files, from the manifest's first (or the first file found) to
-        // the newest found: a manifest written for these files would name a missing one. (Files
-        // past the manifest's last one may have a hole without any loss, if a crash interrupted
-        // the renames of a compaction's commit.)
-        let hole = match (data_ids.first(), data_ids.last()) {
-            (Some(&first_found), Some(&newest)) => {
-                let first = match &manifest {
-                    ManifestRead::Found(m) => m.first_id,
-                    _ => first_found,
-                };
-                (data_ids.len() as u64) < u64::from(newest - first) + 1
-            }
-            _ => false,
-        };
-
-        let mut store = LogStore {
-            fs,
-            dir: dir.to_path_buf(),
-            options,
-            keydir: BTreeMap::new(),
-            files: BTreeMap::new(),
-            active_unsynced: false,
-            live_bytes: 0,
-            failed: false,
-        };
-        let mut bytes_found = 0;
-        for (index, &id) in data_ids.iter().enumerate() {
-            let newest = index + 1 == data_ids.len();
-            bytes_found += store.recover_file(id, newest, &mut report)?;
-        }
-        if manifest == ManifestRead::Missing && bytes_found > 0 {
-            tracing::error!(
-                dir = %dir.display(),
-                "the manifest is missing beside data files: files may have been lost"
-            );
-            report.manifest = ManifestState::Missing;
-        }
-
-        match store.files.last_entry() {
-            // The newest file may hold appends that a previous run never synced, or a cut torn
-            // tail: sync them before serving them and before appending, so that nothing read from
-            // this store can be lost by a later crash.
-            Some(mut active) => active.get_mut().handle.sync()?,
-            None => {
-                // Ids are not reused, even those of lost files.
-                let id = match &manifest {
-                    ManifestRead::Found(m) => next_file_id(m.last_id)?,
-                    _ => FILE_ID_FIRST,
-                };
-                store.create_data_file(id)?;
-            }
-        }
-        // Likewise for directory entries a previous run may have created or removed unsynced.
-        store.fs.sync_dir(&store.dir)?;
-
-        if report.skipped_ranges > 0 || hole {
-            tracing::warn!(
-                dir = %dir.display(),
-                "compacting the store, so that no damage and no hole in its files is left behind"
-            );
-            store.compact_files()?;
-            report.rewritten = true;
-        } else {
-            let wanted = store.manifest();
-            if manifest != ManifestRead::Found(wanted) {
-                files::write_manifest(&store.fs, &store.dir, wanted)?;
-            }
-        }
-
-        report.files = data_ids.len() as u32;
-        report.keys = store.keydir.len() as u64;
-        store.check_invariants();
-        tracing::info!(
-            dir = %dir.display(),
-            files = report.files,
-            records = report.records,
-            keys = report.keys,
-            lost = %report.loss_summary(),
-            "opened log store"
-        );
-        Ok((store, report))
-    }
-
-    /// Replays one data file into the key directory; see the module docs for what happens to
-    /// damage. Returns the file's length as found.
-    fn recover_file(
-        &mut self,
-        id: u32,
-        newest: bool,
-        report: &mut RecoveryReport,
-    ) -> io::Result<u64> {
-        let path = file_path(&self.dir, id, FileKind::Data);
-        let mut handle = self.fs.open(&path, false)?;
-        let file_bytes = handle.len()?;
-        let keydir = &mut self.keydir;
-        let live_bytes = &mut self.live_bytes;
-        let mut records = 0;
-        let scan = record::scan_file(
-            &handle,
-            file_bytes,
-            |offset, record_bytes, tombstone, key| {
-                records += 1;
-                let replaced = if tombstone {
-                    keydir.remove(key)
-                } else {
-                    *live_bytes += u64::from(record_bytes);
-                    let location = Location {
-                        file_id: id,
-                        offset,
-                        record_bytes,
-                    };
-                    match keydir.get_mut(key) {
-                        Some(old) => Some(std::mem::replace(old, location)),
-                        None => keydir.insert(key.to_vec(), location),
-                    }
-                };
-                if let Some(old) = replaced {
-                    *live_bytes -= u64::from(old.record_bytes);
-                }
-            },
-        )
-        .map_err(|e| at(e, "recovery read of", &path))?;
-        report.records += records;
-        for range in scan.skipped {
-            report.skip(&path, range, false);
-        }
-        let len_bytes = match scan.tail {
-            None => file_bytes,
-            Some(tail) if newest && !scan.gave_up => {
-                let BadRange {
-                    offset,
-                    bytes,
-                    reason,
-                } = tail;
-                tracing::warn!(
-                    file = %path.display(),
-                    offset,
-                    dropped_bytes = bytes,
-                    reason,
-                    "cutting a torn tail from the newest data file"
-                );
-                // The sync of the newest file at the end of `open` makes the cut durable before
-                // anything is appended after it (else a crash could leave new records behind the
-                // old damage).
-                handle
-                    .truncate(offset)
-                    .map_err(|e| at(e, "cut of the torn tail of", &path))?;
-                report.truncated_bytes = bytes;
-                report.truncated_at = Some((path, offset));
-                offset
-            }
-            // Damage at the end of an older file, or a search for good records that gave up: the
-            // bytes stay until the compaction at the end of `open` drops the file.
-            Some(tail) => {
-                report.skip(&path, tail, scan.gave_up);
-                file_bytes
-            }
-        };
-        self.files.insert(id, DataFile { handle, len_bytes });
-        Ok(file_bytes)
-    }
-
     /// Figures of the store now.
     pub fn stats(&self) -> LogStats {
         LogStats {
@@ -649,122 +293,6 @@ impl<F: FileSystem> LogStore<F> {
             first_id: *self.files.keys().next().expect("an open store has files"),
             last_id: self.active_id(),
         }
-    }
-
-    /// Creates an empty data file and makes it the active file. The caller syncs the directory.
-    fn create_data_file(&mut self, id: u32) -> io::Result<()> {
-        assert!(self.files.keys().all(|&old| old < id), "file ids only grow");
-        let path = file_path(&self.dir, id, FileKind::Data);
-        let handle = self
-            .fs
-            .open(&path, true)
-            .map_err(|e| at(e, "creation of", &path))?;
-        if handle.len()? != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("new data file {} is not empty", path.display()),
-            ));
-        }
-        self.files.insert(
-            id,
-            DataFile {
-                handle,
-                len_bytes: 0,
-            },
-        );
-        self.active_unsynced = false;
-        Ok(())
-    }
-
-    fn check_usable(&self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other(format!(
-                "log store {}: an earlier write, sync or compaction failed, so the files may not \
-                 match memory; reopen the store to recover",
-                self.dir.display()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Runs a step that changes files; a failure makes the store refuse later changes.
-    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<T> {
-        self.check_usable()?;
-        let result = step(self);
-        if let Err(error) = &result {
-            tracing::error!(dir = %self.dir.display(), %error, "log store failed; it must be reopened");
-            self.failed = true;
-        }
-        result
-    }
-
-    fn sync_active(&mut self) -> io::Result<()> {
-        if self.active_unsynced {
-            let dir = &self.dir;
-            let mut active = self
-                .files
-                .last_entry()
-                .expect("an open store has an active file");
-            let id = *active.key();
-            active
-                .get_mut()
-                .handle
-                .sync()
-                .map_err(|e| at(e, "sync of", &file_path(dir, id, FileKind::Data)))?;
-            self.active_unsynced = false;
-        }
-        Ok(())
-    }
-
-    /// Syncs the active file and starts a new one.
-    fn roll_over(&mut self) -> io::Result<()> {
-        // Recovery takes damage in any file but the newest for decay of durable data, so a file
-        // must be durable before a newer one exists.
-        self.sync_active()?;
-        let id = next_file_id(self.active_id())?;
-        self.create_data_file(id)?;
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| at(e, "sync of the directory", &self.dir))?;
-        // After the file exists: a crash in between leaves an empty file the manifest does not
-        // name yet, which recovery adopts; the other order would leave a named file missing.
-        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
-        tracing::debug!(dir = %self.dir.display(), file_id = id, "rolled over to a new data file");
-        Ok(())
-    }
-
-    /// Appends a record to the active file (rolling over first if it would grow too big) and says
-    /// where it went.
-    fn append(&mut self, record: &[u8]) -> io::Result<Location> {
-        let record_bytes = record.len() as u64;
-        let active_bytes = self
-            .files
-            .values()
-            .next_back()
-            .expect("active file")
-            .len_bytes;
-        if active_bytes > 0 && active_bytes + record_bytes > self.options.max_file_bytes {
-            self.roll_over()?;
-        }
-        let dir = &self.dir;
-        let mut active = self
-            .files
-            .last_entry()
-            .expect("an open store has an active file");
-        let file_id = *active.key();
-        let file = active.get_mut();
-        let offset = file.len_bytes;
-        // One append per record, so that a crash tears at most the records of the last appends.
-        file.handle
-            .append(record)
-            .map_err(|e| at(e, "append to", &file_path(dir, file_id, FileKind::Data)))?;
-        file.len_bytes += record_bytes;
-        self.active_unsynced = true;
-        Ok(Location {
-            file_id,
-            offset,
-            record_bytes: u32::try_from(record.len()).expect("records are bounded below 4 GiB"),
-        })
     }
 
     /// Reads and checks the value of `key` at `location`. A record that fails its check (or a
@@ -823,176 +351,12 @@ impl<F: FileSystem> LogStore<F> {
             "live bytes match the key directory"
         );
     }
-
-    /// The steps of [`Storage::compact`]; see the module docs for why in this order.
-    fn compact_files(&mut self) -> io::Result<CompactionStats> {
-        // 1. Everything before the output must be durable.
-        self.sync_active()?;
-        let bytes_before: u64 = self.files.values().map(|f| f.len_bytes).sum();
-        let old_ids: Vec<u32> = self.files.keys().copied().collect();
-        let mut next_id = next_file_id(self.active_id())?;
-
-        // 2. Write the output under temporary names, each file synced.
-        let mut outputs: Vec<(u32, u64)> = Vec::new();
-        let mut output: Option<(u32, F::File, u64)> = None;
-        let mut keydir = BTreeMap::new();
-        let compact_path = |id| file_path(&self.dir, id, FileKind::Compact);
-        for (key, location) in &self.keydir {
-            let value = self.read_value(key, location)?;
-            let record = encode_record(key, Some(&value));
-            let record_bytes = record.len() as u64;
-            let full = match &output {
-                None => true,
-                Some((_, _, len)) => *len > 0 && len + record_bytes > self.options.max_file_bytes,
-            };
-            if full {
-                if let Some((id, mut handle, len)) = output.take() {
-                    handle
-                        .sync()
-                        .map_err(|e| at(e, "sync of", &compact_path(id)))?;
-                    outputs.push((id, len));
-                }
-                let id = next_id;
-                next_id = next_file_id(id)?;
-                let handle = self
-                    .fs
-                    .open(&compact_path(id), true)
-                    .map_err(|e| at(e, "creation of", &compact_path(id)))?;
-                output = Some((id, handle, 0));
-            }
-            let (id, handle, len) = output.as_mut().expect("an output file is open");
-            handle
-                .append(&record)
-                .map_err(|e| at(e, "append to", &compact_path(*id)))?;
-            // Bound the unsynced bytes a compaction piles up: a real page cache flushes them
-            // anyway, and turmoil's simulated disk scans its pending writes on every read.
-            if (*len + record_bytes) / COMPACTION_SYNC_BYTES != *len / COMPACTION_SYNC_BYTES {
-                handle
-                    .sync()
-                    .map_err(|e| at(e, "sync of", &compact_path(*id)))?;
-            }
-            let new_location = Location {
-                file_id: *id,
-                offset: *len,
-                record_bytes: location.record_bytes,
-            };
-            assert_eq!(
-                record_bytes,
-                u64::from(location.record_bytes),
-                "same record, same size"
-            );
-            keydir.insert(key.clone(), new_location);
-            *len += record_bytes;
-        }
-        if let Some((id, mut handle, len)) = output.take() {
-            handle
-                .sync()
-                .map_err(|e| at(e, "sync of", &compact_path(id)))?;
-            outputs.push((id, len));
-        }
-        // The output handles are closed by now: turmoil's simulated handles are bound to a path,
-        // so the files are reopened under their final names below.
-
-        // 3. Commit: final names, a fresh active file, one directory sync.
-        for &(id, _) in &outputs {
-            let from = compact_path(id);
-            self.fs
-                .rename(&from, &file_path(&self.dir, id, FileKind::Data))
-                .map_err(|e| at(e, "rename of", &from))?;
-        }
-        let active_id = next_id;
-        let active_path = file_path(&self.dir, active_id, FileKind::Data);
-        let active = self
-            .fs
-            .open(&active_path, true)
-            .map_err(|e| at(e, "creation of", &active_path))?;
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| at(e, "sync of the directory", &self.dir))?;
-
-        let mut files = BTreeMap::new();
-        for &(id, len_bytes) in &outputs {
-            let handle = self
-                .fs
-                .open(&file_path(&self.dir, id, FileKind::Data), false)?;
-            files.insert(id, DataFile { handle, len_bytes });
-        }
-        files.insert(
-            active_id,
-            DataFile {
-                handle: active,
-                len_bytes: 0,
-            },
-        );
-        let records_kept = keydir.len() as u64;
-        // This also closes the old files' handles before they are removed.
-        self.files = files;
-        self.keydir = keydir;
-        self.active_unsynced = false;
-        self.check_invariants();
-
-        // 4. The manifest: the old files are superseded.
-        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
-
-        // 5. Remove the old files, oldest first, each removal durable before the next.
-        for id in old_ids {
-            let path = file_path(&self.dir, id, FileKind::Data);
-            self.fs
-                .remove_file(&path)
-                .map_err(|e| at(e, "removal of", &path))?;
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(|e| at(e, "sync of the directory", &self.dir))?;
-        }
-
-        let stats = CompactionStats {
-            records_kept,
-            bytes_before,
-            bytes_after: outputs.iter().map(|&(_, len)| len).sum(),
-        };
-        tracing::info!(
-            dir = %self.dir.display(),
-            records_kept = stats.records_kept,
-            bytes_before = stats.bytes_before,
-            bytes_after = stats.bytes_after,
-            "compacted log store"
-        );
-        Ok(stats)
-    }
 }
 
 /// The data file id after `id`.
 fn next_file_id(id: u32) -> io::Result<u32> {
     id.checked_add(1)
         .ok_or_else(|| io::Error::other("log store: data file ids exhausted"))
-}
-
-/// Counts and lists (up to [`RECOVERY_ITEMS_REPORTED_MAX`], with an error each) the data files
-/// `manifest` names that are not among `found` (ascending, none below the manifest's first id).
-fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: Manifest, found: &[u32]) {
-    let Manifest { first_id, last_id } = manifest;
-    let named_found = found.iter().filter(|&&id| id <= last_id).count() as u64;
-    report.missing_file_count = u64::from(last_id - first_id) + 1 - named_found;
-    // Walks the ids beside the files found; each turn lists a missing file or passes a found one,
-    // so it ends after at most RECOVERY_ITEMS_REPORTED_MAX + found.len() turns.
-    let mut found = found.iter().peekable();
-    let mut id = first_id;
-    while report.missing_files.len() < RECOVERY_ITEMS_REPORTED_MAX
-        && (report.missing_files.len() as u64) < report.missing_file_count
-    {
-        if found.next_if_eq(&&id).is_none() {
-            let path = file_path(dir, id, FileKind::Data);
-            tracing::error!(
-                file = %path.display(),
-                manifest_first_id = first_id,
-                manifest_last_id = last_id,
-                "a data file the manifest names is missing: its records are lost here (replicas \
-                 and anti-entropy refill them)"
-            );
-            report.missing_files.push(path);
-        }
-        id += 1;
-    }
 }
 
 impl<F: FileSystem> Storage for LogStore<F> {

@@ -1,7 +1,7 @@
 //! The record format of the log store's data files, and the scan that reads a file back, skipping
 //! damage (see the parent module's docs for the format and what recovery does with damage).
 
-use super::{KEY_BYTES_MAX, VALUE_BYTES_MAX};
+use super::{RECORD_KEY_BYTES_MAX, VALUE_BYTES_MAX};
 use crate::fs::FsFile;
 use std::io;
 
@@ -9,7 +9,8 @@ use std::io;
 pub(super) const RECORD_HEADER_BYTES: usize = 13;
 
 /// The largest record the format allows.
-pub(super) const RECORD_BYTES_MAX: usize = RECORD_HEADER_BYTES + KEY_BYTES_MAX + VALUE_BYTES_MAX;
+pub(super) const RECORD_BYTES_MAX: usize =
+    RECORD_HEADER_BYTES + RECORD_KEY_BYTES_MAX + VALUE_BYTES_MAX;
 
 /// Flag bit of a tombstone record.
 const FLAG_TOMBSTONE: u8 = 0b1;
@@ -58,7 +59,7 @@ impl Header {
             key_bytes: u32_at(5) as usize,
             value_bytes: u32_at(9) as usize,
         };
-        if header.key_bytes > KEY_BYTES_MAX {
+        if header.key_bytes > RECORD_KEY_BYTES_MAX {
             return Err("key length over the limit");
         }
         if header.value_bytes > VALUE_BYTES_MAX {
@@ -77,7 +78,10 @@ impl Header {
 
 /// Encodes a record: a put if `value` is given, else a tombstone. The caller has checked the sizes.
 pub(super) fn encode_record(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-    assert!(key.len() <= KEY_BYTES_MAX, "key size checked by the caller");
+    assert!(
+        key.len() <= RECORD_KEY_BYTES_MAX,
+        "key size checked by the caller"
+    );
     let value_bytes = value.map_or(0, <[u8]>::len);
     assert!(
         value_bytes <= VALUE_BYTES_MAX,

@@ -1,0 +1,425 @@
+//! Recovery: what [`LogStore::open`] does to turn whatever a crash or decay left in the directory
+//! into a store it can serve, and the [`RecoveryReport`] of what it found and repaired.
+//!
+//! Kept apart from the write path because it is where damage is repaired: it replays every
+//! data file, cuts a torn tail, skips corruption, notices lost files against the manifest, and
+//! compacts the store when damage or a hole is left behind. The parent module's docs ("Durability
+//! and recovery") say what each kind of damage is and why it is handled so.
+
+use super::files::{self, FileKind, Manifest, ManifestRead, file_path};
+use super::record::{self, BadRange};
+use super::{
+    DataFile, FILE_ID_FIRST, Location, LogOptions, LogStore, at, invalid_input, next_file_id,
+};
+use crate::fs::{FileSystem, FsFile};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Skipped ranges and missing files listed one by one in a [`RecoveryReport`] and the log; past
+/// this many, only counted.
+pub const RECOVERY_ITEMS_REPORTED_MAX: usize = 64;
+
+/// Bytes of a data file that recovery could not read as records and skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedRange {
+    /// The data file.
+    pub file: PathBuf,
+    /// Offset of the first skipped byte.
+    pub offset: u64,
+    /// How many bytes were skipped.
+    pub bytes: u64,
+    /// Why the first of them are not a good record.
+    pub reason: &'static str,
+}
+
+/// What recovery found where the manifest should be.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ManifestState {
+    /// Present and readable.
+    #[default]
+    Found,
+    /// Absent from a directory without data (a new store, or one whose creation a crash cut
+    /// short): written now. Not damage.
+    Created,
+    /// Absent beside data files: files may have been lost unnoticed (or the store was written by a
+    /// version without manifests). Written now.
+    Missing,
+    /// Present but not a manifest this store wrote (the reason). Rewritten now.
+    Unreadable(String),
+}
+
+/// What [`LogStore::open`] found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Data files replayed.
+    pub files: u32,
+    /// Good records replayed (puts and tombstones).
+    pub records: u64,
+    /// Live keys after the replay.
+    pub keys: u64,
+    /// Bytes cut from the end of the newest file as a torn tail (0 if none).
+    pub truncated_bytes: u64,
+    /// The file and the offset of the cut, if there was one.
+    pub truncated_at: Option<(PathBuf, u64)>,
+    /// Damaged ranges skipped (corruption), in file and offset order; at most
+    /// [`RECOVERY_ITEMS_REPORTED_MAX`] of them.
+    pub skipped: Vec<SkippedRange>,
+    /// All damaged ranges skipped, listed or not.
+    pub skipped_ranges: u64,
+    /// Bytes of all damaged ranges skipped.
+    pub skipped_bytes: u64,
+    /// Data files the manifest names that are missing; at most [`RECOVERY_ITEMS_REPORTED_MAX`].
+    pub missing_files: Vec<PathBuf>,
+    /// All missing data files, listed or not.
+    pub missing_file_count: u64,
+    /// The manifest.
+    pub manifest: ManifestState,
+    /// Whether recovery compacted the store to leave skipped damage and missing files behind.
+    pub rewritten: bool,
+    /// Unfinished compaction output files deleted.
+    pub compaction_files_removed: u32,
+    /// Data files deleted because a committed compaction had superseded them (its crash stopped it
+    /// before it removed them).
+    pub superseded_files_removed: u32,
+}
+
+impl RecoveryReport {
+    /// Whether recovery cut, skipped, or could not find or read anything: records this store once
+    /// held may be gone, so the counters they carried may be issued again unless the node changes
+    /// its actor id.
+    pub fn lost_data(&self) -> bool {
+        self.truncated_bytes > 0
+            || self.skipped_ranges > 0
+            || self.missing_file_count > 0
+            || matches!(
+                self.manifest,
+                ManifestState::Missing | ManifestState::Unreadable(_)
+            )
+    }
+
+    /// One line saying what was lost, for logs ("nothing" if [`RecoveryReport::lost_data`] is
+    /// false).
+    pub fn loss_summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((file, offset)) = &self.truncated_at {
+            parts.push(format!(
+                "cut a torn tail of {} bytes at offset {offset} of {}",
+                self.truncated_bytes,
+                file.display()
+            ));
+        }
+        if self.skipped_ranges > 0 {
+            let first = self
+                .skipped
+                .first()
+                .map(|s| format!(", the first at offset {} of {}", s.offset, s.file.display()))
+                .unwrap_or_default();
+            parts.push(format!(
+                "skipped {} damaged ranges ({} bytes){first}",
+                self.skipped_ranges, self.skipped_bytes
+            ));
+        }
+        if self.missing_file_count > 0 {
+            let names: Vec<String> = self
+                .missing_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            parts.push(format!(
+                "{} data files missing ({})",
+                self.missing_file_count,
+                names.join(", ")
+            ));
+        }
+        match &self.manifest {
+            ManifestState::Missing => parts.push("the manifest was missing".into()),
+            ManifestState::Unreadable(reason) => {
+                parts.push(format!("the manifest was unreadable ({reason})"))
+            }
+            ManifestState::Found | ManifestState::Created => {}
+        }
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// Records a skipped range, with a loud warning.
+    fn skip(&mut self, file: &Path, range: BadRange, gave_up: bool) {
+        let BadRange {
+            offset,
+            bytes,
+            reason,
+        } = range;
+        self.skipped_ranges += 1;
+        self.skipped_bytes += bytes;
+        if self.skipped.len() < RECOVERY_ITEMS_REPORTED_MAX {
+            tracing::error!(
+                file = %file.display(),
+                offset,
+                bytes,
+                reason,
+                gave_up,
+                "skipping damaged bytes of a data file: the records in them are lost here (replicas \
+                 and anti-entropy refill them)"
+            );
+            self.skipped.push(SkippedRange {
+                file: file.to_path_buf(),
+                offset,
+                bytes,
+                reason,
+            });
+        }
+    }
+}
+
+impl<F: FileSystem> LogStore<F> {
+    /// Opens the store in `dir` (creating the directory if needed), recovers it as the module docs
+    /// describe, and says what recovery found. Fails if `options` are invalid and on I/O errors;
+    /// damage is repaired and reported, never a reason to fail.
+    pub fn open(
+        fs: F,
+        dir: &Path,
+        options: LogOptions,
+    ) -> io::Result<(LogStore<F>, RecoveryReport)> {
+        if options.max_file_bytes == 0 {
+            return Err(invalid_input("max_file_bytes must be at least 1".into()));
+        }
+        let existed = fs.exists(dir);
+        fs.create_dir_all(dir)?;
+        if !existed {
+            // A new directory survives a crash only once its own entry, and those of any parents
+            // created with it, are synced.
+            for ancestor in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+                fs.sync_dir(ancestor)?;
+            }
+        }
+
+        let mut report = RecoveryReport::default();
+        let (mut data_ids, compact_paths) = files::list(&fs, dir)?;
+        for path in compact_paths {
+            // Compaction commits by renaming its output; a file still under the temporary name is
+            // from a compaction that never committed, and the data files still hold everything it
+            // would have held.
+            tracing::warn!(
+                file = %path.display(),
+                "removing the output of an unfinished compaction"
+            );
+            fs.remove_file(&path)?;
+            report.compaction_files_removed += 1;
+        }
+
+        let manifest = files::read_manifest(&fs, dir)?;
+        match &manifest {
+            ManifestRead::Found(m) => {
+                let superseded = data_ids.partition_point(|&id| id < m.first_id);
+                for id in data_ids.drain(..superseded) {
+                    let path = file_path(dir, id, FileKind::Data);
+                    tracing::warn!(
+                        file = %path.display(),
+                        "removing a data file that a committed compaction superseded"
+                    );
+                    fs.remove_file(&path)?;
+                    report.superseded_files_removed += 1;
+                }
+                report_missing(&mut report, dir, *m, &data_ids);
+            }
+            // Decided after the replay: only a directory with data lost anything.
+            ManifestRead::Missing => report.manifest = ManifestState::Created,
+            ManifestRead::Unreadable(reason) => {
+                tracing::error!(dir = %dir.display(), reason, "the manifest is unreadable");
+                report.manifest = ManifestState::Unreadable(reason.clone());
+            }
+        }
+        // A hole in the sequence of files, from the manifest's first (or the first file found) to
+        // the newest found: a manifest written for these files would name a missing one. (Files
+        // past the manifest's last one may have a hole without any loss, if a crash interrupted
+        // the renames of a compaction's commit.)
+        let hole = match (data_ids.first(), data_ids.last()) {
+            (Some(&first_found), Some(&newest)) => {
+                let first = match &manifest {
+                    ManifestRead::Found(m) => m.first_id,
+                    _ => first_found,
+                };
+                (data_ids.len() as u64) < u64::from(newest - first) + 1
+            }
+            _ => false,
+        };
+
+        let mut store = LogStore {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            keydir: BTreeMap::new(),
+            files: BTreeMap::new(),
+            active_unsynced: false,
+            live_bytes: 0,
+            failed: false,
+        };
+        let mut bytes_found = 0;
+        for (index, &id) in data_ids.iter().enumerate() {
+            let newest = index + 1 == data_ids.len();
+            bytes_found += store.recover_file(id, newest, &mut report)?;
+        }
+        if manifest == ManifestRead::Missing && bytes_found > 0 {
+            tracing::error!(
+                dir = %dir.display(),
+                "the manifest is missing beside data files: files may have been lost"
+            );
+            report.manifest = ManifestState::Missing;
+        }
+
+        match store.files.last_entry() {
+            // The newest file may hold appends that a previous run never synced, or a cut torn
+            // tail: sync them before serving them and before appending, so that nothing read from
+            // this store can be lost by a later crash.
+            Some(mut active) => active.get_mut().handle.sync()?,
+            None => {
+                // Ids are not reused, even those of lost files.
+                let id = match &manifest {
+                    ManifestRead::Found(m) => next_file_id(m.last_id)?,
+                    _ => FILE_ID_FIRST,
+                };
+                store.create_data_file(id)?;
+            }
+        }
+        // Likewise for directory entries a previous run may have created or removed unsynced.
+        store.fs.sync_dir(&store.dir)?;
+
+        if report.skipped_ranges > 0 || hole {
+            tracing::warn!(
+                dir = %dir.display(),
+                "compacting the store, so that no damage and no hole in its files is left behind"
+            );
+            store.compact_files()?;
+            report.rewritten = true;
+        } else {
+            let wanted = store.manifest();
+            if manifest != ManifestRead::Found(wanted) {
+                files::write_manifest(&store.fs, &store.dir, wanted)?;
+            }
+        }
+
+        report.files = data_ids.len() as u32;
+        report.keys = store.keydir.len() as u64;
+        store.check_invariants();
+        tracing::info!(
+            dir = %dir.display(),
+            files = report.files,
+            records = report.records,
+            keys = report.keys,
+            lost = %report.loss_summary(),
+            "opened log store"
+        );
+        Ok((store, report))
+    }
+
+    /// Replays one data file into the key directory; see the module docs for what happens to
+    /// damage. Returns the file's length as found.
+    fn recover_file(
+        &mut self,
+        id: u32,
+        newest: bool,
+        report: &mut RecoveryReport,
+    ) -> io::Result<u64> {
+        let path = file_path(&self.dir, id, FileKind::Data);
+        let mut handle = self.fs.open(&path, false)?;
+        let file_bytes = handle.len()?;
+        let keydir = &mut self.keydir;
+        let live_bytes = &mut self.live_bytes;
+        let mut records = 0;
+        let scan = record::scan_file(
+            &handle,
+            file_bytes,
+            |offset, record_bytes, tombstone, key| {
+                records += 1;
+                let replaced = if tombstone {
+                    keydir.remove(key)
+                } else {
+                    *live_bytes += u64::from(record_bytes);
+                    let location = Location {
+                        file_id: id,
+                        offset,
+                        record_bytes,
+                    };
+                    match keydir.get_mut(key) {
+                        Some(old) => Some(std::mem::replace(old, location)),
+                        None => keydir.insert(key.to_vec(), location),
+                    }
+                };
+                if let Some(old) = replaced {
+                    *live_bytes -= u64::from(old.record_bytes);
+                }
+            },
+        )
+        .map_err(|e| at(e, "recovery read of", &path))?;
+        report.records += records;
+        for range in scan.skipped {
+            report.skip(&path, range, false);
+        }
+        let len_bytes = match scan.tail {
+            None => file_bytes,
+            Some(tail) if newest && !scan.gave_up => {
+                let BadRange {
+                    offset,
+                    bytes,
+                    reason,
+                } = tail;
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    dropped_bytes = bytes,
+                    reason,
+                    "cutting a torn tail from the newest data file"
+                );
+                // The sync of the newest file at the end of `open` makes the cut durable before
+                // anything is appended after it (else a crash could leave new records behind the
+                // old damage).
+                handle
+                    .truncate(offset)
+                    .map_err(|e| at(e, "cut of the torn tail of", &path))?;
+                report.truncated_bytes = bytes;
+                report.truncated_at = Some((path, offset));
+                offset
+            }
+            // Damage at the end of an older file, or a search for good records that gave up: the
+            // bytes stay until the compaction at the end of `open` drops the file.
+            Some(tail) => {
+                report.skip(&path, tail, scan.gave_up);
+                file_bytes
+            }
+        };
+        self.files.insert(id, DataFile { handle, len_bytes });
+        Ok(file_bytes)
+    }
+}
+
+/// Counts and lists (up to [`RECOVERY_ITEMS_REPORTED_MAX`], with an error each) the data files
+/// `manifest` names that are not among `found` (ascending, none below the manifest's first id).
+fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: Manifest, found: &[u32]) {
+    let Manifest { first_id, last_id } = manifest;
+    let named_found = found.iter().filter(|&&id| id <= last_id).count() as u64;
+    report.missing_file_count = u64::from(last_id - first_id) + 1 - named_found;
+    // Walks the ids beside the files found; each turn lists a missing file or passes a found one,
+    // so it ends after at most RECOVERY_ITEMS_REPORTED_MAX + found.len() turns.
+    let mut found = found.iter().peekable();
+    let mut id = first_id;
+    while report.missing_files.len() < RECOVERY_ITEMS_REPORTED_MAX
+        && (report.missing_files.len() as u64) < report.missing_file_count
+    {
+        if found.next_if_eq(&&id).is_none() {
+            let path = file_path(dir, id, FileKind::Data);
+            tracing::error!(
+                file = %path.display(),
+                manifest_first_id = first_id,
+                manifest_last_id = last_id,
+                "a data file the manifest names is missing: its records are lost here (replicas \
+                 and anti-entropy refill them)"
+            );
+            report.missing_files.push(path);
+        }
+        id += 1;
+    }
+}
