@@ -1,9 +1,12 @@
 //! Three real `dynamo serve` processes on loopback, driven through the real CLI: the node that
 //! ships, tested as a user would use it (issue 2, "How it is checked").
 
+mod common;
+
+use common::free_port;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
@@ -21,14 +24,6 @@ struct Cluster {
     procs: Vec<Option<Child>>,
     logs: PathBuf,
     _logs_dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::DYNAMO;
+use common::{DYNAMO, free_port};
 use dynamo_node::auth::{NONCE_BYTES, Role, Secret};
 use dynamo_node::client::{Client, ClientAuth, ClientError};
 use dynamo_node::conn::{Budget, Conn, dial_handshake};
@@ -12,7 +12,7 @@ use dynamo_node::env::TokioEnv;
 use dynamo_node::version::{COUNTER_MAX, VClock};
 use dynamo_node::wire::{self, FIRST_FRAME_BYTES_MAX, Frame, PeerMessage, Request, Response};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
@@ -21,14 +21,6 @@ use std::time::{Duration, Instant};
 /// How long a node may take to come up.
 const STARTUP_TIMEOUT_MS: u64 = 15_000;
 const SECRET: &str = "correct horse battery staple, 32+";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Real nodes on loopback, with or without a cluster secret.
 struct Cluster {
