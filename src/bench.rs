@@ -38,8 +38,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 16)]
     clients: usize,
     /// How long to run (10s, 1m); the default when --ops is not given is 30s.
-    #[arg(long)]
-    duration: Option<String>,
+    #[arg(long, value_parser = crate::duration::parse_duration)]
+    duration: Option<Duration>,
     /// Stop after this many operations instead.
     #[arg(long)]
     ops: Option<u64>,
@@ -149,8 +149,8 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         return Err(format!("--value-bytes must be at most {VALUE_BYTES_MAX}"));
     }
     let auth = args.auth.load()?;
-    let duration = match (&args.duration, args.ops) {
-        (Some(d), _) => Some(crate::live::parse_duration(d)?),
+    let duration = match (args.duration, args.ops) {
+        (Some(d), _) => Some(d),
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(30)),
     };
@@ -289,9 +289,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
             "value_bytes": args.value_bytes,
             "results": rows,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "dynamo bench: {} node(s), {} clients, {:.1} s, {}% gets, {} keys {}, {}-byte values",
             args.node.len(),
             args.clients,
@@ -301,12 +301,19 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
             args.key_dist,
             args.value_bytes
         );
-        println!(
+        outln!(
             "{:<4} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
-            "op", "ops", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
+            "op",
+            "ops",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "errors"
         );
         for r in &rows {
-            println!(
+            outln!(
                 "{:<4} {:>10} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
                 r["op"].as_str().unwrap_or(""),
                 r["ops"],
@@ -320,7 +327,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         }
         for (name, f) in [("get", &get), ("put", &put)] {
             if let Some(e) = &f.first_error {
-                println!("first {name} error: {e}");
+                outln!("first {name} error: {e}");
             }
         }
     }

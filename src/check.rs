@@ -41,7 +41,7 @@ pub fn check_and_write(path: &Path) -> Result<Results, String> {
 /// verdict as the exit status (0 valid, 1 anomaly, 2 unknown or error).
 pub fn check(args: CheckArgs) -> Result<ExitCode, String> {
     let results = check_and_write(&args.path)?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&results).expect("results serialise")
     );

@@ -12,6 +12,7 @@ use clap::Args;
 use dynamo_node::config::Bug;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -20,8 +21,8 @@ use std::time::Instant;
 #[derive(Args, Debug)]
 pub struct DetectionArgs {
     /// The seeds: A..B (B excluded), A..=B, or one seed.
-    #[arg(long)]
-    seeds: String,
+    #[arg(long, value_parser = parse_seeds)]
+    seeds: Range<u64>,
     /// Simulations at once (default: the number of cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -145,8 +146,7 @@ pub fn table(rows: &[Row]) -> String {
 /// `dynamo detection`.
 pub fn detection(args: DetectionArgs) -> Result<ExitCode, String> {
     crate::kv::init_logging("off");
-    let range = parse_seeds(&args.seeds)?;
-    let seeds: Vec<u64> = range.clone().collect();
+    let seeds: Vec<u64> = args.seeds.clone().collect();
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -164,8 +164,9 @@ pub fn detection(args: DetectionArgs) -> Result<ExitCode, String> {
         .chain(bugs.into_iter().map(Some))
         .collect();
     eprintln!(
-        "dynamo detection: seeds {}, {} ops each, {jobs} jobs, {} rows",
-        args.seeds,
+        "dynamo detection: seeds {}..{}, {} ops each, {jobs} jobs, {} rows",
+        args.seeds.start,
+        args.seeds.end,
         args.ops,
         nodes.len()
     );
@@ -191,9 +192,9 @@ pub fn detection(args: DetectionArgs) -> Result<ExitCode, String> {
         );
         rows.push(r);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows));
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows serialise")
         );

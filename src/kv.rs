@@ -469,7 +469,7 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
                     "context": reply.context.to_string(),
                     "versions": versions,
                 });
-                println!("{out}");
+                outln!("{out}");
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(failed("get", e)),
@@ -496,7 +496,7 @@ pub fn state(args: StateArgs) -> Result<ExitCode, String> {
                     })
                     .collect();
                 let out = json!({"clock": state.clock.to_map(), "siblings": siblings});
-                println!("{out}");
+                outln!("{out}");
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(failed("state", e)),
@@ -513,7 +513,7 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
         match client(&args.node)?.request(request).await {
             Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
                 let members: Vec<&NodeId> = ring.members().keys().collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "version": ring.version(), "members": members})
                 );
@@ -541,7 +541,7 @@ pub fn forget(args: ForgetArgs) -> Result<ExitCode, String> {
         match client(&args.node)?.request(request).await {
             Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
                 let members: Vec<&NodeId> = ring.members().keys().collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "version": ring.version(), "members": members})
                 );
@@ -563,7 +563,7 @@ fn print_written(reply: dynamo_node::client::PutReply) {
         "clock": reply.clock.to_map(),
         "stored_on": reply.stored_on,
     });
-    println!("{out}");
+    outln!("{out}");
 }
 
 /// `dynamo put`.

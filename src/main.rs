@@ -2,10 +2,19 @@
 //!
 //! `serve` runs a real node on TCP; `get`, `put` and `delete` are its clients, printing JSON on
 //! stdout for scripts and human-readable errors on stderr (shared/DESIGN.md, "The command line").
+//! Every command writes its stdout through `outln!` (module `out`), which survives a reader that
+//! goes away; `println!` would panic there, so clippy is told to refuse it.
+
+#![deny(clippy::print_stdout)]
+
+// First: its macros are then in scope in every module below.
+#[macro_use]
+mod out;
 
 mod bench;
 mod check;
 mod detection;
+mod duration;
 mod kv;
 mod live;
 mod nightly;
@@ -71,22 +80,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(
-        cli.command,
-        Command::Sim(_)
-            | Command::Replay(_)
-            | Command::Check(_)
-            | Command::Report(_)
-            | Command::Nightly(_)
-            | Command::Detection(_)
-            | Command::Merge(_)
-            | Command::Shrink(_)
-            | Command::Get(_)
-            | Command::State(_)
-            | Command::Status(_)
-    ) {
-        stop_on_a_closed_stdout();
-    }
     let result = match cli.command {
         Command::Serve(args) => kv::serve(args),
         Command::Get(args) => kv::get(args),
@@ -107,23 +100,20 @@ fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Bench(args) => bench::bench(args),
     };
-    match result {
+    out::flush();
+    let code = match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("dynamo: {message}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// `dynamo sim | head -1` ends when its reader does, as Unix tools do, instead of panicking on
-/// the broken pipe: SIGPIPE back to its default action (Rust ignores it). Only for the commands
-/// that write results to stdout and to files: a node, the live harness and the bench write to
-/// sockets and child processes, where a closed peer must stay an error to handle.
-fn stop_on_a_closed_stdout() {
-    // SAFETY: sets a signal's disposition to its default, before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    };
+    // A reader that went away is no error (`dynamo sim | head -1`); an output cut short by a
+    // failed write is, where the command would have succeeded.
+    if out::failed() && code == ExitCode::SUCCESS {
+        ExitCode::from(2)
+    } else {
+        code
     }
 }
 
@@ -131,3 +121,44 @@ fn stop_on_a_closed_stdout() {
 // rate; glibc's malloc spent about 30% of a run's instructions (BENCHMARKS.md), mimalloc far less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use dynamo_workloads::plan::NemesisKind;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The kinds a command's `--nemesis` help lists, as the help renders them.
+    fn nemesis_kinds_in_help(command: &str) -> Vec<String> {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut(command)
+            .expect("the command exists")
+            .render_long_help()
+            .to_string();
+        let list = help
+            .split_once("--nemesis <NEMESIS>")
+            .and_then(|(_, rest)| rest.split_once("comma-separated list of "))
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(list, _)| list)
+            .unwrap_or_else(|| panic!("no list of kinds in `dynamo {command} --help`:\n{help}"));
+        list.split(',').map(|name| name.trim().to_owned()).collect()
+    }
+
+    /// `dynamo sim --help` once left `membership` out: the list now comes from the kinds.
+    #[test]
+    fn nemesis_help_lists_every_kind() {
+        let names = |kinds: &[NemesisKind]| -> Vec<String> {
+            kinds.iter().map(|k| k.name().to_owned()).collect()
+        };
+        assert_eq!(nemesis_kinds_in_help("sim"), names(&NemesisKind::ALL));
+        let mut live = names(&NemesisKind::ALL);
+        live.push(NemesisKind::Pause.name().to_owned());
+        assert_eq!(nemesis_kinds_in_help("live"), live);
+    }
+}

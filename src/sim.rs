@@ -33,10 +33,9 @@ pub struct SimArgs {
     /// The workload: cart or register.
     #[arg(long, default_value = "cart")]
     workload: Workload,
-    /// Faults to mix: a comma-separated list of partition, crash, wipe, skew, loss, slow,
-    /// membership, power, disk; all; none. Kinds these settings cannot have are left out (wipes and
-    /// disk damage need W >= 2, membership more nodes than N).
-    #[arg(long, default_value = "all")]
+    // Faults to mix: the help is made from `NemesisKind::ALL` (see `nemesis_help`), so that it
+    // names every kind there is.
+    #[arg(long, default_value = "all", help = nemesis_help(&NemesisKind::ALL))]
     nemesis: String,
     /// Replicas per key.
     #[arg(long, default_value_t = 3)]
@@ -222,13 +221,35 @@ pub fn sim(args: SimArgs) -> Result<ExitCode, String> {
 /// exit status.
 pub(crate) fn verdict(dir: &Path) -> Result<ExitCode, String> {
     let results = crate::check::check_and_write(dir)?;
-    print!("{}", dynamo_checker::summary(&results));
+    out!("{}", dynamo_checker::summary(&results));
     // The verdict stands without the page: a report that cannot be written is only a warning.
     if let Err(e) = crate::report::write(dir) {
         eprintln!("dynamo: warning: no report: {e}");
     }
-    println!("files: {}", dir.display());
+    outln!("files: {}", dir.display());
     Ok(ExitCode::from(results.exit_code() as u8))
+}
+
+/// The help of `--nemesis` where `all` means the kinds of `all` (`NemesisKind::ALL` for `dynamo
+/// sim`, `NemesisKind::LIVE` for `dynamo live`): made from the lists, so that a new kind cannot be
+/// left out of it (`membership` once was).
+pub(crate) fn nemesis_help(all: &[NemesisKind]) -> String {
+    let names = |kinds: &[NemesisKind]| {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        names.join(", ")
+    };
+    let mut known = NemesisKind::ALL.to_vec();
+    known.extend(all.iter().filter(|k| !NemesisKind::ALL.contains(k)));
+    let all_is = if all == NemesisKind::ALL {
+        String::new()
+    } else {
+        format!(" (= {})", names(all))
+    };
+    format!(
+        "Faults to mix: a comma-separated list of {}; all{all_is}; none. Kinds these settings cannot \
+         have are left out (wipes and disk damage need W >= 2, membership more nodes than N)",
+        names(&known)
+    )
 }
 
 /// `--nemesis` for a list of kinds: `none`, `all`, or the names.
@@ -409,7 +430,7 @@ pub(crate) fn point_latest(out: &Path) {
 fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
     let s = output.summary;
     let rate = s.ops as f64 / wall_s.max(1e-9);
-    println!(
+    outln!(
         "seed {}: {} ops ({} ok, {} fail, {} info), {} faults, {:.1} s simulated in {:.2} s wall, {:.0} simulated ops/s",
         plan.config.seed,
         s.ops,
@@ -431,7 +452,7 @@ fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
         }
         None => String::new(),
     };
-    println!(
+    outln!(
         "repair: {} hints delivered, {} pending; anti-entropy repaired {} keys; {} read repairs{converged}; ring version {}, {} copies outside preference lists",
         s.hints_delivered,
         s.hints_pending,

@@ -98,6 +98,6 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
     if !keys.is_empty() {
         out["keys"] = Value::Object(keys);
     }
-    println!("{out}");
+    outln!("{out}");
     Ok(ExitCode::SUCCESS)
 }

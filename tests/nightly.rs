@@ -262,6 +262,12 @@ fn seeds_left_at_the_time_limit_are_recorded_as_not_run() {
         "a seed not run still says how to run it"
     );
 
+    // A bad range is a usage error (clap's), which names the option.
     let bad = dynamo(&["nightly", "--seeds", "5..2", "--out", out.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("invalid value '5..2' for '--seeds <SEEDS>': the range is empty"),
+        "{stderr}"
+    );
 }

@@ -60,46 +60,23 @@ pub const FINAL_PHASE_MS_MAX: u64 = 120_000;
 
 /// Options of `dynamo live`.
 #[derive(Args, Debug)]
+#[command(mut_arg("nemesis", |arg| arg.help(crate::sim::nemesis_help(&NemesisKind::LIVE))))]
 pub struct LiveArgs {
     /// The plan's options, as for `dynamo sim` (`--nodes` also takes the addresses of a running
     /// cluster, whose faults then are skipped); `--nemesis all` means every kind real processes
-    /// have (partition, crash, wipe, loss, slow, power, disk, pause).
+    /// have (`NemesisKind::LIVE`), as its help says.
     #[command(flatten)]
     sim: SimArgs,
     /// Run this plan.json instead of one made from the options.
     #[arg(long = "plan", value_name = "PLAN_JSON")]
     plan_file: Option<PathBuf>,
     /// Stop the clients after this long (then heal, quiesce and read back): 90s, 5m, 1h.
-    #[arg(long, default_value = "5m")]
-    time_limit: String,
+    #[arg(long, default_value = "5m", value_parser = crate::duration::parse_duration)]
+    time_limit: Duration,
     /// For a running cluster (`--nodes ADDR,...`): the secret its admin verbs need. A cluster the
     /// run starts gets a new secret of its own.
     #[command(flatten)]
     auth: crate::kv::AuthArgs,
-}
-
-/// Parses `90`, `90s`, `1500ms`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit_ms) = if let Some(d) = s.strip_suffix("ms") {
-        (d, 1)
-    } else if let Some(d) = s.strip_suffix('s') {
-        (d, 1_000)
-    } else if let Some(d) = s.strip_suffix('m') {
-        (d, 60_000)
-    } else if let Some(d) = s.strip_suffix('h') {
-        (d, 3_600_000)
-    } else {
-        (s, 1_000)
-    };
-    let value: f64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 90s, 1500ms, 5m"))?;
-    if !(value.is_finite() && value >= 0.0) {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_millis((value * unit_ms as f64) as u64))
 }
 
 /// History time against real processes: monotonic nanoseconds since the run started.
@@ -133,7 +110,7 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    let time_limit = parse_duration(&args.time_limit)?;
+    let time_limit = args.time_limit;
     let external = match &args.sim.nodes {
         NodesArg::Addrs(addrs) => Some(addrs.clone()),
         NodesArg::Count(_) => None,
@@ -202,7 +179,7 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
         crate::sim::point_latest(&out);
     }
     let s = run.output.summary;
-    println!(
+    outln!(
         "seed {}: {} ops ({} ok, {} fail, {} info) in {:.1} s, {:.0} ops/s; {} faults{}",
         plan.config.seed,
         s.ops,
@@ -223,7 +200,7 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
         *skipped.entry(why.as_str()).or_default() += 1;
     }
     for (why, count) in skipped {
-        println!("skipped {count} fault window(s): {why}");
+        outln!("skipped {count} fault window(s): {why}");
     }
     let code = crate::sim::verdict(&out)?;
     if !run.unexpected_exits.is_empty() {

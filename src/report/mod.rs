@@ -52,7 +52,7 @@ pub struct ReportArgs {
 /// `dynamo report`: (re)writes DIR/report.html and prints its path.
 pub fn report(args: ReportArgs) -> Result<ExitCode, String> {
     let path = write(&args.dir)?;
-    println!("{}", path.display());
+    outln!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -226,18 +226,18 @@ pub fn each(dir: &Path, o: &Options) -> Result<ExitCode, String> {
     for r in &rows {
         groups.entry(r.group.as_str()).or_default().push(r);
     }
-    println!(
+    outln!(
         "| runs of | seeds | ops left | keys left | clients left | nodes left | faults left | wall time | runs | targets met: keys, nodes, budget, replay, correct node passes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|---|");
     for (g, rs) in &groups {
-        println!("{}", summary(g, rs));
+        outln!("{}", summary(g, rs));
     }
     if groups.len() > 1 {
         let all: Vec<&Row> = rows.iter().collect();
-        println!("{}", summary("all", &all));
+        outln!("{}", summary("all", &all));
     }
-    println!("(each cell: median / worst; {failed} runs could not be shrunk)");
+    outln!("(each cell: median / worst; {failed} runs could not be shrunk)");
     let json: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -257,6 +257,6 @@ pub fn each(dir: &Path, o: &Options) -> Result<ExitCode, String> {
         serde_json::to_string_pretty(&json).expect("rows serialise") + "\n",
     )
     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    println!("per seed: {}", path.display());
+    outln!("per seed: {}", path.display());
     Ok(ExitCode::from(if failed > 0 { 2 } else { 0 }))
 }

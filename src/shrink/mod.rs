@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use trace::Trace;
 
 /// The default bound on simulations one shrink may run (the original's and the confirmations'
@@ -60,8 +60,8 @@ pub struct ShrinkArgs {
     #[arg(long, default_value_t = RUNS_MAX_DEFAULT)]
     max_runs: usize,
     /// Stop proposing candidates after this long (e.g. 90s, 5m).
-    #[arg(long, default_value = TIME_BUDGET_DEFAULT)]
-    time_budget: String,
+    #[arg(long, default_value = TIME_BUDGET_DEFAULT, value_parser = crate::duration::parse_duration)]
+    time_budget: Duration,
     /// Where to write the smaller run (default DIR/shrunk).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -266,7 +266,7 @@ pub struct Done {
 pub struct Options {
     pub anomaly: Option<String>,
     pub max_runs: usize,
-    pub budget: std::time::Duration,
+    pub budget: Duration,
     /// Print each accepted step on stderr.
     pub verbose: bool,
 }
@@ -441,7 +441,7 @@ pub fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
     let options = Options {
         anomaly: args.anomaly.clone(),
         max_runs: args.max_runs,
-        budget: crate::nightly::parse_duration(&args.time_budget)?,
+        budget: args.time_budget,
         verbose: true,
     };
     if args.each {
@@ -453,7 +453,7 @@ pub fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
     };
     let target = &d.anomaly;
     let ratio = d.before.ops as f64 / d.after.ops.max(1) as f64;
-    println!(
+    outln!(
         "shrunk in {} runs, {:.1} s{}:",
         d.runs,
         d.wall_s,
@@ -463,44 +463,45 @@ pub fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
             ""
         }
     );
-    println!("  before: {}", d.before);
-    println!(
+    outln!("  before: {}", d.before);
+    outln!(
         "  after:  {} ({ratio:.0}x fewer ops); {} client operations recorded",
-        d.after, d.recorded_ops
+        d.after,
+        d.recorded_ops
     );
     match &d.explanation {
-        Some(e) if d.still => println!("  still {target}: {e}"),
-        _ => println!("  NOT {target} on the final run: the search's runs were not deterministic"),
+        Some(e) if d.still => outln!("  still {target}: {e}"),
+        _ => outln!("  NOT {target} on the final run: the search's runs were not deterministic"),
     }
     if !d.same {
-        println!(
+        outln!(
             "  WARNING: the final run's history differs from the accepted run's (nondeterminism)"
         );
     }
     match &d.correct {
         None => {}
         Some(Ok(t)) if t.is_empty() => {
-            println!("  the correct node passes this plan (no anomaly without the bug)")
+            outln!("  the correct node passes this plan (no anomaly without the bug)")
         }
-        Some(Ok(t)) => println!(
+        Some(Ok(t)) => outln!(
             "  WARNING: the correct node fails this plan too ({}): it does not isolate the bug",
             t.join(", ")
         ),
-        Some(Err(e)) => println!("  WARNING: the correct node cannot run this plan: {e}"),
+        Some(Err(e)) => outln!("  WARNING: the correct node cannot run this plan: {e}"),
     }
     if !d.story.is_empty() {
-        println!("story:");
+        outln!("story:");
         for l in &d.story {
-            println!("  {l}");
+            outln!("  {l}");
         }
     }
-    println!(
+    outln!(
         "files: {} (report.html, shrink.json)\nreplay: dynamo replay {}",
         d.out.display(),
         shell_word(&d.out.join("plan.json").display().to_string())
     );
     if d.after == d.before {
-        println!("(no smaller plan fails the same way)");
+        outln!("(no smaller plan fails the same way)");
     }
     if let Some(path) = &args.save {
         return save(&d, path);
@@ -544,7 +545,7 @@ fn save(d: &Done, path: &Path) -> Result<ExitCode, String> {
     }
     std::fs::write(path, regression_json(&d.plan, &regression))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    println!(
+    outln!(
         "saved: {} ({}; `cargo test --test regressions` replays it)",
         path.display(),
         match d.plan.config.bug {
