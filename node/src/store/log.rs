@@ -24,7 +24,7 @@
 //!
 //! The crc32 covers everything after itself, so a torn or decayed record, header included, fails
 //! the check. Flags: bit 0 marks a tombstone (a removal, with an empty value); other bits must be
-//! zero. Lengths are bounded by [`RECORD_KEY_BYTES_MAX`] and [`VALUE_BYTES_MAX`], so that a damaged
+//! zero. Lengths are bounded by [`RECORD_KEY_BYTES_MAX`] and [`RECORD_VALUE_BYTES_MAX`], so that a damaged
 //! length is recognised as damage and never makes recovery read or allocate gigabytes. There is no
 //! file header: a future format would use a new file extension.
 //!
@@ -130,9 +130,11 @@ use std::path::{Path, PathBuf};
 /// the wire's bound does: records already on disk would turn into damage.
 pub const RECORD_KEY_BYTES_MAX: usize = 64 * 1024;
 
-/// The largest value, in bytes. `get` and compaction hold a whole value in memory, so values are
-/// bounded; this leaves room for many siblings of a large client value.
-pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The largest value of a record, in bytes. `get` and compaction hold a whole value in memory, so
+/// values are bounded. Not the wire's `VALUE_BYTES_MAX` (1 MiB, one client value): a record holds a
+/// key's whole state, many siblings of large client values; and like the key bound it is part of
+/// the file format.
+pub const RECORD_VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// The default rollover size of a data file. Large enough that rollovers (each costing a few
 /// syncs) are rare, small enough that compaction and recovery work in pieces of a sensible size.
@@ -253,10 +255,10 @@ fn check_key(key: &[u8]) -> io::Result<()> {
 }
 
 fn check_value(value: &[u8]) -> io::Result<()> {
-    if value.len() > VALUE_BYTES_MAX {
+    if value.len() > RECORD_VALUE_BYTES_MAX {
         let size = value.len();
         return Err(invalid_input(format!(
-            "value of {size} bytes is over the limit of {VALUE_BYTES_MAX} bytes"
+            "value of {size} bytes is over the limit of {RECORD_VALUE_BYTES_MAX} bytes"
         )));
     }
     Ok(())

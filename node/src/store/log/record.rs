@@ -1,7 +1,7 @@
 //! The record format of the log store's data files, and the scan that reads a file back, skipping
 //! damage (see the parent module's docs for the format and what recovery does with damage).
 
-use super::{RECORD_KEY_BYTES_MAX, VALUE_BYTES_MAX};
+use super::{RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX};
 use crate::fs::FsFile;
 use std::io;
 
@@ -10,7 +10,7 @@ pub(super) const RECORD_HEADER_BYTES: usize = 13;
 
 /// The largest record the format allows.
 pub(super) const RECORD_BYTES_MAX: usize =
-    RECORD_HEADER_BYTES + RECORD_KEY_BYTES_MAX + VALUE_BYTES_MAX;
+    RECORD_HEADER_BYTES + RECORD_KEY_BYTES_MAX + RECORD_VALUE_BYTES_MAX;
 
 /// Flag bit of a tombstone record.
 const FLAG_TOMBSTONE: u8 = 0b1;
@@ -62,7 +62,7 @@ impl Header {
         if header.key_bytes > RECORD_KEY_BYTES_MAX {
             return Err("key length over the limit");
         }
-        if header.value_bytes > VALUE_BYTES_MAX {
+        if header.value_bytes > RECORD_VALUE_BYTES_MAX {
             return Err("value length over the limit");
         }
         if header.tombstone && header.value_bytes != 0 {
@@ -84,7 +84,7 @@ pub(super) fn encode_record(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     );
     let value_bytes = value.map_or(0, <[u8]>::len);
     assert!(
-        value_bytes <= VALUE_BYTES_MAX,
+        value_bytes <= RECORD_VALUE_BYTES_MAX,
         "value size checked by the caller"
     );
     let flags = if value.is_none() { FLAG_TOMBSTONE } else { 0 };

@@ -834,7 +834,9 @@ fn sizes_are_bounded() {
         .put(&vec![1; RECORD_KEY_BYTES_MAX + 1], b"v")
         .unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-    let error = store.put(b"k", &vec![1; VALUE_BYTES_MAX + 1]).unwrap_err();
+    let error = store
+        .put(b"k", &vec![1; RECORD_VALUE_BYTES_MAX + 1])
+        .unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     let error = store
         .remove(&vec![1; RECORD_KEY_BYTES_MAX + 1])
@@ -843,7 +845,7 @@ fn sizes_are_bounded() {
 
     // A refused write does not harm the store, and the largest records and the empty key work.
     let big_key = vec![2; RECORD_KEY_BYTES_MAX];
-    let big_value = vec![3; VALUE_BYTES_MAX];
+    let big_value = vec![3; RECORD_VALUE_BYTES_MAX];
     store.put(&big_key, &big_value).unwrap();
     store.put(b"", b"").unwrap();
     store.sync().unwrap();
