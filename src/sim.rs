@@ -30,6 +30,10 @@ pub struct SimArgs {
     /// Key choice: zipf (a few hot keys) or uniform.
     #[arg(long, default_value = "zipf")]
     key_dist: String,
+    /// The Zipf skew s, with `--key-dist zipf`: key i (from 0) is chosen with weight 1 / (i+1)^s
+    /// (1 is classic Zipf; larger, hotter hot keys; near 0, nearly uniform).
+    #[arg(long, default_value_t = 1.0)]
+    zipf_exponent: f64,
     /// The workload: cart or register.
     #[arg(long, default_value = "cart")]
     workload: Workload,
@@ -141,9 +145,20 @@ impl SimArgs {
     pub(crate) fn config(&self, seed: u64) -> Result<SimConfig, String> {
         let key_dist = match self.key_dist.as_str() {
             "uniform" => KeyDist::Uniform,
-            "zipf" => KeyDist::Zipf { exponent: 1.0 },
+            "zipf" => KeyDist::Zipf {
+                exponent: self.zipf_exponent,
+            },
             other => return Err(format!("unknown --key-dist {other:?}: zipf or uniform")),
         };
+        let e = self.zipf_exponent;
+        if !(e.is_finite() && e > 0.0 && e <= ZIPF_EXPONENT_MAX) {
+            return Err(format!(
+                "--zipf-exponent {e} is not above 0 and at most {ZIPF_EXPONENT_MAX}"
+            ));
+        }
+        if self.zipf_exponent != 1.0 && key_dist == KeyDist::Uniform {
+            return Err("--zipf-exponent applies to --key-dist zipf only".to_owned());
+        }
         let config = SimConfig {
             seed,
             nodes: self.nodes.count(),
@@ -264,6 +279,9 @@ fn nemesis_arg(kinds: &[NemesisKind]) -> String {
     }
 }
 
+/// The largest `--zipf-exponent`: past it nearly every operation goes to key 0 anyway.
+pub const ZIPF_EXPONENT_MAX: f64 = 10.0;
+
 /// The `dynamo sim` options that give `c` (without the program and subcommand), leaving out those
 /// equal to [`SimConfig::default`] unless `full`. `None` when the command line cannot express `c`.
 pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
@@ -276,15 +294,23 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         }
     };
     let key_dist = |k: &KeyDist| match k {
-        KeyDist::Uniform => Some("uniform".to_owned()),
-        KeyDist::Zipf { exponent } if *exponent == 1.0 => Some("zipf".to_owned()),
-        KeyDist::Zipf { .. } => None,
+        KeyDist::Uniform => "uniform".to_owned(),
+        KeyDist::Zipf { .. } => "zipf".to_owned(),
+    };
+    let exponent = |k: &KeyDist| match k {
+        KeyDist::Zipf { exponent } => *exponent,
+        KeyDist::Uniform => 1.0,
     };
     opt("nodes", c.nodes.to_string(), d.nodes.to_string());
     opt("clients", c.clients.to_string(), d.clients.to_string());
     opt("ops", c.ops.to_string(), d.ops.to_string());
     opt("keys", c.keys.to_string(), d.keys.to_string());
-    opt("key-dist", key_dist(&c.key_dist)?, key_dist(&d.key_dist)?);
+    opt("key-dist", key_dist(&c.key_dist), key_dist(&d.key_dist));
+    opt(
+        "zipf-exponent",
+        exponent(&c.key_dist).to_string(),
+        exponent(&d.key_dist).to_string(),
+    );
     opt("workload", c.workload.to_string(), d.workload.to_string());
     opt("nemesis", nemesis_arg(&c.nemesis), nemesis_arg(&d.nemesis));
     opt("n", c.n.to_string(), d.n.to_string());
@@ -461,4 +487,42 @@ fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
         s.ring_version,
         s.non_owner_copies
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zipf_exponent_is_in_the_repro_line_and_bounded() {
+        let config = SimConfig {
+            seed: 5,
+            ops: 40,
+            key_dist: KeyDist::Zipf { exponent: 1.5 },
+            ..SimConfig::default()
+        };
+        let plan = Plan::generate(config).unwrap();
+        let line = repro_command(&plan).expect("a command line gives it");
+        assert!(line.contains("--zipf-exponent 1.5"), "{line}");
+        let classic = Plan::generate(SimConfig {
+            seed: 5,
+            ops: 40,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let line = repro_command(&classic).unwrap();
+        assert!(
+            !line.contains("zipf-exponent"),
+            "the default is left out: {line}"
+        );
+        for bad in ["0", "-1", "11", "nan", "inf"] {
+            let arg = format!("--zipf-exponent={bad}");
+            let args = ["sim", arg.as_str()];
+            let parsed = SimLine::try_parse_from(args).unwrap();
+            assert!(parsed.args.config(1).is_err(), "--zipf-exponent {bad}");
+        }
+        let uniform = ["sim", "--key-dist", "uniform", "--zipf-exponent", "2"];
+        let parsed = SimLine::try_parse_from(uniform).unwrap();
+        assert!(parsed.args.config(1).is_err());
+    }
 }
