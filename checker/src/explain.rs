@@ -284,6 +284,16 @@ pub fn summary(r: &Results) -> String {
             lat.join("; ")
         }
     );
+    let w = &s.writes;
+    let _ = writeln!(
+        out,
+        "  writes: {} acknowledged, {} failed, {} indeterminate; {} acknowledged lost ({:.2}%)",
+        w.acknowledged,
+        w.failed,
+        w.indeterminate,
+        w.lost,
+        w.lost_share * 100.0
+    );
     for reason in &s.unknown {
         let _ = writeln!(out, "  unknown: {reason}");
     }

@@ -191,6 +191,12 @@ pub fn check_with(history: &History, options: &Options) -> Results {
             Stats::default()
         }
     };
+    let writes: Vec<stats::Counts> = ["put", "delete"]
+        .iter()
+        .filter_map(|f| stats.by_f.get(f).copied())
+        .collect();
+    let lost = anomaly_counts.get(&Kind::LostWrite).copied().unwrap_or(0);
+    stats.writes = stats::WriteCounts::new(&writes, lost);
     stats.anomaly_counts = anomaly_counts;
     stats.warning_counts = warning_counts;
 

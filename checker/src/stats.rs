@@ -134,6 +134,9 @@ pub struct Stats {
     pub consistency_window_ns: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
+    /// The writes (puts and deletes) and how many of the acknowledged ones were lost: the figure
+    /// Jepsen's Riak analysis reports.
+    pub writes: WriteCounts,
     /// Findings per anomaly type, all of them (results list at most
     /// [`FINDINGS_PER_KIND_MAX`](crate::checks::FINDINGS_PER_KIND_MAX)).
     pub anomaly_counts: BTreeMap<Kind, usize>,
@@ -144,6 +147,41 @@ pub struct Stats {
     /// Things the checker noticed that are neither findings nor errors (e.g. dropped observed entries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// Puts and deletes by outcome, and the acknowledged ones lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WriteCounts {
+    /// Ended `ok`.
+    pub acknowledged: usize,
+    /// Ended `fail`: certainly not carried out.
+    pub failed: usize,
+    /// Ended `info` or never ended: may or may not have been carried out.
+    pub indeterminate: usize,
+    /// Acknowledged and lost (the `lost-write` findings, every one of them).
+    pub lost: usize,
+    /// `lost` / `acknowledged` (0 when nothing was acknowledged), to 4 decimals.
+    pub lost_share: f64,
+}
+
+impl WriteCounts {
+    /// The counts of `writes` (put and delete counts) with `lost` of them lost.
+    pub fn new(writes: &[Counts], lost: usize) -> WriteCounts {
+        let sum = |f: fn(&Counts) -> usize| writes.iter().map(f).sum::<usize>();
+        let acknowledged = sum(|c| c.ok);
+        let lost_share = if acknowledged == 0 {
+            0.0
+        } else {
+            (lost as f64 / acknowledged as f64 * 1e4).round() / 1e4
+        };
+        WriteCounts {
+            acknowledged,
+            failed: sum(|c| c.fail),
+            indeterminate: sum(|c| c.info + c.pending),
+            lost,
+            lost_share,
+        }
+    }
 }
 
 /// The figures of a history; `fresh` supplies the consistency window and convergence when the
@@ -232,6 +270,31 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_counts_add_puts_and_deletes_and_share_the_lost() {
+        let put = Counts {
+            ops: 10,
+            ok: 6,
+            fail: 2,
+            info: 1,
+            pending: 1,
+        };
+        let delete = Counts {
+            ops: 3,
+            ok: 2,
+            fail: 1,
+            info: 0,
+            pending: 0,
+        };
+        let w = WriteCounts::new(&[put, delete], 3);
+        assert_eq!(
+            (w.acknowledged, w.failed, w.indeterminate, w.lost),
+            (8, 3, 2, 3)
+        );
+        assert_eq!(w.lost_share, 0.375);
+        assert_eq!(WriteCounts::new(&[], 0).lost_share, 0.0);
+    }
 
     #[test]
     fn nearest_rank_quantiles() {
