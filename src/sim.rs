@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser};
 use dynamo_node::config::{Bug, FsyncPolicy};
-use dynamo_workloads::plan::{KeyDist, NemesisKind, Plan, SimConfig, Workload};
+use dynamo_workloads::plan::{FixedPartition, KeyDist, NemesisKind, Plan, SimConfig, Workload};
 use dynamo_workloads::{RunOutput, run};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,6 +78,10 @@ pub struct SimArgs {
     /// After the heal, poll the replicas until they agree and report how long that took.
     #[arg(long)]
     measure_convergence: bool,
+    /// A partition at a fixed simulated time, on top of the drawn faults (with `--nemesis none`,
+    /// the only fault), e.g. `n1,n2|n3,n4,n5@2s..11s`; repeatable.
+    #[arg(long = "partition", value_name = "SIDES@FROM..UNTIL")]
+    partitions: Vec<String>,
     /// Run the seed twice and fail unless both histories are byte-identical.
     #[arg(long)]
     pub(crate) check_determinism: bool,
@@ -180,6 +184,11 @@ impl SimArgs {
             fault_overlap_percent: self.fault_overlap,
             node: self.mechanisms.options(),
             measure_convergence: self.measure_convergence,
+            fixed_partitions: self
+                .partitions
+                .iter()
+                .map(|spec| FixedPartition::parse(spec, crate::duration::parse_duration))
+                .collect::<Result<_, _>>()?,
             ..SimConfig::default()
         };
         config.validate()?;
@@ -361,6 +370,10 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
             args.push(flag.to_owned());
         }
     }
+    for p in &c.fixed_partitions {
+        args.push("--partition".to_owned());
+        args.push(p.spec());
+    }
     Some(args)
 }
 
@@ -387,7 +400,8 @@ pub fn repro_command(plan: &Plan) -> Option<String> {
             continue;
         };
         if config == plan.config && Plan::generate(config).is_ok_and(|p| p == *plan) {
-            return Some(format!("dynamo sim {}", args.join(" ")));
+            let words: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+            return Some(format!("dynamo sim {}", words.join(" ")));
         }
     }
     None
@@ -492,6 +506,45 @@ fn print_summary(plan: &Plan, output: &RunOutput, wall_s: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_partition_opens_when_it_says_and_is_in_the_repro_line() {
+        let line = SimLine::try_parse_from([
+            "sim",
+            "--seed",
+            "3",
+            "--nemesis",
+            "none",
+            "--ops",
+            "50",
+            "--partition",
+            "n1,n2|n3,n4,n5@2s..11s",
+        ])
+        .unwrap();
+        let config = line.args.config(3).unwrap();
+        let plan = Plan::generate(config).unwrap();
+        let [w] = &plan.faults[..] else {
+            panic!("one window: {:?}", plan.faults)
+        };
+        assert_eq!(w.start, dynamo_workloads::plan::Start::Ms(2_000));
+        assert_eq!(w.duration_ms, 9_000);
+        let repro = repro_command(&plan).expect("a command line gives it");
+        assert!(
+            repro.contains("--partition 'n1,n2|n3,n4,n5@2000ms..11000ms'"),
+            "{repro}"
+        );
+        for bad in [
+            "n1|n1@1s..2s",
+            "n1|n7@1s..2s",
+            "n1@1s..2s",
+            "n1|n2@2s..1s",
+            "x|n2@1s..2s",
+        ] {
+            let arg = format!("--partition={bad}");
+            let line = SimLine::try_parse_from(["sim", arg.as_str()]).unwrap();
+            assert!(line.args.config(1).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_zipf_exponent_is_in_the_repro_line_and_bounded() {

@@ -53,7 +53,17 @@ pub fn generate(config: SimConfig) -> Result<Plan, String> {
     config.validate()?;
     let mut g = SplitMix64::new(mix64(config.seed ^ PLAN_STREAM));
     let ops = draw_ops(&config, &mut g);
-    let faults = draw_faults(&config, &mut g)?;
+    let mut faults = draw_faults(&config, &mut g)?;
+    // Fixed partitions draw nothing: the drawn plan is the same with or without them.
+    faults.extend(config.fixed_partitions.iter().map(|p| FaultWindow {
+        start: Start::Ms(p.from_ms),
+        duration_ms: p.until_ms - p.from_ms,
+        fault: Fault::Partition {
+            groups: p.groups.clone(),
+            shape: "fixed".to_owned(),
+            oneway: false,
+        },
+    }));
     let plan = Plan {
         version: PLAN_VERSION,
         generator: GENERATOR.to_owned(),

@@ -241,6 +241,106 @@ pub struct SimConfig {
     /// After the heal, poll every replica until they agree and report how long that took.
     #[serde(default)]
     pub measure_convergence: bool,
+    /// Partitions at fixed times, on top of the drawn faults (`--partition`): for experiments
+    /// that need one partition of a known shape and time, as Jepsen's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed_partitions: Vec<FixedPartition>,
+}
+
+/// A partition of the nodes into `groups` from `from_ms` to `until_ms` of simulated time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedPartition {
+    /// Node indexes per side; a node on no side keeps all its links.
+    pub groups: Vec<Vec<u32>>,
+    pub from_ms: u64,
+    pub until_ms: u64,
+}
+
+impl FixedPartition {
+    /// Parses `n1,n2|n3,n4,n5@2s..11s` (sides by `|`, nodes by `,`, then the simulated time span;
+    /// durations as `parse_duration` takes them).
+    pub fn parse(
+        spec: &str,
+        parse_duration: impl Fn(&str) -> Result<std::time::Duration, String>,
+    ) -> Result<FixedPartition, String> {
+        let bad = |why: &str| format!("--partition {spec:?}: {why} (e.g. n1,n2|n3,n4,n5@2s..11s)");
+        let (sides, span) = spec
+            .split_once('@')
+            .ok_or_else(|| bad("no @ before the time span"))?;
+        let (from, until) = span
+            .split_once("..")
+            .ok_or_else(|| bad("the span is not FROM..UNTIL"))?;
+        let ms = |s: &str| {
+            parse_duration(s.trim())
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| bad(&e))
+        };
+        let groups = sides
+            .split('|')
+            .map(|side| {
+                side.split(',')
+                    .map(|n| {
+                        let n = n.trim();
+                        n.strip_prefix('n')
+                            .and_then(|i| i.parse::<u32>().ok())
+                            .filter(|&i| i >= 1)
+                            .map(|i| i - 1)
+                            .ok_or_else(|| bad(&format!("{n:?} is not a node name n1, n2, ...")))
+                    })
+                    .collect::<Result<Vec<u32>, String>>()
+            })
+            .collect::<Result<Vec<Vec<u32>>, String>>()?;
+        Ok(FixedPartition {
+            groups,
+            from_ms: ms(from)?,
+            until_ms: ms(until)?,
+        })
+    }
+
+    /// The spec [`FixedPartition::parse`] reads back.
+    pub fn spec(&self) -> String {
+        let sides: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|n| format!("n{}", n + 1))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        format!(
+            "{}@{}ms..{}ms",
+            sides.join("|"),
+            self.from_ms,
+            self.until_ms
+        )
+    }
+
+    fn validate(&self, nodes: usize) -> Result<(), String> {
+        let spec = self.spec();
+        if self.groups.len() < 2 || self.groups.iter().any(Vec::is_empty) {
+            return Err(format!("--partition {spec}: two sides or more, none empty"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for &n in self.groups.iter().flatten() {
+            if n as usize >= nodes {
+                return Err(format!(
+                    "--partition {spec}: n{} is not one of the {nodes} nodes",
+                    n + 1
+                ));
+            }
+            if !seen.insert(n) {
+                return Err(format!("--partition {spec}: n{} is on two sides", n + 1));
+            }
+        }
+        if self.from_ms >= self.until_ms || self.until_ms - self.from_ms > FAULT_DURATION_MS_MAX {
+            return Err(format!(
+                "--partition {spec}: the span must end after it starts, and last at most {FAULT_DURATION_MS_MAX} ms"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Default of [`SimConfig::fault_gap_ops`].
@@ -284,6 +384,7 @@ impl Default for SimConfig {
             fault_overlap_percent: FAULT_OVERLAP_PERCENT_DEFAULT,
             node: NodeOptions::default(),
             measure_convergence: false,
+            fixed_partitions: Vec::new(),
         }
     }
 }
@@ -342,6 +443,9 @@ impl SimConfig {
             && !(exponent.is_finite() && exponent > 0.0)
         {
             return Err("the Zipf exponent must be positive".into());
+        }
+        for p in &self.fixed_partitions {
+            p.validate(self.nodes)?;
         }
         Ok(())
     }
