@@ -17,7 +17,6 @@ mod common;
 use dynamo_node::fs::StdFs;
 use dynamo_node::store::log::damage::{Damage, apply_damage};
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
@@ -34,35 +33,6 @@ const VICTIM_NODE: usize = 2;
 /// The key whose acknowledged version the damage hits.
 const VICTIM_KEY: &str = "victim";
 
-/// Ports for `count` nodes, below the kernel's ephemeral range: the kernel never hands those out
-/// by itself, so nothing can take one between the check here and the node's bind except another
-/// process that picks the same port on purpose (and then the node fails to start, and the cluster
-/// is started again on other ports). Checking that a port is free means binding it and letting go
-/// of it; the range is what makes that safe here, unlike with port 0.
-fn pick_ports(count: usize, attempt: u32) -> Vec<u16> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    let low: u16 = 10_000;
-    let span = u64::from(range.saturating_sub(low).max(1_000)) - count as u64;
-    for turn in 0..100u64 {
-        let seed = std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            (std::process::id(), attempt, turn),
-        );
-        let base = low + (seed % span) as u16;
-        let ports: Vec<u16> = (0..count as u16).map(|i| base + i).collect();
-        if ports
-            .iter()
-            .all(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-        {
-            return ports;
-        }
-    }
-    panic!("no free ports below {range}");
-}
-
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     addrs: Vec<String>,
@@ -77,9 +47,9 @@ impl Cluster {
             let logs_dir = tempfile::tempdir().unwrap();
             let mut cluster = Cluster {
                 dirs: (0..size).map(|_| tempfile::tempdir().unwrap()).collect(),
-                addrs: pick_ports(size, attempt)
-                    .into_iter()
-                    .map(|port| format!("127.0.0.1:{port}"))
+                // Each attempt takes new ports (see `common::free_port`).
+                addrs: (0..size)
+                    .map(|_| format!("127.0.0.1:{}", common::free_port()))
                     .collect(),
                 procs: (0..size).map(|_| None).collect(),
                 logs: logs_dir.path().to_path_buf(),

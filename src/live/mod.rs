@@ -231,7 +231,7 @@ struct LiveRun {
     client_s: f64,
 }
 
-/// Loopback ports for `count` nodes, below the kernel's ephemeral range (see `tests/recovery.rs`:
+/// Loopback ports for `count` nodes, below the kernel's ephemeral range (as the tests' `free_port`:
 /// the kernel never hands those out by itself, so a port stays free while its node is down).
 fn pick_ports(count: usize) -> Result<Vec<u16>, String> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
