@@ -774,6 +774,24 @@ fn quorum_read_miss_of_a_delete_in_v2_and_its_v1_exemption() {
     }
 }
 
+#[test]
+fn quorum_read_miss_v1_a_failed_delete_excuses_no_read() {
+    // "fail: it certainly did not take effect": the delete removed nothing, so the v1 substitute
+    // (a read is not held to what a delete invoked before it removed) does not apply to it.
+    let v1_strict = H::new().raw(json!({"process":"harness","type":"info","f":"config",
+        "value":{"n":3,"r":2,"w":2,"workload":"register","node":{"sloppy_quorum":false}}}));
+    let h = put_ok(v1_strict, 1, "a", &[], ("n1", 1), &[]);
+    let h = h
+        .delete(3, "k", "d", &["a"])
+        .end(3, "fail", "delete", "k", "d");
+    let h = h.get(2, "k").ok_get(2, "k", &[]);
+    let r = finals(h, &[sib("a", ("n1", 1), &[])]).check();
+    let Finding::QuorumReadMiss(q) = findings(&r, Kind::QuorumReadMiss).next().unwrap() else {
+        panic!("{}", summary(&r))
+    };
+    assert_eq!((q.write.write.as_str(), q.missed_count), ("a", 1));
+}
+
 // ---- Nemesis names ----
 
 #[test]

@@ -10,7 +10,9 @@
 //!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
-//!   before the read completed (a v1 read cannot show the tombstone). The same holds with
+//!   before the read completed (a v1 read cannot show the tombstone). A delete that ended `fail` is
+//!   not one: it "certainly did not take effect", so it removed nothing and its tombstone never was;
+//!   the page's words "a delete invoked" are read with the meaning it gives `fail`. The same holds with
 //!   `tombstone_gc`, where the tombstone may have been collected: the page does not say how the two
 //!   combine, and holding a read to a tombstone the store was allowed to drop would be a false alarm.
 //!
@@ -21,7 +23,7 @@
 use std::collections::HashMap;
 
 use crate::graph::Bits;
-use crate::history::{Format, KeyIdx, NemesisKind, Sym, WriteIdx};
+use crate::history::{Format, KeyIdx, NemesisKind, Status, Sym, WriteIdx};
 
 use super::{
     Check, Ctx, FaultWitness, Finding, QuorumReadMiss, ReadsByKey, skipped_keys_reason, witness,
@@ -113,7 +115,9 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             exempt.resize(wpr, 0);
             for &d in g.key_writes(key) {
                 let rec = h.write(d);
-                if !rec.delete {
+                // A delete that ended `fail` certainly did not take effect: it removed nothing, so
+                // it excuses no read (as in `freshness.rs`).
+                if !rec.delete || rec.status == Status::Fail {
                     continue;
                 }
                 deletes.push(rec.invoked.index);
