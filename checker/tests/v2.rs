@@ -792,6 +792,22 @@ fn quorum_read_miss_v1_a_failed_delete_excuses_no_read() {
     assert_eq!((q.write.write.as_str(), q.missed_count), ("a", 1));
 }
 
+#[test]
+fn quorum_read_miss_reads_n_r_w_as_json_numbers() {
+    // `3.0` is the JSON number 3 (values compare as JSON values; `history_format` 2.0 is 2).
+    let spelt = H::new().config_with(
+        "register",
+        json!({"n": 3.0, "r": 2e0, "w": 2.0, "node": {"sloppy_quorum": false}}),
+    );
+    let r = missed_read(spelt, |h| h);
+    assert_eq!(
+        kinds(&r),
+        ["quorum-read-miss", "stale-read"],
+        "{}",
+        summary(&r)
+    );
+}
+
 // ---- Nemesis names ----
 
 #[test]

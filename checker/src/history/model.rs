@@ -743,7 +743,8 @@ impl Builder {
         let yes = |v: Option<&Value>| v == Some(&Value::Bool(true));
         self.h.tombstone_gc =
             yes(value.get("tombstone_gc")) || yes(value.pointer("/node/tombstone_gc"));
-        let number = |k: &str| value.get(k).and_then(Value::as_u64);
+        // Compared as JSON numbers, as `history_format` is: `3`, `3.0` and `3e0` are the same N.
+        let number = |k: &str| value.get(k).and_then(whole_number);
         if let (Some(n), Some(r), Some(w)) = (number("n"), number("r"), number("w")) {
             self.h.quorum = Some(Quorum {
                 n,
@@ -898,6 +899,15 @@ fn sort_clock(entries: &mut Vec<(Sym, u64)>) {
             false
         }
     });
+}
+
+/// A JSON number that is a non-negative integer, however it is spelt (`3`, `3.0`, `3e0`).
+fn whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    })
 }
 
 /// Whether the counter of a `node=counter` pair is plain decimal digits (no sign, no spaces).
