@@ -507,6 +507,50 @@ fn a_replica_holding_a_write_no_put_on_that_key_invoked_is_a_phantom() {
 }
 
 #[test]
+fn a_phantom_sibling_lends_no_version_to_the_write_it_names() {
+    // a's ok reported no version. A read returns a sibling named a with another value, and a replica
+    // of another key holds one named a: both are phantoms, and neither's version is a's. Taking it
+    // would make b's blind put falsely dominate a.
+    let h = H::new().config("register").put(1, "k", "a", &[]);
+    let h = h.ok(1, "put", "k", "a", None);
+    let h = put_ok(h, 2, "b", &[], ("n2", 1), &[("n1", 1)]);
+    let h = h.get(3, "k").ok_get(
+        3,
+        "k",
+        &[
+            S::valued("a", json!("not-a")).with(ver(Some(("n1", 1)), &[])),
+            sib("b", ("n2", 1), &[("n1", 1)]),
+        ],
+    );
+    let h = h.put(4, "other", "x", &[]).ok(4, "put", "other", "x", None);
+    let h = finals(h, &[S::new("a"), sib("b", ("n2", 1), &[("n1", 1)])]);
+    let h = h.replica("other", "n1", &[S::new("x"), sib("a", ("n1", 1), &[])]);
+    let r = h.check();
+    assert_eq!(kinds(&r), ["phantom-read"], "{}", summary(&r));
+
+    // v1: a delete whose dot is known only from a phantom sibling is observed by no context.
+    let h = H::new().config_v1("register");
+    let h = put_ok(h, 1, "a", &[], ("n1", 1), &[]);
+    let h = h
+        .delete(1, "k", "d", &["a"])
+        .ok(1, "delete", "k", "d", None);
+    let h = h.get(2, "k").ok_get(
+        2,
+        "k",
+        &[S::valued("d", json!("x")).with(ver(Some(("n1", 2)), &[("n1", 1)]))],
+    );
+    let h = h.put_ctx(2, "k", "b", &[], json!("n1=2"));
+    let h = h.ok(2, "put", "k", "b", Some(ver(Some(("n1", 3)), &[("n1", 2)])));
+    let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
+    assert_eq!(
+        pairs(&lost(&r)),
+        [("a", "observed"), ("d", "observed")],
+        "{}",
+        summary(&r)
+    );
+}
+
+#[test]
 fn a_failed_delete_whose_tombstone_shows_up_is_visible() {
     let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
     let h = h

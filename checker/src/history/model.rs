@@ -488,7 +488,7 @@ impl Builder {
                     .h
                     .strings
                     .intern(w.node.as_ref().map(Str::as_str).unwrap_or_default()));
-                let siblings = self.siblings(w.values.as_deref().unwrap_or_default(), true)?;
+                let siblings = self.siblings(w.values.as_deref().unwrap_or_default(), true, key)?;
                 self.h.replicas.push(ReplicaRec {
                     key,
                     node,
@@ -672,7 +672,8 @@ impl Builder {
             }
             Op::Read(idx) => {
                 let siblings = if outcome == Outcome::Ok {
-                    self.siblings(w.values.as_deref().unwrap_or_default(), false)?
+                    let key = self.h.reads[idx as usize].key;
+                    self.siblings(w.values.as_deref().unwrap_or_default(), false, key)?
                 } else {
                     Span::default()
                 };
@@ -832,14 +833,24 @@ impl Builder {
         Some(id)
     }
 
-    /// Interns the siblings of a read (`replica` false) or a replica state. A replica state's
+    /// Interns the siblings of a read (`replica` false) or a replica state of `key`. A replica state's
     /// siblings keep their own versions.
-    fn siblings(&mut self, values: &[WireSibling], replica: bool) -> Result<Span, String> {
+    fn siblings(
+        &mut self,
+        values: &[WireSibling],
+        replica: bool,
+        key: KeyIdx,
+    ) -> Result<Span, String> {
         let start = arena_len(self.h.siblings.len());
         for s in values {
             let write = Sym(self.h.strings.intern(s.write.as_str()));
             let raw = s.value.expect("classify checked sibling values");
-            let writer = self.h.write_of(write);
+            // Only a write on this key can have produced the sibling: one that names a write of
+            // another key is a phantom read, and tells nothing about that write.
+            let writer = self
+                .h
+                .write_of(write)
+                .filter(|&w| self.h.write(w).key == key);
             // Most siblings carry exactly the text their write wrote: reuse its id instead of hashing
             // the text again. (The write's text is canonical, so equal text is canonical too.)
             let value = match writer {
@@ -848,10 +859,15 @@ impl Builder {
                 }
                 _ => self.value(raw)?,
             };
-            // A sibling's version becomes its write's when the write's completion reported none; a
-            // replica state's siblings keep theirs. Otherwise it is not interned (the cost of the
-            // interning is the clock's node names, for every sibling of every read).
-            let unversioned = writer.filter(|&w| self.h.write(w).version.is_none());
+            // A sibling's version becomes its write's when the write's completion reported none and
+            // the sibling is that write's (its key and the value it wrote: a sibling with another value
+            // is a phantom read, and its version is no evidence of the write's); a replica state's
+            // siblings keep theirs. Otherwise it is not interned (the cost of the interning is the
+            // clock's node names, for every sibling of every read).
+            let unversioned = writer.filter(|&w| {
+                let rec = self.h.write(w);
+                rec.version.is_none() && rec.value == value
+            });
             let version = if replica || unversioned.is_some() {
                 self.version(s.dot.as_ref(), s.clock.as_ref())
             } else {
