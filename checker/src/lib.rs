@@ -218,7 +218,9 @@ pub fn check_with(history: &History, options: &Options) -> Results {
 }
 
 /// Parses and checks a history file, or the `history.jsonl` of a directory. Returns the results and
-/// the parser's warnings (e.g. a truncated last line that was skipped).
+/// the parser's warnings (e.g. a truncated last line that was skipped). The warnings are also the
+/// first of the results' `stats.notes`: results.json then says itself that a line was skipped, so a
+/// verdict read from the file alone is never taken for one on the whole history.
 pub fn check_path(path: &Path) -> Result<(Results, Vec<String>), ParseError> {
     let file = if path.is_dir() {
         path.join(HISTORY_FILE)
@@ -226,7 +228,9 @@ pub fn check_path(path: &Path) -> Result<(Results, Vec<String>), ParseError> {
         path.to_owned()
     };
     let Parsed { history, warnings } = parse_file(&file)?;
-    Ok((check(&history), warnings))
+    let mut results = check(&history);
+    results.stats.notes.splice(0..0, warnings.iter().cloned());
+    Ok((results, warnings))
 }
 
 #[cfg(test)]

@@ -322,6 +322,8 @@ fn files_and_directories_are_checked() {
     let (r, warnings) = check_path(dir.path()).unwrap();
     assert_eq!(r.valid, Validity::True);
     assert_eq!(warnings.len(), 1);
+    // The skipped line is in results.json too ("reported and skipped"), not only on stderr.
+    assert_eq!(r.stats.notes.first(), Some(&warnings[0]));
     let (r, _) = check_path(&path).unwrap();
     assert_eq!(r.exit_code(), 0);
     assert_eq!(
