@@ -13,7 +13,6 @@ use crate::version::{Dot, KeyVersions, VClock};
 use crate::wire::{
     FRAME_BYTES_MAX, Frame, NodeStatus, Request, RequestError, Response, SiblingView,
 };
-use std::fmt;
 use std::io;
 use tokio::time::{Duration, timeout};
 
@@ -22,20 +21,25 @@ use tokio::time::{Duration, timeout};
 pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 3_000;
 
 /// Why a request got no successful answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect: the request was never sent.
+    #[error("cannot connect: {0}")]
     Connect(io::Error),
     /// No answer in time, or the connection broke after sending: the outcome is unknown.
+    #[error("no answer within {timeout_ms} ms")]
     Timeout {
         /// The deadline that passed.
         timeout_ms: u64,
     },
     /// The connection failed after the request may have been sent.
+    #[error("connection failed: {0}")]
     Io(io::Error),
     /// The node answered with an error.
+    #[error("{}", node_error_text(.0))]
     Node(RequestError),
     /// The node answered something that makes no sense for the request.
+    #[error("protocol error: {0}")]
     Protocol(String),
 }
 
@@ -50,25 +54,14 @@ impl ClientError {
     }
 }
 
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ClientError::Timeout { timeout_ms } => write!(f, "no answer within {timeout_ms} ms"),
-            ClientError::Io(e) => write!(f, "connection failed: {e}"),
-            ClientError::Node(e) => {
-                write!(f, "{:?}: {}", e.kind, e.message)?;
-                if !e.stored_on.is_empty() {
-                    write!(f, " (stored on: {})", e.stored_on.join(", "))?;
-                }
-                Ok(())
-            }
-            ClientError::Protocol(m) => write!(f, "protocol error: {m}"),
-        }
+/// How a node's refusal reads: its kind, its message, and who stored the put anyway.
+fn node_error_text(e: &RequestError) -> String {
+    let mut text = format!("{:?}: {}", e.kind, e.message);
+    if !e.stored_on.is_empty() {
+        text.push_str(&format!(" (stored on: {})", e.stored_on.join(", ")));
     }
+    text
 }
-
-impl std::error::Error for ClientError {}
 
 /// The answer to a get.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,7 +312,7 @@ impl<E: Env> Client<E> {
     /// Admin: the node's status.
     pub async fn status(&mut self) -> Result<NodeStatus, ClientError> {
         match self.request(Request::Status).await? {
-            Response::Status { status } => Ok(status),
+            Response::Status { status } => Ok(*status),
             other => Err(unexpected(other)),
         }
     }

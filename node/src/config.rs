@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use strum::VariantArray;
 
 /// When the log store's writes are made durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,9 +65,25 @@ impl fmt::Display for FsyncPolicy {
 pub const FSYNC_INTERVAL_MS_DEFAULT: u64 = 100;
 
 /// A deliberate, historically seen mistake the node can be told to make, so that tests can prove the
-/// checker catches it (DESIGN.md, "Deliberate bugs"). Only the simulator and tests set one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// checker catches it (DESIGN.md, "Deliberate bugs"). Only the simulator and tests set one. Its
+/// names (serde, `Display`, `FromStr`) are the kebab-case of the variant, in one place: strum's
+/// derives.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Bug {
     /// Resolve concurrent versions by timestamp, keeping one.
     Lww,
@@ -89,46 +106,35 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 8] = [
-        Bug::Lww,
-        Bug::NaiveClock,
-        Bug::EarlyAck,
-        Bug::NoFsync,
-        Bug::ReuseActor,
-        Bug::RepairDropsSiblings,
-        Bug::NoRepair,
-        Bug::KeepActorOnRecovery,
-    ];
+    pub const ALL: &'static [Bug] = <Bug as VariantArray>::VARIANTS;
 
     /// The bug's name on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            Bug::Lww => "lww",
-            Bug::NaiveClock => "naive-clock",
-            Bug::EarlyAck => "early-ack",
-            Bug::NoFsync => "no-fsync",
-            Bug::ReuseActor => "reuse-actor",
-            Bug::RepairDropsSiblings => "repair-drops-siblings",
-            Bug::NoRepair => "no-repair",
-            Bug::KeepActorOnRecovery => "keep-actor-on-recovery",
-        }
+        self.into()
     }
 }
 
 impl FromStr for Bug {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Bug::ALL.iter().map(|b| b.name()).collect();
-            format!("unknown bug {s:?}: one of {}", names.join(", "))
-        })
+        parse_variant(s, "bug")
     }
 }
 
-impl fmt::Display for Bug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// Parses one of `T`'s names (strum's `IntoStaticStr`), or says which names there are: the
+/// `FromStr` of every enum named on the command line, so each refusal lists the choices.
+pub fn parse_variant<T>(s: &str, what: &str) -> Result<T, String>
+where
+    T: VariantArray + Copy + Into<&'static str>,
+{
+    T::VARIANTS
+        .iter()
+        .copied()
+        .find(|v| Into::<&'static str>::into(*v) == s)
+        .ok_or_else(|| {
+            let names: Vec<&'static str> = T::VARIANTS.iter().map(|&v| v.into()).collect();
+            format!("unknown {what} {s:?}: one of {}", names.join(", "))
+        })
 }
 
 /// Everything a node needs to know to run.
@@ -422,7 +428,7 @@ mod tests {
 
     #[test]
     fn bugs_parse_by_name() {
-        for bug in Bug::ALL {
+        for &bug in Bug::ALL {
             assert_eq!(bug.name().parse(), Ok(bug));
         }
         assert!("nope".parse::<Bug>().unwrap_err().contains("lww"));

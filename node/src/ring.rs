@@ -68,7 +68,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -113,34 +112,49 @@ pub fn key_hash(key: &[u8]) -> u64 {
 /// Why a ring is not valid. A ring built by this module is always valid; one decoded from a peer
 /// must be checked with [`Ring::validate`] before it is used, since nothing a peer sends may panic
 /// the node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
     /// `Q` is 0 or above [`PARTITION_COUNT_MAX`].
+    #[error("partition count {partition_count} is not in 1..={PARTITION_COUNT_MAX}")]
     PartitionCountOutOfRange { partition_count: u32 },
     /// The ring has no members.
+    #[error("the ring has no members")]
     NoMembers,
     /// A member has weight 0.
+    #[error("member {node} has weight 0")]
     WeightZero { node: NodeId },
     /// The version is 0, which no ring has.
+    #[error("the ring's version is 0")]
     VersionZero,
     /// The owner table does not have one entry per partition.
+    #[error("{owners_len} owners for {partition_count} partitions")]
     OwnersLength {
         partition_count: u32,
         owners_len: usize,
     },
     /// A partition is owned by a node that is not a member.
+    #[error("partition {partition} is owned by {node}, not a member")]
     OwnerNotMember { partition: u32, node: NodeId },
     /// More members than [`MEMBERS_MAX`].
+    #[error("{members} members exceed {MEMBERS_MAX}")]
     TooManyMembers { members: usize },
     /// A member's weight is above [`WEIGHT_MAX`].
+    #[error("member {node} has weight {weight}, above {WEIGHT_MAX}")]
     WeightTooHigh { node: NodeId, weight: u32 },
     /// A member's name is not a valid node name.
+    #[error("{node:?} is not a valid node name")]
     BadNodeId { node: NodeId },
     /// The version is above [`VERSION_MAX`], or a change would pass it.
+    #[error("ring version {version} is at or past the limit {VERSION_MAX}")]
     VersionExhausted { version: u64 },
     /// The last member cannot be removed.
+    #[error("{node} is the ring's only member and cannot be removed")]
     LastMember { node: NodeId },
     /// A member owns a number of partitions outside the floor and ceiling of its fair share.
+    #[error(
+        "{node} owns {partitions} partitions, outside its fair share's bounds \
+         {partitions_min}..={partitions_max}"
+    )]
     ShareOutOfBounds {
         node: NodeId,
         partitions: u32,
@@ -148,55 +162,6 @@ pub enum RingError {
         partitions_max: u32,
     },
 }
-
-impl fmt::Display for RingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RingError::PartitionCountOutOfRange { partition_count } => write!(
-                f,
-                "partition count {partition_count} is not in 1..={PARTITION_COUNT_MAX}"
-            ),
-            RingError::NoMembers => write!(f, "the ring has no members"),
-            RingError::WeightZero { node } => write!(f, "member {node} has weight 0"),
-            RingError::VersionZero => write!(f, "the ring's version is 0"),
-            RingError::TooManyMembers { members } => {
-                write!(f, "{members} members exceed {MEMBERS_MAX}")
-            }
-            RingError::WeightTooHigh { node, weight } => {
-                write!(f, "member {node} has weight {weight}, above {WEIGHT_MAX}")
-            }
-            RingError::BadNodeId { node } => write!(f, "{node:?} is not a valid node name"),
-            RingError::VersionExhausted { version } => {
-                write!(
-                    f,
-                    "ring version {version} is at or past the limit {VERSION_MAX}"
-                )
-            }
-            RingError::LastMember { node } => {
-                write!(f, "{node} is the ring's only member and cannot be removed")
-            }
-            RingError::OwnersLength {
-                partition_count,
-                owners_len,
-            } => write!(f, "{owners_len} owners for {partition_count} partitions"),
-            RingError::OwnerNotMember { partition, node } => {
-                write!(f, "partition {partition} is owned by {node}, not a member")
-            }
-            RingError::ShareOutOfBounds {
-                node,
-                partitions,
-                partitions_min,
-                partitions_max,
-            } => write!(
-                f,
-                "{node} owns {partitions} partitions, outside its fair share's bounds \
-                 {partitions_min}..={partitions_max}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RingError {}
 
 /// The floor and ceiling of a member's fair share `Q * w / W`, and the remainder of that division
 /// (how far above the floor the share is, in units of `1 / W`).

@@ -337,7 +337,8 @@ fn draw_fault(
             // Damage that loses many records (a file of the log) weighs more than damage that
             // loses one or none, or fails a running node's disk.
             let damages: Vec<(DiskDamage, u64)> = DiskDamage::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|d| !d.at_rest() || !expendable.is_empty())
                 .map(|d| {
                     let weight = match d {
@@ -484,7 +485,7 @@ mod tests {
         ];
         let every = Plan::generate(pinned[3].0.clone()).unwrap();
         assert_eq!(every.fault_counts().len(), NemesisKind::ALL.len());
-        for damage in DiskDamage::ALL {
+        for &damage in DiskDamage::ALL {
             assert!(
                 every
                     .faults

@@ -24,14 +24,25 @@
 //! windows become windows that start at a time. Its seed, given to `dynamo sim --seed`, expands to
 //! a different plan today; its plan.json, not its seed, reproduces it.
 
-use dynamo_node::config::{Bug, FsyncPolicy};
+use dynamo_node::config::{Bug, FsyncPolicy, parse_variant};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
 /// The client workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Workload {
     /// The paper's shopping cart: read, merge siblings by union, add one item, put with the context.
     Cart,
@@ -42,20 +53,7 @@ pub enum Workload {
 impl FromStr for Workload {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cart" => Ok(Workload::Cart),
-            "register" => Ok(Workload::Register),
-            _ => Err(format!("unknown workload {s:?}: cart or register")),
-        }
-    }
-}
-
-impl fmt::Display for Workload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Workload::Cart => "cart",
-            Workload::Register => "register",
-        })
+        parse_variant(s, "workload")
     }
 }
 
@@ -73,8 +71,21 @@ pub enum KeyDist {
 }
 
 /// A kind of fault the nemesis can inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum NemesisKind {
     /// Network partitions of several shapes.
     Partition,
@@ -131,18 +142,7 @@ impl NemesisKind {
 
     /// The kind's name on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            NemesisKind::Partition => "partition",
-            NemesisKind::Crash => "crash",
-            NemesisKind::Wipe => "wipe",
-            NemesisKind::Skew => "skew",
-            NemesisKind::Loss => "loss",
-            NemesisKind::Slow => "slow",
-            NemesisKind::Membership => "membership",
-            NemesisKind::Power => "power",
-            NemesisKind::Disk => "disk",
-            NemesisKind::Pause => "pause",
-        }
+        self.into()
     }
 
     /// Parses `--nemesis`: a comma-separated list of kinds, `all` (every kind of
@@ -158,16 +158,10 @@ impl NemesisKind {
             "all" => return Ok(all.to_vec()),
             _ => {}
         }
-        let known = NemesisKind::ALL.into_iter().chain([NemesisKind::Pause]);
         let mut kinds = Vec::new();
         for part in s.split(',').map(str::trim) {
-            let kind = known.clone().find(|k| k.name() == part).ok_or_else(|| {
-                let names: Vec<&str> = known.clone().map(|k| k.name()).collect();
-                format!(
-                    "unknown nemesis {part:?}: use {}, all or none",
-                    names.join(", ")
-                )
-            })?;
+            let kind: NemesisKind =
+                parse_variant(part, "nemesis").map_err(|e| format!("{e}; or all, or none"))?;
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
@@ -574,8 +568,19 @@ impl Victim {
 }
 
 /// What a `disk` fault does to a node's storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum DiskDamage {
     /// While the node is down, cut bytes off the end of its newest data file.
     TornTail,
@@ -595,27 +600,11 @@ pub enum DiskDamage {
 
 impl DiskDamage {
     /// Every kind, in order.
-    pub const ALL: [DiskDamage; 7] = [
-        DiskDamage::TornTail,
-        DiskDamage::FlipByte,
-        DiskDamage::LoseNewestFile,
-        DiskDamage::LoseFile,
-        DiskDamage::LoseManifest,
-        DiskDamage::FailWrites,
-        DiskDamage::FailSyncs,
-    ];
+    pub const ALL: &'static [DiskDamage] = <DiskDamage as strum::VariantArray>::VARIANTS;
 
     /// The name in histories.
     pub fn name(self) -> &'static str {
-        match self {
-            DiskDamage::TornTail => "torn-tail",
-            DiskDamage::FlipByte => "flip-byte",
-            DiskDamage::LoseNewestFile => "lose-newest-file",
-            DiskDamage::LoseFile => "lose-file",
-            DiskDamage::LoseManifest => "lose-manifest",
-            DiskDamage::FailWrites => "fail-writes",
-            DiskDamage::FailSyncs => "fail-syncs",
-        }
+        self.into()
     }
 
     /// Whether the node is down for the window (damage done to its files at rest) rather than

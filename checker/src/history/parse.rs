@@ -7,7 +7,6 @@
 //! warning. A last line that does parse as JSON but is not a valid event is an error like any other,
 //! newline or not; so is a line that does not parse but ends with a newline.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,14 +27,16 @@ pub struct Parsed {
 }
 
 /// Why a history could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The file could not be opened or read.
+    #[error("reading {}: {source}", path.as_deref().map_or("the history".into(), |p| p.display().to_string()))]
     Io {
         path: Option<PathBuf>,
         source: io::Error,
     },
     /// A line is malformed or breaks a structural rule of the format.
+    #[error("line {line}: {message}")]
     Line { line: usize, message: String },
 }
 
@@ -45,28 +46,6 @@ impl ParseError {
         match self {
             ParseError::Line { line, .. } => Some(*line),
             ParseError::Io { .. } => None,
-        }
-    }
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::Io {
-                path: Some(p),
-                source,
-            } => write!(f, "reading {}: {source}", p.display()),
-            ParseError::Io { path: None, source } => write!(f, "reading the history: {source}"),
-            ParseError::Line { line, message } => write!(f, "line {line}: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ParseError::Io { source, .. } => Some(source),
-            ParseError::Line { .. } => None,
         }
     }
 }

@@ -85,7 +85,7 @@ fn several_files(env: &TestEnv, config: &NodeConfig, dir: &Path) -> Startup {
 /// deliberate bug `keep-actor-on-recovery` it keeps the old one (issue 10, item 4).
 #[test]
 fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
-    for damage in Damage::ALL {
+    for &damage in Damage::ALL {
         for bug in [None, Some(Bug::KeepActorOnRecovery)] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path();

@@ -14,8 +14,21 @@ use crate::fs::{FileSystem, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// A kind of damage to synced data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A kind of damage to synced data; its name (`Display`) is the kebab-case of the variant.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Damage {
     /// Cuts between 1 byte and all but one byte of the last record of the newest non-empty data
     /// file: a torn write.
@@ -33,29 +46,11 @@ pub enum Damage {
 
 impl Damage {
     /// Every kind, in a fixed order.
-    pub const ALL: [Damage; 5] = [
-        Damage::TornTail,
-        Damage::FlipByte,
-        Damage::LoseNewestFile,
-        Damage::LoseFile,
-        Damage::LoseManifest,
-    ];
+    pub const ALL: &'static [Damage] = <Damage as strum::VariantArray>::VARIANTS;
 
     /// A short name, for plans and histories.
     pub fn name(self) -> &'static str {
-        match self {
-            Damage::TornTail => "torn-tail",
-            Damage::FlipByte => "flip-byte",
-            Damage::LoseNewestFile => "lose-newest-file",
-            Damage::LoseFile => "lose-file",
-            Damage::LoseManifest => "lose-manifest",
-        }
-    }
-}
-
-impl std::fmt::Display for Damage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 

@@ -479,7 +479,7 @@ fn a_missing_manifest_beside_data_is_noticed_but_not_in_a_new_directory() {
 
 #[test]
 fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
-    for damage in damage::Damage::ALL {
+    for &damage in damage::Damage::ALL {
         let mut done = Vec::new();
         for _ in 0..2 {
             let fs = MemFs::new();
@@ -504,7 +504,7 @@ fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
     // Nothing to damage in an empty directory, or no directory at all.
     let fs = MemFs::new();
     drop(open_mem(&fs, 160));
-    for damage in damage::Damage::ALL {
+    for &damage in damage::Damage::ALL {
         if damage != damage::Damage::LoseNewestFile && damage != damage::Damage::LoseManifest {
             assert_eq!(
                 damage::apply_damage(&fs, Path::new(DIR), damage, 1, None).unwrap(),
