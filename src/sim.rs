@@ -70,9 +70,13 @@ pub struct SimArgs {
     /// Longest pause of a client between two operations, simulated ms.
     #[arg(long, default_value_t = 20)]
     think_ms: u64,
-    /// Simulated ms the healed cluster is left alone before the final reads.
+    /// Simulated ms the healed cluster is left alone before the final reads, at most: the wait
+    /// ends sooner once every replica agrees and nothing is left to move.
     #[arg(long, default_value_t = 5_000)]
     quiesce_ms: u64,
+    /// Wait the whole --quiesce-ms even when the cluster is at rest sooner.
+    #[arg(long)]
+    full_quiesce: bool,
     #[command(flatten)]
     mechanisms: crate::kv::MechanismArgs,
     /// After the heal, poll the replicas until they agree and report how long that took.
@@ -178,6 +182,7 @@ impl SimArgs {
             fsync: self.fsync,
             bug: self.bug,
             quiesce_ms: self.quiesce_ms,
+            quiesce_until_rest: !self.full_quiesce,
             think_ms_max: self.think_ms,
             fault_gap_ops: self.fault_gap_ops,
             fault_duration_ms: self.fault_ms,
@@ -365,6 +370,7 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         ("--no-hinted-handoff", !c.node.hinted_handoff),
         ("--no-anti-entropy", !c.node.anti_entropy),
         ("--measure-convergence", c.measure_convergence),
+        ("--full-quiesce", !c.quiesce_until_rest),
     ] {
         if on {
             args.push(flag.to_owned());

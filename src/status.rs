@@ -91,6 +91,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
         "hints_pending": s.hints_pending,
         "hints_delivered": s.hints_delivered,
         "handoff_keys": s.handoff_keys,
+        "partitions_stored": s.merkle_roots.len(),
         "ae_exchanges": s.ae_exchanges,
         "ae_keys_repaired": s.ae_keys_repaired,
         "read_repairs_sent": s.read_repairs_sent,

@@ -158,8 +158,8 @@ pub enum Response {
     },
     /// One replica's raw state.
     ReplicaState { state: KeyVersions },
-    /// The node's status.
-    Status { status: NodeStatus },
+    /// The node's status (boxed: it is the largest answer, and rare).
+    Status { status: Box<NodeStatus> },
     /// The ring after a join or leave, and every known node's address.
     Membership {
         ring: Ring,
@@ -226,6 +226,10 @@ pub struct NodeStatus {
     pub ring: Ring,
     /// Keys stored here that this node no longer owns, still being handed over.
     pub handoff_keys: u64,
+    /// The root of the Merkle tree of each partition this node stores keys of, by partition:
+    /// replicas with equal roots hold equal states, so a harness can tell that a cluster is at
+    /// rest from one status per node instead of reading every key.
+    pub merkle_roots: Vec<(u32, u64)>,
     /// Replicas per key, and the read and write quorums.
     pub n: u32,
     /// See `n`.

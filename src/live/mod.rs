@@ -37,7 +37,10 @@ use dynamo_node::env::TokioEnv;
 use dynamo_node::ring::{NodeId, Ring};
 use dynamo_workloads::history::{Process, Recorder};
 use dynamo_workloads::plan::{ClientOp, NemesisKind, Plan, SimConfig};
-use dynamo_workloads::runner::{FINAL_READ_ATTEMPTS_MAX, FINAL_READERS, HISTORY_FORMAT};
+use dynamo_workloads::rest::Rest;
+use dynamo_workloads::runner::{
+    CONVERGENCE_PROBE_MS, FINAL_READ_ATTEMPTS_MAX, FINAL_READERS, HISTORY_FORMAT,
+};
 use dynamo_workloads::workload::{HistoryClock, Progress, ReplicaStateJson, Shared, Worker};
 use dynamo_workloads::{RunOutput, RunSummary};
 use nemesis::{Cluster, LiveNemesis};
@@ -538,10 +541,32 @@ async fn drive(
     );
     let interrupted_now = interrupted.get();
     if !interrupted_now {
-        let quiet_until = Instant::now() + Duration::from_millis(c.quiesce_ms);
+        // The quiesce ends once the cluster is at rest (every replica agrees, nothing left to
+        // move), or after `quiesce_ms`: the rule of the simulator (dynamo_workloads::rest).
+        let healed_at = Instant::now();
+        let quiet_until = healed_at + Duration::from_millis(c.quiesce_ms);
+        let mut admins: Vec<_> = addrs
+            .iter()
+            .map(|addr| admin(&env, addr, c.client_timeout_ms, auth))
+            .collect();
+        let mut rest = Rest::default();
         while Instant::now() < quiet_until && !interrupted.get() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(CONVERGENCE_PROBE_MS)).await;
             nemesis.supervise(cluster, clock.ms());
+            if c.quiesce_until_rest {
+                let mut round = Vec::with_capacity(admins.len());
+                for admin in &mut admins {
+                    match admin.status().await {
+                        Ok(status) => round.push(status),
+                        Err(_) => break,
+                    }
+                }
+                let answered = (round.len() == admins.len()).then_some(&round[..]);
+                let now_ms = healed_at.elapsed().as_millis() as u64;
+                if rest.observe(now_ms, answered, c.n) {
+                    break;
+                }
+            }
         }
         nemesis.supervise(cluster, clock.ms());
         recorder.borrow_mut().record(

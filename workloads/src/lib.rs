@@ -12,6 +12,7 @@
 //! - [`history`]: the JSONL recorder.
 //! - [`nemesis`]: opens and closes fault windows on the simulated cluster (overlapping, aimed at
 //!   acknowledged writes, counted), and supervises nodes that stop on storage errors.
+//! - [`rest`]: when a healed cluster is at rest, which ends the quiesce before its time.
 //! - [`runner`]: the turmoil world: node hosts, the control host, the final phase.
 
 pub mod generate;
@@ -19,6 +20,7 @@ pub mod history;
 pub mod nemesis;
 pub mod plan;
 pub mod prng;
+pub mod rest;
 pub mod runner;
 pub mod workload;
 

@@ -216,8 +216,14 @@ pub struct SimConfig {
     pub latency_ms_max: u64,
     /// Longest pause of a client between two operations.
     pub think_ms_max: u64,
-    /// Simulated time the healed cluster is left alone before the final reads.
+    /// Simulated time the healed cluster is left alone before the final reads; at most this long
+    /// with `quiesce_until_rest`.
     pub quiesce_ms: u64,
+    /// End the quiesce once the cluster is at rest ([`crate::rest`]): every replica agrees and
+    /// nothing is left to move. Plans written before this switch lack it and wait the whole
+    /// `quiesce_ms`, as they did.
+    #[serde(default)]
+    pub quiesce_until_rest: bool,
     /// Mean number of client operations between the starts of two fault windows: the density of
     /// faults. A run with any nemesis has at least one window, however few its operations.
     #[serde(default = "fault_gap_ops_default")]
@@ -373,6 +379,7 @@ impl Default for SimConfig {
             latency_ms_max: 5,
             think_ms_max: 20,
             quiesce_ms: 5_000,
+            quiesce_until_rest: true,
             fault_gap_ops: FAULT_GAP_OPS_DEFAULT,
             fault_duration_ms: 2_000,
             fault_overlap_percent: FAULT_OVERLAP_PERCENT_DEFAULT,

@@ -17,6 +17,7 @@ use crate::history::{Process, Recorder};
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
+use crate::rest::Rest;
 use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
 use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
@@ -430,18 +431,42 @@ async fn control(
     let (last_process, ()) = futures::future::join(clients, agent).await;
     let healed_at = tokio::time::Instant::now();
     let quiet_until = healed_at + Duration::from_millis(c.quiesce_ms);
-    if c.measure_convergence {
-        while tokio::time::Instant::now() < quiet_until {
+    let mut admins: Vec<Client<SimEnv>> = c
+        .node_names()
+        .into_iter()
+        .map(|node| admin(&c, &env, format!("{node}:{NODE_PORT}")))
+        .collect();
+    let mut rest = Rest::default();
+    let mut measuring = c.measure_convergence;
+    let mut at_rest = false;
+    while measuring || c.quiesce_until_rest {
+        if measuring {
             let ring = final_ring(&c, &env).await;
             if converged(&c, &ring, &env).await {
                 let ms = healed_at.elapsed().as_millis() as u64;
                 totals.borrow_mut().converged_after_heal_ms = Some(ms);
+                measuring = false;
+            }
+        }
+        if c.quiesce_until_rest {
+            let round = futures::future::join_all(admins.iter_mut().map(|a| a.status())).await;
+            let round: Option<Vec<_>> = round.into_iter().map(Result::ok).collect();
+            let now_ms = healed_at.elapsed().as_millis() as u64;
+            at_rest = rest.observe(now_ms, round.as_deref(), c.n);
+            if at_rest && !measuring {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(CONVERGENCE_PROBE_MS)).await;
         }
+        let next = tokio::time::Instant::now() + Duration::from_millis(CONVERGENCE_PROBE_MS);
+        if next >= quiet_until {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
     }
-    tokio::time::sleep_until(quiet_until).await;
+    if !at_rest {
+        // Never at rest (or not asked to look): the whole quiesce.
+        tokio::time::sleep_until(quiet_until).await;
+    }
     recorder.borrow_mut().record(
         now_ns(),
         Process::Harness,

@@ -214,3 +214,61 @@ fn a_power_cut_loses_what_no_node_synced_and_nothing_synced() {
         "power cuts with fsync=none lost nothing on seeds 0..4"
     );
 }
+
+/// Simulated ms from the heal to the final phase.
+fn quiesce_ms(history: &[u8]) -> u64 {
+    let phase = |name: &str| {
+        lines(history)
+            .iter()
+            .find(|e| e["f"] == "phase" && e["value"] == name)
+            .and_then(|e| e["time"].as_u64())
+            .unwrap_or_else(|| panic!("no {name} phase"))
+    };
+    (phase("final") - phase("heal")) / 1_000_000
+}
+
+#[test]
+fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
+    let faulty = SimConfig {
+        nemesis: vec![NemesisKind::Crash, NemesisKind::Partition],
+        fault_gap_ops: 60,
+        fault_duration_ms: 400,
+        quiesce_ms: 5_000,
+        ..small(7)
+    };
+    // A correct cluster is at rest well before the 5 s: its replicas agree and the quiesce ends.
+    let early = run(&Plan::generate(faulty.clone()).unwrap()).unwrap();
+    let waited = quiesce_ms(&early.history);
+    assert!(
+        waited < 5_000,
+        "seed 7: a correct cluster waited the whole quiesce"
+    );
+    assert!(
+        waited >= dynamo_workloads::rest::REST_CONFIRM_MS,
+        "seed 7: the quiesce ended after {waited} ms, before rest could be confirmed"
+    );
+    // `--full-quiesce` waits the whole time.
+    let full = run(&Plan::generate(SimConfig {
+        quiesce_until_rest: false,
+        ..faulty.clone()
+    })
+    .unwrap())
+    .unwrap();
+    assert_eq!(quiesce_ms(&full.history), 5_000, "seed 7, full quiesce");
+    // Without anti-entropy, read repair and hinted handoff, the replicas a partition split never
+    // agree again: never at rest, so the whole quiesce passes.
+    let mut diverging = SimConfig {
+        nemesis: vec![NemesisKind::Partition],
+        fault_gap_ops: 30,
+        ..faulty
+    };
+    diverging.node.anti_entropy = false;
+    diverging.node.read_repair = false;
+    diverging.node.hinted_handoff = false;
+    let never = run(&Plan::generate(diverging).unwrap()).unwrap();
+    assert_eq!(
+        quiesce_ms(&never.history),
+        5_000,
+        "seed 7: a cluster whose replicas disagree ended its quiesce"
+    );
+}

@@ -48,6 +48,12 @@ impl Core {
                     read_repairs_sent: self.stats.repairs_sent,
                     ring: self.ring.clone(),
                     handoff_keys: self.keys_not_owned_count() as u64,
+                    merkle_roots: self
+                        .trees
+                        .iter()
+                        .filter(|(_, tree)| !tree.is_empty())
+                        .map(|(&partition, tree)| (partition, tree.root()))
+                        .collect(),
                     n: self.config.n as u32,
                     r: self.config.r as u32,
                     w: self.config.w as u32,
@@ -68,6 +74,7 @@ impl Core {
                         })
                         .collect(),
                 };
+                let status = Box::new(status);
                 return self.answer(origin, Response::Status { status });
             }
             Request::ReplicaState { key } => {

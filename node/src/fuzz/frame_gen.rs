@@ -321,7 +321,7 @@ impl FrameGen {
                 addrs: self.addrs(),
             },
             4 => Response::Status {
-                status: NodeStatus {
+                status: Box::new(NodeStatus {
                     id: self.node(),
                     actor: self.actor(),
                     members: vec![self.node()],
@@ -335,6 +335,7 @@ impl FrameGen {
                     read_repairs_sent: 0,
                     ring: self.ring(),
                     handoff_keys: 0,
+                    merkle_roots: vec![(self.below(64) as u32, self.next_u64())],
                     n: self.below(4) as u32,
                     r: self.below(4) as u32,
                     w: self.below(4) as u32,
@@ -346,7 +347,7 @@ impl FrameGen {
                         suspected: self.chance(2),
                         heard_ms_ago: self.chance(2).then(|| self.next_u64()),
                     }],
-                },
+                }),
             },
             _ => Response::Error {
                 error: RequestError {
