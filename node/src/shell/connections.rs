@@ -6,8 +6,9 @@
 //! [`crate::shell`] ("Who may speak, and how much").
 
 use super::{
-    ADMIN_CONNECTIONS_MAX, CLIENT_CONNECTIONS_MAX, CONNECTION_IDLE_MS, CONNECTION_QUEUE_MAX, Event,
-    HANDSHAKE_TIMEOUT_MS, PEER_CONNECTIONS_MAX, PENDING_CONNECTIONS_MAX, RECONNECT_BACKOFF_MS,
+    ADMIN_CONNECTIONS_MAX, CLIENT_CONNECTIONS_MAX, CONNECTION_IDLE_MS,
+    CONNECTION_OUTBOUND_BYTES_MAX, CONNECTION_QUEUE_MAX, Event, HANDSHAKE_TIMEOUT_MS, Outbound,
+    PEER_CONNECTIONS_MAX, PENDING_CONNECTIONS_MAX, RECONNECT_BACKOFF_MS, ReplyQueue,
     WRITE_BATCH_FRAMES_MAX, write,
 };
 use crate::auth::{self, Role};
@@ -358,7 +359,11 @@ async fn serve_connection<S, E: Env>(
         Class::Client => CLIENT_FRAME_BYTES_MAX,
         Class::Pending | Class::Admin | Class::Peer => FRAME_BYTES_MAX,
     });
-    let (replies, mut outbox) = mpsc::channel::<Frame>(CONNECTION_QUEUE_MAX);
+    let (replies, mut outbox) = mpsc::channel::<Outbound<Frame>>(CONNECTION_QUEUE_MAX);
+    let replies = ReplyQueue {
+        frames: replies,
+        budget: Budget::new(CONNECTION_OUTBOUND_BYTES_MAX),
+    };
     let events = &ctx.events;
     if class != Class::Peer
         && events
@@ -408,7 +413,10 @@ async fn serve_connection<S, E: Env>(
                     let Ok(frame) = outbox.try_recv() else { break };
                     batch.push(frame);
                 }
-                if write(&mut conn, batch).await.is_err() {
+                // The frames' bytes stay charged until they are written.
+                let (frames, _charges): (Vec<Frame>, Vec<_>) =
+                    batch.into_iter().map(Outbound::split).unzip();
+                if write(&mut conn, frames).await.is_err() {
                     break;
                 }
             }

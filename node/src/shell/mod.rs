@@ -120,6 +120,17 @@ pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
 /// Bytes all connections together may hold in read buffers and in decoded frames waiting for
 /// the driver ([`crate::conn::Budget`]).
 pub const INBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Bytes all outbound queues together may hold: replies waiting for their connections and
+/// messages waiting for their peer links. A reply that cannot get its bytes becomes a short
+/// `Overloaded` error; a peer message that cannot is dropped (its request's deadline covers it).
+pub const OUTBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Bytes of replies waiting to go back on one connection: a client that pipelines reads of a
+/// large key and reads its answers slowly (or never) holds at most this much of the node.
+/// Room for two of the largest frames, so that a large answer is never refused on its own.
+pub const CONNECTION_OUTBOUND_BYTES_MAX: usize = 2 * crate::wire::FRAME_BYTES_MAX;
+/// Bytes of messages waiting to go to one peer, queued or kept while its link re-dials: a slow
+/// or stopped peer holds at most this much of the node.
+pub const LINK_OUTBOUND_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Largest frame a peer link reads back (pongs and errors).
 pub const LINK_FRAME_BYTES_MAX: usize = 64 * 1024;
 /// Rounds of join requests over all seeds before a joining node gives up.
@@ -147,11 +158,64 @@ pub const LINK_PENDING_MS_MAX: u64 = 2_000;
 /// A ping timer this late means this node itself was frozen, not that the peer went silent.
 pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
 
+/// A frame or message waiting in an outbound queue, its encoded bytes charged to the queue's own
+/// budget and to the node's ([`OUTBOUND_BYTES_MAX`]) until it is written or dropped.
+struct Outbound<T> {
+    item: T,
+    charges: Option<(Charge, Charge)>,
+}
+
+impl<T: serde::Serialize> Outbound<T> {
+    /// `item` charged to `queue` and `total` at its encoded size (for `Frame::Peer` around it,
+    /// within a few bytes of the sender's name); `Err(item)` when either budget is spent.
+    fn charged(item: T, queue: &Budget, total: &Budget) -> Result<Outbound<T>, T> {
+        // The exact size (a walk of the value that copies nothing, values and keys counted by
+        // their lengths): cheap beside the encoding, the MAC and the write that follow.
+        let bytes = postcard::experimental::serialized_size(&item).unwrap_or(usize::MAX / 4);
+        let Some(mine) = queue.charge(bytes) else {
+            return Err(item);
+        };
+        let Some(all) = total.charge(bytes) else {
+            return Err(item);
+        };
+        Ok(Outbound {
+            item,
+            charges: Some((mine, all)),
+        })
+    }
+
+    /// The item, and what it holds of the budgets (given back when dropped).
+    fn split(self) -> (T, Option<(Charge, Charge)>) {
+        (self.item, self.charges)
+    }
+
+    /// `item` charged to no budget: a short frame whose number the queue's length bounds.
+    fn uncharged(item: T) -> Outbound<T> {
+        Outbound {
+            item,
+            charges: None,
+        }
+    }
+}
+
+/// Where the driver sends replies for one connection: its queue, and the queue's byte budget.
+struct ReplyQueue {
+    frames: mpsc::Sender<Outbound<Frame>>,
+    budget: Budget,
+}
+
+/// Where the driver sends messages for one peer: its link's queue, and the link's byte budget
+/// (shared with the messages the link keeps while it re-dials).
+struct PeerQueue {
+    messages: mpsc::Sender<Outbound<PeerMessage>>,
+    budget: Budget,
+}
+
 /// Something for the driver to feed the core.
 enum Event {
     Opened {
         conn: u64,
-        replies: mpsc::Sender<Frame>,
+        replies: ReplyQueue,
     },
     Closed {
         conn: u64,
@@ -222,10 +286,11 @@ pub async fn run<E: Env>(
         registry: RefCell::new(Registry::default()),
     });
     tasks.spawn_local(accept_loop(listener, ctx));
-    let mut peers: BTreeMap<NodeId, mpsc::Sender<PeerMessage>> = BTreeMap::new();
+    let outbound = Budget::new(OUTBOUND_BYTES_MAX);
+    let mut peers: BTreeMap<NodeId, PeerQueue> = BTreeMap::new();
     // Per peer link: poked when the peer is heard from, so that a link in back-off re-dials now.
     let mut wakes: BTreeMap<NodeId, Arc<Notify>> = BTreeMap::new();
-    let link = |peers: &mut BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+    let link = |peers: &mut BTreeMap<NodeId, PeerQueue>,
                 wakes: &mut BTreeMap<NodeId, Arc<Notify>>,
                 tasks: &mut tokio::task::JoinSet<()>,
                 members: &BTreeMap<NodeId, String>| {
@@ -234,7 +299,11 @@ pub async fn run<E: Env>(
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            peers.insert(peer.clone(), tx);
+            let queue = PeerQueue {
+                messages: tx,
+                budget: Budget::new(LINK_OUTBOUND_BYTES_MAX),
+            };
+            peers.insert(peer.clone(), queue);
             let wake = Arc::new(Notify::new());
             wakes.insert(peer.clone(), wake.clone());
             let link = PeerLink {
@@ -278,7 +347,7 @@ pub async fn run<E: Env>(
         FsyncPolicy::Interval { interval_ms } => interval_ms.max(1),
         _ => u64::MAX / 4,
     };
-    let mut clients: BTreeMap<u64, mpsc::Sender<Frame>> = BTreeMap::new();
+    let mut clients: BTreeMap<u64, ReplyQueue> = BTreeMap::new();
     let never = start + Duration::from_secs(86_400 * 365);
     // The timers live across iterations and are reset only when their deadline moves: a fresh
     // `sleep_until` per event would enter and leave tokio's timer wheel once per message.
@@ -355,7 +424,7 @@ pub async fn run<E: Env>(
             if let Some((_, members)) = &released.membership {
                 link(&mut peers, &mut wakes, &mut tasks, members);
             }
-            send(released, &peers, &clients);
+            send(released, &peers, &clients, &outbound);
         }
     }
     keyspace
@@ -452,18 +521,25 @@ async fn join<E: Env>(
 }
 
 /// Sends what [`crate::core::Ready::apply`] released: messages to peers, replies to clients.
+/// Each is charged to its queue's byte budget and to `total`: a peer message past them is
+/// dropped, a reply past them becomes a short `Overloaded` error (the client is told, and a
+/// client that does not read its answers cannot make the node hold them without bound).
 fn send(
     released: Released,
-    peers: &BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
-    clients: &BTreeMap<u64, mpsc::Sender<Frame>>,
+    peers: &BTreeMap<NodeId, PeerQueue>,
+    clients: &BTreeMap<u64, ReplyQueue>,
+    total: &Budget,
 ) {
     for (peer, message) in released.messages {
         match peers.get(&peer) {
-            Some(queue) => {
-                if queue.try_send(message).is_err() {
-                    tracing::debug!(%peer, "peer queue full or closed; message dropped");
+            Some(queue) => match Outbound::charged(message, &queue.budget, total) {
+                Ok(message) => {
+                    if queue.messages.try_send(message).is_err() {
+                        tracing::debug!(%peer, "peer queue full or closed; message dropped");
+                    }
                 }
-            }
+                Err(_) => tracing::debug!(%peer, "peer queue's bytes spent; message dropped"),
+            },
             None => tracing::warn!(%peer, "message for an unknown peer dropped"),
         }
     }
@@ -473,7 +549,27 @@ fn send(
                 id: client.id,
                 response,
             };
-            if queue.try_send(frame).is_err() {
+            let frame = Outbound::charged(frame, &queue.budget, total).unwrap_or_else(|_| {
+                tracing::debug!(
+                    conn = client.conn,
+                    "reply queue's bytes spent; answering an error"
+                );
+                let response = Response::Error {
+                    error: RequestError {
+                        kind: ErrorKind::Overloaded,
+                        message: "the node holds too many unread answers for this connection \
+                                  (read them before sending more requests)"
+                            .into(),
+                        stored_on: Vec::new(),
+                        definite: false,
+                    },
+                };
+                Outbound::uncharged(Frame::Response {
+                    id: client.id,
+                    response,
+                })
+            });
+            if queue.frames.try_send(frame).is_err() {
                 tracing::debug!(
                     conn = client.conn,
                     "client queue full or closed; reply dropped"

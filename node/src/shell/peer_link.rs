@@ -6,8 +6,8 @@
 
 use super::{
     CONNECT_TIMEOUT_MS, Event, LINK_FRAME_BYTES_MAX, LINK_FROZEN_MS, LINK_HANDSHAKE_TIMEOUT_MS,
-    LINK_PENDING_MAX, LINK_PENDING_MS_MAX, PEER_SILENCE_MS, PING_INTERVAL_MS, RECONNECT_BACKOFF_MS,
-    WRITE_BATCH_FRAMES_MAX, write,
+    LINK_PENDING_MAX, LINK_PENDING_MS_MAX, Outbound, PEER_SILENCE_MS, PING_INTERVAL_MS,
+    RECONNECT_BACKOFF_MS, WRITE_BATCH_FRAMES_MAX, write,
 };
 use crate::auth::{self, Role};
 use crate::config::NodeConfig;
@@ -28,8 +28,9 @@ pub(super) struct PeerLink {
     pub(super) wake: Arc<Notify>,
 }
 
-/// Messages kept for the link's next connection, with when they were queued.
-type Pending = VecDeque<(Instant, PeerMessage)>;
+/// Messages kept for the link's next connection, with when they were queued (their bytes still
+/// charged to the link's budget).
+type Pending = VecDeque<(Instant, Outbound<PeerMessage>)>;
 
 /// Keeps a link to one peer: dial, prove the secret and check the peer's, send, ping, and re-dial
 /// when it breaks or goes silent.
@@ -37,7 +38,7 @@ pub(super) async fn peer_link<E: Env>(
     env: E,
     config: NodeConfig,
     link: PeerLink,
-    mut queue: mpsc::Receiver<PeerMessage>,
+    mut queue: mpsc::Receiver<Outbound<PeerMessage>>,
     events: mpsc::Sender<Event>,
     budget: Budget,
 ) {
@@ -123,7 +124,7 @@ pub(super) async fn peer_link<E: Env>(
 async fn run_link<S>(
     conn: &mut Conn<S>,
     me: &NodeId,
-    queue: &mut mpsc::Receiver<PeerMessage>,
+    queue: &mut mpsc::Receiver<Outbound<PeerMessage>>,
     pending: &mut Pending,
 ) -> bool
 where
@@ -131,14 +132,18 @@ where
 {
     let fresh = Duration::from_millis(LINK_PENDING_MS_MAX);
     while !pending.is_empty() {
-        let batch: Vec<Frame> = std::iter::from_fn(|| pending.pop_front())
+        let (batch, _charges): (Vec<Frame>, Vec<_>) = std::iter::from_fn(|| pending.pop_front())
             .filter(|(queued, _)| queued.elapsed() <= fresh)
             .take(WRITE_BATCH_FRAMES_MAX)
-            .map(|(_, message)| Frame::Peer {
-                from: me.clone(),
-                message,
+            .map(|(_, message)| {
+                let (message, charges) = message.split();
+                let frame = Frame::Peer {
+                    from: me.clone(),
+                    message,
+                };
+                (frame, charges)
             })
-            .collect();
+            .unzip();
         if !batch.is_empty() && write(conn, batch).await.is_err() {
             return true;
         }
@@ -153,11 +158,19 @@ where
             biased;
             message = queue.recv() => {
                 let Some(message) = message else { return false };
-                let mut batch = vec![Frame::Peer { from: me.clone(), message }];
+                let mut batch = vec![message];
                 while batch.len() < WRITE_BATCH_FRAMES_MAX {
                     let Ok(message) = queue.try_recv() else { break };
-                    batch.push(Frame::Peer { from: me.clone(), message });
+                    batch.push(message);
                 }
+                // The messages' bytes stay charged until they are written.
+                let (batch, _charges): (Vec<Frame>, Vec<_>) = batch
+                    .into_iter()
+                    .map(|message| {
+                        let (message, charges) = message.split();
+                        (Frame::Peer { from: me.clone(), message }, charges)
+                    })
+                    .unzip();
                 if write(conn, batch).await.is_err() {
                     return true;
                 }
