@@ -5,7 +5,7 @@
 //! handling in [`crate::core`], makes it small enough to test by itself.
 
 use crate::ring::NodeId;
-use crate::version::{KeyVersions, Rule, Sibling};
+use crate::version::{ACTOR_NAME_BYTES_MAX, KeyVersions, Rule, Sibling};
 use crate::wire::{Request, Response, SiblingView};
 use std::collections::BTreeMap;
 
@@ -170,6 +170,33 @@ pub enum Round {
 }
 
 impl Round {
+    /// A bound of the bytes the round holds (the states, the key, a forwarded request's value):
+    /// what [`crate::core::ROUNDS_HELD_BYTES_MAX`] counts. Computed from the round as it is, so
+    /// the core takes it when a round goes into its table and when it comes out.
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            Round::Put(p) => p.key.len() + p.version.value.len() + p.state.encoded_bytes_bound(),
+            Round::Get(g) => {
+                g.key.len()
+                    + g.merged.encoded_bytes_bound()
+                    + g.replies
+                        .values()
+                        .map(KeyVersions::encoded_bytes_bound)
+                        .sum::<usize>()
+            }
+            Round::Forward(f) => match &f.request {
+                Request::Put {
+                    key,
+                    value,
+                    context,
+                    ..
+                } => key.len() + value.len() + context.len() * (ACTOR_NAME_BYTES_MAX + 11),
+                Request::Get { key } | Request::ReplicaState { key } => key.len(),
+                _ => 0,
+            },
+        }
+    }
+
     /// When the round next needs attention.
     pub fn deadline_ms(&self) -> u64 {
         match self {

@@ -439,8 +439,6 @@ impl KeyVersions {
             let count = self.siblings.len();
             return Err(format!("{count} siblings exceed {PEER_SIBLINGS_MAX}"));
         }
-        let clock_bytes_max = |c: &VClock| c.len() * (ACTOR_NAME_BYTES_MAX + 11) + 10;
-        let mut bytes_max = clock_bytes_max(&self.clock) + 10;
         for clock in std::iter::once(&self.clock).chain(self.siblings.iter().map(|s| &s.context)) {
             if clock.len() > CLOCK_ENTRIES_MAX {
                 let len = clock.len();
@@ -449,10 +447,7 @@ impl KeyVersions {
                 ));
             }
         }
-        for s in &self.siblings {
-            bytes_max += s.value.len() + clock_bytes_max(&s.context) + ACTOR_NAME_BYTES_MAX + 40;
-        }
-        if bytes_max > state_bytes_max {
+        if self.encoded_bytes_bound() > state_bytes_max {
             let bytes = postcard::experimental::serialized_size(self).unwrap_or(usize::MAX);
             if bytes > state_bytes_max {
                 return Err(format!(
@@ -462,6 +457,17 @@ impl KeyVersions {
             }
         }
         Ok(())
+    }
+
+    /// A quick upper bound of the state's encoded size, in bytes: linear in the siblings and
+    /// their clocks' lengths, without encoding anything (values count by their lengths).
+    pub fn encoded_bytes_bound(&self) -> usize {
+        let clock_bytes_max = |c: &VClock| c.len() * (ACTOR_NAME_BYTES_MAX + 11) + 10;
+        let mut bytes_max = clock_bytes_max(&self.clock) + 10;
+        for s in &self.siblings {
+            bytes_max += s.value.len() + clock_bytes_max(&s.context) + ACTOR_NAME_BYTES_MAX + 40;
+        }
+        bytes_max
     }
 
     /// [`KeyVersions::put`] under a resolution rule.

@@ -9,7 +9,10 @@
 //! replica. It is one file because a request's routing, probes and rounds are one path from its
 //! start to its answer; the rounds' bookkeeping itself is [`crate::coordinator`].
 
-use super::{Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_IN_FLIGHT_MAX, error, others, unavailable};
+use super::{
+    Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_HELD_BYTES_MAX, ROUNDS_IN_FLIGHT_MAX, error, others,
+    unavailable,
+};
 use crate::config::Bug;
 use crate::coordinator::{ForwardRound, GetRound, Origin, PutRound, Round};
 use crate::hints::{self, Target};
@@ -151,6 +154,13 @@ impl Core {
             let message = format!("{ROUNDS_IN_FLIGHT_MAX} requests already in flight");
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
+        if self.rounds_held_bytes >= ROUNDS_HELD_BYTES_MAX {
+            let message = format!(
+                "the requests in flight hold {} bytes, at the bound of {ROUNDS_HELD_BYTES_MAX}",
+                self.rounds_held_bytes
+            );
+            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
         let key = match &request {
             Request::Get { key } | Request::Put { key, .. } => key.clone(),
             _ => unreachable!("answered above"),
@@ -245,7 +255,7 @@ impl Core {
         };
         self.send(round.target.clone(), message);
         round.deadline_ms = now.mono_ms + self.probe_timeout_ms();
-        self.rounds.insert(req, Round::Forward(round));
+        self.insert_round(req, Round::Forward(round));
     }
 
     /// An owner answered a probe: forward the put to it if it owns the key, else try the next.
@@ -274,7 +284,7 @@ impl Core {
             return;
         }
         // Its ring says otherwise (a membership change on its way): the next owner, else none.
-        let Some(Round::Forward(mut f)) = self.rounds.remove(&req) else {
+        let Some(Round::Forward(mut f)) = self.remove_round(req) else {
             unreachable!("looked up above")
         };
         if f.candidates.is_empty() {
@@ -388,7 +398,7 @@ impl Core {
         if round.complete() {
             self.repair(&round, store);
         } else {
-            self.rounds.insert(req, Round::Get(round));
+            self.insert_round(req, Round::Get(round));
         }
     }
 
@@ -498,7 +508,7 @@ impl Core {
             self.answer(round.origin.clone(), response);
         }
         if !round.complete() {
-            self.rounds.insert(req, Round::Put(round));
+            self.insert_round(req, Round::Put(round));
         }
     }
 
@@ -535,7 +545,7 @@ impl Core {
             (round.origin.clone(), round.response())
         });
         if round.complete() {
-            self.rounds.remove(&req);
+            self.remove_round(req);
         }
         if let Some((origin, response)) = answer {
             self.stats.puts_ok += 1;
@@ -551,23 +561,21 @@ impl Core {
         state: KeyVersions,
         store: &dyn ReadState,
     ) {
-        let Some(Round::Get(round)) = self.rounds.get_mut(&req) else {
-            return;
-        };
-        let quorum = round.reply(from, state);
-        if !quorum && !round.complete() {
+        if !matches!(self.rounds.get(&req), Some(Round::Get(_))) {
             return;
         }
-        let Some(Round::Get(mut round)) = self.rounds.remove(&req) else {
-            unreachable!()
+        // Out of the table while the reply grows it, so that what it holds is counted again.
+        let Some(Round::Get(mut round)) = self.remove_round(req) else {
+            unreachable!("looked up above")
         };
+        let quorum = round.reply(from, state);
         if quorum {
             self.answer_get(now, &mut round);
         }
         if round.complete() {
             self.repair(&round, store);
         } else {
-            self.rounds.insert(req, Round::Get(round));
+            self.insert_round(req, Round::Get(round));
         }
     }
 

@@ -105,6 +105,12 @@ pub const PROBE_TIMEOUT_DIVISOR: u64 = 4;
 /// queued, so memory stays bounded however fast clients send.
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
 
+/// Most bytes the rounds in flight may hold together (the states a get collects, the state a put
+/// sent, a forwarded put's value: [`Round::held_bytes`]); past it new requests are refused as
+/// overloaded. The count alone does not bound memory: ten thousand reads of a key of a few
+/// megabytes, each holding a state per replica, would hold tens of gigabytes.
+pub const ROUNDS_HELD_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 /// The furthest ahead of this node's ring a gossiped ring may be: every change adds one to the
 /// version, so a ring millions of changes ahead is damage or forgery, not news. Refusing it
 /// keeps one bad frame from pushing the version to its limit.
@@ -149,6 +155,9 @@ pub struct Core {
     actor: Actor,
     ring: Ring,
     rounds: BTreeMap<u64, Round>,
+    /// The sum of [`Round::held_bytes`] over `rounds`: kept by [`Core::insert_round`] and
+    /// [`Core::remove_round`], the only ways in and out of the table.
+    rounds_held_bytes: usize,
     next_round: u64,
     unreachable: BTreeSet<NodeId>,
     last_heard_ms: BTreeMap<NodeId, u64>,
@@ -204,6 +213,7 @@ impl Core {
             actor,
             ring,
             rounds: BTreeMap::new(),
+            rounds_held_bytes: 0,
             unreachable: BTreeSet::new(),
             last_heard_ms: BTreeMap::new(),
             addrs,
@@ -409,7 +419,7 @@ impl Core {
                     && f.target == from
                     && !f.probing
                 {
-                    let Some(Round::Forward(f)) = self.rounds.remove(&req) else {
+                    let Some(Round::Forward(f)) = self.remove_round(req) else {
                         unreachable!()
                     };
                     self.answer(f.origin, response);
@@ -521,7 +531,7 @@ impl Core {
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
-            match self.rounds.remove(&id).expect("listed above") {
+            match self.remove_round(id).expect("listed above") {
                 Round::Put(p) => {
                     debug_assert!(
                         p.answered || !p.has_quorum(),
@@ -653,6 +663,26 @@ impl Core {
     }
 
     /// xorshift64: enough to spread gossip and name actors; seeded, so simulations replay.
+    /// Puts a round in the table, counting what it holds.
+    fn insert_round(&mut self, req: u64, round: Round) {
+        self.rounds_held_bytes += round.held_bytes();
+        if let Some(old) = self.rounds.insert(req, round) {
+            self.rounds_held_bytes -= old.held_bytes();
+        }
+    }
+
+    /// Takes a round out of the table, uncounting what it holds.
+    fn remove_round(&mut self, req: u64) -> Option<Round> {
+        let round = self.rounds.remove(&req)?;
+        self.rounds_held_bytes -= round.held_bytes();
+        Some(round)
+    }
+
+    /// Bytes the rounds in flight hold ([`ROUNDS_HELD_BYTES_MAX`]).
+    pub fn rounds_held_bytes(&self) -> usize {
+        self.rounds_held_bytes
+    }
+
     fn next_random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -721,6 +751,11 @@ impl Core {
                     assert!(!p.complete(), "a complete put round is over");
                 }
             }
+            let held: usize = self.rounds.values().map(Round::held_bytes).sum();
+            assert_eq!(
+                held, self.rounds_held_bytes,
+                "the count of bytes rounds hold"
+            );
         }
     }
 }
