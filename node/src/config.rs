@@ -259,6 +259,11 @@ pub const COMPACT_GARBAGE_BYTES_MIN_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default client request deadline at the coordinator.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 
+/// Longest timeout or interval a node takes (request timeout, repair wait, anti-entropy, hint
+/// and fsync intervals), one day: deadlines are `now + interval` in u64 milliseconds, and an
+/// option of `u64::MAX` would wrap them (a deadline in the past) or panic a debug build.
+pub const INTERVAL_MS_MAX: u64 = 24 * 60 * 60 * 1_000;
+
 impl NodeConfig {
     /// A configuration with the defaults of DESIGN.md (N=3, R=2, W=2, 64 partitions).
     pub fn new(id: impl Into<NodeId>, members: BTreeMap<NodeId, String>) -> NodeConfig {
@@ -378,6 +383,23 @@ impl NodeConfig {
         if self.request_timeout_ms == 0 {
             return Err("request timeout must be positive".into());
         }
+        let fsync_interval_ms = match self.fsync {
+            FsyncPolicy::Interval { interval_ms } => interval_ms,
+            _ => 0,
+        };
+        for (name, ms) in [
+            ("request timeout", self.request_timeout_ms),
+            ("repair wait", self.repair_wait_ms),
+            ("anti-entropy interval", self.anti_entropy_interval_ms),
+            ("hint interval", self.hint_interval_ms),
+            ("fsync interval", fsync_interval_ms),
+        ] {
+            if ms > INTERVAL_MS_MAX {
+                return Err(format!(
+                    "{name} of {ms} ms exceeds {INTERVAL_MS_MAX} ms (one day)"
+                ));
+            }
+        }
         if self.log_file_bytes_max == 0 {
             return Err("the log's file size must be positive".into());
         }
@@ -444,5 +466,15 @@ mod tests {
         assert!(c.validate().is_ok());
         c.w = 2;
         assert!(c.validate().unwrap_err().contains("W (2)"));
+        c.w = 1;
+        // Issue 11: `--request-timeout-ms 18446744073709551615` was taken, and every deadline
+        // (`now + timeout`) wrapped.
+        c.request_timeout_ms = u64::MAX;
+        assert!(c.validate().unwrap_err().contains("request timeout"));
+        c.request_timeout_ms = INTERVAL_MS_MAX;
+        c.fsync = FsyncPolicy::Interval {
+            interval_ms: INTERVAL_MS_MAX + 1,
+        };
+        assert!(c.validate().unwrap_err().contains("fsync interval"));
     }
 }
