@@ -10,7 +10,7 @@
 //! node with another id, or of another cluster, refuses to start and names both. A wiped disk
 //! has no identity file, and the node writes a new one, as it takes a new actor id.
 
-use crate::fs::FileSystem;
+use crate::fs::{FileSystem, FsFile};
 use std::io;
 use std::path::Path;
 
@@ -55,8 +55,22 @@ pub fn read<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Option<Identity>> {
     if !fs.exists(&path) {
         return Ok(None);
     }
-    let bytes = fs.read(&path)?;
-    let text = std::str::from_utf8(&bytes[..bytes.len().min(IDENTITY_BYTES_MAX)]).ok();
+    // Read at most one byte past the bound, never the whole file: a damaged directory's
+    // identity could be huge (or a link to /dev/zero, which read the node out of memory).
+    let file = fs.open(&path, false)?;
+    let mut bytes = vec![0u8; IDENTITY_BYTES_MAX + 1];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let read = file.read_at(&mut bytes[filled..], filled as u64)?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    bytes.truncate(filled);
+    let text = (filled <= IDENTITY_BYTES_MAX)
+        .then(|| std::str::from_utf8(&bytes).ok())
+        .flatten();
     match text.and_then(Identity::parse) {
         Some(identity) => Ok(Some(identity)),
         None => Err(io::Error::new(
@@ -129,6 +143,29 @@ mod tests {
             ..n1
         };
         assert!(check(&StdFs, tmp.path(), &other).is_err());
+    }
+
+    /// Issue 11, a damaged data directory: an identity file far past its bound is refused with
+    /// its name, after reading at most one byte past the bound (a link to /dev/zero read the
+    /// node out of memory).
+    #[test]
+    fn an_oversized_identity_is_refused_without_reading_it_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let n1 = Identity {
+            node: "n1".into(),
+            cluster: "c".into(),
+        };
+        let mut text = n1.encode();
+        text.push_str(&"x".repeat(IDENTITY_BYTES_MAX));
+        std::fs::write(tmp.path().join(IDENTITY_FILE_NAME), text).unwrap();
+        let err = check(&StdFs, tmp.path(), &n1).unwrap_err();
+        assert!(err.to_string().contains(IDENTITY_FILE_NAME), "{err}");
+        #[cfg(unix)]
+        {
+            std::fs::remove_file(tmp.path().join(IDENTITY_FILE_NAME)).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", tmp.path().join(IDENTITY_FILE_NAME)).unwrap();
+            assert!(check(&StdFs, tmp.path(), &n1).is_err());
+        }
     }
 
     #[test]
