@@ -146,6 +146,7 @@ impl FileSystem for StdFs {
         std::fs::create_dir_all(path)
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<StdFile> {
+        refuse_special(path)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -176,6 +177,7 @@ impl FileSystem for StdFs {
         path.exists()
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        refuse_special(path)?;
         std::fs::read(path)
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
@@ -782,9 +784,51 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
     }
 }
 
+/// Refuses a path that exists and is not a regular file (through links): a FIFO in a data
+/// directory would block the node's start forever on open, and a device (a link to /dev/zero)
+/// would be read without end. A file that does not exist yet passes (`open` may create it).
+fn refuse_special(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_a_device_or_a_directory_is_refused_not_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("IDENTITY");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let mut specials = vec![tmp.path().to_path_buf(), PathBuf::from("/dev/zero")];
+        if made.is_ok_and(|s| s.success()) {
+            specials.push(fifo);
+        }
+        for path in specials {
+            // Without the check, open blocks forever on the FIFO and read never ends on
+            // /dev/zero.
+            for error in [
+                StdFs.open(&path, false).map(|_| ()).unwrap_err(),
+                StdFs.read(&path).map(|_| ()).unwrap_err(),
+            ] {
+                assert!(
+                    error.to_string().contains("is not a regular file"),
+                    "{}: {error}",
+                    path.display()
+                );
+            }
+        }
+        // A regular file, and one still to be created, open as before.
+        let file = tmp.path().join("data");
+        StdFs.open(&file, true).unwrap();
+        StdFs.open(&file, false).unwrap();
+    }
 
     #[test]
     fn faulty_fs_fails_what_its_switches_say_and_nothing_else() {
