@@ -68,21 +68,9 @@ pub const FSYNC_INTERVAL_MS_DEFAULT: u64 = 100;
 /// checker catches it (DESIGN.md, "Deliberate bugs"). Only the simulator and tests set one. Its
 /// names (serde, `Display`, `FromStr`) are the kebab-case of the variant, in one place: strum's
 /// derives.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
 #[strum(serialize_all = "kebab-case")]
 pub enum Bug {
     /// Resolve concurrent versions by timestamp, keeping one.

@@ -39,7 +39,7 @@ use dynamo_workloads::history::{Process, Recorder};
 use dynamo_workloads::plan::{ClientOp, NemesisKind, Plan, SimConfig};
 use dynamo_workloads::rest::Rest;
 use dynamo_workloads::runner::{
-    CONVERGENCE_PROBE_MS, FINAL_READ_ATTEMPTS_MAX, FINAL_READERS, HISTORY_FORMAT,
+    CONVERGENCE_PROBE_MS, FINAL_READ_ATTEMPTS_MAX, HISTORY_FORMAT, final_reads,
 };
 use dynamo_workloads::workload::{HistoryClock, Progress, ReplicaStateJson, Shared, Worker};
 use dynamo_workloads::{RunOutput, RunSummary};
@@ -660,22 +660,7 @@ async fn final_phase<C: HistoryClock>(
     auth: &AuthConfig,
 ) {
     let c = shared.config.clone();
-    let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
-        let first = last_process + 1 + r as u64;
-        let mut reader = Worker::new(first, first, shared.clone());
-        let c = c.clone();
-        async move {
-            for key in (r..c.keys).step_by(FINAL_READERS) {
-                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
-                    let node = (key + attempt) % c.nodes;
-                    if reader.read(key as u32, node as u32).await.is_some() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    futures::future::join_all(readers).await;
+    final_reads(shared, last_process).await;
     // Read repair goes out after a read's answer: let it land.
     tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
     let ring = newest_ring(shared, auth).await;

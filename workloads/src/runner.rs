@@ -18,7 +18,9 @@ use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
 use crate::rest::Rest;
-use crate::workload::{NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns};
+use crate::workload::{
+    HistoryClock, NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns,
+};
 use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
 use dynamo_node::config::{ClusterSettings, NodeConfig};
@@ -475,24 +477,7 @@ async fn control(
         &json!({"value": "final"}),
     );
 
-    // Final quorum reads of every key, retried on other nodes; FINAL_READERS processes at once,
-    // each reading a stride of the keys. An `info` retires a reader's process as usual.
-    let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
-        let first = last_process + 1 + r as u64;
-        let mut reader = Worker::new(first, first, shared.clone());
-        let c = c.clone();
-        async move {
-            for key in (r..c.keys).step_by(FINAL_READERS) {
-                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
-                    let node = (key + attempt) % c.nodes;
-                    if reader.read(key as u32, node as u32).await.is_some() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    futures::future::join_all(readers).await;
+    final_reads(&shared, last_process).await;
     // Read repair goes out after a read's answer, when its last replica replies or its repair
     // deadline passes: let it land before the replicas' raw states are taken.
     tokio::time::sleep(Duration::from_millis(2 * c.request_timeout_ms)).await;
@@ -683,3 +668,26 @@ async fn converged(c: &SimConfig, ring: &Ring, env: &SimEnv) -> bool {
 
 /// Processes doing the final reads at once.
 pub const FINAL_READERS: usize = 8;
+
+/// The final phase's quorum reads of every key, retried on other nodes: [`FINAL_READERS`]
+/// processes at once after `last_process`, each reading a stride of the keys. An `info` retires a
+/// reader's process as usual. The simulator's and `dynamo live`'s final phase.
+pub async fn final_reads<E: Env, C: HistoryClock>(shared: &Rc<Shared<E, C>>, last_process: u64) {
+    let c = shared.config.clone();
+    let readers = (0..FINAL_READERS.min(c.keys)).map(|r| {
+        let first = last_process + 1 + r as u64;
+        let mut reader = Worker::new(first, first, shared.clone());
+        let c = c.clone();
+        async move {
+            for key in (r..c.keys).step_by(FINAL_READERS) {
+                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
+                    let node = (key + attempt) % c.nodes;
+                    if reader.read(key as u32, node as u32).await.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    futures::future::join_all(readers).await;
+}

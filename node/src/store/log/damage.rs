@@ -13,20 +13,11 @@ use super::record;
 use crate::fs::{FileSystem, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
+use strum::{Display, IntoStaticStr, VariantArray};
 
 /// A kind of damage to synced data; its name (`Display`) is the kebab-case of the variant.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Display, IntoStaticStr, VariantArray,
 )]
 #[strum(serialize_all = "kebab-case")]
 pub enum Damage {
@@ -46,7 +37,7 @@ pub enum Damage {
 
 impl Damage {
     /// Every kind, in a fixed order.
-    pub const ALL: &'static [Damage] = <Damage as strum::VariantArray>::VARIANTS;
+    pub const ALL: &'static [Damage] = <Damage as VariantArray>::VARIANTS;
 
     /// A short name, for plans and histories.
     pub fn name(self) -> &'static str {
