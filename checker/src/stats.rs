@@ -134,6 +134,10 @@ pub struct Stats {
     pub consistency_window_ns: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
+    /// P(fresh | t), the PBS curve (Bailis et al., VLDB 2012): reads by the time since the latest
+    /// write of their key was acknowledged, and how many of them saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t_visibility: Option<TVisibility>,
     /// The writes (puts and deletes) and how many of the acknowledged ones were lost: the figure
     /// Jepsen's Riak analysis reports.
     pub writes: WriteCounts,
@@ -147,6 +151,74 @@ pub struct Stats {
     /// Things the checker noticed that are neither findings nor errors (e.g. dropped observed entries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// Lower edges of t-visibility's bins, ms; the last bin has no upper edge. Fine where PBS's curves
+/// move (the first milliseconds), coarse after.
+pub const T_VISIBILITY_EDGES_MS: [u64; 12] = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1_000];
+
+/// t-visibility: every ok read of the client phase paired with the latest write of its key
+/// acknowledged before the read started (by history order, so a read in the ack's own tick has
+/// t = 0); fresh when the read saw that write or a descendant (`checks/freshness.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TVisibility {
+    /// Pairs, and fresh ones, over all bins.
+    pub pairs: usize,
+    pub fresh: usize,
+    /// `fresh` / `pairs` (1 when there are none), to 6 decimals.
+    pub fresh_share: f64,
+    /// The bins in order of t; empty bins are listed too.
+    pub bins: Vec<TBin>,
+}
+
+/// One bin of t-visibility: t in `[from_ms, until_ms)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TBin {
+    pub from_ms: u64,
+    /// Absent for the last bin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    pub pairs: usize,
+    pub fresh: usize,
+    /// `fresh` / `pairs`, to 6 decimals; absent for an empty bin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh_share: Option<f64>,
+}
+
+impl TVisibility {
+    /// Bins `(t_ns, fresh)` pairs.
+    pub fn of(pairs: &[(u64, bool)]) -> TVisibility {
+        let share = |fresh: usize, pairs: usize| (fresh as f64 / pairs as f64 * 1e6).round() / 1e6;
+        let mut bins: Vec<TBin> = T_VISIBILITY_EDGES_MS
+            .iter()
+            .enumerate()
+            .map(|(i, &from_ms)| TBin {
+                from_ms,
+                until_ms: T_VISIBILITY_EDGES_MS.get(i + 1).copied(),
+                ..TBin::default()
+            })
+            .collect();
+        for &(t_ns, fresh) in pairs {
+            let t_ms = t_ns / 1_000_000;
+            let bin = T_VISIBILITY_EDGES_MS.partition_point(|&edge| edge <= t_ms) - 1;
+            bins[bin].pairs += 1;
+            bins[bin].fresh += usize::from(fresh);
+        }
+        for bin in &mut bins {
+            bin.fresh_share = (bin.pairs > 0).then(|| share(bin.fresh, bin.pairs));
+        }
+        let fresh = bins.iter().map(|b| b.fresh).sum();
+        TVisibility {
+            pairs: pairs.len(),
+            fresh,
+            fresh_share: if pairs.is_empty() {
+                1.0
+            } else {
+                share(fresh, pairs.len())
+            },
+            bins,
+        }
+    }
 }
 
 /// Puts and deletes by outcome, and the acknowledged ones lost.
@@ -258,6 +330,7 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
             quantiles: Quantiles::of(&mut windows),
             never: fresh.never,
         });
+        stats.t_visibility = Some(TVisibility::of(&fresh.t_pairs));
         stats.convergence = fresh.heal_at.map(|heal_at| Convergence {
             heal_at,
             converged_after_ns: fresh.converged_after_heal_ns,
@@ -270,6 +343,32 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn t_visibility_bins_by_whole_ms_from_the_ack() {
+        let ms = 1_000_000;
+        let v = TVisibility::of(&[
+            (0, false),
+            (ms - 1, true),
+            (ms, true),
+            (4 * ms, true),
+            (999 * ms, false),
+            (5_000 * ms, true),
+        ]);
+        assert_eq!((v.pairs, v.fresh, v.fresh_share), (6, 4, 0.666667));
+        let bin = |from_ms: u64| v.bins.iter().find(|b| b.from_ms == from_ms).unwrap();
+        assert_eq!(
+            (bin(0).pairs, bin(0).fresh, bin(0).fresh_share),
+            (2, 1, Some(0.5))
+        );
+        assert_eq!((bin(1).pairs, bin(1).until_ms), (1, Some(2)));
+        assert_eq!((bin(3).pairs, bin(3).until_ms), (1, Some(5)));
+        assert_eq!((bin(500).pairs, bin(500).fresh), (1, 0));
+        assert_eq!((bin(1_000).pairs, bin(1_000).until_ms), (1, None));
+        assert_eq!(bin(2).fresh_share, None, "an empty bin has no share");
+        assert_eq!(v.bins.len(), T_VISIBILITY_EDGES_MS.len());
+        assert_eq!(TVisibility::of(&[]).fresh_share, 1.0);
+    }
 
     #[test]
     fn write_counts_add_puts_and_deletes_and_share_the_lost() {

@@ -994,3 +994,61 @@ fn cart_a_phantom_item_inherited_from_an_observed_value_or_added_to_one_is_still
         summary(&r)
     );
 }
+
+#[test]
+fn t_visibility_pairs_each_client_read_with_the_latest_ack_before_it() {
+    let ms = 1_000_000;
+    let a = sib("a", ("n1", 1), &[]);
+    let b = sib("b", ("n1", 2), &[("n1", 1)]);
+    let h = H::new().config("register");
+    // A read before any ack pairs with nothing.
+    let h = h.get(9, "k").at(ms).ok_get(9, "k", &[]).at(ms);
+    let h = h.put(1, "k", "a", &[]).at(ms);
+    let h = h
+        .ok(1, "put", "k", "a", Some(ver(Some(("n1", 1)), &[])))
+        .at(2 * ms);
+    // In the ack's own tick, after it: t = 0, stale.
+    let h = h.get(2, "k").at(2 * ms).ok_get(2, "k", &[]).at(3 * ms);
+    // 3 ms later, fresh: it sees a.
+    let h = h
+        .get(2, "k")
+        .at(5 * ms)
+        .ok_get(2, "k", std::slice::from_ref(&a))
+        .at(6 * ms);
+    let h = h.put(1, "k", "b", &["a"]).at(6 * ms);
+    let h = h
+        .ok(1, "put", "k", "b", Some(ver(Some(("n1", 2)), &[("n1", 1)])))
+        .at(7 * ms);
+    // 1 ms after b's ack, still showing a: paired with b (the latest), stale.
+    let h = h
+        .get(2, "k")
+        .at(8 * ms)
+        .ok_get(2, "k", std::slice::from_ref(&a))
+        .at(9 * ms);
+    // 20 ms after, b: fresh. Final reads are not paired.
+    let h = h
+        .get(2, "k")
+        .at(27 * ms)
+        .ok_get(2, "k", std::slice::from_ref(&b))
+        .at(28 * ms);
+    let h = h
+        .phase("heal")
+        .at(30 * ms)
+        .phase("final")
+        .get(3, "k")
+        .ok_get(3, "k", &[])
+        .replicas("k", std::slice::from_ref(&b));
+    let r = h.check();
+    let v = r.stats.t_visibility.as_ref().expect("t-visibility");
+    assert_eq!((v.pairs, v.fresh), (4, 2), "{v:?}");
+    let bin = |from_ms: u64| {
+        let b = v.bins.iter().find(|b| b.from_ms == from_ms).unwrap();
+        (b.pairs, b.fresh)
+    };
+    assert_eq!(
+        [bin(0), bin(1), bin(3), bin(20)],
+        [(1, 0), (1, 0), (1, 1), (1, 1)]
+    );
+    let json = serde_json::to_value(&r.stats).unwrap();
+    assert_eq!(json["t_visibility"]["bins"][0]["fresh_share"], 0.0);
+}

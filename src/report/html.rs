@@ -758,6 +758,16 @@ pub fn render(r: &Report) -> String {
             "Not computed by the checker for this run.",
         ),
     }
+    if let Some(svg) = plots::visibility(s) {
+        let pairs: u64 = s.visibility.iter().map(|b| b.pairs).sum();
+        figure(
+            "t-visibility",
+            svg,
+            &format!(
+                "P(fresh | t), the PBS curve: of the client reads that started t ms (bins) after the latest acknowledged write of their key, the share that saw it or a descendant; {pairs} reads."
+            ),
+        );
+    }
     out.push_str("</div>");
 
     out.push_str(r#"<h2 id="keys">Keys with anomalies</h2>"#);

@@ -72,6 +72,16 @@ pub struct Window {
     pub never: u64,
 }
 
+/// One non-empty bin of the checker's t-visibility (results.json `stats.t_visibility`): t since the
+/// latest ack, and the share of reads that saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisibilityBin {
+    /// `[from, until)` in ms, as the axis shows it: "0", "3-4", "1000+".
+    pub label: String,
+    pub pairs: u64,
+    pub fresh_share: f64,
+}
+
 /// Everything the plots draw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -90,6 +100,8 @@ pub struct Series {
     /// Ok reads by siblings returned: 0, 1, 2, 3, 4+.
     pub siblings: [usize; 5],
     pub window: Option<Window>,
+    /// P(fresh | t), the non-empty bins; empty when the checker did not compute it.
+    pub visibility: Vec<VisibilityBin>,
 }
 
 fn s(ns: u64) -> f64 {
@@ -138,6 +150,28 @@ fn window(stats: &Value) -> Option<Window> {
         max_ms: ms(n("max")),
         never: n("never"),
     })
+}
+
+fn visibility(stats: &Value) -> Vec<VisibilityBin> {
+    let bins = stats
+        .pointer("/t_visibility/bins")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    bins.iter()
+        .filter_map(|b| {
+            let from = b.get("from_ms")?.as_u64()?;
+            let label = match b.get("until_ms").and_then(Value::as_u64) {
+                Some(until) if until == from + 1 => from.to_string(),
+                Some(until) => format!("{from}-{}", until - 1),
+                None => format!("{from}+"),
+            };
+            Some(VisibilityBin {
+                label,
+                pairs: b.get("pairs")?.as_u64()?,
+                fresh_share: b.get("fresh_share")?.as_f64()?,
+            })
+        })
+        .collect()
 }
 
 /// The series of a digest; fault intervals come from its timeline, the window from results' stats.
@@ -207,6 +241,7 @@ pub fn build(d: &Digest, timeline: &Timeline, stats: &Value) -> Series {
         rates,
         siblings: d.siblings_per_read,
         window: window(stats),
+        visibility: visibility(stats),
     }
 }
 

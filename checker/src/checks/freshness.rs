@@ -35,6 +35,10 @@ pub(crate) struct Freshness {
     /// The time from the heal until the completion of the last stale read that started after it (0 if
     /// none), or `None` when the last read of some key was still stale.
     pub converged_after_heal_ns: Option<u64>,
+    /// t-visibility's pairs (PBS): per ok read started before the heal (every ok read without
+    /// one), the latest acknowledged write of its key acked before it by history order, as (t, fresh):
+    /// t from that ack to the read's start in ns (0 within one tick), fresh when the read saw it.
+    pub t_pairs: Vec<(u64, bool)>,
 }
 
 pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
@@ -125,6 +129,13 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
             }
             let mut missed = 0usize;
             let mut first: Option<(u64, WriteIdx)> = None;
+            // t-visibility pairs the read with the latest write acked before it.
+            let latest = next_ack
+                .checked_sub(1)
+                .map(|i| acked[i].1)
+                .filter(|_| h.heal.is_none_or(|heal| read.invoked.index < heal.index));
+            let latest_pos = latest.map(|w| g.pos[w.0 as usize] as usize);
+            let mut latest_missed = false;
             let is_last = n + 1 == key_reads.len();
             // The acked writes not covered: clear bits of (covered | !acked).
             uncovered.clear();
@@ -145,6 +156,7 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
                 if seen {
                     return;
                 }
+                latest_missed |= latest_pos == Some(p);
                 missed += 1;
                 last_missed[p] = Some(begun);
                 if is_last {
@@ -158,6 +170,11 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
                     first = Some((ack, w));
                 }
             });
+            if let Some(w) = latest {
+                let ack = h.write(w).acked().expect("acked");
+                out.t_pairs
+                    .push((begun.saturating_sub(ack), !latest_missed));
+            }
             if let Some((_, w)) = first {
                 raw.push((r, w, missed));
                 if out.heal_at.is_some_and(|heal| begun >= heal) {

@@ -381,6 +381,21 @@ pub fn window(s: &Series) -> Option<String> {
     ))
 }
 
+/// P(fresh | t): the share of client reads that saw the latest write acknowledged t ms before
+/// they started, per bin of t (the PBS curve); `None` without the checker's figure.
+pub fn visibility(s: &Series) -> Option<String> {
+    if s.visibility.is_empty() {
+        return None;
+    }
+    let labels: Vec<&str> = s.visibility.iter().map(|b| b.label.as_str()).collect();
+    let values: Vec<f64> = s
+        .visibility
+        .iter()
+        .map(|b| (b.fresh_share * 1e3).round() / 10.0)
+        .collect();
+    Some(bars(&labels, &values, "fresh reads (%)", GET))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +445,11 @@ mod tests {
                 max_ms: 4.0,
                 never: 0,
             }),
+            visibility: vec![crate::report::series::VisibilityBin {
+                label: "3-4".into(),
+                pairs: 10,
+                fresh_share: 0.9,
+            }],
         }
     }
 
@@ -442,6 +462,7 @@ mod tests {
             ("throughput", throughput(&s)),
             ("siblings", siblings(&s)),
             ("window", window(&s).unwrap()),
+            ("visibility", visibility(&s).unwrap()),
         ] {
             assert!(
                 svg.starts_with("<svg"),
@@ -453,5 +474,6 @@ mod tests {
         assert!(latency_raw(&s).contains("info"));
         assert!(siblings(&s).contains("\n4+\n"));
         assert!(throughput(&s).contains("operations / s"));
+        assert!(visibility(&s).unwrap().contains("fresh reads (%)"));
     }
 }
