@@ -28,9 +28,9 @@ use dynamo_node::config::FsyncPolicy;
 use dynamo_node::fs::StdFs;
 use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_workloads::history::{Process, Recorder};
-use dynamo_workloads::nemesis::{Aimed, HeldDamage};
+use dynamo_workloads::nemesis::{Aimed, HeldDamage, StartDue, start_due};
 use dynamo_workloads::plan::SimConfig;
-use dynamo_workloads::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan, Start};
+use dynamo_workloads::plan::{ACKED_WAIT_MS_MAX, DiskDamage, Fault, FaultWindow, Plan};
 use dynamo_workloads::workload::{Focus, HistoryClock, Progress};
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -200,30 +200,18 @@ impl<C: HistoryClock> LiveNemesis<C> {
         for i in 0..self.windows.len() {
             match self.windows[i].1.clone() {
                 WindowState::Pending | WindowState::Delayed { .. } => {
-                    let due = match (&self.windows[i].1, self.windows[i].0.start) {
-                        (WindowState::Delayed { until_ms }, _) => now_ms >= *until_ms,
-                        (_, Start::Ops(k)) => ops_done >= k,
-                        (_, Start::Ms(t)) => now_ms >= t,
-                        (
-                            _,
-                            Start::ClientOps {
-                                client,
-                                ops,
-                                after_ms,
-                            },
-                        ) => {
-                            let reached = self.progress.client_ops_done(client) >= ops;
-                            if reached && after_ms > 0 {
-                                self.windows[i].1 = WindowState::Delayed {
-                                    until_ms: now_ms + after_ms,
-                                };
-                                continue;
-                            }
-                            reached
-                        }
+                    let delayed_until_ms = match self.windows[i].1 {
+                        WindowState::Delayed { until_ms } => Some(until_ms),
+                        _ => None,
                     };
-                    if !due {
-                        continue;
+                    let start = self.windows[i].0.start;
+                    match start_due(start, delayed_until_ms, now_ms, ops_done, &self.progress) {
+                        StartDue::NotYet => continue,
+                        StartDue::DelayUntil(until_ms) => {
+                            self.windows[i].1 = WindowState::Delayed { until_ms };
+                            continue;
+                        }
+                        StartDue::Now => {}
                     }
                     if let Some(why) = Self::unsupported(&self.windows[i].0.fault, cluster) {
                         let kind = self.windows[i].0.fault.kind().name();

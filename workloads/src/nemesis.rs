@@ -125,6 +125,49 @@ pub enum MembershipCommand {
     Join(u32),
 }
 
+/// Whether a window that has not started is due, from [`start_due`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartDue {
+    /// Its start has come.
+    Now,
+    /// Not yet.
+    NotYet,
+    /// Its client's operations completed: it is due at this time (the window's `Delayed` state).
+    DelayUntil(u64),
+}
+
+/// Whether a window with `start` is due at `now_ms`, after `ops_done` client operations; a window
+/// already delayed (`delayed_until_ms`) is due when that time comes. The simulator's nemesis and
+/// `dynamo live`'s share this reading of [`Start`].
+pub fn start_due(
+    start: Start,
+    delayed_until_ms: Option<u64>,
+    now_ms: u64,
+    ops_done: u64,
+    progress: &Progress,
+) -> StartDue {
+    let due = |yes: bool| if yes { StartDue::Now } else { StartDue::NotYet };
+    if let Some(until_ms) = delayed_until_ms {
+        return due(now_ms >= until_ms);
+    }
+    match start {
+        Start::Ops(k) => due(ops_done >= k),
+        Start::Ms(t) => due(now_ms >= t),
+        Start::ClientOps {
+            client,
+            ops,
+            after_ms,
+        } => {
+            let reached = progress.client_ops_done(client) >= ops;
+            if reached && after_ms > 0 {
+                StartDue::DelayUntil(now_ms + after_ms)
+            } else {
+                due(reached)
+            }
+        }
+    }
+}
+
 /// Where a window is.
 #[derive(Clone, Debug)]
 enum WindowState {
@@ -354,30 +397,18 @@ impl Nemesis {
         for i in 0..self.windows.len() {
             match self.windows[i].1 {
                 WindowState::Pending | WindowState::Delayed { .. } => {
-                    let due = match (&self.windows[i].1, self.windows[i].0.start) {
-                        (WindowState::Delayed { until_ms }, _) => now_ms >= *until_ms,
-                        (_, Start::Ops(k)) => ops_done >= k,
-                        (_, Start::Ms(t)) => now_ms >= t,
-                        (
-                            _,
-                            Start::ClientOps {
-                                client,
-                                ops,
-                                after_ms,
-                            },
-                        ) => {
-                            let reached = self.progress.client_ops_done(client) >= ops;
-                            if reached && after_ms > 0 {
-                                self.windows[i].1 = WindowState::Delayed {
-                                    until_ms: now_ms + after_ms,
-                                };
-                                continue;
-                            }
-                            reached
-                        }
+                    let delayed_until_ms = match self.windows[i].1 {
+                        WindowState::Delayed { until_ms } => Some(until_ms),
+                        _ => None,
                     };
-                    if !due {
-                        continue;
+                    let start = self.windows[i].0.start;
+                    match start_due(start, delayed_until_ms, now_ms, ops_done, &self.progress) {
+                        StartDue::NotYet => continue,
+                        StartDue::DelayUntil(until_ms) => {
+                            self.windows[i].1 = WindowState::Delayed { until_ms };
+                            continue;
+                        }
+                        StartDue::Now => {}
                     }
                     if self.windows[i].0.fault.aimed() {
                         self.windows[i].1 = WindowState::Armed { since_ms: now_ms };
