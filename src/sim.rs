@@ -34,9 +34,10 @@ pub struct SimArgs {
     /// (1 is classic Zipf; larger, hotter hot keys; near 0, nearly uniform).
     #[arg(long, default_value_t = 1.0)]
     zipf_exponent: f64,
-    /// The workload: cart or register.
+    /// The workload: cart, register, or set (Jepsen's set test: a cart whose every operation is an
+    /// add; with `--keys 1`, one set).
     #[arg(long, default_value = "cart")]
-    workload: Workload,
+    workload: WorkloadArg,
     // Faults to mix: the help is made from `NemesisKind::ALL` (see `nemesis_help`), so that it
     // names every kind there is.
     #[arg(long, default_value = "all", help = nemesis_help(&NemesisKind::ALL))]
@@ -92,6 +93,24 @@ pub struct SimArgs {
     /// Where to write the run's files (default store/<workload>-<seed>/, and store/latest).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+}
+
+/// `--workload`: the plan's workloads, and `set`, the cart with adds only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadArg {
+    Cart,
+    Register,
+    Set,
+}
+
+impl WorkloadArg {
+    /// The plan's workload.
+    pub fn workload(self) -> Workload {
+        match self {
+            WorkloadArg::Cart | WorkloadArg::Set => Workload::Cart,
+            WorkloadArg::Register => Workload::Register,
+        }
+    }
 }
 
 /// `--nodes`: how many nodes, or (for `dynamo live` on a running cluster) their addresses.
@@ -174,7 +193,8 @@ impl SimArgs {
             ops: self.ops,
             keys: self.keys,
             key_dist,
-            workload: self.workload,
+            workload: self.workload.workload(),
+            adds_only: self.workload == WorkloadArg::Set,
             nemesis: NemesisKind::parse_list(&self.nemesis)?,
             n: self.n,
             r: self.r,
@@ -325,7 +345,12 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         exponent(&c.key_dist).to_string(),
         exponent(&d.key_dist).to_string(),
     );
-    opt("workload", c.workload.to_string(), d.workload.to_string());
+    let workload = if c.adds_only {
+        "set".to_owned()
+    } else {
+        c.workload.to_string()
+    };
+    opt("workload", workload, d.workload.to_string());
     opt("nemesis", nemesis_arg(&c.nemesis), nemesis_arg(&d.nemesis));
     opt("n", c.n.to_string(), d.n.to_string());
     opt("r", c.r.to_string(), d.r.to_string());
@@ -583,5 +608,50 @@ mod tests {
         let uniform = ["sim", "--key-dist", "uniform", "--zipf-exponent", "2"];
         let parsed = SimLine::try_parse_from(uniform).unwrap();
         assert!(parsed.args.config(1).is_err());
+    }
+
+    #[test]
+    fn the_set_workload_is_a_cart_of_adds_only_and_its_repro_line_says_set() {
+        let line =
+            SimLine::try_parse_from(["sim", "--workload", "set", "--keys", "1", "--ops", "60"])
+                .unwrap();
+        let config = line.args.config(4).unwrap();
+        assert_eq!((config.workload, config.adds_only), (Workload::Cart, true));
+        let plan = Plan::generate(config).unwrap();
+        assert!(
+            plan.ops
+                .iter()
+                .all(|op| op.kind == dynamo_workloads::plan::OpKind::Update && op.key == 0),
+            "every operation an add to the one set"
+        );
+        let repro = repro_command(&plan).unwrap();
+        assert!(repro.contains("--workload set"), "{repro}");
+        let again = SimLine::try_parse_from(shell_words(&repro)).unwrap();
+        assert_eq!(again.args.config(4).unwrap(), plan.config);
+        // A cart plan keeps its mix, and a register plan cannot be adds only.
+        let cart = Plan::generate(SimConfig {
+            ops: 60,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        assert!(
+            cart.ops
+                .iter()
+                .any(|op| op.kind != dynamo_workloads::plan::OpKind::Update)
+        );
+        let register = SimConfig {
+            workload: Workload::Register,
+            adds_only: true,
+            ..SimConfig::default()
+        };
+        assert!(register.validate().is_err());
+    }
+
+    /// The words of a repro line (single-quoted words as the line quotes them).
+    fn shell_words(line: &str) -> Vec<String> {
+        let line = line.strip_prefix("dynamo ").unwrap_or(line);
+        line.split(' ')
+            .map(|w| w.trim_matches('\'').to_owned())
+            .collect()
     }
 }

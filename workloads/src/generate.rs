@@ -105,7 +105,9 @@ fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
     };
     // Cart: reads, updates (read, add, put) and adds without a read, 2 : 6 : 1. Register: reads,
     // updates with the last read's context, blind puts and deletes, 3 : 3 : 2 : 1.
+    // Set (cart, adds only): every operation an add, as Jepsen's set test.
     let kinds: &[(OpKind, u64)] = match c.workload {
+        Workload::Cart if c.adds_only => &[(OpKind::Update, 1)],
         Workload::Cart => &[
             (OpKind::Read, 2),
             (OpKind::Update, 6),

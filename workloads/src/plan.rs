@@ -203,6 +203,11 @@ pub struct SimConfig {
     /// `quiesce_ms`, as they did.
     #[serde(default)]
     pub quiesce_until_rest: bool,
+    /// Cart only: every operation is an add (read, union, add one item, put with the context),
+    /// as in Jepsen's set test (`--workload set`); off, the cart mix of reads, adds and adds
+    /// without a read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adds_only: bool,
     /// Mean number of client operations between the starts of two fault windows: the density of
     /// faults. A run with any nemesis has at least one window, however few its operations.
     #[serde(default = "fault_gap_ops_default")]
@@ -359,6 +364,7 @@ impl Default for SimConfig {
             think_ms_max: 20,
             quiesce_ms: 5_000,
             quiesce_until_rest: true,
+            adds_only: false,
             fault_gap_ops: FAULT_GAP_OPS_DEFAULT,
             fault_duration_ms: 2_000,
             fault_overlap_percent: FAULT_OVERLAP_PERCENT_DEFAULT,
@@ -383,6 +389,9 @@ pub const FAULT_DURATION_MS_MAX: u64 = 3_600_000;
 impl SimConfig {
     /// Checks the settings; the error names what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if self.adds_only && self.workload != Workload::Cart {
+            return Err("adds_only (--workload set) is a cart workload".to_owned());
+        }
         if self.nodes == 0 || self.nodes > NODES_MAX {
             return Err(format!("--nodes must be 1..={NODES_MAX}"));
         }
