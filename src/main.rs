@@ -15,6 +15,7 @@ mod bench;
 mod check;
 mod detection;
 mod duration;
+mod experiment;
 mod kv;
 mod live;
 mod nightly;
@@ -66,6 +67,9 @@ enum Command {
     /// Detection power: the nightly's random seeds for the correct node and each deliberate bug; the
     /// share of seeds that catch each bug (and the correct node's false alarms, which must be none).
     Detection(detection::DetectionArgs),
+    /// A published result measured here: riak (Jepsen 2013), versions (Dynamo 2007), pbs (PBS
+    /// 2012); ours beside theirs.
+    Experiment(experiment::ExperimentArgs),
     /// Combine the summary.json (and junit.xml) of nightly shards.
     Merge(nightly::MergeArgs),
     /// Search for a smaller plan that still fails with the same anomaly; writes DIR/shrunk/.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::report(args),
         Command::Nightly(args) => nightly::nightly(args),
         Command::Detection(args) => detection::detection(args),
+        Command::Experiment(args) => experiment::experiment(args),
         Command::Merge(args) => nightly::merge(args),
         Command::Shrink(args) => shrink::shrink(args),
         Command::Live(args) => live::live(args),

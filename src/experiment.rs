@@ -1,0 +1,331 @@
+//! `dynamo experiment NAME`: published results of the field, measured here with one command.
+//!
+//! Each experiment runs a few fixed configurations (not the nightly's random draws) over a range of
+//! seeds, checks every history, sums the checker's figures over the seeds and prints them beside
+//! the published figure, with what differs between their setup and ours (EXPERIMENTS.md has the
+//! commands, the outputs and the discussion):
+//!
+//! - `riak`: Jepsen's "Call me maybe: Riak" (Kingsbury, 2013): clients add elements to one set
+//!   while a partition cuts five nodes 2 | 3; the share of acknowledged adds lost, with
+//!   last-write-wins (sloppy and strict quorum) and with siblings merged by set union.
+//! - `versions`: Dynamo (DeCandia et al., SOSP 2007, §6.3): how many versions a read of a shopping
+//!   cart returns.
+//! - `pbs`: Probabilistically Bounded Staleness (Bailis et al., VLDB 2012): t-visibility, P(fresh
+//!   | t), for N = 3 with R = W = 1, R = 1 W = 2 and R = W = 2.
+
+use crate::nightly::parse_seeds;
+use clap::{Args, ValueEnum};
+use dynamo_checker::stats::{Stats, T_VISIBILITY_EDGES_MS};
+use dynamo_checker::{check, parse_reader};
+use dynamo_node::config::Bug;
+use dynamo_workloads::plan::{FixedPartition, KeyDist, NodeOptions, Plan, SimConfig, Workload};
+use dynamo_workloads::run;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Which experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Experiment {
+    /// Jepsen's Riak set test (2013): acknowledged adds lost under a partition.
+    Riak,
+    /// Dynamo's versions per read (SOSP 2007, §6.3).
+    Versions,
+    /// PBS t-visibility (VLDB 2012) for N = 3 and three quorum settings.
+    Pbs,
+}
+
+/// Options of `dynamo experiment`.
+#[derive(Args, Debug)]
+pub struct ExperimentArgs {
+    /// The experiment.
+    #[arg(value_enum)]
+    experiment: Experiment,
+    /// The seeds of every configuration: A..B (B excluded), A..=B, or one seed.
+    #[arg(long, value_parser = parse_seeds, default_value = "0..10")]
+    seeds: Range<u64>,
+    /// Simulations at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// One configuration of an experiment: a row of its table.
+struct Setup {
+    /// The row's name.
+    label: &'static str,
+    /// The published figure for this row, as the source gives it.
+    published: &'static str,
+    config: SimConfig,
+}
+
+/// Five nodes, a partition n1 n2 | n3 n4 n5 from 1 s to 6 s, five clients adding to one set: the
+/// shape of Jepsen's Riak runs (their partition lasted longer; their clients were also five).
+fn riak(bug: Option<Bug>, sloppy_quorum: bool) -> SimConfig {
+    SimConfig {
+        nodes: 5,
+        clients: 5,
+        ops: 2_000,
+        keys: 1,
+        workload: Workload::Cart,
+        adds_only: true,
+        nemesis: Vec::new(),
+        fixed_partitions: vec![FixedPartition {
+            groups: vec![vec![0, 1], vec![2, 3, 4]],
+            from_ms: 1_000,
+            until_ms: 6_000,
+        }],
+        bug,
+        node: NodeOptions {
+            sloppy_quorum,
+            ..NodeOptions::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+/// N = 3 with quorums `r` and `w`, no fault, 32 busy clients reading and writing 8 registers (so
+/// that many reads start within milliseconds of a write of their key): staleness comes only from
+/// replication racing the reads.
+fn pbs(r: usize, w: usize) -> SimConfig {
+    SimConfig {
+        nodes: 5,
+        clients: 32,
+        ops: 8_000,
+        keys: 8,
+        think_ms_max: 2,
+        key_dist: KeyDist::Uniform,
+        workload: Workload::Register,
+        nemesis: Vec::new(),
+        n: 3,
+        r,
+        w,
+        ..SimConfig::default()
+    }
+}
+
+fn setups(experiment: Experiment) -> Vec<Setup> {
+    match experiment {
+        Experiment::Riak => vec![
+            Setup {
+                label: "last-write-wins, sloppy quorum",
+                published: "1,478 of 1,964 acknowledged writes lost (75%)",
+                config: riak(Some(Bug::Lww), true),
+            },
+            Setup {
+                label: "last-write-wins, strict quorum",
+                published: "124 of 985 lost (13%)",
+                config: riak(Some(Bug::Lww), false),
+            },
+            Setup {
+                label: "siblings, merged by set union",
+                published: "0 of 5,944 lost",
+                config: riak(None, true),
+            },
+        ],
+        Experiment::Versions => vec![
+            Setup {
+                label: "shopping cart, 10,000 carts chosen uniformly, no fault",
+                published: "1 version 99.94%, 2: 0.00057, 3: 0.00047, 4: 0.00009",
+                config: SimConfig {
+                    nemesis: Vec::new(),
+                    keys: 10_000,
+                    key_dist: KeyDist::Uniform,
+                    ops: 4_000,
+                    ..SimConfig::default()
+                },
+            },
+            Setup {
+                label: "shopping cart, 1,000 carts chosen by Zipf (s = 1), no fault",
+                published: "(the same production figure)",
+                config: SimConfig {
+                    nemesis: Vec::new(),
+                    keys: 1_000,
+                    ops: 4_000,
+                    ..SimConfig::default()
+                },
+            },
+        ],
+        Experiment::Pbs => vec![
+            Setup {
+                label: "N=3 R=1 W=1",
+                published: "97.4% fresh at t=0, >99.999% by about 5 ms (LinkedIn SSD)",
+                config: pbs(1, 1),
+            },
+            Setup {
+                label: "N=3 R=1 W=2",
+                published: "fresh more often than R=W=1 at every t",
+                config: pbs(1, 2),
+            },
+            Setup {
+                label: "N=3 R=2 W=2",
+                published: "100% at t=0 (R+W>N)",
+                config: pbs(2, 2),
+            },
+        ],
+    }
+}
+
+/// The checker's figures of one seed of `config`.
+fn one(config: &SimConfig, seed: u64) -> Result<Stats, String> {
+    let plan = Plan::generate(SimConfig {
+        seed,
+        ..config.clone()
+    })?;
+    let output = run(&plan)?;
+    let parsed = parse_reader(&output.history[..]).map_err(|e| format!("seed {seed}: {e}"))?;
+    Ok(check(&parsed.history).stats)
+}
+
+/// Every seed of `config` on `jobs` threads, the figures in seed order.
+fn all(config: &SimConfig, seeds: &Range<u64>, jobs: usize) -> Result<Vec<Stats>, String> {
+    let seeds: Vec<u64> = seeds.clone().collect();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(vec![None; seeds.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(seeds.len()).max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let stats = one(config, seed);
+                    out.lock().expect("no panic holds it")[i] = Some(stats);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .expect("no panic holds it")
+        .into_iter()
+        .map(|s| s.expect("every seed ran"))
+        .collect()
+}
+
+/// Our figure for one row, summed over its seeds.
+fn ours(experiment: Experiment, stats: &[Stats]) -> String {
+    match experiment {
+        Experiment::Riak => {
+            let acked: usize = stats.iter().map(|s| s.writes.acknowledged).sum();
+            let lost: usize = stats.iter().map(|s| s.writes.lost).sum();
+            let refused: usize = stats.iter().map(|s| s.writes.failed).sum();
+            let unknown: usize = stats.iter().map(|s| s.writes.indeterminate).sum();
+            format!(
+                "{lost} of {acked} acknowledged lost ({:.1}%); {refused} refused, {unknown} indeterminate",
+                percent(lost, acked)
+            )
+        }
+        Experiment::Versions => {
+            let count = |label: &str| -> usize {
+                stats
+                    .iter()
+                    .map(|s| s.siblings_per_read.counts.get(label).copied().unwrap_or(0))
+                    .sum()
+            };
+            let reads: usize = stats.iter().map(|s| s.siblings_per_read.reads).sum();
+            let mut line = format!(
+                "{reads} reads: 1 version {:.2}%",
+                percent(count("1"), reads)
+            );
+            for label in ["2", "3", "4+"] {
+                let _ = write!(
+                    line,
+                    ", {label}: {:.5}",
+                    count(label) as f64 / reads.max(1) as f64
+                );
+            }
+            line
+        }
+        Experiment::Pbs => {
+            let mut pairs = vec![0usize; T_VISIBILITY_EDGES_MS.len()];
+            let mut fresh = vec![0usize; T_VISIBILITY_EDGES_MS.len()];
+            for s in stats {
+                for (i, bin) in s.t_visibility.iter().flat_map(|v| &v.bins).enumerate() {
+                    pairs[i] += bin.pairs;
+                    fresh[i] += bin.fresh;
+                }
+            }
+            let mut line = String::new();
+            for (i, from_ms) in T_VISIBILITY_EDGES_MS.iter().enumerate().take(6) {
+                if pairs[i] > 0 {
+                    let _ = write!(
+                        line,
+                        "{}t={from_ms} ms: {:.2}% of {}",
+                        if line.is_empty() { "" } else { "; " },
+                        percent(fresh[i], pairs[i]),
+                        pairs[i]
+                    );
+                }
+            }
+            line
+        }
+    }
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// Runs `dynamo experiment`.
+pub fn experiment(args: ExperimentArgs) -> Result<ExitCode, String> {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let started = Instant::now();
+    outln!(
+        "dynamo experiment {:?}: seeds {}..{} per row, {jobs} jobs",
+        args.experiment,
+        args.seeds.start,
+        args.seeds.end
+    );
+    for setup in setups(args.experiment) {
+        let row = Instant::now();
+        let stats = all(&setup.config, &args.seeds, jobs)?;
+        outln!("{}", setup.label);
+        outln!("  published: {}", setup.published);
+        outln!(
+            "  ours:      {} ({:.0} s)",
+            ours(args.experiment, &stats),
+            row.elapsed().as_secs_f64()
+        );
+    }
+    outln!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setup_is_a_valid_plan() {
+        for experiment in [Experiment::Riak, Experiment::Versions, Experiment::Pbs] {
+            for setup in setups(experiment) {
+                setup
+                    .config
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", setup.label));
+            }
+        }
+    }
+
+    #[test]
+    fn the_riak_rows_tell_lww_from_siblings() {
+        let mut lww = riak(Some(Bug::Lww), true);
+        let mut union = riak(None, true);
+        for c in [&mut lww, &mut union] {
+            c.ops = 300;
+            c.fixed_partitions[0].until_ms = 2_000;
+        }
+        let lost = |c: &SimConfig| one(c, 1).unwrap().writes.lost;
+        assert!(lost(&lww) > 0, "last-write-wins loses adds");
+        assert_eq!(lost(&union), 0, "siblings merged by union lose none");
+        let line = ours(Experiment::Riak, &[one(&lww, 1).unwrap()]);
+        assert!(line.contains("acknowledged lost"), "{line}");
+    }
+}
