@@ -156,7 +156,7 @@ fn setups(experiment: Experiment) -> Vec<Setup> {
             },
             Setup {
                 label: "N=3 R=1 W=2",
-                published: "fresh more often than R=W=1 at every t",
+                published: "(no figure quoted here)",
                 config: pbs(1, 2),
             },
             Setup {
