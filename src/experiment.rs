@@ -128,7 +128,7 @@ fn setups(experiment: Experiment) -> Vec<Setup> {
         Experiment::Versions => vec![
             Setup {
                 label: "shopping cart, 10,000 carts chosen uniformly, no fault",
-                published: "1 version 99.94%, 2: 0.00057, 3: 0.00047, 4: 0.00009",
+                published: "1 version 99.94%, 2 versions 0.00057%, 3: 0.00047%, 4: 0.00009%",
                 config: SimConfig {
                     nemesis: Vec::new(),
                     keys: 10_000,

@@ -126,6 +126,23 @@ fn the_report_names_every_anomaly_and_its_witnesses() {
         "five plots"
     );
     assert!(html.contains(r#"<h3 id="key-cart-"#), "a per-key view");
+    // The writes' outcomes as results.json counts them, and the PBS curve.
+    let writes = &results["stats"]["writes"];
+    assert!(
+        html.contains(&format!(
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            writes["acknowledged"], writes["failed"], writes["indeterminate"], writes["lost"]
+        )),
+        "the writes table"
+    );
+    assert!(
+        writes["lost"].as_u64().unwrap() > 0,
+        "the failing run lost writes"
+    );
+    assert!(
+        html.contains("<h3>t-visibility</h3>"),
+        "the t-visibility plot"
+    );
 
     // Self-contained: nothing is fetched.
     for external in [

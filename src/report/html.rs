@@ -431,6 +431,19 @@ fn figures_html(out: &mut String, stats: &Value) {
         }
         out.push_str("</table>");
     }
+    if let Some(w) = stats.get("writes") {
+        let n = |k: &str| w.get(k).map(Value::to_string).unwrap_or_default();
+        let share = w.get("lost_share").and_then(Value::as_f64).unwrap_or(0.0);
+        let _ = write!(
+            out,
+            r#"<h3>Writes</h3><table><tr><th>acknowledged</th><th>failed</th><th>indeterminate</th><th>acknowledged and lost</th><th>lost share</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td></tr></table>"#,
+            n("acknowledged"),
+            n("failed"),
+            n("indeterminate"),
+            n("lost"),
+            share * 100.0
+        );
+    }
     let rest: serde_json::Map<String, Value> = stats
         .as_object()
         .map(|m| {
@@ -439,6 +452,7 @@ fn figures_html(out: &mut String, stats: &Value) {
                     !matches!(
                         k.as_str(),
                         "by_f"
+                            | "writes"
                             | "latency_ns"
                             | "unknown"
                             | "notes"
