@@ -346,7 +346,14 @@ async fn serve_connection<S, E: Env>(
         settled = settle_role(&mut conn, ctx) => settled,
     };
     let Some((role, first)) = settled else { return };
-    let class = Class::of(&role);
+    // An anonymous connection (its first frame a request) is a client's, whatever its rights: on
+    // an open node it may use the admin verbs, but it is the clients' traffic, and 32 admin slots
+    // would cut off a busy application's connections. The admin budget is for those who say Hello.
+    let class = if first.is_some() {
+        Class::Client
+    } else {
+        Class::of(&role)
+    };
     let admitted = ctx
         .registry
         .borrow_mut()

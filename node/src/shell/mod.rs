@@ -31,8 +31,9 @@
 //!
 //! Connections are counted per class, each with its own budget, so that one class cannot lock
 //! out another: [`PENDING_CONNECTIONS_MAX`] that have not said who they are yet (each has
-//! [`HANDSHAKE_TIMEOUT_MS`] to do so), [`CLIENT_CONNECTIONS_MAX`] clients,
-//! [`ADMIN_CONNECTIONS_MAX`] admins and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
+//! [`HANDSHAKE_TIMEOUT_MS`] to do so), [`CLIENT_CONNECTIONS_MAX`] clients (anonymous connections
+//! among them, also an open node's, which have admin rights), [`ADMIN_CONNECTIONS_MAX`] admins
+//! that said Hello, and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
 //! connections, clients or admins makes room by closing its least recently active connection
 //! (idle connections cannot lock newcomers out); a full class of peers, all authenticated,
 //! refuses the newcomer. Every byte a connection buffers, and every decoded frame waiting for the
