@@ -61,8 +61,8 @@ struct Setup {
     config: SimConfig,
 }
 
-/// Five nodes, a partition n1 n2 | n3 n4 n5 from 1 s to 6 s, five clients adding to one set: the
-/// shape of Jepsen's Riak runs (their partition lasted longer; their clients were also five).
+/// Five nodes, a partition n1 n2 | n3 n4 n5 from 1 s to 6 s, five clients adding to one set, each
+/// bound to its own node: the shape of Jepsen's Riak runs (their partition lasted longer).
 fn riak(bug: Option<Bug>, sloppy_quorum: bool) -> SimConfig {
     SimConfig {
         nodes: 5,
@@ -71,6 +71,7 @@ fn riak(bug: Option<Bug>, sloppy_quorum: bool) -> SimConfig {
         keys: 1,
         workload: Workload::Cart,
         adds_only: true,
+        pin_clients: true,
         nemesis: Vec::new(),
         fixed_partitions: vec![FixedPartition {
             groups: vec![vec![0, 1], vec![2, 3, 4]],

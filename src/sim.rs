@@ -78,6 +78,9 @@ pub struct SimArgs {
     /// Wait the whole --quiesce-ms even when the cluster is at rest sooner.
     #[arg(long)]
     full_quiesce: bool,
+    /// Client c sends every operation to node c mod nodes (as Jepsen binds each client to one node).
+    #[arg(long)]
+    pin_clients: bool,
     #[command(flatten)]
     mechanisms: crate::kv::MechanismArgs,
     /// After the heal, poll the replicas until they agree and report how long that took.
@@ -195,6 +198,7 @@ impl SimArgs {
             key_dist,
             workload: self.workload.workload(),
             adds_only: self.workload == WorkloadArg::Set,
+            pin_clients: self.pin_clients,
             nemesis: NemesisKind::parse_list(&self.nemesis)?,
             n: self.n,
             r: self.r,
@@ -396,6 +400,7 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         ("--no-anti-entropy", !c.node.anti_entropy),
         ("--measure-convergence", c.measure_convergence),
         ("--full-quiesce", !c.quiesce_until_rest),
+        ("--pin-clients", c.pin_clients),
     ] {
         if on {
             args.push(flag.to_owned());
@@ -645,6 +650,29 @@ mod tests {
             ..SimConfig::default()
         };
         assert!(register.validate().is_err());
+    }
+
+    #[test]
+    fn pinned_clients_keep_to_one_node_and_change_nothing_else() {
+        let config = SimConfig {
+            ops: 200,
+            ..SimConfig::default()
+        };
+        let free = Plan::generate(config.clone()).unwrap();
+        let pinned = Plan::generate(SimConfig {
+            pin_clients: true,
+            ..config
+        })
+        .unwrap();
+        let nodes = pinned.config.nodes as u32;
+        assert!(pinned.ops.iter().all(|op| op.node == op.client % nodes));
+        assert!(free.ops.iter().any(|op| op.node != op.client % nodes));
+        for (a, b) in free.ops.iter().zip(&pinned.ops) {
+            assert_eq!((a.client, a.key, a.kind), (b.client, b.key, b.kind));
+        }
+        assert_eq!(free.faults, pinned.faults);
+        let repro = repro_command(&pinned).unwrap();
+        assert!(repro.contains("--pin-clients"), "{repro}");
     }
 
     /// The words of a repro line (single-quoted words as the line quotes them).

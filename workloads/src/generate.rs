@@ -132,7 +132,13 @@ fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
                 }
             };
             let kind = kinds[g.weighted(&weights)].0;
-            let node = g.below(c.nodes as u64) as u32;
+            // Drawn either way, so that pinning changes nothing else of the plan.
+            let drawn = g.below(c.nodes as u64) as u32;
+            let node = if c.pin_clients {
+                client % c.nodes as u32
+            } else {
+                drawn
+            };
             let think_ms = g.between(0, c.think_ms_max.min(u64::from(u32::MAX))) as u32;
             ClientOp {
                 client,

@@ -208,6 +208,10 @@ pub struct SimConfig {
     /// without a read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adds_only: bool,
+    /// Client c sends every operation to node c mod nodes, as Jepsen binds each client to one node
+    /// (`--pin-clients`); off, each operation's node is drawn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pin_clients: bool,
     /// Mean number of client operations between the starts of two fault windows: the density of
     /// faults. A run with any nemesis has at least one window, however few its operations.
     #[serde(default = "fault_gap_ops_default")]
@@ -365,6 +369,7 @@ impl Default for SimConfig {
             quiesce_ms: 5_000,
             quiesce_until_rest: true,
             adds_only: false,
+            pin_clients: false,
             fault_gap_ops: FAULT_GAP_OPS_DEFAULT,
             fault_duration_ms: 2_000,
             fault_overlap_percent: FAULT_OVERLAP_PERCENT_DEFAULT,
