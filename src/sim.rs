@@ -27,7 +27,8 @@ pub struct SimArgs {
     /// Number of keys.
     #[arg(long, default_value_t = 20)]
     keys: usize,
-    /// Key choice: zipf (a few hot keys) or uniform.
+    /// Key choice: zipf (a few hot keys), uniform, or owners (Dynamo's carts: each key but a few
+    /// shared hot ones belongs to one client, which writes it almost alone).
     #[arg(long, default_value = "zipf")]
     key_dist: String,
     /// The Zipf skew s, with `--key-dist zipf`: key i (from 0) is chosen with weight 1 / (i+1)^s
@@ -175,10 +176,15 @@ impl SimArgs {
     pub(crate) fn config(&self, seed: u64) -> Result<SimConfig, String> {
         let key_dist = match self.key_dist.as_str() {
             "uniform" => KeyDist::Uniform,
+            "owners" => KeyDist::Owners,
             "zipf" => KeyDist::Zipf {
                 exponent: self.zipf_exponent,
             },
-            other => return Err(format!("unknown --key-dist {other:?}: zipf or uniform")),
+            other => {
+                return Err(format!(
+                    "unknown --key-dist {other:?}: zipf, uniform or owners"
+                ));
+            }
         };
         let e = self.zipf_exponent;
         if !(e.is_finite() && e > 0.0 && e <= ZIPF_EXPONENT_MAX) {
@@ -186,7 +192,7 @@ impl SimArgs {
                 "--zipf-exponent {e} is not above 0 and at most {ZIPF_EXPONENT_MAX}"
             ));
         }
-        if self.zipf_exponent != 1.0 && key_dist == KeyDist::Uniform {
+        if self.zipf_exponent != 1.0 && !matches!(key_dist, KeyDist::Zipf { .. }) {
             return Err("--zipf-exponent applies to --key-dist zipf only".to_owned());
         }
         let config = SimConfig {
@@ -334,10 +340,11 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
     let key_dist = |k: &KeyDist| match k {
         KeyDist::Uniform => "uniform".to_owned(),
         KeyDist::Zipf { .. } => "zipf".to_owned(),
+        KeyDist::Owners => "owners".to_owned(),
     };
     let exponent = |k: &KeyDist| match k {
         KeyDist::Zipf { exponent } => *exponent,
-        KeyDist::Uniform => 1.0,
+        KeyDist::Uniform | KeyDist::Owners => 1.0,
     };
     opt("nodes", c.nodes.to_string(), d.nodes.to_string());
     opt("clients", c.clients.to_string(), d.clients.to_string());

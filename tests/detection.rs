@@ -137,6 +137,7 @@ fn describe(c: &SimConfig) -> String {
     let key_dist = match c.key_dist {
         KeyDist::Uniform => "uniform",
         KeyDist::Zipf { .. } => "zipf",
+        KeyDist::Owners => "owners",
     };
     format!(
         "--workload {} --nodes {} --n {} --r {} --w {} --ops {} --keys {} --key-dist {key_dist} \

@@ -37,8 +37,8 @@
 //! nodes.
 
 use crate::plan::{
-    ClientOp, DiskDamage, Fault, FaultWindow, KeyDist, NemesisKind, OpKind, PLAN_VERSION, Plan,
-    SimConfig, Start, Victim, Workload,
+    ClientOp, DiskDamage, Fault, FaultWindow, KeyDist, NemesisKind, OWNED_HOT_KEYS,
+    OWNED_HOT_PERCENT, OpKind, PLAN_VERSION, Plan, SimConfig, Start, Victim, Workload,
 };
 use crate::prng::{SplitMix64, mix64};
 
@@ -98,9 +98,22 @@ fn zipf_cdf(keys: usize, exponent: f64) -> Vec<f64> {
         .collect()
 }
 
+/// A key of [`KeyDist::Owners`] for `client`: a hot key, or one of its own (a hot key when it owns
+/// none, with fewer keys than clients).
+fn owned_key(c: &SimConfig, client: u32, g: &mut SplitMix64) -> u32 {
+    let hot = OWNED_HOT_KEYS.min(c.keys);
+    let clients = c.clients as u64;
+    let owned = (c.keys - hot) as u64;
+    let own = owned / clients + u64::from((client as u64) < owned % clients);
+    if g.below(100) < OWNED_HOT_PERCENT || own == 0 {
+        return g.below(hot.max(1) as u64) as u32;
+    }
+    (hot as u64 + client as u64 + clients * g.below(own)) as u32
+}
+
 fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
     let cdf = match c.key_dist {
-        KeyDist::Uniform => None,
+        KeyDist::Uniform | KeyDist::Owners => None,
         KeyDist::Zipf { exponent } => Some(zipf_cdf(c.keys, exponent)),
     };
     // Cart: reads, updates (read, add, put) and adds without a read, 2 : 6 : 1. Register: reads,
@@ -125,6 +138,7 @@ fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
         .map(|_| {
             let client = g.below(c.clients as u64) as u32;
             let key = match &cdf {
+                None if c.key_dist == KeyDist::Owners => owned_key(c, client, g),
                 None => g.below(c.keys as u64) as u32,
                 Some(cdf) => {
                     let u = g.unit_f64();
@@ -431,6 +445,42 @@ fn draw_partition(nodes: usize, expendable: &[u32], g: &mut SplitMix64) -> Fault
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_carts_have_one_writer_but_the_few_hot_ones() {
+        let config = SimConfig {
+            key_dist: KeyDist::Owners,
+            keys: 103,
+            clients: 8,
+            ops: 20_000,
+            ..SimConfig::default()
+        };
+        let plan = Plan::generate(config).unwrap();
+        let hot = OWNED_HOT_KEYS as u32;
+        let mut hot_ops = 0;
+        for op in &plan.ops {
+            assert!((op.key as usize) < 103, "{op:?}");
+            if op.key < hot {
+                hot_ops += 1;
+            } else {
+                assert_eq!((op.key - hot) % 8, op.client, "a cart of another client: {op:?}");
+            }
+        }
+        // 2% of 20,000 operations on the shared carts, give or take.
+        assert!((250..550).contains(&hot_ops), "{hot_ops} on hot carts");
+        // Every client's own carts are used, the last one included.
+        let last_owned = 102;
+        assert!(plan.ops.iter().any(|op| op.key == last_owned));
+        // With fewer keys than the hot ones, every key is shared.
+        let tiny = Plan::generate(SimConfig {
+            key_dist: KeyDist::Owners,
+            keys: 2,
+            ops: 100,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        assert!(tiny.ops.iter().all(|op| op.key < 2));
+    }
     use dynamo_node::config::FsyncPolicy;
 
     #[test]

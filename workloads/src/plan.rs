@@ -58,7 +58,17 @@ pub enum KeyDist {
         /// The skew; 1.0 is classic Zipf.
         exponent: f64,
     },
+    /// The shopping carts of Dynamo's §6.3: most carts have one writer, a few are shared. The
+    /// first [`OWNED_HOT_KEYS`] keys are hot, chosen by anyone [`OWNED_HOT_PERCENT`]% of the time;
+    /// every other key belongs to one client (key k to client (k - hot) mod clients), which picks
+    /// uniformly among its own the rest of the time.
+    Owners,
 }
+
+/// `KeyDist::Owners`: how many hot keys every client shares.
+pub const OWNED_HOT_KEYS: usize = 4;
+/// `KeyDist::Owners`: the share of operations, in percent, on a hot key.
+pub const OWNED_HOT_PERCENT: u64 = 2;
 
 /// A kind of fault the nemesis can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
