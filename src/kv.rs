@@ -507,38 +507,29 @@ pub fn state(args: StateArgs) -> Result<ExitCode, String> {
 /// `dynamo leave`: the node leaves the ring; it hands its data to the new owners and keeps
 /// serving until they have it (`dynamo state` on it then shows its keys going).
 pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
-    init_logging("warn");
-    runtime()?.block_on(async move {
-        let request = dynamo_node::wire::Request::Leave;
-        match client(&args.node)?.request(request).await {
-            Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
-                let members: Vec<&NodeId> = ring.members().keys().collect();
-                outln!(
-                    "{}",
-                    json!({"ok": true, "version": ring.version(), "members": members})
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Ok(dynamo_node::wire::Response::Error { error }) => {
-                Ok(failed("leave", ClientError::Node(error)))
-            }
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Ok(failed("leave", e)),
-        }
-    })
+    membership_request("leave", &args.node, dynamo_node::wire::Request::Leave)
 }
 
 /// `dynamo forget`: removes a member gone for good from the ring (admin).
 pub fn forget(args: ForgetArgs) -> Result<ExitCode, String> {
-    init_logging("warn");
     if !valid_node_id(&args.id) {
         return Err(format!("{:?} is not a node name", args.id));
     }
+    let request = dynamo_node::wire::Request::Forget {
+        id: args.id.as_str().into(),
+    };
+    membership_request("forget", &args.node, request)
+}
+
+/// Sends a membership request (`verb` names it in errors) and prints the ring it answers with.
+fn membership_request(
+    verb: &str,
+    node: &NodeArgs,
+    request: dynamo_node::wire::Request,
+) -> Result<ExitCode, String> {
+    init_logging("warn");
     runtime()?.block_on(async move {
-        let request = dynamo_node::wire::Request::Forget {
-            id: args.id.as_str().into(),
-        };
-        match client(&args.node)?.request(request).await {
+        match client(node)?.request(request).await {
             Ok(dynamo_node::wire::Response::Membership { ring, .. }) => {
                 let members: Vec<&NodeId> = ring.members().keys().collect();
                 outln!(
@@ -548,10 +539,10 @@ pub fn forget(args: ForgetArgs) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             }
             Ok(dynamo_node::wire::Response::Error { error }) => {
-                Ok(failed("forget", ClientError::Node(error)))
+                Ok(failed(verb, ClientError::Node(error)))
             }
             Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Ok(failed("forget", e)),
+            Err(e) => Ok(failed(verb, e)),
         }
     })
 }

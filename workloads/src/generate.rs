@@ -463,7 +463,11 @@ mod tests {
             if op.key < hot {
                 hot_ops += 1;
             } else {
-                assert_eq!((op.key - hot) % 8, op.client, "a cart of another client: {op:?}");
+                assert_eq!(
+                    (op.key - hot) % 8,
+                    op.client,
+                    "a cart of another client: {op:?}"
+                );
             }
         }
         // 2% of 20,000 operations on the shared carts, give or take.
