@@ -135,6 +135,56 @@ where
     Ok(chart.draw_series(LineSeries::new(last, style))?)
 }
 
+/// The chart of a latency plot: latency (ms, log scale from `lo` to `hi`) over the run's time (s),
+/// its mesh drawn and the faults shaded.
+fn latency_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    s: &Series,
+    lo: f64,
+    hi: f64,
+) -> Result<ChartContext<'a, SVGBackend<'b>, LatencyCoord>> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..s.end_s.max(0.001), (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .light_line_style(GRID.mix(0.5))
+        .bold_line_style(GRID)
+        .x_desc("time (s)")
+        .y_desc("latency (ms)")
+        .y_labels(6)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .draw()?;
+    shade(&mut chart, s, lo, hi)?;
+    Ok(chart)
+}
+
+/// The coordinates of [`latency_chart`].
+type LatencyCoord = Cartesian2d<
+    plotters::coord::types::RangedCoordf64,
+    plotters::coord::combinators::LogCoord<f64>,
+>;
+
+/// Draws a chart's legend, upper right.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GRID)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Latency of every operation over time, log scale, coloured by operation; fail and info marked.
 pub fn latency_raw(s: &Series) -> String {
     canvas(|root| {
@@ -144,22 +194,7 @@ pub fn latency_raw(s: &Series) -> String {
         } else {
             log_range(s.points.iter().map(|p| p.latency_ms))
         };
-        let mut chart = ChartBuilder::on(root)
-            .margin(10)
-            .x_label_area_size(32)
-            .y_label_area_size(52)
-            .build_cartesian_2d(0.0..s.end_s.max(0.001), (lo..hi).log_scale())?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.5))
-            .bold_line_style(GRID)
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .y_labels(6)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .draw()?;
-        shade(&mut chart, s, lo, hi)?;
+        let mut chart = latency_chart(root, s, lo, hi)?;
         if fine {
             let lines: [Line<QuantileBin>; 2] =
                 [("p50", OK, |b| b.p50_ms), ("max", FAIL, |b| b.max_ms)];
@@ -206,12 +241,7 @@ pub fn latency_raw(s: &Series) -> String {
                     .legend(|(x, y)| TriangleMarker::new((x + 7, y), 4, INFO.filled()));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GRID)
-            .draw()?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
@@ -220,22 +250,7 @@ pub fn latency_raw(s: &Series) -> String {
 pub fn latency_quantiles(s: &Series) -> String {
     canvas(|root| {
         let (lo, hi) = log_range(s.quantiles.iter().flat_map(|b| [b.p50_ms, b.max_ms]));
-        let mut chart = ChartBuilder::on(root)
-            .margin(10)
-            .x_label_area_size(32)
-            .y_label_area_size(52)
-            .build_cartesian_2d(0.0..s.end_s.max(0.001), (lo..hi).log_scale())?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.5))
-            .bold_line_style(GRID)
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .y_labels(6)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .draw()?;
-        shade(&mut chart, s, lo, hi)?;
+        let mut chart = latency_chart(root, s, lo, hi)?;
         let lines: [Line<QuantileBin>; 4] = [
             ("p50", OK, |b| b.p50_ms),
             ("p95", GET, |b| b.p95_ms),
@@ -250,12 +265,7 @@ pub fn latency_quantiles(s: &Series) -> String {
                     PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GRID)
-            .draw()?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
@@ -300,12 +310,7 @@ pub fn throughput(s: &Series) -> String {
                     PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GRID)
-            .draw()?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
