@@ -121,6 +121,14 @@ fn setups(experiment: Experiment) -> Vec<Setup> {
                 config: riak(Some(Bug::Lww), false),
             },
             Setup {
+                label: "last-write-wins, sloppy quorum, no partition",
+                published: "(no such run: how much of the loss the partition causes)",
+                config: SimConfig {
+                    fixed_partitions: Vec::new(),
+                    ..riak(Some(Bug::Lww), true)
+                },
+            },
+            Setup {
                 label: "siblings, merged by set union",
                 published: "0 of 5,944 lost",
                 config: riak(None, true),

@@ -682,6 +682,42 @@ mod tests {
         assert!(repro.contains("--pin-clients"), "{repro}");
     }
 
+    #[test]
+    fn ending_the_quiesce_at_rest_gives_the_verdicts_of_the_whole_wait() {
+        use dynamo_checker::{Validity, check, parse_reader};
+        for seed in 0..3 {
+            let config = SimConfig {
+                seed,
+                ops: 300,
+                nemesis: vec![
+                    NemesisKind::Crash,
+                    NemesisKind::Partition,
+                    NemesisKind::Wipe,
+                ],
+                fault_gap_ops: 60,
+                fault_duration_ms: 400,
+                ..SimConfig::default()
+            };
+            let verdict = |config: SimConfig| {
+                let output = run(&Plan::generate(config).unwrap()).unwrap();
+                let parsed = parse_reader(&output.history[..]).unwrap();
+                let results = check(&parsed.history);
+                let kinds: Vec<_> = results.anomalies.keys().copied().collect();
+                (results.valid, kinds)
+            };
+            let early = verdict(config.clone());
+            let full = verdict(SimConfig {
+                quiesce_until_rest: false,
+                ..config
+            });
+            assert_eq!(
+                early, full,
+                "seed {seed}: the quiesce's end changed the verdict"
+            );
+            assert_eq!(early.0, Validity::True, "seed {seed}");
+        }
+    }
+
     /// The words of a repro line (single-quoted words as the line quotes them).
     fn shell_words(line: &str) -> Vec<String> {
         let line = line.strip_prefix("dynamo ").unwrap_or(line);

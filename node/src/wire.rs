@@ -227,8 +227,9 @@ pub struct NodeStatus {
     /// Keys stored here that this node no longer owns, still being handed over.
     pub handoff_keys: u64,
     /// The root of the Merkle tree of each partition this node stores keys of, by partition:
-    /// replicas with equal roots hold equal states, so a harness can tell that a cluster is at
-    /// rest from one status per node instead of reading every key.
+    /// replicas with equal roots hold the same versions (clocks, dots, contexts; the digest does
+    /// not hash values), so a harness can tell that a cluster is at rest from one status per node
+    /// instead of reading every key.
     pub merkle_roots: Vec<(u32, u64)>,
     /// Replicas per key, and the read and write quorums.
     pub n: u32,

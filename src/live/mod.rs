@@ -37,7 +37,7 @@ use dynamo_node::env::TokioEnv;
 use dynamo_node::ring::{NodeId, Ring};
 use dynamo_workloads::history::{Process, Recorder};
 use dynamo_workloads::plan::{ClientOp, NemesisKind, Plan, SimConfig};
-use dynamo_workloads::rest::Rest;
+use dynamo_workloads::rest::{Rest, status_round};
 use dynamo_workloads::runner::{
     CONVERGENCE_PROBE_MS, FINAL_READ_ATTEMPTS_MAX, HISTORY_FORMAT, final_reads,
 };
@@ -554,16 +554,9 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(CONVERGENCE_PROBE_MS)).await;
             nemesis.supervise(cluster, clock.ms());
             if c.quiesce_until_rest {
-                let mut round = Vec::with_capacity(admins.len());
-                for admin in &mut admins {
-                    match admin.status().await {
-                        Ok(status) => round.push(status),
-                        Err(_) => break,
-                    }
-                }
-                let answered = (round.len() == admins.len()).then_some(&round[..]);
+                let round = status_round(&mut admins).await;
                 let now_ms = healed_at.elapsed().as_millis() as u64;
-                if rest.observe(now_ms, answered, c.n) {
+                if rest.observe(now_ms, round.as_deref(), c.n) {
                     break;
                 }
             }

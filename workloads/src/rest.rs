@@ -6,17 +6,23 @@
 //! within a second or two. One status per node tells when nothing is left to move (no hint, no key
 //! held for another owner, no request in flight, one ring, and the same Merkle root on every
 //! replica of every partition), and [`Rest`] ends the quiesce once that has held, unchanged, for
-//! [`REST_CONFIRM_MS`]. A cluster that never gets there (a node without repair, a divergence) waits
+//! [`REST_CONFIRM_MS`]. Equal roots mean equal clocks, dots and contexts on the replicas (the
+//! Merkle digest does not hash values): enough to know that nothing moves any more; the final
+//! replica states, read in full, are what the checker judges. A cluster that never gets there (a node without repair, a divergence) waits
 //! the whole `quiesce_ms`, as before. The sim and `dynamo live` share this rule.
 
+use dynamo_node::client::Client;
+use dynamo_node::env::Env;
 use dynamo_node::ring::Ring;
+use dynamo_node::shell::LINK_PENDING_MS_MAX;
 use dynamo_node::wire::NodeStatus;
 
-/// How long a cluster must stay at rest, unchanged, before the quiesce ends: longer than a
-/// message can still be on its way after the heal (a slow link's latency is at most 299 ms) and
-/// than a coordinator's round (`request_timeout_ms`, 500 by default), so that nothing sent before
-/// the heal lands after the replica states are read.
-pub const REST_CONFIRM_MS: u64 = 600;
+/// How long a cluster must stay at rest, unchanged, before the quiesce ends: longer than anything
+/// sent before it can still arrive. A peer link that is re-dialing keeps its messages for up to
+/// [`LINK_PENDING_MS_MAX`] (a status cannot show them, and a forwarded put among them would start
+/// a new round), then they travel a slow link's latency (at most 299 ms); a coordinator's round
+/// ends by its deadline, and rounds in flight are in the status.
+pub const REST_CONFIRM_MS: u64 = LINK_PENDING_MS_MAX + 500;
 
 /// Whether the statuses of every node show a cluster with nothing left to move. `statuses` must
 /// hold one status per node of the cluster, members or not; `n` is the replica count.
@@ -61,6 +67,12 @@ pub fn at_rest(statuses: &[NodeStatus], n: usize) -> bool {
             }
         })
     })
+}
+
+/// One status from each node, asked all at once; `None` when one did not answer.
+pub async fn status_round<E: Env>(admins: &mut [Client<E>]) -> Option<Vec<NodeStatus>> {
+    let round = futures::future::join_all(admins.iter_mut().map(|a| a.status())).await;
+    round.into_iter().map(Result::ok).collect()
 }
 
 /// Each node's Merkle roots, by partition, in node order.

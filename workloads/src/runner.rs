@@ -17,7 +17,7 @@ use crate::history::{Process, Recorder};
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
-use crate::rest::Rest;
+use crate::rest::{Rest, status_round};
 use crate::workload::{
     HistoryClock, NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns,
 };
@@ -451,8 +451,7 @@ async fn control(
             }
         }
         if c.quiesce_until_rest {
-            let round = futures::future::join_all(admins.iter_mut().map(|a| a.status())).await;
-            let round: Option<Vec<_>> = round.into_iter().map(Result::ok).collect();
+            let round = status_round(&mut admins).await;
             let now_ms = healed_at.elapsed().as_millis() as u64;
             at_rest = rest.observe(now_ms, round.as_deref(), c.n);
             if at_rest && !measuring {

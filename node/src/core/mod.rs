@@ -662,8 +662,9 @@ impl Core {
         self.ready.removals.push(key);
     }
 
-    /// xorshift64: enough to spread gossip and name actors; seeded, so simulations replay.
-    /// Puts a round in the table, counting what it holds.
+    /// Puts a round in the table, counting what it holds. The count is taken as the round enters
+    /// (and leaves): a get round that then gathers its replicas' states holds more than counted,
+    /// up to N states per round, so the bound on held bytes is soft by that factor.
     fn insert_round(&mut self, req: u64, round: Round) {
         self.rounds_held_bytes += round.held_bytes();
         if let Some(old) = self.rounds.insert(req, round) {
@@ -683,6 +684,7 @@ impl Core {
         self.rounds_held_bytes
     }
 
+    /// xorshift64: enough to spread gossip and name actors; seeded, so simulations replay.
     fn next_random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
