@@ -15,9 +15,10 @@
 
 use crate::nightly::parse_seeds;
 use clap::{Args, ValueEnum};
-use dynamo_checker::stats::{Stats, T_VISIBILITY_EDGES_MS};
+use dynamo_checker::stats::{Stats, T_VISIBILITY_EDGES_US};
 use dynamo_checker::{check, parse_reader};
 use dynamo_node::config::Bug;
+use dynamo_workloads::latency::preset;
 use dynamo_workloads::plan::{FixedPartition, KeyDist, NodeOptions, Plan, SimConfig, Workload};
 use dynamo_workloads::run;
 use std::fmt::Write as _;
@@ -87,22 +88,36 @@ fn riak(bug: Option<Bug>, sloppy_quorum: bool) -> SimConfig {
     }
 }
 
-/// N = 3 with quorums `r` and `w`, no fault, 32 busy clients reading and writing 8 registers (so
-/// that many reads start within milliseconds of a write of their key): staleness comes only from
-/// replication racing the reads.
-fn pbs(r: usize, w: usize) -> SimConfig {
+/// Model µs per tick in the PBS rows: LinkedIn's network latencies are a quarter of a millisecond,
+/// so one tick stands for 50 µs of the model (a time dilation of 20, `SimConfig::tick_us`).
+const PBS_TICK_US: u64 = 50;
+/// Operations per seed of a PBS row: about a third of them are reads paired with a write.
+const PBS_OPS: usize = 40_000;
+
+/// `nodes` nodes, N = 3 with quorums `r` and `w` under a PBS latency preset, no fault, 32 clients
+/// reading and
+/// writing 8 registers with up to 2 ms (model time) between operations, so that reads start from zero
+/// to a few milliseconds after a write of their key: staleness comes only from replication racing
+/// the reads. With many nodes most coordinators hold no replica of the key, as in PBS's model
+/// (Voldemort's clients route requests themselves): the write is acknowledged only after a
+/// round trip, while it travels to the other replicas. A coordinator that holds a replica
+/// acknowledges W = 1 at once, before any other replica could have the write.
+fn pbs(nodes: usize, r: usize, w: usize, latency: &str) -> SimConfig {
     SimConfig {
-        nodes: 5,
+        nodes,
         clients: 32,
-        ops: 8_000,
+        ops: PBS_OPS,
         keys: 8,
-        think_ms_max: 2,
+        // Ticks: 2 ms of the model.
+        think_ms_max: 2_000 / PBS_TICK_US,
         key_dist: KeyDist::Uniform,
         workload: Workload::Register,
         nemesis: Vec::new(),
         n: 3,
         r,
         w,
+        latency: Some(preset(latency).expect("a PBS preset")),
+        tick_us: PBS_TICK_US,
         ..SimConfig::default()
     }
 }
@@ -171,19 +186,29 @@ fn setups(experiment: Experiment) -> Vec<Setup> {
         ],
         Experiment::Pbs => vec![
             Setup {
-                label: "N=3 R=1 W=1",
-                published: "97.4% fresh at t=0, >99.999% by about 5 ms (LinkedIn SSD)",
-                config: pbs(1, 1),
+                label: "LinkedIn SSD latencies (lnkd-ssd), N=3 R=1 W=1, 15 nodes (most coordinators hold no replica, as in PBS)",
+                published: "97.4% fresh at t=0, >99.999% by about 5 ms",
+                config: pbs(15, 1, 1, "lnkd-ssd"),
             },
             Setup {
-                label: "N=3 R=1 W=2",
+                label: "LinkedIn SSD latencies (lnkd-ssd), N=3 R=1 W=1, 5 nodes (3 coordinators in 5 hold a replica)",
+                published: "(PBS models no coordinator that holds a replica)",
+                config: pbs(5, 1, 1, "lnkd-ssd"),
+            },
+            Setup {
+                label: "LinkedIn SSD latencies (lnkd-ssd), N=3 R=1 W=2, 15 nodes",
                 published: "(no figure quoted here)",
-                config: pbs(1, 2),
+                config: pbs(15, 1, 2, "lnkd-ssd"),
             },
             Setup {
-                label: "N=3 R=2 W=2",
+                label: "LinkedIn SSD latencies (lnkd-ssd), N=3 R=2 W=2, 15 nodes",
                 published: "100% at t=0 (R+W>N)",
-                config: pbs(2, 2),
+                config: pbs(15, 2, 2, "lnkd-ssd"),
+            },
+            Setup {
+                label: "LinkedIn disk latencies (lnkd-disk), N=3 R=1 W=1, 15 nodes",
+                published: "(slower writes than lnkd-ssd: stale for longer)",
+                config: pbs(15, 1, 1, "lnkd-disk"),
             },
         ],
     }
@@ -255,25 +280,34 @@ fn ours(experiment: Experiment, stats: &[Stats]) -> String {
             line
         }
         Experiment::Pbs => {
-            let mut pairs = vec![0usize; T_VISIBILITY_EDGES_MS.len()];
-            let mut fresh = vec![0usize; T_VISIBILITY_EDGES_MS.len()];
+            let mut pairs = vec![0usize; T_VISIBILITY_EDGES_US.len()];
+            let mut fresh = vec![0usize; T_VISIBILITY_EDGES_US.len()];
             for s in stats {
                 for (i, bin) in s.t_visibility.iter().flat_map(|v| &v.bins).enumerate() {
                     pairs[i] += bin.pairs;
                     fresh[i] += bin.fresh;
                 }
             }
-            let mut line = String::new();
-            for (i, from_ms) in T_VISIBILITY_EDGES_MS.iter().enumerate().take(6) {
-                if pairs[i] > 0 {
-                    let _ = write!(
-                        line,
-                        "{}t={from_ms} ms: {:.2}% of {}",
-                        if line.is_empty() { "" } else { "; " },
-                        percent(fresh[i], pairs[i]),
-                        pairs[i]
-                    );
+            let total: usize = pairs.iter().sum();
+            let mut line = format!("{total} read/write pairs; P(fresh) for t in ms:");
+            let ms = |us: u64| us as f64 / 1_000.0;
+            for (i, &from_us) in T_VISIBILITY_EDGES_US.iter().enumerate() {
+                // The figure stops at 10 ms: past it every row is fresh.
+                if pairs[i] == 0 || from_us >= 10_000 {
+                    continue;
                 }
+                let until_us = T_VISIBILITY_EDGES_US
+                    .get(i + 1)
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let _ = write!(
+                    line,
+                    "\n             [{}, {}): {:.3}% of {}",
+                    ms(from_us),
+                    ms(until_us),
+                    percent(fresh[i], pairs[i]),
+                    pairs[i]
+                );
             }
             line
         }

@@ -91,6 +91,17 @@ pub struct SimArgs {
     /// the only fault), e.g. `n1,n2|n3,n4,n5@2s..11s`; repeatable.
     #[arg(long = "partition", value_name = "SIDES@FROM..UNTIL")]
     partitions: Vec<String>,
+    /// Peer messages' latency, in µs, drawn per message kind: a preset (lnkd-ssd, lnkd-disk,
+    /// ymmr: the PBS paper's fits), one distribution for all (constant(US), uniform(LO,HI),
+    /// exponential(MEAN), lognormal(MEDIAN,SIGMA), pareto(XM,ALPHA), mix(W*DIST,...)), or
+    /// KIND=DIST,... for write, ack, read, response, other, all. Default: turmoil's 1 to 5 ms.
+    #[arg(long, value_name = "MODEL", value_parser = dynamo_workloads::latency::parse_model)]
+    latency: Option<dynamo_workloads::latency::LatencyModel>,
+    /// With --latency and no fault: model µs per 1 ms tick (10 to 1000). Below 1000 the model's
+    /// delays stretch by 1000/tick-us so that sub-millisecond ones stay apart, and the history's
+    /// times are model time; think times and timeouts still count ticks as ms.
+    #[arg(long, default_value_t = dynamo_workloads::plan::TICK_US_DEFAULT)]
+    tick_us: u64,
     /// Run the seed twice and fail unless both histories are byte-identical.
     #[arg(long)]
     pub(crate) check_determinism: bool,
@@ -224,6 +235,8 @@ impl SimArgs {
                 .iter()
                 .map(|spec| FixedPartition::parse(spec, crate::duration::parse_duration))
                 .collect::<Result<_, _>>()?,
+            latency: self.latency.clone(),
+            tick_us: self.tick_us,
             ..SimConfig::default()
         };
         config.validate()?;
@@ -400,6 +413,7 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         c.node.anti_entropy_interval_ms.to_string(),
         d.node.anti_entropy_interval_ms.to_string(),
     );
+    opt("tick-us", c.tick_us.to_string(), d.tick_us.to_string());
     for (flag, on) in [
         ("--strict-quorum", !c.node.sloppy_quorum),
         ("--no-read-repair", !c.node.read_repair),
@@ -416,6 +430,10 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
     for p in &c.fixed_partitions {
         args.push("--partition".to_owned());
         args.push(p.spec());
+    }
+    if let Some(model) = &c.latency {
+        args.push("--latency".to_owned());
+        args.push(model.to_string());
     }
     Some(args)
 }
@@ -587,6 +605,36 @@ mod tests {
             let line = SimLine::try_parse_from(["sim", arg.as_str()]).unwrap();
             assert!(line.args.config(1).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_latency_model_and_tick_are_in_the_repro_line() {
+        for (spec, shown) in [
+            ("lnkd-ssd", "--latency lnkd-ssd"),
+            (
+                "all=constant(100),write=mix(0.9*pareto(235,10),0.1*exponential(600))",
+                "write=mix(0.9*pareto(235,10),0.1*exponential(600))",
+            ),
+        ] {
+            let plan = Plan::generate(SimConfig {
+                seed: 5,
+                ops: 40,
+                nemesis: Vec::new(),
+                latency: Some(dynamo_workloads::latency::parse_model(spec).unwrap()),
+                tick_us: 50,
+                ..SimConfig::default()
+            })
+            .unwrap();
+            let line = repro_command(&plan).expect("a command line gives it");
+            assert!(line.contains(shown), "{line}");
+            assert!(line.contains("--tick-us 50"), "{line}");
+        }
+        let bad = ["sim", "--latency", "pareto(0,1)"];
+        let e = SimLine::try_parse_from(bad).unwrap_err().to_string();
+        assert!(e.contains("more than 0"), "{e}");
+        let faults = ["sim", "--latency", "lnkd-ssd", "--tick-us", "50"];
+        let parsed = SimLine::try_parse_from(faults).unwrap();
+        assert!(parsed.args.config(1).unwrap_err().contains("no fault"));
     }
 
     #[test]

@@ -155,7 +155,12 @@ pub struct Stats {
 
 /// Lower edges of t-visibility's bins, ms; the last bin has no upper edge. Fine where PBS's curves
 /// move (the first milliseconds), coarse after.
-pub const T_VISIBILITY_EDGES_MS: [u64; 12] = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1_000];
+/// The edges of the t-visibility bins, µs: fine below 5 ms, where latency models of a data centre
+/// (PBS's LinkedIn fits) decide freshness, coarse above, to a last bin of a second and more.
+pub const T_VISIBILITY_EDGES_US: [u64; 20] = [
+    0, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+    200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+];
 
 /// t-visibility: every ok read of the client phase paired with the latest write of its key
 /// acknowledged before the read started (by history order, so a read in the ack's own tick has
@@ -171,13 +176,13 @@ pub struct TVisibility {
     pub bins: Vec<TBin>,
 }
 
-/// One bin of t-visibility: t in `[from_ms, until_ms)`.
+/// One bin of t-visibility: t in `[from_us, until_us)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TBin {
-    pub from_ms: u64,
+    pub from_us: u64,
     /// Absent for the last bin.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub until_ms: Option<u64>,
+    pub until_us: Option<u64>,
     pub pairs: usize,
     pub fresh: usize,
     /// `fresh` / `pairs`, to 6 decimals; absent for an empty bin.
@@ -189,18 +194,18 @@ impl TVisibility {
     /// Bins `(t_ns, fresh)` pairs.
     pub fn of(pairs: &[(u64, bool)]) -> TVisibility {
         let share = |fresh: usize, pairs: usize| (fresh as f64 / pairs as f64 * 1e6).round() / 1e6;
-        let mut bins: Vec<TBin> = T_VISIBILITY_EDGES_MS
+        let mut bins: Vec<TBin> = T_VISIBILITY_EDGES_US
             .iter()
             .enumerate()
-            .map(|(i, &from_ms)| TBin {
-                from_ms,
-                until_ms: T_VISIBILITY_EDGES_MS.get(i + 1).copied(),
+            .map(|(i, &from_us)| TBin {
+                from_us,
+                until_us: T_VISIBILITY_EDGES_US.get(i + 1).copied(),
                 ..TBin::default()
             })
             .collect();
         for &(t_ns, fresh) in pairs {
-            let t_ms = t_ns / 1_000_000;
-            let bin = T_VISIBILITY_EDGES_MS.partition_point(|&edge| edge <= t_ms) - 1;
+            let t_us = t_ns / 1_000;
+            let bin = T_VISIBILITY_EDGES_US.partition_point(|&edge| edge <= t_us) - 1;
             bins[bin].pairs += 1;
             bins[bin].fresh += usize::from(fresh);
         }
@@ -356,17 +361,25 @@ mod tests {
             (5_000 * ms, true),
         ]);
         assert_eq!((v.pairs, v.fresh, v.fresh_share), (6, 4, 0.666667));
-        let bin = |from_ms: u64| v.bins.iter().find(|b| b.from_ms == from_ms).unwrap();
+        let bin = |from_ms: u64| {
+            v.bins
+                .iter()
+                .find(|b| b.from_us == from_ms * 1_000)
+                .unwrap()
+        };
+        // 0 and 999 µs share no bin: [0, 100 µs) and [750 µs, 1 ms).
         assert_eq!(
             (bin(0).pairs, bin(0).fresh, bin(0).fresh_share),
-            (2, 1, Some(0.5))
+            (1, 0, Some(0.0))
         );
-        assert_eq!((bin(1).pairs, bin(1).until_ms), (1, Some(2)));
-        assert_eq!((bin(3).pairs, bin(3).until_ms), (1, Some(5)));
+        let b750 = v.bins.iter().find(|b| b.from_us == 750).unwrap();
+        assert_eq!((b750.pairs, b750.fresh, b750.until_us), (1, 1, Some(1_000)));
+        assert_eq!((bin(1).pairs, bin(1).until_us), (1, Some(1_500)));
+        assert_eq!((bin(3).pairs, bin(3).until_us), (1, Some(5_000)));
         assert_eq!((bin(500).pairs, bin(500).fresh), (1, 0));
-        assert_eq!((bin(1_000).pairs, bin(1_000).until_ms), (1, None));
+        assert_eq!((bin(5_000).pairs, bin(5_000).until_us), (1, None));
         assert_eq!(bin(2).fresh_share, None, "an empty bin has no share");
-        assert_eq!(v.bins.len(), T_VISIBILITY_EDGES_MS.len());
+        assert_eq!(v.bins.len(), T_VISIBILITY_EDGES_US.len());
         assert_eq!(TVisibility::of(&[]).fresh_share, 1.0);
     }
 

@@ -1042,7 +1042,11 @@ fn t_visibility_pairs_each_client_read_with_the_latest_ack_before_it() {
     let v = r.stats.t_visibility.as_ref().expect("t-visibility");
     assert_eq!((v.pairs, v.fresh), (4, 2), "{v:?}");
     let bin = |from_ms: u64| {
-        let b = v.bins.iter().find(|b| b.from_ms == from_ms).unwrap();
+        let b = v
+            .bins
+            .iter()
+            .find(|b| b.from_us == from_ms * 1_000)
+            .unwrap();
         (b.pairs, b.fresh)
     };
     assert_eq!(

@@ -12,12 +12,14 @@
 //!   needs both.
 
 use crate::fs::{DiskFaults, FaultyFs, FileSystem, SimFs, StdFs};
+use crate::wire::PeerMessage;
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What a node and a client need from the world.
@@ -39,6 +41,43 @@ pub trait Env: Clone + Send + Sync + 'static {
     fn wall_clock_ms(&self) -> u64;
     /// A random number.
     fn random_u64(&self) -> u64;
+    /// How long a received peer message is held back before the node sees it: the simulated
+    /// network's latency model ([`PeerDelays`]). The real network has its own, so zero there.
+    fn peer_delay(&self, message: &PeerMessage) -> Duration {
+        let _ = message;
+        Duration::ZERO
+    }
+}
+
+/// The kinds of peer message that PBS's WARS model times separately (Bailis et al., VLDB 2012):
+/// a write on its way to a replica, the replica's ack, a read on its way to a replica, the
+/// replica's response; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    Write,
+    Ack,
+    Read,
+    Response,
+    Other,
+}
+
+impl MessageKind {
+    /// The kind of `message`.
+    pub fn of(message: &PeerMessage) -> MessageKind {
+        match message {
+            PeerMessage::Store { .. } => MessageKind::Write,
+            PeerMessage::StoreAck { .. } => MessageKind::Ack,
+            PeerMessage::Fetch { .. } => MessageKind::Read,
+            PeerMessage::FetchReply { .. } => MessageKind::Response,
+            _ => MessageKind::Other,
+        }
+    }
+}
+
+/// A simulated network's delays of peer messages by kind (the simulator's latency models).
+pub trait PeerDelays: Send + Sync + std::fmt::Debug {
+    /// One draw for a message of `kind`.
+    fn delay(&self, kind: MessageKind) -> Duration;
 }
 
 /// A bound listener.
@@ -111,6 +150,7 @@ pub struct SimEnv {
     rng: Arc<Mutex<StdRng>>,
     skew_ms: Arc<AtomicI64>,
     disk_faults: DiskFaults,
+    delays: Option<Arc<dyn PeerDelays>>,
 }
 
 impl SimEnv {
@@ -129,7 +169,14 @@ impl SimEnv {
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
             skew_ms,
             disk_faults,
+            delays: None,
         }
+    }
+
+    /// This environment with received peer messages held back by draws from `delays`.
+    pub fn with_peer_delays(mut self, delays: Arc<dyn PeerDelays>) -> SimEnv {
+        self.delays = Some(delays);
+        self
     }
 
     /// The switches of this environment's disk (a handle sharing them).
@@ -170,5 +217,11 @@ impl Env for SimEnv {
     }
     fn random_u64(&self) -> u64 {
         self.rng.lock().expect("rng lock").next_u64()
+    }
+    fn peer_delay(&self, message: &PeerMessage) -> Duration {
+        match &self.delays {
+            Some(delays) => delays.delay(MessageKind::of(message)),
+            None => Duration::ZERO,
+        }
     }
 }

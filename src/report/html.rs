@@ -778,7 +778,7 @@ pub fn render(r: &Report) -> String {
             "t-visibility",
             svg,
             &format!(
-                "P(fresh | t), the PBS curve: of the client reads that started t ms (bins) after the latest acknowledged write of their key, the share that saw it or a descendant; {pairs} reads."
+                "P(fresh | t), the PBS curve: of the client reads that started t ms after the latest acknowledged write of their key, the share that saw it or a descendant, in bins that start at their label and end at the next; {pairs} reads."
             ),
         );
     }

@@ -152,6 +152,15 @@ fn window(stats: &Value) -> Option<Window> {
     })
 }
 
+/// µs as ms for a bin's label: `0.1`, `1.5`, `20`.
+fn ms_text(us: u64) -> String {
+    if us.is_multiple_of(1_000) {
+        (us / 1_000).to_string()
+    } else {
+        format!("{}", us as f64 / 1_000.0)
+    }
+}
+
 fn visibility(stats: &Value) -> Vec<VisibilityBin> {
     let bins = stats
         .pointer("/t_visibility/bins")
@@ -159,11 +168,11 @@ fn visibility(stats: &Value) -> Vec<VisibilityBin> {
         .map_or(&[][..], Vec::as_slice);
     bins.iter()
         .filter_map(|b| {
-            let from = b.get("from_ms")?.as_u64()?;
-            let label = match b.get("until_ms").and_then(Value::as_u64) {
-                Some(until) if until == from + 1 => from.to_string(),
-                Some(until) => format!("{from}-{}", until - 1),
-                None => format!("{from}+"),
+            // The bin's lower edge: twenty labels of a range would overlap; the caption says so.
+            let from = b.get("from_us")?.as_u64()?;
+            let label = match b.get("until_us") {
+                Some(_) => ms_text(from),
+                None => format!("{}+", ms_text(from)),
             };
             Some(VisibilityBin {
                 label,

@@ -60,12 +60,23 @@ pub struct Recorder {
     pub info: u64,
     /// Nemesis events.
     pub faults: u64,
+    /// Model µs per simulated ms (`SimConfig::tick_us`): event times are multiplied by
+    /// `tick_us / 1000`; 0 (the default) leaves them as they are.
+    tick_us: u64,
 }
 
 impl Recorder {
     /// An empty history.
     pub fn new() -> Recorder {
         Recorder::default()
+    }
+
+    /// An empty history whose times are model time: the simulation's, times `tick_us / 1000`.
+    pub fn with_tick_us(tick_us: u64) -> Recorder {
+        Recorder {
+            tick_us,
+            ..Recorder::default()
+        }
     }
 
     /// Appends one event. `fields` must serialise as a JSON object (or as null, for none); its
@@ -79,9 +90,13 @@ impl Recorder {
         fields: &F,
     ) {
         let line_start = self.buf.len();
+        let time = match self.tick_us {
+            0 | 1_000 => time_ns,
+            tick_us => (u128::from(time_ns) * u128::from(tick_us) / 1_000) as u64,
+        };
         let header = Header {
             index: self.next_index,
-            time: time_ns,
+            time,
             process,
             kind,
             f,

@@ -17,6 +17,7 @@
 
 pub mod generate;
 pub mod history;
+pub mod latency;
 pub mod nemesis;
 pub mod plan;
 pub mod prng;

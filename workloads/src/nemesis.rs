@@ -343,7 +343,7 @@ impl Nemesis {
         let c = &plan.config;
         let names = c.node_names();
         let windows = &plan.faults;
-        let latency_ms_max = c.latency_ms_max;
+        let latency_ms_max = c.turmoil_latency_ms().1;
         let quiet = Quiet {
             quorum_checked: c.quorum_checked(),
             fsync_always: c.fsync == FsyncPolicy::Always,

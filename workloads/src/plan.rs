@@ -24,6 +24,7 @@
 //! windows become windows that start at a time. Its seed, given to `dynamo sim --seed`, expands to
 //! a different plan today; its plan.json, not its seed, reproduces it.
 
+use crate::latency::LatencyModel;
 use dynamo_node::config::{Bug, FsyncPolicy, parse_variant};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -243,6 +244,36 @@ pub struct SimConfig {
     /// that need one partition of a known shape and time, as Jepsen's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fixed_partitions: Vec<FixedPartition>,
+    /// Peer messages' latency drawn per message kind from this model (`--latency`,
+    /// [`crate::latency`]) instead of turmoil's `latency_ms_min..=latency_ms_max`, which then
+    /// applies to nothing but a slow-link fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyModel>,
+    /// Model µs per tick (`--tick-us`), with a latency model only: the simulation steps in ticks
+    /// of 1 ms of the nodes' runtime (tokio's timers have no finer grain), and this says how much
+    /// of the model's time one tick stands for. Below 1000 the run is a time dilation: a latency
+    /// model's delays stretch by `1000 / tick_us` so that sub-millisecond delays stay apart, and
+    /// the history's times are model time (ticks × `tick_us`), while every other duration of the
+    /// plan (think times, timeouts, quiesce) still counts ticks as ms. No faults then.
+    #[serde(
+        default = "tick_us_default",
+        skip_serializing_if = "is_tick_us_default"
+    )]
+    pub tick_us: u64,
+}
+
+/// The tick of every plan written before `tick_us` existed.
+pub const TICK_US_DEFAULT: u64 = 1_000;
+/// The finest tick (10 µs of model time): finer multiplies the ticks of a run for no gain the
+/// delays can show.
+pub const TICK_US_MIN: u64 = 10;
+
+fn tick_us_default() -> u64 {
+    TICK_US_DEFAULT
+}
+
+fn is_tick_us_default(tick_us: &u64) -> bool {
+    *tick_us == TICK_US_DEFAULT
 }
 
 /// A partition of the nodes into `groups` from `from_ms` to `until_ms` of simulated time.
@@ -386,6 +417,8 @@ impl Default for SimConfig {
             node: NodeOptions::default(),
             measure_convergence: false,
             fixed_partitions: Vec::new(),
+            latency: None,
+            tick_us: TICK_US_DEFAULT,
         }
     }
 }
@@ -402,6 +435,37 @@ pub const KEYS_MAX: usize = 1_000_000;
 pub const FAULT_DURATION_MS_MAX: u64 = 3_600_000;
 
 impl SimConfig {
+    /// turmoil's latency range for a healthy link, ms: none under a latency model, which delays
+    /// the peer messages itself (clients then reach their node in one tick).
+    pub fn turmoil_latency_ms(&self) -> (u64, u64) {
+        match self.latency {
+            Some(_) => (0, 0),
+            None => (self.latency_ms_min, self.latency_ms_max),
+        }
+    }
+
+    /// A typical one-way delay of a peer message in ticks (simulated ms), for estimates: turmoil's
+    /// bound, or under a latency model its largest mean (at least 1).
+    pub fn message_ms_typical(&self) -> u64 {
+        match &self.latency {
+            Some(model) => {
+                let kinds = [
+                    &model.write,
+                    &model.ack,
+                    &model.read,
+                    &model.response,
+                    &model.other,
+                ];
+                let mean_us = kinds
+                    .iter()
+                    .map(|d| d.mean_us().min(crate::latency::DELAY_US_MAX as f64))
+                    .fold(0.0, f64::max);
+                (mean_us / self.tick_us as f64).ceil().max(1.0) as u64
+            }
+            None => self.latency_ms_max,
+        }
+    }
+
     /// Checks the settings; the error names what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.adds_only && self.workload != Workload::Cart {
@@ -433,6 +497,25 @@ impl SimConfig {
         }
         if self.latency_ms_min > self.latency_ms_max {
             return Err("latency min exceeds max".into());
+        }
+        if let Some(model) = &self.latency {
+            model.validate()?;
+        }
+        if !(TICK_US_MIN..=TICK_US_DEFAULT).contains(&self.tick_us) {
+            return Err(format!(
+                "--tick-us must be {TICK_US_MIN}..={TICK_US_DEFAULT}"
+            ));
+        }
+        if self.tick_us != TICK_US_DEFAULT
+            && (self.latency.is_none()
+                || !self.nemesis.is_empty()
+                || !self.fixed_partitions.is_empty())
+        {
+            return Err(
+                "--tick-us below 1000 needs --latency and no fault (--nemesis none, no --partition): \
+                 it stretches the model's delays, not the faults' times"
+                    .to_owned(),
+            );
         }
         if self.fault_gap_ops == 0 {
             return Err("--fault-gap-ops must be at least 1".into());

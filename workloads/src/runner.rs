@@ -14,6 +14,7 @@
 //! number of its blocks, in any order, as a real disk may.
 
 use crate::history::{Process, Recorder};
+use crate::latency::ModelDelays;
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
 use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
 use crate::prng::mix64;
@@ -25,7 +26,7 @@ use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
 use dynamo_node::config::{ClusterSettings, NodeConfig};
 use dynamo_node::coordinator::view;
-use dynamo_node::env::{Env, SimEnv};
+use dynamo_node::env::{Env, PeerDelays, SimEnv};
 use dynamo_node::fs::{FileSystem, SimFs};
 use dynamo_node::ring::{NodeId, Ring};
 use dynamo_node::store::log::damage::{Damage, apply_damage};
@@ -128,7 +129,7 @@ struct Phase {
 fn expected_duration_ms(c: &SimConfig) -> u64 {
     let per_client = (c.ops as u64).div_ceil(c.clients as u64);
     // A cart update is two round trips; each costs a few latencies.
-    let op_ms = c.think_ms_max / 2 + 4 * c.latency_ms_max + 1;
+    let op_ms = c.think_ms_max / 2 + 4 * c.message_ms_typical() + 1;
     (per_client * op_ms).max(1_000)
 }
 
@@ -212,13 +213,13 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_S))
         .simulation_duration(Duration::from_millis(sim_time_ms_max + SIM_TIME_MARGIN_MS))
         .tick_duration(Duration::from_millis(1))
-        .min_message_latency(Duration::from_millis(c.latency_ms_min))
-        .max_message_latency(Duration::from_millis(c.latency_ms_max))
+        .min_message_latency(Duration::from_millis(c.turmoil_latency_ms().0))
+        .max_message_latency(Duration::from_millis(c.turmoil_latency_ms().1))
         .tcp_capacity(TCP_SEGMENTS_MAX);
     builder.fs().block_size(DISK_BLOCK_BYTES);
     let mut sim = builder.build();
 
-    let recorder = Rc::new(RefCell::new(Recorder::new()));
+    let recorder = Rc::new(RefCell::new(Recorder::with_tick_us(c.tick_us)));
     let mut config_value = serde_json::to_value(c).expect("config serialises");
     config_value["history_format"] = json!(HISTORY_FORMAT);
     config_value["node_names"] = json!(c.node_names());
@@ -238,15 +239,22 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         let config = node_config(plan, node);
         let seed = c.seed;
         let host = k.clone();
+        // One source of delays per node, across its incarnations, as the link outlives a crash.
+        let delays = c.latency.clone().map(|model| {
+            Arc::new(ModelDelays::new(model, seed, node, c.tick_us)) as Arc<dyn PeerDelays>
+        });
         sim.host(config.id.to_string(), move || {
             let config = config.clone();
             let incarnation = host.incarnation.get() + 1;
             host.incarnation.set(incarnation);
-            let env = SimEnv::with_disk_faults(
+            let mut env = SimEnv::with_disk_faults(
                 mix64(seed ^ mix64(node as u64) ^ incarnation << 32),
                 host.skew_ms.clone(),
                 host.disk_faults.clone(),
             );
+            if let Some(delays) = &delays {
+                env = env.with_peer_delays(delays.clone());
+            }
             let wipe = host.wipe_on_start.replace(false);
             let damages = std::mem::take(&mut *host.damage_on_start.borrow_mut());
             let host = host.clone();

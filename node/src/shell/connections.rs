@@ -444,8 +444,23 @@ async fn serve_connection<S, E: Env>(
                 };
                 match inbound(frame, &role, conn_id, charge) {
                     Inbound::Event(event) => {
-                        if events.send(event).await.is_err() {
-                            break;
+                        let delay = match &event {
+                            Event::Peer { message, .. } => ctx.env.peer_delay(message),
+                            _ => Duration::ZERO,
+                        };
+                        if delay.is_zero() {
+                            if events.send(event).await.is_err() {
+                                break;
+                            }
+                        } else {
+                            // The simulated network's latency model: the message arrives later,
+                            // on its own (a later one may overtake it), still charged to the
+                            // inbound budget, which bounds what is held back.
+                            let events = events.clone();
+                            tokio::task::spawn_local(async move {
+                                sleep(delay).await;
+                                let _ = events.send(event).await;
+                            });
                         }
                     }
                     Inbound::Answer(frame) => {
