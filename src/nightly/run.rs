@@ -7,7 +7,7 @@
 
 use super::config::{Overrides, seed_config};
 use super::progress::PROGRESS_REDRAW_MS;
-use super::summary::{SeedResult, Status};
+use super::summary::{SeedResult, Status, WriteTotals};
 use crate::sim::{repro_command, shell_word, write_run};
 use dynamo_checker::{Validity, check, explain, parse_reader};
 use dynamo_workloads::plan::Plan;
@@ -40,6 +40,7 @@ fn run_seed(seed: u64, o: &Overrides, out: &Path, keep: bool) -> SeedResult {
             return result;
         }
     };
+    result.workload = Some(workload_name(&plan.config));
     result.repro = repro_command(&plan).unwrap_or_else(|| {
         format!(
             "dynamo replay {}",
@@ -96,6 +97,7 @@ fn run_seed(seed: u64, o: &Overrides, out: &Path, keep: bool) -> SeedResult {
             }
         }
         result.reasons.extend(r.stats.unknown.iter().cloned());
+        result.writes = Some(WriteTotals::of(&r.stats.writes));
     }
     if result.status != Status::Valid || keep {
         let kept = write_run(&dir, &plan, &output).and_then(|()| {
@@ -115,6 +117,15 @@ fn run_seed(seed: u64, o: &Overrides, out: &Path, keep: bool) -> SeedResult {
     }
     result.wall_ms = start.elapsed().as_millis() as u64;
     result
+}
+
+/// The workload's name as `--workload` spells it: a cart of adds only is Jepsen's `set`.
+fn workload_name(c: &dynamo_workloads::plan::SimConfig) -> String {
+    if c.adds_only {
+        "set".to_owned()
+    } else {
+        c.workload.to_string()
+    }
 }
 
 /// Runs `seeds` on `jobs` worker threads (no new seed after `deadline`), and returns each seed's

@@ -62,6 +62,54 @@ pub struct SeedResult {
     /// The seed's folder, relative to the summary's directory, when its files were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The seed's workload (`cart`, `register` or `set`), when it was planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// The seed's writes by outcome, when it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<WriteTotals>,
+}
+
+/// Writes by outcome (the checker's `stats.writes`), summed over seeds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteTotals {
+    /// Ended `ok`.
+    pub acknowledged: usize,
+    /// Ended `fail`: certainly not carried out.
+    pub failed: usize,
+    /// Ended `info` or never: may or may not have been carried out.
+    pub indeterminate: usize,
+    /// Acknowledged and lost.
+    pub lost: usize,
+    /// `lost` / `acknowledged` (0 when nothing was), to 6 decimals.
+    pub lost_share: f64,
+}
+
+impl WriteTotals {
+    fn add(&mut self, other: &WriteTotals) {
+        self.acknowledged += other.acknowledged;
+        self.failed += other.failed;
+        self.indeterminate += other.indeterminate;
+        self.lost += other.lost;
+        self.lost_share = if self.acknowledged == 0 {
+            0.0
+        } else {
+            (self.lost as f64 / self.acknowledged as f64 * 1e6).round() / 1e6
+        };
+    }
+
+    /// The totals of one checked history.
+    pub fn of(w: &dynamo_checker::stats::WriteCounts) -> WriteTotals {
+        let mut t = WriteTotals::default();
+        t.add(&WriteTotals {
+            acknowledged: w.acknowledged,
+            failed: w.failed,
+            indeterminate: w.indeterminate,
+            lost: w.lost,
+            lost_share: 0.0,
+        });
+        t
+    }
 }
 
 impl SeedResult {
@@ -80,6 +128,8 @@ impl SeedResult {
             wall_ms: 0,
             repro,
             dir: None,
+            workload: None,
+            writes: None,
         }
     }
 }
@@ -145,6 +195,10 @@ pub struct Summary {
     pub counts: Counts,
     /// How many seeds found each anomaly type.
     pub anomaly_seeds: BTreeMap<String, usize>,
+    /// Writes by outcome per workload, over the checked seeds: how many acknowledged writes
+    /// the run put at stake, and the share lost.
+    #[serde(default)]
+    pub writes_by_workload: BTreeMap<String, WriteTotals>,
     pub failing_seeds: Vec<u64>,
     pub results: Vec<SeedResult>,
 }
@@ -168,6 +222,15 @@ impl Summary {
                 *anomaly_seeds.entry(t.clone()).or_default() += 1;
             }
         }
+        let mut writes_by_workload: BTreeMap<String, WriteTotals> = BTreeMap::new();
+        for r in &results {
+            if let (Some(workload), Some(writes)) = (&r.workload, &r.writes) {
+                writes_by_workload
+                    .entry(workload.clone())
+                    .or_default()
+                    .add(writes);
+            }
+        }
         let run = counts.seeds - counts.not_run;
         Summary {
             version: SUMMARY_VERSION,
@@ -184,6 +247,7 @@ impl Summary {
             time_limit_reached,
             counts,
             anomaly_seeds,
+            writes_by_workload,
             failing_seeds: results
                 .iter()
                 .filter(|r| r.status == Status::Invalid)
@@ -309,6 +373,16 @@ pub(super) fn print_verdict(s: &Summary, out: &Path) {
             types.join(", ")
         );
     }
+    for (workload, w) in &s.writes_by_workload {
+        outln!(
+            "{workload}: {} acknowledged writes, {} failed, {} indeterminate; {} acknowledged lost ({:.4}%)",
+            w.acknowledged,
+            w.failed,
+            w.indeterminate,
+            w.lost,
+            100.0 * w.lost_share
+        );
+    }
     outln!(
         "summary: {}  junit: {}",
         out.join(SUMMARY_FILE).display(),
@@ -338,7 +412,62 @@ mod tests {
             wall_ms: 250,
             repro: format!("dynamo sim --seed {seed}"),
             dir: Some(format!("seed-{seed}")),
+            workload: None,
+            writes: None,
         }
+    }
+
+    #[test]
+    fn writes_add_up_per_workload() {
+        let with = |seed, workload: &str, acknowledged, lost| SeedResult {
+            workload: Some(workload.to_owned()),
+            writes: Some(WriteTotals {
+                acknowledged,
+                failed: 1,
+                indeterminate: 2,
+                lost,
+                lost_share: 0.0,
+            }),
+            ..result(seed, Status::Valid)
+        };
+        let s = Summary::new(
+            "0..4".into(),
+            Vec::new(),
+            BTreeMap::new(),
+            1,
+            1.0,
+            false,
+            vec![
+                with(0, "cart", 100, 0),
+                with(1, "cart", 300, 3),
+                with(2, "register", 50, 0),
+                result(3, Status::Error),
+            ],
+        );
+        let cart = s.writes_by_workload["cart"];
+        assert_eq!(
+            (
+                cart.acknowledged,
+                cart.failed,
+                cart.indeterminate,
+                cart.lost
+            ),
+            (400, 2, 4, 3)
+        );
+        assert_eq!(cart.lost_share, 0.0075);
+        assert_eq!(s.writes_by_workload["register"].lost_share, 0.0);
+        assert_eq!(
+            s.writes_by_workload.len(),
+            2,
+            "an unchecked seed counts nowhere"
+        );
+        // summary.json keeps them, and a summary written before them still reads.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["writes_by_workload"]["cart"]["lost"], 3);
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("writes_by_workload");
+        let back: Summary = serde_json::from_value(old).unwrap();
+        assert!(back.writes_by_workload.is_empty());
     }
 
     #[test]
