@@ -51,6 +51,9 @@ pub struct ExperimentArgs {
     /// Simulations at once (default: the number of cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Only these rows of the experiment's table, numbered from 1 (e.g. `--rows 1,3`).
+    #[arg(long, value_delimiter = ',')]
+    rows: Vec<usize>,
 }
 
 /// One configuration of an experiment: a row of its table.
@@ -327,6 +330,14 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode, String> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let setups = setups(args.experiment);
+    if let Some(bad) = args.rows.iter().find(|&&r| r == 0 || r > setups.len()) {
+        return Err(format!(
+            "--rows {bad}: the {:?} experiment has rows 1..={}",
+            args.experiment,
+            setups.len()
+        ));
+    }
     let started = Instant::now();
     outln!(
         "dynamo experiment {:?}: seeds {}..{} per row, {jobs} jobs",
@@ -334,10 +345,13 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode, String> {
         args.seeds.start,
         args.seeds.end
     );
-    for setup in setups(args.experiment) {
+    for (i, setup) in setups.into_iter().enumerate() {
+        if !args.rows.is_empty() && !args.rows.contains(&(i + 1)) {
+            continue;
+        }
         let row = Instant::now();
         let stats = all(&setup.config, &args.seeds, jobs)?;
-        outln!("{}", setup.label);
+        outln!("{}. {}", i + 1, setup.label);
         outln!("  published: {}", setup.published);
         outln!(
             "  ours:      {} ({:.0} s)",
