@@ -94,7 +94,8 @@ pub struct SimArgs {
     /// Peer messages' latency, in µs, drawn per message kind: a preset (lnkd-ssd, lnkd-disk,
     /// ymmr: the PBS paper's fits), one distribution for all (constant(US), uniform(LO,HI),
     /// exponential(MEAN), lognormal(MEDIAN,SIGMA), pareto(XM,ALPHA), mix(W*DIST,...)), or
-    /// KIND=DIST,... for write, ack, read, response, other, all. Default: turmoil's 1 to 5 ms.
+    /// KIND=DIST,... for write, ack, read, response, other (all=DIST: the kinds not named).
+    /// Default: turmoil's 1 to 5 ms.
     #[arg(long, value_name = "MODEL", value_parser = dynamo_workloads::latency::parse_model)]
     latency: Option<dynamo_workloads::latency::LatencyModel>,
     /// With --latency and no fault: model µs per 1 ms tick (10 to 1000). Below 1000 the model's

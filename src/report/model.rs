@@ -448,6 +448,14 @@ fn config_rows(config: Option<&Value>) -> Vec<(String, String)> {
         if FIRST.contains(&k.as_str()) || k == "node_names" {
             continue;
         }
+        // A latency model reads best as the `--latency` argument that gives it.
+        if k == "latency"
+            && let Ok(model) =
+                serde_json::from_value::<dynamo_workloads::latency::LatencyModel>(v.clone())
+        {
+            rows.push((k.clone(), model.to_string()));
+            continue;
+        }
         match v {
             // A group of settings (e.g. the node's options): one row each, `group.setting`.
             Value::Object(group)

@@ -322,8 +322,8 @@ pub fn preset(name: &str) -> Option<LatencyModel> {
 }
 
 /// Reads `--latency`: a preset's name (see [`PRESETS`]), one distribution for every kind, or
-/// `KIND=DIST,...` with kinds `write`, `ack`, `read`, `response`, `other` and `all` (later
-/// entries override earlier ones; every kind needs a distribution). Distributions, in µs:
+/// `KIND=DIST,...` with kinds `write`, `ack`, `read`, `response`, `other`, and `all` for every
+/// kind not named (every kind needs a distribution). Distributions, in µs:
 /// `constant(US)`, `uniform(LOW,HIGH)`, `exponential(MEAN)`, `lognormal(MEDIAN,SIGMA)`,
 /// `pareto(XM,ALPHA)`, `mix(W*DIST,W*DIST,...)`.
 pub fn parse_model(spec: &str) -> Result<LatencyModel, String> {
@@ -334,28 +334,38 @@ pub fn parse_model(spec: &str) -> Result<LatencyModel, String> {
     let mut p = Parser::new(spec);
     let model = if spec.contains('=') {
         let mut kinds: [Option<Dist>; 5] = Default::default();
+        let mut all = None;
         loop {
             let name = p.word()?;
             p.expect('=')?;
             let dist = p.dist(0)?;
-            let slots: Vec<usize> = match name.as_str() {
-                "write" => vec![0],
-                "ack" => vec![1],
-                "read" => vec![2],
-                "response" => vec![3],
-                "other" => vec![4],
-                "all" => (0..5).collect(),
+            let slot = match name.as_str() {
+                "write" => 0,
+                "ack" => 1,
+                "read" => 2,
+                "response" => 3,
+                "other" => 4,
+                "all" => {
+                    all = Some(dist);
+                    if !p.eat(',') {
+                        break;
+                    }
+                    continue;
+                }
                 _ => {
                     return Err(format!(
                         "`{name}` is not a message kind (write, ack, read, response, other, all)"
                     ));
                 }
             };
-            for slot in slots {
-                kinds[slot] = Some(dist.clone());
-            }
+            kinds[slot] = Some(dist);
             if !p.eat(',') {
                 break;
+            }
+        }
+        for kind in &mut kinds {
+            if kind.is_none() {
+                kind.clone_from(&all);
             }
         }
         p.end()?;
@@ -660,6 +670,11 @@ mod tests {
         let m = parse_model("all=constant(100), write=exponential(2000)").unwrap();
         assert_eq!(m.write, Dist::Exponential { mean_us: 2000.0 });
         assert_eq!(m.ack, Dist::Constant { us: 100.0 });
+        let either_order = parse_model("write=exponential(2000),all=constant(100)").unwrap();
+        assert_eq!(
+            either_order, m,
+            "`all` fills the kinds not named, wherever it stands"
+        );
         let round_trip = parse_model(&m.to_string()).unwrap();
         assert_eq!(round_trip, m);
         let one = parse_model("uniform(10,20)").unwrap();
