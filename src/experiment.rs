@@ -19,7 +19,9 @@ use dynamo_checker::stats::{Stats, T_VISIBILITY_EDGES_US};
 use dynamo_checker::{check, parse_reader};
 use dynamo_node::config::Bug;
 use dynamo_workloads::latency::preset;
-use dynamo_workloads::plan::{FixedPartition, KeyDist, NodeOptions, Plan, SimConfig, Workload};
+use dynamo_workloads::plan::{
+    FixedPartition, KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Workload,
+};
 use dynamo_workloads::run;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -169,6 +171,18 @@ fn setups(experiment: Experiment) -> Vec<Setup> {
                 published: "(the same production figure)",
                 config: SimConfig {
                     nemesis: Vec::new(),
+                    keys: 1_000,
+                    key_dist: KeyDist::Owners,
+                    adds_only: true,
+                    ops: 4_000,
+                    ..SimConfig::default()
+                },
+            },
+            Setup {
+                label: "the same owned carts, with partitions and crashes (the paper names failures as a cause)",
+                published: "(the same production figure)",
+                config: SimConfig {
+                    nemesis: NemesisKind::parse_list("partition,crash").expect("known kinds"),
                     keys: 1_000,
                     key_dist: KeyDist::Owners,
                     adds_only: true,
