@@ -43,7 +43,7 @@ use dynamo_workloads::runner::{
 };
 use dynamo_workloads::workload::{HistoryClock, Progress, ReplicaStateJson, Shared, Worker};
 use dynamo_workloads::{RunOutput, RunSummary};
-use nemesis::{Cluster, LiveNemesis};
+use nemesis::{Cluster, live_nemesis};
 use procs::NodeProc;
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -516,7 +516,7 @@ async fn drive(
             worker.process()
         }));
     }
-    let mut nemesis = LiveNemesis::new(plan, recorder.clone(), clock, progress.clone());
+    let mut nemesis = live_nemesis(plan, recorder.clone(), clock, progress.clone());
     let client_start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(NEMESIS_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -525,13 +525,13 @@ async fn drive(
         if interrupted.get() || client_start.elapsed() >= time_limit {
             stop.set(true);
         }
-        nemesis.step(cluster, clock.ms());
+        nemesis.step(cluster)?;
     }
     for handle in handles {
         last_process = last_process.max(handle.await.map_err(|e| format!("a client failed: {e}"))?);
     }
     let client_s = client_start.elapsed().as_secs_f64();
-    nemesis.heal(cluster, clock.ms());
+    nemesis.heal(cluster)?;
     recorder.borrow_mut().record(
         clock.now_ns(),
         Process::Harness,
@@ -552,7 +552,7 @@ async fn drive(
         let mut rest = Rest::default();
         while Instant::now() < quiet_until && !interrupted.get() {
             tokio::time::sleep(Duration::from_millis(CONVERGENCE_PROBE_MS)).await;
-            nemesis.supervise(cluster, clock.ms());
+            nemesis.after_heal(cluster)?;
             if c.quiesce_until_rest {
                 let round = status_round(&mut admins).await;
                 let now_ms = healed_at.elapsed().as_millis() as u64;
@@ -561,7 +561,7 @@ async fn drive(
                 }
             }
         }
-        nemesis.supervise(cluster, clock.ms());
+        nemesis.after_heal(cluster)?;
         recorder.borrow_mut().record(
             clock.now_ns(),
             Process::Harness,
@@ -593,7 +593,7 @@ async fn drive(
         "client_s": client_s,
         "interrupted": interrupted.get(),
         "skipped": nemesis.skipped,
-        "unexpected_exits": nemesis.unexpected_exits,
+        "unexpected_exits": nemesis.env().unexpected_exits,
         "nodes": cluster
             .nodes
             .iter()
@@ -606,7 +606,7 @@ async fn drive(
         interrupted.get(),
         client_s,
         nemesis.skipped.clone(),
-        nemesis.unexpected_exits.clone(),
+        nemesis.env().unexpected_exits.clone(),
     ))
 }
 

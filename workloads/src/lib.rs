@@ -10,8 +10,10 @@
 //!   draws.
 //! - [`workload`]: the client processes of the `cart` and `register` workloads.
 //! - [`history`]: the JSONL recorder.
-//! - [`nemesis`]: opens and closes fault windows on the simulated cluster (overlapping, aimed at
-//!   acknowledged writes, counted), and supervises nodes that stop on storage errors.
+//! - [`nemesis_core`]: the nemesis itself, for the simulator and `dynamo live` alike: when fault
+//!   windows open and close (overlapping, aimed at acknowledged writes, counted), and the
+//!   supervision of nodes that stop by themselves; the environment trait that makes the faults.
+//! - [`nemesis`]: that environment on the simulated cluster (turmoil's `Sim`, the hosts' knobs).
 //! - [`rest`]: when a healed cluster is at rest, which ends the quiesce before its time.
 //! - [`runner`]: the turmoil world: node hosts, the control host, the final phase.
 
@@ -19,6 +21,7 @@ pub mod generate;
 pub mod history;
 pub mod latency;
 pub mod nemesis;
+pub mod nemesis_core;
 pub mod plan;
 pub mod prng;
 pub mod rest;

@@ -16,7 +16,7 @@
 use crate::history::{Process, Recorder};
 use crate::latency::ModelDelays;
 use crate::nemesis::{MembershipCommand, Nemesis, NodeKnobs};
-use crate::plan::{ClientOp, DiskDamage, Plan, SimConfig};
+use crate::plan::{ClientOp, Plan, SimConfig};
 use crate::prng::mix64;
 use crate::rest::{Rest, status_round};
 use crate::workload::{
@@ -29,7 +29,6 @@ use dynamo_node::coordinator::view;
 use dynamo_node::env::{Env, PeerDelays, SimEnv};
 use dynamo_node::fs::{FileSystem, SimFs};
 use dynamo_node::ring::{NodeId, Ring};
-use dynamo_node::store::log::damage::{Damage, apply_damage};
 use dynamo_node::wire::{Request, Response};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -266,17 +265,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
                     done.push("wiped".to_owned());
                 }
                 for held in damages {
-                    let (damage, aim) = (held.damage, held.aim.as_deref());
-                    match apply_damage(
-                        &SimFs,
-                        Path::new(DATA_DIR),
-                        at_rest(damage),
-                        held.pick,
-                        aim,
-                    )? {
-                        Some(what) => done.push(what),
-                        None => done.push(format!("{}: nothing to damage", damage.name())),
-                    }
+                    done.push(held.apply(&SimFs, Path::new(DATA_DIR))?);
                 }
                 *host.started.borrow_mut() = Some(done.join("; "));
                 let listener = env.bind(&format!("0.0.0.0:{NODE_PORT}")).await?;
@@ -373,20 +362,6 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         history: recorder.into_bytes(),
         summary,
     })
-}
-
-/// The node crate's name for damage done to a disk at rest.
-fn at_rest(damage: DiskDamage) -> Damage {
-    match damage {
-        DiskDamage::TornTail => Damage::TornTail,
-        DiskDamage::FlipByte => Damage::FlipByte,
-        DiskDamage::LoseNewestFile => Damage::LoseNewestFile,
-        DiskDamage::LoseFile => Damage::LoseFile,
-        DiskDamage::LoseManifest => Damage::LoseManifest,
-        DiskDamage::FailWrites | DiskDamage::FailSyncs => {
-            unreachable!("a failing disk is a switch on a running node, not damage at rest")
-        }
-    }
 }
 
 /// Deletes every file of the node's data directory: the node restarts with an empty disk.
