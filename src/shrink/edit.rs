@@ -413,28 +413,6 @@ pub fn project(
 pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
     let kept: BTreeSet<usize> = keep.iter().copied().collect();
     let mut p = plan.clone();
-    for w in &mut p.faults {
-        if let Start::ClientOps {
-            client,
-            ops,
-            after_ms,
-        } = w.start
-        {
-            let before = plan
-                .ops
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.client == client)
-                .take(ops as usize)
-                .filter(|(i, _)| kept.contains(i))
-                .count();
-            w.start = Start::ClientOps {
-                client,
-                ops: before as u64,
-                after_ms,
-            };
-        }
-    }
     p.ops = keep.iter().map(|&i| plan.ops[i]).collect();
     let used: BTreeSet<u32> = p.ops.iter().map(|o| o.client).collect();
     let client_of: BTreeMap<u32, u32> = used
@@ -452,12 +430,23 @@ pub fn without_ops(plan: &Plan, keep: &[usize]) -> Plan {
             after_ms,
         } = w.start
         {
+            // A client with no operation left has nothing to pin the window to.
             w.start = match client_of.get(&client) {
-                Some(&client) => Start::ClientOps {
-                    client,
-                    ops,
-                    after_ms,
-                },
+                Some(&new_client) => {
+                    let before = plan
+                        .ops
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, o)| o.client == client)
+                        .take(ops as usize)
+                        .filter(|(i, _)| kept.contains(i))
+                        .count();
+                    Start::ClientOps {
+                        client: new_client,
+                        ops: before as u64,
+                        after_ms,
+                    }
+                }
                 None => Start::Ops(0),
             };
         }
@@ -608,15 +597,7 @@ mod tests {
     }
 
     fn plan() -> Plan {
-        Plan::generate(SimConfig {
-            seed: 5,
-            ops: 200,
-            clients: 6,
-            keys: 10,
-            nodes: 7,
-            ..SimConfig::default()
-        })
-        .unwrap()
+        super::super::test_plan(7)
     }
 
     /// A trace in which op i ran from 10 i ms to 10 i + 5 ms, and window w opened at 100 w + 3 ms.

@@ -559,6 +559,21 @@ fn save(d: &Done, path: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The plan the shrinking steps' tests cut down: 200 operations of 6 clients on 10 keys over
+/// `nodes` nodes, drawn from seed 5.
+#[cfg(test)]
+fn test_plan(nodes: usize) -> Plan {
+    Plan::generate(dynamo_workloads::SimConfig {
+        seed: 5,
+        ops: 200,
+        clients: 6,
+        keys: 10,
+        nodes,
+        ..dynamo_workloads::SimConfig::default()
+    })
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -810,14 +810,7 @@ mod tests {
     use std::time::Duration;
 
     fn plan() -> Plan {
-        Plan::generate(SimConfig {
-            seed: 5,
-            ops: 200,
-            clients: 6,
-            keys: 10,
-            ..SimConfig::default()
-        })
-        .unwrap()
+        super::super::test_plan(SimConfig::default().nodes)
     }
 
     #[test]
