@@ -31,15 +31,8 @@ pub struct ServeArgs {
     /// Directory of the node's data files (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
-    /// Replicas per key.
-    #[arg(long, default_value_t = 3)]
-    n: usize,
-    /// Replies a read waits for.
-    #[arg(long, default_value_t = 2)]
-    r: usize,
-    /// Acks a write waits for.
-    #[arg(long, default_value_t = 2)]
-    w: usize,
+    #[command(flatten)]
+    quorum: QuorumArgs,
     /// Partitions of the ring (Q).
     #[arg(long, default_value_t = PARTITION_COUNT_DEFAULT)]
     partitions: u32,
@@ -98,6 +91,20 @@ impl AuthArgs {
             client_token: read(&self.client_token_file)?,
         })
     }
+}
+
+/// N, R and W, shared by `serve` and `sim`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct QuorumArgs {
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    pub n: usize,
+    /// Read quorum: replies a read waits for.
+    #[arg(long, default_value_t = 2)]
+    pub r: usize,
+    /// Write quorum: acks a write waits for.
+    #[arg(long, default_value_t = 2)]
+    pub w: usize,
 }
 
 /// Switches of the availability machinery, shared by `serve` and `sim`.
@@ -303,7 +310,8 @@ fn serve_config(args: &ServeArgs) -> Result<NodeConfig, String> {
     }
     if args.join.is_empty() {
         let count = members.len();
-        for (name, value) in [("--n", args.n), ("--r", args.r), ("--w", args.w)] {
+        let QuorumArgs { n, r, w } = args.quorum;
+        for (name, value) in [("--n", n), ("--r", r), ("--w", w)] {
             if value > count {
                 return Err(format!(
                     "{name} {value} exceeds the {count} member(s) of the ring (this node and --peers): {}",
@@ -323,9 +331,9 @@ fn serve_config(args: &ServeArgs) -> Result<NodeConfig, String> {
     }
     check_data_dir(&args.data_dir)?;
     let settings = ClusterSettings {
-        n: args.n,
-        r: args.r,
-        w: args.w,
+        n: args.quorum.n,
+        r: args.quorum.r,
+        w: args.quorum.w,
         partition_count: args.partitions,
         fsync: args.fsync,
         request_timeout_ms: args.request_timeout_ms,

@@ -43,15 +43,8 @@ pub struct SimArgs {
     // names every kind there is.
     #[arg(long, default_value = "all", help = nemesis_help(&NemesisKind::ALL))]
     nemesis: String,
-    /// Replicas per key.
-    #[arg(long, default_value_t = 3)]
-    n: usize,
-    /// Read quorum.
-    #[arg(long, default_value_t = 2)]
-    r: usize,
-    /// Write quorum.
-    #[arg(long, default_value_t = 2)]
-    w: usize,
+    #[command(flatten)]
+    quorum: crate::kv::QuorumArgs,
     /// The nodes' fsync policy: always, interval[:MS], none.
     #[arg(long, default_value = "always")]
     fsync: FsyncPolicy,
@@ -218,9 +211,9 @@ impl SimArgs {
             adds_only: self.workload == WorkloadArg::Set,
             pin_clients: self.pin_clients,
             nemesis: NemesisKind::parse_list(&self.nemesis)?,
-            n: self.n,
-            r: self.r,
-            w: self.w,
+            n: self.quorum.n,
+            r: self.quorum.r,
+            w: self.quorum.w,
             fsync: self.fsync,
             bug: self.bug,
             quiesce_ms: self.quiesce_ms,
@@ -345,12 +338,6 @@ pub const ZIPF_EXPONENT_MAX: f64 = 10.0;
 pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
     let d = SimConfig::default();
     let mut args = vec!["--seed".to_owned(), c.seed.to_string()];
-    let mut opt = |name: &str, value: String, default: String| {
-        if full || value != default {
-            args.push(format!("--{name}"));
-            args.push(value);
-        }
-    };
     let key_dist = |k: &KeyDist| match k {
         KeyDist::Uniform => "uniform".to_owned(),
         KeyDist::Zipf { .. } => "zipf".to_owned(),
@@ -360,61 +347,46 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         KeyDist::Zipf { exponent } => *exponent,
         KeyDist::Uniform | KeyDist::Owners => 1.0,
     };
-    opt("nodes", c.nodes.to_string(), d.nodes.to_string());
-    opt("clients", c.clients.to_string(), d.clients.to_string());
-    opt("ops", c.ops.to_string(), d.ops.to_string());
-    opt("keys", c.keys.to_string(), d.keys.to_string());
-    opt("key-dist", key_dist(&c.key_dist), key_dist(&d.key_dist));
-    opt(
-        "zipf-exponent",
-        exponent(&c.key_dist).to_string(),
-        exponent(&d.key_dist).to_string(),
-    );
-    let workload = if c.adds_only {
-        "set".to_owned()
-    } else {
-        c.workload.to_string()
+    let workload = |c: &SimConfig| match c.adds_only {
+        true => "set".to_owned(),
+        false => c.workload.to_string(),
     };
-    opt("workload", workload, d.workload.to_string());
-    opt("nemesis", nemesis_arg(&c.nemesis), nemesis_arg(&d.nemesis));
-    opt("n", c.n.to_string(), d.n.to_string());
-    opt("r", c.r.to_string(), d.r.to_string());
-    opt("w", c.w.to_string(), d.w.to_string());
-    opt("fsync", c.fsync.to_string(), d.fsync.to_string());
-    if let Some(bug) = c.bug {
-        opt("bug", bug.to_string(), String::new());
+    // Each option as read from a configuration; "" for one not given.
+    type Read<'a> = &'a dyn Fn(&SimConfig) -> String;
+    let options: [(&str, Read); 21] = [
+        ("nodes", &|c| c.nodes.to_string()),
+        ("clients", &|c| c.clients.to_string()),
+        ("ops", &|c| c.ops.to_string()),
+        ("keys", &|c| c.keys.to_string()),
+        ("key-dist", &|c| key_dist(&c.key_dist)),
+        ("zipf-exponent", &|c| exponent(&c.key_dist).to_string()),
+        ("workload", &workload),
+        ("nemesis", &|c| nemesis_arg(&c.nemesis)),
+        ("n", &|c| c.n.to_string()),
+        ("r", &|c| c.r.to_string()),
+        ("w", &|c| c.w.to_string()),
+        ("fsync", &|c| c.fsync.to_string()),
+        ("bug", &|c| c.bug.map(|b| b.to_string()).unwrap_or_default()),
+        ("fault-gap-ops", &|c| c.fault_gap_ops.to_string()),
+        ("fault-ms", &|c| c.fault_duration_ms.to_string()),
+        ("fault-overlap", &|c| c.fault_overlap_percent.to_string()),
+        ("think-ms", &|c| c.think_ms_max.to_string()),
+        ("quiesce-ms", &|c| c.quiesce_ms.to_string()),
+        ("anti-entropy-ms", &|c| {
+            c.node.anti_entropy_interval_ms.to_string()
+        }),
+        ("tick-us", &|c| c.tick_us.to_string()),
+        ("latency", &|c| {
+            c.latency.as_ref().map(|m| m.to_string()).unwrap_or_default()
+        }),
+    ];
+    for (name, get) in options {
+        let (value, default) = (get(c), get(&d));
+        if !value.is_empty() && (full || value != default) {
+            args.push(format!("--{name}"));
+            args.push(value);
+        }
     }
-    opt(
-        "fault-gap-ops",
-        c.fault_gap_ops.to_string(),
-        d.fault_gap_ops.to_string(),
-    );
-    opt(
-        "fault-ms",
-        c.fault_duration_ms.to_string(),
-        d.fault_duration_ms.to_string(),
-    );
-    opt(
-        "fault-overlap",
-        c.fault_overlap_percent.to_string(),
-        d.fault_overlap_percent.to_string(),
-    );
-    opt(
-        "think-ms",
-        c.think_ms_max.to_string(),
-        d.think_ms_max.to_string(),
-    );
-    opt(
-        "quiesce-ms",
-        c.quiesce_ms.to_string(),
-        d.quiesce_ms.to_string(),
-    );
-    opt(
-        "anti-entropy-ms",
-        c.node.anti_entropy_interval_ms.to_string(),
-        d.node.anti_entropy_interval_ms.to_string(),
-    );
-    opt("tick-us", c.tick_us.to_string(), d.tick_us.to_string());
     for (flag, on) in [
         ("--strict-quorum", !c.node.sloppy_quorum),
         ("--no-read-repair", !c.node.read_repair),
@@ -431,10 +403,6 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
     for p in &c.fixed_partitions {
         args.push("--partition".to_owned());
         args.push(p.spec());
-    }
-    if let Some(model) = &c.latency {
-        args.push("--latency".to_owned());
-        args.push(model.to_string());
     }
     Some(args)
 }
