@@ -32,16 +32,15 @@ use crate::sim::{NodesArg, SimArgs};
 use clap::Args;
 use dynamo_node::auth::{AuthConfig, Secret};
 use dynamo_node::client::{Client, ClientAuth};
-use dynamo_node::coordinator::view;
 use dynamo_node::env::TokioEnv;
 use dynamo_node::ring::{NodeId, Ring};
 use dynamo_workloads::history::{Process, Recorder};
 use dynamo_workloads::plan::{ClientOp, NemesisKind, Plan, SimConfig};
 use dynamo_workloads::rest::{Rest, status_round};
 use dynamo_workloads::runner::{
-    CONVERGENCE_PROBE_MS, FINAL_READ_ATTEMPTS_MAX, HISTORY_FORMAT, final_reads,
+    CONVERGENCE_PROBE_MS, HISTORY_FORMAT, final_reads, record_replica_states,
 };
-use dynamo_workloads::workload::{HistoryClock, Progress, ReplicaStateJson, Shared, Worker};
+use dynamo_workloads::workload::{HistoryClock, Progress, Shared, Worker};
 use dynamo_workloads::{RunOutput, RunSummary};
 use nemesis::{Cluster, live_nemesis};
 use procs::NodeProc;
@@ -575,15 +574,7 @@ async fn drive(
             .map_err(|_| "the final reads did not finish in time".to_string())?;
     }
     let recorder_now = recorder.borrow();
-    let summary = RunSummary {
-        ops: recorder_now.ok + recorder_now.fail + recorder_now.info,
-        ok: recorder_now.ok,
-        fail: recorder_now.fail,
-        info: recorder_now.info,
-        faults: nemesis.opened,
-        sim_ms: clock.ms(),
-        ..RunSummary::default()
-    };
+    let summary = RunSummary::of(&recorder_now, nemesis.opened, clock.ms());
     let output = RunOutput {
         history: recorder_now.bytes().to_vec(),
         summary,
@@ -671,22 +662,8 @@ async fn final_phase<C: HistoryClock>(
         let shared = shared.clone();
         let node = node.clone();
         async move {
-            for name in keys {
-                for _ in 0..FINAL_READ_ATTEMPTS_MAX {
-                    if let Ok(state) = admin.replica_state(name.as_bytes()).await {
-                        let views: Vec<_> = state.siblings.iter().map(view).collect();
-                        let time = shared.clock.now_ns();
-                        shared.recorder.borrow_mut().record(
-                            time,
-                            Process::Harness,
-                            "info",
-                            "replica-state",
-                            &ReplicaStateJson::new(&name, &node, &views),
-                        );
-                        break;
-                    }
-                }
-            }
+            let (recorder, clock) = (&shared.recorder, &shared.clock);
+            record_replica_states(&mut admin, &node, &keys, recorder, clock).await;
         }
     });
     futures::future::join_all(admins).await;

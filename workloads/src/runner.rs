@@ -20,7 +20,7 @@ use crate::plan::{ClientOp, Plan, SimConfig};
 use crate::prng::mix64;
 use crate::rest::{Rest, status_round};
 use crate::workload::{
-    HistoryClock, NODE_PORT, Progress, ReplicaStateJson, Shared, Worker, now_ns,
+    HistoryClock, NODE_PORT, Progress, ReplicaStateJson, Shared, SimClock, Worker, now_ns,
 };
 use dynamo_node::auth::Secret;
 use dynamo_node::client::{Client, ClientAuth};
@@ -102,6 +102,22 @@ pub struct RunSummary {
     /// With `measure_convergence`: simulated ms from the heal until every replica of every key
     /// held the same state (None: not measured, or not within the quiesce time).
     pub converged_after_heal_ms: Option<u64>,
+}
+
+impl RunSummary {
+    /// The operations `recorder` counted, `faults` windows opened, after `sim_ms`; the nodes'
+    /// counters left at zero.
+    pub fn of(recorder: &Recorder, faults: u64, sim_ms: u64) -> RunSummary {
+        RunSummary {
+            ops: recorder.ok + recorder.fail + recorder.info,
+            ok: recorder.ok,
+            fail: recorder.fail,
+            info: recorder.info,
+            faults,
+            sim_ms,
+            ..RunSummary::default()
+        }
+    }
 }
 
 /// What the control host learns at the end, for the summary.
@@ -344,12 +360,6 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         .into_inner();
     let totals = totals.borrow();
     let summary = RunSummary {
-        ops: recorder.ok + recorder.fail + recorder.info,
-        ok: recorder.ok,
-        fail: recorder.fail,
-        info: recorder.info,
-        faults,
-        sim_ms,
         hints_delivered: totals.hints_delivered,
         hints_pending: totals.hints_pending,
         ae_keys_repaired: totals.ae_keys_repaired,
@@ -357,6 +367,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
         non_owner_copies: totals.non_owner_copies,
         ring_version: totals.ring_version,
         converged_after_heal_ms: totals.converged_after_heal_ms,
+        ..RunSummary::of(&recorder, faults, sim_ms)
     };
     Ok(RunOutput {
         history: recorder.into_bytes(),
@@ -488,21 +499,7 @@ async fn control(
                     totals.borrow_mut().non_owner_copies += 1;
                 }
             }
-            for name in keys {
-                for _ in 0..FINAL_READ_ATTEMPTS_MAX {
-                    if let Ok(state) = admin.replica_state(name.as_bytes()).await {
-                        let views: Vec<_> = state.siblings.iter().map(view).collect();
-                        recorder.borrow_mut().record(
-                            now_ns(),
-                            Process::Harness,
-                            "info",
-                            "replica-state",
-                            &ReplicaStateJson::new(&name, &node, &views),
-                        );
-                        break;
-                    }
-                }
-            }
+            record_replica_states(&mut admin, &node, &keys, &recorder, &SimClock).await;
         }
     });
     futures::future::join_all(admins).await;
@@ -646,6 +643,33 @@ async fn converged(c: &SimConfig, ring: &Ring, env: &SimEnv) -> bool {
         }
     }
     true
+}
+
+/// Records a `replica-state` event for each of `keys` on `node`: its raw sibling set, read through
+/// `admin` ([`FINAL_READ_ATTEMPTS_MAX`] attempts a key; a key never read goes unrecorded). The
+/// simulator's and `dynamo live`'s final phase.
+pub async fn record_replica_states<E: Env, C: HistoryClock>(
+    admin: &mut Client<E>,
+    node: &str,
+    keys: &[String],
+    recorder: &RefCell<Recorder>,
+    clock: &C,
+) {
+    for name in keys {
+        for _ in 0..FINAL_READ_ATTEMPTS_MAX {
+            if let Ok(state) = admin.replica_state(name.as_bytes()).await {
+                let views: Vec<_> = state.siblings.iter().map(view).collect();
+                recorder.borrow_mut().record(
+                    clock.now_ns(),
+                    Process::Harness,
+                    "info",
+                    "replica-state",
+                    &ReplicaStateJson::new(name, node, &views),
+                );
+                break;
+            }
+        }
+    }
 }
 
 /// Processes doing the final reads at once.
