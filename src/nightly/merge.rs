@@ -7,7 +7,8 @@
 
 use super::parse_seeds;
 use super::summary::{
-    SUMMARY_FILE, SUMMARY_VERSION, SeedResult, Summary, print_verdict, seed_list, write_summary,
+    RunFacts, SUMMARY_FILE, SUMMARY_VERSION, SeedResult, Summary, print_verdict, seed_list,
+    write_summary,
 };
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,16 +62,14 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode, String> {
     let ranges: BTreeSet<String> = summaries.iter().map(|(_, s)| s.seeds.clone()).collect();
     let mut results = Vec::new();
     let mut shards = Vec::new();
-    let mut options = BTreeMap::new();
-    let (mut wall_s, mut jobs) = (0.0f64, 0);
-    let mut time_limit_reached = false;
+    let mut run = RunFacts::default();
     for (dir, s) in summaries {
         shards.extend(s.shards.iter().cloned());
-        options.extend(s.options.clone());
+        run.options.extend(s.options.clone());
         // Shards run side by side: the merged run took as long as the slowest.
-        wall_s = wall_s.max(s.wall_s);
-        jobs += s.jobs;
-        time_limit_reached |= s.time_limit_reached;
+        run.wall_s = run.wall_s.max(s.wall_s);
+        run.jobs += s.jobs;
+        run.time_limit_reached |= s.time_limit_reached;
         for mut r in s.results {
             r.dir = r.dir.map(|d| dir.join(d).display().to_string());
             results.push(r);
@@ -104,15 +103,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode, String> {
         "mixed".to_owned()
     };
     shards.sort();
-    let summary = Summary::new(
-        range_text,
-        shards,
-        options,
-        jobs,
-        wall_s,
-        time_limit_reached,
-        results,
-    );
+    let summary = Summary::new(range_text, shards, run, results);
     write_summary(&args.out, &summary)?;
     print_verdict(&summary, &args.out);
     for p in &problems {

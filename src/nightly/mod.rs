@@ -43,7 +43,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use summary::{Summary, print_verdict, write_summary};
+use summary::{RunFacts, Summary, print_verdict, write_summary};
 
 /// Most seeds one run may cover (a typo in a range should not queue a billion runs).
 pub const SEEDS_MAX: u64 = 10_000_000;
@@ -265,10 +265,12 @@ pub fn nightly(args: NightlyArgs) -> Result<ExitCode, String> {
         shard
             .map(|shard| vec![shard.to_string()])
             .unwrap_or_default(),
-        options,
-        jobs,
-        wall_s,
-        time_limit_reached,
+        RunFacts {
+            options,
+            jobs,
+            wall_s,
+            time_limit_reached,
+        },
         results,
     );
     write_summary(&args.out, &summary)?;

@@ -203,17 +203,33 @@ pub struct Summary {
     pub results: Vec<SeedResult>,
 }
 
+/// How a run of seeds went, apart from their results: what [`Summary::new`] takes besides them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RunFacts {
+    /// The passthrough options shared by every seed.
+    pub options: BTreeMap<String, String>,
+    /// Seeds run at once.
+    pub jobs: usize,
+    /// Wall time of the run, s.
+    pub wall_s: f64,
+    /// Whether `--time-limit` stopped the run before every seed ran.
+    pub time_limit_reached: bool,
+}
+
 impl Summary {
     /// The summary of `results` (sorted here by seed), with the counts and lists derived from them.
     pub(super) fn new(
         seeds: String,
         shards: Vec<String>,
-        options: BTreeMap<String, String>,
-        jobs: usize,
-        wall_s: f64,
-        time_limit_reached: bool,
+        run: RunFacts,
         mut results: Vec<SeedResult>,
     ) -> Summary {
+        let RunFacts {
+            options,
+            jobs,
+            wall_s,
+            time_limit_reached,
+        } = run;
         results.sort_by_key(|r| r.seed);
         let counts = Counts::of(&results);
         let mut anomaly_seeds = BTreeMap::new();
@@ -475,10 +491,12 @@ mod tests {
         let s = Summary::new(
             "0..4".into(),
             vec!["0/1".into()],
-            BTreeMap::new(),
-            2,
-            1.0,
-            true,
+            RunFacts {
+                options: BTreeMap::new(),
+                jobs: 2,
+                wall_s: 1.0,
+                time_limit_reached: true,
+            },
             vec![
                 result(3, Status::NotRun),
                 result(0, Status::Valid),
