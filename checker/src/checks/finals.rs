@@ -6,36 +6,23 @@
 //! key and replica; a later report is the later state). Every report still counts for phantom reads
 //! and failed writes, which look at every sibling a replica ever showed.
 
+use super::ByKey;
 use crate::history::{History, KeyIdx, SiblingRec};
 
 /// Per key, its replica states (the last one per node, in history order).
 #[derive(Debug, Default)]
-pub(crate) struct Finals {
-    start: Vec<u32>,
-    idx: Vec<u32>,
-}
+pub(crate) struct Finals(ByKey);
 
 impl Finals {
     pub(crate) fn build(h: &History) -> Finals {
         let keys = h.keys.len();
-        let mut start = vec![0u32; keys + 1];
-        for r in &h.replicas {
-            start[r.key.0 as usize + 1] += 1;
-        }
-        for i in 0..keys {
-            start[i + 1] += start[i];
-        }
-        let mut fill = start.clone();
-        let mut idx = vec![0u32; start[keys] as usize];
-        for (i, r) in h.replicas.iter().enumerate() {
-            idx[fill[r.key.0 as usize] as usize] = i as u32;
-            fill[r.key.0 as usize] += 1;
-        }
+        let all = h.replicas.iter().enumerate();
+        let all = ByKey::build(keys, all.map(|(i, r)| (i as u32, r.key)));
         // Keep the last report of each node: compact each key's range in place.
-        let mut out_idx = Vec::with_capacity(idx.len());
+        let mut out_idx = Vec::with_capacity(h.replicas.len());
         let mut out_start = vec![0u32; keys + 1];
         for k in 0..keys {
-            let range = &idx[start[k] as usize..start[k + 1] as usize];
+            let range = all.of(KeyIdx(k as u32));
             for (j, &i) in range.iter().enumerate() {
                 let node = h.replicas[i as usize].node;
                 let later = range[j + 1..]
@@ -47,17 +34,16 @@ impl Finals {
             }
             out_start[k + 1] = out_idx.len() as u32;
         }
-        Finals {
+        Finals(ByKey {
             start: out_start,
             idx: out_idx,
-        }
+        })
     }
 
     /// The replica-state events of a key that count (indexes into `History::replicas`): the last
     /// one of each node.
     pub(crate) fn replicas(&self, k: KeyIdx) -> &[u32] {
-        let k = k.0 as usize;
-        &self.idx[self.start[k] as usize..self.start[k + 1] as usize]
+        self.0.of(k)
     }
 
     /// Whether the key has a final state: a replica-state event.

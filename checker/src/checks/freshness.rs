@@ -16,9 +16,11 @@
 //! ancestor rows.
 
 use crate::graph::Bits;
-use crate::history::{Format, KeyIdx, Status, WriteIdx};
+use crate::history::{Format, Status, WriteIdx};
 
-use super::{Check, Ctx, Finding, ReadsByKey, StaleRead, skipped_keys_reason, witness};
+use super::{
+    Check, Ctx, Finding, ReadsByKey, StaleRead, acked_in_order, skipped_keys_reason, witness,
+};
 
 /// What the freshness sweep found.
 #[derive(Debug, Default)]
@@ -43,7 +45,6 @@ pub(crate) struct Freshness {
 
 pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
     let (h, g) = (ctx.h, ctx.g);
-    let keys = h.keys.len();
     let reads = ReadsByKey::build(h);
     let mut out = Freshness {
         heal_at: h.heal.map(|m| m.time),
@@ -64,22 +65,10 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
     let mut siblings: Vec<WriteIdx> = Vec::new();
     let mut uncovered: Vec<u64> = Vec::new();
 
-    for k in 0..keys {
-        let key = KeyIdx(k as u32);
-        let key_reads = reads.of(key);
-        if key_reads.is_empty() || !g.reach.has_rows(key) {
-            continue;
-        }
-        let positions = g.key_positions(key);
-        let m = positions.len();
-        let wpr = m.div_ceil(64);
-        acked.clear();
-        acked.extend(g.key_writes(key).iter().filter_map(|&w| {
-            let rec = h.write(w);
-            rec.acked()
-                .map(|_| (rec.completed.expect("acked").index, w))
-        }));
-        acked.sort_unstable();
+    for checked in reads.checked(h, g) {
+        let (key, key_reads, positions) = (checked.key, checked.reads, checked.positions);
+        let (m, wpr) = (positions.len(), checked.words);
+        acked_in_order(h, g, key, &mut acked);
         ack_bits.clear();
         ack_bits.resize(wpr, 0);
         covered.resize(wpr, 0);

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::graph::Graph;
-use crate::history::{History, KeyIdx, Status};
+use crate::history::{History, KeyIdx, Status, WriteIdx};
 use finals::Finals;
 pub use witness::{FinalState, ReadWitness, WriteWitness};
 
@@ -308,37 +308,105 @@ pub(crate) const CHECKS: [(Kind, CheckFn); 8] = [
     (Kind::FalseConcurrency, reads::false_concurrency),
 ];
 
-/// The ok reads of each key, in invoke order (indexes into `History::reads`).
-pub(crate) struct ReadsByKey {
+/// Indexes grouped by key, each key's in their order: key k's are `idx[start[k]..start[k + 1]]`.
+#[derive(Debug, Default)]
+pub(crate) struct ByKey {
     start: Vec<u32>,
     idx: Vec<u32>,
 }
 
-impl ReadsByKey {
-    pub(crate) fn build(h: &History) -> ReadsByKey {
-        let keys = h.keys.len();
+impl ByKey {
+    /// The indexes of `items` (index, key) grouped by key, over `keys` keys.
+    pub(crate) fn build(keys: usize, items: impl Iterator<Item = (u32, KeyIdx)> + Clone) -> ByKey {
         let mut start = vec![0u32; keys + 1];
-        for r in h.reads.iter().filter(|r| r.status == Status::Ok) {
-            start[r.key.0 as usize + 1] += 1;
+        for (_, key) in items.clone() {
+            start[key.0 as usize + 1] += 1;
         }
         for i in 0..keys {
             start[i + 1] += start[i];
         }
         let mut fill = start.clone();
         let mut idx = vec![0u32; start[keys] as usize];
-        for (i, r) in h.reads.iter().enumerate() {
-            if r.status == Status::Ok {
-                idx[fill[r.key.0 as usize] as usize] = i as u32;
-                fill[r.key.0 as usize] += 1;
-            }
+        for (i, key) in items {
+            idx[fill[key.0 as usize] as usize] = i;
+            fill[key.0 as usize] += 1;
         }
-        ReadsByKey { start, idx }
+        ByKey { start, idx }
     }
 
+    /// The indexes of key `k`.
     pub(crate) fn of(&self, k: KeyIdx) -> &[u32] {
         let k = k.0 as usize;
         &self.idx[self.start[k] as usize..self.start[k + 1] as usize]
     }
+}
+
+/// The ok reads of each key, in invoke order (indexes into `History::reads`).
+pub(crate) struct ReadsByKey(ByKey);
+
+/// A key the read checks look at: one with ok reads and rows in the reachability matrix.
+pub(crate) struct ReadKey<'a> {
+    pub key: KeyIdx,
+    /// Its ok reads (indexes into `History::reads`).
+    pub reads: &'a [u32],
+    /// Its writes, by position in its rows.
+    pub positions: &'a [WriteIdx],
+    /// The 64-bit words a row of its positions takes.
+    pub words: usize,
+}
+
+impl ReadsByKey {
+    pub(crate) fn build(h: &History) -> ReadsByKey {
+        let ok = h.reads.iter().enumerate();
+        let ok = ok.filter(|(_, r)| r.status == Status::Ok);
+        ReadsByKey(ByKey::build(
+            h.keys.len(),
+            ok.map(|(i, r)| (i as u32, r.key)),
+        ))
+    }
+
+    pub(crate) fn of(&self, k: KeyIdx) -> &[u32] {
+        self.0.of(k)
+    }
+
+    /// The keys the read checks look at, in key order.
+    pub(crate) fn checked<'a>(
+        &'a self,
+        h: &History,
+        g: &'a Graph,
+    ) -> impl Iterator<Item = ReadKey<'a>> {
+        (0..h.keys.len() as u32).filter_map(move |k| {
+            let key = KeyIdx(k);
+            let reads = self.of(key);
+            if reads.is_empty() || !g.reach.has_rows(key) {
+                return None;
+            }
+            let positions = g.key_positions(key);
+            let words = positions.len().div_ceil(64);
+            Some(ReadKey {
+                key,
+                reads,
+                positions,
+                words,
+            })
+        })
+    }
+}
+
+/// The acknowledged writes of `key`, (ok index, write), in the order of their acks, into `acked`.
+pub(crate) fn acked_in_order(
+    h: &History,
+    g: &Graph,
+    key: KeyIdx,
+    acked: &mut Vec<(u64, WriteIdx)>,
+) {
+    acked.clear();
+    acked.extend(g.key_writes(key).iter().filter_map(|&w| {
+        let rec = h.write(w);
+        rec.acked()
+            .map(|_| (rec.completed.expect("acked").index, w))
+    }));
+    acked.sort_unstable();
 }
 
 /// Names the keys a check skipped because they have no bitsets, if any.

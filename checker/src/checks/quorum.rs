@@ -23,10 +23,11 @@
 use std::collections::HashMap;
 
 use crate::graph::Bits;
-use crate::history::{Format, KeyIdx, NemesisKind, Status, Sym, WriteIdx};
+use crate::history::{Format, NemesisKind, Status, Sym, WriteIdx};
 
 use super::{
-    Check, Ctx, FaultWitness, Finding, QuorumReadMiss, ReadsByKey, skipped_keys_reason, witness,
+    Check, Ctx, FaultWitness, Finding, QuorumReadMiss, ReadsByKey, acked_in_order,
+    skipped_keys_reason, witness,
 };
 
 /// The most missed write ids a finding lists (the count is always whole).
@@ -71,15 +72,9 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     let mut deletes: Vec<u64> = Vec::new();
     let mut exempt: Vec<u64> = Vec::new();
 
-    for k in 0..h.keys.len() {
-        let key = KeyIdx(k as u32);
-        let key_reads = reads.of(key);
-        if key_reads.is_empty() || !g.reach.has_rows(key) {
-            continue;
-        }
-        let positions = g.key_positions(key);
-        let m = positions.len();
-        let wpr = m.div_ceil(64);
+    for checked in reads.checked(h, g) {
+        let (key, key_reads, positions) = (checked.key, checked.reads, checked.positions);
+        let (m, wpr) = (positions.len(), checked.words);
 
         excusing.clear();
         excusing.extend_from_slice(&everywhere);
@@ -96,16 +91,10 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         }
         excusing.sort_unstable();
 
-        acked.clear();
-        acked.extend(g.key_writes(key).iter().filter_map(|&w| {
-            let rec = h.write(w);
-            rec.acked()
-                .map(|_| (rec.completed.expect("acked").index, w))
-        }));
+        acked_in_order(h, g, key, &mut acked);
         if acked.is_empty() {
             continue;
         }
-        acked.sort_unstable();
 
         // v1 / gc: prefix unions of the deletes' rows (each delete's ancestors and itself), in invoke
         // order: row i covers the first i deletes.
