@@ -3,14 +3,16 @@
 //! (refusing them, for certain, under a strict one). Verdicts come from the checker; every message
 //! names its seed.
 
-use dynamo_checker::{Validity, check, parse_reader};
+mod support;
+
 use dynamo_node::ring::{NodeId, Ring};
 use dynamo_workloads::plan::{
-    Fault, FaultWindow, KeyDist, NodeOptions, Plan, SimConfig, Start, Victim, Workload,
+    Fault, FaultWindow, KeyDist, Plan, SimConfig, Start, Victim, Workload,
 };
 use dynamo_workloads::{RunOutput, run};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use support::PARTITION_MS;
 
 const SEEDS: std::ops::Range<u64> = 0..3;
 
@@ -23,14 +25,7 @@ fn events(out: &RunOutput) -> Vec<Value> {
 }
 
 fn valid(seed: u64, out: &RunOutput) {
-    let parsed = parse_reader(&out.history[..]).expect("a well-formed history");
-    let results = check(&parsed.history);
-    assert_eq!(
-        results.valid,
-        Validity::True,
-        "seed {seed}: {:?}",
-        results.anomaly_types()
-    );
+    support::assert_valid(&format!("seed {seed}"), out);
 }
 
 /// Client operations as (invoke time ms, f, outcome), in invoke order.
@@ -120,19 +115,7 @@ fn a_restarted_node_serves_at_once() {
 /// The plan of `minority_without_owner`: clients talk only to n1 and n2, about keys whose three
 /// owners are n3, n4 and n5, which a partition cuts off for `PARTITION_MS`.
 fn minority_without_owner(seed: u64, sloppy_quorum: bool) -> Plan {
-    let config = SimConfig {
-        seed,
-        ops: 1_500,
-        keys: 200,
-        key_dist: KeyDist::Uniform,
-        workload: Workload::Register,
-        nemesis: vec![],
-        node: NodeOptions {
-            sloppy_quorum,
-            ..NodeOptions::default()
-        },
-        ..SimConfig::default()
-    };
+    let config = support::minority_config(seed, 200, sloppy_quorum);
     let weights: BTreeMap<NodeId, u32> = config
         .node_names()
         .into_iter()
@@ -147,24 +130,13 @@ fn minority_without_owner(seed: u64, sloppy_quorum: bool) -> Plan {
         .collect();
     assert!(ownerless.len() >= 5, "few keys owned by n3, n4, n5 alone");
     let mut plan = Plan::generate(config).unwrap();
+    support::on_the_minority(&mut plan);
     for (i, op) in plan.ops.iter_mut().enumerate() {
-        op.node %= 2;
         op.key = ownerless[op.key as usize % ownerless.len()];
         op.think_ms = (i % 7) as u32;
     }
-    plan.faults = vec![FaultWindow {
-        start: Start::Ms(PARTITION_MS.start),
-        duration_ms: PARTITION_MS.end - PARTITION_MS.start,
-        fault: Fault::Partition {
-            groups: vec![vec![0, 1], vec![2, 3, 4]],
-            shape: "majority".into(),
-            oneway: false,
-        },
-    }];
     plan
 }
-
-const PARTITION_MS: std::ops::Range<u64> = 500..4_500;
 
 /// Issue 12, item 4: on a minority side that holds no owner of a key, a sloppy quorum takes the
 /// key's writes on the first N reachable nodes (stand-ins with hints, handed to the owners after

@@ -2,7 +2,8 @@
 //! seed of a fixed range must be valid, and afterwards every key must be held by exactly its N
 //! owners under the final ring: all N hold it, and no other node keeps a copy.
 
-use dynamo_checker::{Validity, check, parse_reader};
+mod support;
+
 use dynamo_workloads::plan::{NemesisKind, Plan, SimConfig};
 use dynamo_workloads::run;
 use serde_json::Value;
@@ -29,14 +30,7 @@ fn nodes_leave_and_join_under_load_and_every_key_ends_on_exactly_n_replicas() {
         };
         let n = config.n;
         let out = run(&Plan::generate(config).unwrap()).unwrap();
-        let parsed = parse_reader(&out.history[..]).unwrap();
-        let results = check(&parsed.history);
-        assert_eq!(
-            results.valid,
-            Validity::True,
-            "seed {seed}: {:?}",
-            results.anomaly_types()
-        );
+        support::assert_valid(&format!("seed {seed}"), &out);
         let s = out.summary;
         assert_eq!(
             s.non_owner_copies, 0,

@@ -2,11 +2,12 @@
 //! the replicas together after a long partition, and sloppy quorum keeps writes available where a
 //! strict quorum refuses them. Verdicts come from the checker; every message names its seed.
 
-use dynamo_checker::{Kind, Validity, check, parse_reader};
-use dynamo_workloads::plan::{
-    Fault, FaultWindow, KeyDist, NemesisKind, NodeOptions, Plan, SimConfig, Start, Workload,
-};
+mod support;
+
+use dynamo_checker::{Kind, Validity};
+use dynamo_workloads::plan::{KeyDist, NemesisKind, NodeOptions, Plan, SimConfig};
 use dynamo_workloads::{RunOutput, run};
+use support::PARTITION_MS;
 
 const SEEDS: std::ops::Range<u64> = 0..3;
 
@@ -30,10 +31,8 @@ fn partitioned(seed: u64, node: NodeOptions) -> SimConfig {
 fn verdict(config: SimConfig) -> (RunOutput, Validity, Vec<Kind>) {
     let seed = config.seed;
     let out = run(&Plan::generate(config).unwrap()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    let parsed = parse_reader(&out.history[..]).expect("a valid history");
-    let results = check(&parsed.history);
-    let kinds = results.anomaly_types();
-    (out, results.valid, kinds)
+    let (valid, kinds) = support::verdict(&out);
+    (out, valid, kinds)
 }
 
 #[test]
@@ -109,37 +108,11 @@ fn hinted_handoff_alone_makes_the_replicas_converge() {
 
 /// Clients talk only to the minority side of a partition ({n1, n2} against {n3, n4, n5}).
 fn minority_clients(seed: u64, sloppy_quorum: bool) -> Plan {
-    let config = SimConfig {
-        seed,
-        ops: 1_500,
-        keys: 50,
-        key_dist: KeyDist::Uniform,
-        // Register puts do not wait on a read, so a put is tried whatever the reads do.
-        workload: Workload::Register,
-        nemesis: vec![],
-        node: NodeOptions {
-            sloppy_quorum,
-            ..NodeOptions::default()
-        },
-        ..SimConfig::default()
-    };
+    let config = support::minority_config(seed, 50, sloppy_quorum);
     let mut plan = Plan::generate(config).unwrap();
-    for op in &mut plan.ops {
-        op.node %= 2;
-    }
-    plan.faults = vec![FaultWindow {
-        start: Start::Ms(PARTITION_MS.start),
-        duration_ms: PARTITION_MS.end - PARTITION_MS.start,
-        fault: Fault::Partition {
-            groups: vec![vec![0, 1], vec![2, 3, 4]],
-            shape: "majority".into(),
-            oneway: false,
-        },
-    }];
+    support::on_the_minority(&mut plan);
     plan
 }
-
-const PARTITION_MS: std::ops::Range<u64> = 500..4_500;
 
 /// Puts invoked well inside the partition (after failure detection), and how many were acked.
 fn puts_during_partition(out: &RunOutput) -> (usize, usize) {
@@ -173,14 +146,7 @@ fn sloppy_quorum_keeps_a_minority_writable_where_strict_quorum_refuses() {
         for sloppy in [false, true] {
             let plan = minority_clients(seed, sloppy);
             let out = run(&plan).unwrap();
-            let parsed = parse_reader(&out.history[..]).unwrap();
-            let r = check(&parsed.history);
-            assert_eq!(
-                r.valid,
-                Validity::True,
-                "seed {seed} sloppy={sloppy}: {:?}",
-                r.anomaly_types()
-            );
+            support::assert_valid(&format!("seed {seed} sloppy={sloppy}"), &out);
             results.push(puts_during_partition(&out));
         }
         let ((strict_puts, strict_acked), (sloppy_puts, sloppy_acked)) = (results[0], results[1]);
