@@ -243,15 +243,7 @@ fn an_ack_from_a_node_that_was_not_asked_does_not_count() {
         }
     }
     configure(&mut net, |c| c.sloppy_quorum = false);
-    let token = net.request(
-        "n1",
-        Request::Put {
-            key: key.clone(),
-            value: b"v".to_vec(),
-            tombstone: false,
-            context: VClock::new(),
-        },
-    );
+    let token = net.send_put("n1", &key, b"v", VClock::new());
     net.queue.clear();
     for req in 0..64 {
         net.queue.push_back((

@@ -151,16 +151,19 @@ impl Net {
         }
     }
 
+    /// Sends a put of `value` at `key` with `context` to `at`; delivers nothing.
+    fn send_put(&mut self, at: &str, key: &[u8], value: &[u8], context: VClock) -> ClientToken {
+        let request = Request::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            tombstone: false,
+            context,
+        };
+        self.request(at, request)
+    }
+
     fn put(&mut self, at: &str, key: &[u8], value: &[u8], context: VClock) -> Response {
-        let token = self.request(
-            at,
-            Request::Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                tombstone: false,
-                context,
-            },
-        );
+        let token = self.send_put(at, key, value, context);
         self.deliver_all();
         if let Some(r) = self.reply(token) {
             return r;
@@ -206,15 +209,7 @@ fn replicas(net: &Net, key: &[u8]) -> Vec<NodeId> {
 #[test]
 fn put_waits_for_w_acks() {
     let mut net = Net::new(3, 3, 2, 2);
-    let token = net.request(
-        "n1",
-        Request::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            tombstone: false,
-            context: VClock::new(),
-        },
-    );
+    let token = net.send_put("n1", b"k", b"v", VClock::new());
     assert!(
         net.reply(token).is_none(),
         "no answer before a replica acks"
@@ -493,17 +488,24 @@ fn sloppy_quorum_uses_a_stand_in_and_hands_the_hint_over() {
     }
 }
 
-/// §4.7: anti-entropy alone (no read repair, no hints) brings a replica that missed writes up to
-/// date, exchanging only the keys whose digests differ.
-#[test]
-fn anti_entropy_repairs_a_replica_that_missed_writes() {
+/// Three nodes, N = 3, with neither read repair nor hinted handoff (nor what `more` turns off),
+/// and n3 cut off: a replica left to miss writes.
+fn n3_left_behind(more: impl Fn(&mut NodeConfig)) -> Net {
     let mut net = Net::new(3, 3, 2, 2);
     configure(&mut net, |c| {
         c.read_repair = false;
         c.hinted_handoff = false;
-        c.sloppy_quorum = false;
+        more(c);
     });
     net.isolate("n3");
+    net
+}
+
+/// §4.7: anti-entropy alone (no read repair, no hints) brings a replica that missed writes up to
+/// date, exchanging only the keys whose digests differ.
+#[test]
+fn anti_entropy_repairs_a_replica_that_missed_writes() {
+    let mut net = n3_left_behind(|c| c.sloppy_quorum = false);
     for i in 0..20u32 {
         net.put("n1", format!("k{i}").as_bytes(), b"v", VClock::new());
     }
@@ -532,13 +534,7 @@ fn anti_entropy_repairs_a_replica_that_missed_writes() {
 /// With anti-entropy off too, the replica stays behind: the test above depends on it.
 #[test]
 fn without_anti_entropy_the_replica_stays_behind() {
-    let mut net = Net::new(3, 3, 2, 2);
-    configure(&mut net, |c| {
-        c.read_repair = false;
-        c.hinted_handoff = false;
-        c.anti_entropy = false;
-    });
-    net.isolate("n3");
+    let mut net = n3_left_behind(|c| c.anti_entropy = false);
     net.put("n1", b"k", b"v", VClock::new());
     net.cut.clear();
     for _ in 0..20 {
@@ -869,15 +865,7 @@ fn a_non_owner_passes_a_put_over_an_owner_that_does_not_answer() {
     let key = key_owned_by_the_other_three(&net);
     let first = replicas(&net, &key)[0].clone();
     silence(&mut net, &first);
-    let token = net.request(
-        "n1",
-        Request::Put {
-            key: key.clone(),
-            value: b"v".to_vec(),
-            tombstone: false,
-            context: VClock::new(),
-        },
-    );
+    let token = net.send_put("n1", &key, b"v", VClock::new());
     net.deliver_all();
     assert!(
         net.reply(token).is_none(),
@@ -921,15 +909,7 @@ fn isolate_sides(net: &mut Net, a: &[&str], b: &[&str]) {
 
 /// A put answered by its deadline, time moving in small steps (probes time out one by one).
 fn put_stepwise(net: &mut Net, at: &str, key: &[u8], value: &[u8]) -> Response {
-    let token = net.request(
-        at,
-        Request::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            tombstone: false,
-            context: VClock::new(),
-        },
-    );
+    let token = net.send_put(at, key, value, VClock::new());
     for _ in 0..100 {
         net.deliver_all();
         if let Some(r) = net.reply(token) {
@@ -960,15 +940,7 @@ fn a_minority_without_an_owner_takes_writes_only_under_a_sloppy_quorum() {
         isolate_sides(&mut net, &["n1", "n2"], &["n3", "n4", "n5"]);
         let first = put_stepwise(&mut net, "n1", &key, b"minority");
         // Found out: the owners are suspected now, and the next put is decided at once.
-        let token = net.request(
-            "n1",
-            Request::Put {
-                key: key.clone(),
-                value: b"again".to_vec(),
-                tombstone: false,
-                context: VClock::new(),
-            },
-        );
+        let token = net.send_put("n1", &key, b"again", VClock::new());
         net.deliver_all();
         let again = net.reply(token).expect("decided without a probe");
         if !sloppy {
@@ -1022,15 +994,7 @@ fn a_frozen_node_suspects_nobody_for_it() {
     for frozen in [false, true] {
         let mut net = Net::new(3, 3, 2, 2);
         net.advance(10);
-        let token = net.request(
-            "n1",
-            Request::Put {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
-                tombstone: false,
-                context: VClock::new(),
-            },
-        );
+        let token = net.send_put("n1", b"k", b"v", VClock::new());
         // Its messages go nowhere: the peers' answers never come.
         net.queue.clear();
         if frozen {

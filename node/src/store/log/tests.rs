@@ -65,6 +65,19 @@ fn assert_clean(report: &RecoveryReport) {
 
 /// A store on `fs` holding keys `0..count` (synced), closed; returns what it holds and where each
 /// key's record lies.
+/// Opened again, the store finds nothing wrong and holds `model`.
+fn assert_reopens_clean(fs: &MemFs, max_file_bytes: u64, model: &Map) {
+    let (store, report) = open_mem(fs, max_file_bytes);
+    assert_clean(&report);
+    assert_eq!(contents(&store), *model);
+}
+
+/// Removes the file at `path` for good (its directory synced).
+fn lose_file(fs: &MemFs, path: &Path) {
+    fs.remove_file(path).unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
+}
+
 fn filled(fs: &MemFs, max_file_bytes: u64, count: usize) -> (Map, BTreeMap<Vec<u8>, Location>) {
     let (mut store, _) = open_mem(fs, max_file_bytes);
     let mut model = Map::new();
@@ -322,9 +335,7 @@ fn a_flipped_byte_in_the_middle_of_the_only_file_loses_only_its_record() {
     model.insert(b"after".to_vec(), b"damage".to_vec());
     drop(store);
     fs.crash();
-    let (store, report) = open_mem(&fs, MAX_FILE_BYTES_DEFAULT);
-    assert_clean(&report);
-    assert_eq!(contents(&store), model);
+    assert_reopens_clean(&fs, MAX_FILE_BYTES_DEFAULT, &model);
 }
 
 #[test]
@@ -369,9 +380,7 @@ fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
         assert_eq!(report.skipped[0].reason, reason);
         assert!(report.rewritten);
         drop(store);
-        let (store, report) = open_mem(&fs, 160);
-        assert_clean(&report);
-        assert_eq!(contents(&store), model);
+        assert_reopens_clean(&fs, 160, &model);
     }
 }
 
@@ -383,8 +392,7 @@ fn a_lost_newest_file_is_noticed() {
     let (store, _) = open_mem(&fs, 160);
     let newest = store.active_id();
     drop(store);
-    fs.remove_file(&data_path(newest)).unwrap();
-    fs.sync_dir(Path::new(DIR)).unwrap();
+    lose_file(&fs, &data_path(newest));
 
     let (mut store, report) = open_mem(&fs, 160);
     model.retain(|k, _| locations[k].file_id != newest);
@@ -403,9 +411,7 @@ fn a_lost_newest_file_is_noticed() {
     model.insert(b"new".to_vec(), b"v".to_vec());
     drop(store);
     fs.crash();
-    let (store, report) = open_mem(&fs, 160);
-    assert_clean(&report);
-    assert_eq!(contents(&store), model);
+    assert_reopens_clean(&fs, 160, &model);
 }
 
 #[test]
@@ -414,8 +420,7 @@ fn a_lost_file_in_the_middle_is_noticed_and_the_hole_compacted_away() {
     let (mut model, locations) = filled(&fs, 160, 12);
     let middle = FILE_ID_FIRST + 1;
     assert!(locations.values().any(|l| l.file_id > middle));
-    fs.remove_file(&data_path(middle)).unwrap();
-    fs.sync_dir(Path::new(DIR)).unwrap();
+    lose_file(&fs, &data_path(middle));
 
     let (store, report) = open_mem(&fs, 160);
     model.retain(|k, _| locations[k].file_id != middle);
@@ -425,9 +430,7 @@ fn a_lost_file_in_the_middle_is_noticed_and_the_hole_compacted_away() {
     assert!(report.rewritten);
     drop(store);
     fs.crash();
-    let (store, report) = open_mem(&fs, 160);
-    assert_clean(&report);
-    assert_eq!(contents(&store), model);
+    assert_reopens_clean(&fs, 160, &model);
 }
 
 #[test]
