@@ -3,22 +3,18 @@
 
 mod support;
 
-use dynamo_checker::{Finding, Kind, Validity, summary};
+use dynamo_checker::{Finding, Kind, Results, Validity, summary};
 use serde_json::json;
-use support::{H, S, kinds, ver};
+use support::{H, S, del_ok, finals, kinds, put_ok, sib, ver};
 
-/// A write `w` by process `p` to key "k", acknowledged with dot (node, counter) and `clock`.
-fn put_ok(h: H, p: u64, w: &str, observed: &[&str], dot: (&str, u64), clock: &[(&str, u64)]) -> H {
-    h.put(p, "k", w, observed)
-        .ok(p, "put", "k", w, Some(ver(Some(dot), clock)))
-}
-
-fn sib(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
-    S::new(w).with(ver(Some(dot), clock))
-}
-
-fn finals(h: H, siblings: &[S]) -> H {
-    h.phase("heal").phase("final").replicas("k", siblings)
+/// Write a acknowledged, then the lines `between` adds, then process `p` reads a beside `extra`;
+/// the final state is a alone.
+fn a_read_beside(between: impl FnOnce(H) -> H, p: u64, extra: S) -> Results {
+    let h = between(put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]));
+    let h = h
+        .get(p, "k")
+        .ok_get(p, "k", &[sib("a", ("n1", 1), &[]), extra]);
+    finals(h, &[sib("a", ("n1", 1), &[])]).check()
 }
 
 #[test]
@@ -74,13 +70,19 @@ fn an_info_write_that_is_absent_is_not_lost() {
 }
 
 #[test]
-fn a_write_superseded_by_one_that_observed_it_is_not_lost() {
-    let h = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
-    let h = put_ok(h, 1, "b", &["a"], ("n1", 2), &[("n1", 1)]);
-    let h = put_ok(h, 2, "c", &["b"], ("n2", 1), &[("n1", 2)]);
+fn a_write_superseded_by_one_that_observed_it_is_neither_lost_nor_falsely_dominated() {
+    let a = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
+    // b (another process) observed a: its version dominates a's as it may.
+    let direct = put_ok(a.clone(), 2, "b", &["a"], ("n1", 2), &[("n1", 1)]);
+    let direct = finals(direct, &[sib("b", ("n1", 2), &[("n1", 1)])]);
     // a is superseded transitively: c observed b, which observed a.
-    let r = finals(h, &[sib("c", ("n2", 1), &[("n1", 2)])]).check();
-    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    let h = put_ok(a, 1, "b", &["a"], ("n1", 2), &[("n1", 1)]);
+    let h = put_ok(h, 2, "c", &["b"], ("n2", 1), &[("n1", 2)]);
+    let transitive = finals(h, &[sib("c", ("n2", 1), &[("n1", 2)])]);
+    for (name, h) in [("direct", direct), ("transitive", transitive)] {
+        let r = h.check();
+        assert_eq!(r.valid, Validity::True, "{name}: {}", summary(&r));
+    }
 }
 
 #[test]
@@ -129,14 +131,6 @@ fn false_dominance_names_the_reads_each_put_was_based_on() {
 }
 
 #[test]
-fn a_write_that_observed_its_predecessor_is_no_false_dominance() {
-    let h = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
-    let h = put_ok(h, 2, "b", &["a"], ("n1", 2), &[("n1", 1)]);
-    let r = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
-    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
-}
-
-#[test]
 fn two_dotted_versions_with_empty_contexts_are_concurrent_not_ordered() {
     // {dot:[n1,3],clock:{}} and {dot:[n1,4],clock:{}}: plain clocks {n1:3} < {n1:4} would order them.
     let h = put_ok(H::new(), 1, "a", &[], ("n1", 3), &[]);
@@ -161,36 +155,30 @@ fn plain_vector_clocks_that_order_unrelated_writes_are_false_dominance() {
     assert_eq!(kinds(&r), ["lost-write", "false-dominance"]);
 }
 
+/// After `h`, process `p` reads the tombstone of d (n1:2 over n1:1) and puts b observing it (n1:3
+/// over n1:2), b alone the final state: asserts that the history is valid.
+fn assert_a_put_over_the_tombstone_is_valid(h: H, p: u64) {
+    let tomb = S::tombstone("d").with(ver(Some(("n1", 2)), &[("n1", 1)]));
+    let h = h.get(p, "k").ok_get(p, "k", &[tomb]);
+    let h = put_ok(h, p, "b", &["d"], ("n1", 3), &[("n1", 2)]);
+    let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
+    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+}
+
 #[test]
 fn a_v2_write_after_a_delete_observes_its_tombstone() {
     let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
     let h = h.get(1, "k").ok_get(1, "k", &[sib("a", ("n1", 1), &[])]);
-    let h = h.delete(1, "k", "d", &["a"]).ok(
-        1,
-        "delete",
-        "k",
-        "d",
-        Some(ver(Some(("n1", 2)), &[("n1", 1)])),
-    );
+    let h = del_ok(h, 1, "d", &["a"], ("n1", 2), &[("n1", 1)]);
     // A v2 read returns the tombstone, and the next put lists it in `observed`.
-    let tomb = S::tombstone("d").with(ver(Some(("n1", 2)), &[("n1", 1)]));
-    let h = h.get(2, "k").ok_get(2, "k", &[tomb]);
-    let h = put_ok(h, 2, "b", &["d"], ("n1", 3), &[("n1", 2)]);
-    let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    assert_a_put_over_the_tombstone_is_valid(h, 2);
 }
 
 #[test]
 fn a_v2_write_whose_version_covers_a_tombstone_it_never_saw_is_false_dominance() {
     // The store's order is no ground truth: b's context covers d's dot, but b's client never read d.
     let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
-    let h = h.delete(1, "k", "d", &["a"]).ok(
-        1,
-        "delete",
-        "k",
-        "d",
-        Some(ver(Some(("n1", 2)), &[("n1", 1)])),
-    );
+    let h = del_ok(h, 1, "d", &["a"], ("n1", 2), &[("n1", 1)]);
     let h = h.get(2, "k").ok_get(2, "k", &[]);
     let h = put_ok(h, 2, "b", &[], ("n1", 3), &[("n1", 2)]);
     let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
@@ -227,13 +215,7 @@ fn a_v2_write_whose_version_covers_a_tombstone_it_never_saw_is_false_dominance()
 #[test]
 fn a_write_deleted_by_a_client_that_saw_it_is_not_lost() {
     let base = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
-    let base = base.delete(2, "k", "d", &["a"]).ok(
-        2,
-        "delete",
-        "k",
-        "d",
-        Some(ver(Some(("n1", 2)), &[("n1", 1)])),
-    );
+    let base = del_ok(base, 2, "d", &["a"], ("n1", 2), &[("n1", 1)]);
     let with_tombstone = finals(
         base.clone(),
         &[S::tombstone("d").with(ver(Some(("n1", 2)), &[("n1", 1)]))],
@@ -250,13 +232,7 @@ fn a_write_deleted_by_a_client_that_saw_it_is_not_lost() {
 #[test]
 fn a_delete_whose_removed_write_comes_back_is_lost() {
     let h = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
-    let h = h.delete(2, "k", "d", &["a"]).ok(
-        2,
-        "delete",
-        "k",
-        "d",
-        Some(ver(Some(("n1", 2)), &[("n1", 1)])),
-    );
+    let h = del_ok(h, 2, "d", &["a"], ("n1", 2), &[("n1", 1)]);
     let r = finals(h, &[sib("a", ("n1", 1), &[])]).check();
     assert_eq!(kinds(&r), ["lost-write"]);
     let Finding::LostWrite(l) = &r.anomalies[&Kind::LostWrite][0] else {
@@ -268,24 +244,26 @@ fn a_delete_whose_removed_write_comes_back_is_lost() {
     );
 }
 
+/// A cart write `w` by process `p` of `items` to "k", acknowledged with its version.
+fn cart_put_ok(
+    h: H,
+    p: u64,
+    w: &str,
+    items: serde_json::Value,
+    observed: &[&str],
+    dot: (&str, u64),
+    clock: &[(&str, u64)],
+) -> H {
+    h.put_value(p, "k", w, items, observed)
+        .ok(p, "put", "k", w, Some(ver(Some(dot), clock)))
+}
+
 #[test]
 fn cart_a_write_whose_item_is_in_no_final_value_is_lost() {
     let h = H::new().config("cart");
-    let h = h.put_value(1, "k", "a", json!(["a"]), &[]).ok(
-        1,
-        "put",
-        "k",
-        "a",
-        Some(ver(Some(("n1", 1)), &[])),
-    );
+    let h = cart_put_ok(h, 1, "a", json!(["a"]), &[], ("n1", 1), &[]);
     // b observed a, but its value dropped a's item: superseding a loses the item.
-    let h = h.put_value(2, "k", "b", json!(["b"]), &["a"]).ok(
-        2,
-        "put",
-        "k",
-        "b",
-        Some(ver(Some(("n1", 2)), &[("n1", 1)])),
-    );
+    let h = cart_put_ok(h, 2, "b", json!(["b"]), &["a"], ("n1", 2), &[("n1", 1)]);
     let r = finals(
         h,
         &[S::valued("b", json!(["b"])).with(ver(Some(("n1", 2)), &[("n1", 1)]))],
@@ -301,20 +279,8 @@ fn cart_a_write_whose_item_is_in_no_final_value_is_lost() {
 #[test]
 fn cart_items_merged_into_a_later_value_are_not_lost() {
     let h = H::new().config("cart");
-    let h = h.put_value(1, "k", "a", json!(["a"]), &[]).ok(
-        1,
-        "put",
-        "k",
-        "a",
-        Some(ver(Some(("n1", 1)), &[])),
-    );
-    let h = h.put_value(2, "k", "c", json!(["c"]), &[]).ok(
-        2,
-        "put",
-        "k",
-        "c",
-        Some(ver(Some(("n2", 1)), &[])),
-    );
+    let h = cart_put_ok(h, 1, "a", json!(["a"]), &[], ("n1", 1), &[]);
+    let h = cart_put_ok(h, 2, "c", json!(["c"]), &[], ("n2", 1), &[]);
     let h = h.put_value(3, "k", "b", json!(["a", "b", "c"]), &["a", "c"]);
     let h = h.ok(
         3,
@@ -334,13 +300,7 @@ fn cart_items_merged_into_a_later_value_are_not_lost() {
 
 #[test]
 fn a_read_of_a_write_no_put_invoked_is_a_phantom() {
-    let h = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
-    let h = h.get(2, "k").ok_get(
-        2,
-        "k",
-        &[sib("a", ("n1", 1), &[]), sib("ghost", ("n9", 1), &[])],
-    );
-    let r = finals(h, &[sib("a", ("n1", 1), &[])]).check();
+    let r = a_read_beside(|h| h, 2, sib("ghost", ("n9", 1), &[]));
     assert_eq!(kinds(&r), ["phantom-read"]);
     let Finding::PhantomRead(p) = &r.anomalies[&Kind::PhantomRead][0] else {
         panic!()
@@ -374,14 +334,8 @@ fn a_read_of_a_value_its_write_did_not_write_is_a_phantom() {
 
 #[test]
 fn a_failed_write_that_shows_up_is_visible() {
-    let h = put_ok(H::new(), 1, "a", &[], ("n1", 1), &[]);
-    let h = h.put(2, "k", "f", &[]).end(2, "fail", "put", "k", "f");
-    let h = h.get(3, "k").ok_get(
-        3,
-        "k",
-        &[sib("a", ("n1", 1), &[]), sib("f", ("n2", 1), &[])],
-    );
-    let r = finals(h, &[sib("a", ("n1", 1), &[])]).check();
+    let failed_f = |h: H| h.put(2, "k", "f", &[]).end(2, "fail", "put", "k", "f");
+    let r = a_read_beside(failed_f, 3, sib("f", ("n2", 1), &[]));
     assert_eq!(kinds(&r), ["failed-write-visible"]);
     let Finding::FailedWriteVisible(v) = &r.anomalies[&Kind::FailedWriteVisible][0] else {
         panic!()
@@ -627,11 +581,7 @@ fn a_delete_that_ended_info_is_seen_through_its_tombstone() {
     let h = h
         .delete(2, "k", "d", &["a"])
         .end(2, "info", "delete", "k", "d");
-    let tomb = S::tombstone("d").with(ver(Some(("n1", 2)), &[("n1", 1)]));
-    let h = h.get(3, "k").ok_get(3, "k", &[tomb]);
-    let h = put_ok(h, 3, "b", &["d"], ("n1", 3), &[("n1", 2)]);
-    let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    assert_a_put_over_the_tombstone_is_valid(h, 3);
 }
 
 #[test]
@@ -662,13 +612,7 @@ fn observed_entries_that_cannot_be_edges_are_noted_not_trusted() {
 #[test]
 fn cart_a_read_of_items_no_put_invoked_is_a_phantom() {
     let h = H::new().config("cart");
-    let h = h.put_value(1, "k", "a", json!(["a"]), &[]).ok(
-        1,
-        "put",
-        "k",
-        "a",
-        Some(ver(Some(("n1", 1)), &[])),
-    );
+    let h = cart_put_ok(h, 1, "a", json!(["a"]), &[], ("n1", 1), &[]);
     let forged = S::valued("a", json!(["a", "zz"])).with(ver(Some(("n1", 1)), &[]));
     let h = h.get(2, "k").ok_get(2, "k", &[forged]);
     let r = finals(

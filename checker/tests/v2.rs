@@ -8,31 +8,7 @@ mod support;
 
 use dynamo_checker::{Finding, Kind, Results, Validity, summary};
 use serde_json::{Value, json};
-use support::{H, S, kinds, ver};
-
-fn sib(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
-    S::new(w).with(ver(Some(dot), clock))
-}
-
-fn tomb(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
-    S::tombstone(w).with(ver(Some(dot), clock))
-}
-
-/// An acknowledged put of `w` to "k" (its value is its id), with its version.
-fn put_ok(h: H, p: u64, w: &str, observed: &[&str], dot: (&str, u64), clock: &[(&str, u64)]) -> H {
-    h.put(p, "k", w, observed)
-        .ok(p, "put", "k", w, Some(ver(Some(dot), clock)))
-}
-
-/// An acknowledged delete `d` of "k", with its tombstone's version.
-fn del_ok(h: H, p: u64, d: &str, observed: &[&str], dot: (&str, u64), clock: &[(&str, u64)]) -> H {
-    h.delete(p, "k", d, observed)
-        .ok(p, "delete", "k", d, Some(ver(Some(dot), clock)))
-}
-
-fn finals(h: H, siblings: &[S]) -> H {
-    h.phase("heal").phase("final").replicas("k", siblings)
-}
+use support::{H, S, del_ok, finals, kinds, put_ok, sib, tomb, ver};
 
 /// The (write, rule) of every lost-write finding, in history order.
 fn lost(r: &Results) -> Vec<(String, &'static str)> {
@@ -81,31 +57,39 @@ fn a_delete_is_an_ancestor_only_through_observed() {
     // ground truth, so d (and a with it) is lost, and the store's order is a false dominance.
     let h = after_a_delete(H::new().config("register"), &[], &[]);
     let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-    assert_eq!(
-        pairs(&lost(&r)),
-        [("a", "observed"), ("d", "observed")],
-        "{}",
-        summary(&r)
-    );
+    assert_a_and_d_lost(&r, "");
     assert!(r.anomalies.contains_key(&Kind::FalseDominance));
+}
+
+/// Asserts that exactly a and its delete d are lost, each by the `observed` rule; `what` names the
+/// case in the message.
+fn assert_a_and_d_lost(r: &Results, what: &str) {
+    let expected = [("a", "observed"), ("d", "observed")];
+    assert_eq!(pairs(&lost(r)), expected, "{what}: {}", summary(r));
+}
+
+/// A v1 register history: a put of a, a delete of it (dot n1:2), a read that sees nothing, then a
+/// put of b with `context` (its version n1:3 over n1:2), checked with b as the final state.
+fn v1_put_after_a_delete(context: Value) -> Results {
+    let h = H::new().config_v1("register");
+    let h = put_ok(h, 1, "a", &[], ("n1", 1), &[]);
+    let h = del_ok(h, 1, "d", &["a"], ("n1", 2), &[("n1", 1)]);
+    let h = h.get(2, "k").ok_get(2, "k", &[]);
+    let h = h.put_ctx(2, "k", "b", &[], context).ok(
+        2,
+        "put",
+        "k",
+        "b",
+        Some(ver(Some(("n1", 3)), &[("n1", 2)])),
+    );
+    finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check()
 }
 
 #[test]
 fn v1_a_context_clock_that_covers_the_delete_dot_observes_the_delete() {
     // A v1 read omits the tombstone; the put's context is the best the history holds.
     for context in [json!("n1=2"), json!({"n1": 2}), json!("n1=2,n2=7")] {
-        let h = H::new().config_v1("register");
-        let h = put_ok(h, 1, "a", &[], ("n1", 1), &[]);
-        let h = del_ok(h, 1, "d", &["a"], ("n1", 2), &[("n1", 1)]);
-        let h = h.get(2, "k").ok_get(2, "k", &[]);
-        let h = h.put_ctx(2, "k", "b", &[], context.clone()).ok(
-            2,
-            "put",
-            "k",
-            "b",
-            Some(ver(Some(("n1", 3)), &[("n1", 2)])),
-        );
-        let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
+        let r = v1_put_after_a_delete(context.clone());
         valid(&r);
         assert!(r.stats.notes.iter().any(|n| n.contains("v1 history")));
     }
@@ -120,24 +104,8 @@ fn v1_an_opaque_or_short_context_observes_nothing() {
         json!("n1=2;n2=1"),
         json!([["n1", 2]]),
     ] {
-        let h = H::new().config_v1("register");
-        let h = put_ok(h, 1, "a", &[], ("n1", 1), &[]);
-        let h = del_ok(h, 1, "d", &["a"], ("n1", 2), &[("n1", 1)]);
-        let h = h.get(2, "k").ok_get(2, "k", &[]);
-        let h = h.put_ctx(2, "k", "b", &[], context.clone()).ok(
-            2,
-            "put",
-            "k",
-            "b",
-            Some(ver(Some(("n1", 3)), &[("n1", 2)])),
-        );
-        let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-        assert_eq!(
-            pairs(&lost(&r)),
-            [("a", "observed"), ("d", "observed")],
-            "{context}: {}",
-            summary(&r)
-        );
+        let r = v1_put_after_a_delete(context.clone());
+        assert_a_and_d_lost(&r, &context.to_string());
     }
 }
 
@@ -155,7 +123,7 @@ fn v1_the_substitute_does_not_apply_to_a_v2_history() {
         Some(ver(Some(("n1", 3)), &[("n1", 2)])),
     );
     let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-    assert_eq!(pairs(&lost(&r)), [("a", "observed"), ("d", "observed")]);
+    assert_a_and_d_lost(&r, "");
 }
 
 #[test]
@@ -259,12 +227,7 @@ fn a_delete_whose_tombstone_is_gone_is_lost_and_so_is_what_it_deleted() {
     let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
     let h = del_ok(h, 2, "d", &["a"], ("n1", 2), &[("n1", 1)]);
     let r = finals(h, &[]).check();
-    assert_eq!(
-        pairs(&lost(&r)),
-        [("a", "observed"), ("d", "observed")],
-        "{}",
-        summary(&r)
-    );
+    assert_a_and_d_lost(&r, "");
     let f = findings(&r, Kind::LostWrite).nth(1).unwrap();
     let Finding::LostWrite(l) = f else { panic!() };
     assert_eq!((l.write.f, l.write.acked_at), ("delete", Some(5_000_000)));
@@ -290,7 +253,7 @@ fn a_delete_named_with_a_value_is_not_its_tombstone() {
     )
     .check();
     assert!(r.anomalies.contains_key(&Kind::PhantomRead));
-    assert_eq!(pairs(&lost(&r)), [("a", "observed"), ("d", "observed")]);
+    assert_a_and_d_lost(&r, "");
 }
 
 fn gc() -> H {
@@ -542,12 +505,7 @@ fn a_phantom_sibling_lends_no_version_to_the_write_it_names() {
     let h = h.put_ctx(2, "k", "b", &[], json!("n1=2"));
     let h = h.ok(2, "put", "k", "b", Some(ver(Some(("n1", 3)), &[("n1", 2)])));
     let r = finals(h, &[sib("b", ("n1", 3), &[("n1", 2)])]).check();
-    assert_eq!(
-        pairs(&lost(&r)),
-        [("a", "observed"), ("d", "observed")],
-        "{}",
-        summary(&r)
-    );
+    assert_a_and_d_lost(&r, "");
 }
 
 #[test]

@@ -218,3 +218,44 @@ pub fn kinds(r: &Results) -> Vec<&'static str> {
         .map(|k| k.as_str())
         .collect()
 }
+
+/// A sibling `w` with its dot and clock.
+pub fn sib(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
+    S::new(w).with(ver(Some(dot), clock))
+}
+
+/// A tombstone `w` with its dot and clock.
+pub fn tomb(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
+    S::tombstone(w).with(ver(Some(dot), clock))
+}
+
+/// A write `w` by process `p` to key "k" (its value is its id), acknowledged with its version.
+pub fn put_ok(
+    h: H,
+    p: u64,
+    w: &str,
+    observed: &[&str],
+    dot: (&str, u64),
+    clock: &[(&str, u64)],
+) -> H {
+    h.put(p, "k", w, observed)
+        .ok(p, "put", "k", w, Some(ver(Some(dot), clock)))
+}
+
+/// An acknowledged delete `d` of "k", with its tombstone's version.
+pub fn del_ok(
+    h: H,
+    p: u64,
+    d: &str,
+    observed: &[&str],
+    dot: (&str, u64),
+    clock: &[(&str, u64)],
+) -> H {
+    h.delete(p, "k", d, observed)
+        .ok(p, "delete", "k", d, Some(ver(Some(dot), clock)))
+}
+
+/// `h` healed, then the final state of "k": `siblings` on every replica.
+pub fn finals(h: H, siblings: &[S]) -> H {
+    h.phase("heal").phase("final").replicas("k", siblings)
+}
