@@ -225,16 +225,18 @@ struct ReadMemo {
 
 #[derive(Debug, Clone)]
 enum Pending {
-    Get {
-        key: usize,
-    },
-    Put {
-        key: usize,
-        write: String,
-        delete: bool,
-        value: Value,
-        context: BTreeMap<usize, u64>,
-    },
+    Get { key: usize },
+    Put(PendingWrite),
+}
+
+/// A put or delete in flight.
+#[derive(Debug, Clone)]
+struct PendingWrite {
+    key: usize,
+    write: String,
+    delete: bool,
+    value: Value,
+    context: BTreeMap<usize, u64>,
 }
 
 #[derive(Debug)]
@@ -486,15 +488,10 @@ impl Model<'_> {
                 key: key_name(*key),
                 node: Some(node_name(preference(*key)[0])),
             },
-            Pending::Put {
-                key,
-                write,
-                delete,
-                value,
-                context,
-            } => {
+            Pending::Put(put) => {
                 let context = if self.p.format == 1 {
-                    let pairs: Vec<String> = context
+                    let pairs: Vec<String> = put
+                        .context
                         .iter()
                         .map(|(&n, &c)| format!("{}={c}", node_name(n)))
                         .collect();
@@ -503,14 +500,18 @@ impl Model<'_> {
                     json!("ctx")
                 };
                 let w = WriteOp {
-                    key: key_name(*key),
-                    node: Some(node_name(preference(*key)[0])),
-                    write: write.clone(),
-                    value: value.clone(),
+                    key: key_name(put.key),
+                    node: Some(node_name(preference(put.key)[0])),
+                    write: put.write.clone(),
+                    value: put.value.clone(),
                     observed,
                     context: Some(context),
                 };
-                if *delete { Op::Delete(w) } else { Op::Put(w) }
+                if put.delete {
+                    Op::Delete(w)
+                } else {
+                    Op::Put(w)
+                }
             }
         };
         self.clients[c].busy = Some(pending);
@@ -539,13 +540,13 @@ impl Model<'_> {
         } else {
             json!(write)
         };
-        Pending::Put {
+        Pending::Put(PendingWrite {
             key,
             write,
             delete,
             value,
             context,
-        }
+        })
     }
 
     fn complete(&mut self, c: usize) {
@@ -597,13 +598,14 @@ impl Model<'_> {
                 }
                 completion
             }
-            Pending::Put {
-                key,
-                write,
-                delete,
-                value,
-                context,
-            } => {
+            Pending::Put(put) => {
+                let PendingWrite {
+                    key,
+                    write,
+                    delete,
+                    value,
+                    context,
+                } = put;
                 let applied = match outcome {
                     Outcome::Ok => true,
                     Outcome::Fail => false,
