@@ -377,7 +377,10 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
         }),
         ("tick-us", &|c| c.tick_us.to_string()),
         ("latency", &|c| {
-            c.latency.as_ref().map(|m| m.to_string()).unwrap_or_default()
+            c.latency
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default()
         }),
     ];
     for (name, get) in options {

@@ -449,10 +449,12 @@ mod tests {
         let s = Summary::new(
             "0..4".into(),
             Vec::new(),
-            BTreeMap::new(),
-            1,
-            1.0,
-            false,
+            RunFacts {
+                options: BTreeMap::new(),
+                jobs: 1,
+                wall_s: 1.0,
+                time_limit_reached: false,
+            },
             vec![
                 with(0, "cart", 100, 0),
                 with(1, "cart", 300, 3),
