@@ -10,6 +10,8 @@
 //!   draws.
 //! - [`workload`]: the client processes of the `cart` and `register` workloads.
 //! - [`history`]: the JSONL recorder.
+//! - [`latency`]: latency models (`--latency`): per-kind delay distributions of peer messages,
+//!   and the PBS paper's presets.
 //! - [`nemesis_core`]: the nemesis itself, for the simulator and `dynamo live` alike: when fault
 //!   windows open and close (overlapping, aimed at acknowledged writes, counted), and the
 //!   supervision of nodes that stop by themselves; the environment trait that makes the faults.
