@@ -91,6 +91,10 @@ pub struct SimArgs {
     /// Default: turmoil's 1 to 5 ms.
     #[arg(long, value_name = "MODEL", value_parser = dynamo_workloads::latency::parse_model)]
     latency: Option<dynamo_workloads::latency::LatencyModel>,
+    /// Register workload: the percentage of plain reads; the rest are updates, blind puts and
+    /// deletes, 3 : 2 : 1 (default: reads, updates, blind puts, deletes 3 : 3 : 2 : 1).
+    #[arg(long, value_name = "PERCENT")]
+    read_percent: Option<u32>,
     /// With --latency and no fault: model µs per 1 ms tick (10 to 1000). Below 1000 the model's
     /// delays stretch by 1000/tick-us so that sub-millisecond ones stay apart, and the history's
     /// times are model time; think times and timeouts still count ticks as ms.
@@ -230,6 +234,7 @@ impl SimArgs {
                 .map(|spec| FixedPartition::parse(spec, crate::duration::parse_duration))
                 .collect::<Result<_, _>>()?,
             latency: self.latency.clone(),
+            read_percent: self.read_percent,
             tick_us: self.tick_us,
             ..SimConfig::default()
         };
@@ -353,7 +358,7 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
     };
     // Each option as read from a configuration; "" for one not given.
     type Read<'a> = &'a dyn Fn(&SimConfig) -> String;
-    let options: [(&str, Read); 21] = [
+    let options: [(&str, Read); 22] = [
         ("nodes", &|c| c.nodes.to_string()),
         ("clients", &|c| c.clients.to_string()),
         ("ops", &|c| c.ops.to_string()),
@@ -376,6 +381,9 @@ pub fn sim_args(c: &SimConfig, full: bool) -> Option<Vec<String>> {
             c.node.anti_entropy_interval_ms.to_string()
         }),
         ("tick-us", &|c| c.tick_us.to_string()),
+        ("read-percent", &|c| {
+            c.read_percent.map(|p| p.to_string()).unwrap_or_default()
+        }),
         ("latency", &|c| {
             c.latency
                 .as_ref()
@@ -601,6 +609,19 @@ mod tests {
             assert!(line.contains(shown), "{line}");
             assert!(line.contains("--tick-us 50"), "{line}");
         }
+        let reads = Plan::generate(SimConfig {
+            seed: 5,
+            ops: 40,
+            workload: Workload::Register,
+            read_percent: Some(80),
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let line = repro_command(&reads).expect("a command line gives it");
+        assert!(line.contains("--read-percent 80"), "{line}");
+        let cart = ["sim", "--read-percent", "50"];
+        let parsed = SimLine::try_parse_from(cart).unwrap();
+        assert!(parsed.args.config(1).unwrap_err().contains("register"));
         let bad = ["sim", "--latency", "pareto(0,1)"];
         let e = SimLine::try_parse_from(bad).unwrap_err().to_string();
         assert!(e.contains("more than 0"), "{e}");

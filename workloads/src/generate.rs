@@ -119,6 +119,8 @@ fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
     // Cart: reads, updates (read, add, put) and adds without a read, 2 : 6 : 1. Register: reads,
     // updates with the last read's context, blind puts and deletes, 3 : 3 : 2 : 1.
     // Set (cart, adds only): every operation an add, as Jepsen's set test.
+    // `read_percent` (register only): that share of plain reads, the rest in the same 3 : 2 : 1.
+    let register_mix;
     let kinds: &[(OpKind, u64)] = match c.workload {
         Workload::Cart if c.adds_only => &[(OpKind::Update, 1)],
         Workload::Cart => &[
@@ -126,12 +128,24 @@ fn draw_ops(c: &SimConfig, g: &mut SplitMix64) -> Vec<ClientOp> {
             (OpKind::Update, 6),
             (OpKind::BlindPut, 1),
         ],
-        Workload::Register => &[
-            (OpKind::Read, 3),
-            (OpKind::Update, 3),
-            (OpKind::BlindPut, 2),
-            (OpKind::Delete, 1),
-        ],
+        Workload::Register => match c.read_percent {
+            None => &[
+                (OpKind::Read, 3),
+                (OpKind::Update, 3),
+                (OpKind::BlindPut, 2),
+                (OpKind::Delete, 1),
+            ],
+            Some(p) => {
+                let (reads, rest) = (u64::from(p), u64::from(100 - p));
+                register_mix = [
+                    (OpKind::Read, 6 * reads),
+                    (OpKind::Update, 3 * rest),
+                    (OpKind::BlindPut, 2 * rest),
+                    (OpKind::Delete, rest),
+                ];
+                &register_mix
+            }
+        },
     };
     let weights: Vec<u64> = kinds.iter().map(|&(_, w)| w).collect();
     (0..c.ops)
@@ -445,6 +459,44 @@ fn draw_partition(nodes: usize, expendable: &[u32], g: &mut SplitMix64) -> Fault
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_percent_sets_the_register_mix() {
+        let mix = |read_percent| {
+            let plan = Plan::generate(SimConfig {
+                workload: Workload::Register,
+                ops: 20_000,
+                read_percent,
+                ..SimConfig::default()
+            })
+            .unwrap();
+            let count = |k: OpKind| plan.ops.iter().filter(|o| o.kind == k).count();
+            [
+                OpKind::Read,
+                OpKind::Update,
+                OpKind::BlindPut,
+                OpKind::Delete,
+            ]
+            .map(count)
+        };
+        let [reads, updates, blind, deletes] = mix(Some(80));
+        assert!((15_600..16_400).contains(&reads), "{reads}");
+        assert!((1_800..2_200).contains(&updates), "{updates}");
+        assert!((1_150..1_500).contains(&blind), "{blind}");
+        assert!((550..800).contains(&deletes), "{deletes}");
+        assert_eq!(mix(Some(100))[1..], [0, 0, 0]);
+        let [reads, ..] = mix(None);
+        assert!((6_300..7_000).contains(&reads), "the classic mix: {reads}");
+        assert!(
+            SimConfig {
+                read_percent: Some(101),
+                workload: Workload::Register,
+                ..SimConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
 
     #[test]
     fn owned_carts_have_one_writer_but_the_few_hot_ones() {

@@ -249,6 +249,11 @@ pub struct SimConfig {
     /// applies to nothing but a slow-link fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyModel>,
+    /// Register only: the percentage of operations that are plain reads (`--read-percent`); the
+    /// rest are updates, blind puts and deletes, 3 : 2 : 1. Absent: reads, updates, blind puts and
+    /// deletes 3 : 3 : 2 : 1, as every plan before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_percent: Option<u32>,
     /// Model µs per tick (`--tick-us`), with a latency model only: the simulation steps in ticks
     /// of 1 ms of the nodes' runtime (tokio's timers have no finer grain), and this says how much
     /// of the model's time one tick stands for. Below 1000 the run is a time dilation: a latency
@@ -418,6 +423,7 @@ impl Default for SimConfig {
             measure_convergence: false,
             fixed_partitions: Vec::new(),
             latency: None,
+            read_percent: None,
             tick_us: TICK_US_DEFAULT,
         }
     }
@@ -500,6 +506,13 @@ impl SimConfig {
         }
         if let Some(model) = &self.latency {
             model.validate()?;
+        }
+        match self.read_percent {
+            Some(p) if p > 100 => return Err("--read-percent must be 0..=100".to_owned()),
+            Some(_) if self.workload != Workload::Register => {
+                return Err("--read-percent is a register workload's mix".to_owned());
+            }
+            _ => {}
         }
         if !(TICK_US_MIN..=TICK_US_DEFAULT).contains(&self.tick_us) {
             return Err(format!(
