@@ -302,7 +302,10 @@ fn hostile_run(seed: u64, steps: usize) -> Result<(), TestCaseError> {
                 Frame::Peer { message, .. } if from != to => {
                     core.handle_peer(now, from.into(), message, store)
                 }
-                Frame::Request { request, .. } => {
+                // A client's connection refuses admin requests before the core sees them
+                // (`crate::shell`), and a mutated frame can decode as one (a `Leave`, which
+                // rightly moves the ring): the core sees only what a client may send.
+                Frame::Request { request, .. } if !request.is_admin() => {
                     net.next_token += 1;
                     let token = ClientToken {
                         conn: 9,
