@@ -15,6 +15,37 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A sync handed to another thread (a dup of the file's descriptor): the node's driver goes on
+/// serving while the disk syncs, and holds back what depends on the sync until it is done
+/// (`crate::shell`). Run once; its error names the file.
+pub struct DetachedSync(Box<dyn FnOnce() -> io::Result<()> + Send>);
+
+impl DetachedSync {
+    /// A sync that `run` carries out.
+    pub fn new(run: impl FnOnce() -> io::Result<()> + Send + 'static) -> DetachedSync {
+        DetachedSync(Box::new(run))
+    }
+
+    /// Carries out the sync (blocking).
+    pub fn run(self) -> io::Result<()> {
+        (self.0)()
+    }
+
+    /// This sync, after `first` (which may fail it).
+    fn after(self, first: impl FnOnce() -> io::Result<()> + Send + 'static) -> DetachedSync {
+        DetachedSync::new(move || {
+            first()?;
+            self.run()
+        })
+    }
+}
+
+impl std::fmt::Debug for DetachedSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DetachedSync")
+    }
+}
+
 /// An open file: appends at its end, reads at any offset.
 pub trait FsFile: Send {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at the end).
@@ -35,6 +66,13 @@ pub trait FsFile: Send {
     fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// A sync of everything appended so far that can run on another thread while the owner goes
+    /// on appending (what comes after it may or may not be covered), or `None` where a sync must
+    /// run on the owner's thread: turmoil's disk is reached through a thread-local, and the
+    /// in-memory disk of the tests keeps its own order. See [`DetachedSync`].
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        Ok(None)
+    }
 
     /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -137,6 +175,11 @@ impl FsFile for StdFile {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        // fdatasync on a duplicate descriptor syncs the same open file description's data.
+        let file = self.file.try_clone()?;
+        Ok(Some(DetachedSync::new(move || file.sync_data())))
     }
 }
 
@@ -737,6 +780,14 @@ impl<H: FsFile> FsFile for FaultyFile<H> {
     fn sync(&mut self) -> io::Result<()> {
         self.faults.check_sync("sync", &self.path)?;
         self.inner.sync()
+    }
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        // The switch is read when the sync runs, as for an attached one.
+        let (faults, path) = (self.faults.clone(), self.path.clone());
+        Ok(self
+            .inner
+            .detached_sync()?
+            .map(|sync| sync.after(move || faults.check_sync("sync", &path))))
     }
 }
 

@@ -77,7 +77,7 @@ mod handoff;
 mod membership;
 mod ready;
 
-pub use ready::{Ready, Released};
+pub use ready::{Ready, Released, Stored};
 
 /// Time between two gossip rounds (one random peer, plus a probe of every suspected peer).
 pub const GOSSIP_INTERVAL_MS: u64 = 500;

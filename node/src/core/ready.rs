@@ -1,9 +1,11 @@
 //! What a step of the core produced, and how it leaves the node: [`Ready`] holds the writes to
 //! store and the messages and replies that may leave only once those writes are stored;
 //! [`Ready::apply`] stores and syncs them, and only then hands out the [`Released`] outputs.
+//! [`Ready::store`] stores them without the sync, for a driver that syncs apart and goes on
+//! serving meanwhile: the outputs wait in a [`Stored`] until that sync is done.
 //!
-//! `Ready`'s fields are visible to the core alone (`pub(super)`): everywhere else `apply` is the
-//! only way to the outputs, so "persist before you ack" is a property of the type (the calling
+//! `Ready`'s fields are visible to the core alone (`pub(super)`): everywhere else `apply` and
+//! `store` are the only ways to the outputs, so "persist before you ack" is a property of the type (the calling
 //! contract is in the docs of [`crate::core`]).
 
 use crate::config::NodeConfig;
@@ -16,7 +18,7 @@ use crate::wire::{PeerMessage, Response};
 use std::collections::BTreeMap;
 
 /// What a step produced: writes to store, then messages and replies that may only leave once the
-/// writes are stored. Carried out by [`Ready::apply`], the only way to the outputs.
+/// writes are stored. Carried out by [`Ready::apply`] or [`Ready::store`], the only ways to the outputs.
 #[derive(Debug, Default, PartialEq)]
 pub struct Ready {
     /// Key states to store, one per key (its last state in the step).
@@ -74,6 +76,23 @@ impl Ready {
         keyspace: &mut Keyspace<S>,
         config: &NodeConfig,
     ) -> std::io::Result<Released> {
+        let stored = self.store(keyspace, config)?;
+        if stored.needs_sync {
+            keyspace.sync().map_err(|e| {
+                std::io::Error::new(e.kind(), format!("syncing the step's writes: {e}"))
+            })?;
+        }
+        Ok(stored.released)
+    }
+
+    /// Stores the step's writes in `keyspace` as [`Ready::apply`] does, without the sync: what
+    /// may leave is held in the returned [`Stored`] until a sync begun after this call is done.
+    /// This is how the driver goes on serving while the disk syncs (`crate::shell::run`).
+    pub fn store<S: Storage>(
+        self,
+        keyspace: &mut Keyspace<S>,
+        config: &NodeConfig,
+    ) -> std::io::Result<Stored> {
         let Ready {
             writes,
             hint_writes,
@@ -115,15 +134,37 @@ impl Ready {
                 .save_membership(ring, addrs)
                 .map_err(failed("saving the ring"))?;
         }
-        if (wrote && config.sync_before_release()) || membership.is_some() {
-            keyspace
-                .sync()
-                .map_err(failed("syncing the step's writes"))?;
-        }
-        Ok(Released {
-            messages,
-            replies,
-            membership,
+        let needs_sync = (wrote && config.sync_before_release()) || membership.is_some();
+        Ok(Stored {
+            released: Released {
+                messages,
+                replies,
+                membership,
+            },
+            needs_sync,
         })
+    }
+}
+
+/// A step's outputs whose writes are stored but perhaps not yet durable ([`Ready::store`]).
+#[derive(Debug)]
+#[must_use = "a step's outputs must be released or the node stopped"]
+pub struct Stored {
+    released: Released,
+    needs_sync: bool,
+}
+
+impl Stored {
+    /// Whether the outputs must wait for a sync: the step wrote and the fsync policy syncs before
+    /// answering, or the ring changed.
+    pub fn needs_sync(&self) -> bool {
+        self.needs_sync
+    }
+
+    /// The outputs. Only once a sync that began after [`Ready::store`] returned is done, if
+    /// [`Stored::needs_sync`]; and, because a step's answers may read what earlier steps
+    /// wrote, only after the outputs of every earlier step that needed one.
+    pub fn release(self) -> Released {
+        self.released
     }
 }

@@ -4,7 +4,11 @@
 //! - the *driver* ([`run`]'s own loop) owns the core and the storage; it takes events from one
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
 //!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
-//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it. If
+//!   group commit, so that a burst of writes costs one fsync and nothing is answered before it.
+//!   On the real disk the fsync runs on a thread of tokio's blocking pool while the driver goes on
+//!   taking events and storing their writes; the outputs wait in step order until a sync that
+//!   began after them is done ([`Held`]), and the next sync covers every step stored meanwhile.
+//!   On the simulator's disk the sync runs in place, as before (the histories did not change). If
 //!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
 //!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
 //! - one *acceptor* takes connections and spawns a *connection* task for each, which runs the
@@ -66,7 +70,7 @@ use crate::auth::Role;
 use crate::config::{FsyncPolicy, NodeConfig};
 use crate::conn::{Budget, Charge, Conn, WRITE_BUFFER_BYTES};
 use crate::coordinator::ClientToken;
-use crate::core::{Core, Now, Released};
+use crate::core::{Core, Now, Released, Stored};
 use crate::env::Env;
 use crate::ring::NodeId;
 use crate::store::Storage;
@@ -75,7 +79,7 @@ use crate::wire::{ErrorKind, Frame, PeerMessage, Request, RequestError, Response
 use connections::{ConnContext, Registry, accept_loop};
 use peer_link::{PeerLink, peer_link};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -158,6 +162,10 @@ pub const LINK_PENDING_MAX: usize = 1_024;
 pub const LINK_PENDING_MS_MAX: u64 = 2_000;
 /// A ping timer this late means this node itself was frozen, not that the peer went silent.
 pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
+/// Steps whose outputs wait for a sync that runs apart ([`Held`]); past it the driver takes no
+/// new events until the sync is done, so that a slow disk slows the clients instead of filling
+/// the node's memory.
+pub const HELD_STEPS_MAX: usize = 1_024;
 
 /// A frame or message waiting in an outbound queue, its encoded bytes charged to the queue's own
 /// budget and to the node's ([`OUTBOUND_BYTES_MAX`]) until it is written or dropped.
@@ -196,6 +204,85 @@ impl<T: serde::Serialize> Outbound<T> {
             item,
             charges: None,
         }
+    }
+}
+
+/// The outputs of steps that wait for their writes to be durable, in step order, and the syncs
+/// that make them so. On the real disk the fsync runs on another thread
+/// ([`crate::fs::DetachedSync`]) while
+/// the driver goes on taking events and storing their writes; when it is done, the outputs of
+/// every step stored before it began leave, and one sync starts for everything stored since
+/// (group commit across steps). A step that wrote nothing waits too while earlier writes are
+/// unsynced, because its answers may read them. Where a sync cannot run apart (the simulator's
+/// disk) it runs at once and nothing is held.
+#[derive(Default)]
+struct Held {
+    /// Steps that wrote and need a sync, counted from the start.
+    written: u64,
+    /// Of those, how many are durable.
+    synced: u64,
+    /// Outputs, each with the count of `written` it needs to be durable.
+    steps: VecDeque<(u64, Stored)>,
+    /// The sync in progress, with the count of `written` it makes durable.
+    syncing: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
+}
+
+impl Held {
+    /// Holds a step's outputs until what they depend on is durable.
+    fn push(&mut self, stored: Stored) {
+        if stored.needs_sync() {
+            self.written += 1;
+        }
+        self.steps.push_back((self.written, stored));
+        assert!(
+            self.steps.len() <= HELD_STEPS_MAX,
+            "the driver stops taking events first"
+        );
+    }
+
+    /// Starts a sync of everything stored so far, unless one is running or all is durable.
+    fn start_sync<S: crate::store::Storage>(
+        &mut self,
+        keyspace: &mut crate::store::keyspace::Keyspace<S>,
+    ) -> io::Result<()> {
+        if self.syncing.is_some() || self.synced == self.written {
+            return Ok(());
+        }
+        match keyspace.begin_sync()? {
+            None => self.synced = self.written,
+            Some(sync) => {
+                let job = tokio::task::spawn_blocking(move || sync.run());
+                self.syncing = Some((self.written, job));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the running sync (forever if none runs), and counts what it made durable.
+    async fn sync_done(&mut self) -> io::Result<()> {
+        let Some((_, job)) = &mut self.syncing else {
+            return std::future::pending().await;
+        };
+        let result = job.await;
+        let (covered, _) = self.syncing.take().expect("a sync was running");
+        result.map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))??;
+        self.synced = covered;
+        Ok(())
+    }
+
+    /// The oldest held outputs, if they may leave now.
+    fn pop_released(&mut self) -> Option<Released> {
+        match self.steps.front() {
+            Some((needed, _)) if *needed <= self.synced => {
+                self.steps.pop_front().map(|(_, stored)| stored.release())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the driver may take more events.
+    fn has_room(&self) -> bool {
+        self.steps.len() < HELD_STEPS_MAX
     }
 }
 
@@ -356,6 +443,7 @@ pub async fn run<E: Env>(
     let compaction_timer = sleep_until(start + Duration::from_millis(COMPACTION_CHECK_MS));
     let sync_timer = sleep_until(start + Duration::from_millis(sync_interval_ms));
     tokio::pin!(protocol_timer, compaction_timer, sync_timer);
+    let mut held = Held::default();
     loop {
         let timer = core
             .poll_timeout()
@@ -385,7 +473,11 @@ pub async fn run<E: Env>(
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            event = inbox.recv() => {
+            synced = held.sync_done() => {
+                synced.map_err(|e| stop(&config, "storage", e))?;
+                held.start_sync(&mut keyspace).map_err(|e| stop(&config, "storage", e))?;
+            }
+            event = inbox.recv(), if held.has_room() => {
                 let Some(event) = event else { break };
                 // One reading of the clocks for the step: the events of one step arrived together.
                 let step_now = now();
@@ -419,9 +511,14 @@ pub async fn run<E: Env>(
             // Fail-stop: when storage fails, nothing that depends on the step's writes leaves, and
             // the node ends rather than answer as if it could write (a zombie). A supervisor or
             // the operator restarts it; recovery sorts out what reached the disk.
-            let released = ready
-                .apply(&mut keyspace, &config)
+            let stored = ready
+                .store(&mut keyspace, &config)
                 .map_err(|e| stop(&config, "storage", e))?;
+            held.push(stored);
+            held.start_sync(&mut keyspace)
+                .map_err(|e| stop(&config, "storage", e))?;
+        }
+        while let Some(released) = held.pop_released() {
             if let Some((_, members)) = &released.membership {
                 link(&mut peers, &mut wakes, &mut tasks, members);
             }

@@ -304,3 +304,222 @@ proptest::proptest! {
         proptest::prop_assert!(report.frames >= 4_000);
     }
 }
+
+/// The real disk, whose detached syncs ([`crate::fs::DetachedSync`]) wait until the test opens
+/// the gate: a disk as slow as the test wants.
+#[derive(Clone, Debug, Default)]
+struct GatedFs {
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// Detached syncs begun so far.
+    begun: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+struct GatedFile {
+    inner: crate::fs::StdFile,
+    gate: Arc<Gate>,
+}
+
+impl crate::fs::FsFile for GatedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.inner.append(data)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn truncate(&mut self, size_bytes: u64) -> io::Result<()> {
+        self.inner.truncate(size_bytes)
+    }
+    fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_at(data, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn detached_sync(&self) -> io::Result<Option<crate::fs::DetachedSync>> {
+        let sync = self
+            .inner
+            .detached_sync()?
+            .expect("the real disk syncs apart");
+        self.gate
+            .begun
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let gate = self.gate.clone();
+        Ok(Some(crate::fs::DetachedSync::new(move || {
+            gate.pass();
+            sync.run()
+        })))
+    }
+}
+
+impl crate::fs::FileSystem for GatedFs {
+    type File = GatedFile;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(path)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<GatedFile> {
+        Ok(GatedFile {
+            inner: StdFs.open(path, create)?,
+            gate: self.gate.clone(),
+        })
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        StdFs.read_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdFs.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdFs.exists(path)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        StdFs.read(path)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<crate::fs::DirLock> {
+        StdFs.lock_dir(dir)
+    }
+}
+
+/// tokio's network and clock with a [`GatedFs`].
+#[derive(Clone, Debug, Default)]
+struct GatedEnv {
+    tokio: TokioEnv,
+    fs: GatedFs,
+}
+
+impl Env for GatedEnv {
+    type Fs = GatedFs;
+    type Stream = tokio::net::TcpStream;
+    type Listener = tokio::net::TcpListener;
+
+    fn fs(&self) -> GatedFs {
+        self.fs.clone()
+    }
+    async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
+        self.tokio.connect(addr).await
+    }
+    async fn bind(&self, addr: &str) -> io::Result<tokio::net::TcpListener> {
+        self.tokio.bind(addr).await
+    }
+    fn wall_clock_ms(&self) -> u64 {
+        self.tokio.wall_clock_ms()
+    }
+    fn random_u64(&self) -> u64 {
+        self.tokio.random_u64()
+    }
+}
+
+/// Issue 12: on the real disk the fsync runs apart from the driver. While it runs, the node
+/// answers nothing that waits for it (a put, and a get that came after it), yet goes on taking
+/// requests and storing their writes, which the next sync covers together; once the disk is done,
+/// everything is answered.
+#[test]
+fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = GatedEnv::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Opens the gate if an assertion fails: dropping the runtime waits for the held sync.
+    struct OpenOnDrop(Arc<Gate>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+    let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let listener = env.bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut config = single_node(None);
+        config.members.insert("n1".into(), addr.clone());
+        let dir = tmp.path().to_path_buf();
+        let node_env = env.clone();
+        tokio::task::spawn_local(async move {
+            run(node_env, config, &dir, listener, std::future::pending()).await
+        });
+        let client = |key: &'static [u8]| {
+            let mut client = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
+            tokio::task::spawn_local(
+                async move { client.put(key, b"v".to_vec(), &VClock::new()).await },
+            )
+        };
+        let first = client(b"first");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = client(b"second");
+        let mut reader = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
+        let read = tokio::task::spawn_local(async move { reader.get(b"first").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        assert!(
+            !first.is_finished(),
+            "a put is answered before its sync ran"
+        );
+        assert!(
+            !second.is_finished(),
+            "a put is answered before its sync ran"
+        );
+        assert!(
+            !read.is_finished(),
+            "a get read an unsynced write before its sync ran"
+        );
+        assert_eq!(
+            env.fs.gate.begun.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one sync at a time"
+        );
+        // The driver stored the second put while the first sync was held.
+        let data = std::fs::read(tmp.path().join("000001.data")).unwrap();
+        assert!(data.windows(6).any(|w| w == b"second"));
+
+        env.fs.gate.open();
+        let wait = |task: tokio::task::JoinHandle<_>| async {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("answered once the disk is done")
+                .unwrap()
+        };
+        wait(first).await.unwrap();
+        wait(second).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.siblings.len(), 1);
+        // The second put needed a sync of its own, begun when the first was done.
+        assert_eq!(
+            env.fs.gate.begun.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    });
+}

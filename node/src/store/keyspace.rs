@@ -16,6 +16,7 @@
 //! fails with a storage error; the next one finds the key absent.
 
 use super::Storage;
+use crate::fs::DetachedSync;
 use crate::ring::{NodeId, Ring};
 use crate::version::KeyVersions;
 use std::cell::RefCell;
@@ -232,6 +233,11 @@ impl<S: Storage> Keyspace<S> {
     /// Makes every write so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.storage.sync()
+    }
+
+    /// Begins making every write so far durable ([`Storage::begin_sync`]).
+    pub fn begin_sync(&mut self) -> io::Result<Option<DetachedSync>> {
+        self.storage.begin_sync()
     }
 
     /// The engine underneath.

@@ -111,7 +111,7 @@ pub use compaction::COMPACTION_SYNC_BYTES;
 pub use recovery::{ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, SkippedRange};
 
 use super::{CompactionStats, Storage};
-use crate::fs::{FileSystem, FsFile};
+use crate::fs::{DetachedSync, FileSystem, FsFile};
 use files::{FileKind, Manifest, file_path};
 use record::{decode_record, encode_record};
 use std::collections::BTreeMap;
@@ -402,6 +402,10 @@ impl<F: FileSystem> Storage for LogStore<F> {
 
     fn sync(&mut self) -> io::Result<()> {
         self.guarded(|store| store.sync_active())
+    }
+
+    fn begin_sync(&mut self) -> io::Result<Option<DetachedSync>> {
+        self.guarded(|store| store.begin_sync_active())
     }
 
     fn keys(&self) -> Vec<Vec<u8>> {

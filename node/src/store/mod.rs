@@ -15,6 +15,7 @@ pub mod keyspace;
 pub mod log;
 pub mod memory;
 
+use crate::fs::DetachedSync;
 use std::io;
 
 /// Figures of one compaction, for logs and tests.
@@ -39,6 +40,13 @@ pub trait Storage: Send {
     fn remove(&mut self, key: &[u8]) -> io::Result<()>;
     /// Makes every write so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// Begins making every write so far durable: either syncs here and returns `None`, or
+    /// returns a sync for another thread to run ([`DetachedSync`]), after which those writes are
+    /// durable. Later writes may go on meanwhile. A detached sync that fails leaves the store's
+    /// state unknown, as a failed [`Storage::sync`] does: the caller must stop using it.
+    fn begin_sync(&mut self) -> io::Result<Option<DetachedSync>> {
+        self.sync().map(|()| None)
+    }
     /// Every live key, in byte order.
     fn keys(&self) -> Vec<Vec<u8>>;
     /// Rewrites the data so that only the newest value of each live key remains.

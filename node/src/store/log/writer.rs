@@ -64,27 +64,60 @@ impl<F: FileSystem> LogStore<F> {
 
     pub(super) fn sync_active(&mut self) -> io::Result<()> {
         if self.active_unsynced {
-            let dir = &self.dir;
-            let mut active = self
-                .files
-                .last_entry()
-                .expect("an open store has an active file");
-            let id = *active.key();
-            active
-                .get_mut()
-                .handle
-                .sync()
-                .map_err(|e| at(e, "sync of", &file_path(dir, id, FileKind::Data)))?;
-            self.active_unsynced = false;
+            self.sync_active_now()?;
         }
+        Ok(())
+    }
+
+    /// Starts a sync of the active file that another thread can carry out
+    /// ([`crate::fs::DetachedSync`]), if the file system has one and there is anything to sync;
+    /// otherwise syncs here. The active file counts as synced from now on: the caller must not
+    /// treat the writes so far as durable before the returned sync has run.
+    pub(super) fn begin_sync_active(&mut self) -> io::Result<Option<crate::fs::DetachedSync>> {
+        if !self.active_unsynced {
+            return Ok(None);
+        }
+        let id = self.active_id();
+        let path = file_path(&self.dir, id, FileKind::Data);
+        let active = self
+            .files
+            .get(&id)
+            .expect("an open store has an active file");
+        match active.handle.detached_sync() {
+            Ok(Some(sync)) => {
+                self.active_unsynced = false;
+                Ok(Some(crate::fs::DetachedSync::new(move || {
+                    sync.run().map_err(|e| at(e, "sync of", &path))
+                })))
+            }
+            Ok(None) => self.sync_active_now().map(|()| None),
+            Err(e) => Err(at(e, "a handle for syncing", &path)),
+        }
+    }
+
+    /// Syncs the active file, whether or not it has unsynced appends: a sync begun apart
+    /// ([`LogStore::begin_sync_active`]) may still be running.
+    fn sync_active_now(&mut self) -> io::Result<()> {
+        let dir = &self.dir;
+        let mut active = self
+            .files
+            .last_entry()
+            .expect("an open store has an active file");
+        let id = *active.key();
+        active
+            .get_mut()
+            .handle
+            .sync()
+            .map_err(|e| at(e, "sync of", &file_path(dir, id, FileKind::Data)))?;
+        self.active_unsynced = false;
         Ok(())
     }
 
     /// Syncs the active file and starts a new one.
     fn roll_over(&mut self) -> io::Result<()> {
         // Recovery takes damage in any file but the newest for decay of durable data, so a file
-        // must be durable before a newer one exists.
-        self.sync_active()?;
+        // must be durable before a newer one exists; a sync begun apart may not have run yet.
+        self.sync_active_now()?;
         let id = next_file_id(self.active_id())?;
         self.create_data_file(id)?;
         self.fs
