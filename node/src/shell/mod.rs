@@ -7,7 +7,7 @@
 //!   group commit, so that a burst of writes costs one fsync and nothing is answered before it.
 //!   On the real disk the fsync runs on a thread of tokio's blocking pool while the driver goes on
 //!   taking events and storing their writes; the outputs wait in step order until a sync that
-//!   began after them is done ([`Held`]), and the next sync covers every step stored meanwhile.
+//!   began after them is done (`Held`), and the next sync covers every step stored meanwhile.
 //!   On the simulator's disk the sync runs in place, as before (the histories did not change). If
 //!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
 //!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
@@ -162,7 +162,7 @@ pub const LINK_PENDING_MAX: usize = 1_024;
 pub const LINK_PENDING_MS_MAX: u64 = 2_000;
 /// A ping timer this late means this node itself was frozen, not that the peer went silent.
 pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
-/// Steps whose outputs wait for a sync that runs apart ([`Held`]); past it the driver takes no
+/// Steps whose outputs wait for a sync that runs apart (`Held`); past it the driver takes no
 /// new events until the sync is done, so that a slow disk slows the clients instead of filling
 /// the node's memory.
 pub const HELD_STEPS_MAX: usize = 1_024;
