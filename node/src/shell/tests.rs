@@ -180,6 +180,41 @@ fn an_empty_disk_a_lost_log_or_a_lax_fsync_policy_gives_a_new_actor() {
     }
 }
 
+/// A damaged data directory whose `ACTOR` file is huge (here a sparse terabyte, as a damaged
+/// or tampered directory can hold) is read no further than an actor id can be long: the node
+/// takes it for a damaged record and starts with a new actor, as for any unreadable one. Found
+/// by the hostile audit: the whole file was read into memory (a 40 GB `ACTOR` stopped the start
+/// with "out of memory" that named no file; one of a few GB took as much memory before the start
+/// went on).
+#[test]
+fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
+    let env = TestEnv::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = single_node(None);
+    let first = open_and_write(&env, &config, tmp.path(), &["a"]);
+    let actor = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.path().join("ACTOR"))
+        .unwrap();
+    actor.set_len(1 << 40).unwrap();
+    drop(actor);
+    let (keyspace, after) = open_storage(&env, &config, tmp.path()).unwrap();
+    assert_ne!(after.actor, first.actor);
+    assert!(
+        after
+            .new_actor_reason
+            .as_deref()
+            .unwrap()
+            .contains("no actor id stored"),
+        "{:?}",
+        after.new_actor_reason
+    );
+    drop(keyspace);
+    // The new actor replaced the damaged file: the next start keeps it.
+    let (_, next) = open_storage(&env, &config, tmp.path()).unwrap();
+    assert_eq!(next.actor, after.actor);
+}
+
 /// A put through a core, as the shell runs it.
 fn put(core: &mut Core, store: &Keyspace<LogStore<FaultyFs<StdFs>>>, id: u64) {
     let request = crate::wire::Request::Put {

@@ -426,12 +426,33 @@ impl<F: FileSystem> Storage for LogStore<F> {
         if !self.fs.exists(&path) {
             return Ok(None);
         }
+        // Bounded by its length before a byte is read, as the manifest is: a damaged file must not
+        // be read whole into memory. Too long is damage (`InvalidData`), like a record that fails
+        // its check.
+        let len_bytes = self.fs.open(&path, false)?.len()?;
+        if len_bytes > super::APART_BYTES_MAX as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is {len_bytes} bytes long, more than the {} of a value kept apart: damaged",
+                    path.display(),
+                    super::APART_BYTES_MAX
+                ),
+            ));
+        }
         self.fs.read(&path).map(Some)
     }
 
     fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
         super::check_apart_name(name)?;
         assert_ne!(name, files::MANIFEST_NAME, "the manifest is the log's own");
+        if value.len() > super::APART_BYTES_MAX {
+            return Err(invalid_input(format!(
+                "a value kept apart of {} bytes is over the limit of {} bytes",
+                value.len(),
+                super::APART_BYTES_MAX
+            )));
+        }
         self.guarded(|store| store.fs.write_durable(&store.dir.join(name), value))
     }
 }

@@ -59,6 +59,11 @@ pub trait Storage: Send {
     fn write_apart(&mut self, name: &str, value: &[u8]) -> io::Result<()>;
 }
 
+/// Longest value kept apart ([`Storage::write_apart`]): an actor id is at most 64 bytes. A file
+/// apart longer than this is damage, read no further (a damaged or tampered data directory's
+/// `ACTOR` of a few GB would otherwise be read whole into memory at start).
+pub const APART_BYTES_MAX: usize = 4 * 1024;
+
 /// Checks a name of [`Storage::write_apart`]: ASCII capitals, so that it can never be a data file's.
 pub fn check_apart_name(name: &str) -> io::Result<()> {
     if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_uppercase()) {
