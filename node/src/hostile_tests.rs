@@ -95,6 +95,67 @@ fn contexts_at_the_counter_and_entry_limits_are_refused_and_what_is_stored_decod
     assert!(message(&refused).contains("exceeds"), "{refused:?}");
 }
 
+/// A client cannot brick a key with a context one below the counter limit. Found by the hostile
+/// audit: an anonymous client's put with the context `n1.x=2^53-2`, sent to n1, was accepted and
+/// made the version (n1.x, 2^53-1); every context read from the key then held a counter at the
+/// limit, so every later put and delete with it was refused on every node ("the context is at
+/// the counter limit"), and blind puts could only pile up siblings to [`SIBLINGS_MAX`]: the key
+/// could never be updated or deleted again. A node now never issues a counter at the limit: when
+/// its next one for a key would reach it, it takes a new actor id first, and the contexts clients
+/// read stay below the limit.
+#[test]
+fn a_context_one_below_the_counter_limit_cannot_brick_a_key() {
+    let mut net = Net::new(3, 3, 2, 2);
+    for node in ["n1", "n2", "n3"] {
+        let before = net.nodes[node].0.actor().clone();
+        let mut forged = VClock::new();
+        forged.raise(&before, COUNTER_MAX - 1);
+        match net.put(node, b"k", node.as_bytes(), forged) {
+            Response::Put { version, .. } => {
+                let dot = version.dot.expect("dotted");
+                assert!(dot.counter < COUNTER_MAX, "{node} issued {dot:?}");
+                assert_ne!(dot.actor, before, "{node} took a new actor");
+            }
+            other => panic!("{node}: {other:?}"),
+        }
+    }
+    let read = net.get("n2", b"k");
+    assert_eq!(values(&read).len(), 3, "{read:?}");
+    let ctx = context(&read);
+    assert!(ctx.counter_max() < COUNTER_MAX, "{ctx}");
+    for node in ["n1", "n2", "n3"] {
+        let ctx = context(&net.get(node, b"k"));
+        match net.put(node, b"k", b"reconciled", ctx) {
+            Response::Put { .. } => {}
+            other => panic!("{node}: a put with a read's context is refused: {other:?}"),
+        }
+    }
+    let ctx = context(&net.get("n3", b"k"));
+    let token = net.request(
+        "n3",
+        Request::Put {
+            key: b"k".to_vec(),
+            value: Vec::new(),
+            tombstone: true,
+            context: ctx,
+        },
+    );
+    net.deliver_all();
+    match net.reply(token) {
+        Some(Response::Put { .. }) => {}
+        other => panic!("a delete with a read's context is refused: {other:?}"),
+    }
+    match net.get("n1", b"k") {
+        Response::Get { siblings, .. } => {
+            assert!(
+                siblings.iter().all(|s| s.tombstone),
+                "deleted: {siblings:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Item 6: puts that would make a key's sibling set outgrow a frame are refused with a clear
 /// error; what is stored always fits, and reads of the key are answered.
 #[test]

@@ -18,7 +18,7 @@ use crate::coordinator::{ForwardRound, GetRound, Origin, PutRound, Round};
 use crate::hints::{self, Target};
 use crate::ring::NodeId;
 use crate::store::keyspace::ReadState;
-use crate::version::{KeyVersions, SIBLINGS_MAX, VClock};
+use crate::version::{COUNTER_MAX, KeyVersions, SIBLINGS_MAX, VClock};
 use crate::wire::{self, ErrorKind, NodeStatus, PeerMessage, Request, Response};
 use std::collections::BTreeMap;
 
@@ -442,6 +442,14 @@ impl Core {
                 "the key has {SIBLINGS_MAX} siblings: read it and write with its context to reconcile"
             );
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
+        }
+        // A node never issues a counter at the limit: a context at it is refused (below), and a
+        // read's context must never be, or nobody could update or delete the key again (a client's
+        // forged context one below the limit bricked a key that way). Past the limit lies a new
+        // actor id, whose counters start again from 1.
+        let seen = state.clock.get(&self.actor).max(context.get(&self.actor));
+        if seen >= COUNTER_MAX - 1 && context.counter_max() < COUNTER_MAX {
+            self.renew_actor("this actor's next counter for a key would reach the limit");
         }
         if let Err(message) = state.check_put(&self.actor, &context) {
             tracing::warn!(node = %self.config.id, key = %String::from_utf8_lossy(&key), %message, "put refused");
