@@ -428,6 +428,18 @@ pub fn validate(request: &Request) -> Result<(), String> {
                     "a context of {len} entries exceeds {CONTEXT_ENTRIES_MAX}"
                 ));
             }
+            // Stored in the key's clock, an actor name no node could have would come back in
+            // every read's context, whose text form could then not be parsed back.
+            if let Some((actor, _)) = context
+                .iter()
+                .find(|(actor, _)| !crate::version::valid_actor(actor))
+            {
+                return Err(format!(
+                    "a context names the actor {actor:?}, which no node could be (1-{} of \
+                     [A-Za-z0-9._-])",
+                    crate::version::ACTOR_NAME_BYTES_MAX
+                ));
+            }
             key
         }
         Request::Status | Request::Leave => return Ok(()),
@@ -523,6 +535,37 @@ mod tests {
         assert!(postcard::from_bytes::<Dot>(&postcard::to_stdvec(&dot).unwrap()).is_err());
         let dot = Dot::new("a", over);
         assert!(postcard::from_bytes::<Dot>(&postcard::to_stdvec(&dot).unwrap()).is_err());
+    }
+
+    /// A context naming an actor no node could have (empty, or with characters the context's
+    /// text form cannot carry) is refused. Found by the hostile audit: an anonymous client's put
+    /// with the context `{"": 5}` or `{"a/b": 5}` was stored in the key's clock, and every context
+    /// read from the key afterwards (`=5,a/b=5,...`) was refused by `dynamo put --context` and
+    /// `dynamo delete` ("bad actor name"): the key could no longer be updated or deleted from
+    /// the command line.
+    #[test]
+    fn contexts_with_actor_names_no_node_could_have_are_refused() {
+        for bad in ["", "a/b", "a b", "a=b", "a,b", "\u{e9}"] {
+            let mut context = VClock::new();
+            context.raise(bad, 5);
+            let put = Request::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+                tombstone: false,
+                context,
+            };
+            let err = validate(&put).expect_err(bad);
+            assert!(err.contains("actor"), "{bad:?}: {err}");
+        }
+        let mut good = VClock::new();
+        good.raise("n1.5e2a9c01", 5);
+        let put = Request::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            tombstone: false,
+            context: good,
+        };
+        assert_eq!(validate(&put), Ok(()));
     }
 
     #[test]
