@@ -810,6 +810,48 @@ fn quorum_read_miss_reads_n_r_w_as_json_numbers() {
     );
 }
 
+// ---- Versions: counters at the limit ----
+
+#[test]
+fn a_clock_entry_at_the_largest_counter_is_ordered_not_a_panic() {
+    // A clock is node -> counter (history-format.md, "Versions"), and a counter is any integer the
+    // line holds: u64::MAX is one. a's clock covers every event of n1 up to u64::MAX; b observed a and
+    // its version covers a's, c is a concurrent blind put. A correct history is valid, not unknown
+    // because the order of versions overflowed.
+    const MAX: u64 = u64::MAX;
+    let h = put_ok(
+        H::new().config("register"),
+        1,
+        "a",
+        &[],
+        ("n1", 3),
+        &[("n1", MAX)],
+    );
+    let h = put_ok(h, 1, "b", &["a"], ("n2", 1), &[("n1", MAX)]);
+    let h = put_ok(h, 2, "c", &[], ("n3", 1), &[]);
+    let b = sib("b", ("n2", 1), &[("n1", MAX)]);
+    let c = sib("c", ("n3", 1), &[]);
+    valid(&finals(h.clone(), &[b.clone(), c]).check());
+
+    // The same history where c is lost: the verdict is false and names c, not unknown.
+    let r = finals(h.clone(), &[b]).check();
+    assert_eq!(r.valid, Validity::False, "{}", summary(&r));
+    assert_eq!(pairs(&lost(&r)), [("c", "observed")], "{}", summary(&r));
+
+    // And a store whose version for b does not cover a's (n1 one short of the limit) regressed.
+    let h = put_ok(
+        H::new().config("register"),
+        1,
+        "a",
+        &[],
+        ("n1", 3),
+        &[("n1", MAX)],
+    );
+    let h = put_ok(h, 1, "b", &["a"], ("n2", 1), &[("n1", MAX - 1)]);
+    let r = finals(h, &[sib("b", ("n2", 1), &[("n1", MAX - 1)])]).check();
+    assert_eq!(kinds(&r), ["clock-regression"], "{}", summary(&r));
+}
+
 // ---- Nemesis names ----
 
 #[test]

@@ -32,11 +32,12 @@ impl<'a> VersionView<'a> {
     }
 
     /// The largest c such that all of (node, 1..=c) are in H: the clock's entry, extended by the dot
-    /// when the dot is the next event.
+    /// when the dot is the next event. A counter may be any u64: a clock entry at u64::MAX has no
+    /// next event (checked arithmetic, never an overflow).
     pub(crate) fn prefix(&self, node: Sym) -> u64 {
         let c = self.clock_of(node);
         match self.dot {
-            Some((n, k)) if n == node && k == c + 1 => k,
+            Some((n, k)) if n == node && c.checked_add(1) == Some(k) => k,
             _ => c,
         }
     }
@@ -44,7 +45,8 @@ impl<'a> VersionView<'a> {
     /// The dot, when it lies beyond its node's prefix by more than one: H's lone extra event.
     pub(crate) fn extra(&self) -> Option<(Sym, u64)> {
         let (n, k) = self.dot?;
-        (k > self.clock_of(n) + 1).then_some((n, k))
+        let next = self.clock_of(n).checked_add(1)?;
+        (k > next).then_some((n, k))
     }
 
     /// Whether the event (node, counter) is in H.
