@@ -852,6 +852,25 @@ fn a_clock_entry_at_the_largest_counter_is_ordered_not_a_panic() {
     assert_eq!(kinds(&r), ["clock-regression"], "{}", summary(&r));
 }
 
+#[test]
+fn a_dot_with_counter_zero_is_an_event_no_clock_covers() {
+    // history-format.md, "Versions": H(v) is "the events of `clock`, plus its `dot`", and a clock
+    // stands for {(node, 1..counter)}: no clock holds (n1, 0). So a version dotted (n1, 0) precedes
+    // no version without that dot, and two blind puts, (n1, 0) and (n2, 1), are concurrent.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 0), &[]);
+    let h = put_ok(h, 2, "b", &[], ("n2", 1), &[("n1", 4)]);
+    let a = sib("a", ("n1", 0), &[]);
+    let b = sib("b", ("n2", 1), &[("n1", 4)]);
+    valid(&finals(h, &[a.clone(), b.clone()]).check());
+
+    // b observed a, but b's clock cannot cover (n1, 0): the store did not record what the client
+    // handed it.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 0), &[]);
+    let h = put_ok(h, 2, "b", &["a"], ("n2", 1), &[("n1", 4)]);
+    let r = finals(h, &[b]).check();
+    assert_eq!(kinds(&r), ["clock-regression"], "{}", summary(&r));
+}
+
 // ---- Nemesis names ----
 
 #[test]

@@ -364,7 +364,8 @@ impl Graph {
                     parents.clear();
                     parents.extend(self.observed_parents(b));
                     for &(d, node, counter) in &deletes {
-                        if view.clock_of(node) >= counter && !parents.contains(&d) {
+                        // A clock covers (n, 1..=c): never a dot with counter 0.
+                        if (1..=view.clock_of(node)).contains(&counter) && !parents.contains(&d) {
                             self.add_edge(d, b, EdgeKind::Context);
                         }
                     }

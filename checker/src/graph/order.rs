@@ -42,16 +42,18 @@ impl<'a> VersionView<'a> {
         }
     }
 
-    /// The dot, when it lies beyond its node's prefix by more than one: H's lone extra event.
+    /// The dot, when it is not part of its node's prefix: it lies beyond the prefix by more than one,
+    /// or its counter is 0 (no clock holds (n, 0): a clock stands for (n, 1..=c)). H's lone extra
+    /// event.
     pub(crate) fn extra(&self) -> Option<(Sym, u64)> {
         let (n, k) = self.dot?;
-        let next = self.clock_of(n).checked_add(1)?;
-        (k > next).then_some((n, k))
+        let beyond = self.clock_of(n).checked_add(1).is_some_and(|next| k > next);
+        (k == 0 || beyond).then_some((n, k))
     }
 
     /// Whether the event (node, counter) is in H.
     pub(crate) fn has_event(&self, node: Sym, counter: u64) -> bool {
-        counter <= self.prefix(node) || self.extra() == Some((node, counter))
+        (1..=self.prefix(node)).contains(&counter) || self.extra() == Some((node, counter))
     }
 
     /// Whether H(self) is a subset of H(other).
