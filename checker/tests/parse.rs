@@ -506,3 +506,35 @@ fn no_verdict_past_a_malformed_line() {
     std::fs::write(&path, h.jsonl()).unwrap();
     assert!(check_path(&path).is_err());
 }
+
+#[test]
+fn a_value_nested_beyond_the_limit_is_an_error_not_a_crash() {
+    // A value is "any JSON value" (history-format.md, "Client operations"), but a line the checker
+    // cannot read is "an error that names its line number": a value nested a million levels deep
+    // (a 2 MB line) must be that error, not a stack overflow that aborts the process.
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    for depth in [128, 1_000_000] {
+        let put = PUT.replace(r#""value":"a""#, &format!(r#""value":{}"#, deep(depth)));
+        let e = err(&format!("{PUT_OK_FIRST}\n{put}\n"));
+        assert_eq!(e.line(), Some(2), "depth {depth}: {e}");
+        assert!(
+            e.to_string().contains("nested deeper"),
+            "depth {depth}: {e}"
+        );
+        // The same in a sibling of a replica state, and in its non-canonical spelling.
+        let text = format!(
+            "{PUT}\n{PUT_OK}\n{{\"index\":3,\"time\":30,\"process\":\"harness\",\"type\":\"info\",\"f\":\"replica-state\",\"key\":\"k\",\"node\":\"n1\",\"values\":[{{\"write\":\"a\",\"value\": {} }}]}}\n",
+            deep(depth).replace("[]", "[ ]")
+        );
+        assert_eq!(err(&text).line(), Some(3), "depth {depth}");
+    }
+    // Up to serde_json's own limit (127 levels, which every other reader of a value shares), a deep
+    // value is a value like any other.
+    assert!(serde_json::from_str::<Value>(&deep(127)).is_ok());
+    assert!(serde_json::from_str::<Value>(&deep(128)).is_err());
+    let put = PUT.replace(r#""value":"a""#, &format!(r#""value":{}"#, deep(127)));
+    assert!(parse_reader(format!("{PUT_OK_FIRST}\n{put}\n").as_bytes()).is_ok());
+}
+
+/// A harmless first line (the config), so that the put is line 2.
+const PUT_OK_FIRST: &str = r#"{"index":0,"time":0,"process":"harness","type":"info","f":"config","value":{"history_format":2}}"#;

@@ -15,6 +15,12 @@
 /// Integers with at most this many digits are written in full; longer ones in exponent form.
 const INTEGER_DIGITS_MAX: usize = 64;
 
+/// The deepest nesting of arrays and objects a value may have: what serde_json's own recursion limit
+/// lets `serde_json::Value` read (127 levels; 128 is refused), so that every part of the checker (and a report, which reads values as `serde_json::Value`) can read
+/// every value the parser accepted. Deeper is an error naming the line, never a stack overflow (the
+/// canonical form is built recursively).
+pub(crate) const VALUE_DEPTH_MAX: usize = 127;
+
 /// The largest exponent magnitude kept exactly; larger ones saturate (numbers beyond 10^±(10^15) are
 /// not something a history holds).
 const EXPONENT_MAX: i64 = 1_000_000_000_000_000;
@@ -24,11 +30,14 @@ const EXPONENT_MAX: i64 = 1_000_000_000_000_000;
 pub(crate) fn is_canonical(text: &str) -> bool {
     let b = text.as_bytes();
     let mut i = 0;
-    fast_value(b, &mut i) && i == b.len()
+    fast_value(b, &mut i, 0) && i == b.len()
 }
 
-fn fast_value(b: &[u8], i: &mut usize) -> bool {
+/// `depth`: the arrays and objects around this value. A value nested too deep is not canonical here:
+/// [`canonicalize`] then says why.
+fn fast_value(b: &[u8], i: &mut usize, depth: usize) -> bool {
     match b.get(*i) {
+        Some(b'{' | b'[') if depth >= VALUE_DEPTH_MAX => false,
         Some(b'{') => {
             *i += 1;
             if b.get(*i) == Some(&b'}') {
@@ -51,7 +60,7 @@ fn fast_value(b: &[u8], i: &mut usize) -> bool {
                     return false;
                 }
                 *i += 1;
-                if !fast_value(b, i) {
+                if !fast_value(b, i, depth + 1) {
                     return false;
                 }
                 match b.get(*i) {
@@ -71,7 +80,7 @@ fn fast_value(b: &[u8], i: &mut usize) -> bool {
                 return true;
             }
             loop {
-                if !fast_value(b, i) {
+                if !fast_value(b, i, depth + 1) {
                     return false;
                 }
                 match b.get(*i) {
@@ -146,7 +155,7 @@ fn canonical_integer(t: &[u8]) -> bool {
 pub(crate) fn canonicalize(text: &str, out: &mut String) -> Result<(), String> {
     let b = text.as_bytes();
     let mut i = 0;
-    slow_value(text, b, &mut i, out)?;
+    slow_value(text, b, &mut i, out, 0)?;
     skip_ws(b, &mut i);
     if i != b.len() {
         return Err(format!("trailing text at byte {i} of a value"));
@@ -160,9 +169,18 @@ fn skip_ws(b: &[u8], i: &mut usize) {
     }
 }
 
-fn slow_value(text: &str, b: &[u8], i: &mut usize, out: &mut String) -> Result<(), String> {
+fn slow_value(
+    text: &str,
+    b: &[u8],
+    i: &mut usize,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), String> {
     skip_ws(b, i);
     match b.get(*i) {
+        Some(b'{' | b'[') if depth >= VALUE_DEPTH_MAX => Err(format!(
+            "a value nested deeper than {VALUE_DEPTH_MAX} levels of arrays and objects (the most this checker reads)"
+        )),
         Some(b'{') => {
             *i += 1;
             let mut entries: Vec<(String, String)> = Vec::new();
@@ -179,7 +197,7 @@ fn slow_value(text: &str, b: &[u8], i: &mut usize, out: &mut String) -> Result<(
                     }
                     *i += 1;
                     let mut value = String::new();
-                    slow_value(text, b, i, &mut value)?;
+                    slow_value(text, b, i, &mut value, depth + 1)?;
                     entries.push((key, value));
                     skip_ws(b, i);
                     match b.get(*i) {
@@ -226,7 +244,7 @@ fn slow_value(text: &str, b: &[u8], i: &mut usize, out: &mut String) -> Result<(
                         out.push(',');
                     }
                     first = false;
-                    slow_value(text, b, i, out)?;
+                    slow_value(text, b, i, out, depth + 1)?;
                     skip_ws(b, i);
                     match b.get(*i) {
                         Some(b',') => *i += 1,
