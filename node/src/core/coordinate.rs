@@ -378,7 +378,7 @@ impl Core {
                 req,
                 key: key.clone(),
             };
-            self.send(peer.clone(), message);
+            self.send_read(peer.clone(), message, None);
         }
         let mut round = GetRound {
             origin,
@@ -593,7 +593,8 @@ impl Core {
         round.deadline_ms = now.mono_ms + self.config.repair_wait_ms;
         self.stats.gets_ok += 1;
         let response = round.response();
-        self.answer(round.origin.clone(), response);
+        let key = round.key.clone();
+        self.answer_read(round.origin.clone(), response, &key);
     }
 
     /// Read repair: send the merged state to every replica that answered with less. The local

@@ -10,10 +10,15 @@
 //! After a step of one or more inputs the driver must call [`Core::poll_ready`] and carry out the
 //! [`Ready`] they produced with [`Ready::apply`]: it stores the step's writes, makes them durable as
 //! the fsync policy says, and only then releases the `messages` and `replies`, which may depend on
-//! those writes. "Persist before you ack" is a property of the type, not a promise in a comment:
-//! `Ready`'s fields are private, and `apply` is the only way to the outputs that leave the node. If
-//! storage fails, `apply` releases nothing and the driver must stop the node (its in-memory state
-//! no longer matches the disk; a restart recovers from the disk).
+//! those writes. Or, to go on serving while the disk syncs, with [`Ready::store`], which stores the
+//! writes and holds the outputs in a [`Stored`] until a sync begun after it is done; meanwhile
+//! [`Stored::take_reads`] gives the reads that depend on no unsynced write (fetches, and fetch
+//! replies and get answers of keys whose writes are all durable). "Persist before you ack" is a
+//! property of the type, not a promise in a comment: `Ready`'s fields are private, `apply` and
+//! `store` are the only ways to the outputs that leave the node, and `take_reads` checks the
+//! kinds it gives (never an acknowledgement or a version on its way to a replica). If storage
+//! fails, nothing is released and the driver must stop the node (its in-memory state no longer
+//! matches the disk; a restart recovers from the disk).
 //! Several inputs may share one `Ready` (the shell's group commit): the core reads its own pending
 //! `writes` and `hint_writes` before storage, so later inputs of a step see earlier ones'
 //! writes; `removals` come only from [`Core::handle_timeout`], which the shell runs last in a
@@ -77,6 +82,7 @@ mod handoff;
 mod membership;
 mod ready;
 
+use ready::Gate;
 pub use ready::{Ready, Released, Stored};
 
 /// Time between two gossip rounds (one random peer, plus a probe of every suspected peer).
@@ -446,7 +452,9 @@ impl Core {
             }
             PeerMessage::StoreAck { req, owner } => self.on_store_ack(req, &from, owner, store),
             PeerMessage::Fetch { req, key } => match self.read_with_hints(&key, store) {
-                Ok(state) => self.send(from, PeerMessage::FetchReply { req, state }),
+                Ok(state) => {
+                    self.send_read(from, PeerMessage::FetchReply { req, state }, Some(&key))
+                }
                 Err(e) => tracing::error!(error = %e, "cannot read a key for a peer"),
             },
             PeerMessage::FetchReply { req, state } => {
@@ -712,15 +720,35 @@ impl Core {
     }
 
     fn send(&mut self, to: NodeId, message: PeerMessage) {
+        self.send_gated(Gate::Writes, to, message);
+    }
+
+    fn send_gated(&mut self, gate: Gate, to: NodeId, message: PeerMessage) {
         debug_assert!(to != self.config.id, "a node never messages itself");
-        self.ready.messages.push((to, message));
+        self.ready.messages.push((gate, to, message));
+    }
+
+    /// Sends a read ([`Stored::take_reads`]): a fetch (`key` `None`: it carries no stored data)
+    /// or a fetch reply with the stored state of `key`.
+    fn send_read(&mut self, to: NodeId, message: PeerMessage, key: Option<&[u8]>) {
+        let gate = key.map_or(Gate::Nothing, |key| Gate::Key(key.to_vec()));
+        self.send_gated(gate, to, message);
     }
 
     fn answer(&mut self, origin: Origin, response: Response) {
+        self.answer_gated(Gate::Writes, origin, response);
+    }
+
+    /// Answers a get with what it read of `key` ([`Stored::take_reads`]).
+    fn answer_read(&mut self, origin: Origin, response: Response, key: &[u8]) {
+        self.answer_gated(Gate::Key(key.to_vec()), origin, response);
+    }
+
+    fn answer_gated(&mut self, gate: Gate, origin: Origin, response: Response) {
         match origin {
-            Origin::Client(token) => self.ready.replies.push((token, response)),
+            Origin::Client(token) => self.ready.replies.push((gate, token, response)),
             Origin::Forwarded { from, req } => {
-                self.send(from, PeerMessage::ForwardReply { req, response })
+                self.send_gated(gate, from, PeerMessage::ForwardReply { req, response })
             }
         }
     }

@@ -32,10 +32,24 @@ pub struct Ready {
     /// The ring and the known nodes' addresses, when membership changed (a restarted node must
     /// remember the ring).
     pub(super) membership: Option<(Ring, BTreeMap<NodeId, String>)>,
-    /// Messages to peers.
-    pub(super) messages: Vec<(NodeId, PeerMessage)>,
-    /// Answers to clients connected to this node.
-    pub(super) replies: Vec<(ClientToken, Response)>,
+    /// Messages to peers, each with what it waits for.
+    pub(super) messages: Vec<(Gate, NodeId, PeerMessage)>,
+    /// Answers to clients connected to this node, each with what it waits for.
+    pub(super) replies: Vec<(Gate, ClientToken, Response)>,
+}
+
+/// What an output of a step waits for before it may leave the node.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Gate {
+    /// The step's writes, and every earlier step's, durable: an acknowledgement, a version on
+    /// its way to a replica, anything that is not a read.
+    Writes,
+    /// Nothing: a fetch names a key and carries no stored data.
+    Nothing,
+    /// Every write of this key durable: a fetch reply or a get's answer carries its stored state,
+    /// and a version must not leave a node before it is durable there (seen outside a node that
+    /// then crashed, its dot could be issued again).
+    Key(Vec<u8>),
 }
 
 /// The outputs of a step that [`Ready::apply`] released after storing its writes.
@@ -77,12 +91,12 @@ impl Ready {
         config: &NodeConfig,
     ) -> std::io::Result<Released> {
         let stored = self.store(keyspace, config)?;
-        if stored.needs_sync {
+        if stored.needs_sync() {
             keyspace.sync().map_err(|e| {
                 std::io::Error::new(e.kind(), format!("syncing the step's writes: {e}"))
             })?;
         }
-        Ok(stored.released)
+        Ok(stored.release())
     }
 
     /// Stores the step's writes in `keyspace` as [`Ready::apply`] does, without the sync: what
@@ -93,6 +107,7 @@ impl Ready {
         keyspace: &mut Keyspace<S>,
         config: &NodeConfig,
     ) -> std::io::Result<Stored> {
+        let touched = self.touched_keys();
         let Ready {
             writes,
             hint_writes,
@@ -136,13 +151,22 @@ impl Ready {
         }
         let needs_sync = (wrote && config.sync_before_release()) || membership.is_some();
         Ok(Stored {
-            released: Released {
-                messages,
-                replies,
-                membership,
-            },
+            messages,
+            replies,
+            membership,
             needs_sync,
+            touched: if needs_sync { touched } else { Vec::new() },
         })
+    }
+
+    /// The keys the step wrote, hinted or removed: reads of them wait for its sync.
+    fn touched_keys(&self) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.writes.iter().map(|(key, _)| key.clone()).collect();
+        keys.extend(self.hint_writes.iter().map(|(_, key, _)| key.clone()));
+        keys.extend(self.removals.iter().cloned());
+        keys.sort();
+        keys.dedup();
+        keys
     }
 }
 
@@ -150,8 +174,12 @@ impl Ready {
 #[derive(Debug)]
 #[must_use = "a step's outputs must be released or the node stopped"]
 pub struct Stored {
-    released: Released,
+    messages: Vec<(Gate, NodeId, PeerMessage)>,
+    replies: Vec<(Gate, ClientToken, Response)>,
+    membership: Option<(Ring, BTreeMap<NodeId, String>)>,
     needs_sync: bool,
+    /// The keys the step wrote, when it needs a sync.
+    touched: Vec<Vec<u8>>,
 }
 
 impl Stored {
@@ -161,10 +189,78 @@ impl Stored {
         self.needs_sync
     }
 
+    /// The keys whose reads must wait for this step's sync (none if it needs no sync).
+    pub fn touched_keys(&self) -> &[Vec<u8>] {
+        &self.touched
+    }
+
+    /// Takes the reads that may leave before the step's sync: fetches, and fetch replies and get
+    /// answers of keys for which `durable` says every write is durable (the caller counts this
+    /// step's [`Stored::touched_keys`] among the others). Never an acknowledgement or a version
+    /// on its way to a replica: the kinds are checked here, whatever the core marked. The rest
+    /// stays for [`Stored::release`], in order.
+    pub fn take_reads(&mut self, durable: impl Fn(&[u8]) -> bool) -> Released {
+        let may_leave = |gate: &Gate| match gate {
+            Gate::Writes => false,
+            Gate::Nothing => true,
+            Gate::Key(key) => durable(key),
+        };
+        let mut released = Released::default();
+        let mut kept = Vec::new();
+        for (gate, to, message) in std::mem::take(&mut self.messages) {
+            let read = match (&gate, &message) {
+                (Gate::Nothing, PeerMessage::Fetch { .. }) => true,
+                (Gate::Key(_), message) => is_read_message(message),
+                _ => false,
+            };
+            debug_assert!(read || gate == Gate::Writes, "a read gate on {message:?}");
+            if read && may_leave(&gate) {
+                released.messages.push((to, message));
+            } else {
+                kept.push((gate, to, message));
+            }
+        }
+        self.messages = kept;
+        let mut kept = Vec::new();
+        for (gate, token, response) in std::mem::take(&mut self.replies) {
+            let read = matches!(gate, Gate::Key(_)) && matches!(response, Response::Get { .. });
+            debug_assert!(read || gate == Gate::Writes, "a read gate on {response:?}");
+            if read && may_leave(&gate) {
+                released.replies.push((token, response));
+            } else {
+                kept.push((gate, token, response));
+            }
+        }
+        self.replies = kept;
+        released
+    }
+
     /// The outputs. Only once a sync that began after [`Ready::store`] returned is done, if
     /// [`Stored::needs_sync`]; and, because a step's answers may read what earlier steps
     /// wrote, only after the outputs of every earlier step that needed one.
     pub fn release(self) -> Released {
-        self.released
+        Released {
+            messages: self
+                .messages
+                .into_iter()
+                .map(|(_, to, message)| (to, message))
+                .collect(),
+            replies: self
+                .replies
+                .into_iter()
+                .map(|(_, token, response)| (token, response))
+                .collect(),
+            membership: self.membership,
+        }
+    }
+}
+
+/// The messages a read may be: a replica's fetch reply, or the answer to a get a peer forwarded
+/// (a put's answer acknowledges a write, so it never is one). A fetch is one too, with no key.
+fn is_read_message(message: &PeerMessage) -> bool {
+    match message {
+        PeerMessage::FetchReply { .. } => true,
+        PeerMessage::ForwardReply { response, .. } => matches!(response, Response::Get { .. }),
+        _ => false,
     }
 }

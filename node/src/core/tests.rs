@@ -693,12 +693,56 @@ fn inputs_of_one_step_see_each_others_writes() {
     let shown = ready
         .replies
         .iter()
-        .find_map(|(t, r)| match r {
+        .find_map(|(_, t, r)| match r {
             Response::ReplicaState { state } if t.id == 2 => Some(state.clone()),
             _ => None,
         })
         .expect("a replica-state answer");
     assert_eq!(&shown, written, "the admin read saw the pending put");
+}
+
+/// Issue 12: reads that may leave before the step's sync, and only those. In one step a replica
+/// stores a version of `a`, and answers fetches of `a` and of `b`: with `a` unsynced, only the
+/// reply about `b` may leave early; the ack and the reply about `a` wait, in the core's order.
+#[test]
+fn only_reads_of_durable_keys_leave_before_the_sync() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let (a, b) = (b"a".to_vec(), b"b".to_vec());
+    let mut state = KeyVersions::new();
+    state.put("n3.a", &VClock::new(), b"v1".to_vec(), false, 0);
+    let now = net.now();
+    let (core, store) = net.nodes.get_mut("n2").unwrap();
+    let from: NodeId = "n3".into();
+    let store_a = PeerMessage::Store {
+        req: 1,
+        key: a.clone(),
+        state,
+        hint: None,
+    };
+    core.handle_peer(now, from.clone(), store_a, store);
+    for (req, key) in [(2, &a), (3, &b)] {
+        let fetch = PeerMessage::Fetch {
+            req,
+            key: key.clone(),
+        };
+        core.handle_peer(now, from.clone(), fetch, store);
+    }
+    let config = core.config().clone();
+    let mut stored = core.poll_ready(store).store(store, &config).unwrap();
+    assert!(stored.needs_sync());
+    assert_eq!(stored.touched_keys(), [a.clone()]);
+    let reply_req = |m: &PeerMessage| match m {
+        PeerMessage::StoreAck { req, .. } => ("ack", *req),
+        PeerMessage::FetchReply { req, .. } => ("reply", *req),
+        other => panic!("unexpected {other:?}"),
+    };
+    let touched = stored.touched_keys().to_vec();
+    let early = stored.take_reads(|key| !touched.iter().any(|t| t == key));
+    let early: Vec<_> = early.messages.iter().map(|(_, m)| reply_req(m)).collect();
+    assert_eq!(early, [("reply", 3)], "only the reply about b leaves early");
+    let rest = stored.release();
+    let rest: Vec<_> = rest.messages.iter().map(|(_, m)| reply_req(m)).collect();
+    assert_eq!(rest, [("ack", 1), ("reply", 2)], "the rest waits, in order");
 }
 
 /// A store whose record of one key has decayed: reading it fails as the log store's check does
@@ -781,7 +825,7 @@ fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
     core.handle_request(now, token, request, &store);
     let ready = core.poll_ready(&store);
     assert!(
-        matches!(&ready.replies[..], [(_, Response::Error { error })] if error.kind == ErrorKind::Storage),
+        matches!(&ready.replies[..], [(_, _, Response::Error { error })] if error.kind == ErrorKind::Storage),
         "{:?}",
         ready.replies
     );

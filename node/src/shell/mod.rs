@@ -7,7 +7,8 @@
 //!   group commit, so that a burst of writes costs one fsync and nothing is answered before it.
 //!   On the real disk the fsync runs on a thread of tokio's blocking pool while the driver goes on
 //!   taking events and storing their writes; the outputs wait in step order until a sync that
-//!   began after them is done (`Held`), and the next sync covers every step stored meanwhile.
+//!   began after them is done (`Held`), and the next sync covers every step stored meanwhile;
+//!   reads of keys with no unsynced write (a get of another key than the put's) leave at once.
 //!   On the simulator's disk the sync runs in place, as before (the histories did not change). If
 //!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
 //!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
@@ -225,6 +226,9 @@ struct Held {
     steps: VecDeque<(u64, Stored)>,
     /// The sync in progress, with the count of `written` it makes durable.
     syncing: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
+    /// Keys written by steps not yet durable, each with the count of `written` that makes its
+    /// last write durable: a read of any other key may leave at once ([`Held::take_early_reads`]).
+    unsynced_keys: BTreeMap<Vec<u8>, u64>,
 }
 
 impl Held {
@@ -232,6 +236,9 @@ impl Held {
     fn push(&mut self, stored: Stored) {
         if stored.needs_sync() {
             self.written += 1;
+            for key in stored.touched_keys() {
+                self.unsynced_keys.insert(key.clone(), self.written);
+            }
         }
         self.steps.push_back((self.written, stored));
         assert!(
@@ -267,7 +274,28 @@ impl Held {
         let (covered, _) = self.syncing.take().expect("a sync was running");
         result.map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))??;
         self.synced = covered;
+        self.unsynced_keys.retain(|_, needed| *needed > covered);
         Ok(())
+    }
+
+    /// The reads of the newest step that may leave before its sync, if it must wait for one: a
+    /// get is not answered after the fsync of another key's put. They read keys whose writes are
+    /// all durable, so they carry nothing a crash could take back (see [`Stored::take_reads`]).
+    /// Where the sync ran in place (the simulator's disk) nothing waits, and the outputs leave
+    /// together, in the core's order.
+    fn take_early_reads(&mut self) -> Option<Released> {
+        let Held {
+            synced,
+            steps,
+            unsynced_keys,
+            ..
+        } = self;
+        let (needed, stored) = steps.back_mut()?;
+        if *needed <= *synced {
+            return None;
+        }
+        let synced = *synced;
+        Some(stored.take_reads(|key| unsynced_keys.get(key).is_none_or(|&n| n <= synced)))
     }
 
     /// The oldest held outputs, if they may leave now.
@@ -517,6 +545,9 @@ pub async fn run<E: Env>(
             held.push(stored);
             held.start_sync(&mut keyspace)
                 .map_err(|e| stop(&config, "storage", e))?;
+            if let Some(reads) = held.take_early_reads() {
+                send(reads, &peers, &clients, &outbound);
+            }
         }
         while let Some(released) = held.pop_released() {
             if let Some((_, members)) = &released.membership {

@@ -472,9 +472,9 @@ impl Env for GatedEnv {
 }
 
 /// Issue 12: on the real disk the fsync runs apart from the driver. While it runs, the node
-/// answers nothing that waits for it (a put, and a get that came after it), yet goes on taking
-/// requests and storing their writes, which the next sync covers together; once the disk is done,
-/// everything is answered.
+/// answers nothing that waits for it (a put, and a get of the key it wrote), yet goes on taking
+/// requests and storing their writes, which the next sync covers together, and answers a get of
+/// a key no unsynced write touched at once; once the disk is done, everything is answered.
 #[test]
 fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
     let tmp = tempfile::tempdir().unwrap();
@@ -513,7 +513,16 @@ fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
         let second = client(b"second");
         let mut reader = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
         let read = tokio::task::spawn_local(async move { reader.get(b"first").await });
+        // A key no held step wrote: its read carries nothing the held sync could lose.
+        let mut other_reader = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
+        let other = tokio::task::spawn_local(async move { other_reader.get(b"other").await });
         tokio::time::sleep(Duration::from_millis(300)).await;
+
+        assert!(
+            other.is_finished(),
+            "a get of a key with no unsynced write waits for another key's sync"
+        );
+        assert!(other.await.unwrap().unwrap().siblings.is_empty());
 
         assert!(
             !first.is_finished(),
