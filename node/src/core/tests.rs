@@ -730,7 +730,7 @@ fn only_reads_of_durable_keys_leave_before_the_sync() {
     let config = core.config().clone();
     let mut stored = core.poll_ready(store).store(store, &config).unwrap();
     assert!(stored.needs_sync());
-    assert_eq!(stored.touched_keys(), [a.clone()]);
+    assert_eq!(stored.touched_keys(), std::slice::from_ref(&a));
     let reply_req = |m: &PeerMessage| match m {
         PeerMessage::StoreAck { req, .. } => ("ack", *req),
         PeerMessage::FetchReply { req, .. } => ("reply", *req),
