@@ -371,7 +371,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             "no --cluster-secret-file: the node runs open (loopback only); anyone on this machine can speak as a peer or an admin"
         );
     }
-    let rt = runtime()?;
+    // One thread: the node's tasks all run on the driver's `LocalSet`, and a current-thread
+    // runtime polls the sockets on that same thread, where a multi-thread one hands every
+    // readiness event over from a worker thread (a wake-up across threads on each hop). The
+    // fsync still runs apart, on tokio's blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let env = TokioEnv::default();
         let listener = env

@@ -550,14 +550,17 @@ impl Core {
         let quorum = round.ack(from);
         let answer = (quorum && !round.answered).then(|| {
             round.answered = true;
-            (round.origin.clone(), round.response())
+            (round.origin.clone(), round.response(), round.key.clone())
         });
         if round.complete() {
             self.remove_round(req);
         }
-        if let Some((origin, response)) = answer {
+        if let Some((origin, response, key)) = answer {
             self.stats.puts_ok += 1;
-            self.answer(origin, response);
+            // The answer reads back the version this node stored in an earlier step: it waits
+            // for the key's writes to be durable here, not for other keys' (the replicas' are,
+            // or they would not have acknowledged).
+            self.answer_read(origin, response, &key);
         }
     }
 

@@ -47,8 +47,8 @@ pub(super) enum Gate {
     /// Nothing: a fetch names a key and carries no stored data.
     Nothing,
     /// Every write of this key durable: a fetch reply or a get's answer carries its stored state,
-    /// and a version must not leave a node before it is durable there (seen outside a node that
-    /// then crashed, its dot could be issued again).
+    /// a put's answer the version stored, and a version must not leave a node before it is
+    /// durable there (seen outside a node that then crashed, its dot could be issued again).
     Key(Vec<u8>),
 }
 
@@ -194,11 +194,11 @@ impl Stored {
         &self.touched
     }
 
-    /// Takes the reads that may leave before the step's sync: fetches, and fetch replies and get
-    /// answers of keys for which `durable` says every write is durable (the caller counts this
-    /// step's [`Stored::touched_keys`] among the others). Never an acknowledgement or a version
-    /// on its way to a replica: the kinds are checked here, whatever the core marked. The rest
-    /// stays for [`Stored::release`], in order.
+    /// Takes the reads that may leave before the step's sync: fetches, and fetch replies, get
+    /// answers and the answers of acknowledged puts, of keys for which `durable` says every write
+    /// is durable (the caller counts this step's [`Stored::touched_keys`] among the others).
+    /// Never a replica's acknowledgement or a version on its way to a replica: the kinds are
+    /// checked here, whatever the core marked. The rest stays for [`Stored::release`], in order.
     pub fn take_reads(&mut self, durable: impl Fn(&[u8]) -> bool) -> Released {
         let may_leave = |gate: &Gate| match gate {
             Gate::Writes => false,
@@ -223,7 +223,7 @@ impl Stored {
         self.messages = kept;
         let mut kept = Vec::new();
         for (gate, token, response) in std::mem::take(&mut self.replies) {
-            let read = matches!(gate, Gate::Key(_)) && matches!(response, Response::Get { .. });
+            let read = matches!(gate, Gate::Key(_)) && is_read_response(&response);
             debug_assert!(read || gate == Gate::Writes, "a read gate on {response:?}");
             if read && may_leave(&gate) {
                 released.replies.push((token, response));
@@ -255,12 +255,19 @@ impl Stored {
     }
 }
 
-/// The messages a read may be: a replica's fetch reply, or the answer to a get a peer forwarded
-/// (a put's answer acknowledges a write, so it never is one). A fetch is one too, with no key.
+/// The messages a read may be: a replica's fetch reply, or an answer a peer forwarded. A fetch
+/// is one too, with no key.
 fn is_read_message(message: &PeerMessage) -> bool {
     match message {
         PeerMessage::FetchReply { .. } => true,
-        PeerMessage::ForwardReply { response, .. } => matches!(response, Response::Get { .. }),
+        PeerMessage::ForwardReply { response, .. } => is_read_response(response),
         _ => false,
     }
+}
+
+/// The answers a read may be: a get's, and a put's once its quorum acknowledged, which reads back
+/// the version the coordinator stored in an earlier step (the step that made the version wrote
+/// its key, so a put answered in that same step waits for its sync all the same).
+fn is_read_response(response: &Response) -> bool {
+    matches!(response, Response::Get { .. } | Response::Put { .. })
 }

@@ -503,7 +503,13 @@ pub async fn run<E: Env>(
             _ = &mut shutdown => break,
             synced = held.sync_done() => {
                 synced.map_err(|e| stop(&config, "storage", e))?;
-                held.start_sync(&mut keyspace).map_err(|e| stop(&config, "storage", e))?;
+                // What arrived while the disk synced joins one step before the next sync starts
+                // (below), so that this sync covers it too, as a step after a blocking fsync would.
+                let step_now = now();
+                for _ in 0..EVENTS_PER_STEP_MAX {
+                    let Ok(event) = inbox.try_recv() else { break };
+                    handle(event, &mut core, step_now);
+                }
             }
             event = inbox.recv(), if held.has_room() => {
                 let Some(event) = event else { break };
@@ -543,11 +549,11 @@ pub async fn run<E: Env>(
                 .store(&mut keyspace, &config)
                 .map_err(|e| stop(&config, "storage", e))?;
             held.push(stored);
-            held.start_sync(&mut keyspace)
-                .map_err(|e| stop(&config, "storage", e))?;
-            if let Some(reads) = held.take_early_reads() {
-                send(reads, &peers, &clients, &outbound);
-            }
+        }
+        held.start_sync(&mut keyspace)
+            .map_err(|e| stop(&config, "storage", e))?;
+        if let Some(reads) = held.take_early_reads() {
+            send(reads, &peers, &clients, &outbound);
         }
         while let Some(released) = held.pop_released() {
             if let Some((_, members)) = &released.membership {
