@@ -3,14 +3,16 @@
 //! `--clients` tasks each keep one request in flight: pick get or put (`--gets` percent), a key
 //! (`--keys`, uniform or Zipf), a node (round robin over `--node`), send, wait, record the latency
 //! in an HDR histogram of its operation type, repeat, until `--duration` or `--ops`. A put carries
-//! the newest context any client has seen for its key (from a read or a put's answer), as an
+//! the last context any client was given for its key (by a read or a put's answer), as an
 //! application that reads before it writes would: blind puts would pile up siblings, and every
-//! read would then carry them all. Errors are counted per type and their latency is not recorded.
+//! read would then carry them all. Contexts are kept whole, not joined: a node with a cluster
+//! secret takes back only a context it signed, and a join of two is signed by nobody (siblings
+//! that the last context misses are superseded by the next read's). Errors are counted per type
+//! and their latency is not recorded.
 
 use clap::Args;
-use dynamo_node::client::Client;
+use dynamo_node::client::{Client, Context};
 use dynamo_node::env::TokioEnv;
-use dynamo_node::version::VClock;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::HashMap;
@@ -177,7 +179,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let budget = Arc::new(AtomicU64::new(args.ops.unwrap_or(u64::MAX)));
-    let contexts: Arc<Mutex<HashMap<u64, VClock>>> = Arc::default();
+    let contexts: Arc<Mutex<HashMap<u64, Context>>> = Arc::default();
     let start = Instant::now();
     let deadline = duration.map(|d| start + d);
     let results = runtime.block_on(async {
@@ -221,7 +223,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
                             let result = client.get(name.as_bytes()).await;
                             let result = result.map(|reply| {
                                 let mut known = contexts.lock().expect("contexts");
-                                known.entry(key).or_default().join(&reply.context);
+                                known.insert(key, reply.context);
                             });
                             get.record(began.elapsed(), result.map_err(|e| e.to_string()));
                         } else {
@@ -234,11 +236,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
                             let result = client.put(name.as_bytes(), value.clone(), &context).await;
                             let result = result.map(|reply| {
                                 let mut known = contexts.lock().expect("contexts");
-                                let entry = known.entry(key).or_default();
-                                entry.join(&reply.clock);
-                                if let Some(dot) = &reply.dot {
-                                    entry.add(dot);
-                                }
+                                known.insert(key, reply.context);
                             });
                             put.record(began.elapsed(), result.map_err(|e| e.to_string()));
                         }

@@ -2,12 +2,12 @@
 
 use clap::Args;
 use dynamo_node::auth::{AuthConfig, CLUSTER_NAME_DEFAULT, Secret};
-use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientAuth, ClientError};
+use dynamo_node::client::{CLIENT_TIMEOUT_MS_DEFAULT, Client, ClientAuth, ClientError, Context};
 use dynamo_node::config::NodeOptions;
 use dynamo_node::config::{ClusterSettings, FsyncPolicy, NodeConfig, REQUEST_TIMEOUT_MS_DEFAULT};
 use dynamo_node::env::{Env, TokioEnv};
 use dynamo_node::ring::{NodeId, PARTITION_COUNT_DEFAULT};
-use dynamo_node::version::{NODE_ID_BYTES_MAX, VClock, valid_node_id};
+use dynamo_node::version::{NODE_ID_BYTES_MAX, valid_node_id};
 use dynamo_node::wire::{SiblingView, valid_addr};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -171,7 +171,9 @@ pub struct PutArgs {
     key: String,
     /// The value.
     value: String,
-    /// The context of the read this write supersedes (from `dynamo get`); omit for a blind write.
+    /// The context of the read this write supersedes, as `dynamo get` printed it (the clock, then
+    /// `#` and the cluster's MAC of it; or the `context` a `dynamo put` printed); omit for a blind
+    /// write. A node with a cluster secret refuses a context without its MAC.
     #[arg(long, default_value = "")]
     context: String,
 }
@@ -208,7 +210,8 @@ pub struct DeleteArgs {
     node: NodeArgs,
     /// The key.
     key: String,
-    /// The context of the read whose versions are deleted (from `dynamo get`).
+    /// The context of the read whose versions are deleted, as `dynamo get` printed it (MAC
+    /// included).
     #[arg(long)]
     context: String,
     /// A marker the tombstone carries, shown by later reads among `versions` (for example the
@@ -449,8 +452,8 @@ fn version_json(s: &SiblingView) -> Value {
     v
 }
 
-fn parse_context(text: &str) -> Result<VClock, String> {
-    VClock::parse(text).map_err(|e| format!("bad --context: {e}"))
+fn parse_context(text: &str) -> Result<Context, String> {
+    Context::parse(text).map_err(|e| format!("bad --context: {e}"))
 }
 
 /// Prints a request failure and picks the exit code: 1.
@@ -481,7 +484,7 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
                 let versions: Vec<Value> = reply.siblings.iter().map(version_json).collect();
                 let out = json!({
                     "values": values,
-                    "context": reply.context.to_string(),
+                    "context": reply.context.to_text(),
                     "versions": versions,
                 });
                 outln!("{out}");
@@ -568,6 +571,9 @@ fn print_written(reply: dynamo_node::client::PutReply) {
         "dot": reply.dot.as_ref().map(|d| json!([d.actor, d.counter])),
         "clock": reply.clock.to_map(),
         "stored_on": reply.stored_on,
+        // What covers the new version, signed: the next put's `--context` if nothing is read
+        // in between.
+        "context": reply.context.to_text(),
     });
     outln!("{out}");
 }

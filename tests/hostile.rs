@@ -6,7 +6,7 @@ mod common;
 
 use common::{DYNAMO, free_port};
 use dynamo_node::auth::{NONCE_BYTES, Role, Secret};
-use dynamo_node::client::{Client, ClientAuth, ClientError};
+use dynamo_node::client::{Client, ClientAuth, ClientError, Context};
 use dynamo_node::conn::{Budget, Conn, dial_handshake};
 use dynamo_node::env::TokioEnv;
 use dynamo_node::version::{COUNTER_MAX, VClock};
@@ -398,7 +398,10 @@ fn item3_and_5_contexts_past_the_bounds_are_refused_and_the_node_restarts() {
         let addr = addr.clone();
         runtime().block_on(async move {
             let mut client = Client::new(TokioEnv::default(), addr);
-            client.put(b"wide", b"v".to_vec(), &context).await
+            // An open node: an unsigned context is taken as it is.
+            client
+                .put(b"wide", b"v".to_vec(), &Context::unsigned(context))
+                .await
         })
     };
     let context = |entries: usize| {
@@ -528,7 +531,7 @@ fn item6_a_key_never_outgrows_the_frame() {
                 .put(
                     b"big",
                     vec![b'a' + i; wire::VALUE_BYTES_MAX],
-                    &VClock::new(),
+                    &Context::blind(),
                 )
                 .await
             {
@@ -647,6 +650,7 @@ fn item7_unread_answers_are_bounded() {
             value: value.clone(),
             tombstone: false,
             context: VClock::new(),
+            context_mac: None,
         },
     };
     send_raw(&mut stream, &wire::encode(&put).unwrap());
@@ -862,4 +866,103 @@ fn item10_the_cli_refuses_bad_options_before_writing_anything() {
         "SIGTERM during a join"
     );
     assert!(!fresh.exists());
+}
+
+/// Node `i`'s actor id, from its status (as an admin).
+fn actor(cluster: &Cluster, i: usize) -> String {
+    let secret = cluster
+        .secret
+        .as_deref()
+        .map(|p| Secret::from_file(p).unwrap());
+    let addr = cluster.addrs[i].clone();
+    runtime().block_on(async move {
+        let mut admin = Client::new(TokioEnv::default(), addr).with_auth(ClientAuth::admin(secret));
+        admin.status().await.expect("status").actor
+    })
+}
+
+/// One node's raw sibling values of a key (`dynamo state`), sorted.
+fn stored_values(cluster: &Cluster, i: usize, key: &str) -> Vec<String> {
+    let out = cluster.cli(i, &["state", key]);
+    assert!(out.status.success(), "state {key}: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut values: Vec<String> = v["siblings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_str().unwrap_or_default().to_string())
+        .collect();
+    values.sort();
+    values
+}
+
+/// Signed contexts, on real processes: the audit's repro. A put's context was taken on trust:
+/// with n2 killed (-9), `dynamo put k5 evil --context <n2's actor>=1000` through n1 was stored on
+/// n1 and n3; n2 restarted and acknowledged a blind put of "good" at counter 1 of its actor, and
+/// seconds later every replica held only "evil". A node with a cluster secret now refuses a
+/// context it did not sign (made up, altered, old text without its MAC, a wide one that would
+/// lock the key), and the blind put is kept; the CLI's read-modify-write through other nodes
+/// carries the MAC in the context's text.
+#[test]
+fn forged_contexts_are_refused_and_an_acknowledged_write_is_kept() {
+    let mut cluster = Cluster::start(3, true, &[]);
+    let n2 = actor(&cluster, 1);
+    cluster.kill(1);
+    let forged = format!("{n2}=1000");
+    let made_up = format!("{n2}=1000#{}", "00".repeat(16));
+    for context in [&forged, &made_up] {
+        let out = cluster.cli_as(0, false, &["put", "k5", "evil", "--context", context]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("the context was not issued by this cluster"),
+            "{}",
+            text(&out)
+        );
+    }
+    cluster.spawn(1);
+    cluster.wait_ready();
+    let out = cluster.cli_as(1, false, &["put", "k5", "good"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(cluster.values(i, "k5"), ["good"], "n{}", i + 1);
+        assert_eq!(stored_values(&cluster, i, "k5"), ["good"], "n{}", i + 1);
+    }
+
+    // A context of 4,095 made-up actors would fill the key's clock and lock it.
+    let wide: String = (0..4_095)
+        .map(|i| format!("a{i:05}=1"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = cluster.cli_as(0, false, &["put", "k5", "lock", "--context", &wide]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not issued by this cluster"),
+        "{}",
+        text(&out)
+    );
+
+    // Read through n1, write through n3 with the context as `dynamo get` printed it: it works;
+    // the same clock without its MAC (the old text form) does not.
+    let out = cluster.cli_as(0, false, &["get", "k5"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let context = v["context"].as_str().unwrap().to_string();
+    let (clock, mac) = context.split_once('#').expect("a signed context");
+    assert_eq!(mac.len(), 32, "{context}");
+    let out = cluster.cli_as(2, false, &["put", "k5", "old text", "--context", clock]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not issued by this cluster"),
+        "{}",
+        text(&out)
+    );
+    let out = cluster.cli_as(2, false, &["put", "k5", "better", "--context", &context]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The context a put prints is signed too: a delete through n2 takes it.
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = printed["context"].as_str().unwrap().to_string();
+    let out = cluster.cli_as(1, false, &["delete", "k5", "--context", &after]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(cluster.values(0, "k5").is_empty(), "deleted");
 }

@@ -5,9 +5,8 @@
 
 mod common;
 
-use dynamo_node::client::Client;
+use dynamo_node::client::{Client, Context};
 use dynamo_node::env::TokioEnv;
-use dynamo_node::version::VClock;
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;
@@ -186,9 +185,10 @@ fn load(addr: &str, keys: &[String], for_ms: u64) -> (usize, Vec<(u128, String)>
         let mut client = Client::new(TokioEnv::default(), addr.to_string()).with_timeout_ms(3_000);
         let start = Instant::now();
         let (mut done, mut failures) = (0, Vec::new());
-        // Each put supersedes what this client last saw of the key (blind puts would pile up
-        // siblings until the node refuses more).
-        let mut seen: std::collections::BTreeMap<String, VClock> = Default::default();
+        // Each put supersedes what this client was last given of the key (blind puts would pile
+        // up siblings until the node refuses more): the context of its last read or put, whole,
+        // as the node signed it.
+        let mut seen: std::collections::BTreeMap<String, Context> = Default::default();
         while start.elapsed() < Duration::from_millis(for_ms) {
             let key = &keys[done % keys.len()];
             let at = start.elapsed().as_millis();
@@ -198,15 +198,11 @@ fn load(addr: &str, keys: &[String], for_ms: u64) -> (usize, Vec<(u128, String)>
                     .put(key.as_bytes(), b"v".to_vec(), &context)
                     .await
                     .map(|reply| {
-                        let mut clock = reply.clock;
-                        if let Some(dot) = &reply.dot {
-                            clock.add(dot);
-                        }
-                        seen.entry(key.clone()).or_default().join(&clock);
+                        seen.insert(key.clone(), reply.context);
                     })
             } else {
                 client.get(key.as_bytes()).await.map(|reply| {
-                    seen.entry(key.clone()).or_default().join(&reply.context);
+                    seen.insert(key.clone(), reply.context);
                 })
             };
             if let Err(e) = result {

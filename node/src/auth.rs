@@ -31,12 +31,28 @@
 //! A shared secret makes every holder equal: a node (or an admin) that has it may claim any node
 //! id. It keeps out strangers and damaged frames, not a compromised member.
 //!
+//! # Signed contexts
+//!
+//! A put's causal context says which versions its writer saw, and the put replaces exactly the
+//! siblings it covers: a context taken on trust lets a client claim versions that do not exist
+//! (a forged `n2=1000` covered n2's next writes of the key, so a later acknowledged put through n2
+//! was dropped everywhere; 4,095 made-up actors filled the key's clock to its bound and locked
+//! it). So a node with a cluster secret signs every context it hands to a client (a read's
+//! merged context, and the context after a put's new version) with a [`ContextSigner`]: an
+//! HMAC-SHA256 under a key derived from the secret with its own label, over the key and the
+//! clock's canonical encoding, cut to [`CONTEXT_MAC_BYTES`]. It refuses a put whose non-empty
+//! context carries no valid MAC; the empty context (a blind write) claims nothing and needs none.
+//! Every node of the cluster derives the same key, so any node verifies what another signed, and
+//! a forwarded put carries its MAC along. A node without a secret (open, loopback only) signs
+//! nothing and checks nothing: there, a context is still taken on trust.
+//!
 //! The primitives are RustCrypto's `hmac` and `sha2` (proofs, keys) and `aes-gcm` (frames), with
 //! their constant-time tag checks; nothing here is hand-rolled but the framing of their inputs.
 //! Nonces come from the environment's randomness ([`crate::env::Env::random_u64`]): OS entropy
 //! for a real node, the seeded RNG in the simulator, which so replays handshakes exactly.
 
 use crate::ring::NodeId;
+use crate::version::VClock;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use hmac::{Hmac, Mac};
@@ -63,6 +79,84 @@ pub const SECRET_BYTES_MAX: usize = 4_096;
 pub const CLUSTER_NAME_BYTES_MAX: usize = 64;
 /// The cluster name when none is given.
 pub const CLUSTER_NAME_DEFAULT: &str = "dynamo";
+
+/// Bytes of a context's MAC ([`ContextSigner`]): 128 bits, like a frame's tag.
+pub const CONTEXT_MAC_BYTES: usize = 16;
+
+/// A context's MAC, as it crosses the wire beside the clock ([`crate::wire::Request::Put`]).
+pub type ContextMac = [u8; CONTEXT_MAC_BYTES];
+
+/// Why a node with a cluster secret refuses a put: its non-empty context carries no MAC this
+/// cluster made for that key and clock (made up, altered, read from another key, or an old text
+/// form without its `#MAC`).
+pub const CONTEXT_NOT_SIGNED: &str =
+    "the context was not issued by this cluster: pass back the context of a read";
+
+/// The label that derives the context key from the cluster secret: no other use of the secret
+/// (handshake proofs, frame keys) computes a MAC under it with this label, so a context's MAC is
+/// never a proof or a key, nor the reverse.
+const CONTEXT_KEY_LABEL: &str = "dynamo/1/key/context";
+/// The label in front of every signed context.
+const CONTEXT_MAC_LABEL: &str = "dynamo/1/context";
+
+/// Signs and checks the contexts a node hands to clients (see "Signed contexts" above). Its
+/// `Debug` does not show the key.
+#[derive(Clone)]
+pub struct ContextSigner {
+    /// `HMAC-SHA256(cluster secret, CONTEXT_KEY_LABEL)`, keyed once into an HMAC state that each
+    /// signature clones.
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for ContextSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContextSigner")
+    }
+}
+
+impl ContextSigner {
+    /// The signer of a cluster with this secret.
+    pub fn new(secret: &Secret) -> ContextSigner {
+        let mut derive = <HmacSha256 as Mac>::new_from_slice(secret.expose())
+            .expect("HMAC takes a key of any length");
+        derive.update(CONTEXT_KEY_LABEL.as_bytes());
+        let key = derive.finalize().into_bytes();
+        let mac = <HmacSha256 as Mac>::new_from_slice(&key).expect("HMAC takes a 32-byte key");
+        ContextSigner { mac }
+    }
+
+    /// The signer of a node's configuration: none for an open node (no cluster secret).
+    pub fn for_config(auth: &AuthConfig) -> Option<ContextSigner> {
+        auth.cluster_secret.as_ref().map(ContextSigner::new)
+    }
+
+    fn prf(&self, key: &[u8], clock: &VClock) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(CONTEXT_MAC_LABEL.as_bytes());
+        mac.update(&[0]);
+        // The key goes in with its length (postcard's varint), so that no (key, clock) pair
+        // encodes as another; a clock encodes canonically (sorted, unique, no zeros: decoding
+        // normalises whatever a client sent).
+        let encoded = postcard::to_stdvec(&(serde_bytes::Bytes::new(key), clock))
+            .expect("a key and a clock encode");
+        mac.update(&encoded);
+        mac
+    }
+
+    /// The MAC of `clock` as the context of `key`.
+    pub fn sign(&self, key: &[u8], clock: &VClock) -> ContextMac {
+        let tag = self.prf(key, clock).finalize().into_bytes();
+        let mut mac = [0u8; CONTEXT_MAC_BYTES];
+        mac.copy_from_slice(&tag[..CONTEXT_MAC_BYTES]);
+        mac
+    }
+
+    /// Whether `mac` is this cluster's MAC of `clock` as the context of `key` (compared in
+    /// constant time).
+    pub fn verify(&self, key: &[u8], clock: &VClock, mac: &ContextMac) -> bool {
+        self.prf(key, clock).verify_truncated_left(mac).is_ok()
+    }
+}
 
 /// A cluster secret or a client token. Its `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -357,6 +451,28 @@ mod tests {
         assert!(recv.verify(b"one", &t1));
         assert!(!recv.verify(b"one", &t1), "replayed");
         assert!(recv.verify(b"two", &t2));
+    }
+
+    /// A context's MAC depends on the secret, the key and the clock, and on nothing else: every
+    /// node of a cluster makes the same one, so any verifies what another signed.
+    #[test]
+    fn context_macs_bind_secret_key_and_clock() {
+        let secret = Secret::new(vec![b's'; 32]).unwrap();
+        let (a, b) = (ContextSigner::new(&secret), ContextSigner::new(&secret));
+        let clock = VClock::parse("n1.a=3,n2.b=1").unwrap();
+        let mac = a.sign(b"k", &clock);
+        assert_eq!(mac, b.sign(b"k", &clock));
+        assert!(b.verify(b"k", &clock, &mac));
+        assert!(!b.verify(b"k2", &clock, &mac), "another key");
+        assert!(!b.verify(b"k", &VClock::parse("n1.a=3").unwrap(), &mac));
+        let other = ContextSigner::new(&Secret::new(vec![b't'; 32]).unwrap());
+        assert!(!other.verify(b"k", &clock, &mac), "another cluster");
+        let mut flipped = mac;
+        flipped[15] ^= 0x80;
+        assert!(!a.verify(b"k", &clock, &flipped));
+        // The key's length is part of what is signed: ("ab", clock) is not ("a", "b" + clock).
+        assert_ne!(a.sign(b"ab", &VClock::new()), a.sign(b"a", &VClock::new()));
+        assert_eq!(format!("{a:?}"), "ContextSigner", "the key is not shown");
     }
 
     #[test]

@@ -5,8 +5,13 @@
 //! connection, so the next request re-dials: under turmoil a lost segment stalls a stream forever.
 //! Errors say whether the operation certainly did not happen ([`ClientError::is_definite`]), which
 //! is what a history needs to record `fail` rather than `info`.
+//!
+//! A read's context comes back as a [`Context`]: the clock and the MAC the cluster signed it
+//! with. A node with a cluster secret takes back only a context it signed for that key, so a
+//! client hands a context back whole, as it got it ([`crate::auth`], "Signed contexts"); an open
+//! node signs nothing and takes any clock.
 
-use crate::auth::{Role, Secret};
+use crate::auth::{CONTEXT_MAC_BYTES, ContextMac, Role, Secret};
 use crate::conn::{Budget, Conn};
 use crate::env::Env;
 use crate::version::{Dot, KeyVersions, VClock};
@@ -63,6 +68,84 @@ fn node_error_text(e: &RequestError) -> String {
     text
 }
 
+/// A causal context as a client keeps it: the clock, and the MAC the cluster gave it for its key
+/// ([`crate::auth`], "Signed contexts"; None from an open node, and for the empty context of a
+/// blind write). Hand it back whole: a node with a cluster secret refuses a non-empty clock
+/// without its MAC, so contexts are not joined or edited by clients (a join of two is signed by
+/// nobody). It has no `Display` on purpose: a history records [`Context::clock`] alone, and the
+/// CLI's text form, MAC included, is [`Context::to_text`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The versions the context says its holder saw.
+    pub clock: VClock,
+    /// The cluster's MAC of `clock` for the key.
+    pub mac: Option<ContextMac>,
+}
+
+/// The separator between a context's clock and its MAC in the text form (`a.1=3,b.2=4#<hex>`):
+/// neither an actor name nor a counter can hold it.
+pub const CONTEXT_MAC_SEPARATOR: char = '#';
+
+impl Context {
+    /// The empty context: a blind write.
+    pub fn blind() -> Context {
+        Context::default()
+    }
+
+    /// A clock with no MAC: accepted only by an open node (a node without a cluster secret),
+    /// or when it is empty.
+    pub fn unsigned(clock: VClock) -> Context {
+        Context { clock, mac: None }
+    }
+
+    /// The text form: the clock's (`a.1=3,b.2=4`), then `#` and the MAC in hex when there is one.
+    pub fn to_text(&self) -> String {
+        match &self.mac {
+            None => self.clock.to_string(),
+            Some(mac) => {
+                let mut text = self.clock.to_string();
+                text.push(CONTEXT_MAC_SEPARATOR);
+                for b in mac {
+                    text.push_str(&format!("{b:02x}"));
+                }
+                text
+            }
+        }
+    }
+
+    /// Parses [`Context::to_text`]'s form. A clock without `#MAC` parses (an open node takes it;
+    /// a signing node refuses it, saying so).
+    pub fn parse(text: &str) -> Result<Context, String> {
+        let text = text.trim();
+        let (clock, mac) = match text.split_once(CONTEXT_MAC_SEPARATOR) {
+            None => (text, None),
+            Some((clock, hex)) => (clock, Some(parse_mac(hex)?)),
+        };
+        Ok(Context {
+            clock: VClock::parse(clock)?,
+            mac,
+        })
+    }
+}
+
+/// A MAC's hex digits (exactly [`crate::auth::CONTEXT_MAC_BYTES`] bytes' worth).
+fn parse_mac(hex: &str) -> Result<ContextMac, String> {
+    let bad = || {
+        format!(
+            "a context's MAC must be {} hex digits after '{CONTEXT_MAC_SEPARATOR}'",
+            2 * CONTEXT_MAC_BYTES
+        )
+    };
+    if hex.len() != 2 * CONTEXT_MAC_BYTES || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut mac = [0u8; CONTEXT_MAC_BYTES];
+    for (i, byte) in mac.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(mac)
+}
+
 /// The answer to a get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GetReply {
@@ -70,7 +153,7 @@ pub struct GetReply {
     /// marker as the value).
     pub siblings: Vec<SiblingView>,
     /// The context to hand back with a put that supersedes them.
-    pub context: VClock,
+    pub context: Context,
 }
 
 /// The answer to a put or delete.
@@ -82,6 +165,9 @@ pub struct PutReply {
     pub clock: VClock,
     /// Replicas that stored it before the answer.
     pub stored_on: Vec<crate::ring::NodeId>,
+    /// The context that covers the new version (its clock and dot), signed: what to hand back
+    /// with the next write of the key if nothing was read since.
+    pub context: Context,
 }
 
 /// How a client proves who it is ([`crate::auth`]): a role, and the key it proves (the cluster
@@ -251,17 +337,28 @@ impl<E: Env> Client<E> {
     pub async fn get(&mut self, key: &[u8]) -> Result<GetReply, ClientError> {
         let key = key.to_vec();
         match self.request(Request::Get { key }).await? {
-            Response::Get { siblings, context } => Ok(GetReply { siblings, context }),
+            Response::Get {
+                siblings,
+                context,
+                context_mac,
+            } => Ok(GetReply {
+                siblings,
+                context: Context {
+                    clock: context,
+                    mac: context_mac,
+                },
+            }),
             other => Err(unexpected(other)),
         }
     }
 
-    /// Writes a value with the context of an earlier read (empty for a blind write).
+    /// Writes a value with the context of an earlier read, or of this client's last put of the
+    /// key ([`Context::blind`] for a blind write).
     pub async fn put(
         &mut self,
         key: &[u8],
         value: Vec<u8>,
-        context: &VClock,
+        context: &Context,
     ) -> Result<PutReply, ClientError> {
         self.write(key, value, false, context).await
     }
@@ -271,7 +368,7 @@ impl<E: Env> Client<E> {
     pub async fn delete(
         &mut self,
         key: &[u8],
-        context: &VClock,
+        context: &Context,
         marker: Vec<u8>,
     ) -> Result<PutReply, ClientError> {
         self.write(key, marker, true, context).await
@@ -282,16 +379,25 @@ impl<E: Env> Client<E> {
         key: &[u8],
         value: Vec<u8>,
         tombstone: bool,
-        context: &VClock,
+        context: &Context,
     ) -> Result<PutReply, ClientError> {
         let request = Request::Put {
             key: key.to_vec(),
             value,
             tombstone,
-            context: context.clone(),
+            context: context.clock.clone(),
+            context_mac: context.mac,
         };
         match self.request(request).await? {
-            Response::Put { version, stored_on } => Ok(PutReply {
+            Response::Put {
+                version,
+                stored_on,
+                context_mac,
+            } => Ok(PutReply {
+                context: Context {
+                    clock: version.covering_context(),
+                    mac: context_mac,
+                },
                 dot: version.dot,
                 clock: version.clock,
                 stored_on,
@@ -322,5 +428,37 @@ fn unexpected(response: Response) -> ClientError {
     match response {
         Response::Error { error } => ClientError::Node(error),
         other => ClientError::Protocol(format!("unexpected answer {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_text_carries_its_mac() {
+        let clock = VClock::parse("a.1=3,b.2=4").unwrap();
+        let signed = Context {
+            clock: clock.clone(),
+            mac: Some([0xab; CONTEXT_MAC_BYTES]),
+        };
+        let text = signed.to_text();
+        assert_eq!(
+            text,
+            format!("a.1=3,b.2=4#{}", "ab".repeat(CONTEXT_MAC_BYTES))
+        );
+        assert_eq!(Context::parse(&text).unwrap(), signed);
+        let old = Context::parse("a.1=3,b.2=4").unwrap();
+        assert_eq!(old, Context::unsigned(clock));
+        assert_eq!(Context::parse("").unwrap(), Context::blind());
+        assert_eq!(Context::blind().to_text(), "");
+        for bad in [
+            "a=1#",
+            "a=1#ab",
+            "a=1#zz",
+            &format!("a=1#{}", "0".repeat(34)),
+        ] {
+            assert!(Context::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -554,6 +554,7 @@ mod tests {
                 value: vec![3; value_bytes],
                 tombstone: false,
                 context: crate::version::VClock::parse("a=1").unwrap(),
+                context_mac: None,
             },
         }
     }

@@ -4,6 +4,7 @@
 //! sockets or time, which the core hands it. Keeping the quorum arithmetic here, apart from message
 //! handling in [`crate::core`], makes it small enough to test by itself.
 
+use crate::auth::{CONTEXT_MAC_BYTES, ContextSigner};
 use crate::ring::NodeId;
 use crate::version::{ACTOR_NAME_BYTES_MAX, KeyVersions, Rule, Sibling};
 use crate::wire::{Request, Response, SiblingView};
@@ -71,11 +72,14 @@ impl PutRound {
         self.targets.iter().all(|t| self.acks.contains(t))
     }
 
-    /// The success answer.
-    pub fn response(&self) -> Response {
+    /// The success answer; with a `signer`, it signs the context that covers the new version.
+    pub fn response(&self, signer: Option<&ContextSigner>) -> Response {
+        let version = view(&self.version);
+        let context_mac = signer.map(|s| s.sign(&self.key, &version.covering_context()));
         Response::Put {
-            version: view(&self.version),
+            version,
             stored_on: self.acks.clone(),
+            context_mac,
         }
     }
 }
@@ -130,11 +134,18 @@ impl GetRound {
     /// covering them all. A tombstone is returned with the marker its delete attached (a deleting
     /// client's write id, for example), so that the next write can say it saw the delete
     /// (shared/history-format.md, v2); a key whose siblings are all tombstones reads as deleted.
-    pub fn response(&self) -> Response {
+    /// With a `signer`, the context is signed for the round's key (the empty context of a
+    /// missing key is not: a blind write needs no MAC).
+    pub fn response(&self, signer: Option<&ContextSigner>) -> Response {
         let merged = &self.merged;
+        let context = merged.context();
+        let context_mac = signer
+            .filter(|_| !context.is_empty())
+            .map(|s| s.sign(&self.key, &context));
         Response::Get {
             siblings: merged.siblings.iter().map(view).collect(),
-            context: merged.context(),
+            context,
+            context_mac,
         }
     }
 }
@@ -190,7 +201,12 @@ impl Round {
                     value,
                     context,
                     ..
-                } => key.len() + value.len() + context.len() * (ACTOR_NAME_BYTES_MAX + 11),
+                } => {
+                    key.len()
+                        + value.len()
+                        + context.len() * (ACTOR_NAME_BYTES_MAX + 11)
+                        + CONTEXT_MAC_BYTES
+                }
                 Request::Get { key } | Request::ReplicaState { key } => key.len(),
                 _ => 0,
             },
@@ -270,8 +286,12 @@ mod tests {
         assert!(!g.reply(&"n1".into(), a));
         assert!(g.reply(&"n2".into(), b));
         assert!(g.complete());
-        match g.response() {
-            Response::Get { siblings, context } => {
+        match g.response(None) {
+            Response::Get {
+                siblings,
+                context,
+                context_mac: None,
+            } => {
                 assert_eq!(siblings.len(), 2);
                 assert_eq!(context.to_string(), "a=1,b=1");
             }
@@ -298,8 +318,10 @@ mod tests {
             merged: KeyVersions::new(),
         };
         assert!(g.reply(&"n1".into(), state));
-        match g.response() {
-            Response::Get { siblings, context } => {
+        match g.response(None) {
+            Response::Get {
+                siblings, context, ..
+            } => {
                 assert_eq!(siblings.len(), 1, "the delete superseded the value");
                 assert!(siblings[0].tombstone);
                 assert_eq!(siblings[0].value, b"d2-5", "the marker comes back");

@@ -138,6 +138,7 @@ fn a_context_one_below_the_counter_limit_cannot_brick_a_key() {
             value: Vec::new(),
             tombstone: true,
             context: ctx,
+            context_mac: None,
         },
     );
     net.deliver_all();

@@ -11,7 +11,8 @@
 //! - [`fs`]: the small file-system trait the log store does its I/O through (real, simulated or
 //!   in memory), and a wrapper that injects disk faults.
 //! - [`wire`]: messages and length-delimited postcard frames with a size bound.
-//! - [`auth`]: the cluster secret and client token, the handshake's proofs, frame MACs.
+//! - [`auth`]: the cluster secret and client token, the handshake's proofs, frame MACs, and the
+//!   MACs of the contexts a node hands to clients (a put's context must be one of them).
 //! - [`conn`]: one connection's framing: budgeted buffers that grow as bytes arrive, MACed
 //!   frames, the two sides of the handshake.
 //! - [`coordinator`]: the quorum bookkeeping of one request (put, get, forward).
@@ -22,7 +23,8 @@
 //! - [`shell`]: the async driver of the core: connections, peer links, timers, disk; opening the
 //!   disk, inbound connections and peer links have a file each.
 //! - [`env`]: the environment (network, file system, wall clock, randomness): tokio or turmoil.
-//! - [`client`]: the client library used by the CLI and the workloads.
+//! - [`client`]: the client library used by the CLI and the workloads; a [`client::Context`]
+//!   keeps a context's clock and MAC together.
 //! - [`fuzz`]: a seeded generator of hostile frames of every wire type, for the property tests
 //!   and the long fuzz run.
 //! - [`config`]: node options, the fsync policy, and the deliberate bugs.

@@ -12,7 +12,7 @@
 //! One protocol serves both clients and peers because Dynamo lets any node take any request, and a
 //! node forwarding a request is just a client of another node.
 
-use crate::auth::{NONCE_BYTES, PROOF_BYTES, Role};
+use crate::auth::{ContextMac, NONCE_BYTES, PROOF_BYTES, Role};
 use crate::ring::{NodeId, Ring};
 use crate::version::{CONTEXT_ENTRIES_MAX, Dot, KeyVersions, VClock};
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,9 @@ pub enum Request {
     },
     /// Write `value` with the context of an earlier read (empty: blind). A `tombstone` put is a
     /// delete: its value is only a marker, shown in raw replica states, never by reads.
+    /// `context_mac` is the MAC the cluster gave the context with it (a read's `context_mac`, or
+    /// a put's): a node with a cluster secret refuses a non-empty context without a valid one
+    /// ([`crate::auth`], "Signed contexts"). A forwarded put carries it along.
     Put {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -92,6 +95,7 @@ pub enum Request {
         value: Vec<u8>,
         tombstone: bool,
         context: VClock,
+        context_mac: Option<ContextMac>,
     },
     /// Admin: the raw sibling set this node's storage holds for a key, no quorum, no repair.
     ReplicaState {
@@ -143,18 +147,36 @@ pub struct SiblingView {
     pub clock: VClock,
 }
 
+impl SiblingView {
+    /// The context that covers this version: its clock with its dot added (a plain clock already
+    /// holds its own event). A client that writes again without reading passes it back; a node
+    /// signs it in [`Response::Put`].
+    pub fn covering_context(&self) -> VClock {
+        let mut context = self.clock.clone();
+        if let Some(dot) = &self.dot {
+            context.add(dot);
+        }
+        context
+    }
+}
+
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
-    /// The merged live siblings of R replicas and one context covering all of them.
+    /// The merged live siblings of R replicas and one context covering all of them, with the
+    /// cluster's MAC of it for this key (None from an open node, or for the empty context).
     Get {
         siblings: Vec<SiblingView>,
         context: VClock,
+        context_mac: Option<ContextMac>,
     },
-    /// The put was stored by at least W replicas; the version it made.
+    /// The put was stored by at least W replicas; the version it made. `context_mac` is the
+    /// cluster's MAC of the context that covers the new version (its clock with its dot added),
+    /// for a client that writes again without reading (None from an open node).
     Put {
         version: SiblingView,
         stored_on: Vec<NodeId>,
+        context_mac: Option<ContextMac>,
     },
     /// One replica's raw state.
     ReplicaState { state: KeyVersions },
@@ -493,6 +515,7 @@ mod tests {
                 value: b"v".to_vec(),
                 tombstone: false,
                 context: VClock::parse("a=1").unwrap(),
+                context_mac: Some([7; crate::auth::CONTEXT_MAC_BYTES]),
             },
         };
         assert_eq!(decode(&encode(&frame).unwrap()).unwrap(), frame);
@@ -527,6 +550,7 @@ mod tests {
                 value: vec![],
                 tombstone: false,
                 context: clock,
+                context_mac: None,
             },
         };
         // postcard keeps no message of its own for a refusal: the error is a generic one.
@@ -553,6 +577,7 @@ mod tests {
                 value: b"v".to_vec(),
                 tombstone: false,
                 context,
+                context_mac: None,
             };
             let err = validate(&put).expect_err(bad);
             assert!(err.contains("actor"), "{bad:?}: {err}");
@@ -564,6 +589,7 @@ mod tests {
             value: b"v".to_vec(),
             tombstone: false,
             context: good,
+            context_mac: None,
         };
         assert_eq!(validate(&put), Ok(()));
     }

@@ -12,7 +12,7 @@
 
 use crate::history::{ClockJson, DisplayJson, DotJson, Process, Recorder};
 use crate::plan::{ClientOp, OpKind, SimConfig, Workload};
-use dynamo_node::client::{Client, ClientError};
+use dynamo_node::client::{Client, ClientError, Context};
 use dynamo_node::env::{Env, SimEnv};
 use dynamo_node::ring::NodeId;
 use dynamo_node::version::VClock;
@@ -109,8 +109,8 @@ pub struct Seen {
 pub struct ReadResult {
     /// The siblings.
     pub seen: Vec<Seen>,
-    /// The context to write back with.
-    pub context: VClock,
+    /// The context to write back with (its MAC included: a history records only the clock).
+    pub context: Context,
 }
 
 /// A value as it is stored: the write that made it and what it wrote (null for a delete's
@@ -591,7 +591,7 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
                     .map(|s| decode_value(&s.value))
                     .collect();
                 let ok = GetOkJson {
-                    context: DisplayJson(&reply.context),
+                    context: DisplayJson(&reply.context.clock),
                     key: &name,
                     values: SiblingsJson::new(&reply.siblings, &seen),
                 };
@@ -641,7 +641,7 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         self.seq += 1;
         let delete = value.is_none();
         let f = if delete { "delete" } else { "put" };
-        let blind = VClock::new();
+        let blind = Context::blind();
         let (context, mut observed) = match read {
             Some(r) => (
                 &r.context,
@@ -652,7 +652,7 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         observed.sort_unstable();
         observed.dedup();
         let invoke = PutInvokeJson {
-            context: DisplayJson(context),
+            context: DisplayJson(&context.clock),
             key: &name,
             node: DisplayJson(NodeName(node)),
             observed: &observed,

@@ -7,7 +7,9 @@
 //! and the quorum is sloppy, coordinated by this node standing in for one. Here too are the
 //! rounds' acks and replies, read repair, and the merge of a peer's state into the local
 //! replica. It is one file because a request's routing, probes and rounds are one path from its
-//! start to its answer; the rounds' bookkeeping itself is [`crate::coordinator`].
+//! start to its answer; the rounds' bookkeeping itself is [`crate::coordinator`]. On a node with a
+//! cluster secret, a put whose non-empty context this cluster did not sign is refused before
+//! anything else, and the contexts of answers are signed ([`crate::auth`], "Signed contexts").
 
 use super::{
     Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_HELD_BYTES_MAX, ROUNDS_IN_FLIGHT_MAX, error, others,
@@ -32,6 +34,29 @@ impl Core {
         forwarded: bool,
     ) {
         if let Err(message) = wire::validate(&request) {
+            return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+        }
+        // A context claims the versions its writer saw, and the put replaces what it covers: only
+        // one this cluster signed is believed (`crate::auth`, "Signed contexts"). Checked by the
+        // node that takes the put and again by an owner it forwards it to, which costs one more
+        // MAC and keeps the rule in one place.
+        if let Request::Put {
+            key,
+            context,
+            context_mac,
+            ..
+        } = &request
+            && let Some(signer) = &self.context_signer
+            && !context.is_empty()
+            && !context_mac.is_some_and(|mac| signer.verify(key, context, &mac))
+        {
+            tracing::debug!(
+                node = %self.config.id,
+                key = %String::from_utf8_lossy(&key[..key.len().min(64)]),
+                signed = context_mac.is_some(),
+                "put refused: a context this cluster did not sign"
+            );
+            let message = crate::auth::CONTEXT_NOT_SIGNED.to_string();
             return self.answer(origin, error(ErrorKind::BadRequest, message, true));
         }
         match &request {
@@ -194,6 +219,7 @@ impl Core {
                 value,
                 tombstone,
                 context,
+                context_mac: _,
             } => {
                 let write = Write {
                     key,
@@ -311,6 +337,7 @@ impl Core {
             value,
             tombstone,
             context,
+            context_mac: _,
         } = request
         else {
             unreachable!("only puts are forwarded")
@@ -512,7 +539,7 @@ impl Core {
         if round.has_quorum() || self.config.has_bug(Bug::EarlyAck) {
             self.stats.puts_ok += 1;
             round.answered = true;
-            let response = round.response();
+            let response = round.response(self.context_signer.as_ref());
             self.answer(round.origin.clone(), response);
         }
         if !round.complete() {
@@ -550,7 +577,11 @@ impl Core {
         let quorum = round.ack(from);
         let answer = (quorum && !round.answered).then(|| {
             round.answered = true;
-            (round.origin.clone(), round.response(), round.key.clone())
+            (
+                round.origin.clone(),
+                round.response(self.context_signer.as_ref()),
+                round.key.clone(),
+            )
         });
         if round.complete() {
             self.remove_round(req);
@@ -595,7 +626,7 @@ impl Core {
         round.answered = true;
         round.deadline_ms = now.mono_ms + self.config.repair_wait_ms;
         self.stats.gets_ok += 1;
-        let response = round.response();
+        let response = round.response(self.context_signer.as_ref());
         let key = round.key.clone();
         self.answer_read(round.origin.clone(), response, &key);
     }

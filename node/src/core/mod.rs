@@ -201,6 +201,9 @@ pub struct Core {
     resumed: bool,
     /// The next gossip round goes to every peer (after a start or a freeze: they suspect us).
     greet: bool,
+    /// Signs the contexts this node hands to clients and checks those they hand back (None: an
+    /// open node, which does neither; `crate::auth`, "Signed contexts").
+    context_signer: Option<crate::auth::ContextSigner>,
 }
 
 impl Core {
@@ -214,6 +217,7 @@ impl Core {
         let addrs = config.members.clone();
         let ae_peers = Self::ae_peers(&ring, &config);
         let empty_tree = Tree::new(config.merkle_fanout);
+        let context_signer = crate::auth::ContextSigner::for_config(&config.auth);
 
         Core {
             config,
@@ -246,6 +250,7 @@ impl Core {
             last_input_ms: None,
             resumed: false,
             greet: true,
+            context_signer,
         }
     }
 

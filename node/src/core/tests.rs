@@ -22,7 +22,19 @@ struct Net {
 }
 
 impl Net {
+    /// Open nodes (no cluster secret: contexts are neither signed nor checked).
     fn new(size: usize, n: usize, r: usize, w: usize) -> Net {
+        Net::with_secret(size, n, r, w, None)
+    }
+
+    /// Nodes sharing `secret` (contexts signed and checked), or open ones.
+    fn with_secret(
+        size: usize,
+        n: usize,
+        r: usize,
+        w: usize,
+        secret: Option<crate::auth::Secret>,
+    ) -> Net {
         let members: BTreeMap<NodeId, String> = (1..=size)
             .map(|i| (NodeId::from(format!("n{i}")), format!("n{i}:7000")))
             .collect();
@@ -35,6 +47,7 @@ impl Net {
                 config.w = w;
                 config.request_timeout_ms = 100;
                 config.repair_wait_ms = 100;
+                config.auth.cluster_secret = secret.clone();
                 let core = Core::new(config, format!("{id}.a"), 7);
                 (id.clone(), (core, Keyspace::new(MemoryStore::new())))
             })
@@ -151,19 +164,44 @@ impl Net {
         }
     }
 
-    /// Sends a put of `value` at `key` with `context` to `at`; delivers nothing.
+    /// Sends a put of `value` at `key` with `context` (no MAC) to `at`; delivers nothing.
     fn send_put(&mut self, at: &str, key: &[u8], value: &[u8], context: VClock) -> ClientToken {
+        self.send_put_signed(at, key, value, context, None)
+    }
+
+    /// Sends a put of `value` at `key` with `context` and its MAC to `at`; delivers nothing.
+    fn send_put_signed(
+        &mut self,
+        at: &str,
+        key: &[u8],
+        value: &[u8],
+        context: VClock,
+        context_mac: Option<crate::auth::ContextMac>,
+    ) -> ClientToken {
         let request = Request::Put {
             key: key.to_vec(),
             value: value.to_vec(),
             tombstone: false,
             context,
+            context_mac,
         };
         self.request(at, request)
     }
 
     fn put(&mut self, at: &str, key: &[u8], value: &[u8], context: VClock) -> Response {
-        let token = self.send_put(at, key, value, context);
+        self.put_signed(at, key, value, context, None)
+    }
+
+    /// A put with a context and its MAC, delivered and answered.
+    fn put_signed(
+        &mut self,
+        at: &str,
+        key: &[u8],
+        value: &[u8],
+        context: VClock,
+        context_mac: Option<crate::auth::ContextMac>,
+    ) -> Response {
+        let token = self.send_put_signed(at, key, value, context, context_mac);
         self.deliver_all();
         if let Some(r) = self.reply(token) {
             return r;
@@ -459,7 +497,9 @@ fn sloppy_quorum_uses_a_stand_in_and_hands_the_hint_over() {
             continue;
         }
         let dot = match second {
-            Response::Put { version, stored_on } => {
+            Response::Put {
+                version, stored_on, ..
+            } => {
                 assert!(!stored_on.contains(&down), "{stored_on:?}");
                 version.dot.unwrap()
             }
@@ -669,6 +709,7 @@ fn inputs_of_one_step_see_each_others_writes() {
         value: b"v2".to_vec(),
         tombstone: false,
         context: state.context(),
+        context_mac: None,
     };
     core.handle_request(now, ClientToken { conn: 1, id: 1 }, put, store);
     let admin = Request::ReplicaState { key: key.clone() };
@@ -804,6 +845,7 @@ fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
                 value: format!("v{id}").into_bytes(),
                 tombstone: false,
                 context: VClock::new(),
+                context_mac: None,
             },
         )
     };
@@ -1109,6 +1151,9 @@ fn a_stand_in_that_becomes_an_owner_goes_on_from_its_hinted_counter() {
 
 #[path = "../hostile_tests.rs"]
 mod hostile;
+
+#[path = "../signed_context_tests.rs"]
+mod signed_context;
 
 /// Two nodes whose rings disagree about a key may each take the other for its owner while both
 /// still hold it: each acknowledges the other's hand-over, and, were a non-owner's ack enough,

@@ -8,8 +8,8 @@
 
 use super::FrameGen;
 use crate::auth::{NONCE_BYTES, Role};
+use crate::client::Context;
 use crate::ring::NodeId;
-use crate::version::VClock;
 use crate::wire::Frame;
 use std::collections::BTreeMap;
 
@@ -147,7 +147,7 @@ pub fn hammer(seed: u64, frames: u64, workers: usize, dir: &std::path::Path) -> 
             let key = keys[(round % 8) as usize].clone();
             let value = format!("acked-{round}").into_bytes();
             if writer
-                .put(&key, value.clone(), &VClock::new())
+                .put(&key, value.clone(), &Context::blind())
                 .await
                 .is_ok()
             {

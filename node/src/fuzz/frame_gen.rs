@@ -68,6 +68,17 @@ impl FrameGen {
         self.below(one_in) == 0
     }
 
+    /// A context's MAC: none, or random bytes (a forgery: no node signed them).
+    fn context_mac(&mut self) -> Option<crate::auth::ContextMac> {
+        self.chance(2).then(|| {
+            let mut mac = [0u8; crate::auth::CONTEXT_MAC_BYTES];
+            for chunk in mac.chunks_mut(8) {
+                chunk.copy_from_slice(&self.next_u64().to_le_bytes());
+            }
+            mac
+        })
+    }
+
     fn large(&mut self) -> bool {
         let n = self.large_one_in;
         self.chance(n)
@@ -263,6 +274,7 @@ impl FrameGen {
                 value: self.value(),
                 tombstone: self.chance(6),
                 context: self.clock(),
+                context_mac: self.context_mac(),
             },
             9 => Request::ReplicaState { key: self.key() },
             10 => Request::Status,
@@ -308,10 +320,12 @@ impl FrameGen {
             0 => Response::Get {
                 siblings: (0..self.below(3)).map(|_| self.sibling_view()).collect(),
                 context: self.clock(),
+                context_mac: self.context_mac(),
             },
             1 => Response::Put {
                 version: self.sibling_view(),
                 stored_on: vec![self.node()],
+                context_mac: self.context_mac(),
             },
             2 => Response::ReplicaState {
                 state: self.state(),

@@ -3,7 +3,7 @@
 //! that answers but cannot write (issue 14, item 1).
 
 use super::*;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Context};
 use crate::config::Bug;
 use crate::env::TokioEnv;
 use crate::fs::{DiskFaults, FaultyFs, StdFs};
@@ -222,6 +222,7 @@ fn put(core: &mut Core, store: &Keyspace<LogStore<FaultyFs<StdFs>>>, id: u64) {
         value: b"v".to_vec(),
         tombstone: false,
         context: VClock::new(),
+        context_mac: None,
     };
     core.handle_request(Now::default(), ClientToken { conn: 1, id }, request, store);
 }
@@ -298,13 +299,13 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
         });
         let mut client = Client::new(env.clone(), addr.clone()).with_timeout_ms(2_000);
         client
-            .put(b"k", b"v1".to_vec(), &VClock::new())
+            .put(b"k", b"v1".to_vec(), &Context::blind())
             .await
             .unwrap();
 
         env.faults.set_fail_writes(true);
         let mut client = Client::new(env.clone(), addr).with_timeout_ms(1_000);
-        match client.put(b"k", b"v2".to_vec(), &VClock::new()).await {
+        match client.put(b"k", b"v2".to_vec(), &Context::blind()).await {
             Err(ClientError::Timeout { .. } | ClientError::Io(_)) => {}
             Err(ClientError::Node(e)) => assert_ne!(e.kind, ErrorKind::Unavailable, "{e:?}"),
             other => panic!("a put on a failing disk must not succeed: {other:?}"),
@@ -504,9 +505,9 @@ fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
         });
         let client = |key: &'static [u8]| {
             let mut client = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
-            tokio::task::spawn_local(
-                async move { client.put(key, b"v".to_vec(), &VClock::new()).await },
-            )
+            tokio::task::spawn_local(async move {
+                client.put(key, b"v".to_vec(), &Context::blind()).await
+            })
         };
         let first = client(b"first");
         tokio::time::sleep(Duration::from_millis(200)).await;
