@@ -13,20 +13,20 @@ use crate::store::log::damage::{Damage, apply_damage};
 use crate::version::{KeyVersions, VClock};
 use crate::wire::ErrorKind;
 
-/// tokio's network and clock with a real disk that fails when told.
+/// tokio's network and clock with the file system `F` (a real disk, wrapped).
 #[derive(Clone, Debug, Default)]
-struct TestEnv {
+struct DiskEnv<F> {
     tokio: TokioEnv,
-    faults: DiskFaults,
+    fs: F,
 }
 
-impl Env for TestEnv {
-    type Fs = FaultyFs<StdFs>;
+impl<F: crate::fs::FileSystem + std::fmt::Debug> Env for DiskEnv<F> {
+    type Fs = F;
     type Stream = tokio::net::TcpStream;
     type Listener = tokio::net::TcpListener;
 
-    fn fs(&self) -> FaultyFs<StdFs> {
-        FaultyFs::new(StdFs, self.faults.clone())
+    fn fs(&self) -> F {
+        self.fs.clone()
     }
     async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
         self.tokio.connect(addr).await
@@ -39,6 +39,15 @@ impl Env for TestEnv {
     }
     fn random_u64(&self) -> u64 {
         self.tokio.random_u64()
+    }
+}
+
+/// tokio's network and clock with a real disk that fails when told.
+type TestEnv = DiskEnv<FaultyFs<StdFs>>;
+
+impl Default for FaultyFs<StdFs> {
+    fn default() -> Self {
+        FaultyFs::new(StdFs, DiskFaults::default())
     }
 }
 
@@ -266,9 +275,9 @@ fn a_failed_write_or_sync_releases_nothing() {
         put(&mut core, &keyspace, 2);
         let ready = core.poll_ready(&keyspace);
         assert!(!ready.is_empty());
-        switch(&env.faults, true);
+        switch(&env.fs.faults(), true);
         let error = ready.apply(&mut keyspace, &config).unwrap_err();
-        switch(&env.faults, false);
+        switch(&env.fs.faults(), false);
         let message = error.to_string();
         assert!(message.contains(expected), "{message}");
         assert!(message.contains("000001.data"), "{message}");
@@ -303,7 +312,7 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
             .await
             .unwrap();
 
-        env.faults.set_fail_writes(true);
+        env.fs.faults().set_fail_writes(true);
         let mut client = Client::new(env.clone(), addr).with_timeout_ms(1_000);
         match client.put(b"k", b"v2".to_vec(), &Context::blind()).await {
             Err(ClientError::Timeout { .. } | ClientError::Io(_)) => {}
@@ -444,33 +453,7 @@ impl crate::fs::FileSystem for GatedFs {
 }
 
 /// tokio's network and clock with a [`GatedFs`].
-#[derive(Clone, Debug, Default)]
-struct GatedEnv {
-    tokio: TokioEnv,
-    fs: GatedFs,
-}
-
-impl Env for GatedEnv {
-    type Fs = GatedFs;
-    type Stream = tokio::net::TcpStream;
-    type Listener = tokio::net::TcpListener;
-
-    fn fs(&self) -> GatedFs {
-        self.fs.clone()
-    }
-    async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
-        self.tokio.connect(addr).await
-    }
-    async fn bind(&self, addr: &str) -> io::Result<tokio::net::TcpListener> {
-        self.tokio.bind(addr).await
-    }
-    fn wall_clock_ms(&self) -> u64 {
-        self.tokio.wall_clock_ms()
-    }
-    fn random_u64(&self) -> u64 {
-        self.tokio.random_u64()
-    }
-}
+type GatedEnv = DiskEnv<GatedFs>;
 
 /// Issue 12: on the real disk the fsync runs apart from the driver. While it runs, the node
 /// answers nothing that waits for it (a put, and a get of the key it wrote), yet goes on taking
