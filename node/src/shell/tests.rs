@@ -275,9 +275,9 @@ fn a_failed_write_or_sync_releases_nothing() {
         put(&mut core, &keyspace, 2);
         let ready = core.poll_ready(&keyspace);
         assert!(!ready.is_empty());
-        switch(&env.fs.faults(), true);
+        switch(env.fs.faults(), true);
         let error = ready.apply(&mut keyspace, &config).unwrap_err();
-        switch(&env.fs.faults(), false);
+        switch(env.fs.faults(), false);
         let message = error.to_string();
         assert!(message.contains(expected), "{message}");
         assert!(message.contains("000001.data"), "{message}");
