@@ -255,6 +255,9 @@ impl Held {
         match keyspace.begin_sync()? {
             None => self.synced = self.written,
             Some(sync) => {
+                // A thread of the real world: only the real disk gives a detached sync
+                // (`FsFile::detached_sync`); the simulator's syncs in place inside `begin_sync`, so no
+                // simulated run ever reaches this and its histories stay deterministic.
                 let job = tokio::task::spawn_blocking(move || sync.run());
                 self.syncing = Some((self.written, job));
             }

@@ -284,6 +284,23 @@ fn a_failed_write_or_sync_releases_nothing() {
     }
 }
 
+/// Starts a one-node cluster on `dir` as a task of the current `LocalSet`; returns its address and
+/// the task. The listener is bound here and handed to the node: no free port is guessed.
+async fn start_single_node<F: crate::fs::FileSystem + std::fmt::Debug>(
+    env: &DiskEnv<F>,
+    dir: &Path,
+) -> (String, tokio::task::JoinHandle<io::Result<()>>) {
+    let listener = env.bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut config = single_node(None);
+    config.members.insert("n1".into(), addr.clone());
+    let (env, dir) = (env.clone(), dir.to_path_buf());
+    let node = tokio::task::spawn_local(async move {
+        run(env, config, &dir, listener, std::future::pending()).await
+    });
+    (addr, node)
+}
+
 /// Issue 14, item 1, end to end: a node whose disk starts failing answers nothing that depends
 /// on the failed write, and `run` ends with an error naming the file, instead of serving on.
 #[test]
@@ -296,16 +313,7 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
         .unwrap();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        // Bound here and handed to the node: no free port is guessed.
-        let listener = env.bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let mut config = single_node(None);
-        config.members.insert("n1".into(), addr.clone());
-        let dir = tmp.path().to_path_buf();
-        let node_env = env.clone();
-        let node = tokio::task::spawn_local(async move {
-            run(node_env, config, &dir, listener, std::future::pending()).await
-        });
+        let (addr, node) = start_single_node(&env, tmp.path()).await;
         let mut client = Client::new(env.clone(), addr.clone()).with_timeout_ms(2_000);
         client
             .put(b"k", b"v1".to_vec(), &Context::blind())
@@ -477,15 +485,7 @@ fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
     let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let listener = env.bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let mut config = single_node(None);
-        config.members.insert("n1".into(), addr.clone());
-        let dir = tmp.path().to_path_buf();
-        let node_env = env.clone();
-        tokio::task::spawn_local(async move {
-            run(node_env, config, &dir, listener, std::future::pending()).await
-        });
+        let (addr, _node) = start_single_node(&env, tmp.path()).await;
         let client = |key: &'static [u8]| {
             let mut client = Client::new(env.clone(), addr.clone()).with_timeout_ms(10_000);
             tokio::task::spawn_local(async move {
