@@ -610,7 +610,13 @@ proptest! {
                 0 if len > 0 && !removed.contains(&id) => {
                     let offset = at % len;
                     fs.flip_byte(&path, offset).unwrap();
-                    flipped.push((id, offset));
+                    // A second flip of the same byte undoes the first.
+                    match flipped.iter().position(|&f| f == (id, offset)) {
+                        Some(i) => {
+                            flipped.swap_remove(i);
+                        }
+                        None => flipped.push((id, offset)),
+                    }
                 }
                 1 if len > 1 && !removed.contains(&id) => {
                     // Inside a record, never at a boundary: a cut there looks like a shorter file,
