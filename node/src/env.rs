@@ -11,12 +11,13 @@
 //!   (`dynamo sim`). Chosen by type, not by a cargo feature, because the one binary
 //!   needs both.
 
-use crate::fs::{DiskFaults, FaultyFs, FileSystem, SimFs, StdFs};
+use crate::fs::{DetachedSync, DiskFaults, FaultyFs, FileSystem, SimFs, StdFs};
 use crate::wire::PeerMessage;
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +48,26 @@ pub trait Env: Clone + Send + Sync + 'static {
         let _ = message;
         Duration::ZERO
     }
+    /// Carries out a sync begun apart from the driver ([`DetachedSync`]); the driver holds back
+    /// what depends on it until the future is done. The real world runs it on a thread of tokio's
+    /// blocking pool, where an fsync may block as long as the disk likes.
+    fn run_sync(&self, sync: DetachedSync) -> SyncJob {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || sync.run())
+                .await
+                .map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))?
+        })
+    }
 }
+
+/// A sync in progress ([`Env::run_sync`]).
+pub type SyncJob = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// The longest a simulated fsync takes, in whole milliseconds (each sync draws from 0 to this):
+/// long enough that crashes and power cuts land while a sync is in flight and that events arrive
+/// during one (the driver's held outputs and early reads), short enough against the protocol's
+/// timeouts (hundreds of milliseconds) not to change what the runs test otherwise.
+pub const SIM_SYNC_MS_MAX: u64 = 2;
 
 /// The kinds of peer message that PBS's WARS model times separately (Bailis et al., VLDB 2012):
 /// a write on its way to a replica, the replica's ack, a read on its way to a replica, the
@@ -148,6 +168,9 @@ impl Env for TokioEnv {
 #[derive(Clone, Debug)]
 pub struct SimEnv {
     rng: Arc<Mutex<StdRng>>,
+    /// The draws of the disk's sync latencies: apart from `rng`, so that the node's own draws do
+    /// not depend on how many syncs ran.
+    disk_rng: Arc<Mutex<StdRng>>,
     skew_ms: Arc<AtomicI64>,
     disk_faults: DiskFaults,
     delays: Option<Arc<dyn PeerDelays>>,
@@ -167,6 +190,7 @@ impl SimEnv {
     pub fn with_disk_faults(seed: u64, skew_ms: Arc<AtomicI64>, disk_faults: DiskFaults) -> SimEnv {
         SimEnv {
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            disk_rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed ^ DISK_RNG_SALT))),
             skew_ms,
             disk_faults,
             delays: None,
@@ -184,6 +208,9 @@ impl SimEnv {
         self.disk_faults.clone()
     }
 }
+
+/// Sets the disk's RNG apart from the node's, which is seeded with the same seed.
+const DISK_RNG_SALT: u64 = 0xd15c_5eed_0000_0001;
 
 impl Listener for turmoil::net::TcpListener {
     type Stream = turmoil::net::TcpStream;
@@ -223,5 +250,14 @@ impl Env for SimEnv {
             Some(delays) => delays.delay(MessageKind::of(message)),
             None => Duration::ZERO,
         }
+    }
+    /// On the host's own runtime, after a drawn delay in simulated time: no thread (the disk is
+    /// the host's thread-local), and a crash meanwhile drops the sync with the host.
+    fn run_sync(&self, sync: DetachedSync) -> SyncJob {
+        let delay_ms = self.disk_rng.lock().expect("rng lock").next_u64() % (SIM_SYNC_MS_MAX + 1);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            sync.run()
+        })
     }
 }

@@ -15,9 +15,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// A sync handed to another thread (a dup of the file's descriptor): the node's driver goes on
-/// serving while the disk syncs, and holds back what depends on the sync until it is done
-/// (`crate::shell`). Run once; its error names the file.
+/// A sync begun now and carried out later, apart from the appends (a second handle on the file):
+/// the node's driver goes on serving while the disk syncs, and holds back what depends on the sync
+/// until it is done (`crate::shell`). The environment runs it ([`crate::env::Env::run_sync`]): on
+/// another thread on the real disk, after a simulated delay on turmoil's. Run once; its error
+/// names the file.
 pub struct DetachedSync(Box<dyn FnOnce() -> io::Result<()> + Send>);
 
 impl DetachedSync {
@@ -66,10 +68,9 @@ pub trait FsFile: Send {
     fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
-    /// A sync of everything appended so far that can run on another thread while the owner goes
-    /// on appending (what comes after it may or may not be covered), or `None` where a sync must
-    /// run on the owner's thread: turmoil's disk is reached through a thread-local, and the
-    /// in-memory disk of the tests keeps its own order. See [`DetachedSync`].
+    /// A sync of everything appended so far that can run later while the owner goes on appending
+    /// (what comes after it may or may not be covered), or `None` where a sync must run in place:
+    /// the in-memory disk of the unit tests keeps its own order. See [`DetachedSync`].
     fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
         Ok(None)
     }
@@ -271,6 +272,13 @@ impl FsFile for SimFile {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        // turmoil's disk is reached through the host's thread-local world, so this sync must run
+        // on the host's own runtime (`SimEnv::run_sync` does, after a simulated delay). A crash of
+        // the host before then drops it, and the writes it would have covered are lost.
+        let file = self.0.try_clone()?;
+        Ok(Some(DetachedSync::new(move || file.sync_all())))
     }
 }
 

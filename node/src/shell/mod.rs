@@ -5,11 +5,12 @@
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
 //!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
 //!   group commit, so that a burst of writes costs one fsync and nothing is answered before it.
-//!   On the real disk the fsync runs on a thread of tokio's blocking pool while the driver goes on
-//!   taking events and storing their writes; the outputs wait in step order until a sync that
-//!   began after them is done (`Held`), and the next sync covers every step stored meanwhile;
-//!   reads of keys with no unsynced write (a get of another key than the put's) leave at once.
-//!   On the simulator's disk the sync runs in place, as before (the histories did not change). If
+//!   The fsync runs apart ([`Env::run_sync`]: on a thread of tokio's blocking pool on the real
+//!   disk, after a simulated delay on the simulator's, so that both worlds run this same path)
+//!   while the driver goes on taking events and storing their writes; the outputs wait in step
+//!   order until a sync that began after them is done (`Held`), and the next sync covers every
+//!   step stored meanwhile; reads of keys with no unsynced write (a get of another key than the
+//!   put's) leave at once. If
 //!   storage fails, [`run`] returns the error and the node stops (fail-stop: a node that cannot
 //!   write must not go on answering); a supervisor restarts it and recovery checks the disk;
 //! - one *acceptor* takes connections and spawns a *connection* task for each, which runs the
@@ -210,13 +211,13 @@ impl<T: serde::Serialize> Outbound<T> {
 }
 
 /// The outputs of steps that wait for their writes to be durable, in step order, and the syncs
-/// that make them so. On the real disk the fsync runs on another thread
-/// ([`crate::fs::DetachedSync`]) while
+/// that make them so. The fsync runs apart from the driver ([`crate::fs::DetachedSync`], run by
+/// [`Env::run_sync`]: on a thread on the real disk, after a simulated delay on turmoil's) while
 /// the driver goes on taking events and storing their writes; when it is done, the outputs of
 /// every step stored before it began leave, and one sync starts for everything stored since
 /// (group commit across steps). A step that wrote nothing waits too while earlier writes are
-/// unsynced, because its answers may read them. Where a sync cannot run apart (the simulator's
-/// disk) it runs at once and nothing is held.
+/// unsynced, because its answers may read them. Where a sync cannot run apart (the unit tests'
+/// in-memory disk) it runs at once and nothing is held.
 #[derive(Default)]
 struct Held {
     /// Steps that wrote and need a sync, counted from the start.
@@ -226,7 +227,7 @@ struct Held {
     /// Outputs, each with the count of `written` it needs to be durable.
     steps: VecDeque<(u64, Stored)>,
     /// The sync in progress, with the count of `written` it makes durable.
-    syncing: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
+    syncing: Option<(u64, crate::env::SyncJob)>,
     /// Keys written by steps not yet durable, each with the count of `written` that makes its
     /// last write durable: a read of any other key may leave at once ([`Held::take_early_reads`]).
     unsynced_keys: BTreeMap<Vec<u8>, u64>,
@@ -245,22 +246,17 @@ impl Held {
     }
 
     /// Starts a sync of everything stored so far, unless one is running or all is durable.
-    fn start_sync<S: crate::store::Storage>(
+    fn start_sync<S: crate::store::Storage, E: Env>(
         &mut self,
         keyspace: &mut crate::store::keyspace::Keyspace<S>,
+        env: &E,
     ) -> io::Result<()> {
         if self.syncing.is_some() || self.synced == self.written {
             return Ok(());
         }
         match keyspace.begin_sync()? {
             None => self.synced = self.written,
-            Some(sync) => {
-                // A thread of the real world: only the real disk gives a detached sync
-                // (`FsFile::detached_sync`); the simulator's syncs in place inside `begin_sync`, so no
-                // simulated run ever reaches this and its histories stay deterministic.
-                let job = tokio::task::spawn_blocking(move || sync.run());
-                self.syncing = Some((self.written, job));
-            }
+            Some(sync) => self.syncing = Some((self.written, env.run_sync(sync))),
         }
         Ok(())
     }
@@ -272,17 +268,22 @@ impl Held {
         };
         let result = job.await;
         let (covered, _) = self.syncing.take().expect("a sync was running");
-        result.map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))??;
+        result?;
         self.synced = covered;
         self.unsynced_keys.retain(|_, needed| *needed > covered);
         Ok(())
     }
 
+    /// Whether a sync is running.
+    fn is_syncing(&self) -> bool {
+        self.syncing.is_some()
+    }
+
     /// The reads of the newest step that may leave before its sync, if it must wait for one: a
     /// get is not answered after the fsync of another key's put. They read keys whose writes are
     /// all durable, so they carry nothing a crash could take back (see [`Stored::take_reads`]).
-    /// Where the sync ran in place (the simulator's disk) nothing waits, and the outputs leave
-    /// together, in the core's order.
+    /// Where the sync ran in place (the unit tests' in-memory disk) nothing waits, and the outputs
+    /// leave together, in the core's order.
     fn take_early_reads(&mut self) -> Option<Released> {
         let Held {
             synced,
@@ -535,6 +536,11 @@ pub async fn run<E: Env>(
             _ = &mut protocol_timer => core.handle_timeout(now(), &keyspace),
             _ = &mut compaction_timer => {
                 compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
+                // A compaction removes the files it rewrote, the one a running sync covers among
+                // them, and starts from "everything so far is durable": the sync ends first.
+                if held.is_syncing() {
+                    held.sync_done().await.map_err(|e| stop(&config, "storage", e))?;
+                }
                 maybe_compact(&config, keyspace.storage_mut())
                     .map_err(|e| stop(&config, "compaction", e))?;
             }
@@ -553,7 +559,7 @@ pub async fn run<E: Env>(
                 .map_err(|e| stop(&config, "storage", e))?;
             held.push(stored);
         }
-        held.start_sync(&mut keyspace)
+        held.start_sync(&mut keyspace, &env)
             .map_err(|e| stop(&config, "storage", e))?;
         if let Some(reads) = held.take_early_reads() {
             send(reads, &peers, &clients, &outbound);
