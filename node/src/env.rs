@@ -63,11 +63,17 @@ pub trait Env: Clone + Send + Sync + 'static {
 /// A sync in progress ([`Env::run_sync`]).
 pub type SyncJob = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
-/// The longest a simulated fsync takes, in whole milliseconds (each sync draws from 0 to this):
-/// long enough that crashes and power cuts land while a sync is in flight and that events arrive
-/// during one (the driver's held outputs and early reads), short enough against the protocol's
-/// timeouts (hundreds of milliseconds) not to change what the runs test otherwise.
+/// How long a simulated fsync takes, in whole milliseconds: most draw from 0 to
+/// [`SIM_SYNC_MS_MAX`], an SSD's usual; one in [`SIM_SYNC_SLOW_ONE_IN`] stalls for up to
+/// [`SIM_SYNC_SLOW_MS_MAX`], as a real disk's fsync does under write-back pressure. Long enough that
+/// crashes and power cuts land while a sync is in flight and that events pile up during one (the
+/// driver's held outputs, early reads and `HELD_STEPS_MAX`), short against the protocol's timeouts
+/// (hundreds of milliseconds).
 pub const SIM_SYNC_MS_MAX: u64 = 2;
+/// One simulated sync in this many stalls ([`SIM_SYNC_MS_MAX`]).
+pub const SIM_SYNC_SLOW_ONE_IN: u64 = 10;
+/// The longest stall of a simulated sync, ms ([`SIM_SYNC_MS_MAX`]).
+pub const SIM_SYNC_SLOW_MS_MAX: u64 = 20;
 
 /// The kinds of peer message that PBS's WARS model times separately (Bailis et al., VLDB 2012):
 /// a write on its way to a replica, the replica's ack, a read on its way to a replica, the
@@ -254,7 +260,14 @@ impl Env for SimEnv {
     /// On the host's own runtime, after a drawn delay in simulated time: no thread (the disk is
     /// the host's thread-local), and a crash meanwhile drops the sync with the host.
     fn run_sync(&self, sync: DetachedSync) -> SyncJob {
-        let delay_ms = self.disk_rng.lock().expect("rng lock").next_u64() % (SIM_SYNC_MS_MAX + 1);
+        let delay_ms = {
+            let mut rng = self.disk_rng.lock().expect("rng lock");
+            if rng.next_u64() % SIM_SYNC_SLOW_ONE_IN == 0 {
+                SIM_SYNC_MS_MAX + 1 + rng.next_u64() % (SIM_SYNC_SLOW_MS_MAX - SIM_SYNC_MS_MAX)
+            } else {
+                rng.next_u64() % (SIM_SYNC_MS_MAX + 1)
+            }
+        };
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             sync.run()
