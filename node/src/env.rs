@@ -180,6 +180,9 @@ pub struct SimEnv {
     skew_ms: Arc<AtomicI64>,
     disk_faults: DiskFaults,
     delays: Option<Arc<dyn PeerDelays>>,
+    /// Whether a sync takes simulated time ([`SIM_SYNC_MS_MAX`]); off under a latency model,
+    /// whose message delays are the whole of what it models.
+    sync_latency: bool,
 }
 
 impl SimEnv {
@@ -200,12 +203,20 @@ impl SimEnv {
             skew_ms,
             disk_faults,
             delays: None,
+            sync_latency: true,
         }
     }
 
     /// This environment with received peer messages held back by draws from `delays`.
     pub fn with_peer_delays(mut self, delays: Arc<dyn PeerDelays>) -> SimEnv {
         self.delays = Some(delays);
+        self
+    }
+
+    /// This environment with syncs that take no simulated time (they still run apart from the
+    /// driver, and complete at its next turn).
+    pub fn without_sync_latency(mut self) -> SimEnv {
+        self.sync_latency = false;
         self
     }
 
@@ -260,16 +271,20 @@ impl Env for SimEnv {
     /// On the host's own runtime, after a drawn delay in simulated time: no thread (the disk is
     /// the host's thread-local), and a crash meanwhile drops the sync with the host.
     fn run_sync(&self, sync: DetachedSync) -> SyncJob {
-        let delay_ms = {
+        let delay_ms = if !self.sync_latency {
+            0
+        } else {
             let mut rng = self.disk_rng.lock().expect("rng lock");
-            if rng.next_u64() % SIM_SYNC_SLOW_ONE_IN == 0 {
+            if rng.next_u64().is_multiple_of(SIM_SYNC_SLOW_ONE_IN) {
                 SIM_SYNC_MS_MAX + 1 + rng.next_u64() % (SIM_SYNC_SLOW_MS_MAX - SIM_SYNC_MS_MAX)
             } else {
                 rng.next_u64() % (SIM_SYNC_MS_MAX + 1)
             }
         };
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            }
             sync.run()
         })
     }

@@ -227,6 +227,7 @@ impl HeldDamage {
             DiskDamage::FlipByte => Damage::FlipByte,
             DiskDamage::LoseNewestFile => Damage::LoseNewestFile,
             DiskDamage::LoseFile => Damage::LoseFile,
+            DiskDamage::CutSealedFile => Damage::CutSealedFile,
             DiskDamage::LoseManifest => Damage::LoseManifest,
             DiskDamage::FailWrites | DiskDamage::FailSyncs => {
                 unreachable!("a failing disk is a switch on a running node, not damage at rest")

@@ -687,6 +687,8 @@ pub enum DiskDamage {
     LoseNewestFile,
     /// While the node is down, lose one of its other data files.
     LoseFile,
+    /// While the node is down, cut one of its other data files at a record boundary.
+    CutSealedFile,
     /// While the node is down, lose the log's manifest (the record of which files it should have).
     LoseManifest,
     /// While the window lasts, its writes fail with an I/O error.

@@ -8,8 +8,10 @@
 //! restarts a node that stopped on a storage error.
 //!
 //! What the simulation does not model: CPU time (a node handles a message in zero simulated time),
-//! disk latency, TCP retransmission (a lost segment stalls the stream; the node and client re-dial),
-//! and processes other than the node's own code. The simulated disk loses what was not synced in a
+//! the latency of disk reads and appends (a sync takes a drawn simulated time, see
+//! `SimEnv::run_sync`; none under a latency model, whose message delays are all it models), TCP
+//! retransmission (a lost segment stalls the stream; the node and client re-dial), and processes
+//! other than the node's own code. The simulated disk loses what was not synced in a
 //! crash, and tears unsynced writes at [`DISK_BLOCK_BYTES`]: each pending write keeps a random
 //! number of its blocks, in any order, as a real disk may.
 
@@ -268,7 +270,7 @@ pub fn run(plan: &Plan) -> Result<RunOutput, String> {
                 host.disk_faults.clone(),
             );
             if let Some(delays) = &delays {
-                env = env.with_peer_delays(delays.clone());
+                env = env.with_peer_delays(delays.clone()).without_sync_latency();
             }
             let wipe = host.wipe_on_start.replace(false);
             let damages = std::mem::take(&mut *host.damage_on_start.borrow_mut());

@@ -255,6 +255,9 @@ fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
     .unwrap())
     .unwrap();
     assert_eq!(quiesce_ms(&full.history), 5_000, "seed 7, full quiesce");
+    // A status round in flight at the end of the quiesce finishes first; its answers may wait
+    // for a sync in flight (at most SIM_SYNC_SLOW_MS_MAX).
+    let whole = 5_000..=5_000 + dynamo_node::env::SIM_SYNC_SLOW_MS_MAX;
     // Without anti-entropy, read repair and hinted handoff, the replicas a partition split never
     // agree again: never at rest, so the whole quiesce passes.
     let mut diverging = SimConfig {
@@ -266,9 +269,9 @@ fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
     diverging.node.read_repair = false;
     diverging.node.hinted_handoff = false;
     let never = run(&Plan::generate(diverging).unwrap()).unwrap();
-    assert_eq!(
-        quiesce_ms(&never.history),
-        5_000,
-        "seed 7: a cluster whose replicas disagree ended its quiesce"
+    let waited = quiesce_ms(&never.history);
+    assert!(
+        whole.contains(&waited),
+        "seed 7: a cluster whose replicas disagree ended its quiesce after {waited} ms"
     );
 }

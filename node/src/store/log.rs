@@ -49,6 +49,8 @@
 //! - **Lost files**: a data file the manifest says exists but is missing (the newest, or one in
 //!   the middle), or a missing or unreadable manifest beside data files. A directory with no data
 //!   is a new store, not damage.
+//! - **Shortened files**: a file other than the newest found shorter than the manifest recorded
+//!   it when it was sealed (rollover or compaction), even if cut exactly at a record boundary.
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
@@ -86,8 +88,10 @@
 //!
 //! Every key lives in memory with its location (as in Bitcask). Every data file stays open for
 //! reads. After any failed write, sync or compaction the store refuses further writes (see
-//! [`LogStore`]); reopening it recovers. Damage that cuts a file exactly at a record boundary
-//! looks like a shorter file and is not noticed: the manifest names files, not their lengths.
+//! [`LogStore`]); reopening it recovers. Damage that cuts the newest file exactly at a record
+//! boundary looks like a crash that lost unsynced appends and is not noticed: its length is not
+//! recorded anywhere durable (that would cost a second write per sync). The manifest records the
+//! length of every other file.
 //!
 //! # Layout
 //!
@@ -108,7 +112,9 @@ mod recovery;
 mod writer;
 
 pub use compaction::COMPACTION_SYNC_BYTES;
-pub use recovery::{ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, SkippedRange};
+pub use recovery::{
+    ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, ShortenedFile, SkippedRange,
+};
 
 use super::{CompactionStats, Storage};
 use crate::fs::{DetachedSync, FileSystem, FsFile};
@@ -291,9 +297,15 @@ impl<F: FileSystem> LogStore<F> {
 
     /// The manifest that describes the files now.
     fn manifest(&self) -> Manifest {
+        let last_id = self.active_id();
         Manifest {
             first_id: *self.files.keys().next().expect("an open store has files"),
-            last_id: self.active_id(),
+            last_id,
+            sealed_bytes: self
+                .files
+                .range(..last_id)
+                .map(|(&id, file)| (id, file.len_bytes))
+                .collect(),
         }
     }
 

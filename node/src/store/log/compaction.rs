@@ -125,7 +125,7 @@ impl<F: FileSystem> LogStore<F> {
         self.check_invariants();
 
         // 4. The manifest: the old files are superseded.
-        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
+        files::write_manifest(&self.fs, &self.dir, &self.manifest())?;
 
         // 5. Remove the old files, oldest first, each removal durable before the next.
         for id in old_ids {

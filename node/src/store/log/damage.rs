@@ -2,11 +2,12 @@
 //! failing disk or an operator's mistake would leave it. The simulator's nemesis and the tests use
 //! it; the store never does.
 //!
-//! Every kind of damage here is one recovery must notice (see the parent module's docs): a cut
-//! keeps part of the last record, a flipped byte lies inside a record, and a removed file is named
-//! by the manifest. Damage recovery cannot notice (a file cut exactly at a record boundary) is
-//! left out on purpose: no store that checks records can see it, and it would only make the
-//! checker blame the node for the disk.
+//! Every kind of damage here is one recovery must notice (see the parent module's docs): a torn
+//! tail keeps part of the last record, a flipped byte lies inside a record, a removed file is named
+//! by the manifest, and a sealed file cut at a record boundary is shorter than the manifest
+//! recorded it. Damage recovery cannot notice (the newest file cut exactly at a record boundary,
+//! which looks like a crash losing unsynced appends) is left out on purpose: no store that checks
+//! records can see it, and it would only make the checker blame the node for the disk.
 
 use super::files::{self, FileKind, file_path};
 use super::record;
@@ -31,6 +32,10 @@ pub enum Damage {
     LoseNewestFile,
     /// Removes a data file other than the newest.
     LoseFile,
+    /// Cuts a data file other than the newest (sealed, see the parent module's docs) exactly at
+    /// the start of one of its records: that record and every later one in the file are gone,
+    /// and no damaged byte is left to see.
+    CutSealedFile,
     /// Removes the manifest.
     LoseManifest,
 }
@@ -99,7 +104,8 @@ fn newest_record_of<F: FileSystem>(
 /// store that keeps its actor after the damage issues again):
 /// - [`Damage::TornTail`] cuts inside it if it is in the newest file, and the records written
 ///   after it go with it: the disk lost its last synced writes and tore the first of them;
-/// - [`Damage::FlipByte`] inverts a byte inside it, wherever it is.
+/// - [`Damage::FlipByte`] inverts a byte inside it, wherever it is;
+/// - [`Damage::CutSealedFile`] cuts its file at its start if it is in a sealed file.
 ///
 /// Where the key has no such record, the damage falls where it would without `aim`.
 pub fn apply_damage<F: FileSystem>(
@@ -201,6 +207,31 @@ pub fn apply_damage<F: FileSystem>(
             let file = &files[(pick % older as u64) as usize];
             remove(fs, dir, &file.path, file.len_bytes).map(Some)
         }
+        Damage::CutSealedFile => {
+            let sealed = &files[..files.len().saturating_sub(1)];
+            if let Some(key) = aim {
+                for (index, file) in files.iter().enumerate().rev() {
+                    if let Some((offset, _)) = newest_record_of(fs, file, key)? {
+                        if index < sealed.len() {
+                            return cut_at(fs, file, offset).map(|what| {
+                                Some(format!("{what} (at the aimed key's newest record)"))
+                            });
+                        }
+                        // In the newest file: no sealed file holds the key's newest record.
+                        break;
+                    }
+                }
+            }
+            let mut candidates = Vec::new();
+            for file in sealed {
+                candidates.extend(records(fs, file)?.into_iter().map(|(o, _)| (file, o)));
+            }
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            let (file, offset) = candidates[(pick % candidates.len() as u64) as usize];
+            cut_at(fs, file, offset).map(Some)
+        }
         Damage::LoseManifest => {
             let path = files::manifest_path(dir);
             if !fs.exists(&path) {
@@ -232,6 +263,22 @@ fn flip<F: FileSystem>(
         path.display(),
         byte[0],
         !byte[0]
+    ))
+}
+
+/// Cuts `file` durably to `len_bytes`, the start of one of its records.
+fn cut_at<F: FileSystem>(fs: &F, file: &DataFile, len_bytes: u64) -> io::Result<String> {
+    let lost = records(fs, file)?
+        .iter()
+        .filter(|&&(o, _)| o >= len_bytes)
+        .count();
+    let mut handle = fs.open(&file.path, false)?;
+    handle.truncate(len_bytes)?;
+    handle.sync()?;
+    Ok(format!(
+        "cut {} at a record boundary ({} -> {len_bytes} bytes): its last {lost} records are gone",
+        file.path.display(),
+        file.len_bytes
     ))
 }
 

@@ -2,6 +2,7 @@
 //! says which data files must be there (see the parent module's docs, "Files").
 
 use crate::fs::{FileSystem, FsFile};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,17 @@ const COMPACT_EXTENSION: &str = "compact";
 /// Name of the manifest file.
 pub(super) const MANIFEST_NAME: &str = "MANIFEST";
 
-/// First line of a manifest: the format and its version.
-const MANIFEST_MAGIC: &str = "dynamo-log-manifest 1";
+/// First line of a manifest: the format and its version. Version 2 adds the lengths of the sealed
+/// files; a version 1 manifest (none) is still read.
+const MANIFEST_MAGIC: &str = "dynamo-log-manifest 2";
 
-/// A manifest longer than this is not one this store wrote (it is a few dozen bytes), and is not
-/// read into memory.
-const MANIFEST_BYTES_MAX: u64 = 4 * 1024;
+/// First line of a manifest written before sealed files' lengths were recorded.
+const MANIFEST_MAGIC_V1: &str = "dynamo-log-manifest 1";
+
+/// A manifest longer than this is not one this store wrote, and is not read into memory. A
+/// manifest takes a few dozen bytes and one line of at most 37 per sealed file: this is room for
+/// about 28,000 files (1.7 TiB of data files at the default size).
+const MANIFEST_BYTES_MAX: u64 = 1024 * 1024;
 
 /// The kinds of file a store directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,20 +86,29 @@ pub(super) fn list<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Vec<u32>, V
 /// What the manifest says: every data file with an id in `first_id..=last_id` exists. Files with
 /// lower ids were superseded by a committed compaction; files with higher ids were created after
 /// the manifest was last written (a rollover or compaction that a crash interrupted before it
-/// updated the manifest).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// updated the manifest). Every file but the last is sealed (complete and synced before a newer
+/// one existed, see the parent module's docs), and `sealed_bytes` holds their lengths: a sealed
+/// file found shorter lost records even when it was cut exactly at a record boundary, which no
+/// check of its bytes can see.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Manifest {
     pub(super) first_id: u32,
     pub(super) last_id: u32,
+    /// Lengths of sealed files (ids from `first_id` to below `last_id`), by id. Empty when read
+    /// from a version 1 manifest, which had none.
+    pub(super) sealed_bytes: BTreeMap<u32, u64>,
 }
 
 impl Manifest {
     /// A few lines of text, so that an operator can read it, ending in a crc32 of the lines before.
     fn encode(&self) -> Vec<u8> {
-        let body = format!(
+        let mut body = format!(
             "{MANIFEST_MAGIC}\nfirst {}\nlast {}\n",
             self.first_id, self.last_id
         );
+        for (id, len_bytes) in &self.sealed_bytes {
+            body.push_str(&format!("sealed {id} {len_bytes}\n"));
+        }
         let crc = crc32fast::hash(body.as_bytes());
         format!("{body}crc {crc:08x}\n").into_bytes()
     }
@@ -113,9 +128,11 @@ impl Manifest {
             return Err("checksum mismatch".into());
         }
         let mut lines = body.lines();
-        if lines.next() != Some(MANIFEST_MAGIC) {
-            return Err("unknown format".into());
-        }
+        let version_1 = match lines.next() {
+            Some(MANIFEST_MAGIC) => false,
+            Some(MANIFEST_MAGIC_V1) => true,
+            _ => return Err("unknown format".into()),
+        };
         let mut field = |name: &str| {
             lines
                 .next()
@@ -124,14 +141,34 @@ impl Manifest {
                 .and_then(|value| value.parse::<u32>().ok())
                 .ok_or_else(|| format!("no {name} line"))
         };
-        let manifest = Manifest {
-            first_id: field("first")?,
-            last_id: field("last")?,
-        };
-        if manifest.first_id > manifest.last_id {
+        let first_id = field("first")?;
+        let last_id = field("last")?;
+        if first_id > last_id {
             return Err("first file after the last".into());
         }
-        Ok(manifest)
+        let mut sealed_bytes = BTreeMap::new();
+        for line in lines {
+            let parsed = line
+                .strip_prefix("sealed ")
+                .and_then(|rest| rest.split_once(' '))
+                .and_then(|(id, len)| Some((id.parse::<u32>().ok()?, len.parse::<u64>().ok()?)));
+            let Some((id, len_bytes)) = parsed.filter(|_| !version_1) else {
+                return Err(format!("unexpected line {line:?}"));
+            };
+            // Ascending, each once, and only files the manifest says are sealed.
+            let after_previous = sealed_bytes
+                .last_key_value()
+                .is_none_or(|(&prev, _)| id > prev);
+            if !(first_id..last_id).contains(&id) || !after_previous {
+                return Err(format!("sealed file {id} out of place"));
+            }
+            sealed_bytes.insert(id, len_bytes);
+        }
+        Ok(Manifest {
+            first_id,
+            last_id,
+            sealed_bytes,
+        })
     }
 }
 
@@ -168,7 +205,7 @@ pub(super) fn read_manifest<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Man
 pub(super) fn write_manifest<F: FileSystem>(
     fs: &F,
     dir: &Path,
-    manifest: Manifest,
+    manifest: &Manifest,
 ) -> io::Result<()> {
     let path = manifest_path(dir);
     fs.write_durable(&path, &manifest.encode())
@@ -211,12 +248,14 @@ mod tests {
         let manifest = Manifest {
             first_id: 3,
             last_id: 17,
+            sealed_bytes: [(3, 1_000), (4, 0), (16, u64::MAX)].into_iter().collect(),
         };
         let bytes = manifest.encode();
         assert_eq!(Manifest::decode(&bytes), Ok(manifest));
+        let text = String::from_utf8_lossy(&bytes);
         assert!(
-            String::from_utf8_lossy(&bytes).contains("last 17"),
-            "readable by an operator"
+            text.contains("last 17") && text.contains("sealed 3 1000"),
+            "readable by an operator: {text}"
         );
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
@@ -225,5 +264,43 @@ mod tests {
         }
         assert!(Manifest::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(Manifest::decode(b"").is_err());
+    }
+
+    /// The text of a manifest with a good checksum.
+    fn signed(body: &str) -> Vec<u8> {
+        format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes())).into_bytes()
+    }
+
+    #[test]
+    fn a_version_1_manifest_is_read_without_lengths() {
+        let read = Manifest::decode(&signed("dynamo-log-manifest 1\nfirst 2\nlast 5\n"));
+        assert_eq!(
+            read,
+            Ok(Manifest {
+                first_id: 2,
+                last_id: 5,
+                sealed_bytes: BTreeMap::new(),
+            })
+        );
+        let with_lengths = "dynamo-log-manifest 1\nfirst 2\nlast 5\nsealed 2 10\n";
+        assert!(Manifest::decode(&signed(with_lengths)).is_err());
+    }
+
+    #[test]
+    fn sealed_lengths_out_of_place_are_refused() {
+        for lines in [
+            "sealed 5 10\n",              // the last file is not sealed
+            "sealed 1 10\n",              // below the first
+            "sealed 3 10\nsealed 3 11\n", // twice
+            "sealed 4 10\nsealed 3 11\n", // not ascending
+            "sealed 3\n",                 // no length
+            "sealed 3 -1\n",              // not a length
+            "sealed 3 10 \n",             // trailing space
+            "sealed 3 18446744073709551616\n",
+            "other 3 10\n",
+        ] {
+            let body = format!("dynamo-log-manifest 2\nfirst 2\nlast 5\n{lines}");
+            assert!(Manifest::decode(&signed(&body)).is_err(), "{lines:?}");
+        }
     }
 }

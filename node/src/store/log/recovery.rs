@@ -33,6 +33,18 @@ pub struct SkippedRange {
     pub reason: &'static str,
 }
 
+/// A sealed data file found shorter than the manifest recorded it: its last records are gone,
+/// perhaps cut exactly at a record boundary, where its bytes alone show nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShortenedFile {
+    /// The file.
+    pub file: PathBuf,
+    /// Its length as found.
+    pub len_bytes: u64,
+    /// Its length when it was sealed.
+    pub sealed_bytes: u64,
+}
+
 /// What recovery found where the manifest should be.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ManifestState {
@@ -73,6 +85,11 @@ pub struct RecoveryReport {
     pub missing_files: Vec<PathBuf>,
     /// All missing data files, listed or not.
     pub missing_file_count: u64,
+    /// Sealed data files found shorter than the manifest recorded them; at most
+    /// [`RECOVERY_ITEMS_REPORTED_MAX`].
+    pub shortened_files: Vec<ShortenedFile>,
+    /// All shortened files, listed or not.
+    pub shortened_file_count: u64,
     /// The manifest.
     pub manifest: ManifestState,
     /// Whether recovery compacted the store to leave skipped damage and missing files behind.
@@ -92,6 +109,7 @@ impl RecoveryReport {
         self.truncated_bytes > 0
             || self.skipped_ranges > 0
             || self.missing_file_count > 0
+            || self.shortened_file_count > 0
             || matches!(
                 self.manifest,
                 ManifestState::Missing | ManifestState::Unreadable(_)
@@ -132,6 +150,15 @@ impl RecoveryReport {
                 names.join(", ")
             ));
         }
+        if let Some(first) = self.shortened_files.first() {
+            parts.push(format!(
+                "{} sealed data files shorter than when sealed, the first {} ({} of {} bytes)",
+                self.shortened_file_count,
+                first.file.display(),
+                first.len_bytes,
+                first.sealed_bytes
+            ));
+        }
         match &self.manifest {
             ManifestState::Missing => parts.push("the manifest was missing".into()),
             ManifestState::Unreadable(reason) => {
@@ -143,6 +170,29 @@ impl RecoveryReport {
             "nothing".into()
         } else {
             parts.join("; ")
+        }
+    }
+
+    /// Records a sealed file found shorter than it was sealed, with a loud warning.
+    fn check_sealed_length(&mut self, dir: &Path, id: u32, len_bytes: u64, sealed_bytes: u64) {
+        if len_bytes >= sealed_bytes {
+            return;
+        }
+        self.shortened_file_count += 1;
+        if self.shortened_files.len() < RECOVERY_ITEMS_REPORTED_MAX {
+            let file = file_path(dir, id, FileKind::Data);
+            tracing::error!(
+                file = %file.display(),
+                len_bytes,
+                sealed_bytes,
+                "a sealed data file is shorter than when it was sealed: the records past its end \
+                 are lost here (replicas and anti-entropy refill them)"
+            );
+            self.shortened_files.push(ShortenedFile {
+                file,
+                len_bytes,
+                sealed_bytes,
+            });
         }
     }
 
@@ -224,7 +274,7 @@ impl<F: FileSystem> LogStore<F> {
                     fs.remove_file(&path)?;
                     report.superseded_files_removed += 1;
                 }
-                report_missing(&mut report, dir, *m, &data_ids);
+                report_missing(&mut report, dir, m, &data_ids);
             }
             // Decided after the replay: only a directory with data lost anything.
             ManifestRead::Missing => report.manifest = ManifestState::Created,
@@ -261,7 +311,13 @@ impl<F: FileSystem> LogStore<F> {
         let mut bytes_found = 0;
         for (index, &id) in data_ids.iter().enumerate() {
             let newest = index + 1 == data_ids.len();
-            bytes_found += store.recover_file(id, newest, &mut report)?;
+            let len_bytes = store.recover_file(id, newest, &mut report)?;
+            bytes_found += len_bytes;
+            if let ManifestRead::Found(m) = &manifest
+                && let Some(&sealed_bytes) = m.sealed_bytes.get(&id)
+            {
+                report.check_sealed_length(dir, id, len_bytes, sealed_bytes);
+            }
         }
         if manifest == ManifestRead::Missing && bytes_found > 0 {
             tracing::error!(
@@ -297,8 +353,8 @@ impl<F: FileSystem> LogStore<F> {
             report.rewritten = true;
         } else {
             let wanted = store.manifest();
-            if manifest != ManifestRead::Found(wanted) {
-                files::write_manifest(&store.fs, &store.dir, wanted)?;
+            if manifest != ManifestRead::Found(wanted.clone()) {
+                files::write_manifest(&store.fs, &store.dir, &wanted)?;
             }
         }
 
@@ -398,8 +454,8 @@ impl<F: FileSystem> LogStore<F> {
 
 /// Counts and lists (up to [`RECOVERY_ITEMS_REPORTED_MAX`], with an error each) the data files
 /// `manifest` names that are not among `found` (ascending, none below the manifest's first id).
-fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: Manifest, found: &[u32]) {
-    let Manifest { first_id, last_id } = manifest;
+fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: &Manifest, found: &[u32]) {
+    let (first_id, last_id) = (manifest.first_id, manifest.last_id);
     let named_found = found.iter().filter(|&&id| id <= last_id).count() as u64;
     report.missing_file_count = u64::from(last_id - first_id) + 1 - named_found;
     // Walks the ids beside the files found; each turn lists a missing file or passes a found one,

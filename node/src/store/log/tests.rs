@@ -63,8 +63,6 @@ fn assert_clean(report: &RecoveryReport) {
     assert_eq!(report.superseded_files_removed, 0);
 }
 
-/// A store on `fs` holding keys `0..count` (synced), closed; returns what it holds and where each
-/// key's record lies.
 /// Opened again, the store finds nothing wrong and holds `model`.
 fn assert_reopens_clean(fs: &MemFs, max_file_bytes: u64, model: &Map) {
     let (store, report) = open_mem(fs, max_file_bytes);
@@ -78,6 +76,8 @@ fn lose_file(fs: &MemFs, path: &Path) {
     fs.sync_dir(Path::new(DIR)).unwrap();
 }
 
+/// A store on `fs` holding keys `0..count` (synced), closed; returns what it holds and where each
+/// key's record lies.
 fn filled(fs: &MemFs, max_file_bytes: u64, count: usize) -> (Map, BTreeMap<Vec<u8>, Location>) {
     let (mut store, _) = open_mem(fs, max_file_bytes);
     let mut model = Map::new();
@@ -528,6 +528,87 @@ fn every_kind_of_damage_is_applied_deterministically_and_noticed() {
     );
 }
 
+/// A sealed file cut exactly at a record boundary leaves no damaged byte, but the manifest has its
+/// length: recovery reports the loss (so the node takes a new actor), keeps every other record,
+/// and records the new length, so that the next recovery is clean. The newest file cut the same
+/// way is a crash that lost unsynced appends, which nothing can tell apart.
+#[test]
+fn a_sealed_file_cut_at_a_record_boundary_is_noticed() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    let ids: Vec<u32> = {
+        let (store, _) = open_mem(&fs, 160);
+        store.files.keys().copied().collect()
+    };
+    assert!(ids.len() >= 3, "several files: {ids:?}");
+    let what = damage::apply_damage(&fs, Path::new(DIR), damage::Damage::CutSealedFile, 3, None)
+        .unwrap()
+        .expect("a sealed file to cut");
+    assert!(what.contains("record boundary"), "{what}");
+    fs.crash();
+    let (store, report) = open_mem(&fs, 160);
+    assert!(report.lost_data(), "{what}: {report:?}");
+    assert_eq!(report.shortened_file_count, 1, "{report:?}");
+    let shortened = &report.shortened_files[0];
+    assert!(
+        shortened.len_bytes < shortened.sealed_bytes,
+        "{shortened:?}"
+    );
+    assert!(
+        report.loss_summary().contains("shorter than when sealed"),
+        "{}",
+        report.loss_summary()
+    );
+    assert_eq!(
+        report.skipped_ranges + report.truncated_bytes,
+        0,
+        "no damaged byte"
+    );
+    let held = contents(&store);
+    assert!(held.len() < model.len(), "records were lost");
+    assert!(held.iter().all(|(k, v)| model.get(k) == Some(v)));
+    drop(store);
+    assert_reopens_clean(&fs, 160, &held);
+
+    // The newest file cut at a boundary: a crash's lost appends, not damage.
+    let fs = MemFs::new();
+    let (mut store, _) = open_mem(&fs, 1 << 20);
+    store.put(&key(1), &value(1, 0)).unwrap();
+    store.put(&key(2), &value(2, 0)).unwrap();
+    store.sync().unwrap();
+    let first_bytes = store.keydir[&key(2)].offset;
+    drop(store);
+    fs.tear(&data_path(FILE_ID_FIRST), first_bytes).unwrap();
+    let (_, report) = open_mem(&fs, 1 << 20);
+    assert!(!report.lost_data(), "{report:?}");
+}
+
+/// A manifest written before lengths were recorded (version 1) is read as it was, and the next
+/// one written has the lengths.
+#[test]
+fn a_version_1_manifest_opens_clean_and_is_rewritten_with_lengths() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
+    let text = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| l.starts_with("first ") || l.starts_with("last "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = format!("dynamo-log-manifest 1\n{body}");
+    let v1 = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+    fs.write_durable(&manifest_path, v1.as_bytes()).unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert!(!report.lost_data(), "{report:?}");
+    assert_eq!(contents(&store), model);
+    let rewritten = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
+    assert!(
+        rewritten.starts_with("dynamo-log-manifest 2\n") && rewritten.contains("\nsealed "),
+        "{rewritten}"
+    );
+}
+
 /// Damage aimed at a key hits that key's newest record: a torn tail cuts inside it (the records
 /// after it go too), a flipped byte lies inside it (the records after it stay). The key falls back
 /// to its older version, which is what a node that kept its actor would then issue again.
@@ -619,8 +700,9 @@ proptest! {
                     }
                 }
                 1 if len > 1 && !removed.contains(&id) => {
-                    // Inside a record, never at a boundary: a cut there looks like a shorter file,
-                    // which no check can see (see the module docs).
+                    // Inside a record, or at a boundary of a sealed file (the manifest has its
+                    // length); never at a boundary of the newest file: a cut there looks like a
+                    // crash that lost unsynced appends, which no check can see (module docs).
                     let new_len = 1 + at % (len - 1);
                     let at_boundary = new_len == 0
                         || locations.values().any(|l| {
@@ -628,7 +710,8 @@ proptest! {
                                 && (l.offset == new_len
                                     || l.offset + u64::from(l.record_bytes) == new_len)
                         });
-                    if !at_boundary {
+                    let newest = Some(&id) == file_ids.last();
+                    if !(at_boundary && newest) {
                         fs.tear(&path, new_len).unwrap();
                         let entry = cut.entry(id).or_insert(new_len);
                         *entry = (*entry).min(new_len);

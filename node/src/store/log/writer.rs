@@ -125,7 +125,7 @@ impl<F: FileSystem> LogStore<F> {
             .map_err(|e| at(e, "sync of the directory", &self.dir))?;
         // After the file exists: a crash in between leaves an empty file the manifest does not
         // name yet, which recovery adopts; the other order would leave a named file missing.
-        files::write_manifest(&self.fs, &self.dir, self.manifest())?;
+        files::write_manifest(&self.fs, &self.dir, &self.manifest())?;
         tracing::debug!(dir = %self.dir.display(), file_id = id, "rolled over to a new data file");
         Ok(())
     }
