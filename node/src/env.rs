@@ -49,15 +49,21 @@ pub trait Env: Clone + Send + Sync + 'static {
         Duration::ZERO
     }
     /// Carries out a sync begun apart from the driver ([`DetachedSync`]); the driver holds back
-    /// what depends on it until the future is done. The real world runs it on a thread of tokio's
-    /// blocking pool, where an fsync may block as long as the disk likes.
-    fn run_sync(&self, sync: DetachedSync) -> SyncJob {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || sync.run())
-                .await
-                .map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))?
-        })
-    }
+    /// what depends on it until the future is done. No default: a simulated world must not reach
+    /// for threads ([`run_sync_on_a_thread`] is the real world's).
+    fn run_sync(&self, sync: DetachedSync) -> SyncJob;
+}
+
+/// The real world's [`Env::run_sync`]: on a thread of tokio's blocking pool, where an fsync may
+/// block as long as the disk likes. The thread starts now, not when the job is first polled: the
+/// store already counts the writes as syncing, and a driver that stops before polling must not
+/// leave them unsynced.
+pub fn run_sync_on_a_thread(sync: DetachedSync) -> SyncJob {
+    let job = tokio::task::spawn_blocking(move || sync.run());
+    Box::pin(async move {
+        job.await
+            .map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))?
+    })
 }
 
 /// A sync in progress ([`Env::run_sync`]).
@@ -166,6 +172,9 @@ impl Env for TokioEnv {
     }
     fn random_u64(&self) -> u64 {
         self.rng.lock().expect("rng lock").next_u64()
+    }
+    fn run_sync(&self, sync: DetachedSync) -> SyncJob {
+        run_sync_on_a_thread(sync)
     }
 }
 

@@ -571,6 +571,13 @@ pub async fn run<E: Env>(
             send(released, &peers, &clients, &outbound);
         }
     }
+    // A sync in flight covers writes the store already counts as syncing: it ends first, so that
+    // the final sync leaves nothing behind.
+    if held.is_syncing() {
+        held.sync_done()
+            .await
+            .map_err(|e| stop(&config, "final sync", e))?;
+    }
     keyspace
         .sync()
         .map_err(|e| stop(&config, "final sync", e))?;

@@ -40,6 +40,9 @@ impl<F: crate::fs::FileSystem + std::fmt::Debug> Env for DiskEnv<F> {
     fn random_u64(&self) -> u64 {
         self.tokio.random_u64()
     }
+    fn run_sync(&self, sync: crate::fs::DetachedSync) -> crate::env::SyncJob {
+        self.tokio.run_sync(sync)
+    }
 }
 
 /// tokio's network and clock with a real disk that fails when told.
