@@ -212,12 +212,28 @@ impl HeldDamage {
     }
 
     /// Applies the damage to the data directory `dir` on `fs`: what it did, for the `restart`
-    /// event.
+    /// event. Where there is nothing of its kind to damage (one data file for `lose-file` or
+    /// `cut-sealed-file`, no record before another for `flip-byte`, no manifest), it tears the
+    /// tail instead, aimed alike: a window of damage at rest damages something whenever the
+    /// directory holds a record (measured: 7 of 100 nightly seeds with `keep-actor-on-recovery`
+    /// had damage at rest that did nothing, and so could not catch it).
     pub fn apply<F: FileSystem>(&self, fs: &F, dir: &Path) -> std::io::Result<String> {
         let damage = self.damage;
         let what = Self::node_damage(damage);
-        Ok(apply_damage(fs, dir, what, self.pick, self.aim.as_deref())?
-            .unwrap_or_else(|| format!("{}: nothing to damage", damage.name())))
+        let aim = self.aim.as_deref();
+        if let Some(done) = apply_damage(fs, dir, what, self.pick, aim)? {
+            return Ok(done);
+        }
+        let nothing = format!("{}: nothing to damage", damage.name());
+        if what == Damage::TornTail {
+            return Ok(nothing);
+        }
+        Ok(
+            match apply_damage(fs, dir, Damage::TornTail, self.pick, aim)? {
+                Some(done) => format!("{nothing}; {} instead: {done}", Damage::TornTail.name()),
+                None => nothing,
+            },
+        )
     }
 
     /// The node crate's name for damage done to a disk at rest.
@@ -944,5 +960,64 @@ impl<E: NemesisEnv> Nemesis<E> {
     /// nodes that stop by themselves.
     pub fn after_heal(&mut self, world: &mut E::World) -> Result<(), String> {
         self.supervise(world)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamo_node::fs::MemFs;
+    use dynamo_node::store::Storage;
+    use dynamo_node::store::log::{LogOptions, LogStore};
+
+    /// A store of one data file (no sealed file, no older record to flip) holding `records`.
+    fn one_file_store(records: usize) -> MemFs {
+        let fs = MemFs::new();
+        let (mut store, _) =
+            LogStore::open(fs.clone(), Path::new("/d"), LogOptions::default()).expect("open");
+        for i in 0..records {
+            store
+                .put(format!("k{i}").as_bytes(), b"value")
+                .expect("put");
+        }
+        store.sync().expect("sync");
+        fs
+    }
+
+    #[test]
+    fn damage_with_nothing_of_its_kind_tears_the_tail_instead() {
+        for damage in [
+            DiskDamage::LoseFile,
+            DiskDamage::CutSealedFile,
+            DiskDamage::FlipByte,
+        ] {
+            let fs = one_file_store(1);
+            let held = HeldDamage {
+                damage,
+                pick: 7,
+                aim: None,
+            };
+            let done = held.apply(&fs, Path::new("/d")).expect("apply");
+            assert!(
+                done.starts_with(&format!(
+                    "{}: nothing to damage; torn-tail instead: cut ",
+                    damage.name()
+                )),
+                "{done}"
+            );
+            let (_, report) = LogStore::open(fs, Path::new("/d"), LogOptions::default()).unwrap();
+            assert!(report.lost_data(), "{damage:?}: {report:?}");
+        }
+        // Nothing at all to damage: said so.
+        let fs = one_file_store(0);
+        let held = HeldDamage {
+            damage: DiskDamage::LoseFile,
+            pick: 7,
+            aim: None,
+        };
+        assert_eq!(
+            held.apply(&fs, Path::new("/d")).unwrap(),
+            "lose-file: nothing to damage"
+        );
     }
 }
