@@ -107,6 +107,8 @@ pub fn open_storage<E: Env>(
     let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
     let mut keyspace = Keyspace::new(log).with_lock(lock);
     if config.has_bug(Bug::ReuseActor) {
+        // The deliberate bug ignores the loss, and so its marker too.
+        keyspace.storage_mut().loss_handled()?;
         let startup = Startup {
             actor: config.id.to_string().into(),
             new_actor_reason: None,
@@ -157,6 +159,9 @@ pub fn open_storage<E: Env>(
             actor
         }
     };
+    // Only now that a new actor id is stored (or the deliberate bug kept the old one) may the
+    // store forget the loss: a crash before this point reports it again at the next start.
+    keyspace.storage_mut().loss_handled()?;
     if recovery.lost_data() && new_actor_reason.is_none() {
         tracing::warn!(
             node = %config.id,

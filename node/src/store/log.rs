@@ -54,6 +54,10 @@
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
+//! Before any repair makes the loss durable (a cut, a rewritten manifest, a compaction), recovery
+//! writes a loss marker (`LOSS`), and only [`LogStore::loss_handled`], which the node calls once
+//! its new actor id is stored, removes it: a crash in between reports the loss again at the next
+//! start, although the repaired files then look clean.
 //! After skipping corruption or finding a hole in the file sequence, recovery compacts the store
 //! before it serves or appends anything: the damaged bytes go away with their files, and nothing
 //! is ever appended behind damage, where a later recovery could read the damage differently and

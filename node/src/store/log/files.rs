@@ -19,6 +19,10 @@ const COMPACT_EXTENSION: &str = "compact";
 /// Name of the manifest file.
 pub(super) const MANIFEST_NAME: &str = "MANIFEST";
 
+/// Name of the file that says a recovery lost data and the node has not yet taken a new actor id
+/// for it (see the parent module's docs, "Durability and recovery").
+pub(super) const LOSS_MARKER_NAME: &str = "LOSS";
+
 /// First line of a manifest: the format and its version. Version 2 adds the lengths of the sealed
 /// files; a version 1 manifest (none) is still read.
 const MANIFEST_MAGIC: &str = "dynamo-log-manifest 2";

@@ -92,6 +92,9 @@ pub struct RecoveryReport {
     pub shortened_file_count: u64,
     /// The manifest.
     pub manifest: ManifestState,
+    /// An earlier recovery lost data and the node stopped before it took a new actor id for it
+    /// (the loss marker was still there, see [`LogStore::loss_handled`]).
+    pub earlier_loss_pending: bool,
     /// Whether recovery compacted the store to leave skipped damage and missing files behind.
     pub rewritten: bool,
     /// Unfinished compaction output files deleted.
@@ -110,6 +113,7 @@ impl RecoveryReport {
             || self.skipped_ranges > 0
             || self.missing_file_count > 0
             || self.shortened_file_count > 0
+            || self.earlier_loss_pending
             || matches!(
                 self.manifest,
                 ManifestState::Missing | ManifestState::Unreadable(_)
@@ -158,6 +162,11 @@ impl RecoveryReport {
                 first.len_bytes,
                 first.sealed_bytes
             ));
+        }
+        if self.earlier_loss_pending {
+            parts.push(
+                "an earlier recovery lost data and stopped before a new actor id was taken".into(),
+            );
         }
         match &self.manifest {
             ManifestState::Missing => parts.push("the manifest was missing".into()),
@@ -261,6 +270,7 @@ impl<F: FileSystem> LogStore<F> {
             report.compaction_files_removed += 1;
         }
 
+        report.earlier_loss_pending = fs.exists(&dir.join(files::LOSS_MARKER_NAME));
         let manifest = files::read_manifest(&fs, dir)?;
         match &manifest {
             ManifestRead::Found(m) => {
@@ -327,6 +337,12 @@ impl<F: FileSystem> LogStore<F> {
             report.manifest = ManifestState::Missing;
         }
 
+        // Before any repair below makes the loss durable (a rewritten manifest, a compaction):
+        // a crash after the repair must not leave a store that looks clean to a node that never
+        // took a new actor id for it.
+        if report.lost_data() {
+            store.mark_loss()?;
+        }
         match store.files.last_entry() {
             // The newest file may hold appends that a previous run never synced, or a cut torn
             // tail: sync them before serving them and before appending, so that nothing read from
@@ -432,7 +448,9 @@ impl<F: FileSystem> LogStore<F> {
                 );
                 // The sync of the newest file at the end of `open` makes the cut durable before
                 // anything is appended after it (else a crash could leave new records behind the
-                // old damage).
+                // old damage). The loss is marked first: a file system may make the cut durable
+                // at any time.
+                Self::write_loss_marker(&self.fs, &self.dir)?;
                 handle
                     .truncate(offset)
                     .map_err(|e| at(e, "cut of the torn tail of", &path))?;
@@ -449,6 +467,40 @@ impl<F: FileSystem> LogStore<F> {
         };
         self.files.insert(id, DataFile { handle, len_bytes });
         Ok(file_bytes)
+    }
+}
+
+impl<F: FileSystem> LogStore<F> {
+    /// Marks that this recovery lost data, durably, unless marked already.
+    fn mark_loss(&self) -> io::Result<()> {
+        if self.fs.exists(&self.dir.join(files::LOSS_MARKER_NAME)) {
+            return Ok(());
+        }
+        Self::write_loss_marker(&self.fs, &self.dir)
+    }
+
+    fn write_loss_marker(fs: &F, dir: &Path) -> io::Result<()> {
+        let path = dir.join(files::LOSS_MARKER_NAME);
+        fs.write_durable(
+            &path,
+            b"a recovery lost data; the node takes a new actor id before it removes this file\n",
+        )
+        .map_err(|e| at(e, "write of the loss marker", &path))
+    }
+
+    /// Says that the node has dealt with the loss this recovery (or an earlier one) reported: it
+    /// took and stored a new actor id. Until then the loss marker stays, and every recovery
+    /// reports the loss again ([`RecoveryReport::earlier_loss_pending`]), however clean the files
+    /// look after the repairs.
+    pub fn loss_handled(&mut self) -> io::Result<()> {
+        let path = self.dir.join(files::LOSS_MARKER_NAME);
+        if !self.fs.exists(&path) {
+            return Ok(());
+        }
+        self.fs
+            .remove_file(&path)
+            .and_then(|()| self.fs.sync_dir(&self.dir))
+            .map_err(|e| at(e, "removal of the loss marker", &path))
     }
 }
 

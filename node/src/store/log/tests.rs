@@ -18,7 +18,15 @@ fn options(max_file_bytes: u64) -> LogOptions {
     LogOptions { max_file_bytes }
 }
 
+/// Opens the store on `fs` as a node does: a loss is handled (the node took a new actor id) once
+/// reported. [`open_mem_unhandled`] leaves it pending.
 fn open_mem(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport) {
+    let (mut store, report) = open_mem_unhandled(fs, max_file_bytes);
+    store.loss_handled().expect("loss handled");
+    (store, report)
+}
+
+fn open_mem_unhandled(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport) {
     LogStore::open(fs.clone(), Path::new(DIR), options(max_file_bytes)).expect("open")
 }
 
@@ -581,6 +589,39 @@ fn a_sealed_file_cut_at_a_record_boundary_is_noticed() {
     fs.tear(&data_path(FILE_ID_FIRST), first_bytes).unwrap();
     let (_, report) = open_mem(&fs, 1 << 20);
     assert!(!report.lost_data(), "{report:?}");
+}
+
+/// A loss stays reported until the node says it took a new actor id: a crash between a recovery
+/// that repaired the damage durably (the cut, the rewritten manifest) and the new actor id must
+/// not leave a store that looks clean at the next start.
+#[test]
+fn a_loss_is_reported_again_until_it_is_handled() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    damage::apply_damage(&fs, Path::new(DIR), damage::Damage::TornTail, 5, None)
+        .unwrap()
+        .expect("a tail to tear");
+    let (store, first) = open_mem_unhandled(&fs, 160);
+    assert!(
+        first.lost_data() && !first.earlier_loss_pending,
+        "{first:?}"
+    );
+    let held = contents(&store);
+    assert!(held.len() < model.len());
+    drop(store);
+    fs.crash();
+    let (mut store, again) = open_mem_unhandled(&fs, 160);
+    assert!(again.lost_data() && again.earlier_loss_pending, "{again:?}");
+    assert_eq!(again.truncated_bytes, 0, "the cut itself was durable");
+    assert!(
+        again.loss_summary().contains("earlier recovery lost data"),
+        "{}",
+        again.loss_summary()
+    );
+    store.loss_handled().unwrap();
+    drop(store);
+    fs.crash();
+    assert_reopens_clean(&fs, 160, &held);
 }
 
 /// A manifest written before lengths were recorded (version 1) is read as it was, and the next
