@@ -274,9 +274,12 @@ impl Held {
         Ok(())
     }
 
-    /// Whether a sync is running.
-    fn is_syncing(&self) -> bool {
-        self.syncing.is_some()
+    /// Waits for the running sync, if there is one, and counts what it made durable.
+    async fn finish_sync(&mut self) -> io::Result<()> {
+        if self.syncing.is_none() {
+            return Ok(());
+        }
+        self.sync_done().await
     }
 
     /// The reads of the newest step that may leave before its sync, if it must wait for one: a
@@ -538,9 +541,7 @@ pub async fn run<E: Env>(
                 compaction_timer.as_mut().reset(Instant::now() + Duration::from_millis(COMPACTION_CHECK_MS));
                 // A compaction removes the files it rewrote, the one a running sync covers among
                 // them, and starts from "everything so far is durable": the sync ends first.
-                if held.is_syncing() {
-                    held.sync_done().await.map_err(|e| stop(&config, "storage", e))?;
-                }
+                held.finish_sync().await.map_err(|e| stop(&config, "storage", e))?;
                 maybe_compact(&config, keyspace.storage_mut())
                     .map_err(|e| stop(&config, "compaction", e))?;
             }
@@ -573,11 +574,9 @@ pub async fn run<E: Env>(
     }
     // A sync in flight covers writes the store already counts as syncing: it ends first, so that
     // the final sync leaves nothing behind.
-    if held.is_syncing() {
-        held.sync_done()
-            .await
-            .map_err(|e| stop(&config, "final sync", e))?;
-    }
+    held.finish_sync()
+        .await
+        .map_err(|e| stop(&config, "final sync", e))?;
     keyspace
         .sync()
         .map_err(|e| stop(&config, "final sync", e))?;
