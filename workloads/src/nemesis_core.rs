@@ -16,8 +16,11 @@
 //! after the last of them completed). One aimed at
 //! [`Victim::Acked`](crate::plan::Victim::Acked) then waits for the next acknowledged write that
 //! one of its candidates coordinated and hits that coordinator, in the same turn (the moment of
-//! greatest damage: it may not have synced anything since). It closes `duration_ms` later, or at
-//! the heal.
+//! greatest damage: it may not have synced anything since). Its wait, at most
+//! [`ACKED_WAIT_MS_MAX`](crate::plan::ACKED_WAIT_MS_MAX), counts only while some candidate
+//! serves and, for a destruction at rest, has no other one pending; when it runs out, the fault
+//! aims at the last write such a candidate coordinated, so that its follow-up still runs. It
+//! closes `duration_ms` later, or at the heal.
 //!
 //! Where the history must show which writes a fault may have hit, the nemesis lets the writes in
 //! flight finish first. With a strict quorum and R + W > N, the checker holds every read to every
@@ -360,6 +363,20 @@ impl Aimed {
         })
     }
 
+    /// The candidates of `fault` it could hit now: those that serve, and for a fault that
+    /// destroys data at rest, those whose disk is not already to be destroyed (see [`Aimed::find`]).
+    pub fn ready(
+        fault: &Fault,
+        destruction_pending: impl Fn(u32) -> bool,
+        serves: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        fault
+            .nodes()
+            .into_iter()
+            .filter(|&n| serves(n) && (!fault.destroys_at_rest() || !destruction_pending(n)))
+            .collect()
+    }
+
     /// What the clients do once `fault`, aimed at this write and opened on `victim`, closes:
     /// follow its key through the victim, if the fault says so.
     pub fn follow(&self, fault: &Fault, victim: u32) -> Option<Focus> {
@@ -408,6 +425,9 @@ struct NodeState {
     /// What the clients do once it serves again (a closed window's follow-up, see
     /// [`Aimed::follow`]).
     follow: Option<Focus>,
+    /// The last acknowledged write it coordinated and no fault has aimed at yet: what a fault
+    /// that waited in vain for a new one aims at instead.
+    last_coordinated: Option<Aimed>,
 }
 
 impl NodeState {
@@ -522,6 +542,15 @@ impl<E: NemesisEnv> Nemesis<E> {
         let now_ms = self.now_ms(world);
         let ops_done = self.progress.ops_done.get();
         let acks = std::mem::take(&mut *self.progress.acks.borrow_mut());
+        for ack in &acks {
+            let coordinator = ack.stored_on.first().map(|n| n.as_str());
+            if let Some(node) = self.names.iter().position(|m| Some(m.as_str()) == coordinator) {
+                self.nodes[node].last_coordinated = Some(Aimed {
+                    write: ack.write.clone(),
+                    key: ack.key,
+                });
+            }
+        }
         let mut acks = acks.into_iter();
         for i in 0..self.windows.len() {
             match self.windows[i].1 {
@@ -553,11 +582,31 @@ impl<E: NemesisEnv> Nemesis<E> {
                     let fault = &self.windows[i].0.fault;
                     let pending = |n| self.env.destruction_pending(n);
                     let hit = Aimed::find(&mut acks, fault, &self.names, pending);
+                    // A candidate that is down coordinates no write, and one whose disk is
+                    // already to be destroyed would hide this destruction: while no candidate
+                    // could be hit, the wait has not started. (Measured: with one expendable
+                    // node, most damage at rest waited out its 2 s on a node held down by a wipe,
+                    // then landed unaimed on the same down period, which the wipe erased.)
+                    let ready = Aimed::ready(fault, pending, |n| self.nodes[n as usize].serves());
                     match hit {
-                        Some((victim, write)) => self.due(world, i, Some(victim), Some(write)),
+                        Some((victim, write)) => {
+                            self.nodes[victim as usize].last_coordinated = None;
+                            self.due(world, i, Some(victim), Some(write))
+                        }
+                        None if ready.is_empty() => {
+                            self.windows[i].1 = WindowState::Armed { since_ms: now_ms };
+                        }
                         None if now_ms >= since_ms + ACKED_WAIT_MS_MAX => {
-                            let first = self.windows[i].0.fault.nodes()[0];
-                            self.due(world, i, Some(first), None)
+                            // No new write: aim at the last one a ready candidate coordinated
+                            // (its record is still among the newest on that disk), so that the
+                            // follow-up still runs; else at the first ready candidate.
+                            let victim = ready
+                                .iter()
+                                .copied()
+                                .find(|&n| self.nodes[n as usize].last_coordinated.is_some())
+                                .unwrap_or(ready[0]);
+                            let aimed = self.nodes[victim as usize].last_coordinated.take();
+                            self.due(world, i, Some(victim), aimed)
                         }
                         None => {}
                     }

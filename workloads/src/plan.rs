@@ -631,7 +631,8 @@ pub enum Victim {
     /// candidates coordinated: the moment of greatest damage, when its new version is the newest
     /// record on its disk (perhaps not yet synced, under a bug, nor stored anywhere else) and its
     /// counter has just moved on. The fault waits for such an acknowledgement (at most
-    /// [`ACKED_WAIT_MS_MAX`], then it takes the first candidate).
+    /// [`ACKED_WAIT_MS_MAX`] while some candidate serves and, for damage at rest, has no other
+    /// destruction pending; then it takes the first such candidate).
     Acked {
         /// The node indexes it may choose from.
         acked: Vec<u32>,

@@ -275,3 +275,114 @@ fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
         "seed 7: a cluster whose replicas disagree ended its quiesce after {waited} ms"
     );
 }
+
+/// Damage at rest aimed at a node that a wipe holds down waits until the node serves again and
+/// then aims at a write it coordinated, in its own down period; it used to wait out its 2 s on the
+/// down node and land on the same restart as the wipe, which erased it ("nothing to damage"). A
+/// fault whose candidates coordinate no new write aims at the last one they did, so that its
+/// follow-up still runs.
+#[test]
+fn damage_at_rest_waits_for_its_victim_to_serve_and_always_aims() {
+    use dynamo_workloads::plan::{DiskDamage, Fault, FaultWindow, Start, Victim};
+    let seed = 5;
+    let config = SimConfig {
+        nodes: 3,
+        w: 2,
+        keys: 5,
+        ops: 600,
+        nemesis: vec![],
+        ..small(seed)
+    };
+    let mut plan = Plan::generate(config).unwrap();
+    let damage = |start| FaultWindow {
+        start: Start::Ops(start),
+        duration_ms: 300,
+        fault: Fault::Disk {
+            node: Victim::Acked {
+                acked: vec![0],
+                follow_ops: 4,
+            },
+            damage: DiskDamage::TornTail,
+            pick: 1,
+        },
+    };
+    plan.faults = vec![
+        FaultWindow {
+            start: Start::Ops(50),
+            duration_ms: 3_000,
+            fault: Fault::Wipe {
+                node: Victim::Node(0),
+            },
+        },
+        damage(60),
+    ];
+    let history = lines(&run(&plan).unwrap().history);
+    let nemesis: Vec<&Value> = history
+        .iter()
+        .filter(|e| e["process"] == "nemesis" && e["value"]["node"] == "n1")
+        .collect();
+    let kinds: Vec<&str> = nemesis.iter().map(|e| e["f"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["wipe", "restart", "disk", "restart"],
+        "seed {seed}: {nemesis:?}"
+    );
+    assert_eq!(nemesis[1]["value"]["disk"], "wiped", "seed {seed}");
+    let disk = &nemesis[2]["value"];
+    assert!(
+        disk["after_ack_of"].is_string() && disk["then_follow"]["ops"] == 4,
+        "seed {seed}: the damage aims and is followed: {disk}"
+    );
+    let restart = nemesis[3]["value"]["disk"].as_str().unwrap();
+    assert!(restart.starts_with("cut "), "seed {seed}: {restart}");
+}
+
+/// A fault aimed at a node that coordinates no new write aims, after its wait, at the last write
+/// that node coordinated, and asks for the follow-up through it.
+#[test]
+fn a_fault_that_waits_in_vain_aims_at_its_victims_last_write() {
+    use dynamo_workloads::plan::{DiskDamage, Fault, FaultWindow, Start, Victim};
+    let seed = 6;
+    let config = SimConfig {
+        nodes: 3,
+        w: 2,
+        keys: 5,
+        ops: 600,
+        // Slow enough clients that the fault's wait ends before they do.
+        think_ms_max: 50,
+        nemesis: vec![],
+        ..small(seed)
+    };
+    let mut plan = Plan::generate(config).unwrap();
+    // n1 coordinates the first hundred operations and then none.
+    for (i, op) in plan.ops.iter_mut().enumerate() {
+        op.node = if i < 100 { 0 } else { 1 + (i % 2) as u32 };
+    }
+    plan.faults = vec![FaultWindow {
+        start: Start::Ops(200),
+        duration_ms: 300,
+        fault: Fault::Disk {
+            node: Victim::Acked {
+                acked: vec![0],
+                follow_ops: 8,
+            },
+            damage: DiskDamage::TornTail,
+            pick: 1,
+        },
+    }];
+    let history = lines(&run(&plan).unwrap().history);
+    let disk = history
+        .iter()
+        .find(|e| e["f"] == "disk")
+        .unwrap_or_else(|| panic!("seed {seed}: no disk event"));
+    let write = disk["value"]["after_ack_of"].as_str().unwrap_or_else(|| {
+        panic!("seed {seed}: the damage aims at an earlier write: {disk}")
+    });
+    assert_eq!(disk["value"]["then_follow"]["ops"], 8, "seed {seed}: {disk}");
+    // That write was acknowledged before the fault, coordinated by n1.
+    let ack = history
+        .iter()
+        .find(|e| e["type"] == "ok" && e["write"] == write)
+        .unwrap_or_else(|| panic!("seed {seed}: {write} was not acknowledged"));
+    assert!(ack["index"].as_u64() < disk["index"].as_u64(), "seed {seed}");
+}
