@@ -255,12 +255,18 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
     })
 }
 
+/// `failed-write-visible`: a write whose put ended `fail` appears in a read or in the final state.
+///
+/// Only a read or replica state of the write's own key can show it: a sibling of another key that
+/// names it is a write id "that no put or delete invoked on that key", a phantom read (reported as
+/// such), and tells nothing about the failed write.
 pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
     let h = ctx.h;
     // Failed write -> (first source, times seen), in write order.
     let mut seen: BTreeMap<WriteIdx, (Source, usize)> = BTreeMap::new();
-    for_each_sibling(h, |source, _, s| {
+    for_each_sibling(h, |source, key, s| {
         if let Some(w) = h.write_of(s.write)
+            && h.write(w).key == key
             && h.write(w).status == Status::Fail
         {
             seen.entry(w).or_insert((source, 0)).1 += 1;
