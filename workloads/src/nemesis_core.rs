@@ -544,7 +544,11 @@ impl<E: NemesisEnv> Nemesis<E> {
         let acks = std::mem::take(&mut *self.progress.acks.borrow_mut());
         for ack in &acks {
             let coordinator = ack.stored_on.first().map(|n| n.as_str());
-            if let Some(node) = self.names.iter().position(|m| Some(m.as_str()) == coordinator) {
+            if let Some(node) = self
+                .names
+                .iter()
+                .position(|m| Some(m.as_str()) == coordinator)
+            {
                 self.nodes[node].last_coordinated = Some(Aimed {
                     write: ack.write.clone(),
                     key: ack.key,

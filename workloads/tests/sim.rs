@@ -375,14 +375,20 @@ fn a_fault_that_waits_in_vain_aims_at_its_victims_last_write() {
         .iter()
         .find(|e| e["f"] == "disk")
         .unwrap_or_else(|| panic!("seed {seed}: no disk event"));
-    let write = disk["value"]["after_ack_of"].as_str().unwrap_or_else(|| {
-        panic!("seed {seed}: the damage aims at an earlier write: {disk}")
-    });
-    assert_eq!(disk["value"]["then_follow"]["ops"], 8, "seed {seed}: {disk}");
+    let write = disk["value"]["after_ack_of"]
+        .as_str()
+        .unwrap_or_else(|| panic!("seed {seed}: the damage aims at an earlier write: {disk}"));
+    assert_eq!(
+        disk["value"]["then_follow"]["ops"], 8,
+        "seed {seed}: {disk}"
+    );
     // That write was acknowledged before the fault, coordinated by n1.
     let ack = history
         .iter()
         .find(|e| e["type"] == "ok" && e["write"] == write)
         .unwrap_or_else(|| panic!("seed {seed}: {write} was not acknowledged"));
-    assert!(ack["index"].as_u64() < disk["index"].as_u64(), "seed {seed}");
+    assert!(
+        ack["index"].as_u64() < disk["index"].as_u64(),
+        "seed {seed}"
+    );
 }
