@@ -35,6 +35,9 @@ const MANIFEST_MAGIC_V1: &str = "dynamo-log-manifest 1";
 /// about 28,000 files (1.7 TiB of data files at the default size).
 const MANIFEST_BYTES_MAX: u64 = 1024 * 1024;
 
+/// How much of an unexpected manifest line its error quotes.
+const UNEXPECTED_LINE_CHARS_MAX: usize = 40;
+
 /// The kinds of file a store directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FileKind {
@@ -93,13 +96,14 @@ pub(super) fn list<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Vec<u32>, V
 /// updated the manifest). Every file but the last is sealed (complete and synced before a newer
 /// one existed, see the parent module's docs), and `sealed_bytes` holds their lengths: a sealed
 /// file found shorter lost records even when it was cut exactly at a record boundary, which no
-/// check of its bytes can see.
+/// check of its bytes can see. A rollover records the last file's length too, before it creates
+/// the next file, so that a crash in between leaves no sealed file without a length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Manifest {
     pub(super) first_id: u32,
     pub(super) last_id: u32,
-    /// Lengths of sealed files (ids from `first_id` to below `last_id`), by id. Empty when read
-    /// from a version 1 manifest, which had none.
+    /// Lengths of sealed files (ids from `first_id` to `last_id`, the last only while a rollover
+    /// seals it), by id. Empty when read from a version 1 manifest, which had none.
     pub(super) sealed_bytes: BTreeMap<u32, u64>,
 }
 
@@ -157,13 +161,15 @@ impl Manifest {
                 .and_then(|rest| rest.split_once(' '))
                 .and_then(|(id, len)| Some((id.parse::<u32>().ok()?, len.parse::<u64>().ok()?)));
             let Some((id, len_bytes)) = parsed.filter(|_| !version_1) else {
-                return Err(format!("unexpected line {line:?}"));
+                // A few characters say which line; a whole line could be a megabyte.
+                let start: String = line.chars().take(UNEXPECTED_LINE_CHARS_MAX).collect();
+                return Err(format!("unexpected line {start:?}"));
             };
-            // Ascending, each once, and only files the manifest says are sealed.
+            // Ascending, each once, and only files the manifest names.
             let after_previous = sealed_bytes
                 .last_key_value()
                 .is_none_or(|(&prev, _)| id > prev);
-            if !(first_id..last_id).contains(&id) || !after_previous {
+            if !(first_id..=last_id).contains(&id) || !after_previous {
                 return Err(format!("sealed file {id} out of place"));
             }
             sealed_bytes.insert(id, len_bytes);
@@ -293,7 +299,7 @@ mod tests {
     #[test]
     fn sealed_lengths_out_of_place_are_refused() {
         for lines in [
-            "sealed 5 10\n",              // the last file is not sealed
+            "sealed 6 10\n",              // after the last
             "sealed 1 10\n",              // below the first
             "sealed 3 10\nsealed 3 11\n", // twice
             "sealed 4 10\nsealed 3 11\n", // not ascending

@@ -118,7 +118,15 @@ impl<F: FileSystem> LogStore<F> {
         // Recovery takes damage in any file but the newest for decay of durable data, so a file
         // must be durable before a newer one exists; a sync begun apart may not have run yet.
         self.sync_active_now()?;
-        let id = next_file_id(self.active_id())?;
+        // The active file's length goes into the manifest before a newer file exists: a crash
+        // between the new file and the manifest that names it would otherwise leave this file
+        // sealed with no recorded length, where a cut at a record boundary goes unnoticed.
+        let mut sealing = self.manifest();
+        let active_id = self.active_id();
+        let active_bytes = self.files[&active_id].len_bytes;
+        sealing.sealed_bytes.insert(active_id, active_bytes);
+        files::write_manifest(&self.fs, &self.dir, &sealing)?;
+        let id = next_file_id(active_id)?;
         self.create_data_file(id)?;
         self.fs
             .sync_dir(&self.dir)
