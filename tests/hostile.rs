@@ -966,3 +966,52 @@ fn forged_contexts_are_refused_and_an_acknowledged_write_is_kept() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(cluster.values(0, "k5").is_empty(), "deleted");
 }
+
+/// The damaged disk, checksums intact: a stopped node's data file holds a record of a key whose
+/// state no node could have written (its sibling has no dot), under a good crc. The node used to
+/// start, and panic ("dotted state", `KeyVersions::merge`) at the first write of the key a peer
+/// sent it, on every restart. It now treats the state as damage: drops the key, which the other
+/// replicas refill, and keeps serving; the newest write is readable through it.
+#[test]
+fn a_stored_state_no_node_could_write_is_dropped_not_merged() {
+    use dynamo_node::store::keyspace::{Keyspace, ReadState};
+    use dynamo_node::store::log::{LogOptions, LogStore};
+
+    let mut cluster = Cluster::start(3, false, &[]);
+    cluster.put(0, "k", "v1");
+    cluster.kill(0);
+    {
+        let options = LogOptions {
+            max_file_bytes: 64 * 1024 * 1024,
+        };
+        let (log, _) =
+            LogStore::open(dynamo_node::fs::StdFs, cluster.dirs[0].path(), options).unwrap();
+        let mut keyspace = Keyspace::new(log);
+        let mut state = keyspace.read_state(b"k").unwrap();
+        assert!(!state.siblings.is_empty(), "n1 stored k");
+        for sibling in &mut state.siblings {
+            sibling.dot = None;
+        }
+        keyspace.write_state(b"k", state).unwrap();
+        keyspace.sync().unwrap();
+    }
+    cluster.spawn(0);
+    cluster.wait_ready();
+    // A read-modify-write through n2: its put reaches n1, which merges it into what it stored.
+    let out = cluster.cli(1, &["get", "k"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let context = read["context"].as_str().unwrap().to_string();
+    let out = cluster.cli(1, &["put", "k", "v2", "--context", &context]);
+    assert!(out.status.success(), "{}", text(&out));
+    sleep(Duration::from_millis(1_000));
+    let exited = cluster.procs[0].as_mut().unwrap().try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "n1 exited ({exited:?}): {}",
+        std::fs::read_to_string(cluster.log(0)).unwrap_or_default()
+    );
+    assert_eq!(cluster.values(0, "k"), ["v2"]);
+    let log = std::fs::read_to_string(cluster.log(0)).unwrap();
+    assert!(log.contains("no node could write"), "{log}");
+}

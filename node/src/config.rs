@@ -399,6 +399,16 @@ impl NodeConfig {
         self.bug == Some(bug)
     }
 
+    /// How this node resolves versions: dotted, unless a deliberate bug says otherwise.
+    pub fn rule(&self) -> crate::version::Rule {
+        use crate::version::Rule;
+        match self.bug {
+            Some(Bug::NaiveClock) => Rule::PlainClocks,
+            Some(Bug::Lww) => Rule::LastWriteWins,
+            _ => Rule::Dotted,
+        }
+    }
+
     /// Whether a step's writes are synced before anything that depends on them leaves the node:
     /// under the `always` fsync policy, unless the deliberate bug `no-fsync` is on.
     pub fn sync_before_release(&self) -> bool {

@@ -761,11 +761,7 @@ impl Core {
 
     /// How this node resolves versions: dotted, unless a deliberate bug says otherwise.
     fn rule(&self) -> Rule {
-        match self.config.bug {
-            Some(Bug::NaiveClock) => Rule::PlainClocks,
-            Some(Bug::Lww) => Rule::LastWriteWins,
-            _ => Rule::Dotted,
-        }
+        self.config.rule()
     }
 
     fn round_id(&mut self) -> u64 {

@@ -105,7 +105,7 @@ pub fn open_storage<E: Env>(
         max_file_bytes: config.log_file_bytes_max,
     };
     let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
-    let mut keyspace = Keyspace::new(log).with_lock(lock);
+    let mut keyspace = Keyspace::new(log).with_lock(lock).with_rule(config.rule());
     if config.has_bug(Bug::ReuseActor) {
         // The deliberate bug ignores the loss, and so its marker too.
         keyspace.storage_mut().loss_handled()?;

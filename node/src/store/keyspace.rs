@@ -14,11 +14,17 @@
 //! version (the lost state may hold the highest counter this node issued for the key), and lets
 //! anti-entropy and read repair refill it from the other replicas. The request that met the damage
 //! fails with a storage error; the next one finds the key absent.
+//!
+//! A record whose checksum holds can still hold a state no node could have written (a dotless
+//! sibling, a duplicate dot, a clock that misses a sibling: a bug of an earlier version, or a
+//! hand-edited file). Merged, such a state would panic the node (`KeyVersions::merge` relies on the
+//! invariants) on every start, at the first write of the key; so every state read is checked like
+//! a state from a peer ([`KeyVersions::validate`]), and one that fails is damage, handled as above.
 
 use super::Storage;
 use crate::fs::DetachedSync;
 use crate::ring::{NodeId, Ring};
-use crate::version::KeyVersions;
+use crate::version::{KeyVersions, Rule};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -79,13 +85,18 @@ fn encode(state: &KeyVersions) -> io::Result<Vec<u8>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-fn decode(bytes: &[u8]) -> io::Result<KeyVersions> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("stored state of a key does not decode: {e}"),
-        )
-    })
+/// Decodes a stored state and checks it as a state from a peer is checked (see the module docs):
+/// one that does not decode, or breaks the invariants of `rule`, is `InvalidData` (damage).
+fn decode(bytes: &[u8], rule: Rule) -> io::Result<KeyVersions> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidData, message);
+    let state: KeyVersions = postcard::from_bytes(bytes)
+        .map_err(|e| invalid(format!("stored state of a key does not decode: {e}")))?;
+    state.validate(rule).map_err(|e| {
+        invalid(format!(
+            "stored state of a key is one no node could write: {e}"
+        ))
+    })?;
+    Ok(state)
 }
 
 /// Key states over a byte-map engine.
@@ -101,6 +112,8 @@ pub struct Keyspace<S> {
     /// The data directory's lock, held as long as the keyspace is open
     /// ([`crate::store::identity`]).
     _lock: Option<crate::fs::DirLock>,
+    /// The rule the node's states obey, which every state read is checked against.
+    rule: Rule,
 }
 
 /// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
@@ -128,7 +141,15 @@ impl<S: Storage> Keyspace<S> {
             cache: RefCell::new(BTreeMap::new()),
             lost: RefCell::new(BTreeSet::new()),
             _lock: None,
+            rule: Rule::default(),
         }
+    }
+
+    /// Checks the states it reads against `rule` (the node's: [`crate::config::NodeConfig::rule`])
+    /// instead of the dotted rule.
+    pub fn with_rule(mut self, rule: Rule) -> Keyspace<S> {
+        self.rule = rule;
+        self
     }
 
     /// Holds `lock` (the data directory's) for as long as the keyspace is open.
@@ -253,7 +274,7 @@ impl<S: Storage> ReadState for Keyspace<S> {
     fn read_hint(&self, owner: &str, key: &[u8]) -> io::Result<Option<KeyVersions>> {
         let read = match self.storage.get(&hint_record(owner, key)) {
             Ok(None) => Ok(None),
-            Ok(Some(bytes)) => decode(&bytes).map(Some),
+            Ok(Some(bytes)) => decode(&bytes, self.rule).map(Some),
             Err(e) => Err(e),
         };
         if read.as_ref().is_err_and(is_damage) {
@@ -282,7 +303,7 @@ impl<S: Storage> ReadState for Keyspace<S> {
         }
         let read = match self.storage.get(&prefixed(DATA_PREFIX, key)) {
             Ok(None) => Ok(KeyVersions::new()),
-            Ok(Some(bytes)) => decode(&bytes),
+            Ok(Some(bytes)) => decode(&bytes, self.rule),
             Err(e) => Err(e),
         };
         match read {
