@@ -1015,3 +1015,47 @@ fn a_stored_state_no_node_could_write_is_dropped_not_merged() {
     let log = std::fs::read_to_string(cluster.log(0)).unwrap();
     assert!(log.contains("no node could write"), "{log}");
 }
+
+/// A peer's `Store` with a hint and a key no client could send (empty, or past the key limit and
+/// the log's record key limit): the hint's record could not be written, and the failed write
+/// stopped the node ("storing a hint: key of ... bytes is over the limit"), as a failing disk
+/// does. The key is now refused like that of a `Store` without a hint; the node serves on.
+#[test]
+fn a_hint_for_a_key_no_client_could_send_is_refused() {
+    use dynamo_node::version::KeyVersions;
+
+    let mut cluster = Cluster::start(3, false, &[]);
+    cluster.put(0, "before", "v1");
+    let addr = cluster.addrs[0].clone();
+    runtime().block_on(async move {
+        let mut conn = as_open_peer(&addr, "n2").await;
+        for (req, len) in [(1, 0), (2, wire::KEY_BYTES_MAX + 1), (3, 64 * 1024 + 1)] {
+            let message = PeerMessage::Store {
+                req,
+                key: vec![b'x'; len],
+                state: KeyVersions::new(),
+                hint: Some("n3".into()),
+            };
+            conn.send(&Frame::Peer {
+                from: "n2".into(),
+                message,
+            })
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    });
+    let exited = cluster.procs[0].as_mut().unwrap().try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "n1 exited ({exited:?}): {}",
+        std::fs::read_to_string(cluster.log(0)).unwrap_or_default()
+    );
+    cluster.put(0, "after", "v2");
+    assert_eq!(cluster.values(0, "before"), ["v1"]);
+    assert_eq!(cluster.values(0, "after"), ["v2"]);
+    // Nothing was kept for n3 from those frames.
+    let status = cluster.cli(0, &["status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["hints_pending"], 0, "{status}");
+}
