@@ -1059,3 +1059,67 @@ fn a_hint_for_a_key_no_client_could_send_is_refused() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["hints_pending"], 0, "{status}");
 }
+
+/// The disk, a directory where the node keeps a file: each of its files replaced by a directory
+/// (as a botched restore or an operator's mistake leaves it), the node refuses to start with a
+/// message naming the path. `ACTOR` and `LOCK` used to give only "node failed: Is a directory
+/// (os error 21)". With the files back, the node starts and the key is there.
+#[test]
+fn a_directory_where_a_file_should_be_is_named_in_the_refusal() {
+    let mut cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
+    cluster.put(0, "k", "v");
+    cluster.kill(0);
+    let dir = cluster.dirs[0].path().to_path_buf();
+    let data_file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|name| name.ends_with(".data"))
+        .expect("a data file");
+    for name in ["ACTOR", "LOCK", "MANIFEST", "IDENTITY", "LOSS", &data_file] {
+        let path = dir.join(name);
+        let aside = dir.join(format!("{name}.aside"));
+        let existed = path.exists();
+        if existed {
+            std::fs::rename(&path, &aside).unwrap();
+        }
+        std::fs::create_dir(&path).unwrap();
+        let mut child = Command::new(DYNAMO)
+            .args(cluster.serve_args(0))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("n1 started with a directory as its {name}");
+            }
+            sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{name}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&path.display().to_string()),
+            "{name}: the refusal does not name the path: {stderr}"
+        );
+        std::fs::remove_dir(&path).unwrap();
+        if existed {
+            std::fs::rename(&aside, &path).unwrap();
+        }
+    }
+    cluster.spawn(0);
+    cluster.wait_ready();
+    assert_eq!(cluster.values(0, "k"), ["v"]);
+}

@@ -225,11 +225,15 @@ impl FileSystem for StdFs {
         std::fs::read(path)
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let path = dir.join(LOCK_FILE_NAME);
+        // Named in the error (a directory or an unwritable file in its place): the node refuses
+        // to start with it, and "Is a directory" alone does not say where to look.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(LOCK_FILE_NAME))?;
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         match file.try_lock() {
             Ok(()) => Ok(DirLock { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(

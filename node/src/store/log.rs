@@ -469,7 +469,14 @@ impl<F: FileSystem> Storage for LogStore<F> {
                 super::APART_BYTES_MAX
             )));
         }
-        self.guarded(|store| store.fs.write_durable(&store.dir.join(name), value))
+        // Named in the error: a node that cannot store its actor id refuses to start with it.
+        let path = self.dir.join(name);
+        self.guarded(|store| {
+            store
+                .fs
+                .write_durable(&path, value)
+                .map_err(|e| at(e, "write of", &path))
+        })
     }
 }
 
