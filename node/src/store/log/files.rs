@@ -30,6 +30,13 @@ const MANIFEST_MAGIC: &str = "dynamo-log-manifest 2";
 /// First line of a manifest written before sealed files' lengths were recorded.
 const MANIFEST_MAGIC_V1: &str = "dynamo-log-manifest 1";
 
+/// Highest data file id a store uses. Ids grow by one per rollover or compaction output file,
+/// so no store comes near it (2^31 files); one past it is a damaged name or manifest. Bounded well
+/// below `u32::MAX` so that a store opened at the bound still has ids left: a store whose ids ran
+/// out would stop at its next rollover or compaction, and a manifest whose first id was near
+/// `u32::MAX` made recovery remove every data file as "superseded by a compaction".
+pub(super) const FILE_ID_MAX: u32 = u32::MAX / 2;
+
 /// A manifest longer than this is not one this store wrote, and is not read into memory. A
 /// manifest takes a few dozen bytes and one line of at most 37 per sealed file: this is room for
 /// about 28,000 files (1.7 TiB of data files at the default size).
@@ -153,6 +160,9 @@ impl Manifest {
         let last_id = field("last")?;
         if first_id > last_id {
             return Err("first file after the last".into());
+        }
+        if last_id > FILE_ID_MAX {
+            return Err(format!("file id {last_id} is past the limit {FILE_ID_MAX}"));
         }
         let mut sealed_bytes = BTreeMap::new();
         for line in lines {

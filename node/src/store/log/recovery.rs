@@ -258,6 +258,22 @@ impl<F: FileSystem> LogStore<F> {
 
         let mut report = RecoveryReport::default();
         let (mut data_ids, compact_paths) = files::list(&fs, dir)?;
+        // Before anything is removed or repaired: a store cannot go on from an id past the
+        // bound (see `files::FILE_ID_MAX`), and its records cannot be kept without the file.
+        if let Some(&newest) = data_ids.last()
+            && newest > files::FILE_ID_MAX
+        {
+            let path = file_path(dir, newest, FileKind::Data);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: a data file id past the limit {}, which no store reaches: the name is \
+                     damaged (rename the file to the id after the newest one below the limit)",
+                    path.display(),
+                    files::FILE_ID_MAX
+                ),
+            ));
+        }
         for path in compact_paths {
             // Compaction commits by renaming its output; a file still under the temporary name is
             // from a compaction that never committed, and the data files still hold everything it

@@ -1281,3 +1281,44 @@ fn a_rollover_killed_anywhere_leaves_the_sealed_length_recorded() {
     }
     assert!(killed_with_a_newer_file >= 3, "{killed_with_a_newer_file}");
 }
+
+/// Ids past the limit, with good checksums: a manifest whose first id is near `u32::MAX` made
+/// recovery remove every data file as superseded, and one whose files were all gone left a store
+/// with no id to go on from ("data file ids exhausted", at the first rollover or at once). Such a
+/// manifest is now unreadable (a loss, but nothing removed), and a data file past the limit is
+/// refused, named.
+#[test]
+fn file_ids_past_the_limit_are_damage_and_remove_nothing() {
+    let fs = MemFs::new();
+    {
+        let (mut store, _) = open_mem(&fs, 1 << 20);
+        store.put(b"k", b"v").unwrap();
+        store.sync().unwrap();
+    }
+    let manifest = Path::new(DIR).join(MANIFEST_NAME);
+    for (first, last) in [
+        (u32::MAX, u32::MAX),
+        (1, u32::MAX),
+        (files::FILE_ID_MAX + 1, files::FILE_ID_MAX + 1),
+    ] {
+        let body = format!("dynamo-log-manifest 2\nfirst {first}\nlast {last}\n");
+        let crc = crc32fast::hash(body.as_bytes());
+        fs.write_durable(&manifest, format!("{body}crc {crc:08x}\n").as_bytes())
+            .unwrap();
+        let (store, report) = open_mem(&fs, 1 << 20);
+        assert!(report.lost_data(), "{first}..={last}: {report:?}");
+        assert_eq!(
+            contents(&store),
+            Map::from([(b"k".to_vec(), b"v".to_vec())])
+        );
+    }
+    let data = files_of_kind(&fs, Path::new(DIR), FileKind::Data);
+    let past = files::file_path(Path::new(DIR), files::FILE_ID_MAX + 1, FileKind::Data);
+    fs.rename(&data[0], &past).unwrap();
+    let err = LogStore::open(fs.clone(), Path::new(DIR), options(1 << 20)).unwrap_err();
+    assert!(
+        err.to_string().contains(&past.display().to_string()),
+        "{err}"
+    );
+    assert!(fs.exists(&past), "nothing removed");
+}
