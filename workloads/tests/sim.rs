@@ -2,7 +2,9 @@
 //! carries the seed, so `dynamo sim --seed S ...` replays a failure.
 
 use dynamo_node::config::FsyncPolicy;
-use dynamo_workloads::plan::{NemesisKind, Plan, SimConfig, Workload};
+use dynamo_workloads::plan::{
+    DiskDamage, Fault, FaultWindow, NemesisKind, Plan, SimConfig, Start, Victim, Workload,
+};
 use dynamo_workloads::run;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -276,6 +278,36 @@ fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
     );
 }
 
+/// Three nodes with W = 2 (n1 alone is expendable), five keys, and no drawn fault: the tests
+/// below plan their own.
+fn three_nodes_no_faults(seed: u64) -> SimConfig {
+    SimConfig {
+        nodes: 3,
+        w: 2,
+        keys: 5,
+        ops: 600,
+        nemesis: vec![],
+        ..small(seed)
+    }
+}
+
+/// A torn tail at rest on n1, aimed at its next acknowledged write once `start_ops` operations
+/// completed, then `follow_ops` operations on that write's key through n1.
+fn torn_tail_aimed_at_n1(start_ops: u64, follow_ops: u32) -> FaultWindow {
+    FaultWindow {
+        start: Start::Ops(start_ops),
+        duration_ms: 300,
+        fault: Fault::Disk {
+            node: Victim::Acked {
+                acked: vec![0],
+                follow_ops,
+            },
+            damage: DiskDamage::TornTail,
+            pick: 1,
+        },
+    }
+}
+
 /// Damage at rest aimed at a node that a wipe holds down waits until the node serves again and
 /// then aims at a write it coordinated, in its own down period; it used to wait out its 2 s on the
 /// down node and land on the same restart as the wipe, which erased it ("nothing to damage"). A
@@ -283,29 +315,8 @@ fn the_quiesce_ends_at_rest_and_waits_its_whole_time_where_replicas_disagree() {
 /// follow-up still runs.
 #[test]
 fn damage_at_rest_waits_for_its_victim_to_serve_and_always_aims() {
-    use dynamo_workloads::plan::{DiskDamage, Fault, FaultWindow, Start, Victim};
     let seed = 5;
-    let config = SimConfig {
-        nodes: 3,
-        w: 2,
-        keys: 5,
-        ops: 600,
-        nemesis: vec![],
-        ..small(seed)
-    };
-    let mut plan = Plan::generate(config).unwrap();
-    let damage = |start| FaultWindow {
-        start: Start::Ops(start),
-        duration_ms: 300,
-        fault: Fault::Disk {
-            node: Victim::Acked {
-                acked: vec![0],
-                follow_ops: 4,
-            },
-            damage: DiskDamage::TornTail,
-            pick: 1,
-        },
-    };
+    let mut plan = Plan::generate(three_nodes_no_faults(seed)).unwrap();
     plan.faults = vec![
         FaultWindow {
             start: Start::Ops(50),
@@ -314,7 +325,7 @@ fn damage_at_rest_waits_for_its_victim_to_serve_and_always_aims() {
                 node: Victim::Node(0),
             },
         },
-        damage(60),
+        torn_tail_aimed_at_n1(60, 4),
     ];
     let history = lines(&run(&plan).unwrap().history);
     let nemesis: Vec<&Value> = history
@@ -341,35 +352,18 @@ fn damage_at_rest_waits_for_its_victim_to_serve_and_always_aims() {
 /// that node coordinated, and asks for the follow-up through it.
 #[test]
 fn a_fault_that_waits_in_vain_aims_at_its_victims_last_write() {
-    use dynamo_workloads::plan::{DiskDamage, Fault, FaultWindow, Start, Victim};
     let seed = 6;
     let config = SimConfig {
-        nodes: 3,
-        w: 2,
-        keys: 5,
-        ops: 600,
         // Slow enough clients that the fault's wait ends before they do.
         think_ms_max: 50,
-        nemesis: vec![],
-        ..small(seed)
+        ..three_nodes_no_faults(seed)
     };
     let mut plan = Plan::generate(config).unwrap();
     // n1 coordinates the first hundred operations and then none.
     for (i, op) in plan.ops.iter_mut().enumerate() {
         op.node = if i < 100 { 0 } else { 1 + (i % 2) as u32 };
     }
-    plan.faults = vec![FaultWindow {
-        start: Start::Ops(200),
-        duration_ms: 300,
-        fault: Fault::Disk {
-            node: Victim::Acked {
-                acked: vec![0],
-                follow_ops: 8,
-            },
-            damage: DiskDamage::TornTail,
-            pick: 1,
-        },
-    }];
+    plan.faults = vec![torn_tail_aimed_at_n1(200, 8)];
     let history = lines(&run(&plan).unwrap().history);
     let disk = history
         .iter()
