@@ -489,6 +489,12 @@ pub fn validate(request: &Request) -> Result<(), String> {
             return Ok(());
         }
     };
+    validate_key(key)
+}
+
+/// Checks a key as a client request's key is checked: what a peer's write or hint of a key must
+/// also pass, since the log cannot store a record of a longer key.
+pub fn validate_key(key: &[u8]) -> Result<(), String> {
     if key.is_empty() {
         return Err("empty key".into());
     }

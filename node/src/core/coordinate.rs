@@ -679,7 +679,7 @@ impl Core {
         incoming: &KeyVersions,
         store: &dyn ReadState,
     ) -> std::io::Result<bool> {
-        if wire::validate(&Request::Get { key: key.to_vec() }).is_err() {
+        if wire::validate_key(key).is_err() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "bad key",

@@ -17,7 +17,7 @@ use crate::hints::{Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX};
 use crate::ring::NodeId;
 use crate::store::keyspace::ReadState;
 use crate::version::KeyVersions;
-use crate::wire::{self, PeerMessage, Request};
+use crate::wire::{self, PeerMessage};
 use std::collections::BTreeSet;
 
 impl Core {
@@ -56,7 +56,7 @@ impl Core {
         }
         // A key no client could send, checked as `merge_into` checks it: past the log's limit on
         // a record's key, the hint's write would fail and stop the node as a failing disk does.
-        if wire::validate(&Request::Get { key: key.to_vec() }).is_err() {
+        if wire::validate_key(key).is_err() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "a hint for a bad key",
