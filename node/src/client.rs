@@ -210,7 +210,12 @@ pub struct Client<E: Env> {
     next_id: u64,
     timeout_ms: u64,
     auth: Option<ClientAuth>,
+    /// Whether a refused connect is dialled again until the deadline ([`Client::waiting_on_refusals`]).
+    redial_refused: bool,
 }
+
+/// How long a client that waits on refusals waits before it dials a refusing node again.
+pub const REFUSED_REDIAL_MS: u64 = 50;
 
 impl<E: Env> Client<E> {
     /// A client of the node at `addr`; it dials on the first request.
@@ -222,7 +227,20 @@ impl<E: Env> Client<E> {
             next_id: 1,
             timeout_ms: CLIENT_TIMEOUT_MS_DEFAULT,
             auth: None,
+            redial_refused: false,
         }
+    }
+
+    /// Makes a refused connect wait: the client dials again every [`REFUSED_REDIAL_MS`] until the
+    /// node accepts or the request's deadline passes (then the refusal is the answer, as before).
+    /// A killed process refuses at once, where a host that is down in the simulator lets the
+    /// connect hang until the deadline; a test harness that waits on refusals spends its
+    /// operations on nodes that are up, and its waiting on one that is down, in both worlds.
+    /// Nothing was sent before the connection exists, so dialling again changes nothing the node
+    /// sees.
+    pub fn waiting_on_refusals(mut self) -> Client<E> {
+        self.redial_refused = true;
+        self
     }
 
     /// Makes every connection start with the handshake as `auth` says (without, the client is
@@ -247,12 +265,24 @@ impl<E: Env> Client<E> {
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
         let deadline = Duration::from_millis(self.timeout_ms);
         if self.conn.is_none() {
-            let stream = match timeout(deadline, self.env.connect(&self.addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(ClientError::Connect(e)),
-                Err(_) => {
-                    let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                    return Err(ClientError::Connect(e));
+            let dialled = tokio::time::Instant::now();
+            let redial = Duration::from_millis(REFUSED_REDIAL_MS);
+            let stream = loop {
+                let left = deadline.saturating_sub(dialled.elapsed());
+                match timeout(left, self.env.connect(&self.addr)).await {
+                    Ok(Ok(stream)) => break stream,
+                    Ok(Err(e))
+                        if self.redial_refused
+                            && e.kind() == io::ErrorKind::ConnectionRefused
+                            && dialled.elapsed() + redial < deadline =>
+                    {
+                        tokio::time::sleep(redial).await;
+                    }
+                    Ok(Err(e)) => return Err(ClientError::Connect(e)),
+                    Err(_) => {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                        return Err(ClientError::Connect(e));
+                    }
                 }
             };
             // A client reads only its own answers: no budget to share.
@@ -460,5 +490,62 @@ mod tests {
         ] {
             assert!(Context::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A port on loopback where nothing listens (it was free a moment ago): connects are refused.
+    fn refusing_addr() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_on_refusals_reaches_a_node_that_comes_up_before_the_deadline() {
+        let addr = refusing_addr();
+        let env = crate::env::TokioEnv::default();
+        // Without the option, the refusal is the answer at once.
+        let mut eager = Client::new(env.clone(), addr.clone()).with_timeout_ms(2_000);
+        match eager.get(b"k").await {
+            Err(ClientError::Connect(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
+        // The "node" comes up after 300 ms and hangs up on its first connection: a client that
+        // waited on the refusals got connected (its error is no longer a refused connect).
+        let up = addr.clone();
+        let node = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let listener = tokio::net::TcpListener::bind(&up).await.unwrap();
+            let (conn, _) = listener.accept().await.unwrap();
+            drop(conn);
+        });
+        let mut waiting = Client::new(env, addr)
+            .with_timeout_ms(2_000)
+            .waiting_on_refusals();
+        match waiting.get(b"k").await {
+            Err(ClientError::Connect(e)) => panic!("still refused: {e}"),
+            Err(_) => {}
+            Ok(reply) => panic!("a node that hangs up answered {reply:?}"),
+        }
+        node.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_on_refusals_gives_up_at_its_deadline() {
+        let addr = refusing_addr();
+        let mut waiting = Client::new(crate::env::TokioEnv::default(), addr)
+            .with_timeout_ms(300)
+            .waiting_on_refusals();
+        let started = std::time::Instant::now();
+        match waiting.get(b"k").await {
+            Err(ClientError::Connect(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300 - REFUSED_REDIAL_MS)
+                && waited < Duration::from_secs(2),
+            "waited {waited:?} for a deadline of 300 ms"
+        );
     }
 }

@@ -473,6 +473,7 @@ async fn drive(
         env: env.clone(),
         clock,
         addrs: addrs.clone(),
+        wait_on_refusals: true,
     });
 
     // Ctrl-C: the first stops the clients (then the run heals and writes what it has); a second

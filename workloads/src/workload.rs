@@ -68,6 +68,10 @@ pub struct Shared<E: Env = SimEnv, C: HistoryClock = SimClock> {
     pub clock: C,
     /// Each node's client address, by index.
     pub addrs: Vec<String>,
+    /// Whether a client whose node refuses a connect dials again until its deadline
+    /// ([`Client::waiting_on_refusals`]): on real processes, where a killed node refuses at once,
+    /// so that clients wait on it as they do in the simulator instead of spending their operations.
+    pub wait_on_refusals: bool,
 }
 
 impl Shared<SimEnv, SimClock> {
@@ -90,6 +94,9 @@ impl Shared<SimEnv, SimClock> {
             env,
             clock: SimClock,
             addrs,
+            // A host that is down lets the connect hang already; one that restarts and has not
+            // bound yet refuses, and the simulator's clients take that answer as they always did.
+            wait_on_refusals: false,
         }
     }
 }
@@ -548,6 +555,11 @@ impl<E: Env, C: HistoryClock> Worker<E, C> {
         let (_, client) = self.connections.entry(node).or_insert_with(|| {
             let client = Client::new(shared.env.clone(), shared.addrs[node as usize].clone())
                 .with_timeout_ms(timeout_ms);
+            let client = if shared.wait_on_refusals {
+                client.waiting_on_refusals()
+            } else {
+                client
+            };
             (restarts, client)
         });
         client
