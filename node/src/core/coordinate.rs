@@ -155,7 +155,9 @@ impl Core {
                         }
                     };
                     let addrs = self.addrs.clone();
-                    self.adopt(ring, &addrs);
+                    if self.adopt(ring, &addrs) {
+                        self.note_own_change(false, 0, now.mono_ms);
+                    }
                 }
                 let response = Response::Membership {
                     ring: self.ring.clone(),

@@ -6,11 +6,38 @@
 //! Gossip goes push-pull to one random peer a round and carries the failure view; every
 //! suspected peer is probed. The data of partitions that moved follows by the hand-over
 //! (handoff.rs).
+//!
+//! Rings are versioned whole, so two changes made at once through different nodes (two joins,
+//! a join and a leave) make two rings of the same version, and every node keeps the one whose
+//! encoding sorts higher: the other change is lost, though its node was told it was made. The
+//! paper's nodes reconcile their change histories instead; here the node whose own change (its
+//! join, its leave) lost makes it again on top of the ring that won, for
+//! [`OWN_CHANGE_STAND_MS`] after making it ([`Core::stand_by_own_change`]), and gossip carries
+//! the ring with both changes.
 
 use super::{Core, HEARD_FRESH_MS, KNOWN_NODES_MAX, Now, RING_VERSION_JUMP_MAX, others};
 use crate::ring::{NodeId, Ring};
 use crate::wire::{self, PeerMessage};
 use std::collections::BTreeMap;
+
+/// How long a node stands by its own membership change (its join, its leave): a ring without
+/// it (with it) that comes by gossip in this time lost it to a concurrent change, and the node
+/// makes it again. Gossip spreads a ring in a few rounds of [`super::GOSSIP_INTERVAL_MS`]; no
+/// one else may undo the change that soon (a forget is refused for a node heard from).
+pub const OWN_CHANGE_STAND_MS: u64 = 30_000;
+
+/// A membership change this node made for itself, which it stands by for a while.
+#[derive(Clone, Debug)]
+pub(super) struct OwnChange {
+    /// Whether the change made this node a member (a join) or not (a leave).
+    member: bool,
+    /// Its weight, for a join.
+    weight: u32,
+    /// The version of the ring the change made.
+    version: u64,
+    /// Until when the node stands by it (monotonic ms).
+    until_ms: u64,
+}
 
 impl Core {
     /// Takes a ring learned from a peer or made by a join or leave, if it is newer than ours
@@ -73,6 +100,65 @@ impl Core {
             self.ready.membership = Some((self.ring.clone(), self.addrs.clone()));
         }
         adopted
+    }
+
+    /// Notes this node's own membership change (its join, with `weight`; or its leave), just
+    /// made in the current ring: it stands by it until `now_ms` + [`OWN_CHANGE_STAND_MS`].
+    pub fn note_own_change(&mut self, member: bool, weight: u32, now_ms: u64) {
+        self.own_change = Some(OwnChange {
+            member,
+            weight,
+            version: self.ring.version(),
+            until_ms: now_ms.saturating_add(OWN_CHANGE_STAND_MS),
+        });
+    }
+
+    /// After a ring came by gossip: makes this node's own change again if a concurrent one won
+    /// over it. A ring without this node after its join, in the time it stands by it, can only
+    /// be one that never had it (a leave would be its own, a forget is refused for a node that
+    /// is heard from). A ring with it after its leave is remade only at the leave's version (a
+    /// tie lost): a newer one may be an admin's join of it again, which it must not undo.
+    pub(super) fn stand_by_own_change(&mut self, now: Now) {
+        let Some(change) = self.own_change.clone() else {
+            return;
+        };
+        let me = self.config.id.clone();
+        let in_ring = self.ring.contains(&me);
+        if now.mono_ms >= change.until_ms
+            || (!change.member && in_ring && self.ring.version() > change.version)
+        {
+            self.own_change = None;
+            return;
+        }
+        if in_ring == change.member {
+            return;
+        }
+        let remade = if change.member {
+            self.ring.try_with_member(me.clone(), change.weight)
+        } else if self.ring.members().len() > 1 {
+            self.ring.try_without_member(&me)
+        } else {
+            return;
+        };
+        match remade {
+            Ok(ring) => {
+                tracing::warn!(
+                    node = %me,
+                    version = ring.version(),
+                    change = if change.member { "join" } else { "leave" },
+                    lost_to = self.ring.version(),
+                    "this node's own membership change lost to a concurrent one: made again"
+                );
+                let addrs = self.addrs.clone();
+                if self.adopt(ring, &addrs) {
+                    self.note_own_change(change.member, change.weight, now.mono_ms);
+                    self.own_change.as_mut().expect("just noted").until_ms = change.until_ms;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %me, error = %e, "cannot make this node's own membership change again")
+            }
+        }
     }
 
     /// Removes `id`, a member gone for good, from the ring (the admin's `forget`): its partitions

@@ -204,6 +204,9 @@ pub struct Core {
     /// Signs the contexts this node hands to clients and checks those they hand back (None: an
     /// open node, which does neither; `crate::auth`, "Signed contexts").
     context_signer: Option<crate::auth::ContextSigner>,
+    /// This node's own join or leave, which it makes again if a concurrent change wins over it
+    /// (membership.rs).
+    own_change: Option<membership::OwnChange>,
 }
 
 impl Core {
@@ -251,6 +254,7 @@ impl Core {
             resumed: false,
             greet: true,
             context_signer,
+            own_change: None,
         }
     }
 
@@ -495,7 +499,9 @@ impl Core {
             }
             PeerMessage::RingState { ring, addrs } => {
                 let theirs_older = ring.version() < self.ring.version();
-                self.adopt(ring, &addrs);
+                if self.adopt(ring, &addrs) {
+                    self.stand_by_own_change(now);
+                }
                 if theirs_older {
                     let message = PeerMessage::RingState {
                         ring: self.ring.clone(),

@@ -1265,3 +1265,139 @@ fn keys_whose_owner_is_away_do_not_starve_the_hand_over_of_others() {
         "n2 is away: n1 keeps its keys"
     );
 }
+
+/// The ring a membership request answered with.
+fn membership_reply(net: &mut Net, token: ClientToken) -> (Ring, BTreeMap<NodeId, String>) {
+    match net.reply(token) {
+        Some(Response::Membership { ring, addrs }) => (ring, addrs),
+        other => panic!("expected the ring, got {other:?}"),
+    }
+}
+
+/// Lets gossip run until every ring has settled.
+fn gossip_rounds(net: &mut Net, rounds: usize) {
+    for _ in 0..rounds {
+        net.advance(GOSSIP_INTERVAL_MS);
+        net.deliver_all();
+    }
+}
+
+/// Two joins made at once through different nodes make two rings of the same version; the one
+/// whose encoding sorts lower loses, and its node, told it joined, was out of the ring for good.
+/// The loser makes its join again on top of the winner (membership.rs).
+#[test]
+fn concurrent_joins_through_different_nodes_both_hold() {
+    let mut net = Net::new(5, 3, 2, 2);
+    for node in ["n4", "n5"] {
+        let token = net.request(node, Request::Leave);
+        membership_reply(&mut net, token);
+        gossip_rounds(&mut net, 10);
+    }
+    for node in net.nodes.keys() {
+        let members: Vec<&NodeId> = net.nodes[node].0.ring().members().keys().collect();
+        assert_eq!(members, ["n1", "n2", "n3"], "{node} before the joins");
+    }
+    // n4 joins through n1 and n5 through n2, before either hears of the other's join: each
+    // joiner takes the ring its seed answered with, as `serve --join` does.
+    let mut joined = Vec::new();
+    for (node, seed) in [("n4", "n1"), ("n5", "n2")] {
+        let join = Request::Join {
+            id: node.into(),
+            addr: format!("{node}:7000"),
+            weight: 1,
+        };
+        let token = net.request(seed, join);
+        joined.push((node, membership_reply(&mut net, token)));
+    }
+    let now = net.now();
+    for (node, (ring, addrs)) in joined {
+        assert_eq!(ring.version(), 4, "both joins make version 4");
+        let core = &mut net.nodes.get_mut(node).unwrap().0;
+        assert!(core.adopt(ring, &addrs));
+        core.note_own_change(true, 1, now.mono_ms);
+    }
+    gossip_rounds(&mut net, 20);
+    for node in net.nodes.keys() {
+        let members: Vec<&NodeId> = net.nodes[node].0.ring().members().keys().collect();
+        assert_eq!(
+            members,
+            ["n1", "n2", "n3", "n4", "n5"],
+            "{node} lost a join that was acknowledged"
+        );
+    }
+}
+
+/// A node stands by its own join only for a while: a ring without it that comes later (an
+/// admin's forget of a node gone for long) is taken as it is.
+#[test]
+fn a_node_stands_by_its_own_join_only_for_a_while() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let token = net.request("n4", Request::Leave);
+    membership_reply(&mut net, token);
+    gossip_rounds(&mut net, 10);
+    let join = Request::Join {
+        id: "n4".into(),
+        addr: "n4:7000".into(),
+        weight: 1,
+    };
+    let token = net.request("n1", join);
+    let (with_n4, addrs) = membership_reply(&mut net, token);
+    let without_n4 = with_n4.try_without_member("n4").unwrap();
+    let now = net.now();
+    let core = &mut net.nodes.get_mut("n4").unwrap().0;
+    assert!(core.adopt(with_n4.clone(), &addrs));
+    core.note_own_change(true, 1, now.mono_ms);
+    let ring_state = |ring: &Ring| PeerMessage::RingState {
+        ring: ring.clone(),
+        addrs: addrs.clone(),
+    };
+    // Within the time it stands by its join, a ring without it is one that lost the join.
+    let (core, store) = net.nodes.get_mut("n4").unwrap();
+    core.handle_peer(now, "n2".into(), ring_state(&without_n4), store);
+    assert!(core.ring().contains("n4"), "n4 made its join again");
+    assert_eq!(core.ring().version(), without_n4.version() + 1);
+    // Past it, such a ring is taken as it is.
+    let later = Now {
+        mono_ms: now.mono_ms + super::membership::OWN_CHANGE_STAND_MS,
+        ..now
+    };
+    let forgotten = core.ring().try_without_member("n4").unwrap();
+    core.handle_peer(later, "n2".into(), ring_state(&forgotten), store);
+    assert!(
+        !core.ring().contains("n4"),
+        "n4 fought a ring made long after its join"
+    );
+}
+
+/// A leave and a join made at once: whichever ring wins, the other node makes its change again,
+/// and the ring ends without the leaver and with the joiner.
+#[test]
+fn a_concurrent_leave_and_join_both_hold() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let token = net.request("n4", Request::Leave);
+    membership_reply(&mut net, token);
+    gossip_rounds(&mut net, 10);
+    let token = net.request("n3", Request::Leave);
+    let (left, _) = membership_reply(&mut net, token);
+    let join = Request::Join {
+        id: "n4".into(),
+        addr: "n4:7000".into(),
+        weight: 1,
+    };
+    let token = net.request("n1", join);
+    let (joined, addrs) = membership_reply(&mut net, token);
+    assert_eq!(
+        left.version(),
+        joined.version(),
+        "two changes of one version"
+    );
+    let now = net.now();
+    let core = &mut net.nodes.get_mut("n4").unwrap().0;
+    assert!(core.adopt(joined, &addrs));
+    core.note_own_change(true, 1, now.mono_ms);
+    gossip_rounds(&mut net, 20);
+    for node in net.nodes.keys() {
+        let members: Vec<&NodeId> = net.nodes[node].0.ring().members().keys().collect();
+        assert_eq!(members, ["n1", "n2", "n4"], "{node}");
+    }
+}

@@ -455,7 +455,13 @@ pub async fn run<E: Env>(
         Err(e) => return Err(e),
     }
     if let Some((ring, addrs)) = joined {
-        core.adopt(ring, &addrs);
+        let weight = ring.members().get(&config.id).copied();
+        // The driver's clock starts at 0 just below: the join is made now.
+        if core.adopt(ring, &addrs)
+            && let Some(weight) = weight
+        {
+            core.note_own_change(true, weight, 0);
+        }
     }
 
     let start = Instant::now();
