@@ -1600,3 +1600,398 @@ fn reading_a_failed_put_s_cart_item_inside_another_value_is_not_visible() {
     let h = cput(h, 3, "b", json!(["a", "b", "f"]), &["a", "f"], 3);
     ok(&finals(h, &[csib("b", json!(["a", "b", "f"]), 3, true)]).check());
 }
+
+// ---- Strings are compared as decoded JSON strings ----
+
+#[test]
+fn keys_write_ids_nodes_and_items_spelled_with_escapes_are_the_same_strings() {
+    // The key "ké", the write id "p\"1" and the node "n1" each spelled two ways.
+    let lines = [
+        r#"{"index":0,"time":0,"process":"harness","type":"info","f":"config","value":{"history_format":2,"n":3,"r":2,"w":2,"workload":"cart","fsync":{"policy":"always"},"node":{"sloppy_quorum":false}}}"#,
+        r#"{"index":1,"time":1,"process":1,"type":"invoke","f":"put","key":"k\u00e9","write":"p\"1","value":["p\"1"],"observed":[]}"#,
+        r#"{"index":2,"time":2,"process":1,"type":"ok","f":"put","key":"ké","write":"p\u00221","dot":["n\u0031",1],"clock":{}}"#,
+        r#"{"index":3,"time":3,"process":2,"type":"invoke","f":"put","key":"ké","write":"q","value":["p\u00221","q"],"observed":["p\u00221"]}"#,
+        r#"{"index":4,"time":4,"process":2,"type":"ok","f":"put","key":"k\u00e9","write":"q","dot":["n1",2],"clock":{"n\u0031":1}}"#,
+        r#"{"index":5,"time":5,"process":3,"type":"invoke","f":"get","key":"k\u00e9"}"#,
+        r#"{"index":6,"time":6,"process":3,"type":"ok","f":"get","key":"ké","values":[{"write":"q","value":["p\"1","q"],"dot":["n1",2],"clock":{"n1":1}}]}"#,
+        r#"{"index":7,"time":7,"process":"harness","type":"info","f":"phase","value":"final"}"#,
+        r#"{"index":8,"time":8,"process":"harness","type":"info","f":"replica-state","key":"k\u00e9","node":"n1","values":[{"write":"q","value":["p\u0022\u0031","q"],"dot":["n1",2],"clock":{"n1":1}}]}"#,
+        r#"{"index":9,"time":9,"process":"harness","type":"info","f":"replica-state","key":"ké","node":"n2","values":[{"write":"q","value":["p\"1","q"],"dot":["n1",2],"clock":{"n1":1}}]}"#,
+    ];
+    let text = lines.join("\n") + "\n";
+    let parsed = parse_reader(text.as_bytes()).unwrap();
+    let r = dynamo_checker::check(&parsed.history);
+    ok(&r);
+    assert_eq!(r.stats.keys, 1);
+    // Drop the item of p"1 from q's final value: that is not the value q wrote (a phantom), so q
+    // is not present, and neither it nor p"1 survives.
+    let text = text.replace(r#""value":["p\u0022\u0031","q"]"#, r#""value":["q"]"#);
+    let text = text.replace(
+        r#""value":["p\"1","q"],"dot":["n1",2],"clock":{"n1":1}}]}"#,
+        r#""value":["q"],"dot":["n1",2],"clock":{"n1":1}}]}"#,
+    );
+    let parsed = parse_reader(text.as_bytes()).unwrap();
+    let r = dynamo_checker::check(&parsed.history);
+    bad(&r, &["lost-write", "phantom-read"]);
+    assert_eq!(lost_ids(&r), ["p\"1", "q"]);
+}
+
+// ---- lost-write, exhaustively over small histories, against the page's words ----
+
+/// One write of the small histories: its kind, how it ended, and the earlier writes it observed.
+#[derive(Clone, Copy, Debug)]
+struct W {
+    delete: bool,
+    /// "ok", "info", "fail" or "pending".
+    end: &'static str,
+    /// Bit i: observed write i.
+    observed: u32,
+}
+
+/// Bit i of the result: write i is lost, by the page's lost-write definition read literally.
+fn lost_by_the_page(ws: &[W], present: u32, gc: bool, cart: bool) -> u32 {
+    let n = ws.len();
+    // anc[j]: the strict ancestors of j by observed, transitively.
+    let mut anc = vec![0u32; n];
+    for j in 0..n {
+        for i in 0..j {
+            if ws[j].observed >> i & 1 == 1 {
+                anc[j] |= anc[i] | 1 << i;
+            }
+        }
+    }
+    let ancestor_of_present =
+        |i: usize| (0..n).any(|p| present >> p & 1 == 1 && anc[p] >> i & 1 == 1);
+    let is_present = |i: usize| present >> i & 1 == 1;
+    // The items of each put's value: what it observed's items (puts' only) plus its own.
+    let mut items = vec![0u32; n];
+    for j in 0..n {
+        if ws[j].delete {
+            continue;
+        }
+        items[j] = 1 << j;
+        for i in 0..j {
+            if ws[j].observed >> i & 1 == 1 && !ws[i].delete {
+                items[j] |= items[i];
+            }
+        }
+    }
+    let final_items: u32 = (0..n)
+        .filter(|&p| is_present(p))
+        .map(|p| items[p])
+        .fold(0, |a, b| a | b);
+    let mut lost = 0;
+    for i in 0..n {
+        if ws[i].end != "ok" {
+            continue;
+        }
+        let mut is_lost = !is_present(i) && !ancestor_of_present(i);
+        if is_lost && gc {
+            if ws[i].delete {
+                // No loss unless a write it observed, directly or transitively, is present.
+                is_lost = (0..n).any(|p| anc[i] >> p & 1 == 1 && is_present(p));
+            } else {
+                // Excused by a descendant delete that did not end fail.
+                let excused =
+                    (0..n).any(|d| ws[d].delete && ws[d].end != "fail" && anc[d] >> i & 1 == 1);
+                is_lost = !excused;
+            }
+        }
+        if !is_lost && cart && !ws[i].delete && final_items >> i & 1 == 0 {
+            // Unless a delete lies between: a descendant delete, present or an ancestor of a
+            // present write (with gc, the checker also counts one that did not end fail).
+            let between = (0..n).any(|d| {
+                ws[d].delete
+                    && anc[d] >> i & 1 == 1
+                    && (is_present(d) || ancestor_of_present(d) || (gc && ws[d].end != "fail"))
+            });
+            is_lost = !between;
+        }
+        if is_lost {
+            lost |= 1 << i;
+        }
+    }
+    lost
+}
+
+fn small_history(ws: &[W], present: u32, gc: bool, cart: bool) -> H {
+    let workload = if cart { "cart" } else { "register" };
+    let mut h = H::new().config_with(workload, json!({"tombstone_gc": gc}));
+    let id = |i: usize| format!("w{i}");
+    let mut values: Vec<Value> = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        let observed: Vec<String> = (0..i)
+            .filter(|&o| w.observed >> o & 1 == 1)
+            .map(id)
+            .collect();
+        let observed: Vec<&str> = observed.iter().map(String::as_str).collect();
+        let p = i as u64 + 1;
+        let me = id(i);
+        let value = if w.delete {
+            Value::Null
+        } else if cart {
+            let mut items: Vec<String> = vec![me.clone()];
+            for o in 0..i {
+                if w.observed >> o & 1 == 1 && !ws[o].delete {
+                    for item in values[o].as_array().unwrap() {
+                        items.push(item.as_str().unwrap().to_owned());
+                    }
+                }
+            }
+            items.sort();
+            items.dedup();
+            json!(items)
+        } else {
+            json!(me)
+        };
+        values.push(value.clone());
+        let f = if w.delete { "delete" } else { "put" };
+        h = if w.delete {
+            h.delete(p, "k", &me, &observed)
+        } else {
+            h.put_value(p, "k", &me, value, &observed)
+        };
+        h = match w.end {
+            "ok" => h.ok(p, f, "k", &me, None),
+            "pending" => h,
+            end => h.end(p, end, f, "k", &me),
+        };
+    }
+    let finals: Vec<S> = (0..ws.len())
+        .filter(|&i| present >> i & 1 == 1)
+        .map(|i| S::valued(&id(i), values[i].clone()))
+        .collect();
+    h.phase("heal").phase("final").replicas("k", &finals)
+}
+
+#[test]
+fn lost_write_every_small_history_agrees_with_the_page() {
+    // Three writes on one key: each a put or a delete, ended ok, info, fail or pending (then it
+    // is the process's last event), observing any set of the earlier ones; any set of them
+    // present in the final state; with and without tombstone_gc, register and cart.
+    let ends = ["ok", "info", "fail", "pending"];
+    let mut checked = 0;
+    for kinds in 0..8u32 {
+        for e in 0..64u32 {
+            for obs in 0..8u32 {
+                let ws: Vec<W> = (0..3)
+                    .map(|i| W {
+                        delete: kinds >> i & 1 == 1,
+                        end: ends[(e >> (2 * i) & 3) as usize],
+                        observed: match i {
+                            0 => 0,
+                            1 => obs & 1,
+                            _ => obs >> 1,
+                        },
+                    })
+                    .collect();
+                for present in 0..8u32 {
+                    for gc in [false, true] {
+                        for cart in [false, true] {
+                            let expected = lost_by_the_page(&ws, present, gc, cart);
+                            let r = small_history(&ws, present, gc, cart).check();
+                            let got = lost_ids(&r)
+                                .iter()
+                                .map(|w| 1u32 << w[1..].parse::<u32>().unwrap())
+                                .fold(0, |a, b| a | b);
+                            assert_eq!(
+                                got,
+                                expected,
+                                "{ws:?} present {present:03b} gc {gc} cart {cart}: {}",
+                                summary(&r)
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 8 * 64 * 8 * 8 * 4);
+}
+
+// ---- quorum-read-miss, exhaustively over small histories, against the page's words ----
+
+/// The writes a strict-quorum read missed, by the page: acknowledged (ok) earlier in the history
+/// than the read's invoke, neither returned nor an ancestor (by observed) of a returned write, with
+/// no excusing fault between the ack and the read's completion; in v1 (and, as the checker reads
+/// the page, with tombstone_gc) not a delete invoked before the read completed, nor an ancestor of
+/// one (a delete that ended fail took no effect and counts for nothing).
+#[allow(clippy::too_many_arguments)]
+fn missed_by_the_page(
+    ws: &[W],
+    at: &[(u64, Option<u64>)],
+    read: (u64, u64),
+    returned: u32,
+    fault: Option<u64>,
+    lenient: bool,
+) -> Vec<String> {
+    let n = ws.len();
+    let mut anc = vec![0u32; n];
+    for j in 0..n {
+        for i in 0..j {
+            if ws[j].observed >> i & 1 == 1 {
+                anc[j] |= anc[i] | 1 << i;
+            }
+        }
+    }
+    let mut missed = Vec::new();
+    for i in 0..n {
+        let Some(ack) = at[i].1.filter(|_| ws[i].end == "ok") else {
+            continue;
+        };
+        if ack >= read.0 {
+            continue;
+        }
+        let covered = (0..n).any(|r| returned >> r & 1 == 1 && (r == i || anc[r] >> i & 1 == 1));
+        let exempt = lenient
+            && (0..n).any(|d| {
+                ws[d].delete
+                    && ws[d].end != "fail"
+                    && at[d].0 < read.1
+                    && (d == i || anc[d] >> i & 1 == 1)
+            });
+        let excused = fault.is_some_and(|f| ack < f && f < read.1);
+        if !covered && !exempt && !excused {
+            missed.push(format!("w{i}"));
+        }
+    }
+    missed
+}
+
+#[test]
+fn quorum_read_miss_every_small_history_agrees_with_the_page() {
+    let ends = ["ok", "info", "fail"];
+    let (mut checked, mut flagged) = (0, 0);
+    // The events in order: w0 invoke (slot 0), w0 end (1), w1 invoke (2), w1 end (3); the read's
+    // invoke goes before slot `ri`, its completion before slot `rc` (4: at the end), a wipe of a
+    // replica before slot `fi` (5: none).
+    for kinds in 0..4u32 {
+        for e in 0..9u32 {
+            for obs in 0..2u32 {
+                let ws: Vec<W> = (0..2)
+                    .map(|i| W {
+                        delete: kinds >> i & 1 == 1,
+                        end: ends[(if i == 0 { e % 3 } else { e / 3 }) as usize],
+                        observed: if i == 1 { obs } else { 0 },
+                    })
+                    .collect();
+                for ri in 0..=4u32 {
+                    for rc in ri..=4u32 {
+                        for fi in 0..=5u32 {
+                            for returned in 0..4u32 {
+                                for (v1, gc) in [(false, false), (false, true), (true, false)] {
+                                    let got = qrm_small(&ws, ri, rc, fi, returned, v1, gc);
+                                    checked += 1;
+                                    let (r, expected) = got;
+                                    flagged += usize::from(!expected.is_empty());
+                                    let missed: Vec<String> =
+                                        match all(&r, Kind::QuorumReadMiss).first() {
+                                            Some(Finding::QuorumReadMiss(q)) => {
+                                                let mut m = q.missed.clone();
+                                                m.sort();
+                                                m
+                                            }
+                                            _ => Vec::new(),
+                                        };
+                                    assert_eq!(
+                                        missed,
+                                        expected,
+                                        "{ws:?} read {ri}..{rc} fault {fi} returned {returned:02b} v1 {v1} gc {gc}: {}",
+                                        summary(&r)
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000 && flagged > 1_000, "{checked} {flagged}");
+}
+
+/// Builds and checks one small quorum history; returns the results and the page's missed writes.
+fn qrm_small(
+    ws: &[W],
+    ri: u32,
+    rc: u32,
+    fi: u32,
+    returned: u32,
+    v1: bool,
+    gc: bool,
+) -> (Results, Vec<String>) {
+    let mut config = json!({"nodes":["n1","n2","n3"],"n":3,"r":2,"w":2,"workload":"register",
+        "seed":1,"fsync":{"policy":"always"},"node":{"sloppy_quorum":false},"tombstone_gc":gc});
+    if !v1 {
+        config["history_format"] = json!(2);
+    }
+    let mut h =
+        H::new().raw(json!({"process":"harness","type":"info","f":"config","value":config}));
+    let mut index = 1u64; // the config is index 1; H numbers lines from 1
+    let mut at: Vec<(u64, Option<u64>)> = vec![(0, None); ws.len()];
+    let mut read = (0u64, 0u64);
+    let mut fault = None;
+    let id = |i: usize| format!("w{i}");
+    let sibling = |i: usize| {
+        if ws[i].delete {
+            S::tombstone(&id(i))
+        } else {
+            S::new(&id(i))
+        }
+    };
+    let sibs: Vec<S> = (0..ws.len())
+        .filter(|&i| returned >> i & 1 == 1)
+        .map(sibling)
+        .collect();
+    for slot in 0..=5u32 {
+        if slot == fi && slot < 5 {
+            index += 1;
+            fault = Some(index);
+            h = h.nemesis_on("wipe", "n2");
+        }
+        if slot == ri {
+            index += 1;
+            read.0 = index;
+            h = h.get(9, "k");
+        }
+        if slot == rc {
+            index += 1;
+            read.1 = index;
+            h = h.ok_get(9, "k", &sibs);
+        }
+        if slot >= 4 {
+            continue;
+        }
+        let i = (slot / 2) as usize;
+        let w = ws[i];
+        let me = id(i);
+        let p = i as u64 + 1;
+        let f = if w.delete { "delete" } else { "put" };
+        let observed: Vec<String> = (0..i)
+            .filter(|&o| w.observed >> o & 1 == 1)
+            .map(id)
+            .collect();
+        let observed: Vec<&str> = observed.iter().map(String::as_str).collect();
+        index += 1;
+        if slot % 2 == 0 {
+            at[i].0 = index;
+            h = if w.delete {
+                h.delete(p, "k", &me, &observed)
+            } else {
+                h.put(p, "k", &me, &observed)
+            };
+        } else {
+            at[i].1 = Some(index);
+            h = if w.end == "ok" {
+                h.ok(p, f, "k", &me, None)
+            } else {
+                h.end(p, w.end, f, "k", &me)
+            };
+        }
+    }
+    let all_sibs: Vec<S> = (0..ws.len()).map(sibling).collect();
+    let h = h.phase("heal").phase("final").replicas("k", &all_sibs);
+    let expected = missed_by_the_page(ws, &at, read, returned, fault, v1 || gc);
+    (h.check(), expected)
+}
