@@ -1995,3 +1995,43 @@ fn qrm_small(
     let expected = missed_by_the_page(ws, &at, read, returned, fault, v1 || gc);
     (h.check(), expected)
 }
+
+// ---- More processes and figures ----
+
+#[test]
+fn a_process_whose_operation_failed_or_succeeded_may_invoke_again() {
+    let h = a(reg())
+        .put(1, "k", "f", &["a"])
+        .end(1, "fail", "put", "k", "f");
+    let h = h.get(1, "k").ok_get(1, "k", &[sa()]);
+    ok(&finals(h, &[sa()]).check());
+}
+
+#[test]
+fn consistency_window_runs_from_the_ack_to_the_start_of_the_last_read_that_missed_it() {
+    // a acked at 3 ms; reads start at 10 ms (miss), 20 ms (see), 30 ms (miss), 40 ms (see): every
+    // read that starts after 30 ms sees it, so its window is 27 ms.
+    let mut h = a(reg());
+    for (i, (start, sees)) in [(10, false), (20, true), (30, false), (40, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let p = 10 + i as u64;
+        let sibs = if sees { vec![sa()] } else { vec![] };
+        h = h
+            .get(p, "k")
+            .at(start * 1_000_000)
+            .ok_get(p, "k", &sibs)
+            .at(start * 1_000_000 + 500_000);
+    }
+    let r = finals(h, &[sa()]).check();
+    ok(&r);
+    assert_eq!(warnings(&r), ["stale-read"]);
+    let v = serde_json::to_value(&r).unwrap();
+    let w = &v["stats"]["consistency_window_ns"];
+    assert_eq!(
+        (&w["count"], &w["max"], &w["never"]),
+        (&json!(1), &json!(27_000_000), &json!(0)),
+        "{w}"
+    );
+}
