@@ -1817,7 +1817,6 @@ fn lost_write_every_small_history_agrees_with_the_page() {
 /// no excusing fault between the ack and the read's completion; in v1 (and, as the checker reads
 /// the page, with tombstone_gc) not a delete invoked before the read completed, nor an ancestor of
 /// one (a delete that ended fail took no effect and counts for nothing).
-#[allow(clippy::too_many_arguments)]
 fn missed_by_the_page(
     ws: &[W],
     at: &[(u64, Option<u64>)],
@@ -2034,4 +2033,95 @@ fn consistency_window_runs_from_the_ack_to_the_start_of_the_last_read_that_misse
         (&json!(1), &json!(27_000_000), &json!(0)),
         "{w}"
     );
+}
+
+#[test]
+fn lost_write_every_small_v1_history_with_contexts_agrees_with_the_page() {
+    // v1: "a put or delete there also observed every delete on its key, invoked before it, whose
+    // dot its context covers". Write i is acknowledged with the dot (n1, i + 1); its context is
+    // the clock "n1=c" for c up to i (0: no context).
+    let ends = ["ok", "info", "fail"];
+    for kinds in 0..8u32 {
+        for e in 0..27u32 {
+            for obs in 0..8u32 {
+                for ctx in 0..6u32 {
+                    let contexts = [0, ctx % 2, ctx / 2];
+                    let ws: Vec<W> = (0..3)
+                        .map(|i| W {
+                            delete: kinds >> i & 1 == 1,
+                            end: ends[(e / 3u32.pow(i) % 3) as usize],
+                            observed: match i {
+                                0 => 0,
+                                1 => obs & 1,
+                                _ => obs >> 1,
+                            },
+                        })
+                        .collect();
+                    // The page's substitute, as observed entries.
+                    let mut with_ctx = ws.clone();
+                    for (b, w) in with_ctx.iter_mut().enumerate() {
+                        for (d, earlier) in ws.iter().enumerate().take(b) {
+                            let dot = d as u32 + 1;
+                            if earlier.delete && earlier.end == "ok" && contexts[b] >= dot {
+                                w.observed |= 1 << d;
+                            }
+                        }
+                    }
+                    for present in 0..8u32 {
+                        for gc in [false, true] {
+                            let expected = lost_by_the_page(&with_ctx, present, gc, false);
+                            let h = small_v1_history(&ws, &contexts, present, gc);
+                            let r = h.check();
+                            let got = lost_ids(&r)
+                                .iter()
+                                .map(|w| 1u32 << w[1..].parse::<u32>().unwrap())
+                                .fold(0, |a, b| a | b);
+                            assert_eq!(
+                                got,
+                                expected,
+                                "{ws:?} contexts {contexts:?} present {present:03b} gc {gc}: {}",
+                                summary(&r)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn small_v1_history(ws: &[W], contexts: &[u32], present: u32, gc: bool) -> H {
+    let mut h = H::new().raw(json!({"process":"harness","type":"info","f":"config",
+        "value":{"n":3,"r":2,"w":2,"workload":"register","tombstone_gc":gc}}));
+    let id = |i: usize| format!("w{i}");
+    for (i, w) in ws.iter().enumerate() {
+        let observed: Vec<String> = (0..i)
+            .filter(|&o| w.observed >> o & 1 == 1)
+            .map(id)
+            .collect();
+        let p = i as u64 + 1;
+        let me = id(i);
+        let f = if w.delete { "delete" } else { "put" };
+        let mut invoke = json!({"process":p,"type":"invoke","f":f,"key":"k","write":me,
+            "value": if w.delete { Value::Null } else { json!(me) },"observed":observed});
+        if contexts[i] > 0 {
+            invoke["context"] = json!(format!("n1={}", contexts[i]));
+        }
+        h = h.raw(invoke);
+        h = match w.end {
+            "ok" => h.ok(p, f, "k", &me, Some(ver(Some(("n1", i as u64 + 1)), &[]))),
+            end => h.end(p, end, f, "k", &me),
+        };
+    }
+    let finals: Vec<S> = (0..ws.len())
+        .filter(|&i| present >> i & 1 == 1)
+        .map(|i| {
+            if ws[i].delete {
+                S::tombstone(&id(i))
+            } else {
+                S::new(&id(i))
+            }
+        })
+        .collect();
+    h.phase("heal").phase("final").replicas("k", &finals)
 }
