@@ -468,3 +468,56 @@ fn rounds_in_flight_are_bounded_by_the_bytes_they_hold() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A peer's `Forward` carrying an admin request: a node forwards only a client's put, but the
+/// core started whatever a `Forward` carried, admin verbs included. A `Forward { Leave }` from
+/// n2 made n1 leave the ring, a `Forward { Forget }` removed a member and a `Forward { Join }`
+/// added one: the shell refuses every request on a peer link ("a peer link carries peer
+/// messages, not requests"), and the forward went around that rule. It is now refused, with an
+/// answer saying why, and the ring stays as it was.
+#[test]
+fn a_forwarded_admin_request_is_refused_and_the_ring_stays() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let ring = net.nodes["n1"].0.ring().clone();
+    net.isolate("n4");
+    net.nodes
+        .get_mut("n1")
+        .unwrap()
+        .0
+        .handle_peer_status(&"n4".into(), false);
+    net.advance(HEARD_FRESH_MS + 1);
+    net.cut.clear();
+    let admin = [
+        Request::Leave,
+        Request::Forget { id: "n4".into() },
+        Request::Join {
+            id: "n9".into(),
+            addr: "n9:7000".into(),
+            weight: 64,
+        },
+        Request::Status,
+        Request::ReplicaState { key: b"k".to_vec() },
+    ];
+    for (req, request) in admin.into_iter().enumerate() {
+        let what = format!("{request:?}");
+        let forward = PeerMessage::Forward {
+            req: req as u64,
+            request,
+        };
+        // The answer goes back to n2 as a `ForwardReply`: look at it as it leaves.
+        let now = net.now();
+        let (core, store) = net.nodes.get_mut("n1").unwrap();
+        core.handle_peer(now, "n2".into(), forward, store);
+        let released = core
+            .poll_ready(store)
+            .apply(store, core.config())
+            .expect("a memory store does not fail");
+        let answer = released.messages.iter().find_map(|(to, m)| match m {
+            PeerMessage::ForwardReply { response, .. } if to == "n2" => Some(response.clone()),
+            _ => None,
+        });
+        let answer = answer.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert!(message(&answer).contains("forward"), "{what}: {answer:?}");
+        assert_eq!(net.nodes["n1"].0.ring(), &ring, "{what} moved the ring");
+    }
+}

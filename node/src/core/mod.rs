@@ -428,7 +428,18 @@ impl Core {
         match message {
             PeerMessage::Forward { req, request } => {
                 let origin = Origin::Forwarded { from, req };
-                self.start(now, origin, request, store, true);
+                // A node forwards only a client's put (`Core::route_put`). An admin request in a
+                // forward would go around the shell's rule that a peer link carries no requests,
+                // and a peer's `Forward { Leave }` made this node leave the ring.
+                if request.is_admin() {
+                    tracing::warn!(node = %self.config.id, ?origin, "a forwarded admin request refused");
+                    let message = "an admin request cannot be forwarded: a node forwards only \
+                                   a client's put"
+                        .to_string();
+                    self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                } else {
+                    self.start(now, origin, request, store, true);
+                }
             }
             PeerMessage::ForwardReply { req, response } => {
                 if let Some(Round::Forward(f)) = self.rounds.get(&req)

@@ -393,9 +393,10 @@ impl FrameGen {
     pub fn peer_message(&mut self, ring_messages: bool) -> PeerMessage {
         loop {
             let message = match self.below(13) {
+                // Admin requests included: a node refuses them in a forward, whatever the ring.
                 0 => PeerMessage::Forward {
                     req: self.req(),
-                    request: self.data_request(),
+                    request: self.request(),
                 },
                 1 => PeerMessage::ForwardReply {
                     req: self.req(),
