@@ -47,6 +47,14 @@ impl Held {
         self.by_key.get(key).into_iter().flatten()
     }
 
+    /// Whether any hint is held for `owner`.
+    pub fn holds_for(&self, owner: &NodeId) -> bool {
+        self.by_owner
+            .range((owner.clone(), Vec::new())..)
+            .next()
+            .is_some_and(|(o, _)| o == owner)
+    }
+
     /// Every hint, as (owner, key), by owner then key.
     pub fn iter(&self) -> impl Iterator<Item = &(NodeId, Vec<u8>)> {
         self.by_owner.iter()

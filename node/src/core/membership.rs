@@ -61,6 +61,13 @@ impl Core {
             );
             return false;
         }
+        let newer = match ring.version().cmp(&self.ring.version()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
+            }
+        };
         let mut new_node = false;
         for (id, addr) in addrs {
             if self.addrs.contains_key(id)
@@ -69,20 +76,19 @@ impl Core {
             {
                 continue;
             }
-            if self.addrs.len() >= KNOWN_NODES_MAX {
+            // A member's address always finds room, in the place of a node that is no member:
+            // a table filled by gossip (hundreds of made-up names in one peer's frame) must not
+            // keep this node from every join and from every ring that adds a node.
+            let member = self.ring.contains(id) || (newer && ring.contains(id));
+            if self.addrs.len() >= KNOWN_NODES_MAX
+                && !(member && self.forget_a_non_member(&ring, newer))
+            {
                 tracing::warn!(node = %self.config.id, %id, "{KNOWN_NODES_MAX} nodes known already: a new one ignored");
-                break;
+                continue;
             }
             self.addrs.insert(id.clone(), addr.clone());
             new_node = true;
         }
-        let newer = match ring.version().cmp(&self.ring.version()) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => {
-                postcard::to_stdvec(&ring).ok() > postcard::to_stdvec(&self.ring).ok()
-            }
-        };
         let usable = ring.members().keys().all(|m| self.addrs.contains_key(m));
         let adopted = newer && usable;
         if adopted {
@@ -159,6 +165,30 @@ impl Core {
                 tracing::warn!(node = %me, error = %e, "cannot make this node's own membership change again")
             }
         }
+    }
+
+    /// Makes room in the full table of known nodes for a member of this node's ring or of `ring`
+    /// (which is about to be adopted if `newer`): forgets the first node, in id order, that is
+    /// neither this node nor a member of either ring and holds no hint of this node's. Such a
+    /// node is known only so that a node that left can finish handing its data over (best
+    /// effort: its keys have other replicas). Returns whether there was one.
+    fn forget_a_non_member(&mut self, ring: &Ring, newer: bool) -> bool {
+        let victim = self
+            .addrs
+            .keys()
+            .find(|id| {
+                let member = self.ring.contains(id) || (newer && ring.contains(id));
+                **id != self.config.id && !member && !self.hints.holds_for(id)
+            })
+            .cloned();
+        let Some(victim) = victim else {
+            return false;
+        };
+        tracing::warn!(node = %self.config.id, %victim, "{KNOWN_NODES_MAX} nodes known: forgetting one that is no member, to make room for a member");
+        self.addrs.remove(&victim);
+        self.unreachable.remove(&victim);
+        self.last_heard_ms.remove(&victim);
+        true
     }
 
     /// Removes `id`, a member gone for good, from the ring (the admin's `forget`): its partitions
