@@ -226,6 +226,8 @@ impl FileSystem for StdFs {
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let path = dir.join(LOCK_FILE_NAME);
+        // A FIFO in its place would block the open below until a reader came: for ever.
+        refuse_special(&path)?;
         // Named in the error (a directory or an unwritable file in its place): the node refuses
         // to start with it, and "Is a directory" alone does not say where to look.
         let file = std::fs::OpenOptions::new()
@@ -891,6 +893,33 @@ mod tests {
         let file = tmp.path().join("data");
         StdFs.open(&file, true).unwrap();
         StdFs.open(&file, false).unwrap();
+    }
+
+    /// The disk, a FIFO where the data directory's `LOCK` file should be (a botched restore,
+    /// a tampered directory): opening it to write blocked until some process opened it to read,
+    /// so the node hung at start for ever, saying nothing. It is now refused, naming the path,
+    /// as the node's other files are.
+    #[test]
+    fn a_fifo_in_place_of_the_lock_file_is_refused_not_waited_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lock = tmp.path().join(LOCK_FILE_NAME);
+        let made = std::process::Command::new("mkfifo").arg(&lock).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // No mkfifo here: nothing to test.
+        }
+        let dir = tmp.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(StdFs.lock_dir(&dir).map(|_| ()));
+        });
+        let locked = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("lock_dir returned (it waited on the FIFO)");
+        let error = locked.expect_err("a FIFO is no lock file");
+        assert!(
+            error.to_string().contains(&lock.display().to_string()),
+            "{error}"
+        );
     }
 
     #[test]
