@@ -282,7 +282,9 @@ impl<F: FileSystem> LogStore<F> {
                 file = %path.display(),
                 "removing the output of an unfinished compaction"
             );
-            fs.remove_file(&path)?;
+            // Named in the error: a directory in its place gives only "Is a directory".
+            fs.remove_file(&path)
+                .map_err(|e| at(e, "removal of the unfinished compaction output", &path))?;
             report.compaction_files_removed += 1;
         }
 
@@ -297,7 +299,8 @@ impl<F: FileSystem> LogStore<F> {
                         file = %path.display(),
                         "removing a data file that a committed compaction superseded"
                     );
-                    fs.remove_file(&path)?;
+                    fs.remove_file(&path)
+                        .map_err(|e| at(e, "removal of the superseded data file", &path))?;
                     report.superseded_files_removed += 1;
                 }
                 report_missing(&mut report, dir, m, &data_ids);

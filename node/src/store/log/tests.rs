@@ -1322,3 +1322,39 @@ fn file_ids_past_the_limit_are_damage_and_remove_nothing() {
     );
     assert!(fs.exists(&past), "nothing removed");
 }
+
+/// The disk, a directory where recovery removes a file: the output of an unfinished compaction
+/// (`NNNNNN.compact`) or a data file a committed compaction superseded, replaced by a directory
+/// (a botched restore, an operator's mistake). Recovery refused with only "Is a directory (os
+/// error 21)", which names nothing to look at; the refusal now names the path. With the
+/// directory gone, the store opens with everything.
+#[test]
+fn a_directory_where_recovery_removes_a_file_is_named_in_the_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (mut store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    for i in 0..20 {
+        store.put(&key(i), &value(i, i)).unwrap();
+    }
+    store.compact().unwrap();
+    let model = contents(&store);
+    let first = *store.files.keys().next().unwrap();
+    drop(store);
+    for path in [
+        file_path(&dir, 7, FileKind::Compact),
+        file_path(&dir, first - 1, FileKind::Data),
+    ] {
+        std::fs::create_dir(&path).unwrap();
+        let error = LogStore::open(StdFs, &dir, options(256))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{}: {error}",
+            path.display()
+        );
+        std::fs::remove_dir(&path).unwrap();
+    }
+    let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    assert_eq!(contents(&store), model);
+}
