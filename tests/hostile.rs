@@ -1123,3 +1123,52 @@ fn a_directory_where_a_file_should_be_is_named_in_the_refusal() {
     cluster.wait_ready();
     assert_eq!(cluster.values(0, "k"), ["v"]);
 }
+
+/// The damaged disk, checksums intact: a stopped node's data file holds hint records no node
+/// could have written: one "for" the node itself, one for a node nobody knows, one of an empty
+/// key. The node sent the first to itself at its first hint round (a debug build panicked and
+/// the node stopped; a release build sent it to nowhere at every round, for ever), and the
+/// others to nowhere or to an owner that refused them, for ever. It now takes the first two
+/// into its own state and drops the third; it keeps serving, and their write reads back.
+#[test]
+fn hints_on_disk_no_node_could_have_written_do_not_stop_the_node() {
+    use dynamo_node::store::keyspace::{Keyspace, ReadState};
+    use dynamo_node::store::log::{LogOptions, LogStore};
+
+    let mut cluster = Cluster::start(3, false, &[]);
+    cluster.put(0, "k", "v1");
+    cluster.kill(0);
+    {
+        let options = LogOptions {
+            max_file_bytes: 64 * 1024 * 1024,
+        };
+        let (log, _) =
+            LogStore::open(dynamo_node::fs::StdFs, cluster.dirs[0].path(), options).unwrap();
+        let mut keyspace = Keyspace::new(log);
+        let state = keyspace.read_state(b"k").unwrap();
+        assert!(!state.siblings.is_empty(), "n1 stored k");
+        for (owner, key) in [
+            ("n1", &b"self-key"[..]),
+            ("nobody", b"stranger-key"),
+            ("n2", b""),
+        ] {
+            keyspace.write_hint(owner, key, Some(&state)).unwrap();
+        }
+        keyspace.sync().unwrap();
+    }
+    cluster.spawn(0);
+    cluster.wait_ready();
+    sleep(Duration::from_millis(2_000));
+    let exited = cluster.procs[0].as_mut().unwrap().try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "n1 exited ({exited:?}): {}",
+        std::fs::read_to_string(cluster.log(0)).unwrap_or_default()
+    );
+    for key in ["k", "self-key", "stranger-key"] {
+        assert_eq!(cluster.values(1, key), ["v1"], "{key}");
+    }
+    let status = cluster.cli(0, &["status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["hints_pending"], 0, "{status}");
+}

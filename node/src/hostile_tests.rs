@@ -569,3 +569,42 @@ fn made_up_nodes_in_gossip_cannot_keep_a_node_from_new_members() {
     send(&mut net, "n2", "n1", gossip);
     assert_eq!(net.nodes["n1"].0.ring(), &grown, "n1 took the new ring");
 }
+
+/// The damaged disk, checksums intact: hint records no node could have written (a bug of an
+/// earlier version, a hand-edited or restored file). A hint n1 holds "for n1" made it send a
+/// `Store` to itself at every hint round (a debug build panicked: "a node never messages
+/// itself"); a hint for a node nobody knows was sent to nowhere at every round, for ever, and
+/// its write never reached the key's owners; a hint of a key no client could send was sent to
+/// its owner, who refused it, at every round, for ever. A hint for this node itself or for a
+/// node it does not know is now taken into its own state (the hand-over takes it to the owners
+/// from there); a hint of a bad key is dropped as damage.
+#[test]
+fn hints_on_disk_no_node_could_have_written_are_taken_in_or_dropped() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let mut hinted = KeyVersions::new();
+    hinted.put("z.1", &VClock::new(), b"hinted".to_vec(), false, 1);
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        store.write_hint("n1", b"self-key", Some(&hinted)).unwrap();
+        store
+            .write_hint("nobody", b"stranger-key", Some(&hinted))
+            .unwrap();
+        store.write_hint("n2", b"", Some(&hinted)).unwrap();
+        let long = vec![b'x'; crate::wire::KEY_BYTES_MAX + 1];
+        store.write_hint("n2", &long, Some(&hinted)).unwrap();
+    }
+    net.restart("n1");
+    for _ in 0..10 {
+        net.advance(500);
+        net.deliver_all();
+    }
+    assert_eq!(net.nodes["n1"].0.hints_pending(), 0);
+    assert!(net.nodes["n1"].1.hint_keys().is_empty(), "records deleted");
+    for key in [&b"self-key"[..], b"stranger-key"] {
+        assert_eq!(
+            values(&net.get("n2", key)),
+            vec![b"hinted".to_vec()],
+            "{key:?}"
+        );
+    }
+}

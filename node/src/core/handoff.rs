@@ -167,10 +167,15 @@ impl Core {
                 .deliveries
                 .values()
                 .any(|d| d.owner == owner && d.key == key);
-            if !in_flight && self.unreachable.contains(&owner) && !self.ring.contains(&owner) {
-                // The owner left the ring and is gone (forgotten): nobody will take the hint.
-                // This node takes the write in as its own copy; if it does not own the key, the
-                // hand-over sweep pushes it to the owners, who keep it.
+            // A hint "for" this node itself, or for a node it does not know, no node wrote
+            // (`merge_hint` refuses both): damage under a good checksum, which would be sent to
+            // itself or to nowhere at every round, for ever.
+            let no_owner = owner == self.config.id || !self.addrs.contains_key(&owner);
+            let gone = self.unreachable.contains(&owner) && !self.ring.contains(&owner);
+            if !in_flight && (no_owner || gone) {
+                // The owner left the ring and is gone (forgotten), or there is none: nobody will
+                // take the hint. This node takes the write in as its own copy; if it does not own
+                // the key, the hand-over sweep pushes it to the owners, who keep it.
                 self.absorb_hint(&owner, &key, store);
                 continue;
             }

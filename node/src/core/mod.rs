@@ -276,11 +276,17 @@ impl Core {
                 Err(e) => return Err(e),
             }
         }
-        self.hints = store
-            .hint_keys()
-            .into_iter()
-            .map(|(owner, key)| (NodeId::from(owner), key))
-            .collect();
+        for (owner, key) in store.hint_keys() {
+            let owner = NodeId::from(owner);
+            // A hint of a key no client could send was never written by a node (`merge_hint`
+            // refuses one): damage under a good checksum. Its owner would refuse it at every
+            // round, for ever.
+            if crate::wire::validate_key(&key).is_err() {
+                self.handle_storage_lost(LostRecord::Hint { owner, key });
+                continue;
+            }
+            self.hints.insert(owner, key);
+        }
         Ok(())
     }
 
