@@ -1172,3 +1172,82 @@ fn hints_on_disk_no_node_could_have_written_do_not_stop_the_node() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["hints_pending"], 0, "{status}");
 }
+
+/// Waits (10 s at most) for `child` to exit; its exit code and stderr, or `None` if it runs on
+/// (then it is killed).
+fn exit_of(mut child: Child) -> Option<(Option<i32>, String)> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return Some((status.code(), stderr));
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// A node started with another `--partitions` than its cluster's ring: restarted on a data
+/// directory whose saved ring has 64 partitions, n1 refused that ring without a word beyond a
+/// warning ("a ring no node could have made") and served on a ring of its own, of 128
+/// partitions and version 1, for good: it refused every ring its peers gossiped, and they its
+/// own, so it routed its clients' keys to replicas no other node agreed on. A node joining with
+/// another count was added to the seed's ring, then refused that ring the same way. Both now
+/// refuse to start, saying which count the cluster has, before the ring changes; with the
+/// right count, n1 starts and its key reads back.
+#[test]
+fn a_node_with_another_partition_count_than_its_cluster_refuses_to_start() {
+    let mut cluster = Cluster::start(3, false, &[]);
+    cluster.put(0, "k", "v");
+    // A ring change, so that n1 saves the ring it adopts.
+    let left = cluster.cli(2, &["leave"]);
+    assert!(left.status.success(), "{}", text(&left));
+    let start = Instant::now();
+    while cluster.ring(0).1 != 2 {
+        assert!(start.elapsed() < Duration::from_secs(15));
+        sleep(Duration::from_millis(200));
+    }
+    cluster.kill(0);
+    let started = Command::new(DYNAMO)
+        .args(cluster.serve_args(0))
+        .args(["--partitions", "128"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = exit_of(started).expect("n1 started with 128 partitions");
+    assert_eq!(code, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("--partitions 64"), "{stderr}");
+
+    // A new node joining through n2 with 128 partitions.
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let joining = Command::new(DYNAMO)
+        .args(["serve", "--id", "n4", "--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .args(["--join", &cluster.addrs[1], "--partitions", "128"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = exit_of(joining).expect("n4 joined with 128 partitions");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--partitions 64"), "{stderr}");
+    let (members, _) = cluster.ring(1);
+    assert!(!members.contains(&"n4".to_string()), "{members:?}");
+
+    cluster.spawn(0);
+    cluster.wait_ready();
+    assert_eq!(cluster.values(0, "k"), ["v"]);
+}

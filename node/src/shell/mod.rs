@@ -446,6 +446,7 @@ pub async fn run<E: Env>(
     // not worth stopping for: gossip brings the current ring.
     match keyspace.membership() {
         Ok(Some((ring, addrs))) => {
+            check_partition_count(&config, ring.partition_count(), "the data directory's ring")?;
             core.adopt(ring, &addrs);
         }
         Ok(None) => {}
@@ -591,6 +592,22 @@ pub async fn run<E: Env>(
     Ok(())
 }
 
+/// Refuses to go on with a ring of another partition count than this node's (`--partitions`):
+/// the node would refuse it, and every ring its peers gossip, and route by a ring of its own
+/// that no other node agrees on, for good.
+fn check_partition_count(config: &NodeConfig, theirs: u32, whose: &str) -> io::Result<()> {
+    if theirs == config.partition_count {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{whose} has {theirs} partitions, this node {}: every node of a cluster has the              same; start it with --partitions {theirs}",
+            config.partition_count
+        ),
+    ))
+}
+
 /// Compacts the log when its dead bytes exceed both the configured floor and its live bytes, so
 /// that a compaction at most halves the disk footprint's garbage and never runs for crumbs.
 fn maybe_compact<F: crate::fs::FileSystem>(
@@ -652,6 +669,19 @@ async fn join<E: Env>(
             let mut client = crate::client::Client::new(env.clone(), seed.clone())
                 .with_timeout_ms(config.request_timeout_ms)
                 .with_auth(auth.clone());
+            // The ring's partition count first: a node that cannot take the seed's ring must
+            // not be added to it.
+            match client.status().await {
+                Ok(status) => {
+                    let whose = format!("the ring of seed {seed}");
+                    check_partition_count(config, status.ring.partition_count(), &whose)?;
+                }
+                Err(e) => {
+                    tracing::warn!(%seed, error = %e, "cannot reach seed");
+                    last = format!("{seed}: {e}");
+                    continue;
+                }
+            }
             match client.request(request.clone()).await {
                 Ok(crate::wire::Response::Membership { ring, addrs }) => {
                     tracing::info!(node = %config.id, %seed, version = ring.version(), "joined");
