@@ -127,11 +127,27 @@ pub fn open_storage<E: Env>(
         }
         Err(e) => return Err(e),
     };
+    // A node issues only actor ids of its own name (`renew_actor`, and below): another node's
+    // (a restore that mixed two nodes' files, a hand-edited file) would make this node issue
+    // that node's counters too, two writes under one dot. Damage, like an unreadable record.
+    let own = |actor: &String| {
+        actor
+            .strip_prefix(config.id.as_str())
+            .is_some_and(|suffix| suffix.starts_with('.'))
+    };
+    let foreign = stored.clone().filter(|actor| !own(actor));
+    let stored = stored.filter(own);
     // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
     // its whole log (every data file and the manifest): the counters went with it.
     let log_gone = recovery.manifest == ManifestState::Created;
     let new_actor_reason = match stored {
-        None => Some("no actor id stored (a new or wiped disk)".to_string()),
+        None => Some(match foreign {
+            Some(actor) => format!(
+                "the stored actor id {actor:?} is not one of node {}'s (damage)",
+                config.id
+            ),
+            None => "no actor id stored (a new or wiped disk)".to_string(),
+        }),
         Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
         }

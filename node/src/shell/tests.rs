@@ -227,6 +227,32 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
     assert_eq!(next.actor, after.actor);
 }
 
+/// The damaged disk: an `ACTOR` file holding another node's actor id (a restore that mixed two
+/// nodes' files, a hand-edited file). n1 took it as its own and wrote versions as n2's actor,
+/// whose counters n2 issues too: two different writes under one dot, and a replica that holds
+/// one takes the other for a copy of it (a lost acknowledged write). A node issues only actor
+/// ids of its own name (`n1.` and a suffix), so any other is damage: the node takes a new one.
+#[test]
+fn another_nodes_actor_id_on_the_disk_gives_a_new_actor() {
+    let env = TestEnv::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = single_node(None);
+    open_and_write(&env, &config, tmp.path(), &["a"]);
+    for foreign in ["n2.0badf00d", "n10.0badf00d", "n1x.0badf00d", "n2"] {
+        std::fs::write(tmp.path().join("ACTOR"), foreign).unwrap();
+        let (_, after) = open_storage(&env, &config, tmp.path()).unwrap();
+        assert!(after.actor.starts_with("n1."), "{foreign}: {}", after.actor);
+        assert!(
+            after
+                .new_actor_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("is not one of node n1's")),
+            "{foreign}: {:?}",
+            after.new_actor_reason
+        );
+    }
+}
+
 /// A put through a core, as the shell runs it.
 fn put(core: &mut Core, store: &Keyspace<LogStore<FaultyFs<StdFs>>>, id: u64) {
     let request = crate::wire::Request::Put {
