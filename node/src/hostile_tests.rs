@@ -608,3 +608,67 @@ fn hints_on_disk_no_node_could_have_written_are_taken_in_or_dropped() {
         );
     }
 }
+
+/// Anti-entropy from a peer naming one leaf 256 times (`AeKeys` with `reply`): n1 answered
+/// each name with every key of the leaf it holds, so one key of a megabyte came back as 256
+/// `AeRepair`s of it, a quarter of a gigabyte made in one step from one small frame (and up to
+/// 512 distinct large keys' states, however many bytes, from a frame naming every leaf). The
+/// leaves are now taken once each, and the states one message makes this node send are bounded
+/// in bytes too ([`AE_REPAIR_BYTES_PER_MESSAGE_MAX`]).
+#[test]
+fn anti_entropy_repairs_per_message_are_bounded_in_bytes_and_leaves_counted_once() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let big = vec![b'v'; VALUE_BYTES_MAX];
+    // Keys of one partition, more megabytes of them than the bound.
+    let ring = net.nodes["n1"].0.ring().clone();
+    let partition = ring.partition_of(b"big-0");
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("big-{i}").into_bytes())
+        .filter(|k| ring.partition_of(k) == partition)
+        .take(AE_REPAIR_BYTES_PER_MESSAGE_MAX / VALUE_BYTES_MAX + 8)
+        .collect();
+    for key in &keys {
+        let stored = net.put("n1", key, &big, VClock::new());
+        assert!(matches!(stored, Response::Put { .. }), "{stored:?}");
+    }
+    let fanout = net.nodes["n1"].0.config().merkle_fanout;
+    let tree = crate::merkle::Tree::new(fanout);
+    let ae_keys = |leaves: Vec<u32>, partition: u32| PeerMessage::AeKeys {
+        partition,
+        leaves,
+        entries: Vec::new(),
+        reply: true,
+    };
+    let key = &keys[0];
+    // One leaf named 256 times, then every leaf of the partition: all its keys differ.
+    let all_leaves: Vec<u32> = (0..fanout.pow(crate::merkle::DEPTH)).collect();
+    let messages = [
+        ae_keys(vec![tree.leaf_of(key); 256], partition),
+        ae_keys(all_leaves, partition),
+    ];
+    let mut repairs: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut repair_bytes = 0;
+    for message in messages {
+        let now = net.now();
+        let (core, store) = net.nodes.get_mut("n1").unwrap();
+        core.handle_peer(now, "n2".into(), message, store);
+        let released = core
+            .poll_ready(store)
+            .apply(store, core.config())
+            .expect("a memory store does not fail");
+        let mut bytes = 0;
+        for (_, m) in &released.messages {
+            if let PeerMessage::AeRepair { key, state } = m {
+                *repairs.entry(key.clone()).or_default() += 1;
+                bytes += state.encoded_bytes_bound();
+            }
+        }
+        assert!(
+            bytes <= AE_REPAIR_BYTES_PER_MESSAGE_MAX + STATE_BYTES_MAX,
+            "one message made {bytes} bytes of repairs"
+        );
+        repair_bytes += bytes;
+    }
+    assert_eq!(repairs.get(key), Some(&2), "once per message that named it");
+    assert!(repair_bytes >= AE_REPAIR_BYTES_PER_MESSAGE_MAX);
+}

@@ -7,7 +7,10 @@
 //! Every message is bounded ([`AE_ENTRIES_PER_MESSAGE_MAX`], [`AE_REPAIRS_PER_MESSAGE_MAX`]):
 //! what does not fit waits for the next exchange.
 
-use super::{AE_ENTRIES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core, others};
+use super::{
+    AE_ENTRIES_PER_MESSAGE_MAX, AE_REPAIR_BYTES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core,
+    others,
+};
 use crate::config::NodeConfig;
 use crate::merkle::{DEPTH, Tree};
 use crate::ring::{NodeId, Ring};
@@ -80,12 +83,16 @@ impl Core {
         }
         let fanout = self.config.merkle_fanout;
         let tree = self.tree(partition);
-        let differing: Vec<u32> = nodes
+        let mut differing: Vec<u32> = nodes
             .iter()
             .take(fanout.pow(DEPTH) as usize)
             .filter(|(i, h)| tree.hash(level, *i).is_some_and(|mine| mine != *h))
             .map(|(i, _)| *i)
             .collect();
+        // Each node once: a peer's list may name one many times, and each name would cost its
+        // children (or its keys) again.
+        differing.sort_unstable();
+        differing.dedup();
         if differing.is_empty() {
             return;
         }
@@ -129,12 +136,15 @@ impl Core {
         }
         let tree = self.tree(partition);
         let leaf_count = self.config.merkle_fanout.pow(DEPTH);
-        let leaves: Vec<u32> = leaves
+        let mut leaves: Vec<u32> = leaves
             .iter()
             .copied()
             .filter(|&l| l < leaf_count)
             .take(leaf_count as usize)
             .collect();
+        // Each leaf once: a leaf named 256 times made its keys' states go back 256 times.
+        leaves.sort_unstable();
+        leaves.dedup();
         let theirs: BTreeMap<&[u8], u64> =
             entries.iter().map(|(k, d)| (k.as_slice(), *d)).collect();
         let mine: Vec<(Vec<u8>, u64)> = leaves
@@ -142,16 +152,18 @@ impl Core {
             .flat_map(|&leaf| tree.leaf_entries(leaf))
             .collect();
         let mut sent = 0;
+        let mut sent_bytes = 0;
         for (key, digest) in &mine {
             if theirs.get(key.as_slice()) == Some(digest) {
                 continue;
             }
-            if sent >= AE_REPAIRS_PER_MESSAGE_MAX {
+            if sent >= AE_REPAIRS_PER_MESSAGE_MAX || sent_bytes >= AE_REPAIR_BYTES_PER_MESSAGE_MAX {
                 break;
             }
             match self.read(key, store) {
                 Ok(state) => {
                     sent += 1;
+                    sent_bytes += state.encoded_bytes_bound();
                     let message = PeerMessage::AeRepair {
                         key: key.clone(),
                         state,

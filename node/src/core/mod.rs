@@ -95,6 +95,11 @@ pub const HEARD_FRESH_MS: u64 = 2_000;
 pub const AE_ENTRIES_PER_MESSAGE_MAX: usize = 4_096;
 /// Most keys one anti-entropy message makes this node send back.
 pub const AE_REPAIRS_PER_MESSAGE_MAX: usize = 512;
+/// Most bytes of key states one anti-entropy message makes this node send back (reckoned by
+/// [`KeyVersions::encoded_bytes_bound`]), past the first: the count alone lets one small
+/// message make hundreds of states of megabytes in one step. Two frames' worth, so that the
+/// largest state always goes.
+pub const AE_REPAIR_BYTES_PER_MESSAGE_MAX: usize = 2 * crate::wire::FRAME_BYTES_MAX;
 
 /// Time between two sweeps that hand over keys this node no longer owns.
 pub const HANDOFF_INTERVAL_MS: u64 = 500;
