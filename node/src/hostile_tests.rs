@@ -672,3 +672,34 @@ fn anti_entropy_repairs_per_message_are_bounded_in_bytes_and_leaves_counted_once
     assert_eq!(repairs.get(key), Some(&2), "once per message that named it");
     assert!(repair_bytes >= AE_REPAIR_BYTES_PER_MESSAGE_MAX);
 }
+
+/// An admin's join naming the address of another member (a copy-paste slip, or a forgery by
+/// whoever holds the secret): n1 added n9 at n2's address, moved a quarter of the partitions to
+/// it, and every node then dialled n2 for n9, whose handshake named n2, for good: n9 could
+/// never be reached and its partitions ran on stand-ins. The join is now refused, naming the
+/// member at that address; a node that left frees its address for a new one.
+#[test]
+fn a_join_at_another_members_address_is_refused() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let ring = net.nodes["n1"].0.ring().clone();
+    let join = |id: &str, addr: &str| Request::Join {
+        id: id.into(),
+        addr: addr.into(),
+        weight: 1,
+    };
+    let token = net.request("n1", join("n9", "n2:7000"));
+    let refused = net.reply(token).expect("answered at once");
+    assert!(message(&refused).contains("n2"), "{refused:?}");
+    assert_eq!(net.nodes["n1"].0.ring(), &ring);
+    // n3 leaves; a new node may take its address.
+    let token = net.request("n3", Request::Leave);
+    assert!(matches!(
+        net.reply(token),
+        Some(Response::Membership { .. })
+    ));
+    let token = net.request("n3", join("n4", "n3:7000"));
+    match net.reply(token) {
+        Some(Response::Membership { ring, .. }) => assert!(ring.contains("n4")),
+        other => panic!("{other:?}"),
+    }
+}

@@ -115,6 +115,16 @@ impl Core {
                 return self.answer(origin, response);
             }
             Request::Join { id, addr, weight } => {
+                // Two members at one address can never both be reached: the dialer checks the
+                // name the listener gives, and one of them would be unreachable for good.
+                let taken = self.addrs.iter().find(|(other, other_addr)| {
+                    *other != id && *other_addr == addr && self.ring.contains(other)
+                });
+                if let Some((other, _)) = taken {
+                    let message =
+                        format!("cannot add {id}: {addr} is the address of member {other}");
+                    return self.answer(origin, error(ErrorKind::BadRequest, message, true));
+                }
                 let mut addrs = self.addrs.clone();
                 addrs.insert(id.clone(), addr.clone());
                 if self.ring.members().get(id) != Some(weight) {
