@@ -602,7 +602,8 @@ fn check_partition_count(config: &NodeConfig, theirs: u32, whose: &str) -> io::R
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "{whose} has {theirs} partitions, this node {}: every node of a cluster has the              same; start it with --partitions {theirs}",
+            "{whose} has {theirs} partitions, this node {}: every node of a cluster has the \
+             same; start it with --partitions {theirs}",
             config.partition_count
         ),
     ))
