@@ -263,7 +263,7 @@ impl<E: Env> Client<E> {
 
     /// Sends a request and waits for its answer.
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
-        let deadline = Duration::from_millis(self.timeout_ms);
+        let mut deadline = Duration::from_millis(self.timeout_ms);
         if self.conn.is_none() {
             let dialled = tokio::time::Instant::now();
             let redial = Duration::from_millis(REFUSED_REDIAL_MS);
@@ -285,6 +285,11 @@ impl<E: Env> Client<E> {
                     }
                 }
             };
+            // The time spent waiting on refusals counts against the request's deadline (without
+            // redials the connect's own time does not, as before).
+            if self.redial_refused {
+                deadline = deadline.saturating_sub(dialled.elapsed()).max(redial);
+            }
             // A client reads only its own answers: no budget to share.
             let mut conn = Conn::new(stream, &Budget::unbounded(), FRAME_BYTES_MAX)
                 .map_err(ClientError::Connect)?;

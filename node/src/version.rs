@@ -213,6 +213,16 @@ pub fn valid_actor(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
+/// Whether `actor` is an actor id node `node` issues: its name, `.` and 8 hex digits (an id of
+/// node `n1.b`, `n1.b.0badf00d`, starts with `n1.` too, and is not one of `n1`'s).
+pub fn is_actor_of(actor: &str, node: &str) -> bool {
+    actor.strip_prefix(node).is_some_and(|suffix| {
+        suffix.len() == ACTOR_SUFFIX_BYTES
+            && suffix.starts_with('.')
+            && suffix[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 /// Longest actor or node name accepted, in bytes: a bound on what a peer or client can make us store.
 pub const ACTOR_NAME_BYTES_MAX: usize = 64;
 

@@ -13,7 +13,14 @@
 //! paper's nodes reconcile their change histories instead; here the node whose own change (its
 //! join, its leave) lost makes it again on top of the ring that won, for
 //! [`OWN_CHANGE_STAND_MS`] after making it ([`Core::stand_by_own_change`]), and gossip carries
-//! the ring with both changes.
+//! the ring with both changes. A join made for a node through another one (an admin's, the
+//! harness's) is stood by once the node has taken a ring that holds it.
+//!
+//! Limits, until rings carry a version per member and merge: a join made through another node
+//! that loses its tie before the joiner ever took a ring with it is lost as before (the joiner
+//! never learns of it); a node forgotten within [`OWN_CHANGE_STAND_MS`] of its join, while alive,
+//! adds itself back; and a node whose leave lost its tie stops standing by it once it takes a
+//! ring newer than the leave that holds it (an admin's join of it again looks the same).
 
 use super::{Core, HEARD_FRESH_MS, KNOWN_NODES_MAX, Now, RING_VERSION_JUMP_MAX, others};
 use crate::ring::{NodeId, Ring};
@@ -124,12 +131,25 @@ impl Core {
     /// be one that never had it (a leave would be its own, a forget is refused for a node that
     /// is heard from). A ring with it after its leave is remade only at the leave's version (a
     /// tie lost): a newer one may be an admin's join of it again, which it must not undo.
-    pub(super) fn stand_by_own_change(&mut self, now: Now) {
+    ///
+    /// A ring that makes this node a member after it was not is a join made for it through
+    /// another node (an admin's, the harness's): the node stands by that one too.
+    pub(super) fn stand_by_own_change(&mut self, now: Now, was_member: bool) {
+        let me = self.config.id.clone();
+        let in_ring = self.ring.contains(&me);
+        // Unless it is the ring that won over this node's own leave (a tie at the leave's
+        // version), which the leave is made again over below.
+        let lost_leave = self.own_change.as_ref().is_some_and(|c| {
+            !c.member && self.ring.version() == c.version && now.mono_ms < c.until_ms
+        });
+        if in_ring && !was_member && !lost_leave {
+            let weight = self.ring.members().get(&me).copied().unwrap_or(1);
+            self.note_own_change(true, weight, now.mono_ms);
+            return;
+        }
         let Some(change) = self.own_change.clone() else {
             return;
         };
-        let me = self.config.id.clone();
-        let in_ring = self.ring.contains(&me);
         if now.mono_ms >= change.until_ms
             || (!change.member && in_ring && self.ring.version() > change.version)
         {

@@ -520,11 +520,13 @@ impl Core {
                 }
             }
             PeerMessage::RingState { ring, addrs } => {
-                let theirs_older = ring.version() < self.ring.version();
+                let theirs = ring.version();
+                let was_member = self.ring.contains(&self.config.id);
                 if self.adopt(ring, &addrs) {
-                    self.stand_by_own_change(now);
+                    self.stand_by_own_change(now, was_member);
                 }
-                if theirs_older {
+                // After the stand-by, which may have made a newer ring: the sender learns it.
+                if theirs < self.ring.version() {
                     let message = PeerMessage::RingState {
                         ring: self.ring.clone(),
                         addrs: self.addrs.clone(),

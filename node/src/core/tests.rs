@@ -1401,3 +1401,44 @@ fn a_concurrent_leave_and_join_both_hold() {
         assert_eq!(members, ["n1", "n2", "n4"], "{node}");
     }
 }
+
+/// A join made for a node through another one (as the harness and an admin make it) is stood by
+/// once the node took a ring that holds it: a rival ring of the same version without it comes
+/// next, and the node adds itself again.
+#[test]
+fn a_join_made_through_another_node_is_stood_by_once_the_node_has_it() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let token = net.request("n4", Request::Leave);
+    membership_reply(&mut net, token);
+    gossip_rounds(&mut net, 10);
+    let join = Request::Join {
+        id: "n4".into(),
+        addr: "n4:7000".into(),
+        weight: 1,
+    };
+    let token = net.request("n1", join);
+    let (with_n4, addrs) = membership_reply(&mut net, token);
+    let rival = net.nodes["n2"].0.ring().try_with_member("n3", 2).unwrap();
+    assert_eq!(
+        rival.version(),
+        with_n4.version(),
+        "a rival of the same version"
+    );
+    let now = net.now();
+    let (core, store) = net.nodes.get_mut("n4").unwrap();
+    let ring_state = |ring: &Ring| PeerMessage::RingState {
+        ring: ring.clone(),
+        addrs: addrs.clone(),
+    };
+    core.handle_peer(now, "n1".into(), ring_state(&with_n4), store);
+    assert!(core.ring().contains("n4"));
+    core.handle_peer(now, "n2".into(), ring_state(&rival), store);
+    let ring = core.ring();
+    assert!(
+        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(&with_n4).unwrap(),
+        "the rival wins the tie"
+    );
+    assert!(ring.contains("n4"), "n4 made its join again");
+    assert_eq!(ring.members().get("n3"), Some(&2), "on top of the rival");
+    assert_eq!(ring.version(), rival.version() + 1);
+}

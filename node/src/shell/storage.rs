@@ -130,11 +130,7 @@ pub fn open_storage<E: Env>(
     // A node issues only actor ids of its own name (`renew_actor`, and below): another node's
     // (a restore that mixed two nodes' files, a hand-edited file) would make this node issue
     // that node's counters too, two writes under one dot. Damage, like an unreadable record.
-    let own = |actor: &String| {
-        actor
-            .strip_prefix(config.id.as_str())
-            .is_some_and(|suffix| suffix.starts_with('.'))
-    };
+    let own = |actor: &String| crate::version::is_actor_of(actor, &config.id);
     let foreign = stored.clone().filter(|actor| !own(actor));
     let stored = stored.filter(own);
     // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost

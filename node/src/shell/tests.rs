@@ -238,7 +238,14 @@ fn another_nodes_actor_id_on_the_disk_gives_a_new_actor() {
     let tmp = tempfile::tempdir().unwrap();
     let config = single_node(None);
     open_and_write(&env, &config, tmp.path(), &["a"]);
-    for foreign in ["n2.0badf00d", "n10.0badf00d", "n1x.0badf00d", "n2"] {
+    for foreign in [
+        "n2.0badf00d",
+        "n10.0badf00d",
+        "n1x.0badf00d",
+        "n2",
+        "n1.b.0badf00d",
+        "n1.0badf00",
+    ] {
         std::fs::write(tmp.path().join("ACTOR"), foreign).unwrap();
         let (_, after) = open_storage(&env, &config, tmp.path()).unwrap();
         assert!(after.actor.starts_with("n1."), "{foreign}: {}", after.actor);
