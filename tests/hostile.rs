@@ -9,6 +9,9 @@ use dynamo_node::auth::{NONCE_BYTES, Role, Secret};
 use dynamo_node::client::{Client, ClientAuth, ClientError, Context};
 use dynamo_node::conn::{Budget, Conn, dial_handshake};
 use dynamo_node::env::TokioEnv;
+use dynamo_node::fs::StdFs;
+use dynamo_node::store::keyspace::Keyspace;
+use dynamo_node::store::log::{LogOptions, LogStore};
 use dynamo_node::version::{COUNTER_MAX, VClock};
 use dynamo_node::wire::{self, FIRST_FRAME_BYTES_MAX, Frame, PeerMessage, Request, Response};
 use std::io::{Read, Write};
@@ -974,19 +977,13 @@ fn forged_contexts_are_refused_and_an_acknowledged_write_is_kept() {
 /// replicas refill, and keeps serving; the newest write is readable through it.
 #[test]
 fn a_stored_state_no_node_could_write_is_dropped_not_merged() {
-    use dynamo_node::store::keyspace::{Keyspace, ReadState};
-    use dynamo_node::store::log::{LogOptions, LogStore};
+    use dynamo_node::store::keyspace::ReadState;
 
     let mut cluster = Cluster::start(3, false, &[]);
     cluster.put(0, "k", "v1");
     cluster.kill(0);
     {
-        let options = LogOptions {
-            max_file_bytes: 64 * 1024 * 1024,
-        };
-        let (log, _) =
-            LogStore::open(dynamo_node::fs::StdFs, cluster.dirs[0].path(), options).unwrap();
-        let mut keyspace = Keyspace::new(log);
+        let mut keyspace = stopped_node_keyspace(cluster.dirs[0].path());
         let mut state = keyspace.read_state(b"k").unwrap();
         assert!(!state.siblings.is_empty(), "n1 stored k");
         for sibling in &mut state.siblings {
@@ -1132,19 +1129,13 @@ fn a_directory_where_a_file_should_be_is_named_in_the_refusal() {
 /// into its own state and drops the third; it keeps serving, and their write reads back.
 #[test]
 fn hints_on_disk_no_node_could_have_written_do_not_stop_the_node() {
-    use dynamo_node::store::keyspace::{Keyspace, ReadState};
-    use dynamo_node::store::log::{LogOptions, LogStore};
+    use dynamo_node::store::keyspace::ReadState;
 
     let mut cluster = Cluster::start(3, false, &[]);
     cluster.put(0, "k", "v1");
     cluster.kill(0);
     {
-        let options = LogOptions {
-            max_file_bytes: 64 * 1024 * 1024,
-        };
-        let (log, _) =
-            LogStore::open(dynamo_node::fs::StdFs, cluster.dirs[0].path(), options).unwrap();
-        let mut keyspace = Keyspace::new(log);
+        let mut keyspace = stopped_node_keyspace(cluster.dirs[0].path());
         let state = keyspace.read_state(b"k").unwrap();
         assert!(!state.siblings.is_empty(), "n1 stored k");
         for (owner, key) in [
@@ -1250,4 +1241,14 @@ fn a_node_with_another_partition_count_than_its_cluster_refuses_to_start() {
     cluster.spawn(0);
     cluster.wait_ready();
     assert_eq!(cluster.values(0, "k"), ["v"]);
+}
+
+/// The keyspace of a stopped node's data directory, opened as the node would, for a test to
+/// read or damage under good checksums.
+fn stopped_node_keyspace(dir: &Path) -> Keyspace<LogStore<StdFs>> {
+    let options = LogOptions {
+        max_file_bytes: 64 * 1024 * 1024,
+    };
+    let (log, _) = LogStore::open(StdFs, dir, options).expect("open the stopped node's log");
+    Keyspace::new(log)
 }

@@ -1282,6 +1282,13 @@ fn gossip_rounds(net: &mut Net, rounds: usize) {
     }
 }
 
+/// Node `node` leaves, and gossip carries its ring to every node.
+fn leave_and_settle(net: &mut Net, node: &str) {
+    let token = net.request(node, Request::Leave);
+    membership_reply(net, token);
+    gossip_rounds(net, 10);
+}
+
 /// Two joins made at once through different nodes make two rings of the same version; the one
 /// whose encoding sorts lower loses, and its node, told it joined, was out of the ring for good.
 /// The loser makes its join again on top of the winner (membership.rs).
@@ -1289,9 +1296,7 @@ fn gossip_rounds(net: &mut Net, rounds: usize) {
 fn concurrent_joins_through_different_nodes_both_hold() {
     let mut net = Net::new(5, 3, 2, 2);
     for node in ["n4", "n5"] {
-        let token = net.request(node, Request::Leave);
-        membership_reply(&mut net, token);
-        gossip_rounds(&mut net, 10);
+        leave_and_settle(&mut net, node);
     }
     for node in net.nodes.keys() {
         let members: Vec<&NodeId> = net.nodes[node].0.ring().members().keys().collect();
@@ -1332,9 +1337,7 @@ fn concurrent_joins_through_different_nodes_both_hold() {
 #[test]
 fn a_node_stands_by_its_own_join_only_for_a_while() {
     let mut net = Net::new(4, 3, 2, 2);
-    let token = net.request("n4", Request::Leave);
-    membership_reply(&mut net, token);
-    gossip_rounds(&mut net, 10);
+    leave_and_settle(&mut net, "n4");
     let join = Request::Join {
         id: "n4".into(),
         addr: "n4:7000".into(),
@@ -1374,9 +1377,7 @@ fn a_node_stands_by_its_own_join_only_for_a_while() {
 #[test]
 fn a_concurrent_leave_and_join_both_hold() {
     let mut net = Net::new(4, 3, 2, 2);
-    let token = net.request("n4", Request::Leave);
-    membership_reply(&mut net, token);
-    gossip_rounds(&mut net, 10);
+    leave_and_settle(&mut net, "n4");
     let token = net.request("n3", Request::Leave);
     let (left, _) = membership_reply(&mut net, token);
     let join = Request::Join {
@@ -1408,9 +1409,7 @@ fn a_concurrent_leave_and_join_both_hold() {
 #[test]
 fn a_join_made_through_another_node_is_stood_by_once_the_node_has_it() {
     let mut net = Net::new(4, 3, 2, 2);
-    let token = net.request("n4", Request::Leave);
-    membership_reply(&mut net, token);
-    gossip_rounds(&mut net, 10);
+    leave_and_settle(&mut net, "n4");
     let join = Request::Join {
         id: "n4".into(),
         addr: "n4:7000".into(),
