@@ -14,12 +14,12 @@
 //! join, its leave) lost makes it again on top of the ring that won, for
 //! [`OWN_CHANGE_STAND_MS`] after making it ([`Core::stand_by_own_change`]), and gossip carries
 //! the ring with both changes. A join made for a node through another one (an admin's, the
-//! harness's) is stood by once the node has taken a ring that holds it.
+//! harness's) is stood by once the node has taken a ring that holds it, and a forget of a member
+//! waits until that time is over (the member would add itself back).
 //!
 //! Limits, until rings carry a version per member and merge: a join made through another node
 //! that loses its tie before the joiner ever took a ring with it is lost as before (the joiner
-//! never learns of it); a node forgotten within [`OWN_CHANGE_STAND_MS`] of its join, while alive,
-//! adds itself back; and a node whose leave lost its tie stops standing by it once it takes a
+//! never learns of it); and a node whose leave lost its tie stops standing by it once it takes a
 //! ring newer than the leave that holds it (an admin's join of it again looks the same).
 
 use super::{Core, HEARD_FRESH_MS, KNOWN_NODES_MAX, Now, RING_VERSION_JUMP_MAX, others};
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 /// How long a node stands by its own membership change (its join, its leave): a ring without
 /// it (with it) that comes by gossip in this time lost it to a concurrent change, and the node
 /// makes it again. Gossip spreads a ring in a few rounds of [`super::GOSSIP_INTERVAL_MS`]; no
-/// one else may undo the change that soon (a forget is refused for a node heard from).
+/// one else may undo the change that soon (a forget waits as long after a member joined).
 pub const OWN_CHANGE_STAND_MS: u64 = 30_000;
 
 /// A membership change this node made for itself, which it stands by for a while.
@@ -99,6 +99,14 @@ impl Core {
         let usable = ring.members().keys().all(|m| self.addrs.contains_key(m));
         let adopted = newer && usable;
         if adopted {
+            // The time of the input that brought the ring (0 before the first: at start).
+            let now_ms = self.last_input_ms.unwrap_or(0);
+            for id in ring.members().keys() {
+                if !self.ring.contains(id) {
+                    self.member_since_ms.insert(id.clone(), now_ms);
+                }
+            }
+            self.member_since_ms.retain(|id, _| ring.contains(id));
             tracing::info!(
                 node = %self.config.id,
                 version = ring.version(),
@@ -128,8 +136,7 @@ impl Core {
 
     /// After a ring came by gossip: makes this node's own change again if a concurrent one won
     /// over it. A ring without this node after its join, in the time it stands by it, can only
-    /// be one that never had it (a leave would be its own, a forget is refused for a node that
-    /// is heard from). A ring with it after its leave is remade only at the leave's version (a
+    /// be one that never had it (a leave would be its own, a forget waits as long after a join). A ring with it after its leave is remade only at the leave's version (a
     /// tie lost): a newer one may be an admin's join of it again, which it must not undo.
     ///
     /// A ring that makes this node a member after it was not is a join made for it through
@@ -228,6 +235,17 @@ impl Core {
             .last_heard_ms
             .get(id)
             .is_some_and(|&t| now.mono_ms.saturating_sub(t) < HEARD_FRESH_MS);
+        let joined_ms_ago = self
+            .member_since_ms
+            .get(id)
+            .map(|&t| now.mono_ms.saturating_sub(t))
+            .filter(|&ago| ago < OWN_CHANGE_STAND_MS);
+        if let Some(ago) = joined_ms_ago {
+            return Err(format!(
+                "{id} joined {ago} ms ago and stands by its join for {OWN_CHANGE_STAND_MS} ms: \
+                 forget it after that if it is gone"
+            ));
+        }
         if !self.unreachable.contains(id) || heard_recently {
             return Err(format!(
                 "{id} is alive (heard from recently): make it leave instead, or stop it first"

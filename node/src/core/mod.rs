@@ -212,6 +212,9 @@ pub struct Core {
     /// This node's own join or leave, which it makes again if a concurrent change wins over it
     /// (membership.rs).
     own_change: Option<membership::OwnChange>,
+    /// When this node took the ring that made each member one, for members that joined while it
+    /// ran (monotonic ms): a forget waits until the member no longer stands by its join.
+    member_since_ms: BTreeMap<NodeId, u64>,
 }
 
 impl Core {
@@ -260,6 +263,7 @@ impl Core {
             greet: true,
             context_signer,
             own_change: None,
+            member_since_ms: BTreeMap::new(),
         }
     }
 

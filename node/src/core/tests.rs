@@ -1441,3 +1441,53 @@ fn a_join_made_through_another_node_is_stood_by_once_the_node_has_it() {
     assert_eq!(ring.members().get("n3"), Some(&2), "on top of the rival");
     assert_eq!(ring.version(), rival.version() + 1);
 }
+
+/// A forget of a member that joined less than [`super::membership::OWN_CHANGE_STAND_MS`] ago is
+/// refused: the member, alive and standing by its join, would add itself back. Later, a member
+/// gone for good is forgotten as before.
+#[test]
+fn a_forget_waits_until_a_new_member_no_longer_stands_by_its_join() {
+    let mut net = Net::new(4, 3, 2, 2);
+    leave_and_settle(&mut net, "n4");
+    let join = Request::Join {
+        id: "n4".into(),
+        addr: "n4:7000".into(),
+        weight: 1,
+    };
+    let token = net.request("n1", join);
+    membership_reply(&mut net, token);
+    gossip_rounds(&mut net, 4);
+    assert!(net.nodes["n2"].0.ring().contains("n4"));
+    // n2 loses n4 and has not heard from it for longer than a forget asks.
+    for other in ["n1", "n2", "n3"] {
+        net.cut.insert(("n4".into(), other.into()));
+        net.cut.insert((other.into(), "n4".into()));
+    }
+    net.advance(2 * HEARD_FRESH_MS);
+    net.deliver_all();
+    let forget = || Request::Forget { id: "n4".into() };
+    net.nodes
+        .get_mut("n2")
+        .unwrap()
+        .0
+        .handle_peer_status(&"n4".into(), false);
+    let token = net.request("n2", forget());
+    match net.reply(token) {
+        Some(Response::Error { error }) => {
+            assert!(error.message.contains("stands by its join"), "{error:?}")
+        }
+        other => panic!("a forget right after the join was taken: {other:?}"),
+    }
+    net.advance(super::membership::OWN_CHANGE_STAND_MS);
+    net.deliver_all();
+    net.nodes
+        .get_mut("n2")
+        .unwrap()
+        .0
+        .handle_peer_status(&"n4".into(), false);
+    let token = net.request("n2", forget());
+    assert!(
+        matches!(net.reply(token), Some(Response::Membership { ring, .. }) if !ring.contains("n4")),
+        "a member gone for good is forgotten"
+    );
+}
