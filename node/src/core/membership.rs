@@ -126,18 +126,24 @@ impl Core {
     /// Notes this node's own membership change (its join, with `weight`; or its leave), just
     /// made in the current ring: it stands by it until `now_ms` + [`OWN_CHANGE_STAND_MS`].
     pub fn note_own_change(&mut self, member: bool, weight: u32, now_ms: u64) {
+        self.stand_by_until(member, weight, now_ms.saturating_add(OWN_CHANGE_STAND_MS));
+    }
+
+    /// Stands by the change in the current ring until `until_ms`.
+    fn stand_by_until(&mut self, member: bool, weight: u32, until_ms: u64) {
         self.own_change = Some(OwnChange {
             member,
             weight,
             version: self.ring.version(),
-            until_ms: now_ms.saturating_add(OWN_CHANGE_STAND_MS),
+            until_ms,
         });
     }
 
     /// After a ring came by gossip: makes this node's own change again if a concurrent one won
     /// over it. A ring without this node after its join, in the time it stands by it, can only
-    /// be one that never had it (a leave would be its own, a forget waits as long after a join). A ring with it after its leave is remade only at the leave's version (a
-    /// tie lost): a newer one may be an admin's join of it again, which it must not undo.
+    /// be one that never had it (a leave would be its own, a forget waits as long after a join).
+    /// A ring with it after its leave is remade only at the leave's version (a tie lost): a
+    /// newer one may be an admin's join of it again, which it must not undo.
     ///
     /// A ring that makes this node a member after it was not is a join made for it through
     /// another node (an admin's, the harness's): the node stands by that one too.
@@ -183,9 +189,9 @@ impl Core {
                     "this node's own membership change lost to a concurrent one: made again"
                 );
                 let addrs = self.addrs.clone();
+                // Made again, it is stood by for what is left of the first one's time.
                 if self.adopt(ring, &addrs) {
-                    self.note_own_change(change.member, change.weight, now.mono_ms);
-                    self.own_change.as_mut().expect("just noted").until_ms = change.until_ms;
+                    self.stand_by_until(change.member, change.weight, change.until_ms);
                 }
             }
             Err(e) => {
