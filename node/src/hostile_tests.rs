@@ -522,14 +522,8 @@ fn a_forwarded_admin_request_is_refused_and_the_ring_stays() {
     }
 }
 
-/// A peer's gossip naming hundreds of made-up nodes: a node learns the address of every node a
-/// `RingState` names, member or not, up to [`KNOWN_NODES_MAX`], and never forgets one. One frame
-/// of 300 made-up names filled n1's table: from then on it refused every join ("cannot add n5:
-/// its address is refused or unknown") and every ring that added a node, so it kept an old ring
-/// for good while the others moved on (n2 took n5 in; n1 never did). A member's address now
-/// always finds room: it takes the place of a known node that is no member.
-#[test]
-fn made_up_nodes_in_gossip_cannot_keep_a_node_from_new_members() {
+/// Four nodes, n1's table of known nodes filled by one gossip of 300 made-up names.
+fn n1_flooded_with_made_up_nodes() -> Net {
     let mut net = Net::new(4, 3, 2, 2);
     let PeerMessage::RingState { ring, mut addrs } = ring_state(&net, "n2", 1) else {
         unreachable!()
@@ -538,6 +532,18 @@ fn made_up_nodes_in_gossip_cannot_keep_a_node_from_new_members() {
         addrs.insert(format!("x{i:03}").into(), format!("x{i:03}:7000"));
     }
     send(&mut net, "n2", "n1", PeerMessage::RingState { ring, addrs });
+    net
+}
+
+/// A peer's gossip naming hundreds of made-up nodes: a node learns the address of every node a
+/// `RingState` names, member or not, up to [`KNOWN_NODES_MAX`], and never forgets one. One frame
+/// of 300 made-up names filled n1's table: from then on it refused every join ("cannot add n5:
+/// its address is refused or unknown") and every ring that added a node, so it kept an old ring
+/// for good while the others moved on (n2 took n5 in; n1 never did). A member's address now
+/// always finds room: it takes the place of a known node that is no member.
+#[test]
+fn made_up_nodes_in_gossip_cannot_keep_a_node_from_new_members() {
+    let mut net = n1_flooded_with_made_up_nodes();
     assert_eq!(net.nodes["n1"].0.ring().version(), 1);
     // An admin adds n5 through n1, whose table is full.
     let join = Request::Join {
@@ -551,14 +557,7 @@ fn made_up_nodes_in_gossip_cannot_keep_a_node_from_new_members() {
         other => panic!("n1 refused a join: {other:?}"),
     }
     // A ring that another member made with a new node is adopted too.
-    let mut net = Net::new(4, 3, 2, 2);
-    let PeerMessage::RingState { ring, mut addrs } = ring_state(&net, "n2", 1) else {
-        unreachable!()
-    };
-    for i in 0..300 {
-        addrs.insert(format!("x{i:03}").into(), format!("x{i:03}:7000"));
-    }
-    send(&mut net, "n2", "n1", PeerMessage::RingState { ring, addrs });
+    let mut net = n1_flooded_with_made_up_nodes();
     let token = net.request("n2", join);
     assert!(matches!(
         net.reply(token),

@@ -1282,6 +1282,15 @@ fn gossip_rounds(net: &mut Net, rounds: usize) {
     }
 }
 
+/// An admin's join of `node` (at `node:7000`, weight 1).
+fn join_of(node: &str) -> Request {
+    Request::Join {
+        id: node.into(),
+        addr: format!("{node}:7000"),
+        weight: 1,
+    }
+}
+
 /// Node `node` leaves, and gossip carries its ring to every node.
 fn leave_and_settle(net: &mut Net, node: &str) {
     let token = net.request(node, Request::Leave);
@@ -1306,12 +1315,7 @@ fn concurrent_joins_through_different_nodes_both_hold() {
     // joiner takes the ring its seed answered with, as `serve --join` does.
     let mut joined = Vec::new();
     for (node, seed) in [("n4", "n1"), ("n5", "n2")] {
-        let join = Request::Join {
-            id: node.into(),
-            addr: format!("{node}:7000"),
-            weight: 1,
-        };
-        let token = net.request(seed, join);
+        let token = net.request(seed, join_of(node));
         joined.push((node, membership_reply(&mut net, token)));
     }
     let now = net.now();
@@ -1338,12 +1342,7 @@ fn concurrent_joins_through_different_nodes_both_hold() {
 fn a_node_stands_by_its_own_join_only_for_a_while() {
     let mut net = Net::new(4, 3, 2, 2);
     leave_and_settle(&mut net, "n4");
-    let join = Request::Join {
-        id: "n4".into(),
-        addr: "n4:7000".into(),
-        weight: 1,
-    };
-    let token = net.request("n1", join);
+    let token = net.request("n1", join_of("n4"));
     let (with_n4, addrs) = membership_reply(&mut net, token);
     let without_n4 = with_n4.try_without_member("n4").unwrap();
     let now = net.now();
@@ -1380,12 +1379,7 @@ fn a_concurrent_leave_and_join_both_hold() {
     leave_and_settle(&mut net, "n4");
     let token = net.request("n3", Request::Leave);
     let (left, _) = membership_reply(&mut net, token);
-    let join = Request::Join {
-        id: "n4".into(),
-        addr: "n4:7000".into(),
-        weight: 1,
-    };
-    let token = net.request("n1", join);
+    let token = net.request("n1", join_of("n4"));
     let (joined, addrs) = membership_reply(&mut net, token);
     assert_eq!(
         left.version(),
@@ -1410,12 +1404,7 @@ fn a_concurrent_leave_and_join_both_hold() {
 fn a_join_made_through_another_node_is_stood_by_once_the_node_has_it() {
     let mut net = Net::new(4, 3, 2, 2);
     leave_and_settle(&mut net, "n4");
-    let join = Request::Join {
-        id: "n4".into(),
-        addr: "n4:7000".into(),
-        weight: 1,
-    };
-    let token = net.request("n1", join);
+    let token = net.request("n1", join_of("n4"));
     let (with_n4, addrs) = membership_reply(&mut net, token);
     let rival = net.nodes["n2"].0.ring().try_with_member("n3", 2).unwrap();
     assert_eq!(
@@ -1449,12 +1438,7 @@ fn a_join_made_through_another_node_is_stood_by_once_the_node_has_it() {
 fn a_forget_waits_until_a_new_member_no_longer_stands_by_its_join() {
     let mut net = Net::new(4, 3, 2, 2);
     leave_and_settle(&mut net, "n4");
-    let join = Request::Join {
-        id: "n4".into(),
-        addr: "n4:7000".into(),
-        weight: 1,
-    };
-    let token = net.request("n1", join);
+    let token = net.request("n1", join_of("n4"));
     membership_reply(&mut net, token);
     gossip_rounds(&mut net, 4);
     assert!(net.nodes["n2"].0.ring().contains("n4"));
