@@ -140,6 +140,9 @@ impl Core {
                         let message = format!("cannot add {id}: its address is refused or unknown");
                         return self.answer(origin, error(ErrorKind::BadRequest, message, true));
                     }
+                    if *id != self.config.id {
+                        self.note_made_change(id, true, *weight, now.mono_ms);
+                    }
                 } else {
                     self.adopt(self.ring.clone(), &addrs);
                 }

@@ -17,10 +17,16 @@
 //! harness's) is stood by once the node has taken a ring that holds it, and a forget of a member
 //! waits until that time is over (the member would add itself back).
 //!
-//! Limits, until rings carry a version per member and merge: a join made through another node
-//! that loses its tie before the joiner ever took a ring with it is lost as before (the joiner
-//! never learns of it); and a node whose leave lost its tie stops standing by it once it takes a
-//! ring newer than the leave that holds it (an admin's join of it again looks the same).
+//! The node through which an admin joins or forgets another node stands by that change too
+//! ([`Core::stand_by_made_changes`]): the joiner may not have heard of its join yet when it loses
+//! its tie, and a forgotten node is gone.
+//!
+//! Limits, until rings carry a version per member and merge: a change made for another node is
+//! stood by only against a ring of its own version (a newer ring without it may be a later change
+//! of the same node, which must not be undone), so it is lost if the ring that won its tie is
+//! superseded before its maker hears of it; and a node whose leave lost its tie stops standing by
+//! it once it takes a ring newer than the leave that holds it (an admin's join of it again looks
+//! the same).
 
 use super::{Core, HEARD_FRESH_MS, KNOWN_NODES_MAX, Now, RING_VERSION_JUMP_MAX, others};
 use crate::ring::{NodeId, Ring};
@@ -43,6 +49,26 @@ pub(super) struct OwnChange {
     /// The version of the ring the change made.
     version: u64,
     /// Until when the node stands by it (monotonic ms).
+    until_ms: u64,
+}
+
+/// How many changes made for other nodes a node stands by at once; past it, the oldest is let go
+/// (an admin making membership changes faster than gossip spreads them).
+pub const MADE_CHANGES_MAX: usize = 16;
+
+/// A membership change this node made for another node (an admin's join or forget through it),
+/// which it stands by against a concurrent change of the same version.
+#[derive(Clone, Debug)]
+pub(super) struct MadeChange {
+    /// The node joined or forgotten.
+    node: NodeId,
+    /// Whether the change made it a member (a join) or not (a forget).
+    member: bool,
+    /// Its weight, for a join.
+    weight: u32,
+    /// The version of the ring the change made, or made it again.
+    version: u64,
+    /// Until when this node stands by it (monotonic ms).
     until_ms: u64,
 }
 
@@ -200,6 +226,76 @@ impl Core {
         }
     }
 
+    /// Notes a change just made in the current ring for `node`, another node (an admin's join
+    /// with `weight`, or forget): this node stands by it for [`OWN_CHANGE_STAND_MS`].
+    pub(super) fn note_made_change(
+        &mut self,
+        node: &NodeId,
+        member: bool,
+        weight: u32,
+        now_ms: u64,
+    ) {
+        debug_assert_ne!(
+            *node, self.config.id,
+            "a node's own changes are `own_change`"
+        );
+        if self.made_changes.len() >= MADE_CHANGES_MAX {
+            self.made_changes.remove(0);
+        }
+        self.made_changes.push(MadeChange {
+            node: node.clone(),
+            member,
+            weight,
+            version: self.ring.version(),
+            until_ms: now_ms.saturating_add(OWN_CHANGE_STAND_MS),
+        });
+    }
+
+    /// After a ring came by gossip: makes again the changes this node made for other nodes that
+    /// a concurrent change of the same version won over. A newer ring ends the stand-by (it was
+    /// made on top of the change, or of a ring that won over it: then the change is lost, see
+    /// the module docs), as does the end of its time.
+    pub(super) fn stand_by_made_changes(&mut self, now: Now) {
+        let version = self.ring.version();
+        self.made_changes
+            .retain(|c| now.mono_ms < c.until_ms && version <= c.version);
+        let mut ring = self.ring.clone();
+        for c in &self.made_changes {
+            if c.version != version || ring.contains(&c.node) == c.member {
+                continue;
+            }
+            let remade = if c.member {
+                ring.try_with_member(c.node.clone(), c.weight)
+            } else if ring.members().len() > 1 {
+                ring.try_without_member(&c.node)
+            } else {
+                continue;
+            };
+            match remade {
+                Ok(next) => ring = next,
+                Err(e) => {
+                    tracing::warn!(node = %self.config.id, of = %c.node, error = %e, "cannot make a membership change again")
+                }
+            }
+        }
+        if ring.version() == version {
+            return;
+        }
+        tracing::warn!(
+            node = %self.config.id,
+            version = ring.version(),
+            lost_to = version,
+            "a membership change made here lost to a concurrent one: made again"
+        );
+        let addrs = self.addrs.clone();
+        if self.adopt(ring, &addrs) {
+            let version = self.ring.version();
+            for c in &mut self.made_changes {
+                c.version = version;
+            }
+        }
+    }
+
     /// Makes room in the full table of known nodes for a member of this node's ring or of `ring`
     /// (which is about to be adopted if `newer`): forgets the first node, in id order, that is
     /// neither this node nor a member of either ring and holds no hint of this node's. Such a
@@ -263,7 +359,9 @@ impl Core {
             .map_err(|e| format!("cannot forget {id}: {e}"))?;
         let addrs = self.addrs.clone();
         tracing::warn!(node = %self.config.id, %id, "forgetting a member gone for good");
-        self.adopt(ring, &addrs);
+        if self.adopt(ring, &addrs) {
+            self.note_made_change(id, false, 0, now.mono_ms);
+        }
         Ok(())
     }
 

@@ -212,6 +212,9 @@ pub struct Core {
     /// This node's own join or leave, which it makes again if a concurrent change wins over it
     /// (membership.rs).
     own_change: Option<membership::OwnChange>,
+    /// The joins and forgets of other nodes made through this one, which it makes again if a
+    /// concurrent change wins over them (membership.rs; at most `MADE_CHANGES_MAX`).
+    made_changes: Vec<membership::MadeChange>,
     /// When this node took the ring that made each member one, for members that joined while it
     /// ran (monotonic ms): a forget waits until the member no longer stands by its join.
     member_since_ms: BTreeMap<NodeId, u64>,
@@ -263,6 +266,7 @@ impl Core {
             greet: true,
             context_signer,
             own_change: None,
+            made_changes: Vec::new(),
             member_since_ms: BTreeMap::new(),
         }
     }
@@ -528,6 +532,7 @@ impl Core {
                 let was_member = self.ring.contains(&self.config.id);
                 if self.adopt(ring, &addrs) {
                     self.stand_by_own_change(now, was_member);
+                    self.stand_by_made_changes(now);
                 }
                 // After the stand-by, which may have made a newer ring: the sender learns it.
                 if theirs < self.ring.version() {

@@ -1475,3 +1475,96 @@ fn a_forget_waits_until_a_new_member_no_longer_stands_by_its_join() {
         "a member gone for good is forgotten"
     );
 }
+
+/// An admin's join made through n1 while a rival change of the same version is made through n2,
+/// and the joiner hears of neither: the rival wins the tie, so the joiner, which never took a
+/// ring with itself, cannot stand by the join. n1, which made it, does: the join holds, and the
+/// joiner learns of it when it is back.
+#[test]
+fn a_join_made_for_another_node_is_stood_by_by_the_node_that_made_it() {
+    let mut net = Net::new(4, 3, 2, 2);
+    leave_and_settle(&mut net, "n4");
+    net.isolate("n4");
+    let token = net.request("n1", join_of("n4"));
+    let (with_n4, _) = membership_reply(&mut net, token);
+    let reweigh = Request::Join {
+        id: "n3".into(),
+        addr: net.nodes["n2"].0.addrs["n3"].clone(),
+        weight: 2,
+    };
+    let token = net.request("n2", reweigh);
+    let (rival, _) = membership_reply(&mut net, token);
+    assert_eq!(
+        rival.version(),
+        with_n4.version(),
+        "two changes of one version"
+    );
+    assert!(
+        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(&with_n4).unwrap(),
+        "the rival wins the tie"
+    );
+    gossip_rounds(&mut net, 20);
+    net.cut.clear();
+    gossip_rounds(&mut net, 20);
+    for node in net.nodes.keys() {
+        let ring = net.nodes[node].0.ring();
+        assert!(
+            ring.contains("n4"),
+            "{node} lost the join of n4, acknowledged by n1"
+        );
+        assert_eq!(
+            ring.members().get("n3"),
+            Some(&2),
+            "{node} lost the rival change"
+        );
+    }
+}
+
+/// The same for an admin's forget: made through n1 while n2 makes a rival change of the same
+/// version that wins the tie, it holds.
+#[test]
+fn a_forget_is_stood_by_by_the_node_that_made_it() {
+    let mut net = Net::new(5, 3, 2, 2);
+    net.isolate("n5");
+    net.advance(2 * HEARD_FRESH_MS);
+    net.deliver_all();
+    net.advance(super::membership::OWN_CHANGE_STAND_MS);
+    net.deliver_all();
+    net.nodes
+        .get_mut("n1")
+        .unwrap()
+        .0
+        .handle_peer_status(&"n5".into(), false);
+    let token = net.request("n1", Request::Forget { id: "n5".into() });
+    let (forgotten, _) = membership_reply(&mut net, token);
+    assert!(!forgotten.contains("n5"));
+    let reweigh = Request::Join {
+        id: "n3".into(),
+        addr: net.nodes["n2"].0.addrs["n3"].clone(),
+        weight: 2,
+    };
+    let token = net.request("n2", reweigh);
+    let (rival, _) = membership_reply(&mut net, token);
+    assert_eq!(
+        rival.version(),
+        forgotten.version(),
+        "two changes of one version"
+    );
+    assert!(
+        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(&forgotten).unwrap(),
+        "the rival wins the tie"
+    );
+    gossip_rounds(&mut net, 20);
+    for node in ["n1", "n2", "n3", "n4"] {
+        let ring = net.nodes[node].0.ring();
+        assert!(
+            !ring.contains("n5"),
+            "{node} lost the forget of n5, acknowledged by n1"
+        );
+        assert_eq!(
+            ring.members().get("n3"),
+            Some(&2),
+            "{node} lost the rival change"
+        );
+    }
+}
