@@ -35,7 +35,8 @@
 //! change ask the new owners, which may not have a moved key yet (a stale read, never a lost one:
 //! the old owner keeps the key, and keeps pushing it, until every new owner has acknowledged it).
 //! Concurrent ring changes made at two nodes with the same version resolve to one of them; the
-//! other (a join or a leave) has to be asked again.
+//! node that made the other (its own join or leave, an admin's join or forget through it) makes
+//! it again on top of the winner for a while (core/membership.rs, with its limits).
 
 pub mod auth;
 pub mod client;
