@@ -202,10 +202,26 @@ fn kinds_of_event_need_their_fields() {
     let get = r#"{"index":1,"time":0,"process":0,"type":"invoke","f":"get","key":"k"}"#;
     let get_ok = r#"{"index":2,"time":1,"process":0,"type":"ok","f":"get","key":"k"}"#;
     assert_eq!(line_of(&format!("{get}\n{get_ok}\n")), 2);
-    assert_eq!(
-        line_of(r#"{"index":1,"time":0,"process":-1,"type":"invoke","f":"get","key":"k"}"#),
-        1
-    );
+    // A process is any integer (history-format.md), negative ones and those past i64 too; not a
+    // fraction or a string other than "nemesis" and "harness".
+    for process in ["-1", "-9223372036854775808", "18446744073709551615"] {
+        let get = format!(
+            r#"{{"index":1,"time":0,"process":{process},"type":"invoke","f":"get","key":"k"}}"#
+        );
+        let got = format!(
+            r#"{{"index":2,"time":1,"process":{process},"type":"ok","f":"get","key":"k","values":[]}}"#
+        );
+        assert!(
+            parse_reader(format!("{get}\n{got}\n").as_bytes()).is_ok(),
+            "process {process}"
+        );
+    }
+    for process in ["1.5", "\"client\"", "null"] {
+        let get = format!(
+            r#"{{"index":1,"time":0,"process":{process},"type":"invoke","f":"get","key":"k"}}"#
+        );
+        assert_eq!(line_of(&get), 1, "process {process}");
+    }
 }
 
 #[test]

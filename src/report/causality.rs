@@ -11,7 +11,7 @@
 //! it); it is the same definition: H(a) a strict subset of H(b).
 
 use super::digest::{KeyData, KeyOp};
-use dynamo_checker::history::{ClientF, Outcome, Version};
+use dynamo_checker::history::{ClientF, Outcome, ProcessNo, Version};
 use std::collections::{HashMap, HashSet};
 
 /// The most writes drawn around one finding.
@@ -58,7 +58,7 @@ pub struct Node {
     /// Present in the key's final state (as a sibling of a replica or a final read).
     pub in_final: bool,
     pub delete: bool,
-    pub process: u64,
+    pub process: ProcessNo,
     pub outcome: Option<Outcome>,
     pub invoked_ns: u64,
     pub completed_ns: Option<u64>,
@@ -349,7 +349,7 @@ mod tests {
     fn write(index: u64, id: &str, observed: &[&str], version: Version) -> KeyOp {
         KeyOp {
             index,
-            process: index,
+            process: index.into(),
             f: ClientF::Put,
             outcome: Some(Outcome::Ok),
             is_final: false,

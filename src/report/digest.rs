@@ -6,7 +6,9 @@
 //! only keys named in `tracked` keep their write ids, versions and siblings, and values are cut to a
 //! short summary.
 
-use dynamo_checker::history::{Body, ClientF, Event, Op, Outcome, Phase, Sibling, Version};
+use dynamo_checker::history::{
+    Body, ClientF, Event, Op, Outcome, Phase, ProcessNo, Sibling, Version,
+};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,7 +19,7 @@ pub const VALUE_SUMMARY_CHARS_MAX: usize = 80;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OpRec {
     /// The client process.
-    pub process: u64,
+    pub process: ProcessNo,
     /// get, put or delete.
     pub f: ClientF,
     /// How it ended; `None` when the history ended first.
@@ -71,7 +73,7 @@ impl SibRec {
 pub struct KeyOp {
     /// The index of its invoke event.
     pub index: u64,
-    pub process: u64,
+    pub process: ProcessNo,
     pub f: ClientF,
     pub outcome: Option<Outcome>,
     pub is_final: bool,
@@ -182,7 +184,7 @@ impl Digest {
             d.tracked.insert(key.clone(), KeyData::default());
         }
         let mut key_ids: HashMap<String, u32> = HashMap::new();
-        let mut pending: HashMap<u64, Pending> = HashMap::new();
+        let mut pending: HashMap<ProcessNo, Pending> = HashMap::new();
         for event in events {
             d.events += 1;
             d.end_ns = d.end_ns.max(event.time);
@@ -305,7 +307,7 @@ mod tests {
         Event { index, time, body }
     }
 
-    fn put(process: u64, key: &str, write: &str, observed: &[&str]) -> Body {
+    fn put(process: ProcessNo, key: &str, write: &str, observed: &[&str]) -> Body {
         Body::Invoke {
             process,
             op: Op::Put(WriteOp {
@@ -319,7 +321,7 @@ mod tests {
         }
     }
 
-    fn done(process: u64, key: &str, f: ClientF, outcome: Outcome) -> Body {
+    fn done(process: ProcessNo, key: &str, f: ClientF, outcome: Outcome) -> Body {
         Body::Complete(Completion {
             process,
             outcome,

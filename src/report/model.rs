@@ -8,7 +8,7 @@ use super::series::{self, Series};
 use super::timeline::{self, Timeline};
 use super::{fmt_ms, version_text};
 use dynamo_checker::Kind;
-use dynamo_checker::history::{ClientF, Outcome};
+use dynamo_checker::history::{ClientF, Outcome, ProcessNo};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,7 +100,7 @@ pub struct KeyOpRow {
     pub index: u64,
     pub invoked_ns: u64,
     pub latency_ns: Option<u64>,
-    pub process: u64,
+    pub process: ProcessNo,
     pub f: ClientF,
     pub outcome: Option<Outcome>,
     pub is_final: bool,
@@ -581,7 +581,7 @@ pub fn build(
             None => pending += 1,
         }
     }
-    let processes: BTreeSet<u64> = d.ops.iter().map(|o| o.process).collect();
+    let processes: BTreeSet<ProcessNo> = d.ops.iter().map(|o| o.process).collect();
     let summary = format!(
         "{} client operations ({ok} ok, {fail} fail, {info} info{}) on {} keys by {} processes; {} nemesis events; {} simulated{}",
         d.ops.len(),

@@ -8,7 +8,7 @@
 
 use super::digest::{Digest, NemesisRec, OpRec};
 use super::fmt_ms;
-use dynamo_checker::history::{ClientF, Outcome};
+use dynamo_checker::history::{ClientF, Outcome, ProcessNo};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -278,13 +278,20 @@ pub fn build(d: &Digest, clients: Option<u64>) -> Timeline {
     }
     marks.sort_by_key(|m| m.at_ns);
 
-    let processes: std::collections::BTreeSet<u64> = d.ops.iter().map(|o| o.process).collect();
+    let processes: std::collections::BTreeSet<ProcessNo> =
+        d.ops.iter().map(|o| o.process).collect();
     let per_slot = processes.len() > LANES_MAX;
     let slots = clients
         .filter(|&c| c > 0 && c <= LANES_MAX as u64)
         .unwrap_or(LANES_MAX as u64);
-    let lane_of = |p: u64| if per_slot { p % slots } else { p };
-    let mut by_lane: BTreeMap<u64, Vec<&OpRec>> = BTreeMap::new();
+    let lane_of = |p: ProcessNo| {
+        if per_slot {
+            p.rem_euclid(ProcessNo::from(slots))
+        } else {
+            p
+        }
+    };
+    let mut by_lane: BTreeMap<ProcessNo, Vec<&OpRec>> = BTreeMap::new();
     for op in &d.ops {
         by_lane.entry(lane_of(op.process)).or_default().push(op);
     }
@@ -418,7 +425,7 @@ mod tests {
         );
     }
 
-    fn op(process: u64, start: u64, outcome: Outcome) -> OpRec {
+    fn op(process: ProcessNo, start: u64, outcome: Outcome) -> OpRec {
         OpRec {
             process,
             f: ClientF::Get,
@@ -439,7 +446,7 @@ mod tests {
         };
         for i in 0..(OPS_DRAWN_MAX as u64 + 100) {
             let outcome = if i == 7 { Outcome::Info } else { Outcome::Ok };
-            d.ops.push(op(i % 4, i * 100, outcome));
+            d.ops.push(op((i % 4).into(), i * 100, outcome));
         }
         let t = build(&d, Some(4));
         assert!(t.summarised);

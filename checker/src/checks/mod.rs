@@ -22,7 +22,6 @@ mod reads;
 pub mod witness;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::graph::Graph;
 use crate::history::{History, KeyIdx, Status, WriteIdx};
@@ -104,6 +103,26 @@ pub struct LostWrite {
     pub final_state: FinalState,
 }
 
+/// A JSON value exactly as the history holds it (canonical text, history/canon.rs), written out as
+/// that text: parsed into a `serde_json::Value`, a number past an f64's precision would print
+/// rounded, and a witness could show two values the checker tells apart as the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(pub String);
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.clone())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl std::fmt::Display for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A read (or replica state) that returned a write no put invoked, or a value that write did not write.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhantomRead {
@@ -114,10 +133,10 @@ pub struct PhantomRead {
     /// wrote) or `unknown-item` (a cart item no put on this key invoked).
     pub reason: &'static str,
     /// The value returned.
-    pub returned: Value,
+    pub returned: JsonText,
     /// What the named write wrote, when a put named it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub written: Option<Value>,
+    pub written: Option<JsonText>,
     /// Cart workload: items of the returned value that no put on this key invoked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_items: Vec<String>,

@@ -14,7 +14,7 @@ use crate::history::{
 };
 
 use super::{
-    Check, Ctx, FailedWriteVisible, FalseConcurrency, Finding, PhantomRead, ReadWitness,
+    Check, Ctx, FailedWriteVisible, FalseConcurrency, Finding, JsonText, PhantomRead, ReadWitness,
     skipped_keys_reason, witness,
 };
 
@@ -238,12 +238,12 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
         let written = h
             .write_of(s.write)
             .filter(|&w| h.write(w).key == key)
-            .map(|w| parsed(h, h.write(w).value));
+            .map(|w| JsonText(h.value_text(h.write(w).value).to_owned()));
         Finding::PhantomRead(PhantomRead {
             write: h.str(s.write).to_owned(),
             key: h.key_name(key).to_owned(),
             reason,
-            returned: parsed(h, s.value),
+            returned: JsonText(h.value_text(s.value).to_owned()),
             written,
             unknown_items: if cart && !h.is_null(s.value) {
                 unknown_items(h, key, s.value)

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{Clock, Dot, History, KeyIdx, SiblingRec, Status, VerId, Version, WriteIdx};
+use crate::history::{
+    Clock, Dot, History, KeyIdx, ProcessNo, SiblingRec, Status, VerId, Version, WriteIdx,
+};
 
 use super::finals::Finals;
 
@@ -16,7 +18,7 @@ pub struct WriteWitness {
     pub key: String,
     /// `put` or `delete`.
     pub f: &'static str,
-    pub process: u64,
+    pub process: ProcessNo,
     /// `ok`, `fail`, `info`, or `pending` (the history ended first).
     pub outcome: &'static str,
     /// The index of its invoke event.
@@ -49,7 +51,7 @@ pub struct ReadWitness {
     pub index: u64,
     /// The client process; absent for a replica state.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<u64>,
+    pub process: Option<ProcessNo>,
     pub invoked_at: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<u64>,

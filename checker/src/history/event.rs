@@ -24,12 +24,16 @@ pub struct Event {
     pub body: Body,
 }
 
+/// A client process number: any JSON integer (history-format.md: "`process`: integer"), from
+/// `i64::MIN` to `u64::MAX`, the integers a JSON parser reads exactly.
+pub type ProcessNo = i128;
+
 /// What an event records. The variant fixes `process` and `type`: client events carry their process
 /// number, nemesis and harness events are always `type: "info"`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// A client process starts an operation (`type: "invoke"`).
-    Invoke { process: u64, op: Op },
+    Invoke { process: ProcessNo, op: Op },
     /// A client operation ends (`type: "ok" | "fail" | "info"`).
     Complete(Completion),
     /// A fault starts or stops (`process: "nemesis"`); `f` is e.g. `partition-start`, `crash`, `wipe`.
@@ -133,7 +137,7 @@ pub struct WriteOp {
 /// The end of a client operation. It repeats `f` and `key` of its invoke.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    pub process: u64,
+    pub process: ProcessNo,
     pub outcome: Outcome,
     pub f: ClientF,
     pub key: String,

@@ -26,8 +26,8 @@ mod parse;
 mod wire;
 
 pub use event::{
-    Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ReplicaState, Sibling,
-    Version, WriteOp,
+    Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ProcessNo, ReplicaState,
+    Sibling, Version, WriteOp,
 };
 pub use model::{Format, History, Workload};
 pub use parse::{EventReader, ParseError, Parsed, parse_file, parse_reader};

@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::canon;
-use super::event::{ClientF, Outcome, Phase};
+use super::event::{ClientF, Outcome, Phase, ProcessNo};
 use super::intern::{FixedState, Interner, Sym, ValId, VerId, Versions};
 use super::wire::{Class, Str, Wire, WireClock, WireDot, WireSibling};
 
@@ -173,7 +173,7 @@ pub(crate) struct WriteRec {
     pub id: Sym,
     pub key: KeyIdx,
     pub delete: bool,
-    pub process: u64,
+    pub process: ProcessNo,
     /// The node the request was sent to.
     pub node: Option<Sym>,
     pub value: ValId,
@@ -206,7 +206,7 @@ impl WriteRec {
 #[derive(Debug, Clone)]
 pub(crate) struct ReadRec {
     pub key: KeyIdx,
-    pub process: u64,
+    pub process: ProcessNo,
     pub node: Option<Sym>,
     pub invoked: Mark,
     pub completed: Option<Mark>,
@@ -421,9 +421,9 @@ struct InFlight {
 #[derive(Debug, Default)]
 pub(crate) struct Builder {
     h: History,
-    in_flight: FixedMap<u64, InFlight>,
+    in_flight: FixedMap<ProcessNo, InFlight>,
     /// Processes whose last operation ended info -> the line of that completion.
-    retired: FixedMap<u64, usize>,
+    retired: FixedMap<ProcessNo, usize>,
     last_index: Option<u64>,
     clock_scratch: Vec<(Sym, u64)>,
     value_scratch: String,

@@ -15,8 +15,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::event::{
-    Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ReplicaState, Sibling,
-    Version, WriteOp,
+    Body, ClientF, Clock, Completion, Dot, Event, Op, Outcome, Phase, ProcessNo, ReplicaState,
+    Sibling, Version, WriteOp,
 };
 
 /// A string borrowed from the line where it can be (no escapes), owned where it must be.
@@ -54,7 +54,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 /// Who acted: a client process number, or the nemesis, or the harness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WireProcess {
-    Client(u64),
+    Client(ProcessNo),
     Nemesis,
     Harness,
 }
@@ -65,15 +65,13 @@ impl<'de> Deserialize<'de> for WireProcess {
         impl Visitor<'_> for ProcessVisitor {
             type Value = WireProcess;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a process: a non-negative integer, \"nemesis\" or \"harness\"")
+                f.write_str("a process: an integer, \"nemesis\" or \"harness\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireProcess, E> {
-                Ok(WireProcess::Client(v))
+                Ok(WireProcess::Client(ProcessNo::from(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireProcess, E> {
-                u64::try_from(v)
-                    .map(WireProcess::Client)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                Ok(WireProcess::Client(ProcessNo::from(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<WireProcess, E> {
                 match v {
@@ -297,7 +295,7 @@ impl<'a> Wire<'a> {
     }
 
     /// The process number of a classified client event.
-    pub(crate) fn client(&self) -> u64 {
+    pub(crate) fn client(&self) -> ProcessNo {
         match self.process {
             WireProcess::Client(p) => p,
             _ => unreachable!("classify checked the process"),
@@ -416,7 +414,7 @@ fn siblings_of(values: Vec<WireSibling>) -> Result<Vec<Sibling>, String> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum ProcessOut {
-    Client(u64),
+    Client(ProcessNo),
     Named(&'static str),
 }
 

@@ -409,7 +409,7 @@ impl Model<'_> {
             let process = self.new_process();
             let key = key_name(k);
             self.out(Body::Invoke {
-                process,
+                process: process.into(),
                 op: Op::Get {
                     key: key.clone(),
                     node: Some(node_name(preference(k)[0])),
@@ -417,7 +417,7 @@ impl Model<'_> {
             });
             let (values, _) = self.read(k, true);
             self.out(Body::Complete(Completion {
-                process,
+                process: process.into(),
                 outcome: Outcome::Ok,
                 f: ClientF::Get,
                 key,
@@ -515,7 +515,10 @@ impl Model<'_> {
             }
         };
         self.clients[c].busy = Some(pending);
-        self.out(Body::Invoke { process, op });
+        self.out(Body::Invoke {
+            process: process.into(),
+            op,
+        });
     }
 
     /// Prepares a put or delete with the context of the read it is based on (empty for a blind put).
@@ -563,7 +566,7 @@ impl Model<'_> {
         let completion = match pending {
             Pending::Get { key } => {
                 let mut completion = Completion {
-                    process,
+                    process: process.into(),
                     outcome,
                     f: ClientF::Get,
                     key: key_name(key),
@@ -614,7 +617,7 @@ impl Model<'_> {
                 let version = applied
                     .then(|| self.store(key, &write, value, context, outcome == Outcome::Ok));
                 Completion {
-                    process,
+                    process: process.into(),
                     outcome,
                     f: if delete {
                         ClientF::Delete
