@@ -6,6 +6,7 @@
 //! the repro lines already in CI logs and issues. Adding, removing or reordering a draw changes every
 //! seed's run; do it on purpose, and say so where the nightly's results are compared.
 
+use crate::sim::WorkloadArg;
 use dynamo_node::config::Bug;
 use dynamo_workloads::generate::possible_kinds;
 use dynamo_workloads::plan::{KeyDist, NemesisKind, NodeOptions, SimConfig, Workload};
@@ -17,7 +18,8 @@ pub struct Overrides {
     pub ops: usize,
     pub bug: Option<Bug>,
     pub nemesis: Option<Vec<NemesisKind>>,
-    pub workload: Option<Workload>,
+    /// The workload of every seed (`set`: the cart of adds only), instead of each seed's draw.
+    pub workload: Option<WorkloadArg>,
 }
 /// Separates the nightly's draws from the plan's, which come from the same seed.
 const NIGHTLY_STREAM: u64 = 0x6e69_6768_746c_7932; // "nightly2"
@@ -98,7 +100,8 @@ pub fn seed_config(seed: u64, o: &Overrides) -> SimConfig {
         ops: o.ops,
         keys,
         key_dist,
-        workload: o.workload.unwrap_or(workload),
+        workload: o.workload.map_or(workload, WorkloadArg::workload),
+        adds_only: o.workload == Some(WorkloadArg::Set),
         nemesis: o.nemesis.clone().unwrap_or(nemesis),
         n: 3,
         r,
@@ -162,11 +165,22 @@ mod tests {
             ops: 10,
             bug: Some(Bug::Lww),
             nemesis: Some(vec![NemesisKind::Skew]),
-            workload: Some(Workload::Register),
+            workload: Some(WorkloadArg::Register),
         };
         let c = seed_config(3, &fixed);
         assert_eq!(c.nemesis, vec![NemesisKind::Skew]);
         assert_eq!((c.workload, c.bug), (Workload::Register, Some(Bug::Lww)));
+        assert!(!c.adds_only);
+        // `--workload set`, as `dynamo sim` takes it: the cart of adds only, on every seed.
+        let set = Overrides {
+            workload: Some(WorkloadArg::Set),
+            ..fixed
+        };
+        for seed in 0..20 {
+            let c = seed_config(seed, &set);
+            c.validate().unwrap();
+            assert_eq!((c.workload, c.adds_only), (Workload::Cart, true));
+        }
     }
 
     /// Seed 86561 drew a mix of one impossible kind (membership on three nodes) and failed to

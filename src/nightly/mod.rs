@@ -32,10 +32,12 @@ pub use merge::{MergeArgs, merge};
 pub use run::run_seeds;
 pub use summary::{SeedResult, Status};
 
+use crate::sim::WorkloadArg;
 use crate::sim::repro_command;
 use clap::Args;
+use clap::ValueEnum;
 use dynamo_node::config::Bug;
-use dynamo_workloads::plan::{NemesisKind, Plan, Workload};
+use dynamo_workloads::plan::{NemesisKind, Plan};
 use progress::Progress;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -79,9 +81,10 @@ pub struct NightlyArgs {
     /// Use this fault mix for every seed instead of one drawn per seed (as `dynamo sim --nemesis`).
     #[arg(long)]
     nemesis: Option<String>,
-    /// Use this workload for every seed instead of one drawn per seed.
-    #[arg(long)]
-    workload: Option<Workload>,
+    /// Use this workload for every seed instead of one drawn per seed: cart, register, or set (as
+    /// `dynamo sim --workload`).
+    #[arg(long, value_enum)]
+    workload: Option<WorkloadArg>,
     /// Keep the files of passing seeds too.
     #[arg(long)]
     keep_passing: bool,
@@ -186,7 +189,8 @@ pub fn nightly(args: NightlyArgs) -> Result<ExitCode, String> {
         options.insert("nemesis".to_owned(), n.clone());
     }
     if let Some(w) = args.workload {
-        options.insert("workload".to_owned(), w.to_string());
+        let name = w.to_possible_value().expect("no variant is skipped");
+        options.insert("workload".to_owned(), name.get_name().to_owned());
     }
     eprintln!(
         "dynamo nightly: {} seeds ({}..{}{}), {jobs} jobs, {} ops each, writing {}",
