@@ -52,19 +52,19 @@
 //! - **Shortened files**: a file other than the newest found shorter than the manifest recorded
 //!   it when it was sealed (rollover or compaction), even if cut exactly at a record boundary.
 //!
-//! - **Not noticed**: the newest file cut exactly at a record boundary, or emptied (`truncate -s
-//!   0`), reads as a clean end: nothing durable says how far it had grown (the manifest records
-//!   a file's length only when it is sealed, and recording the active file's would cost a second
-//!   fsync per step), so the node keeps its actor id and may issue the lost records' counters
-//!   again. A header written when a file is created would catch the emptied file; a cut at a
-//!   boundary needs the node's peers (they hold its highest counters).
-//!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
 //! Before any repair makes the loss durable (a cut, a rewritten manifest, a compaction), recovery
 //! writes a loss marker (`LOSS`), and only [`LogStore::loss_handled`], which the node calls once
 //! its new actor id is stored, removes it: a crash in between reports the loss again at the next
 //! start, although the repaired files then look clean.
+//! Not noticed: the newest file cut exactly at a record boundary, or emptied (`truncate -s 0`),
+//! reads as a clean end. Nothing durable says how far it had grown (the manifest records a file's
+//! length only when it is sealed; recording the active file's would cost a second fsync per step),
+//! so the node keeps its actor id and may issue the lost records' counters again. A header written
+//! when a file is created would catch the emptied file; a cut at a boundary needs the node's peers,
+//! which hold its highest counters.
+//!
 //! After skipping corruption or finding a hole in the file sequence, recovery compacts the store
 //! before it serves or appends anything: the damaged bytes go away with their files, and nothing
 //! is ever appended behind damage, where a later recovery could read the damage differently and
