@@ -58,6 +58,7 @@
 //! writes a loss marker (`LOSS`), and only [`LogStore::loss_handled`], which the node calls once
 //! its new actor id is stored, removes it: a crash in between reports the loss again at the next
 //! start, although the repaired files then look clean.
+//!
 //! Not noticed: the newest file cut exactly at a record boundary, or emptied (`truncate -s 0`),
 //! reads as a clean end. Nothing durable says how far it had grown (the manifest records a file's
 //! length only when it is sealed; recording the active file's would cost a second fsync per step),
