@@ -315,7 +315,7 @@ fn survives(kind: Damage) {
         assert!(start.elapsed() < Duration::from_millis(STARTUP_TIMEOUT_MS));
         sleep(Duration::from_millis(50));
     }
-    if kind != Damage::LoseNewestFile {
+    if !matches!(kind, Damage::LoseNewestFile | Damage::EmptyNewestFile) {
         // Recovery kept every record the damage did not touch (no peer can have refilled them).
         for key in &other_keys {
             let state = c.state(VICTIM_NODE, key);
@@ -392,4 +392,11 @@ fn a_flipped_byte_in_the_middle_keeps_the_records_after_it_and_does_not_reuse_a_
 #[test]
 fn a_lost_newest_file_does_not_reuse_a_dot() {
     survives(Damage::LoseNewestFile);
+}
+
+/// `truncate -s 0` of the newest data file of a stopped node: its records are gone and nothing
+/// damaged is left to read; the file-start record the store wrote first is what is missing.
+#[test]
+fn an_emptied_newest_file_does_not_reuse_a_dot() {
+    survives(Damage::EmptyNewestFile);
 }

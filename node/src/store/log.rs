@@ -26,7 +26,8 @@
 //! the check. Flags: bit 0 marks a tombstone (a removal, with an empty value); other bits must be
 //! zero. Lengths are bounded by [`RECORD_KEY_BYTES_MAX`] and [`RECORD_VALUE_BYTES_MAX`], so that a damaged
 //! length is recognised as damage and never makes recovery read or allocate gigabytes. There is no
-//! file header: a future format would use a new file extension.
+//! file header (a file the store appends to starts with a file-start record, below): a future
+//! format would use a new file extension.
 //!
 //! # Durability and recovery
 //!
@@ -51,6 +52,10 @@
 //!   is a new store, not damage.
 //! - **Shortened files**: a file other than the newest found shorter than the manifest recorded
 //!   it when it was sealed (rollover or compaction), even if cut exactly at a record boundary.
+//! - **An emptied newest file**: every file the store creates to append to starts with a
+//!   file-start record (a tombstone of the empty key, which no caller's key is), synced before the
+//!   manifest names the file; a newest file the manifest names found empty was emptied (`truncate
+//!   -s 0`), and its records are lost.
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
@@ -59,12 +64,11 @@
 //! its new actor id is stored, removes it: a crash in between reports the loss again at the next
 //! start, although the repaired files then look clean.
 //!
-//! Not noticed: the newest file cut exactly at a record boundary, or emptied (`truncate -s 0`),
-//! reads as a clean end. Nothing durable says how far it had grown (the manifest records a file's
-//! length only when it is sealed; recording the active file's would cost a second fsync per step),
-//! so the node keeps its actor id and may issue the lost records' counters again. A header written
-//! when a file is created would catch the emptied file; a cut at a boundary needs the node's peers,
-//! which hold its highest counters.
+//! Not noticed: the newest file cut exactly at a record boundary past its first record reads as a
+//! clean end. Nothing durable says how far it had grown (the manifest records a file's length only
+//! when it is sealed; recording the active file's would cost a second fsync per step), so the
+//! node keeps its actor id and may issue the lost records' counters again; only its peers, which
+//! hold its highest counters, could tell.
 //!
 //! After skipping corruption or finding a hole in the file sequence, recovery compacts the store
 //! before it serves or appends anything: the damaged bytes go away with their files, and nothing

@@ -122,6 +122,7 @@ impl<F: FileSystem> LogStore<F> {
         self.files = files;
         self.keydir = keydir;
         self.active_unsynced = false;
+        self.start_active_file()?;
         self.check_invariants();
 
         // 4. The manifest: the old files are superseded.

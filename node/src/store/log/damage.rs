@@ -4,10 +4,11 @@
 //!
 //! Every kind of damage here is one recovery must notice (see the parent module's docs): a torn
 //! tail keeps part of the last record, a flipped byte lies inside a record, a removed file is named
-//! by the manifest, and a sealed file cut at a record boundary is shorter than the manifest
-//! recorded it. Damage recovery cannot notice (the newest file cut exactly at a record boundary,
-//! which looks like a crash losing unsynced appends) is left out on purpose: no store that checks
-//! records can see it, and it would only make the checker blame the node for the disk.
+//! by the manifest, a sealed file cut at a record boundary is shorter than the manifest recorded
+//! it, and an emptied newest file lacks its file-start record. Damage recovery cannot notice (the
+//! newest file cut exactly at a later record boundary, which looks like a crash losing unsynced
+//! appends) is left out on purpose: no store that checks records can see it, and it would only
+//! make the checker blame the node for the disk.
 
 use super::files::{self, FileKind, file_path};
 use super::record;
@@ -38,6 +39,9 @@ pub enum Damage {
     CutSealedFile,
     /// Removes the manifest.
     LoseManifest,
+    /// Empties the newest data file (`truncate -s 0`): every record in it is gone and no damaged
+    /// byte is left to see; the missing file-start record shows it.
+    EmptyNewestFile,
 }
 
 impl Damage {
@@ -67,14 +71,37 @@ fn data_files<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<DataFile>> {
         .collect()
 }
 
-/// (offset, size) of every good record of a file.
+/// (offset, size) of every good record of a file but its file-start record, which holds no data
+/// (a file holding only it has nothing to damage).
 fn records<F: FileSystem>(fs: &F, file: &DataFile) -> io::Result<Vec<(u64, u64)>> {
     let handle = fs.open(&file.path, false)?;
     let mut found = Vec::new();
-    record::scan_file(&handle, file.len_bytes, |offset, record_bytes, _, _| {
-        found.push((offset, u64::from(record_bytes)))
-    })?;
+    record::scan_file(
+        &handle,
+        file.len_bytes,
+        |offset, record_bytes, tombstone, key| {
+            if !record::is_file_start(tombstone, key) {
+                found.push((offset, u64::from(record_bytes)))
+            }
+        },
+    )?;
     Ok(found)
+}
+
+/// Where a file's data starts: past its file-start record, if it begins with one.
+fn data_start<F: FileSystem>(fs: &F, file: &DataFile) -> io::Result<u64> {
+    let handle = fs.open(&file.path, false)?;
+    let mut start = 0;
+    record::scan_file(
+        &handle,
+        file.len_bytes.min(record::FILE_START_BYTES),
+        |offset, record_bytes, tombstone, key| {
+            if offset == 0 && record::is_file_start(tombstone, key) {
+                start = u64::from(record_bytes);
+            }
+        },
+    )?;
+    Ok(start)
 }
 
 /// (offset, size) of the newest good record of `key` in a file.
@@ -142,13 +169,21 @@ pub fn apply_damage<F: FileSystem>(
                     file.len_bytes
                 )));
             }
-            let Some(file) = files.iter().rev().find(|f| f.len_bytes > 0) else {
+            let mut newest = None;
+            for file in files.iter().rev() {
+                let start = data_start(fs, file)?;
+                if file.len_bytes > start {
+                    newest = Some((file, start));
+                    break;
+                }
+            }
+            let Some((file, start)) = newest else {
                 return Ok(None);
             };
             // The last good record; a file whose end is already damaged is cut inside the damage.
             let last_start = records(fs, file)?
                 .last()
-                .map_or(0, |&(offset, record_bytes)| {
+                .map_or(start, |&(offset, record_bytes)| {
                     if offset + record_bytes == file.len_bytes {
                         offset
                     } else {
@@ -232,6 +267,10 @@ pub fn apply_damage<F: FileSystem>(
             let (file, offset) = candidates[(pick % candidates.len() as u64) as usize];
             cut_at(fs, file, offset).map(Some)
         }
+        Damage::EmptyNewestFile => match files.last() {
+            Some(file) if !records(fs, file)?.is_empty() => cut_at(fs, file, 0).map(Some),
+            _ => Ok(None),
+        },
         Damage::LoseManifest => {
             let path = files::manifest_path(dir);
             if !fs.exists(&path) {

@@ -76,6 +76,23 @@ impl Header {
     }
 }
 
+/// Bytes of the record a data file starts with when the store creates it to append to
+/// ([`file_start_record`]).
+pub(super) const FILE_START_BYTES: u64 = RECORD_HEADER_BYTES as u64;
+
+/// The record a data file starts with when the store creates it to append to: a tombstone of the
+/// empty key, which no caller's key is (the keyspace prefixes every key), so that replaying it
+/// changes nothing. A newest file found empty although the manifest names it was emptied after
+/// the store wrote it: its records are lost (the parent module's docs).
+pub(super) fn file_start_record() -> Vec<u8> {
+    encode_record(&[], None)
+}
+
+/// Whether a replayed record is the file-start record ([`file_start_record`]).
+pub(super) fn is_file_start(tombstone: bool, key: &[u8]) -> bool {
+    tombstone && key.is_empty()
+}
+
 /// Encodes a record: a put if `value` is given, else a tombstone. The caller has checked the sizes.
 pub(super) fn encode_record(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     assert!(

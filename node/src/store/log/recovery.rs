@@ -92,6 +92,9 @@ pub struct RecoveryReport {
     pub shortened_file_count: u64,
     /// The manifest.
     pub manifest: ManifestState,
+    /// The newest data file, found empty although the manifest names it (emptied after the store
+    /// wrote its file-start record).
+    pub emptied_file: Option<PathBuf>,
     /// An earlier recovery lost data and the node stopped before it took a new actor id for it
     /// (the loss marker was still there, see [`LogStore::loss_handled`]).
     pub earlier_loss_pending: bool,
@@ -113,6 +116,7 @@ impl RecoveryReport {
             || self.skipped_ranges > 0
             || self.missing_file_count > 0
             || self.shortened_file_count > 0
+            || self.emptied_file.is_some()
             || self.earlier_loss_pending
             || matches!(
                 self.manifest,
@@ -161,6 +165,12 @@ impl RecoveryReport {
                 first.file.display(),
                 first.len_bytes,
                 first.sealed_bytes
+            ));
+        }
+        if let Some(file) = &self.emptied_file {
+            parts.push(format!(
+                "the newest data file {} was empty although the manifest names it",
+                file.display()
             ));
         }
         if self.earlier_loss_pending {
@@ -341,11 +351,28 @@ impl<F: FileSystem> LogStore<F> {
         for (index, &id) in data_ids.iter().enumerate() {
             let newest = index + 1 == data_ids.len();
             let len_bytes = store.recover_file(id, newest, &mut report)?;
-            bytes_found += len_bytes;
+            // A file holding only its file-start record holds no data.
+            bytes_found += len_bytes.saturating_sub(record::FILE_START_BYTES);
             if let ManifestRead::Found(m) = &manifest
                 && let Some(&sealed_bytes) = m.sealed_bytes.get(&id)
             {
                 report.check_sealed_length(dir, id, len_bytes, sealed_bytes);
+            }
+            // The store starts every file it appends to with a record, so a newest file the
+            // manifest names (a rollover that crashed before naming it leaves an empty one) found
+            // empty was emptied: a cut at a record boundary, with nothing left to show it.
+            if newest
+                && len_bytes == 0
+                && let ManifestRead::Found(m) = &manifest
+                && id <= m.last_id
+            {
+                let file = file_path(dir, id, FileKind::Data);
+                tracing::error!(
+                    file = %file.display(),
+                    "the newest data file is empty although the manifest names it: its records \
+                     are lost here (replicas and anti-entropy refill them)"
+                );
+                report.emptied_file = Some(file);
             }
         }
         if manifest == ManifestRead::Missing && bytes_found > 0 {
@@ -366,7 +393,15 @@ impl<F: FileSystem> LogStore<F> {
             // The newest file may hold appends that a previous run never synced, or a cut torn
             // tail: sync them before serving them and before appending, so that nothing read from
             // this store can be lost by a later crash.
-            Some(mut active) => active.get_mut().handle.sync()?,
+            Some(mut active) => {
+                // An empty newest file (emptied, or from a rollover that crashed) gets its
+                // file-start record, so that emptying it again is noticed.
+                if active.get().len_bytes == 0 {
+                    store.start_active_file()?;
+                    active = store.files.last_entry().expect("just started");
+                }
+                active.get_mut().handle.sync()?
+            }
             None => {
                 // Ids are not reused, even those of lost files.
                 let id = match &manifest {
@@ -425,6 +460,9 @@ impl<F: FileSystem> LogStore<F> {
             &handle,
             file_bytes,
             |offset, record_bytes, tombstone, key| {
+                if record::is_file_start(tombstone, key) {
+                    return;
+                }
                 records += 1;
                 let replaced = if tombstone {
                     keydir.remove(key)

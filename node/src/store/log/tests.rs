@@ -348,11 +348,12 @@ fn a_flipped_byte_in_the_middle_of_the_only_file_loses_only_its_record() {
 
 #[test]
 fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
-    // Offset 20 is in the first record's key or value; offset 8 is the top byte of its key
-    // length, which becomes impossible; a cut leaves a short last record.
+    // The first record starts past the file-start record: offset 20 of it is in its key or
+    // value; offset 8 is the top byte of its key length, which becomes impossible; a cut leaves a
+    // short last record.
     for (damage, reason) in [
-        ("flip 20", "checksum mismatch"),
-        ("flip 8", "key length over the limit"),
+        ("flip 33", "checksum mismatch"),
+        ("flip 21", "key length over the limit"),
         ("cut", "header cut short"),
     ] {
         let fs = MemFs::new();
@@ -420,6 +421,53 @@ fn a_lost_newest_file_is_noticed() {
     drop(store);
     fs.crash();
     assert_reopens_clean(&fs, 160, &model);
+}
+
+/// The newest file emptied (`truncate -s 0` of a stopped node's file) reads as no record at all;
+/// its file-start record is what shows that the store had written there.
+#[test]
+fn an_emptied_newest_file_is_noticed() {
+    let fs = MemFs::new();
+    let (mut model, locations) = filled(&fs, 160, 12);
+    let (store, _) = open_mem(&fs, 160);
+    let newest = store.active_id();
+    drop(store);
+    fs.tear(&data_path(newest), 0).unwrap();
+
+    let (mut store, report) = open_mem(&fs, 160);
+    model.retain(|k, _| locations[k].file_id != newest);
+    assert_eq!(contents(&store), model);
+    assert!(report.lost_data(), "{report:?}");
+    assert_eq!(report.emptied_file, Some(data_path(newest)));
+    assert!(
+        report
+            .loss_summary()
+            .contains("was empty although the manifest names it")
+    );
+
+    // The file holds a file-start record again: emptied once more, it is noticed once more.
+    store.put(b"new", b"v").unwrap();
+    store.sync().unwrap();
+    model.insert(b"new".to_vec(), b"v".to_vec());
+    drop(store);
+    fs.crash();
+    assert_reopens_clean(&fs, 160, &model);
+    fs.tear(&data_path(newest), 0).unwrap();
+    let (_, report) = open_mem(&fs, 160);
+    assert_eq!(report.emptied_file, Some(data_path(newest)));
+}
+
+/// A newly created store, and a store that just rolled over, have an active file that holds
+/// only its file-start record: nothing is lost, and a crash right then loses nothing either.
+#[test]
+fn a_file_with_only_its_start_record_is_no_loss() {
+    let fs = MemFs::new();
+    let (store, report) = open_mem(&fs, 160);
+    assert!(!report.lost_data());
+    drop(store);
+    fs.crash();
+    let (_, report) = open_mem(&fs, 160);
+    assert!(!report.lost_data(), "{report:?}");
 }
 
 #[test]
@@ -854,7 +902,11 @@ fn compaction_keeps_the_newest_state_of_every_key_and_shrinks_the_files() {
     assert_eq!(contents(&store), model);
     let after = store.stats();
     assert!(after.files < before.files, "{before:?} -> {after:?}");
-    assert_eq!(after.bytes, stats.bytes_after);
+    // The new active file holds its file-start record.
+    assert_eq!(
+        after.bytes,
+        stats.bytes_after + super::record::FILE_START_BYTES
+    );
     assert_eq!(
         files_of_kind(&fs, Path::new(DIR), FileKind::Data).len(),
         after.files as usize

@@ -7,6 +7,7 @@
 //! module's docs, "Durability and recovery").
 
 use super::files::{self, FileKind, file_path};
+use super::record;
 use super::{DataFile, Location, LogStore, at, next_file_id};
 use crate::fs::{FileSystem, FsFile};
 use std::io;
@@ -34,6 +35,28 @@ impl<F: FileSystem> LogStore<F> {
             },
         );
         self.active_unsynced = false;
+        self.start_active_file()
+    }
+
+    /// Appends the file-start record to the empty active file and syncs it, so that recovery can
+    /// tell the file emptied later from one that never held a record
+    /// ([`record::file_start_record`]). Synced at once, before the manifest names the file: a
+    /// crash must not leave a named file empty that lost nothing.
+    pub(super) fn start_active_file(&mut self) -> io::Result<()> {
+        let id = self.active_id();
+        let path = file_path(&self.dir, id, FileKind::Data);
+        let active = self
+            .files
+            .get_mut(&id)
+            .expect("an open store has an active file");
+        assert_eq!(active.len_bytes, 0, "only an empty file is started");
+        let start = record::file_start_record();
+        active
+            .handle
+            .append(&start)
+            .map_err(|e| at(e, "append to", &path))?;
+        active.handle.sync().map_err(|e| at(e, "sync of", &path))?;
+        active.len_bytes = start.len() as u64;
         Ok(())
     }
 
@@ -148,7 +171,9 @@ impl<F: FileSystem> LogStore<F> {
             .next_back()
             .expect("active file")
             .len_bytes;
-        if active_bytes > 0 && active_bytes + record_bytes > self.options.max_file_bytes {
+        if active_bytes > record::FILE_START_BYTES
+            && active_bytes + record_bytes > self.options.max_file_bytes
+        {
             self.roll_over()?;
         }
         let dir = &self.dir;
