@@ -702,3 +702,70 @@ fn a_join_at_another_members_address_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Whether the shell would drop `m` as too large to send: encoded in a `Frame::Peer`, with its
+/// MAC, it passes [`crate::wire::FRAME_BYTES_MAX`] (`shell::write` logs it and goes on).
+fn too_large_to_send(m: &PeerMessage) -> bool {
+    let frame = Frame::Peer {
+        from: "n1".into(),
+        message: m.clone(),
+    };
+    let bytes = postcard::experimental::serialized_size(&frame).unwrap_or(usize::MAX);
+    bytes + crate::auth::MAC_TAG_BYTES > crate::wire::FRAME_BYTES_MAX
+}
+
+/// Anti-entropy of a partition holding thousands of keys of the longest size a client may send
+/// (a hostile client's, or only a large data set's): the (key, digest) entries of an `AeKeys`
+/// were bounded by count alone, and 4,096 keys of 4 KiB make a message of 16 MiB, twice the
+/// frame. The shell dropped every such message ("a frame too large to send"), so once both
+/// replicas held a couple of thousand long keys the other lacked, no exchange of the partition
+/// ever got past the leaves, in either direction: the replicas stayed apart for good. The
+/// entries of one message are now bounded in bytes too ([`AE_ENTRIES_BYTES_PER_MESSAGE_MAX`]),
+/// and the rest waits for the next exchange, as the count's rest does.
+#[test]
+fn anti_entropy_of_a_partition_of_long_keys_fits_its_frames_and_converges() {
+    let mut net = Net::new(2, 2, 1, 1);
+    configure(&mut net, |c| {
+        c.read_repair = false;
+        c.hinted_handoff = false;
+    });
+    // Only what the shell would send arrives.
+    net.drop = too_large_to_send;
+    let ring = net.nodes["n1"].0.ring().clone();
+    let key_of = |side: u8, i: u32| {
+        let mut key = vec![side; crate::wire::KEY_BYTES_MAX - 8];
+        key.extend_from_slice(&u64::from(i).to_be_bytes());
+        key
+    };
+    let partition = ring.partition_of(&key_of(b'a', 0));
+    // Per side, more keys of the partition than the frame holds entries of.
+    let keys_per_side = crate::wire::FRAME_BYTES_MAX / crate::wire::KEY_BYTES_MAX + 64;
+    let keys = |side: u8| -> Vec<Vec<u8>> {
+        (0..)
+            .map(|i| key_of(side, i))
+            .filter(|k| ring.partition_of(k) == partition)
+            .take(keys_per_side)
+            .collect()
+    };
+    let (mine, theirs) = (keys(b'a'), keys(b'b'));
+    let mut state = KeyVersions::new();
+    state.put("w.1", &VClock::new(), b"v".to_vec(), false, 1);
+    for (node, keys) in [("n1", &mine), ("n2", &theirs)] {
+        let store = &mut net.nodes.get_mut(node).unwrap().1;
+        for key in keys {
+            store.write_state(key, state.clone()).unwrap();
+        }
+        net.restart(node);
+    }
+    for _ in 0..60 {
+        net.advance(1_000);
+        net.deliver_all();
+    }
+    let missing = |net: &Net, node: &str, keys: &[Vec<u8>]| {
+        keys.iter()
+            .filter(|k| net.state(node, k).is_empty())
+            .count()
+    };
+    assert_eq!(missing(&net, "n1", &theirs), 0, "n1 lacks keys of n2");
+    assert_eq!(missing(&net, "n2", &mine), 0, "n2 lacks keys of n1");
+}

@@ -4,12 +4,15 @@
 //! An exchange starts with the roots of the partitions two replicas share; the two descend in
 //! turns, only where hashes differ, and at the leaves swap their (key, digest) lists and send each
 //! other the keys whose digests differ, to merge. Only partitions both replicate are compared.
-//! Every message is bounded ([`AE_ENTRIES_PER_MESSAGE_MAX`], [`AE_REPAIRS_PER_MESSAGE_MAX`]):
-//! what does not fit waits for the next exchange.
+//! Every message is bounded ([`AE_ENTRIES_PER_MESSAGE_MAX`] and
+//! [`AE_ENTRIES_BYTES_PER_MESSAGE_MAX`] of entries, [`AE_REPAIRS_PER_MESSAGE_MAX`] and
+//! [`AE_REPAIR_BYTES_PER_MESSAGE_MAX`] of repairs): what does not fit waits for the next exchange.
+//! A peer that gets only the first entries of a leaf takes the others for missing and sends
+//! its states of them: more repairs than needed, within their bounds, never fewer.
 
 use super::{
-    AE_ENTRIES_PER_MESSAGE_MAX, AE_REPAIR_BYTES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core,
-    others,
+    AE_ENTRIES_BYTES_PER_MESSAGE_MAX, AE_ENTRIES_PER_MESSAGE_MAX, AE_ENTRY_OVERHEAD_BYTES,
+    AE_REPAIR_BYTES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core, others,
 };
 use crate::config::NodeConfig;
 use crate::merkle::{DEPTH, Tree};
@@ -97,11 +100,8 @@ impl Core {
             return;
         }
         let message = if level == DEPTH {
-            let entries: Vec<(Vec<u8>, u64)> = differing
-                .iter()
-                .flat_map(|&leaf| tree.leaf_entries(leaf))
-                .take(AE_ENTRIES_PER_MESSAGE_MAX)
-                .collect();
+            let entries =
+                bounded_entries(differing.iter().flat_map(|&leaf| tree.leaf_entries(leaf)));
             PeerMessage::AeKeys {
                 partition,
                 leaves: differing,
@@ -174,7 +174,7 @@ impl Core {
             }
         }
         if reply {
-            let entries = mine.into_iter().take(AE_ENTRIES_PER_MESSAGE_MAX).collect();
+            let entries = bounded_entries(mine.into_iter());
             let message = PeerMessage::AeKeys {
                 partition,
                 leaves,
@@ -195,4 +195,19 @@ impl Core {
             .or_insert_with(|| Tree::new(fanout))
             .update(key, Some(digest));
     }
+}
+
+/// The first of `entries` that one message carries: at most [`AE_ENTRIES_PER_MESSAGE_MAX`] of
+/// them, of at most [`AE_ENTRIES_BYTES_PER_MESSAGE_MAX`] together.
+fn bounded_entries(entries: impl Iterator<Item = (Vec<u8>, u64)>) -> Vec<(Vec<u8>, u64)> {
+    let mut bytes = 0;
+    let bounded: Vec<(Vec<u8>, u64)> = entries
+        .take(AE_ENTRIES_PER_MESSAGE_MAX)
+        .take_while(|(key, _)| {
+            bytes += key.len() + AE_ENTRY_OVERHEAD_BYTES;
+            bytes <= AE_ENTRIES_BYTES_PER_MESSAGE_MAX
+        })
+        .collect();
+    debug_assert!(bounded.len() <= AE_ENTRIES_PER_MESSAGE_MAX);
+    bounded
 }

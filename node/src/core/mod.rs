@@ -93,6 +93,15 @@ pub const HEARD_FRESH_MS: u64 = 2_000;
 /// Most (key, digest) entries one anti-entropy message carries; the rest waits for the next
 /// exchange.
 pub const AE_ENTRIES_PER_MESSAGE_MAX: usize = 4_096;
+/// Most bytes of (key, digest) entries one anti-entropy message carries, each reckoned as its
+/// key's length plus [`AE_ENTRY_OVERHEAD_BYTES`]; the rest waits for the next exchange, as past
+/// [`AE_ENTRIES_PER_MESSAGE_MAX`]. The count alone does not keep a message within its frame:
+/// 4,096 keys of [`crate::wire::KEY_BYTES_MAX`] make 16 MiB, which the shell drops as too large
+/// to send, and an exchange whose entries never arrive never repairs anything. Half a frame.
+pub const AE_ENTRIES_BYTES_PER_MESSAGE_MAX: usize = crate::wire::FRAME_BYTES_MAX / 2;
+/// A bound of the bytes an entry encodes to beside its key: the key's length and the digest,
+/// each a varint of at most 10 bytes.
+pub const AE_ENTRY_OVERHEAD_BYTES: usize = 20;
 /// Most keys one anti-entropy message makes this node send back.
 pub const AE_REPAIRS_PER_MESSAGE_MAX: usize = 512;
 /// Most bytes of key states one anti-entropy message makes this node send back (reckoned by
