@@ -1252,3 +1252,48 @@ fn stopped_node_keyspace(dir: &Path) -> Keyspace<LogStore<StdFs>> {
     let (log, _) = LogStore::open(StdFs, dir, options).expect("open the stopped node's log");
     Keyspace::new(log)
 }
+
+/// A peer's connections past its share: a link that keeps going silent (a lossy route: turmoil
+/// and a real network alike) re-dials every second or so, and the node kept each of the dead
+/// connections it left behind until it idled out (one to two minutes); a peer with a bug, or
+/// anyone who holds the secret, can open them on purpose. Past [`PEER_CONNECTIONS_MAX`] of them
+/// the node refused every new peer connection, the real peers' re-dials included: here n2,
+/// restarted, could not link to n1 again, its acknowledgements never reached n1, and every put
+/// through n1 failed. A node now keeps at most [`PEER_CONNECTIONS_PER_NODE_MAX`] connections per
+/// peer: a newcomer closes the least recently active connection of the same peer.
+#[test]
+fn a_peers_stale_connections_cannot_lock_the_real_links_out() {
+    use dynamo_node::shell::{PEER_CONNECTIONS_MAX, PEER_CONNECTIONS_PER_NODE_MAX};
+    let mut cluster = Cluster::start(2, false, &["--n", "2", "--r", "2", "--w", "2"]);
+    cluster.put(0, "before", "v");
+    // The real n2 stops; its link's slot goes to one more stale connection, and n2 comes back.
+    cluster.kill(1);
+    sleep(Duration::from_millis(300));
+    let addr = cluster.addrs[0].clone();
+    let held = runtime().block_on(async move {
+        let mut held = Vec::new();
+        // More than the class holds (the node refuses the last ones).
+        for _ in 0..PEER_CONNECTIONS_MAX + 2 {
+            held.push(as_open_peer(&addr, "n2").await);
+        }
+        held
+    });
+    cluster.spawn(1);
+    // Not `wait_ready`: its reads through n1 need n2's answers, which come on n2's link.
+    let start = Instant::now();
+    loop {
+        let out = cluster.cli(0, &["put", "after", "v"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(STARTUP_TIMEOUT_MS),
+            "n2's link to n1 was refused: {}",
+            text(&out)
+        );
+        sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cluster.values(0, "after"), ["v"]);
+    assert!(PEER_CONNECTIONS_PER_NODE_MAX < PEER_CONNECTIONS_MAX);
+    drop(held);
+}

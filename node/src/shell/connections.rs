@@ -1,6 +1,7 @@
 //! Inbound connections: the acceptor; the registry that counts connections per class and makes
 //! room in a full class by closing its least recently active one (a full class of peers refuses
-//! the newcomer instead); the first frame, which settles who a connection is (a `Hello` and its
+//! the newcomer instead, and a peer past its own share closes its own least recently active
+//! connection, [`PEER_CONNECTIONS_PER_NODE_MAX`]); the first frame, which settles who a connection is (a `Hello` and its
 //! handshake, or an anonymous client's request); the check of every later frame against that
 //! role; and the task that serves one connection. The rules they enforce are in the docs of
 //! [`crate::shell`] ("Who may speak, and how much").
@@ -8,8 +9,8 @@
 use super::{
     ADMIN_CONNECTIONS_MAX, CLIENT_CONNECTIONS_MAX, CONNECTION_IDLE_MS,
     CONNECTION_OUTBOUND_BYTES_MAX, CONNECTION_QUEUE_MAX, Event, HANDSHAKE_TIMEOUT_MS, Outbound,
-    PEER_CONNECTIONS_MAX, PENDING_CONNECTIONS_MAX, RECONNECT_BACKOFF_MS, ReplyQueue,
-    WRITE_BATCH_FRAMES_MAX, write,
+    PEER_CONNECTIONS_MAX, PEER_CONNECTIONS_PER_NODE_MAX, PENDING_CONNECTIONS_MAX,
+    RECONNECT_BACKOFF_MS, ReplyQueue, WRITE_BATCH_FRAMES_MAX, write,
 };
 use crate::auth::{self, Role};
 use crate::conn::{self, Budget, Charge, Conn};
@@ -74,10 +75,11 @@ impl Class {
     }
 }
 
-/// One live connection: its class, when it was last active (a logical tick, not a clock
-/// reading), and how to close it.
+/// One live connection: its class, the node it speaks for (a peer's), when it was last active
+/// (a logical tick, not a clock reading), and how to close it.
 struct Slot {
     class: Class,
+    peer: Option<NodeId>,
     active: Rc<Cell<u64>>,
     close: Rc<Notify>,
 }
@@ -93,16 +95,37 @@ pub(super) struct Registry {
 impl Registry {
     /// Puts connection `conn` in `class` (moving it from the one it was in), closing the least
     /// recently active connection of a full class that evicts; refuses for a full class that
-    /// does not.
+    /// does not. A peer's connection (`peer`) past [`PEER_CONNECTIONS_PER_NODE_MAX`] of its
+    /// node closes that node's least recently active one first: the node gave up on it.
     fn admit(
         &mut self,
         conn: u64,
         class: Class,
+        peer: Option<&NodeId>,
         active: &Rc<Cell<u64>>,
         close: &Rc<Notify>,
     ) -> Result<(), String> {
         if let Some(slot) = self.slots.remove(&conn) {
             self.counts[slot.class.index()] -= 1;
+        }
+        if let Some(peer) = peer {
+            let of_peer = |s: &&Slot| s.peer.as_ref() == Some(peer);
+            if self.slots.values().filter(of_peer).count() >= PEER_CONNECTIONS_PER_NODE_MAX {
+                let victim = self
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| of_peer(s))
+                    .min_by_key(|(_, s)| s.active.get())
+                    .map(|(&c, _)| c)
+                    .expect("a peer at its bound has a connection");
+                tracing::warn!(
+                    conn = victim,
+                    %peer,
+                    "{PEER_CONNECTIONS_PER_NODE_MAX} connections of one peer: closing its least \
+                     recently active"
+                );
+                self.evict(victim);
+            }
         }
         if self.counts[class.index()] >= class.connections_max() {
             if !class.evicts() {
@@ -118,15 +141,13 @@ impl Registry {
                 .min_by_key(|(_, s)| s.active.get())
                 .map(|(&c, _)| c)
                 .expect("a full class has a connection");
-            let slot = self.slots.remove(&victim).expect("listed");
-            self.counts[class.index()] -= 1;
             tracing::warn!(
                 conn = victim,
                 ?class,
                 "{} {class:?} connections: closing the least recently active",
                 class.connections_max()
             );
-            slot.close.notify_one();
+            self.evict(victim);
         }
         self.counts[class.index()] += 1;
         self.touch(active);
@@ -134,12 +155,27 @@ impl Registry {
             conn,
             Slot {
                 class,
+                peer: peer.cloned(),
                 active: active.clone(),
                 close: close.clone(),
             },
         );
         debug_assert!(self.counts[class.index()] <= class.connections_max());
+        debug_assert!(peer.is_none_or(|peer| {
+            let of_peer = self
+                .slots
+                .values()
+                .filter(|s| s.peer.as_ref() == Some(peer));
+            of_peer.count() <= PEER_CONNECTIONS_PER_NODE_MAX
+        }));
         Ok(())
+    }
+
+    /// Takes connection `conn` out and tells its task to close it.
+    fn evict(&mut self, conn: u64) {
+        let slot = self.slots.remove(&conn).expect("a live connection");
+        self.counts[slot.class.index()] -= 1;
+        slot.close.notify_one();
     }
 
     fn touch(&self, active: &Cell<u64>) {
@@ -172,10 +208,10 @@ pub(super) async fn accept_loop<E: Env>(listener: E::Listener, ctx: Rc<ConnConte
         tokio::task::spawn_local(async move {
             let active = Rc::new(Cell::new(0));
             let close = Rc::new(Notify::new());
-            let admitted = ctx
-                .registry
-                .borrow_mut()
-                .admit(conn, Class::Pending, &active, &close);
+            let admitted =
+                ctx.registry
+                    .borrow_mut()
+                    .admit(conn, Class::Pending, None, &active, &close);
             if admitted.is_ok() {
                 serve_connection(stream, conn, &ctx, &active, &close).await;
             }
@@ -354,10 +390,14 @@ async fn serve_connection<S, E: Env>(
     } else {
         Class::of(&role)
     };
+    let peer = match &role {
+        Role::Peer { id } if class == Class::Peer => Some(id),
+        _ => None,
+    };
     let admitted = ctx
         .registry
         .borrow_mut()
-        .admit(conn_id, class, active, close);
+        .admit(conn_id, class, peer, active, close);
     if let Err(message) = admitted {
         refuse(&mut conn, message).await;
         return;

@@ -42,9 +42,11 @@
 //! that said Hello, and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
 //! connections, clients or admins makes room by closing its least recently active connection
 //! (idle connections cannot lock newcomers out); a full class of peers, all authenticated,
-//! refuses the newcomer. Every byte a connection buffers, and every decoded frame waiting for the
-//! driver, is charged to one budget of [`INBOUND_BYTES_MAX`]; a connection whose frame cannot get
-//! its bytes is closed with an error.
+//! refuses the newcomer, and a peer's newcomer past [`PEER_CONNECTIONS_PER_NODE_MAX`] closes
+//! that peer's own least recently active connection (the dead ones a re-dialling link leaves
+//! behind cannot fill the class). Every byte a connection buffers, and every decoded frame
+//! waiting for the driver, is charged to one budget of [`INBOUND_BYTES_MAX`]; a connection whose
+//! frame cannot get its bytes is closed with an error.
 //!
 //! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
 //! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
@@ -115,8 +117,15 @@ pub const CLIENT_CONNECTIONS_MAX: usize = 1_024;
 /// Admin connections served at once; a newcomer past it closes the least recently active one.
 pub const ADMIN_CONNECTIONS_MAX: usize = 32;
 /// Peer connections served at once (each member dials one; a re-dial may overlap the old one).
-/// Past it a newcomer is refused: peers are authenticated, so only members fill it.
+/// Past it a newcomer is refused: peers are authenticated, so only members fill it, each within
+/// [`PEER_CONNECTIONS_PER_NODE_MAX`].
 pub const PEER_CONNECTIONS_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
+/// Peer connections served at once for one node: its link, and a re-dial that may overlap it
+/// while the old connection is not yet known dead. A newcomer past it closes the least recently
+/// active connection of the same node, which its peer gave up on: a link that keeps going silent
+/// re-dials every second or so, and the dead connections it leaves behind would otherwise stay
+/// until they idle out, fill [`PEER_CONNECTIONS_MAX`], and lock every peer's re-dial out.
+pub const PEER_CONNECTIONS_PER_NODE_MAX: usize = 2;
 /// How long a new connection has to say who it is (its first frame, and the handshake after a
 /// `Hello`).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
