@@ -769,3 +769,62 @@ fn anti_entropy_of_a_partition_of_long_keys_fits_its_frames_and_converges() {
     assert_eq!(missing(&net, "n1", &theirs), 0, "n1 lacks keys of n2");
     assert_eq!(missing(&net, "n2", &mine), 0, "n2 lacks keys of n1");
 }
+
+/// A hand-over of many keys while a hot key is written through the node that hands them over.
+/// Each key a sweep deleted took the node a new actor id (its counters for the key went with
+/// the key's state), even for a key this actor never wrote: a sweep of
+/// [`HANDOFF_KEYS_PER_SWEEP_MAX`] keys every [`HANDOFF_INTERVAL_MS`] made a new actor for every
+/// sweep, and each write of the hot key that followed added one more entry to its clock. Clocks
+/// are never pruned, and a put that would make one of more than
+/// [`crate::version::CLOCK_ENTRIES_MAX`] entries is refused: a hand-over of a million keys (or
+/// a peer's `Store` of keys the node does not own, handed back every sweep) would leave a hot key
+/// that nobody could update or delete again. A deletion now takes a new actor only if the deleted
+/// state holds a counter of the current one.
+#[test]
+fn a_hand_over_does_not_grow_the_clocks_of_keys_written_meanwhile() {
+    let mut net = Net::new(4, 3, 2, 2);
+    leave_and_settle(&mut net, "n4");
+    let after_join = net.nodes["n1"].0.ring().with_member("n4", 1);
+    let n1_keeps = |k: &[u8]| after_join.preference_list(k, 3).iter().any(|o| o == "n1");
+    let handed: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("handed-{i:06}").into_bytes())
+        .filter(|k| !n1_keeps(k))
+        .take(8 * HANDOFF_KEYS_PER_SWEEP_MAX)
+        .collect();
+    let hot = (0..)
+        .map(|i| format!("hot-{i}").into_bytes())
+        .find(|k| n1_keeps(k))
+        .unwrap();
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        let mut state = KeyVersions::new();
+        state.put("w.1", &VClock::new(), b"v".to_vec(), false, 1);
+        for key in &handed {
+            store.write_state(key, state.clone()).unwrap();
+        }
+    }
+    net.restart("n1");
+    let actor = net.nodes["n1"].0.actor().clone();
+    let token = net.request("n1", join_of("n4"));
+    membership_reply(&mut net, token);
+    let mut context = VClock::new();
+    for _ in 0..40 {
+        net.advance(HANDOFF_INTERVAL_MS);
+        net.deliver_all();
+        match net.put("n1", &hot, b"hot", context.clone()) {
+            Response::Put { version, .. } => context = version.covering_context(),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        handed.iter().all(|k| net.state("n1", k).is_empty()),
+        "n1 handed every key over"
+    );
+    let clock = net.state("n1", &hot).clock;
+    assert!(clock.len() <= 2, "the hot key's clock grew to {clock}");
+    assert_eq!(
+        net.nodes["n1"].0.actor(),
+        &actor,
+        "n1 never wrote the keys it handed over"
+    );
+}

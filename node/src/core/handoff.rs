@@ -269,7 +269,7 @@ impl Core {
             };
             if owners.iter().all(|o| acked.contains(o)) {
                 self.handoff_acks.remove(&key);
-                self.remove(key);
+                self.remove(key, Some(&state));
                 continue;
             }
             self.handoff_acks

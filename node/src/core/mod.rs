@@ -357,7 +357,7 @@ impl Core {
             LostRecord::State(key) if self.ready.writes.iter().any(|(k, _)| *k == key) => {
                 self.renew_actor("a damaged record of a key written in this step");
             }
-            LostRecord::State(key) => self.remove(key),
+            LostRecord::State(key) => self.remove(key, None),
             LostRecord::Hint { owner, key } => {
                 // A hint can hold a version this node coordinated, with its counter.
                 self.renew_actor("a damaged hint");
@@ -710,13 +710,21 @@ impl Core {
         self.ready.actor = Some(self.actor.clone());
     }
 
-    /// Deletes a key handed over to its owners, or lost to damage.
-    fn remove(&mut self, key: Vec<u8>) {
+    /// Deletes a key handed over to its owners (`deleted`: the state deleted), or lost to damage
+    /// (`None`: what it held is unknown).
+    fn remove(&mut self, key: Vec<u8>, deleted: Option<&KeyVersions>) {
         // The key's clock goes with it, and with it this actor's highest counter for the key: were
         // this node to own the key again, it would issue those counters a second time (found by
         // the checker: a node that left and rejoined lost its next blind put). A new actor id
-        // makes that impossible.
-        self.renew_actor("a key's state was deleted");
+        // makes that impossible. Only if the current actor issued any: a state without a counter
+        // of it takes none along (its counters for the key are all in the key's state, or in a
+        // hint, which stays). A new actor for every deletion made one per hand-over sweep, and
+        // each added an entry to the clock of every key written through this node meanwhile:
+        // clocks are never pruned, and a key whose clock reached its bound could never be
+        // written again.
+        if deleted.is_none_or(|state| state.clock.get(&self.actor) > 0) {
+            self.renew_actor("a key's state was deleted");
+        }
         let partition = self.ring.partition_of(&key);
         if let Some(tree) = self.trees.get_mut(&partition) {
             tree.update(&key, None);
