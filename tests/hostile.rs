@@ -1297,3 +1297,36 @@ fn a_peers_stale_connections_cannot_lock_the_real_links_out() {
     assert!(PEER_CONNECTIONS_PER_NODE_MAX < PEER_CONNECTIONS_MAX);
     drop(held);
 }
+
+/// A stranger's connections that end at their first frame: on a node with a cluster secret and
+/// no client token (anyone may get and put), a connection whose first frame is an admin request
+/// is answered "an admin request needs the cluster secret" and closed. The driver had been told
+/// of the connection (its reply queue) and was never told it closed: each such connection left
+/// its queue behind for good, some kilobytes, and a stranger's loop of them grew the node
+/// without bound (40,000 took it up by hundreds of megabytes). Every connection the driver was
+/// told of now tells it when it closes, however it ends.
+#[test]
+fn connections_refused_at_their_first_request_leave_nothing_behind() {
+    let cluster = Cluster::start(1, true, &["--n", "1", "--r", "1", "--w", "1"]);
+    let pid = cluster.pid(0);
+    let status = wire::encode(&Frame::Request {
+        id: 1,
+        request: Request::Status,
+    })
+    .unwrap();
+    let open_and_refuse = |count: usize| {
+        for _ in 0..count {
+            let mut stream = TcpStream::connect(&cluster.addrs[0]).unwrap();
+            send_raw(&mut stream, &status);
+            assert!(error_text(&read_raw(&mut stream)).contains("secret"));
+        }
+    };
+    // The allocator's pools warm up first.
+    open_and_refuse(2_000);
+    let before = rss_bytes(pid);
+    open_and_refuse(40_000);
+    let after = rss_bytes(pid);
+    eprintln!("RSS before {before} after 40,000 refused connections {after}");
+    assert!(after < before + 32 * 1024 * 1024, "{before} -> {after}");
+    cluster.put(0, "still-served", "yes");
+}

@@ -1,9 +1,10 @@
 //! Inbound connections: the acceptor; the registry that counts connections per class and makes
 //! room in a full class by closing its least recently active one (a full class of peers refuses
 //! the newcomer instead, and a peer past its own share closes its own least recently active
-//! connection, [`PEER_CONNECTIONS_PER_NODE_MAX`]); the first frame, which settles who a connection is (a `Hello` and its
-//! handshake, or an anonymous client's request); the check of every later frame against that
-//! role; and the task that serves one connection. The rules they enforce are in the docs of
+//! connection, [`PEER_CONNECTIONS_PER_NODE_MAX`]); the first frame, which settles who a
+//! connection is (a `Hello` and its handshake, or an anonymous client's request); the check of
+//! every later frame against that role; and the task that serves one connection, which tells
+//! the driver when it closes, however it ends. The rules they enforce are in the docs of
 //! [`crate::shell`] ("Who may speak, and how much").
 
 use super::{
@@ -423,106 +424,116 @@ async fn serve_connection<S, E: Env>(
     {
         return;
     }
-    if let Some((id, request)) = first {
-        let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
-            return refuse(&mut conn, "the node is overloaded".into()).await;
-        };
-        let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
-            Inbound::Event(event) => event,
-            Inbound::Answer(frame) => {
-                let _ = write(&mut conn, vec![frame]).await;
+    // In a block of its own, so that every way out of it (a `return`) still tells the driver
+    // below.
+    async {
+        if let Some((id, request)) = first {
+            let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+                return refuse(&mut conn, "the node is overloaded".into()).await;
+            };
+            let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
+                Inbound::Event(event) => event,
+                Inbound::Answer(frame) => {
+                    let _ = write(&mut conn, vec![frame]).await;
+                    return;
+                }
+                Inbound::Refuse(message) => return refuse(&mut conn, message).await,
+            };
+            if events.send(event).await.is_err() {
                 return;
             }
-            Inbound::Refuse(message) => return refuse(&mut conn, message).await,
-        };
-        if events.send(event).await.is_err() {
-            return;
         }
-    }
-    // One idle timer for the connection's life, pushed back only when it fires: a timeout around
-    // each read would enter and leave the timer wheel once per frame (and a clock reading per
-    // frame is not free either). A connection is closed after one to two idle periods of silence.
-    let idle = Duration::from_millis(CONNECTION_IDLE_MS);
-    let mut read_since_check = false;
-    let idle_timer = sleep(idle);
-    tokio::pin!(idle_timer);
-    loop {
-        tokio::select! {
-            biased;
-            _ = close.notified() => {
-                refuse(&mut conn, "closing connection: too many connections, and this one was the least recently active".into()).await;
-                break;
-            }
-            frame = outbox.recv() => {
-                let Some(frame) = frame else { break };
-                let mut batch = vec![frame];
-                while batch.len() < WRITE_BATCH_FRAMES_MAX {
-                    let Ok(frame) = outbox.try_recv() else { break };
-                    batch.push(frame);
-                }
-                // The frames' bytes stay charged until they are written.
-                let (frames, _charges): (Vec<Frame>, Vec<_>) =
-                    batch.into_iter().map(Outbound::split).unzip();
-                if write(&mut conn, frames).await.is_err() {
+        // One idle timer for the connection's life, pushed back only when it fires: a timeout
+        // around each read would enter and leave the timer wheel once per frame (and a clock
+        // reading per frame is not free either). A connection is closed after one to two idle
+        // periods of silence.
+        let idle = Duration::from_millis(CONNECTION_IDLE_MS);
+        let mut read_since_check = false;
+        let idle_timer = sleep(idle);
+        tokio::pin!(idle_timer);
+        loop {
+            tokio::select! {
+                biased;
+                _ = close.notified() => {
+                    refuse(&mut conn, "closing connection: too many connections, and this one was the least recently active".into()).await;
                     break;
                 }
-            }
-            read = conn.next_frame() => {
-                read_since_check = true;
-                let frame = match read {
-                    None => break,
-                    Some(Err(e)) => {
-                        refuse(&mut conn, format!("closing connection: {e}")).await;
+                frame = outbox.recv() => {
+                    let Some(frame) = frame else { break };
+                    let mut batch = vec![frame];
+                    while batch.len() < WRITE_BATCH_FRAMES_MAX {
+                        let Ok(frame) = outbox.try_recv() else { break };
+                        batch.push(frame);
+                    }
+                    // The frames' bytes stay charged until they are written.
+                    let (frames, _charges): (Vec<Frame>, Vec<_>) =
+                        batch.into_iter().map(Outbound::split).unzip();
+                    if write(&mut conn, frames).await.is_err() {
                         break;
                     }
-                    Some(Ok(frame)) => frame,
-                };
-                ctx.registry.borrow().touch(active);
-                let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
-                    refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
-                    break;
-                };
-                match inbound(frame, &role, conn_id, charge) {
-                    Inbound::Event(event) => {
-                        let delay = match &event {
-                            Event::Peer { message, .. } => ctx.env.peer_delay(message),
-                            _ => Duration::ZERO,
-                        };
-                        if delay.is_zero() {
-                            if events.send(event).await.is_err() {
+                }
+                read = conn.next_frame() => {
+                    read_since_check = true;
+                    let frame = match read {
+                        None => break,
+                        Some(Err(e)) => {
+                            refuse(&mut conn, format!("closing connection: {e}")).await;
+                            break;
+                        }
+                        Some(Ok(frame)) => frame,
+                    };
+                    ctx.registry.borrow().touch(active);
+                    let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+                        refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
+                        break;
+                    };
+                    match inbound(frame, &role, conn_id, charge) {
+                        Inbound::Event(event) => {
+                            let delay = match &event {
+                                Event::Peer { message, .. } => ctx.env.peer_delay(message),
+                                _ => Duration::ZERO,
+                            };
+                            if delay.is_zero() {
+                                if events.send(event).await.is_err() {
+                                    break;
+                                }
+                            } else {
+                                // The simulated network's latency model: the message arrives later,
+                                // on its own (a later one may overtake it), still charged to the
+                                // inbound budget, which bounds what is held back.
+                                let events = events.clone();
+                                tokio::task::spawn_local(async move {
+                                    sleep(delay).await;
+                                    let _ = events.send(event).await;
+                                });
+                            }
+                        }
+                        Inbound::Answer(frame) => {
+                            if write(&mut conn, vec![frame]).await.is_err() {
                                 break;
                             }
-                        } else {
-                            // The simulated network's latency model: the message arrives later,
-                            // on its own (a later one may overtake it), still charged to the
-                            // inbound budget, which bounds what is held back.
-                            let events = events.clone();
-                            tokio::task::spawn_local(async move {
-                                sleep(delay).await;
-                                let _ = events.send(event).await;
-                            });
                         }
-                    }
-                    Inbound::Answer(frame) => {
-                        if write(&mut conn, vec![frame]).await.is_err() {
+                        Inbound::Refuse(message) => {
+                            tracing::warn!(conn = conn_id, ?role, %message, "a frame refused");
+                            refuse(&mut conn, format!("closing connection: {message}")).await;
                             break;
                         }
                     }
-                    Inbound::Refuse(message) => {
-                        tracing::warn!(conn = conn_id, ?role, %message, "a frame refused");
-                        refuse(&mut conn, format!("closing connection: {message}")).await;
+                }
+                _ = &mut idle_timer => {
+                    if !std::mem::take(&mut read_since_check) {
                         break;
                     }
+                    idle_timer.as_mut().reset(Instant::now() + idle);
                 }
-            }
-            _ = &mut idle_timer => {
-                if !std::mem::take(&mut read_since_check) {
-                    break;
-                }
-                idle_timer.as_mut().reset(Instant::now() + idle);
             }
         }
     }
+    .await;
+    // However the connection ended (its first request answered on the spot, a frame refused,
+    // the budget spent), the driver that was told of it is told it closed: its reply queue, a
+    // few kilobytes, stayed in the driver's table for good, and a stranger's loop of connections
+    // each answered "an admin request needs the cluster secret" grew the node without bound.
     if class != Class::Peer {
         let _ = events.send(Event::Closed { conn: conn_id }).await;
     }
