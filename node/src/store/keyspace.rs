@@ -25,7 +25,7 @@ use super::Storage;
 use crate::fs::DetachedSync;
 use crate::ring::{NodeId, Ring};
 use crate::version::{KeyVersions, Rule};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
@@ -107,6 +107,9 @@ pub struct Keyspace<S> {
     /// goes through [`Keyspace::write_state`], which updates it. A Bitcask read costs a file read
     /// and a decode; the hot keys of a workload are read on every request.
     cache: RefCell<BTreeMap<Vec<u8>, KeyVersions>>,
+    /// What the cached states weigh ([`cached_bytes`] of each), kept by [`Keyspace::remember`]
+    /// and [`Keyspace::forget`], the only ways in and out of the cache.
+    cache_bytes: Cell<usize>,
     /// Records found damaged since the core last took them; bounded by the keys stored.
     lost: RefCell<BTreeSet<LostRecord>>,
     /// The data directory's lock, held as long as the keyspace is open
@@ -119,6 +122,12 @@ pub struct Keyspace<S> {
 /// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
 /// with no bookkeeping on the hot path).
 pub const STATE_CACHE_ENTRIES_MAX: usize = 4_096;
+
+/// Most bytes of key states kept decoded in memory (each reckoned by [`cached_bytes`]); past it
+/// the cache starts over, as past [`STATE_CACHE_ENTRIES_MAX`]. The count alone does not bound
+/// memory: a state may weigh up to `wire::STATE_BYTES_MAX` (7 MiB), and 4,096 of them 28 GiB.
+/// Room for several of the largest states, so that a hot large key still stays decoded.
+pub const STATE_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// The key under which the log stores `key`'s state: what damage aimed at the key's records
 /// looks for (`crate::store::log::damage::apply_damage`).
@@ -139,6 +148,7 @@ impl<S: Storage> Keyspace<S> {
         Keyspace {
             storage,
             cache: RefCell::new(BTreeMap::new()),
+            cache_bytes: Cell::new(0),
             lost: RefCell::new(BTreeSet::new()),
             _lock: None,
             rule: Rule::default(),
@@ -164,20 +174,17 @@ impl<S: Storage> Keyspace<S> {
         let written = self
             .storage
             .put(&prefixed(DATA_PREFIX, key), &encode(&state)?);
-        let mut cache = self.cache.borrow_mut();
         match written {
-            Ok(()) => remember(&mut cache, key, state),
+            Ok(()) => self.remember(key, state),
             // The store refuses writes after a failure; whatever it holds, do not guess.
-            Err(_) => {
-                cache.remove(key);
-            }
+            Err(_) => self.forget(key),
         }
         written
     }
 
     /// Deletes a key's state (handed over to its new owners).
     pub fn remove_state(&mut self, key: &[u8]) -> io::Result<()> {
-        self.cache.borrow_mut().remove(key);
+        self.forget(key);
         self.storage.remove(&prefixed(DATA_PREFIX, key))
     }
 
@@ -308,7 +315,7 @@ impl<S: Storage> ReadState for Keyspace<S> {
         };
         match read {
             Ok(state) => {
-                remember(&mut self.cache.borrow_mut(), key, state.clone());
+                self.remember(key, state.clone());
                 Ok(state)
             }
             Err(e) => {
@@ -334,13 +341,86 @@ fn is_damage(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidData
 }
 
-fn remember(cache: &mut BTreeMap<Vec<u8>, KeyVersions>, key: &[u8], state: KeyVersions) {
-    if let Some(cached) = cache.get_mut(key) {
-        *cached = state;
-        return;
+/// What a cached state weighs, in bytes: its key and a bound of its encoding (values count by
+/// their lengths, clocks by their entries), close to what it holds decoded.
+fn cached_bytes(key: &[u8], state: &KeyVersions) -> usize {
+    key.len() + state.encoded_bytes_bound()
+}
+
+impl<S> Keyspace<S> {
+    /// Caches `key`'s state, starting the cache over when it would pass
+    /// [`STATE_CACHE_ENTRIES_MAX`] or [`STATE_CACHE_BYTES_MAX`].
+    fn remember(&self, key: &[u8], state: KeyVersions) {
+        self.forget(key);
+        let bytes = cached_bytes(key, &state);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= STATE_CACHE_ENTRIES_MAX
+            || self.cache_bytes.get() + bytes > STATE_CACHE_BYTES_MAX
+        {
+            cache.clear();
+            self.cache_bytes.set(0);
+        }
+        if bytes <= STATE_CACHE_BYTES_MAX {
+            self.cache_bytes.set(self.cache_bytes.get() + bytes);
+            cache.insert(key.to_vec(), state);
+        }
+        debug_assert!(self.cache_bytes.get() <= STATE_CACHE_BYTES_MAX);
     }
-    if cache.len() >= STATE_CACHE_ENTRIES_MAX {
-        cache.clear();
+
+    /// Drops `key`'s cached state, if any.
+    fn forget(&self, key: &[u8]) {
+        if let Some(state) = self.cache.borrow_mut().remove(key) {
+            self.cache_bytes
+                .set(self.cache_bytes.get() - cached_bytes(key, &state));
+        }
     }
-    cache.insert(key.to_vec(), state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::version::VClock;
+    use crate::wire::VALUE_BYTES_MAX;
+
+    /// The cache of decoded states, with keys of large values: it was bounded by its count of
+    /// entries alone, and 4,096 entries of states of up to `wire::STATE_BYTES_MAX` (7 MiB) are
+    /// 28 GiB: a client that wrote and read a few hundred keys of megabyte values held a
+    /// megabyte of the node's memory per key, for as long as the keys stayed among the last
+    /// 4,096 used. It is now bounded in bytes too ([`STATE_CACHE_BYTES_MAX`]), and what it
+    /// gives back is still what the store holds.
+    #[test]
+    fn the_cache_of_decoded_states_is_bounded_in_bytes() {
+        let mut keyspace = Keyspace::new(MemoryStore::new());
+        let key = |i: usize| format!("big-{i}").into_bytes();
+        let state = |i: usize| {
+            let mut state = KeyVersions::new();
+            state.put(
+                "w.1",
+                &VClock::new(),
+                vec![i as u8; VALUE_BYTES_MAX],
+                false,
+                1,
+            );
+            state
+        };
+        for i in 0..200 {
+            keyspace.write_state(&key(i), state(i)).unwrap();
+            assert_eq!(keyspace.read_state(&key(i / 2)).unwrap(), state(i / 2));
+        }
+        let cached: usize = keyspace
+            .cache
+            .borrow()
+            .iter()
+            .map(|(k, s)| cached_bytes(k, s))
+            .sum();
+        assert_eq!(cached, keyspace.cache_bytes.get());
+        assert!(
+            cached <= STATE_CACHE_BYTES_MAX,
+            "{cached} bytes of decoded states cached"
+        );
+        for i in 0..200 {
+            assert_eq!(keyspace.read_state(&key(i)).unwrap(), state(i));
+        }
+    }
 }
