@@ -194,6 +194,17 @@ impl Stored {
         &self.touched
     }
 
+    /// What the outputs weigh, in bytes: their encoded sizes (a walk that copies nothing, values
+    /// counted by their lengths). The driver bounds what it holds for a sync by it.
+    pub fn held_bytes(&self) -> usize {
+        fn bytes(item: &impl serde::Serialize) -> usize {
+            postcard::experimental::serialized_size(item).unwrap_or(crate::wire::FRAME_BYTES_MAX)
+        }
+        let messages = self.messages.iter().map(|(_, _, m)| bytes(m));
+        let replies = self.replies.iter().map(|(_, _, r)| bytes(r));
+        messages.chain(replies).fold(0, usize::saturating_add)
+    }
+
     /// Takes the reads that may leave before the step's sync: fetches, and fetch replies, get
     /// answers and the answers of acknowledged puts, of keys for which `durable` says every write
     /// is durable (the caller counts this step's [`Stored::touched_keys`] among the others).

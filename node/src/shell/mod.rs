@@ -178,6 +178,12 @@ pub const LINK_FROZEN_MS: u64 = PEER_SILENCE_MS / 2;
 /// the node's memory. (Timers may still add a step each while it waits: a handful, as the sync
 /// that frees them all is under way.)
 pub const HELD_STEPS_MAX: usize = 1_024;
+/// Bytes of outputs held for a sync ([`Stored::held_bytes`]); past it the driver takes no new
+/// events until the sync is done, as past [`HELD_STEPS_MAX`]. The count of steps alone does not
+/// bound memory: reads of a large key just written wait for its sync with their answers, and
+/// 500 reads of a 1 MiB value held half a gigabyte while a slow disk synced (a disk that stalls
+/// for seconds and a client that reads in a loop: gigabytes).
+pub const HELD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A frame or message waiting in an outbound queue, its encoded bytes charged to the queue's own
 /// budget and to the node's ([`OUTBOUND_BYTES_MAX`]) until it is written or dropped.
@@ -233,8 +239,11 @@ struct Held {
     written: u64,
     /// Of those, how many are durable.
     synced: u64,
-    /// Outputs, each with the count of `written` it needs to be durable.
-    steps: VecDeque<(u64, Stored)>,
+    /// Outputs, each with the count of `written` it needs to be durable and what it weighs
+    /// ([`Stored::held_bytes`]).
+    steps: VecDeque<(u64, Stored, usize)>,
+    /// What the outputs in `steps` weigh together.
+    held_bytes: usize,
     /// The sync in progress, with the count of `written` it makes durable.
     syncing: Option<(u64, crate::env::SyncJob)>,
     /// Keys written by steps not yet durable, each with the count of `written` that makes its
@@ -251,7 +260,9 @@ impl Held {
                 self.unsynced_keys.insert(key.clone(), self.written);
             }
         }
-        self.steps.push_back((self.written, stored));
+        let bytes = stored.held_bytes();
+        self.held_bytes += bytes;
+        self.steps.push_back((self.written, stored, bytes));
     }
 
     /// Starts a sync of everything stored so far, unless one is running or all is durable.
@@ -301,21 +312,28 @@ impl Held {
             synced,
             steps,
             unsynced_keys,
+            held_bytes,
             ..
         } = self;
-        let (needed, stored) = steps.back_mut()?;
+        let (needed, stored, bytes) = steps.back_mut()?;
         if *needed <= *synced {
             return None;
         }
         let synced = *synced;
-        Some(stored.take_reads(|key| unsynced_keys.get(key).is_none_or(|&n| n <= synced)))
+        let reads = stored.take_reads(|key| unsynced_keys.get(key).is_none_or(|&n| n <= synced));
+        let kept = stored.held_bytes();
+        *held_bytes -= *bytes - kept;
+        *bytes = kept;
+        Some(reads)
     }
 
     /// The oldest held outputs, if they may leave now.
     fn pop_released(&mut self) -> Option<Released> {
         match self.steps.front() {
-            Some((needed, _)) if *needed <= self.synced => {
-                self.steps.pop_front().map(|(_, stored)| stored.release())
+            Some((needed, _, _)) if *needed <= self.synced => {
+                let (_, stored, bytes) = self.steps.pop_front()?;
+                self.held_bytes -= bytes;
+                Some(stored.release())
             }
             _ => None,
         }
@@ -323,7 +341,7 @@ impl Held {
 
     /// Whether the driver may take more events.
     fn has_room(&self) -> bool {
-        self.steps.len() < HELD_STEPS_MAX
+        self.steps.len() < HELD_STEPS_MAX && self.held_bytes < HELD_BYTES_MAX
     }
 }
 

@@ -587,3 +587,74 @@ fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
         );
     });
 }
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    crate::fuzz::rss_bytes()
+}
+
+/// A slow disk and a client that reads a large key just written: the answers of the reads
+/// wait for the sync that makes the key's write durable, and the driver goes on taking events
+/// meanwhile, up to [`HELD_STEPS_MAX`] steps of them. That count was their only bound: 500
+/// pipelined reads of a 1 MiB value while the sync was held kept 500 MiB of answers in the
+/// node (a disk that stalls for seconds, a client that reads in a loop: gigabytes). The
+/// outputs held for a sync are now bounded in bytes too ([`HELD_BYTES_MAX`]): past it the
+/// driver takes no new events until the sync is done, as past the count of steps.
+#[test]
+fn answers_held_for_a_slow_sync_are_bounded_in_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let env = GatedEnv::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    struct OpenOnDrop(Arc<Gate>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+    let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let (addr, _node) = start_single_node(&env, tmp.path()).await;
+        let value = vec![b'x'; crate::wire::VALUE_BYTES_MAX];
+        let mut writer = Client::new(env.clone(), addr.clone()).with_timeout_ms(30_000);
+        let put =
+            tokio::task::spawn_local(
+                async move { writer.put(b"big", value, &Context::blind()).await },
+            );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = rss_bytes();
+        let mut gets = Vec::new();
+        for id in 1..=500u64 {
+            let frame = Frame::Request {
+                id,
+                request: Request::Get {
+                    key: b"big".to_vec(),
+                },
+            };
+            let body = crate::wire::encode(&frame).unwrap();
+            gets.extend((body.len() as u32).to_be_bytes());
+            gets.extend(body);
+        }
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(&gets).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let after = rss_bytes();
+        eprintln!("RSS before {before}, with 500 reads of 1 MiB held for a sync {after}");
+        assert!(!put.is_finished(), "the sync is held");
+        assert!(
+            after < before + 256 * 1024 * 1024,
+            "{before} -> {after}: the answers held for the sync"
+        );
+        env.fs.gate.open();
+        tokio::time::timeout(Duration::from_secs(10), put)
+            .await
+            .expect("answered once the disk is done")
+            .unwrap()
+            .unwrap();
+        drop(stream);
+    });
+}
