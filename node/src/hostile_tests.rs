@@ -828,3 +828,59 @@ fn a_hand_over_does_not_grow_the_clocks_of_keys_written_meanwhile() {
         "n1 never wrote the keys it handed over"
     );
 }
+
+/// A hand-over of keys of large values: a sweep sent up to [`HANDOFF_KEYS_PER_SWEEP_MAX`] keys
+/// to each of their owners at once, each a copy of the key's state, bounded by count alone:
+/// 256 keys of states of up to [`STATE_BYTES_MAX`] to three owners are gigabytes made in one
+/// step (40 keys of 1 MiB made 120 MiB here), most of which the peer links' budgets then drop.
+/// A sweep now stops once the states it sent pass [`HANDOFF_BYTES_PER_SWEEP_MAX`]; the next
+/// sweep goes on from there.
+#[test]
+fn a_hand_over_sweep_is_bounded_in_bytes() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("big-{i}").into_bytes()).collect();
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        for (i, key) in keys.iter().enumerate() {
+            let mut state = KeyVersions::new();
+            state.put(
+                "w.1",
+                &VClock::new(),
+                vec![i as u8; VALUE_BYTES_MAX],
+                false,
+                1,
+            );
+            store.write_state(key, state).unwrap();
+        }
+    }
+    net.restart("n1");
+    let token = net.request("n1", Request::Leave);
+    membership_reply(&mut net, token);
+    net.queue.clear();
+    let mut sweeps = 0;
+    while keys.iter().any(|k| !net.state("n1", k).is_empty()) {
+        sweeps += 1;
+        assert!(sweeps < 100, "the hand-over never ends");
+        net.advance(HANDOFF_INTERVAL_MS);
+        let sent: usize = net
+            .queue
+            .iter()
+            .filter(|(from, _, _)| from == "n1")
+            .filter_map(|(_, _, m)| match m {
+                PeerMessage::Store { state, .. } => Some(state.encoded_bytes_bound()),
+                _ => None,
+            })
+            .sum();
+        assert!(
+            sent <= HANDOFF_BYTES_PER_SWEEP_MAX + STATE_BYTES_MAX,
+            "one sweep sent {sent} bytes of states"
+        );
+        net.deliver_all();
+    }
+    for key in &keys {
+        let owners = net.nodes["n2"].0.ring().preference_list(key, 3);
+        for owner in owners {
+            assert_eq!(net.state(&owner, key).values().count(), 1, "{owner}");
+        }
+    }
+}

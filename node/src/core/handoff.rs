@@ -11,7 +11,7 @@
 //! `Core::on_store_ack` (coordinate.rs) sorts out.
 
 use super::coordinate::check_bounds;
-use super::{Core, HANDOFF_KEYS_PER_SWEEP_MAX, Now};
+use super::{Core, HANDOFF_BYTES_PER_SWEEP_MAX, HANDOFF_KEYS_PER_SWEEP_MAX, Now};
 use crate::coordinator::PutRound;
 use crate::hints::{Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX};
 use crate::ring::NodeId;
@@ -253,8 +253,13 @@ impl Core {
         };
         keys.rotate_left(start);
         keys.truncate(HANDOFF_KEYS_PER_SWEEP_MAX);
-        self.handoff_cursor = keys.last().cloned();
+        // Bounded in bytes too: the next sweep goes on after the last key this one looked at.
+        let mut sent_bytes = 0;
         for key in keys {
+            if sent_bytes >= HANDOFF_BYTES_PER_SWEEP_MAX {
+                break;
+            }
+            self.handoff_cursor = Some(key.clone());
             let state = match self.read(&key, store) {
                 Ok(state) => state,
                 Err(e) => {
@@ -285,6 +290,7 @@ impl Core {
                 let deadline = now.mono_ms + self.config.request_timeout_ms;
                 let handoff = (key.clone(), owner.clone(), state.clock.clone(), deadline);
                 self.handoffs.insert(req, handoff);
+                sent_bytes += state.encoded_bytes_bound();
                 let message = PeerMessage::Store {
                     req,
                     key: key.clone(),

@@ -114,6 +114,12 @@ pub const AE_REPAIR_BYTES_PER_MESSAGE_MAX: usize = 2 * crate::wire::FRAME_BYTES_
 pub const HANDOFF_INTERVAL_MS: u64 = 500;
 /// Most keys handed over per sweep.
 pub const HANDOFF_KEYS_PER_SWEEP_MAX: usize = 256;
+/// Most bytes of key states one hand-over sweep sends (reckoned by
+/// [`KeyVersions::encoded_bytes_bound`], each copy to each owner counted), past the first: the
+/// count alone let a sweep of keys of large values make gigabytes of messages in one step, most
+/// of which the peer links' budgets then dropped. The rest waits for the next sweep. Two
+/// frames' worth, so that the largest state always goes.
+pub const HANDOFF_BYTES_PER_SWEEP_MAX: usize = 2 * crate::wire::FRAME_BYTES_MAX;
 
 /// A gap this long between two inputs means the node itself was frozen (SIGSTOP, a stalled VM):
 /// the gossip timer alone brings an input every [`GOSSIP_INTERVAL_MS`].
