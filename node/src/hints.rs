@@ -83,6 +83,11 @@ impl FromIterator<(NodeId, Vec<u8>)> for Held {
 
 /// Most hint deliveries in flight from one node: a returning owner is not flooded.
 pub const HINT_DELIVERIES_IN_FLIGHT_MAX: usize = 64;
+/// Most bytes of hinted states one round of deliveries sends (reckoned by
+/// [`crate::version::KeyVersions::encoded_bytes_bound`]), past the first: the count alone let a
+/// round of hints of large values make hundreds of megabytes of messages in one step. The rest
+/// waits for the next round. Two frames' worth, so that the largest state always goes.
+pub const HINT_DELIVERY_BYTES_PER_ROUND_MAX: usize = 2 * crate::wire::FRAME_BYTES_MAX;
 
 /// Where one copy of a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -884,3 +884,55 @@ fn a_hand_over_sweep_is_bounded_in_bytes() {
         }
     }
 }
+
+/// Hints of large values for an owner that comes back: a hint round sent up to
+/// [`crate::hints::HINT_DELIVERIES_IN_FLIGHT_MAX`] hints at once, bounded by count alone: 64
+/// states of up to [`STATE_BYTES_MAX`] are hundreds of megabytes made in one step (40 hints of
+/// 1 MiB made 40 MiB here). A round now stops once the states it sent pass
+/// [`crate::hints::HINT_DELIVERY_BYTES_PER_ROUND_MAX`]; the next round goes on.
+#[test]
+fn a_hint_round_is_bounded_in_bytes() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let keys: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("hinted-{i}").into_bytes())
+        .collect();
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        for (i, key) in keys.iter().enumerate() {
+            let mut state = KeyVersions::new();
+            state.put(
+                "w.1",
+                &VClock::new(),
+                vec![i as u8; VALUE_BYTES_MAX],
+                false,
+                1,
+            );
+            store.write_hint("n2", key, Some(&state)).unwrap();
+        }
+    }
+    net.restart("n1");
+    net.queue.clear();
+    let mut rounds = 0;
+    while net.nodes["n1"].0.hints_pending() > 0 {
+        rounds += 1;
+        assert!(rounds < 100, "the hints are never delivered");
+        net.advance(net.nodes["n1"].0.config().hint_interval_ms);
+        let sent: usize = net
+            .queue
+            .iter()
+            .filter(|(from, to, _)| from == "n1" && to == "n2")
+            .filter_map(|(_, _, m)| match m {
+                PeerMessage::Store { state, .. } => Some(state.encoded_bytes_bound()),
+                _ => None,
+            })
+            .sum();
+        assert!(
+            sent <= crate::hints::HINT_DELIVERY_BYTES_PER_ROUND_MAX + STATE_BYTES_MAX,
+            "one round sent {sent} bytes of hints"
+        );
+        net.deliver_all();
+    }
+    for key in &keys {
+        assert_eq!(net.state("n2", key).values().count(), 1);
+    }
+}

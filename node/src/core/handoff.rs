@@ -13,7 +13,7 @@
 use super::coordinate::check_bounds;
 use super::{Core, HANDOFF_BYTES_PER_SWEEP_MAX, HANDOFF_KEYS_PER_SWEEP_MAX, Now};
 use crate::coordinator::PutRound;
-use crate::hints::{Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX};
+use crate::hints::{Delivery, HINT_DELIVERIES_IN_FLIGHT_MAX, HINT_DELIVERY_BYTES_PER_ROUND_MAX};
 use crate::ring::NodeId;
 use crate::store::keyspace::ReadState;
 use crate::version::KeyVersions;
@@ -156,11 +156,16 @@ impl Core {
         }
     }
 
-    /// Sends held hints to owners that are reachable, a bounded number at a time.
+    /// Sends held hints to owners that are reachable, a bounded number at a time
+    /// ([`HINT_DELIVERIES_IN_FLIGHT_MAX`]), of a bounded weight per round
+    /// ([`HINT_DELIVERY_BYTES_PER_ROUND_MAX`]).
     pub(super) fn deliver_hints(&mut self, now: Now, store: &dyn ReadState) {
         let held: Vec<(NodeId, Vec<u8>)> = self.hints.iter().cloned().collect();
+        let mut sent_bytes = 0;
         for (owner, key) in held {
-            if self.deliveries.len() >= HINT_DELIVERIES_IN_FLIGHT_MAX {
+            if self.deliveries.len() >= HINT_DELIVERIES_IN_FLIGHT_MAX
+                || sent_bytes >= HINT_DELIVERY_BYTES_PER_ROUND_MAX
+            {
                 break;
             }
             let in_flight = self
@@ -201,6 +206,7 @@ impl Core {
                 deadline_ms: now.mono_ms + self.config.request_timeout_ms,
             };
             self.deliveries.insert(req, delivery);
+            sent_bytes += state.encoded_bytes_bound();
             let message = PeerMessage::Store {
                 req,
                 key,
