@@ -137,7 +137,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
     }
     // Each invoke's completion: the next event of its process.
     let mut completion: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut open: BTreeMap<i128, usize> = BTreeMap::new();
     let mut requests = 0;
     let mut final_at = None;
     for (i, e) in events.iter().enumerate() {
@@ -147,7 +147,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
             final_at = Some(i);
             break;
         }
-        let Some(p) = e.get("process").and_then(Value::as_u64) else {
+        let Some(p) = e.get("process").and_then(process_no) else {
             continue;
         };
         if e.get("type").and_then(Value::as_str) == Some("invoke") {
@@ -190,7 +190,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
                 {
                     continue;
                 }
-                let p = p.as_u64().unwrap_or(0);
+                let p = number_process(p).unwrap_or(0);
                 let key = e.get("key").and_then(Value::as_str).unwrap_or("?");
                 let via = e.get("node").and_then(Value::as_str).unwrap_or("?");
                 let done = completion.get(&i).map(|&j| &events[j]);
@@ -203,7 +203,7 @@ pub fn tell(history: &[u8], ending: Option<&str>) -> Option<Vec<(u64, String)>> 
                             .map(|&j| j + 1)
                             .and_then(|from| {
                                 (from..end).find(|&k| {
-                                    events[k].get("process").and_then(Value::as_u64) == Some(p)
+                                    events[k].get("process").and_then(process_no) == Some(p)
                                 })
                             })
                             .filter(|&k| {
@@ -280,9 +280,35 @@ pub fn text(lines: &[(u64, String)]) -> Vec<String> {
         .collect()
 }
 
+/// A client process number, any JSON integer (history-format.md); `None` for anything else.
+fn process_no(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => number_process(n),
+        _ => None,
+    }
+}
+
+fn number_process(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process is any JSON integer: negative ones and those past i64 are told apart, not all
+    /// read as process 0 or skipped.
+    #[test]
+    fn a_process_is_any_integer() {
+        use serde_json::json;
+        assert_eq!(process_no(&json!(-5)), Some(-5));
+        assert_eq!(process_no(&json!(u64::MAX)), Some(i128::from(u64::MAX)));
+        assert_eq!(process_no(&json!(3)), Some(3));
+        assert_eq!(process_no(&json!("nemesis")), None);
+        assert_eq!(process_no(&json!(1.5)), None);
+    }
 
     #[test]
     fn a_cart_update_and_a_wipe_read_as_sentences() {

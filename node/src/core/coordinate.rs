@@ -128,6 +128,9 @@ impl Core {
                 let mut addrs = self.addrs.clone();
                 addrs.insert(id.clone(), addr.clone());
                 if self.ring.members().get(id) != Some(weight) {
+                    // A re-weight of a member is not stood by: a rival ring without the member is
+                    // its leave or forget, which a re-weight must not undo.
+                    let fresh = !self.ring.contains(id);
                     let ring = match self.ring.try_with_member(id.clone(), *weight) {
                         Ok(ring) => ring,
                         Err(e) => {
@@ -140,7 +143,7 @@ impl Core {
                         let message = format!("cannot add {id}: its address is refused or unknown");
                         return self.answer(origin, error(ErrorKind::BadRequest, message, true));
                     }
-                    if *id != self.config.id {
+                    if fresh && *id != self.config.id {
                         self.note_made_change(id, true, *weight, now.mono_ms);
                     }
                 } else {

@@ -24,7 +24,9 @@
 //! Limits, until rings carry a version per member and merge: a change made for another node is
 //! stood by only against a ring of its own version (a newer ring without it may be a later change
 //! of the same node, which must not be undone), so it is lost if the ring that won its tie is
-//! superseded before its maker hears of it; and a node whose leave lost its tie stops standing by
+//! superseded before its maker hears of it, or if its maker restarts (stand-bys are kept in
+//! memory only); a re-weight is not stood by (a rival ring without the member may be its leave or
+//! forget); and a node whose leave lost its tie stops standing by
 //! it once it takes a ring newer than the leave that holds it (an admin's join of it again looks
 //! the same).
 

@@ -1568,3 +1568,44 @@ fn a_forget_is_stood_by_by_the_node_that_made_it() {
         );
     }
 }
+
+/// A member's leave and an admin's re-weight of it made at once: where the leave wins the tie,
+/// the node that made the re-weight must not add the member back (a re-weight is not stood by;
+/// only a join of a node that was no member is). Where the re-weight wins, the leaver makes its
+/// leave again. Either way the member is gone.
+#[test]
+fn a_reweight_does_not_undo_a_concurrent_leave() {
+    let mut leave_won = 0;
+    for leaver in ["n1", "n2", "n3", "n4"] {
+        for weight in 2..=4 {
+            let mut net = Net::new(4, 3, 2, 2);
+            let token = net.request(leaver, Request::Leave);
+            let (left, _) = membership_reply(&mut net, token);
+            let admin = if leaver == "n1" { "n2" } else { "n1" };
+            let reweigh = Request::Join {
+                id: leaver.into(),
+                addr: net.nodes[admin].0.addrs[leaver].clone(),
+                weight,
+            };
+            let token = net.request(admin, reweigh);
+            let (reweighed, _) = membership_reply(&mut net, token);
+            assert_eq!(
+                left.version(),
+                reweighed.version(),
+                "two changes of one version"
+            );
+            if postcard::to_stdvec(&left).unwrap() > postcard::to_stdvec(&reweighed).unwrap() {
+                leave_won += 1;
+            }
+            gossip_rounds(&mut net, 20);
+            for node in net.nodes.keys() {
+                let ring = net.nodes[node].0.ring();
+                assert!(
+                    !ring.contains(leaver),
+                    "{node}: the leave of {leaver} was undone (re-weight to {weight} through {admin})"
+                );
+            }
+        }
+    }
+    assert!(leave_won > 0, "some leave wins its tie");
+}

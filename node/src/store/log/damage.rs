@@ -80,7 +80,7 @@ fn records<F: FileSystem>(fs: &F, file: &DataFile) -> io::Result<Vec<(u64, u64)>
         &handle,
         file.len_bytes,
         |offset, record_bytes, tombstone, key| {
-            if !record::is_file_start(tombstone, key) {
+            if !(offset == 0 && record::is_file_start(tombstone, key)) {
                 found.push((offset, u64::from(record_bytes)))
             }
         },

@@ -88,7 +88,8 @@ pub(super) fn file_start_record() -> Vec<u8> {
     encode_record(&[], None)
 }
 
-/// Whether a replayed record is the file-start record ([`file_start_record`]).
+/// Whether a replayed record is the file-start record ([`file_start_record`]), when it is the
+/// first of its file (a tombstone of the empty key further on is a caller's, if any).
 pub(super) fn is_file_start(tombstone: bool, key: &[u8]) -> bool {
     tombstone && key.is_empty()
 }

@@ -460,7 +460,7 @@ impl<F: FileSystem> LogStore<F> {
             &handle,
             file_bytes,
             |offset, record_bytes, tombstone, key| {
-                if record::is_file_start(tombstone, key) {
+                if offset == 0 && record::is_file_start(tombstone, key) {
                     return;
                 }
                 records += 1;
