@@ -110,7 +110,13 @@ pub struct LostWrite {
 pub struct JsonText(pub String);
 
 impl Serialize for JsonText {
+    /// As the text itself, unless a JSON reader could not read it back as a value (a number
+    /// past an f64's range, such as `1e400`, which the history may hold): then as a string of it,
+    /// so that results.json stays readable by every tool that reads it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if serde_json::from_str::<serde_json::Value>(&self.0).is_err() {
+            return s.serialize_str(&self.0);
+        }
         let raw = serde_json::value::RawValue::from_string(self.0.clone())
             .map_err(serde::ser::Error::custom)?;
         raw.serialize(s)

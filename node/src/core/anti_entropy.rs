@@ -8,7 +8,9 @@
 //! [`AE_ENTRIES_BYTES_PER_MESSAGE_MAX`] of entries, [`AE_REPAIRS_PER_MESSAGE_MAX`] and
 //! [`AE_REPAIR_BYTES_PER_MESSAGE_MAX`] of repairs): what does not fit waits for the next exchange.
 //! A peer that gets only the first entries of a leaf takes the others for missing and sends
-//! its states of them: more repairs than needed, within their bounds, never fewer.
+//! its states of them, within their bounds. A limit: where the leaves that differ hold more keys
+//! than one message carries, every exchange carries the same first ones, so a key that differs
+//! further on is left to reads, writes and hand-overs (a cursor across exchanges would lift it).
 
 use super::{
     AE_ENTRIES_BYTES_PER_MESSAGE_MAX, AE_ENTRIES_PER_MESSAGE_MAX, AE_ENTRY_OVERHEAD_BYTES,
@@ -208,6 +210,12 @@ fn bounded_entries(entries: impl Iterator<Item = (Vec<u8>, u64)>) -> Vec<(Vec<u8
             bytes <= AE_ENTRIES_BYTES_PER_MESSAGE_MAX
         })
         .collect();
-    debug_assert!(bounded.len() <= AE_ENTRIES_PER_MESSAGE_MAX);
+    debug_assert!(
+        bounded
+            .iter()
+            .map(|(key, _)| key.len() + AE_ENTRY_OVERHEAD_BYTES)
+            .sum::<usize>()
+            <= AE_ENTRIES_BYTES_PER_MESSAGE_MAX
+    );
     bounded
 }
