@@ -835,6 +835,13 @@ fn a_hand_over_does_not_grow_the_clocks_of_keys_written_meanwhile() {
 /// step (40 keys of 1 MiB made 120 MiB here), most of which the peer links' budgets then drop.
 /// A sweep now stops once the states it sent pass [`HANDOFF_BYTES_PER_SWEEP_MAX`]; the next
 /// sweep goes on from there.
+/// A state of one version holding a value of [`VALUE_BYTES_MAX`] bytes of `fill`.
+fn largest_value_state(fill: u8) -> KeyVersions {
+    let mut state = KeyVersions::new();
+    state.put("w.1", &VClock::new(), vec![fill; VALUE_BYTES_MAX], false, 1);
+    state
+}
+
 #[test]
 fn a_hand_over_sweep_is_bounded_in_bytes() {
     let mut net = Net::new(4, 3, 2, 2);
@@ -842,14 +849,7 @@ fn a_hand_over_sweep_is_bounded_in_bytes() {
     {
         let store = &mut net.nodes.get_mut("n1").unwrap().1;
         for (i, key) in keys.iter().enumerate() {
-            let mut state = KeyVersions::new();
-            state.put(
-                "w.1",
-                &VClock::new(),
-                vec![i as u8; VALUE_BYTES_MAX],
-                false,
-                1,
-            );
+            let state = largest_value_state(i as u8);
             store.write_state(key, state).unwrap();
         }
     }
@@ -899,14 +899,7 @@ fn a_hint_round_is_bounded_in_bytes() {
     {
         let store = &mut net.nodes.get_mut("n1").unwrap().1;
         for (i, key) in keys.iter().enumerate() {
-            let mut state = KeyVersions::new();
-            state.put(
-                "w.1",
-                &VClock::new(),
-                vec![i as u8; VALUE_BYTES_MAX],
-                false,
-                1,
-            );
+            let state = largest_value_state(i as u8);
             store.write_hint("n2", key, Some(&state)).unwrap();
         }
     }

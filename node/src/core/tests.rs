@@ -1476,6 +1476,27 @@ fn a_forget_waits_until_a_new_member_no_longer_stands_by_its_join() {
     );
 }
 
+/// An admin's re-weight of n3 (to 2) through n2, made beside `change`: a rival of the same version
+/// that wins the tie.
+fn rival_winning_over(net: &mut Net, change: &Ring) {
+    let reweigh = Request::Join {
+        id: "n3".into(),
+        addr: net.nodes["n2"].0.addrs["n3"].clone(),
+        weight: 2,
+    };
+    let token = net.request("n2", reweigh);
+    let (rival, _) = membership_reply(net, token);
+    assert_eq!(
+        rival.version(),
+        change.version(),
+        "two changes of one version"
+    );
+    assert!(
+        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(change).unwrap(),
+        "the rival wins the tie"
+    );
+}
+
 /// An admin's join made through n1 while a rival change of the same version is made through n2,
 /// and the joiner hears of neither: the rival wins the tie, so the joiner, which never took a
 /// ring with itself, cannot stand by the join. n1, which made it, does: the join holds, and the
@@ -1487,22 +1508,7 @@ fn a_join_made_for_another_node_is_stood_by_by_the_node_that_made_it() {
     net.isolate("n4");
     let token = net.request("n1", join_of("n4"));
     let (with_n4, _) = membership_reply(&mut net, token);
-    let reweigh = Request::Join {
-        id: "n3".into(),
-        addr: net.nodes["n2"].0.addrs["n3"].clone(),
-        weight: 2,
-    };
-    let token = net.request("n2", reweigh);
-    let (rival, _) = membership_reply(&mut net, token);
-    assert_eq!(
-        rival.version(),
-        with_n4.version(),
-        "two changes of one version"
-    );
-    assert!(
-        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(&with_n4).unwrap(),
-        "the rival wins the tie"
-    );
+    rival_winning_over(&mut net, &with_n4);
     gossip_rounds(&mut net, 20);
     net.cut.clear();
     gossip_rounds(&mut net, 20);
@@ -1538,22 +1544,7 @@ fn a_forget_is_stood_by_by_the_node_that_made_it() {
     let token = net.request("n1", Request::Forget { id: "n5".into() });
     let (forgotten, _) = membership_reply(&mut net, token);
     assert!(!forgotten.contains("n5"));
-    let reweigh = Request::Join {
-        id: "n3".into(),
-        addr: net.nodes["n2"].0.addrs["n3"].clone(),
-        weight: 2,
-    };
-    let token = net.request("n2", reweigh);
-    let (rival, _) = membership_reply(&mut net, token);
-    assert_eq!(
-        rival.version(),
-        forgotten.version(),
-        "two changes of one version"
-    );
-    assert!(
-        postcard::to_stdvec(&rival).unwrap() > postcard::to_stdvec(&forgotten).unwrap(),
-        "the rival wins the tie"
-    );
+    rival_winning_over(&mut net, &forgotten);
     gossip_rounds(&mut net, 20);
     for node in ["n1", "n2", "n3", "n4"] {
         let ring = net.nodes[node].0.ring();
