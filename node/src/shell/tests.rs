@@ -499,6 +499,16 @@ impl crate::fs::FileSystem for GatedFs {
 /// tokio's network and clock with a [`GatedFs`].
 type GatedEnv = DiskEnv<GatedFs>;
 
+/// Opens the gate when dropped, also when an assertion fails: dropping the runtime waits for a
+/// held sync, which would otherwise hang the test.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// Issue 12: on the real disk the fsync runs apart from the driver. While it runs, the node
 /// answers nothing that waits for it (a put, and a get of the key it wrote), yet goes on taking
 /// requests and storing their writes, which the next sync covers together, and answers a get of
@@ -511,13 +521,6 @@ fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
         .enable_all()
         .build()
         .unwrap();
-    // Opens the gate if an assertion fails: dropping the runtime waits for the held sync.
-    struct OpenOnDrop(Arc<Gate>);
-    impl Drop for OpenOnDrop {
-        fn drop(&mut self) {
-            self.0.open();
-        }
-    }
     let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
@@ -609,12 +612,6 @@ fn answers_held_for_a_slow_sync_are_bounded_in_bytes() {
         .enable_all()
         .build()
         .unwrap();
-    struct OpenOnDrop(Arc<Gate>);
-    impl Drop for OpenOnDrop {
-        fn drop(&mut self) {
-            self.0.open();
-        }
-    }
     let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
