@@ -234,6 +234,16 @@ fn a_merge_past_the_bounds_is_refused() {
     );
 }
 
+/// n4 is cut off, n1 suspects it and has not heard from it for longer than a forget asks.
+fn n4_gone_for_n1(net: &mut Net) {
+    net.isolate("n4");
+    net.nodes
+        .get_mut("n1")
+        .unwrap()
+        .0
+        .handle_peer_status(&"n4".into(), false);
+    net.advance(HEARD_FRESH_MS + 1);
+}
 /// Item 1, the remedy: `forget` removes a member gone for good; its partitions go to the others
 /// and every acknowledged key stays readable. Refused for a live member and for the node itself.
 #[test]
@@ -257,13 +267,7 @@ fn forget_removes_a_member_gone_for_good_and_keeps_every_acknowledged_key() {
         message(&forget(&mut net, "n4")).contains("alive"),
         "heard from recently"
     );
-    net.isolate("n4");
-    net.nodes
-        .get_mut("n1")
-        .unwrap()
-        .0
-        .handle_peer_status(&"n4".into(), false);
-    net.advance(HEARD_FRESH_MS + 1);
+    n4_gone_for_n1(&mut net);
     match forget(&mut net, "n4") {
         Response::Membership { ring, .. } => assert!(!ring.contains("n4")),
         other => panic!("{other:?}"),
@@ -479,13 +483,7 @@ fn rounds_in_flight_are_bounded_by_the_bytes_they_hold() {
 fn a_forwarded_admin_request_is_refused_and_the_ring_stays() {
     let mut net = Net::new(4, 3, 2, 2);
     let ring = net.nodes["n1"].0.ring().clone();
-    net.isolate("n4");
-    net.nodes
-        .get_mut("n1")
-        .unwrap()
-        .0
-        .handle_peer_status(&"n4".into(), false);
-    net.advance(HEARD_FRESH_MS + 1);
+    n4_gone_for_n1(&mut net);
     net.cut.clear();
     let admin = [
         Request::Leave,

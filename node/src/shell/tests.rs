@@ -509,6 +509,17 @@ impl Drop for OpenOnDrop {
     }
 }
 
+/// A current-thread runtime for a node on `env`'s gated disk, and the guard that opens the gate
+/// when the test ends: bound as `let (runtime, _open_on_drop)`, the guard drops first and opens
+/// the gate before the runtime waits for a held sync.
+fn gated_runtime(env: &GatedEnv) -> (tokio::runtime::Runtime, OpenOnDrop) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (runtime, OpenOnDrop(env.fs.gate.clone()))
+}
+
 /// Issue 12: on the real disk the fsync runs apart from the driver. While it runs, the node
 /// answers nothing that waits for it (a put, and a get of the key it wrote), yet goes on taking
 /// requests and storing their writes, which the next sync covers together, and answers a get of
@@ -517,11 +528,7 @@ impl Drop for OpenOnDrop {
 fn the_driver_serves_on_while_the_disk_syncs_and_answers_only_after() {
     let tmp = tempfile::tempdir().unwrap();
     let env = GatedEnv::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
+    let (runtime, _open_on_drop) = gated_runtime(&env);
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let (addr, _node) = start_single_node(&env, tmp.path()).await;
@@ -608,11 +615,7 @@ fn answers_held_for_a_slow_sync_are_bounded_in_bytes() {
     use tokio::io::AsyncWriteExt;
     let tmp = tempfile::tempdir().unwrap();
     let env = GatedEnv::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _open_on_drop = OpenOnDrop(env.fs.gate.clone());
+    let (runtime, _open_on_drop) = gated_runtime(&env);
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let (addr, _node) = start_single_node(&env, tmp.path()).await;
