@@ -634,6 +634,8 @@ fn anti_entropy_repairs_per_message_are_bounded_in_bytes_and_leaves_counted_once
         partition,
         leaves,
         entries: Vec::new(),
+        from: None,
+        through: None,
         reply: true,
     };
     let key = &keys[0];
@@ -766,6 +768,72 @@ fn anti_entropy_of_a_partition_of_long_keys_fits_its_frames_and_converges() {
     };
     assert_eq!(missing(&net, "n1", &theirs), 0, "n1 lacks keys of n2");
     assert_eq!(missing(&net, "n2", &mine), 0, "n2 lacks keys of n1");
+}
+
+/// Anti-entropy of a partition with more keys than one message carries entries of, where every
+/// leaf differs (one key missing from each on n2, as after writes n2 missed everywhere). The
+/// entries stopped at 4,096 with nothing said, so the receiver took every key past them for
+/// missing and sent back its copies of them, keys the other already held: up to all of
+/// [`AE_REPAIRS_PER_MESSAGE_MAX`] repairs (and [`AE_REPAIR_BYTES_PER_MESSAGE_MAX`] bytes) of an
+/// exchange spent on nothing, every exchange while the partition differed. Each message now
+/// carries a slice and says which (`AeKeys::from`, `through`), the receiver compares only
+/// inside it, and the next exchange of the partition starts after it.
+#[test]
+fn anti_entropy_of_a_big_partition_sends_no_key_the_other_holds() {
+    let mut net = Net::new(2, 2, 1, 1);
+    configure(&mut net, |c| {
+        c.read_repair = false;
+        c.hinted_handoff = false;
+    });
+    let ring = net.nodes["n1"].0.ring().clone();
+    let tree = crate::merkle::Tree::new(net.nodes["n1"].0.config().merkle_fanout);
+    let partition = ring.partition_of(b"k-0");
+    let mut keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("k-{i}").into_bytes())
+        .filter(|k| ring.partition_of(k) == partition)
+        .take(AE_ENTRIES_PER_MESSAGE_MAX + 2 * AE_REPAIRS_PER_MESSAGE_MAX + 100)
+        .collect();
+    keys.sort_by_key(|k| (tree.leaf_of(k), k.clone()));
+    // The first key of every leaf is missing on n2, the last key of the partition among them.
+    let mut missing: Vec<Vec<u8>> = keys
+        .chunk_by(|a, b| tree.leaf_of(a) == tree.leaf_of(b))
+        .map(|leaf| leaf[0].clone())
+        .collect();
+    missing.push(keys.last().unwrap().clone());
+    let mut state = KeyVersions::new();
+    state.put("w.1", &VClock::new(), b"v".to_vec(), false, 1);
+    for node in ["n1", "n2"] {
+        let store = &mut net.nodes.get_mut(node).unwrap().1;
+        for key in keys.iter().filter(|k| node == "n1" || !missing.contains(k)) {
+            store.write_state(key, state.clone()).unwrap();
+        }
+        net.restart(node);
+    }
+    let (mut repairs, mut needless) = (0, 0);
+    for _ in 0..20 {
+        net.advance(1_000);
+        while let Some((from, to, m)) = net.queue.pop_front() {
+            // n1 lacks nothing and n2 only the missing keys. (Two exchanges at once may both
+            // repair a missing key: that is not counted.)
+            if let PeerMessage::AeRepair { key, .. } = &m {
+                repairs += 1;
+                needless += usize::from(to == "n1" || !missing.contains(key));
+            }
+            let now = net.now();
+            let (core, store) = net.nodes.get_mut(&to).unwrap();
+            core.handle_peer(now, from, m, store);
+            net.flush(&to);
+        }
+    }
+    let still_missing = missing
+        .iter()
+        .filter(|k| net.state("n2", k).is_empty())
+        .count();
+    assert_eq!(still_missing, 0, "of {} keys n2 missed", missing.len());
+    assert_eq!(
+        needless, 0,
+        "{needless} of {repairs} repairs sent a key the other held"
+    );
 }
 
 /// A hand-over of many keys while a hot key is written through the node that hands them over.

@@ -280,6 +280,16 @@ pub struct PeerView {
     pub heard_ms_ago: Option<u64>,
 }
 
+/// A key's place in the order anti-entropy walks a partition: by Merkle leaf, then by key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AePosition {
+    /// The leaf of the partition's tree.
+    pub leaf: u32,
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+}
+
 /// Messages between nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerMessage {
@@ -324,12 +334,18 @@ pub enum PeerMessage {
         level: u32,
         nodes: Vec<(u32, u64)>,
     },
-    /// Anti-entropy: my (key, digest) entries of these leaves of `partition`. The receiver sends
-    /// `AeRepair` for every key it holds whose digest differs, and, if `reply`, its own entries.
+    /// Anti-entropy: my (key, digest) entries of these leaves of `partition`, those from `from`
+    /// through `through` in the order of [`AePosition`] (`None`: from the first, through the last
+    /// key of the leaves). The receiver compares only its keys in that slice: it sends
+    /// `AeRepair` for every one whose digest differs or that the entries lack, and, if `reply`,
+    /// its own entries of the slice. A partition with more keys than one message carries is
+    /// compared a slice per exchange.
     AeKeys {
         partition: u32,
         leaves: Vec<u32>,
         entries: Vec<(Vec<u8>, u64)>,
+        from: Option<AePosition>,
+        through: Option<AePosition>,
         reply: bool,
     },
     /// Anti-entropy: merge this state of a key whose digest differed; no answer.

@@ -207,6 +207,9 @@ pub struct Core {
     /// Each co-replica and the partitions this node shares with it, in a fixed order.
     ae_peers: Vec<(NodeId, Vec<u32>)>,
     ae_cursor: usize,
+    /// Per partition, where the next `AeKeys` of it starts when its last one could not carry
+    /// every key of the leaves that differed (at most one per partition of the ring).
+    ae_slice_starts: BTreeMap<u32, crate::wire::AePosition>,
     /// Hints held, as (owner, key).
     hints: crate::hints::Held,
     deliveries: BTreeMap<u64, Delivery>,
@@ -267,6 +270,7 @@ impl Core {
             empty_tree,
             ae_peers,
             ae_cursor: 0,
+            ae_slice_starts: BTreeMap::new(),
             hints: crate::hints::Held::default(),
             deliveries: BTreeMap::new(),
             next_gossip_ms: 0,
@@ -531,8 +535,16 @@ impl Core {
                 partition,
                 leaves,
                 entries,
+                from: start,
+                through,
                 reply,
-            } => self.on_ae_keys(&from, partition, &leaves, &entries, reply, store),
+            } => {
+                let slice = anti_entropy::Slice {
+                    from: start,
+                    through,
+                };
+                self.on_ae_keys(&from, partition, &leaves, &entries, slice, reply, store)
+            }
             PeerMessage::AeRepair { key, state } => {
                 if self.owns(&key) {
                     match self.merge_into(&key, &state, store) {

@@ -442,6 +442,16 @@ impl FrameGen {
                             .map(|_| self.below(300) as u32)
                             .collect(),
                         entries: (0..count).map(|_| (self.key(), self.next_u64())).collect(),
+                        // Slices that start after they end, at leaves past the tree, at keys of
+                        // every length.
+                        from: self.chance(2).then(|| crate::wire::AePosition {
+                            leaf: *self.pick(&[0, 1, 255, 256, u32::MAX]),
+                            key: self.key(),
+                        }),
+                        through: self.chance(2).then(|| crate::wire::AePosition {
+                            leaf: *self.pick(&[0, 1, 255, 256, u32::MAX]),
+                            key: self.key(),
+                        }),
                         reply: self.chance(2),
                     }
                 }
