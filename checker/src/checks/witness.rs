@@ -32,7 +32,7 @@ pub struct WriteWitness {
     /// The node the request was sent to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// The node that made its version (the dot's node), when the version has a dot.
+    /// The node that made its version (the dot's node), when the store reported a dot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coordinator: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,10 +102,7 @@ pub(crate) fn write(h: &History, w: WriteIdx) -> WriteWitness {
         acked_at: rec.acked(),
         completed_at: rec.completed.map(|m| m.time),
         node: rec.node.map(|n| h.str(n).to_owned()),
-        coordinator: rec
-            .version
-            .and_then(|v| h.versions.rec(v).dot)
-            .map(|(n, _)| h.str(n).to_owned()),
+        coordinator: rec.dot.map(|(n, _)| h.str(n).to_owned()),
         version: rec.version.map(|v| version(h, v)),
         observed: h
             .observed_of(rec)

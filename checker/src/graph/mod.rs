@@ -343,8 +343,9 @@ impl Graph {
         }
     }
 
-    /// v1 context edges: delete d -> b when d was invoked before b on b's key, d's version has a dot,
-    /// and b's context is a clock that covers that dot. Only in a v1 history.
+    /// v1 context edges: delete d -> b when d was invoked before b on b's key, the store reported a
+    /// dot for d (with or without a clock), and b's context is a clock that covers that dot. Only in
+    /// a v1 history.
     fn add_context_edges(&mut self, h: &History) {
         if h.format != Format::V1 {
             return;
@@ -370,8 +371,9 @@ impl Graph {
                         }
                     }
                 }
+                // The delete's dot as the store reported it, with or without a clock.
                 if wb.delete
-                    && let Some(dot) = wb.version.and_then(|v| h.versions.rec(v).dot)
+                    && let Some(dot) = wb.dot
                 {
                     deletes.push((b, dot.0, dot.1));
                 }

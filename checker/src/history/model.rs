@@ -183,8 +183,13 @@ pub(crate) struct WriteRec {
     pub completed: Option<Mark>,
     pub status: Status,
     /// The version the store reported on the ok completion, else the first one seen in a read or a
-    /// replica state.
+    /// replica state. A report with a `dot` and no `clock` is no version: the clock is what describes
+    /// one (history-format.md, "Versions"), and reading its absence as the empty clock would invent
+    /// an order (a write that saw nothing) the store never stated.
     pub version: Option<VerId>,
+    /// The dot the store reported for the write, with or without a clock (the ok's, else the first
+    /// sibling's): a v1 history's contexts are matched against it.
+    pub dot: Option<(Sym, u64)>,
     /// The invoke's `context`, when it is a clock (an object node -> counter, or a string
     /// `node=counter,...`), as a version with no dot. Only a v1 history uses it.
     pub context: Option<VerId>,
@@ -597,6 +602,7 @@ impl Builder {
                     completed: None,
                     status: Status::Pending,
                     version: None,
+                    dot: None,
                     context,
                     line,
                 });
@@ -658,16 +664,19 @@ impl Builder {
                         self.h.str(id)
                     ));
                 }
-                let version = if outcome == Outcome::Ok {
-                    self.version(w.dot.as_ref(), w.clock.as_ref())
+                let (version, dot) = if outcome == Outcome::Ok {
+                    self.reported(w.dot.as_ref(), w.clock.as_ref())
                 } else {
-                    None
+                    (None, None)
                 };
                 let rec = &mut self.h.writes[idx.0 as usize];
                 rec.completed = Some(at);
                 rec.status = outcome.into();
                 if version.is_some() {
                     rec.version = version;
+                }
+                if dot.is_some() {
+                    rec.dot = dot;
                 }
             }
             Op::Read(idx) => {
@@ -833,6 +842,22 @@ impl Builder {
         Some(id)
     }
 
+    /// What a completion or a sibling reports of a write's version: the version, when it has a
+    /// `clock` (a `dot` alone describes none), and the dot.
+    fn reported(
+        &mut self,
+        dot: Option<&WireDot>,
+        clock: Option<&WireClock>,
+    ) -> (Option<VerId>, Option<(Sym, u64)>) {
+        let version = if clock.is_some() {
+            self.version(dot, clock)
+        } else {
+            None
+        };
+        let dot = dot.map(|d| (Sym(self.h.strings.intern(d.0.as_str())), d.1));
+        (version, dot)
+    }
+
     /// Interns the siblings of a read (`replica` false) or a replica state of `key`. A replica state's
     /// siblings keep their own versions.
     fn siblings(
@@ -868,13 +893,20 @@ impl Builder {
                 let rec = self.h.write(w);
                 rec.version.is_none() && rec.value == value
             });
-            let version = if replica || unversioned.is_some() {
+            // A replica state's sibling keeps what it reported, a dot alone included: divergence
+            // compares what replicas hold, not what can be ordered.
+            let version = if replica {
                 self.version(s.dot.as_ref(), s.clock.as_ref())
             } else {
                 None
             };
             if let Some(w) = unversioned {
-                self.h.writes[w.0 as usize].version = version;
+                let (ordered, dot) = self.reported(s.dot.as_ref(), s.clock.as_ref());
+                let rec = &mut self.h.writes[w.0 as usize];
+                rec.version = ordered;
+                if rec.dot.is_none() {
+                    rec.dot = dot;
+                }
             }
             self.h.siblings.push(SiblingRec {
                 write,

@@ -1,0 +1,84 @@
+//! An exactness audit of the checker against shared/history-format.md (v2): histories that sit on
+//! the edge of one rule each, where a checker that is close but not exact would answer otherwise.
+//! Each test quotes the sentence it holds the checker to.
+
+mod support;
+
+use dynamo_checker::{Results, Validity, summary};
+use serde_json::{Map, Value, json};
+use support::{H, S, finals, kinds, put_ok, sib};
+
+#[track_caller]
+fn expect(r: &Results, valid: Validity, kinds_expected: &[&str]) {
+    assert_eq!(
+        (r.valid, kinds(r).as_slice()),
+        (valid, kinds_expected),
+        "{}",
+        summary(r)
+    );
+}
+
+/// A version with a dot and no `clock` field.
+fn dot_only(node: &str, counter: u64) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("dot".into(), json!([node, counter]));
+    m
+}
+
+// ---- Versions: a dot without a clock ----
+
+#[test]
+fn a_put_ok_with_a_dot_and_no_clock_is_no_empty_clock() {
+    // "Optional: ... the write, dot and clock of a put's ok." and "A store that reports causality
+    // describes each version with: clock ...; dot (optional)". The clock is what describes a version;
+    // an ok that leaves it out has not said what its writer had seen, which is not the same as saying
+    // it had seen nothing (`"clock":{}`). Read as an empty clock, b's version {dot:[n1,2]} would not
+    // succeed a's, and the checker would call a correct store's history a clock-regression.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.get(2, "k").ok_get(2, "k", &[sib("a", ("n1", 1), &[])]);
+    let h = h
+        .put(2, "k", "b", &["a"])
+        .ok(2, "put", "k", "b", Some(dot_only("n1", 2)));
+    let h = h
+        .get(3, "k")
+        .ok_get(3, "k", &[sib("b", ("n1", 2), &[("n1", 1)])]);
+    let r = finals(h.clone(), &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
+    expect(&r, Validity::True, &[]);
+
+    // The version the reads report is then b's, and it is checked: one that does not succeed a's
+    // is a regression.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.get(2, "k").ok_get(2, "k", &[sib("a", ("n1", 1), &[])]);
+    let h = h
+        .put(2, "k", "b", &["a"])
+        .ok(2, "put", "k", "b", Some(dot_only("n1", 2)));
+    let r = finals(h, &[sib("b", ("n1", 2), &[])]).check();
+    expect(&r, Validity::False, &["clock-regression"]);
+
+    // Likewise a read's sibling that reports a dot and no clock: b's ok reported nothing, and its
+    // one sibling with a clock is the version the store made.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.get(2, "k").ok_get(2, "k", &[sib("a", ("n1", 1), &[])]);
+    let h = h.put(2, "k", "b", &["a"]).ok(2, "put", "k", "b", None);
+    let h = h
+        .get(3, "k")
+        .ok_get(3, "k", &[S::new("b").with(dot_only("n1", 2))]);
+    let r = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
+    expect(&r, Validity::True, &[]);
+}
+
+#[test]
+fn a_v1_delete_s_dot_without_a_clock_is_still_the_dot_a_context_covers() {
+    // v1: "a put or delete there also observed every delete on its key, invoked before it, whose dot
+    // its `context` covers". A delete whose ok reports its dot and no clock has a dot all the same.
+    let h = H::new().config_v1("register");
+    let h = put_ok(h, 1, "a", &[], ("n1", 1), &[]);
+    let h = h
+        .delete(2, "k", "d", &["a"])
+        .ok(2, "delete", "k", "d", Some(dot_only("n1", 2)));
+    let h = h
+        .put_ctx(3, "k", "b", &[], json!({"n1": 2}))
+        .ok(3, "put", "k", "b", None);
+    let r = finals(h, &[S::new("b")]).check();
+    expect(&r, Validity::True, &[]);
+}
