@@ -56,6 +56,12 @@ fn read_desc(r: &ReadWitness) -> String {
             "the final state of replica {}",
             r.node.as_deref().unwrap_or("?")
         ),
+        "observed" => format!(
+            "the read that write {} (process {}, invoked at {}) was based on, as its observed list records,",
+            r.write.as_deref().unwrap_or("?"),
+            r.process.unwrap_or_default(),
+            ms(r.invoked_at)
+        ),
         source => format!(
             "a {} by process {} at {}",
             source.replace('-', " "),

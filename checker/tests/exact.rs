@@ -82,3 +82,50 @@ fn a_v1_delete_s_dot_without_a_clock_is_still_the_dot_a_context_covers() {
     let r = finals(h, &[S::new("b")]).check();
     expect(&r, Validity::True, &[]);
 }
+
+// ---- failed-write-visible: what a put's observed list records ----
+
+#[test]
+fn a_failed_write_in_a_put_s_observed_list_appeared_in_a_read() {
+    // "`observed`: the write ids of the sibling values that the read whose context this put
+    // carries returned ... the client saw exactly those." and "failed-write-visible: a write whose
+    // put ended fail appears in a read". A put that lists f in `observed` is the record of a read that
+    // returned f, whether or not that read is a `get` of this history: f, which "certainly did not
+    // take effect", was seen.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.put(2, "k", "f", &["a"]).end(2, "fail", "put", "k", "f");
+    let h = put_ok(h, 3, "b", &["a", "f"], ("n1", 2), &[("n1", 1)]);
+    let r = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
+    expect(&r, Validity::False, &["failed-write-visible"]);
+    let Some(dynamo_checker::Finding::FailedWriteVisible(v)) =
+        r.anomalies[&dynamo_checker::Kind::FailedWriteVisible].first()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            v.write.write.as_str(),
+            v.seen_in.source,
+            v.seen_in.write.as_deref()
+        ),
+        ("f", "observed", Some("b"))
+    );
+    assert_eq!(v.seen_in.siblings, ["a", "f"]);
+
+    // The same with an info f: it may have taken effect, so seeing it is no anomaly.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h.put(2, "k", "f", &["a"]).end(2, "info", "put", "k", "f");
+    let h = put_ok(h, 3, "b", &["a", "f"], ("n1", 2), &[("n1", 1)]);
+    let r = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
+    expect(&r, Validity::True, &[]);
+
+    // A failed write of another key named in k's observed list is not that write appearing (the
+    // page's observed lists are per key; the graph notes the entry).
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[]);
+    let h = h
+        .put(2, "other", "f", &[])
+        .end(2, "fail", "put", "other", "f");
+    let h = put_ok(h, 3, "b", &["a", "f"], ("n1", 2), &[("n1", 1)]);
+    let h = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).replica("other", "n1", &[]);
+    expect(&h.check(), Validity::True, &[]);
+}

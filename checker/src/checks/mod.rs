@@ -154,9 +154,10 @@ pub struct PhantomRead {
 pub struct FailedWriteVisible {
     #[serde(flatten)]
     pub write: WriteWitness,
-    /// The first read or replica state that showed it.
+    /// The first read or replica state that showed it (else the first `observed` list that names
+    /// it: the record of a read that returned it).
     pub seen_in: ReadWitness,
-    /// How many reads and replica states showed it.
+    /// How many reads, replica states and `observed` lists showed it.
     pub times_seen: usize,
     pub final_state: FinalState,
 }

@@ -23,6 +23,8 @@ use super::{
 enum Source {
     Read(u32),
     Replica(u32),
+    /// The `observed` list of a put or delete: what the read its client based it on returned.
+    Observed(WriteIdx),
 }
 
 /// Calls `f` with every sibling of every ok read (in invoke order), then of every replica state, with
@@ -46,6 +48,7 @@ fn source_witness(h: &History, source: Source) -> ReadWitness {
     match source {
         Source::Read(r) => witness::read(h, r),
         Source::Replica(i) => witness::replica(h, i),
+        Source::Observed(w) => witness::observed_list(h, w),
     }
 }
 
@@ -260,18 +263,38 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
 /// Only a read or replica state of the write's own key can show it: a sibling of another key that
 /// names it is a write id "that no put or delete invoked on that key", a phantom read (reported as
 /// such), and tells nothing about the failed write.
+///
+/// A put's or delete's `observed` list counts as a read: it is "the write ids of the sibling values
+/// that the read whose context this put carries returned", and "the client saw exactly those"
+/// (history-format.md), whether or not that read is a `get` of the history. A failed write of the
+/// same key in it was seen. Reads and replica states come first, so that the witness is a read the
+/// history shows where there is one.
 pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
     let h = ctx.h;
     // Failed write -> (first source, times seen), in write order.
     let mut seen: BTreeMap<WriteIdx, (Source, usize)> = BTreeMap::new();
+    let failed_of = |key: KeyIdx, id| {
+        h.write_of(id)
+            .filter(|&w| h.write(w).key == key && h.write(w).status == Status::Fail)
+    };
     for_each_sibling(h, |source, key, s| {
-        if let Some(w) = h.write_of(s.write)
-            && h.write(w).key == key
-            && h.write(w).status == Status::Fail
-        {
+        if let Some(w) = failed_of(key, s.write) {
             seen.entry(w).or_insert((source, 0)).1 += 1;
         }
     });
+    for (i, rec) in h.writes.iter().enumerate() {
+        let by = Source::Observed(WriteIdx(i as u32));
+        let observed = h.observed_of(rec);
+        for (j, &o) in observed.iter().enumerate() {
+            // A list that names the write twice is one read that returned it.
+            if observed[..j].contains(&o) {
+                continue;
+            }
+            if let Some(w) = failed_of(rec.key, o) {
+                seen.entry(w).or_insert((by, 0)).1 += 1;
+            }
+        }
+    }
     Check::from_raw(
         ctx.findings_max,
         seen.into_iter().collect(),

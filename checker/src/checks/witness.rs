@@ -44,8 +44,13 @@ pub struct WriteWitness {
 /// A read, or a replica's stored state, and the siblings it showed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReadWitness {
-    /// `read`, `final-read` (after `phase: final`) or `replica-state`.
+    /// `read`, `final-read` (after `phase: final`), `replica-state`, or `observed`: the `observed`
+    /// list of a put or delete, the record of what the read its client based it on returned
+    /// (history-format.md: "the client saw exactly those"); its fields are then the write's.
     pub source: &'static str,
+    /// For `observed`: the write whose list it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
     pub key: String,
     /// The index of its invoke event (of the event, for a replica state).
     pub index: u64,
@@ -58,7 +63,7 @@ pub struct ReadWitness {
     /// The node asked (for a replica state: the replica).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// The write ids of the siblings, in the order returned.
+    /// The write ids of the siblings, in the order returned (for `observed`: the list).
     pub siblings: Vec<String>,
 }
 
@@ -120,6 +125,7 @@ pub(crate) fn read(h: &History, r: u32) -> ReadWitness {
     let rec = &h.reads[r as usize];
     ReadWitness {
         source: if rec.is_final { "final-read" } else { "read" },
+        write: None,
         key: h.key_name(rec.key).to_owned(),
         index: rec.invoked.index,
         process: Some(rec.process),
@@ -134,6 +140,7 @@ pub(crate) fn replica(h: &History, i: u32) -> ReadWitness {
     let rec = &h.replicas[i as usize];
     ReadWitness {
         source: "replica-state",
+        write: None,
         key: h.key_name(rec.key).to_owned(),
         index: rec.at.index,
         process: None,
@@ -141,6 +148,26 @@ pub(crate) fn replica(h: &History, i: u32) -> ReadWitness {
         completed_at: None,
         node: Some(h.str(rec.node).to_owned()),
         siblings: sibling_ids(h, h.siblings(rec.siblings)),
+    }
+}
+
+/// The `observed` list of write `w`, as the read it records: what its client's base read returned.
+pub(crate) fn observed_list(h: &History, w: WriteIdx) -> ReadWitness {
+    let rec = h.write(w);
+    ReadWitness {
+        source: "observed",
+        write: Some(h.str(rec.id).to_owned()),
+        key: h.key_name(rec.key).to_owned(),
+        index: rec.invoked.index,
+        process: Some(rec.process),
+        invoked_at: rec.invoked.time,
+        completed_at: None,
+        node: rec.node.map(|n| h.str(n).to_owned()),
+        siblings: h
+            .observed_of(rec)
+            .iter()
+            .map(|&o| h.str(o).to_owned())
+            .collect(),
     }
 }
 
