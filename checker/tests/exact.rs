@@ -129,3 +129,38 @@ fn a_failed_write_in_a_put_s_observed_list_appeared_in_a_read() {
     let h = finals(h, &[sib("b", ("n1", 2), &[("n1", 1)])]).replica("other", "n1", &[]);
     expect(&h.check(), Validity::True, &[]);
 }
+
+// ---- divergence: a replica that reports no version ----
+
+#[test]
+fn divergence_a_sibling_reported_without_its_version_is_not_another_version() {
+    // "divergence: ... the replicas of a key hold different sibling sets (sets of (write, version))"
+    // and "Optional: ... dot, clock". A replica state that leaves out a sibling's dot and clock has
+    // not said that it holds another version of that write: it has said nothing about the version.
+    // Comparing it as a version of its own would call replicas that hold the same writes divergent.
+    let h = put_ok(H::new().config("register"), 1, "a", &[], ("n1", 1), &[])
+        .phase("heal")
+        .phase("final");
+    let r = h
+        .clone()
+        .replica("k", "n1", &[sib("a", ("n1", 1), &[])])
+        .replica("k", "n2", &[S::new("a")])
+        .replica("k", "n3", &[sib("a", ("n1", 1), &[])])
+        .check();
+    expect(&r, Validity::True, &[]);
+    // Where two replicas both report a version of one write, the versions are compared: here n1's
+    // and n3's differ, although n2, which reports none, agrees with each.
+    let r = h
+        .clone()
+        .replica("k", "n1", &[sib("a", ("n1", 1), &[])])
+        .replica("k", "n2", &[S::new("a")])
+        .replica("k", "n3", &[sib("a", ("n1", 1), &[("n2", 1)])])
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
+    // And a write that one replica holds and another does not is a divergence, versions or not.
+    let r = h
+        .replica("k", "n1", &[S::new("a")])
+        .replica("k", "n2", &[])
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
+}

@@ -4,38 +4,68 @@
 //! which it lists them and repeats do not count, and neither does the value (a sibling whose value is
 //! not what its write wrote is a phantom read, reported as such). With `tombstone_gc`, tombstones do
 //! not count. A node that reported a key twice is judged by its last report (`finals.rs`).
+//!
+//! A sibling's `dot` and `clock` are optional: a replica state that leaves them out has said which
+//! write it holds, not that it holds another version of it. So two replicas differ when one holds a
+//! write the other does not, or when both report versions of one write and those differ; a version
+//! one of them did not report is never a difference. That relation is not transitive (a replica with
+//! no versions agrees with two that disagree), so every pair of the key's replicas is compared.
 
 use crate::history::{KeyIdx, Sym, VerId};
 
 use super::{Check, Ctx, Divergence, Finding, witness};
 
+/// A replica's sibling set, sorted: (write, version), `None` where it reported no version.
+type Set = Vec<(Sym, Option<VerId>)>;
+
+/// Whether two sorted sibling sets are the same set, an unreported version matching any.
+fn agree(a: &Set, b: &Set) -> bool {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (a.get(i), b.get(j)) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                let w = x.0;
+                let ei = i + a[i..].iter().take_while(|s| s.0 == w).count();
+                let ej = j + b[j..].iter().take_while(|s| s.0 == w).count();
+                let reported = |s: &[(Sym, Option<VerId>)]| -> Vec<VerId> {
+                    s.iter().filter_map(|&(_, v)| v).collect()
+                };
+                let (va, vb) = (reported(&a[i..ei]), reported(&b[j..ej]));
+                if !va.is_empty() && !vb.is_empty() && va != vb {
+                    return false;
+                }
+                (i, j) = (ei, ej);
+            }
+            _ => return false,
+        }
+    }
+}
+
 pub(crate) fn check(ctx: &Ctx) -> Check {
     let h = ctx.h;
     let mut raw: Vec<KeyIdx> = Vec::new();
-    let mut first: Vec<(Sym, Option<VerId>)> = Vec::new();
-    let mut other: Vec<(Sym, Option<VerId>)> = Vec::new();
-    let set_of = |i: u32, out: &mut Vec<(Sym, Option<VerId>)>| {
-        out.clear();
-        out.extend(
-            h.siblings(h.replicas[i as usize].siblings)
-                .iter()
-                .filter(|s| !(h.tombstone_gc && h.is_null(s.value)))
-                .map(|s| (s.write, s.version)),
-        );
+    let mut sets: Vec<Set> = Vec::new();
+    let set_of = |i: u32| -> Set {
+        let mut out: Set = h
+            .siblings(h.replicas[i as usize].siblings)
+            .iter()
+            .filter(|s| !(h.tombstone_gc && h.is_null(s.value)))
+            .map(|s| (s.write, s.version))
+            .collect();
         out.sort_unstable();
         out.dedup();
+        out
     };
     for k in 0..h.keys.len() {
         let key = KeyIdx(k as u32);
-        let replicas = ctx.finals.replicas(key);
-        let Some((&head, rest)) = replicas.split_first() else {
-            continue;
-        };
-        set_of(head, &mut first);
-        if rest.iter().any(|&i| {
-            set_of(i, &mut other);
-            other != first
-        }) {
+        sets.clear();
+        sets.extend(ctx.finals.replicas(key).iter().map(|&i| set_of(i)));
+        let differ = sets
+            .iter()
+            .enumerate()
+            .any(|(x, a)| sets[x + 1..].iter().any(|b| !agree(a, b)));
+        if differ {
             raw.push(key);
         }
     }
