@@ -57,7 +57,7 @@ fn read_desc(r: &ReadWitness) -> String {
             r.node.as_deref().unwrap_or("?")
         ),
         "observed" => format!(
-            "the read that write {} (process {}, invoked at {}) was based on, as its observed list records,",
+            "the read that write {} (process {}, invoked at {}) was based on (its observed list)",
             r.write.as_deref().unwrap_or("?"),
             r.process.unwrap_or_default(),
             ms(r.invoked_at)
@@ -148,7 +148,9 @@ pub fn explain(f: &Finding) -> String {
                 read_desc(&p.read),
                 p.key,
                 p.write,
-                p.returned,
+                p.returned
+                    .as_ref()
+                    .map_or("nothing".to_owned(), |v| v.to_string()),
                 written,
                 if p.unknown_items.is_empty() {
                     String::new()

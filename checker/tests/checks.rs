@@ -329,7 +329,7 @@ fn a_read_of_a_value_its_write_did_not_write_is_a_phantom() {
     assert_eq!(
         (
             p.reason,
-            p.returned.0.as_str(),
+            p.returned.as_ref().unwrap().0.as_str(),
             p.written.as_ref().map(|w| w.0.as_str())
         ),
         ("wrong-value", "\"tampered\"", Some("\"a\""))
@@ -353,7 +353,10 @@ fn a_phantom_value_is_shown_exactly() {
     let Finding::PhantomRead(p) = &r.anomalies[&Kind::PhantomRead][0] else {
         panic!()
     };
-    assert_eq!(p.returned.to_string(), "18446744073709552000");
+    assert_eq!(
+        p.returned.as_ref().unwrap().to_string(),
+        "18446744073709552000"
+    );
     assert_eq!(
         p.written.as_ref().unwrap().to_string(),
         "18446744073709551616"
@@ -625,13 +628,17 @@ fn observed_entries_that_cannot_be_edges_are_noted_not_trusted() {
     let h = h
         .put(2, "other", "x", &[])
         .ok(2, "put", "other", "x", Some(ver(Some(("n2", 1)), &[])));
-    // b claims to have observed a write no put invoked and a write to another key.
+    // b claims to have observed a write no put invoked and a write to another key. Neither is an
+    // edge; but the list records what b's base read returned, so that read returned two write ids
+    // no put or delete on k invoked: phantom reads (exact.rs).
     let h = put_ok(h, 3, "b", &["nobody", "x"], ("n3", 1), &[]);
     let h = finals(h, &[sib("a", ("n1", 1), &[]), sib("b", ("n3", 1), &[])]);
     let r = h
         .replicas("other", &[S::new("x").with(ver(Some(("n2", 1)), &[]))])
         .check();
-    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    assert_eq!(r.valid, Validity::False, "{}", summary(&r));
+    assert_eq!(r.anomaly_types(), [Kind::PhantomRead], "{}", summary(&r));
+    assert_eq!(r.count(Kind::PhantomRead), 2);
     assert!(
         r.stats.notes.iter().any(|n| n.contains("\"nobody\"")),
         "{:?}",

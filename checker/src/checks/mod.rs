@@ -129,7 +129,8 @@ impl std::fmt::Display for JsonText {
     }
 }
 
-/// A read (or replica state) that returned a write no put invoked, or a value that write did not write.
+/// A read (or replica state, or the read a put's `observed` list records) that returned a write no
+/// put invoked, or a value that write did not write.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhantomRead {
     /// The write id the sibling named.
@@ -138,8 +139,10 @@ pub struct PhantomRead {
     /// `unknown-write` (no put or delete on this key invoked it), `wrong-value` (not what that write
     /// wrote) or `unknown-item` (a cart item no put on this key invoked).
     pub reason: &'static str,
-    /// The value returned.
-    pub returned: JsonText,
+    /// The value returned; absent when the write id was seen in a put's `observed` list, which
+    /// records ids only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub returned: Option<JsonText>,
     /// What the named write wrote, when a put named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written: Option<JsonText>,

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::history::{
-    History, KeyIdx, SiblingRec, Status, ValId, Workload, WriteIdx, for_each_string, string_array,
+    History, KeyIdx, SiblingRec, Status, Sym, ValId, Workload, WriteIdx, for_each_string,
+    string_array,
 };
 
 use super::{
@@ -219,7 +220,8 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
     } else {
         Vec::new()
     };
-    let mut raw: Vec<(Source, KeyIdx, SiblingRec, &'static str)> = Vec::new();
+    // (where, key, the write id named, the value returned: none for an observed list).
+    let mut raw: Vec<(Source, KeyIdx, Sym, Option<ValId>, &'static str)> = Vec::new();
     for_each_sibling(h, |source, key, s| {
         let reason = match h.write_of(s.write) {
             Some(w) if h.write(w).key == key => {
@@ -233,25 +235,39 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
             (cart && !written_ok[w.0 as usize]).then_some("unknown-item")
         });
         if let Some(reason) = reason {
-            raw.push((source, key, s, reason));
+            raw.push((source, key, s.write, Some(s.value), reason));
         }
     });
-    Check::from_raw(ctx.findings_max, raw, |(source, key, s, reason)| {
+    // A put's or delete's `observed` list is what the read its client based it on returned
+    // (history-format.md: "the client saw exactly those"): an id in it that no put or delete invoked
+    // on its key is a write id that read returned. The list holds ids only, so only that can be
+    // seen in it (not a value or an item). An id of this key invoked after the write is no phantom
+    // (it was invoked); the graph notes it.
+    for (i, rec) in h.writes.iter().enumerate() {
+        let observed = h.observed_of(rec);
+        for (j, &o) in observed.iter().enumerate() {
+            let known = h.write_of(o).is_some_and(|w| h.write(w).key == rec.key);
+            if !known && !observed[..j].contains(&o) {
+                let by = Source::Observed(WriteIdx(i as u32));
+                raw.push((by, rec.key, o, None, "unknown-write"));
+            }
+        }
+    }
+    Check::from_raw(ctx.findings_max, raw, |(source, key, id, value, reason)| {
         let read = source_witness(h, source);
         let written = h
-            .write_of(s.write)
+            .write_of(id)
             .filter(|&w| h.write(w).key == key)
             .map(|w| JsonText(h.value_text(h.write(w).value).to_owned()));
         Finding::PhantomRead(PhantomRead {
-            write: h.str(s.write).to_owned(),
+            write: h.str(id).to_owned(),
             key: h.key_name(key).to_owned(),
             reason,
-            returned: JsonText(h.value_text(s.value).to_owned()),
+            returned: value.map(|v| JsonText(h.value_text(v).to_owned())),
             written,
-            unknown_items: if cart && !h.is_null(s.value) {
-                unknown_items(h, key, s.value)
-            } else {
-                Vec::new()
+            unknown_items: match value {
+                Some(v) if cart && !h.is_null(v) => unknown_items(h, key, v),
+                _ => Vec::new(),
             },
             read,
         })
