@@ -52,10 +52,16 @@
 //!   is a new store, not damage.
 //! - **Shortened files**: a file other than the newest found shorter than the manifest recorded
 //!   it when it was sealed (rollover or compaction), even if cut exactly at a record boundary.
-//! - **An emptied newest file**: every file the store creates to append to starts with a
-//!   file-start record (a tombstone of the empty key, which no caller's key is), synced before the
+//! - **An emptied newest file**: every file the store creates starts with a file-start record (a
+//!   tombstone of a key that names the file's id, which no caller's key is), synced before the
 //!   manifest names the file; a newest file the manifest names found empty was emptied (`truncate
 //!   -s 0`), and its records are lost.
+//! - **A copied or swapped file**: a file whose file-start record names another id is a copy of
+//!   that file (a duplicated or swapped file, a restore that mixed up files). Replayed, its old
+//!   records would take keys back to versions the store had moved on from; none is replayed, and
+//!   the file is skipped as damage (its records, and those of the file it replaced, are lost).
+//!   Files of a store written before the record named its file (a tombstone of the empty key)
+//!   cannot be checked.
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).

@@ -5,7 +5,7 @@
 //! "Compaction"), which [`LogStore::compact_files`] follows step by step.
 
 use super::files::{self, FileKind, file_path};
-use super::record::encode_record;
+use super::record::{self, encode_record};
 use super::{DataFile, Location, LogStore, at, next_file_id};
 use crate::fs::{FileSystem, FsFile};
 use crate::store::CompactionStats;
@@ -36,7 +36,10 @@ impl<F: FileSystem> LogStore<F> {
             let record_bytes = record.len() as u64;
             let full = match &output {
                 None => true,
-                Some((_, _, len)) => *len > 0 && len + record_bytes > self.options.max_file_bytes,
+                Some((_, _, len)) => {
+                    *len > record::FILE_START_BYTES
+                        && len + record_bytes > self.options.max_file_bytes
+                }
             };
             if full {
                 if let Some((id, mut handle, len)) = output.take() {
@@ -47,11 +50,17 @@ impl<F: FileSystem> LogStore<F> {
                 }
                 let id = next_id;
                 next_id = next_file_id(id)?;
-                let handle = self
+                let mut handle = self
                     .fs
                     .open(&compact_path(id), true)
                     .map_err(|e| at(e, "creation of", &compact_path(id)))?;
-                output = Some((id, handle, 0));
+                // Each output file names itself in its first record, as every file the store
+                // appends to does, so that a copy of it under another name is noticed.
+                let start = record::file_start_record(id);
+                handle
+                    .append(&start)
+                    .map_err(|e| at(e, "append to", &compact_path(id)))?;
+                output = Some((id, handle, start.len() as u64));
             }
             let (id, handle, len) = output.as_mut().expect("an output file is open");
             handle

@@ -76,22 +76,44 @@ impl Header {
     }
 }
 
-/// Bytes of the record a data file starts with when the store creates it to append to
-/// ([`file_start_record`]).
-pub(super) const FILE_START_BYTES: u64 = RECORD_HEADER_BYTES as u64;
+/// The key of a file-start record, before the file's id: a zero byte (every key the keyspace
+/// stores starts with a namespace prefix such as `d/`, never with one) and a name. Carrying the
+/// id lets recovery tell a file copied or moved to another file's name (a restore that mixed up
+/// files, a duplicated or swapped file) from the file the store wrote there: replayed, its old
+/// records would take back keys that newer files had moved on, and the node would issue again
+/// the counters of the versions it lost.
+const FILE_START_KEY_PREFIX: &[u8] = b"\0dynamo-file-start\0";
 
-/// The record a data file starts with when the store creates it to append to: a tombstone of the
-/// empty key, which no caller's key is (the keyspace prefixes every key), so that replaying it
-/// changes nothing. A newest file found empty although the manifest names it was emptied after
-/// the store wrote it: its records are lost (the parent module's docs).
-pub(super) fn file_start_record() -> Vec<u8> {
-    encode_record(&[], None)
+/// Bytes of the record a data file starts with when the store creates it
+/// ([`file_start_record`]). A store written before the record named its file starts its files
+/// with a shorter one (a tombstone of the empty key), still read.
+pub(super) const FILE_START_BYTES: u64 =
+    (RECORD_HEADER_BYTES + FILE_START_KEY_PREFIX.len() + 4) as u64;
+
+/// The record a data file starts with when the store creates it: a tombstone of a key that names
+/// the file's id, which no caller's key is (the keyspace prefixes every key), so that replaying
+/// it changes nothing. A newest file found empty although the manifest names it was emptied after
+/// the store wrote it: its records are lost (the parent module's docs); a file whose first record
+/// names another id is a copy of that file, not this one.
+pub(super) fn file_start_record(id: u32) -> Vec<u8> {
+    let mut key = FILE_START_KEY_PREFIX.to_vec();
+    key.extend_from_slice(&id.to_le_bytes());
+    let record = encode_record(&key, None);
+    debug_assert_eq!(record.len() as u64, FILE_START_BYTES);
+    record
 }
 
-/// Whether a replayed record is the file-start record ([`file_start_record`]), when it is the
-/// first of its file (a tombstone of the empty key further on is a caller's, if any).
+/// Whether a replayed record is a file-start record ([`file_start_record`], or the empty key's
+/// tombstone of an older store), when it is the first of its file (a tombstone of such a key
+/// further on is a caller's, if any).
 pub(super) fn is_file_start(tombstone: bool, key: &[u8]) -> bool {
-    tombstone && key.is_empty()
+    tombstone && (key.is_empty() || file_start_id(key).is_some())
+}
+
+/// The file id a file-start record's key names (`None` for an older store's, which names none).
+pub(super) fn file_start_id(key: &[u8]) -> Option<u32> {
+    let id = key.strip_prefix(FILE_START_KEY_PREFIX)?;
+    Some(u32::from_le_bytes(id.try_into().ok()?))
 }
 
 /// Encodes a record: a put if `value` is given, else a tombstone. The caller has checked the sizes.

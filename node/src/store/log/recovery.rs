@@ -456,11 +456,18 @@ impl<F: FileSystem> LogStore<F> {
         let keydir = &mut self.keydir;
         let live_bytes = &mut self.live_bytes;
         let mut records = 0;
+        // The id the file's first record names, if it names one (see `record::file_start_record`).
+        let mut named_id = None;
         let scan = record::scan_file(
             &handle,
             file_bytes,
             |offset, record_bytes, tombstone, key| {
                 if offset == 0 && record::is_file_start(tombstone, key) {
+                    named_id = record::file_start_id(key);
+                    return;
+                }
+                // A copy of another file: none of its records is replayed (below).
+                if named_id.is_some_and(|named| named != id) {
                     return;
                 }
                 records += 1;
@@ -484,6 +491,37 @@ impl<F: FileSystem> LogStore<F> {
             },
         )
         .map_err(|e| at(e, "recovery read of", &path))?;
+        if let Some(named) = named_id.filter(|&named| named != id) {
+            // A file copied or moved here from another name (a duplicated or swapped file, a
+            // restore that mixed up files): its records are an older or another state of the
+            // store, and replayed they would take keys back to versions the node has moved on
+            // from, so that it issued their counters again. Skipped whole as damage: the loss
+            // gives the node a new actor id, and the compaction at the end of `open` drops the
+            // file. What the file of this name held is lost here; the replicas refill it.
+            tracing::error!(
+                file = %path.display(),
+                names = named,
+                "a data file whose first record names another data file (a copy or a swap): \
+                 none of its records is replayed"
+            );
+            report.skip(
+                &path,
+                BadRange {
+                    offset: 0,
+                    bytes: file_bytes,
+                    reason: "the file's first record names another data file: a copy or a swap",
+                },
+                false,
+            );
+            self.files.insert(
+                id,
+                DataFile {
+                    handle,
+                    len_bytes: file_bytes,
+                },
+            );
+            return Ok(file_bytes);
+        }
         report.records += records;
         for range in scan.skipped {
             report.skip(&path, range, false);

@@ -348,12 +348,13 @@ fn a_flipped_byte_in_the_middle_of_the_only_file_loses_only_its_record() {
 
 #[test]
 fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
-    // The first record starts past the file-start record: offset 20 of it is in its key or
-    // value; offset 8 is the top byte of its key length, which becomes impossible; a cut leaves a
-    // short last record.
+    // The first record starts past the file-start record (36 bytes): offset 20 of it is in its
+    // key or value; offset 8 is the top byte of its key length, which becomes impossible; a cut
+    // leaves a short last record.
+    assert_eq!(super::record::FILE_START_BYTES, 36);
     for (damage, reason) in [
-        ("flip 33", "checksum mismatch"),
-        ("flip 21", "key length over the limit"),
+        ("flip 56", "checksum mismatch"),
+        ("flip 44", "key length over the limit"),
         ("cut", "header cut short"),
     ] {
         let fs = MemFs::new();
@@ -898,10 +899,14 @@ fn compaction_keeps_the_newest_state_of_every_key_and_shrinks_the_files() {
     let stats = store.compact().unwrap();
     assert_eq!(stats.records_kept, model.len() as u64);
     assert_eq!(stats.bytes_before, before.bytes);
-    assert_eq!(stats.bytes_after, before.live_bytes);
     assert!(stats.bytes_after * 10 < stats.bytes_before, "{stats:?}");
     assert_eq!(contents(&store), model);
     let after = store.stats();
+    // Each output file (all but the new active one) starts with its file-start record.
+    assert_eq!(
+        stats.bytes_after,
+        before.live_bytes + u64::from(after.files - 1) * super::record::FILE_START_BYTES
+    );
     assert!(after.files < before.files, "{before:?} -> {after:?}");
     // The new active file holds its file-start record.
     assert_eq!(
@@ -1418,4 +1423,114 @@ fn a_directory_where_recovery_removes_a_file_is_named_in_the_refusal() {
     }
     let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
     assert_eq!(contents(&store), model);
+}
+
+/// A store holding keys 0 and 1 rewritten six times over several files (and, with `compacted`, a
+/// compaction's output and files written after it); returns what it holds and its file ids.
+fn rewritten(fs: &MemFs, compacted: bool) -> (Map, Vec<u32>) {
+    let (mut store, _) = open_mem(fs, 160);
+    for version in 0..6 {
+        if compacted && version == 3 {
+            store.compact().unwrap();
+        }
+        store.put(&key(0), &value(0, version)).unwrap();
+        store.put(&key(1), &value(1, version)).unwrap();
+    }
+    store.sync().unwrap();
+    let ids = store.files.keys().copied().collect();
+    (contents(&store), ids)
+}
+
+/// Hostile round 4, the damaged disk: a data file copied over another (a duplicated file, a
+/// restore that mixed up files) or two files swapped, each byte of each file intact. An older
+/// file copied over the newest replayed last, and took keys 0 and 1 back to their first
+/// versions without a word: the node kept its actor id and would have issued the counters of the
+/// versions it lost again, under new values (their dots already stood for others on the other
+/// replicas). A file now names its id in its first record, and one that names another is
+/// skipped whole as damage: a loss (the node takes a new actor id), and no stale record is
+/// replayed.
+#[test]
+fn a_data_file_copied_or_swapped_over_another_is_a_loss_and_replays_nothing_stale() {
+    for (compacted, swap) in [(false, false), (false, true), (true, false), (true, true)] {
+        let fs = MemFs::new();
+        let (model, ids) = rewritten(&fs, compacted);
+        assert!(ids.len() >= 3, "several files: {ids:?}");
+        let (older, newest) = (ids[0], *ids.last().unwrap());
+        let (old_bytes, new_bytes) = (
+            fs.read(&data_path(older)).unwrap(),
+            fs.read(&data_path(newest)).unwrap(),
+        );
+        fs.write_durable(&data_path(newest), &old_bytes).unwrap();
+        if swap {
+            fs.write_durable(&data_path(older), &new_bytes).unwrap();
+        }
+        let what = format!("file {older} over {newest}, swap {swap}, compacted {compacted}");
+        let (store, report) = open_mem(&fs, 160);
+        assert!(report.lost_data(), "{what}: {report:?}");
+        assert_eq!(
+            report.skipped_ranges,
+            1 + u64::from(swap),
+            "{what}: {report:?}"
+        );
+        assert!(
+            report.skipped[0].reason.contains("names another data file"),
+            "{what}: {report:?}"
+        );
+        assert!(
+            report.rewritten,
+            "the copies are compacted away: {report:?}"
+        );
+        // What the store holds is what it would hold had the files written over been lost: no
+        // record of a copy is replayed (an older version of key 0 or 1 taking the place of the
+        // version of a file that remained).
+        let lost = MemFs::new();
+        let _ = rewritten(&lost, compacted);
+        lose_file(&lost, &data_path(newest));
+        if swap {
+            lose_file(&lost, &data_path(older));
+        }
+        let (expected, _) = open_mem(&lost, 160);
+        let held = contents(&store);
+        assert_eq!(held, contents(&expected), "{what}");
+        for (k, v) in &held {
+            assert!(model.contains_key(k), "{what}: {k:?} {v:?}");
+        }
+        drop(store);
+        assert_reopens_clean(&fs, 160, &held);
+    }
+}
+
+/// A store written before file-start records named their file (a tombstone of the empty key)
+/// still opens clean: its files cannot be checked, and are not taken for damage.
+#[test]
+fn files_that_start_with_the_older_file_start_record_open_clean() {
+    let fs = MemFs::new();
+    let (model, ids) = rewritten(&fs, false);
+    for &id in &ids {
+        let bytes = fs.read(&data_path(id)).unwrap();
+        let mut old = encode_record(&[], None);
+        old.extend_from_slice(&bytes[super::record::FILE_START_BYTES as usize..]);
+        fs.write_durable(&data_path(id), &old).unwrap();
+    }
+    // The manifest of such a store recorded the lengths of its files as they were then.
+    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
+    let text = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| l.starts_with("first ") || l.starts_with("last "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = format!("dynamo-log-manifest 1\n{body}");
+    let v1 = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+    fs.write_durable(&manifest_path, v1.as_bytes()).unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert!(!report.lost_data(), "{report:?}");
+    assert_eq!(contents(&store), model);
+    drop(store);
+    // And an older file copied over the newest is not noticed there: nothing names the files.
+    let (first, newest) = (ids[0], *ids.last().unwrap());
+    let old = fs.read(&data_path(first)).unwrap();
+    fs.write_durable(&data_path(newest), &old).unwrap();
+    let (_, report) = open_mem(&fs, 160);
+    assert_eq!(report.skipped_ranges, 0, "{report:?}");
 }
