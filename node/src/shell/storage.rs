@@ -133,6 +133,25 @@ pub fn open_storage<E: Env>(
     let own = |actor: &String| crate::version::is_actor_of(actor, &config.id);
     let foreign = stored.clone().filter(|actor| !own(actor));
     let stored = stored.filter(own);
+    // The log records the actor too (`Keyspace::logged_actor`): an actor file that names another
+    // incarnation of this node than the log's last (an old `ACTOR` restored or copied beside a
+    // newer log) would make the node issue again the counters that incarnation issued before its
+    // disk was lost, for the keys not refilled yet. Damage, like a foreign actor.
+    let logged = match keyspace.logged_actor() {
+        Ok(bytes) => bytes.and_then(|bytes| String::from_utf8(bytes).ok()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => None,
+        Err(e) => return Err(e),
+    };
+    let stale = stored
+        .clone()
+        .zip(logged.clone())
+        .filter(|(stored, logged)| stored != logged)
+        .map(|(stored, logged)| {
+            format!(
+                "the stored actor id {stored:?} is not the {logged:?} the log was last written \
+                 as (an actor file of another incarnation)"
+            )
+        });
     // The actor is kept apart from the log, so a store whose log is new beside a stored actor lost
     // its whole log (every data file and the manifest): the counters went with it.
     let log_gone = recovery.manifest == ManifestState::Created;
@@ -144,6 +163,7 @@ pub fn open_storage<E: Env>(
             ),
             None => "no actor id stored (a new or wiped disk)".to_string(),
         }),
+        Some(_) if stale.is_some() => stale,
         Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
         }
@@ -158,7 +178,15 @@ pub fn open_storage<E: Env>(
         Some(_) => None,
     };
     let actor = match (stored, &new_actor_reason) {
-        (Some(actor), None) => actor,
+        (Some(actor), None) => {
+            // A store written before the log recorded the actor: recorded now, so that an actor
+            // file of another incarnation is noticed from the next start on.
+            if logged.as_deref() != Some(actor.as_str()) {
+                keyspace.log_actor(&actor)?;
+                keyspace.sync()?;
+            }
+            actor
+        }
         (_, reason) => {
             let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
             tracing::warn!(
@@ -168,6 +196,7 @@ pub fn open_storage<E: Env>(
                 "taking a new actor id"
             );
             keyspace.set_actor(&actor)?;
+            keyspace.sync()?;
             actor
         }
     };

@@ -227,6 +227,46 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
     assert_eq!(next.actor, after.actor);
 }
 
+/// Hostile round 4, the damaged disk: an `ACTOR` file of an earlier incarnation of the node
+/// itself (restored from a backup, or copied from an old directory, beside a newer log). n1
+/// took it as its own, as it names n1: with a clean log it kept it, and would have issued again
+/// the counters that incarnation issued before its disk was lost (for every key not refilled
+/// yet), under other values. The log now records the actor too, and an actor file that differs
+/// from the log's gives a new actor. A restart without damage keeps the actor, and a store
+/// written before the log recorded it keeps its actor and records it.
+#[test]
+fn an_actor_file_of_an_earlier_incarnation_gives_a_new_actor() {
+    let env = TestEnv::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = single_node(None);
+    let first = open_and_write(&env, &config, tmp.path(), &["a"]);
+    let kept = open_and_write(&env, &config, tmp.path(), &["b"]);
+    assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
+    // A second incarnation (here through a damaged actor file) wrote again.
+    std::fs::write(tmp.path().join("ACTOR"), "n2.0badf00d").unwrap();
+    let second = open_and_write(&env, &config, tmp.path(), &["c"]);
+    assert_ne!(second.actor, first.actor);
+    // The first incarnation's actor file comes back.
+    std::fs::write(tmp.path().join("ACTOR"), first.actor.as_bytes()).unwrap();
+    let (_, after) = open_storage(&env, &config, tmp.path()).unwrap();
+    assert!(
+        after.actor != first.actor && after.actor != second.actor,
+        "{}: {:?}",
+        after.actor,
+        after.new_actor_reason
+    );
+    assert!(
+        after
+            .new_actor_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("another incarnation")),
+        "{:?}",
+        after.new_actor_reason
+    );
+    let again = open_and_write(&env, &config, tmp.path(), &[]);
+    assert_eq!(again.actor, after.actor, "{:?}", again.new_actor_reason);
+}
+
 /// The damaged disk: an `ACTOR` file holding another node's actor id (a restore that mixed two
 /// nodes' files, a hand-edited file). n1 took it as its own and wrote versions as n2's actor,
 /// whose counters n2 issues too: two different writes under one dot, and a replica that holds

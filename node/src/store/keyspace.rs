@@ -39,6 +39,10 @@ const HINT_PREFIX: &[u8] = b"h/";
 const ACTOR_APART: &str = "ACTOR";
 /// The metadata record where stores written before the actor was kept apart hold it.
 const ACTOR_META: &str = "actor";
+/// The metadata record where the log keeps a copy of the actor id kept apart, to check it
+/// ([`Keyspace::logged_actor`]). Not [`ACTOR_META`]: that one is read when the actor file is
+/// missing, and a copy read in its place could be older than the file that went missing.
+const ACTOR_CHECK_META: &str = "actor-check";
 /// The metadata record holding the last ring this node adopted, with the known nodes' addresses.
 const MEMBERSHIP_META: &str = "membership";
 
@@ -225,9 +229,26 @@ impl<S: Storage> Keyspace<S> {
         }
     }
 
-    /// Stores the actor id of this incarnation, durably before it returns.
+    /// Stores the actor id of this incarnation, durably before it returns, and records it in the
+    /// log too (durable with the log's next sync): see [`Keyspace::logged_actor`].
     pub fn set_actor(&mut self, actor: &str) -> io::Result<()> {
-        self.storage.write_apart(ACTOR_APART, actor.as_bytes())
+        self.storage.write_apart(ACTOR_APART, actor.as_bytes())?;
+        self.log_actor(actor)
+    }
+
+    /// Records `actor` in the log only (durable with the log's next sync): for a store written
+    /// before the log recorded it, whose actor file is kept.
+    pub fn log_actor(&mut self, actor: &str) -> io::Result<()> {
+        self.set_meta(ACTOR_CHECK_META, actor.as_bytes())
+    }
+
+    /// The actor id the log last recorded ([`Keyspace::set_actor`]), if any: a check of the
+    /// actor id kept apart. The two differ when the file kept apart comes from another
+    /// incarnation of the node (a restore that mixed up files, a copied `ACTOR`), or when a crash
+    /// came between the two writes; either way the node takes a new actor id
+    /// (`crate::shell::open_storage`). A store written before the log recorded it holds none.
+    pub fn logged_actor(&self) -> io::Result<Option<Vec<u8>>> {
+        self.meta(ACTOR_CHECK_META)
     }
 
     /// Sets a metadata value (durable after the next sync).
