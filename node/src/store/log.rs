@@ -49,7 +49,9 @@
 //!   replica lost for good. Riak's bitcask makes the same choice.
 //! - **Lost files**: a data file the manifest says exists but is missing (the newest, or one in
 //!   the middle), or a missing or unreadable manifest beside data files. A directory with no data
-//!   is a new store, not damage.
+//!   is a new store, not damage. A manifest whose first file is missing while older files are
+//!   there is not this directory's (another store's, or a later one restored beside older files)
+//!   and counts as unreadable: trusted, it would have every file removed as superseded.
 //! - **Shortened files**: a file other than the newest found shorter than the manifest recorded
 //!   it when it was sealed (rollover or compaction), even if cut exactly at a record boundary.
 //! - **An emptied newest file**: every file the store creates starts with a file-start record (a

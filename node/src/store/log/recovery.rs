@@ -299,7 +299,25 @@ impl<F: FileSystem> LogStore<F> {
         }
 
         report.earlier_loss_pending = fs.exists(&dir.join(files::LOSS_MARKER_NAME));
-        let manifest = files::read_manifest(&fs, dir)?;
+        let mut manifest = files::read_manifest(&fs, dir)?;
+        // A manifest is trusted to remove the files below its first id only if that file is
+        // there: a committed compaction renames its output (or creates the new active file)
+        // before it writes the manifest that names it. A manifest whose first file is missing
+        // while older files are there does not describe this directory (another store's, copied
+        // or swapped in, or a later one restored beside older files): trusted, it would delete
+        // every data file. It is damage, like an unreadable one: nothing is removed.
+        if let ManifestRead::Found(m) = &manifest
+            && data_ids.first().is_some_and(|&first| first < m.first_id)
+            && data_ids.binary_search(&m.first_id).is_err()
+        {
+            manifest = ManifestRead::Unreadable(format!(
+                "it names data files from id {} on, which is missing, beside older files (ids \
+                 {}..={}): not this directory's manifest, so no file is removed",
+                m.first_id,
+                data_ids[0],
+                data_ids[data_ids.len() - 1]
+            ));
+        }
         match &manifest {
             ManifestRead::Found(m) => {
                 let superseded = data_ids.partition_point(|&id| id < m.first_id);

@@ -1534,3 +1534,33 @@ fn files_that_start_with_the_older_file_start_record_open_clean() {
     let (_, report) = open_mem(&fs, 160);
     assert_eq!(report.skipped_ranges, 0, "{report:?}");
 }
+
+/// Hostile round 4, the damaged disk: a manifest with a good checksum that does not describe the
+/// directory (another store's, copied or swapped in, or a later one of this store's restored
+/// beside older files) names files from an id past every file there. Recovery took the files
+/// below that id for ones a committed compaction superseded and removed them all: the store
+/// came up empty, its data deleted for good on a file it could tell was not its own (the first
+/// file it names is missing). Such a manifest is now unreadable damage: nothing is removed,
+/// every file is replayed, and the loss is reported (the node takes a new actor id).
+#[test]
+fn a_manifest_that_names_none_of_the_files_removes_none() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    let ids = files_of_kind(&fs, Path::new(DIR), FileKind::Data);
+    assert!(ids.len() >= 3, "several files: {ids:?}");
+    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
+    let body = "dynamo-log-manifest 1\nfirst 40\nlast 41\n".to_string();
+    let foreign = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+    fs.write_durable(&manifest_path, foreign.as_bytes())
+        .unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert_eq!(report.superseded_files_removed, 0, "{report:?}");
+    assert_eq!(contents(&store), model, "{report:?}");
+    assert!(report.lost_data(), "{report:?}");
+    assert!(
+        matches!(&report.manifest, ManifestState::Unreadable(reason) if reason.contains("40")),
+        "{report:?}"
+    );
+    drop(store);
+    assert_reopens_clean(&fs, 160, &model);
+}
