@@ -1331,3 +1331,39 @@ fn connections_refused_at_their_first_request_leave_nothing_behind() {
     assert!(after < before + 32 * 1024 * 1024, "{before} -> {after}");
     cluster.put(0, "still-served", "yes");
 }
+
+/// Hostile round 4, the damaged disk on a real process: a stopped node's older data file copied
+/// in under a newer id (a restore that mixed up files), every byte of it intact. The node
+/// replayed it last without a word: `k` read back as `v1`, although `v2` had been acknowledged
+/// over it, and the node kept its actor id, whose counter 2 for `k` it would have issued again.
+/// The copy's first record names the file it was copied from: the node now skips it as damage,
+/// names it, takes a new actor id, and `v2` reads back.
+#[test]
+fn an_older_data_file_copied_in_under_a_newer_id_replays_nothing() {
+    let mut cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
+    cluster.put(0, "k", "v1");
+    cluster.kill(0);
+    let dir = cluster.dirs[0].path().to_path_buf();
+    let first = dir.join("000001.data");
+    let old = std::fs::read(&first).unwrap();
+    cluster.spawn(0);
+    cluster.wait_ready();
+    let out = cluster.cli(0, &["get", "k"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let context = read["context"].as_str().unwrap().to_string();
+    let out = cluster.cli(0, &["put", "k", "v2", "--context", &context]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = actor(&cluster, 0);
+    cluster.kill(0);
+    std::fs::write(dir.join("000002.data"), &old).unwrap();
+    cluster.spawn(0);
+    cluster.wait_ready();
+    assert_eq!(cluster.values(0, "k"), ["v2"], "the acknowledged write");
+    assert_ne!(actor(&cluster, 0), before, "a new actor id");
+    let log = std::fs::read_to_string(cluster.log(0)).unwrap();
+    assert!(
+        log.contains("names another data file") && log.contains("000002.data"),
+        "{log}"
+    );
+}
