@@ -157,6 +157,22 @@ fn divergence_a_sibling_reported_without_its_version_is_not_another_version() {
         .replica("k", "n3", &[sib("a", ("n1", 1), &[("n2", 1)])])
         .check();
     expect(&r, Validity::False, &["divergence"]);
+    // An unreported version stands for one version, not for any number: one copy of `a` with no
+    // version against two versions of `a` (siblings of one write) are different sets, and so are
+    // two copies against one (found by review: both passed as agreeing).
+    let two_versions = [sib("a", ("n1", 1), &[]), sib("a", ("n2", 1), &[])];
+    let r = h
+        .clone()
+        .replica("k", "n1", &[S::new("a")])
+        .replica("k", "n2", &two_versions)
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
+    let r = h
+        .clone()
+        .replica("k", "n1", &[sib("a", ("n1", 1), &[]), S::new("a")])
+        .replica("k", "n2", &[sib("a", ("n1", 1), &[])])
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
     // And a write that one replica holds and another does not is a divergence, versions or not.
     let r = h
         .replica("k", "n1", &[S::new("a")])

@@ -7,9 +7,12 @@
 //!
 //! A sibling's `dot` and `clock` are optional: a replica state that leaves them out has said which
 //! write it holds, not that it holds another version of it. So two replicas differ when one holds a
-//! write the other does not, or when both report versions of one write and those differ; a version
-//! one of them did not report is never a difference. That relation is not transitive (a replica with
-//! no versions agrees with two that disagree), so every pair of the key's replicas is compared.
+//! write the other does not, or holds it in another number of versions, or when the versions they
+//! report of it differ; a single copy of a write reported without its version matches a single
+//! copy of it with any version (and only that: one unreported copy against two versions of the
+//! write, or two copies against one, are different sets). That relation is not transitive (a
+//! replica with no versions agrees with two that disagree), so every pair of the key's replicas is
+//! compared.
 
 use crate::history::{KeyIdx, Sym, VerId};
 
@@ -18,7 +21,8 @@ use super::{Check, Ctx, Divergence, Finding, witness};
 /// A replica's sibling set, sorted: (write, version), `None` where it reported no version.
 type Set = Vec<(Sym, Option<VerId>)>;
 
-/// Whether two sorted sibling sets are the same set, an unreported version matching any.
+/// Whether two sorted sibling sets are the same set, a single copy of a write with no reported
+/// version matching a single copy of it with any version.
 fn agree(a: &Set, b: &Set) -> bool {
     let (mut i, mut j) = (0, 0);
     loop {
@@ -28,11 +32,13 @@ fn agree(a: &Set, b: &Set) -> bool {
                 let w = x.0;
                 let ei = i + a[i..].iter().take_while(|s| s.0 == w).count();
                 let ej = j + b[j..].iter().take_while(|s| s.0 == w).count();
-                let reported = |s: &[(Sym, Option<VerId>)]| -> Vec<VerId> {
-                    s.iter().filter_map(|&(_, v)| v).collect()
-                };
-                let (va, vb) = (reported(&a[i..ei]), reported(&b[j..ej]));
-                if !va.is_empty() && !vb.is_empty() && va != vb {
+                let (ga, gb) = (&a[i..ei], &b[j..ej]);
+                let unreported_single = |g: &[(Sym, Option<VerId>)]| g == [(w, None)];
+                let same = ga == gb
+                    || (ga.len() == 1
+                        && gb.len() == 1
+                        && (unreported_single(ga) || unreported_single(gb)));
+                if !same {
                     return false;
                 }
                 (i, j) = (ei, ej);
