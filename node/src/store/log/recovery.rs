@@ -278,7 +278,11 @@ impl<F: FileSystem> LogStore<F> {
                 io::ErrorKind::InvalidData,
                 format!(
                     "{}: a data file id past the limit {}, which no store reaches: the name is \
-                     damaged (rename the file to the id after the newest one below the limit)",
+                     damaged (rename the file back to its id: the one its first record names, \
+                     as a zero byte, a name and the id in 4 bytes little-endian; a file whose \
+                     name and first record disagree is skipped as damage. A file of a store \
+                     written before records named their file names none: give it the id after \
+                     the newest one below the limit)",
                     path.display(),
                     files::FILE_ID_MAX
                 ),
