@@ -836,6 +836,71 @@ fn anti_entropy_of_a_big_partition_sends_no_key_the_other_holds() {
     );
 }
 
+/// Where a big partition's next anti-entropy slice starts is kept per co-replica. It was kept per
+/// partition: with rounds of a fixed period and peers taken in turn, n2 answering n1 and n3 one
+/// after the other gave n1 every other slice and n3 the others, for good, and neither pair
+/// compared the whole partition (found by review). Here n2 answers the leaves of n1, then n3,
+/// then n1 again: each peer gets the first slice first, and n1 then the one after it.
+#[test]
+fn anti_entropy_slices_of_a_big_partition_start_over_for_each_peer() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let ring = net.nodes["n2"].0.ring().clone();
+    let fanout = net.nodes["n2"].0.config().merkle_fanout;
+    let partition = ring.partition_of(b"k-0");
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("k-{i}").into_bytes())
+        .filter(|k| ring.partition_of(k) == partition)
+        .take(AE_ENTRIES_PER_MESSAGE_MAX + 100)
+        .collect();
+    let mut state = KeyVersions::new();
+    state.put("w.1", &VClock::new(), b"v".to_vec(), false, 1);
+    let store = &mut net.nodes.get_mut("n2").unwrap().1;
+    for key in &keys {
+        store.write_state(key, state.clone()).unwrap();
+    }
+    net.restart("n2");
+    // Every leaf differs from the asker's (hash 0).
+    let leaves = PeerMessage::AeHashes {
+        partition,
+        level: crate::merkle::DEPTH,
+        nodes: (0..fanout.pow(crate::merkle::DEPTH))
+            .map(|l| (l, 0))
+            .collect(),
+    };
+    let mut starts = Vec::new();
+    for asker in ["n1", "n3", "n1"] {
+        let now = net.now();
+        let (core, store) = net.nodes.get_mut("n2").unwrap();
+        core.handle_peer(now, asker.into(), leaves.clone(), store);
+        let released = core
+            .poll_ready(store)
+            .apply(store, core.config())
+            .expect("a memory store does not fail");
+        let from = released.messages.iter().find_map(|(to, m)| match m {
+            PeerMessage::AeKeys { from, through, .. } if to == asker => {
+                Some((from.clone(), through.is_some()))
+            }
+            _ => None,
+        });
+        starts.push(from.expect("n2 answered with its keys"));
+    }
+    assert_eq!(
+        starts[0],
+        (None, true),
+        "n1's first slice starts at the first key"
+    );
+    assert_eq!(
+        starts[1],
+        (None, true),
+        "n3's first slice starts at the first key too"
+    );
+    assert!(
+        starts[2].0.is_some(),
+        "n1's second slice starts after its first"
+    );
+    assert!(!starts[2].1, "and goes through the last key");
+}
+
 /// A hand-over of many keys while a hot key is written through the node that hands them over.
 /// Each key a sweep deleted took the node a new actor id (its counters for the key went with
 /// the key's state), even for a key this actor never wrote: a sweep of

@@ -36,9 +36,10 @@
 //! isolated; else the shape (`below(5)`, `below(4)` under 3 nodes).
 //!
 //! A fault on one node aims at the coordinator of the next acknowledged write on two draws of
-//! three (damage at rest always, with no draw), and then sends the next 4, 8 or 16 operations of one client to that write's key through
-//! the victim once it is back, the first a blind put ([`Victim::Acked`]): where a node that lost
-//! records and kept or reused its actor issues their counters again.
+//! three (damage at rest and a destruction composed with a partition always, with no draw), and
+//! then sends the next 4, 8 or 16 operations of one client to that write's key through the victim
+//! once it is back, the first a blind put ([`Victim::Acked`]): where a node that lost records and
+//! kept or reused its actor issues their counters again.
 //!
 //! A kind the configuration cannot have is left out of the draw: membership needs more nodes than
 //! N and a quorum the checker does not hold reads to (see `possible_kinds`), wipes and damage at
@@ -299,10 +300,10 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
 
 /// Two thirds of the faults that hit one node aim at the coordinator of the next acknowledged
 /// write, and those then send 4, 8 or 16 operations to that write's key through the victim (see
-/// [`Victim::Acked`]); the others hit a node at a random moment. Where the fault
-/// joins a partition, it hits the partition's smallest side if it can: a node cut off from its
-/// peers holds writes that no other replica has, which only a store that acknowledges them
-/// without a quorum loses.
+/// [`Victim::Acked`]); the others hit a node at a random moment (a destruction composed with a
+/// partition is always aimed: `victim_one_in(0, ..)`). Where the fault joins a partition, it hits
+/// the partition's smallest side if it can: a node cut off from its peers holds writes that no
+/// other replica has, which only a store that acknowledges them without a quorum loses.
 fn victim(candidates: Vec<u32>, within: Option<&[u32]>, g: &mut SplitMix64) -> Victim {
     victim_one_in(3, candidates, within, g)
 }

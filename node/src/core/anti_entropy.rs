@@ -6,19 +6,20 @@
 //! other the keys whose digests differ, to merge. Only partitions both replicate are compared.
 //! Every message is bounded ([`AE_ENTRIES_PER_MESSAGE_MAX`] and
 //! [`AE_ENTRIES_BYTES_PER_MESSAGE_MAX`] of entries, [`AE_REPAIRS_PER_MESSAGE_MAX`] and
-//! [`AE_REPAIR_BYTES_PER_MESSAGE_MAX`] of repairs): what does not fit waits for the next exchange.
-//! Where the leaves that differ hold more keys than one message carries, the entries are a slice
-//! of them in [`AePosition`] order, and the message says which ([`Slice`]): the receiver compares
-//! only its keys inside it (a key past the slice is not missing, only not carried), and the
-//! next exchange of the partition starts after it, so that a big partition is compared a slice
-//! at a time, all of it in turn. (Before, a message said nothing of where its entries stopped:
+//! [`AE_REPAIR_BYTES_PER_MESSAGE_MAX`] of repairs). Where the leaves that differ hold more keys
+//! than one message carries, the entries are a slice of them in [`AePosition`] order, and the
+//! message says which ([`Slice`]): the receiver compares only its keys inside it (a key past the
+//! slice is not missing, only not carried), and the next exchange of the partition with that
+//! peer starts after it, so that a big partition is compared a slice at a time, all of it in
+//! turn, with each co-replica. Repairs past their bounds wait until the slices come round again;
+//! where everything fits, until the next exchange. (Before, a message said nothing of where its entries stopped:
 //! the receiver took every key past them for missing and spent its repairs on keys the other
 //! held, three in four of them in the test
 //! `anti_entropy_of_a_big_partition_sends_no_key_the_other_holds`.)
 
 use super::{
     AE_ENTRIES_BYTES_PER_MESSAGE_MAX, AE_ENTRIES_PER_MESSAGE_MAX, AE_ENTRY_OVERHEAD_BYTES,
-    AE_REPAIR_BYTES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, Core, others,
+    AE_REPAIR_BYTES_PER_MESSAGE_MAX, AE_REPAIRS_PER_MESSAGE_MAX, AE_SLICE_STARTS_MAX, Core, others,
 };
 use crate::config::NodeConfig;
 use crate::merkle::{DEPTH, Tree};
@@ -106,7 +107,8 @@ impl Core {
             return;
         }
         let message = if level == DEPTH {
-            let start = self.ae_slice_starts.get(&partition).cloned();
+            let at = (from.clone(), partition);
+            let start = self.ae_slice_starts.get(&at).cloned();
             let mut sliced = bounded_slice(
                 tree,
                 &differing,
@@ -129,10 +131,15 @@ impl Core {
                         leaf: last.leaf,
                         key,
                     };
-                    self.ae_slice_starts.insert(partition, next);
+                    if self.ae_slice_starts.len() >= AE_SLICE_STARTS_MAX
+                        && !self.ae_slice_starts.contains_key(&at)
+                    {
+                        self.ae_slice_starts.clear();
+                    }
+                    self.ae_slice_starts.insert(at, next);
                 }
                 None => {
-                    self.ae_slice_starts.remove(&partition);
+                    self.ae_slice_starts.remove(&at);
                 }
             }
             PeerMessage::AeKeys {
@@ -171,6 +178,18 @@ impl Core {
         if !self.config.anti_entropy_on() || !self.replicates(partition) {
             return;
         }
+        // No position this node makes has a longer key (its keys, or one plus a zero byte):
+        // echoed back whole, a peer's key of megabytes would make the reply too large to send.
+        let cap = |at: Option<AePosition>| {
+            at.map(|mut at| {
+                at.key.truncate(crate::wire::KEY_BYTES_MAX + 1);
+                at
+            })
+        };
+        let slice = Slice {
+            from: cap(slice.from),
+            through: cap(slice.through),
+        };
         let tree = self.tree(partition);
         let leaf_count = self.config.merkle_fanout.pow(DEPTH);
         let mut leaves: Vec<u32> = leaves

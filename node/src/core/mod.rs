@@ -104,6 +104,11 @@ pub const AE_ENTRIES_BYTES_PER_MESSAGE_MAX: usize = crate::wire::FRAME_BYTES_MAX
 pub const AE_ENTRY_OVERHEAD_BYTES: usize = 20;
 /// Most keys one anti-entropy message makes this node send back.
 pub const AE_REPAIRS_PER_MESSAGE_MAX: usize = 512;
+/// Most (co-replica, partition) pairs whose next anti-entropy slice this node remembers; past it
+/// it forgets them all, and their next exchanges start again from the first key (as many
+/// partitions as a ring may have; each entry a key of at most
+/// [`crate::wire::KEY_BYTES_MAX`] plus one byte).
+pub const AE_SLICE_STARTS_MAX: usize = crate::ring::PARTITION_COUNT_MAX as usize;
 /// Most bytes of key states one anti-entropy message makes this node send back (reckoned by
 /// [`KeyVersions::encoded_bytes_bound`]), past the first: the count alone lets one small
 /// message make hundreds of states of megabytes in one step. Two frames' worth, so that the
@@ -207,9 +212,11 @@ pub struct Core {
     /// Each co-replica and the partitions this node shares with it, in a fixed order.
     ae_peers: Vec<(NodeId, Vec<u32>)>,
     ae_cursor: usize,
-    /// Per partition, where the next `AeKeys` of it starts when its last one could not carry
-    /// every key of the leaves that differed (at most one per partition of the ring).
-    ae_slice_starts: BTreeMap<u32, crate::wire::AePosition>,
+    /// Per (co-replica, partition), where the next `AeKeys` to it starts when the last one could
+    /// not carry every key of the leaves that differed. Per peer, not per partition alone: with
+    /// fixed rounds and peers taken in turn, one start shared by two peers gave each of them
+    /// every other slice, for good. At most [`AE_SLICE_STARTS_MAX`].
+    ae_slice_starts: BTreeMap<(NodeId, u32), crate::wire::AePosition>,
     /// Hints held, as (owner, key).
     hints: crate::hints::Held,
     deliveries: BTreeMap<u64, Delivery>,
