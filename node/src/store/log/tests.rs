@@ -674,12 +674,9 @@ fn a_loss_is_reported_again_until_it_is_handled() {
     assert_reopens_clean(&fs, 160, &held);
 }
 
-/// A manifest written before lengths were recorded (version 1) is read as it was, and the next
-/// one written has the lengths.
-#[test]
-fn a_version_1_manifest_opens_clean_and_is_rewritten_with_lengths() {
-    let fs = MemFs::new();
-    let (model, _) = filled(&fs, 160, 12);
+/// Rewrites the store's manifest as a version 1 manifest (no file lengths) of the same files, as
+/// a store written before the lengths were recorded has.
+fn rewrite_as_version_1_manifest(fs: &MemFs) {
     let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
     let text = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
     let body: String = text
@@ -690,6 +687,16 @@ fn a_version_1_manifest_opens_clean_and_is_rewritten_with_lengths() {
     let body = format!("dynamo-log-manifest 1\n{body}");
     let v1 = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
     fs.write_durable(&manifest_path, v1.as_bytes()).unwrap();
+}
+
+/// A manifest written before lengths were recorded (version 1) is read as it was, and the next
+/// one written has the lengths.
+#[test]
+fn a_version_1_manifest_opens_clean_and_is_rewritten_with_lengths() {
+    let fs = MemFs::new();
+    let (model, _) = filled(&fs, 160, 12);
+    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
+    rewrite_as_version_1_manifest(&fs);
     let (store, report) = open_mem(&fs, 160);
     assert!(!report.lost_data(), "{report:?}");
     assert_eq!(contents(&store), model);
@@ -1513,16 +1520,7 @@ fn files_that_start_with_the_older_file_start_record_open_clean() {
         fs.write_durable(&data_path(id), &old).unwrap();
     }
     // The manifest of such a store recorded the lengths of its files as they were then.
-    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
-    let text = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
-    let body: String = text
-        .lines()
-        .filter(|l| l.starts_with("first ") || l.starts_with("last "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let body = format!("dynamo-log-manifest 1\n{body}");
-    let v1 = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
-    fs.write_durable(&manifest_path, v1.as_bytes()).unwrap();
+    rewrite_as_version_1_manifest(&fs);
     let (store, report) = open_mem(&fs, 160);
     assert!(!report.lost_data(), "{report:?}");
     assert_eq!(contents(&store), model);
