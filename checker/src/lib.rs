@@ -121,6 +121,14 @@ pub fn check_with(history: &History, options: &Options) -> Results {
                 ));
                 notes.extend(graph.notes.iter().cloned());
             }
+            if history.dot_only_reports > 0 {
+                notes.push(format!(
+                    "{} versions were reported with a dot and no clock: a dot alone does not say \
+                     what the version's writer had seen, so false-dominance and clock-regression \
+                     do not judge those versions",
+                    history.dot_only_reports
+                ));
+            }
             if history.format() == history::Format::V1 {
                 notes.push(format!(
                     "a v1 history (no history_format): reads omit tombstones, so a write also observed the earlier deletes whose dots its context covers ({} such edges), and quorum-read-miss and stale-read do not hold a read to a write a delete invoked before it had removed",

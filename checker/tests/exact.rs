@@ -44,6 +44,16 @@ fn a_put_ok_with_a_dot_and_no_clock_is_no_empty_clock() {
         .ok_get(3, "k", &[sib("b", ("n1", 2), &[("n1", 1)])]);
     let r = finals(h.clone(), &[sib("b", ("n1", 2), &[("n1", 1)])]).check();
     expect(&r, Validity::True, &[]);
+    // What goes unjudged is said (found by review: a store that reports only dots got no
+    // causality checks, silently).
+    assert!(
+        r.stats
+            .notes
+            .iter()
+            .any(|n| n.starts_with("1 versions were reported with a dot and no clock")),
+        "{:?}",
+        r.stats.notes
+    );
 
     // The version the reads report is then b's, and it is checked: one that does not succeed a's
     // is a regression.

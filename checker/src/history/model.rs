@@ -285,6 +285,9 @@ pub struct History {
     /// The config's `fsync` policy is `always`.
     pub(crate) fsync_always: bool,
     pub(crate) events: u64,
+    /// Completions and siblings that reported a `dot` without a `clock`: no version (see
+    /// `reported`), so their causality goes unchecked, which the results say in a note.
+    pub(crate) dot_only_reports: u64,
     /// The id of the value `null`, once one was seen.
     null_value: Option<ValId>,
 }
@@ -852,6 +855,7 @@ impl Builder {
         let version = if clock.is_some() {
             self.version(dot, clock)
         } else {
+            self.h.dot_only_reports += u64::from(dot.is_some());
             None
         };
         let dot = dot.map(|d| (Sym(self.h.strings.intern(d.0.as_str())), d.1));
