@@ -97,6 +97,17 @@ fn filled(fs: &MemFs, max_file_bytes: u64, count: usize) -> (Map, BTreeMap<Vec<u
     (model, store.keydir.clone())
 }
 
+/// [`filled`] (160-byte files, 12 keys), and the id of its newest data file with what the store
+/// holds without it: what it should still hold once that file is lost.
+fn filled_but_newest(fs: &MemFs) -> (Map, u32) {
+    let (mut model, locations) = filled(fs, 160, 12);
+    let (store, _) = open_mem(fs, 160);
+    let newest = store.active_id();
+    drop(store);
+    model.retain(|k, _| locations[k].file_id != newest);
+    (model, newest)
+}
+
 fn data_path(id: u32) -> PathBuf {
     file_path(Path::new(DIR), id, FileKind::Data)
 }
@@ -398,14 +409,10 @@ fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
 #[test]
 fn a_lost_newest_file_is_noticed() {
     let fs = MemFs::new();
-    let (mut model, locations) = filled(&fs, 160, 12);
-    let (store, _) = open_mem(&fs, 160);
-    let newest = store.active_id();
-    drop(store);
+    let (mut model, newest) = filled_but_newest(&fs);
     lose_file(&fs, &data_path(newest));
 
     let (mut store, report) = open_mem(&fs, 160);
-    model.retain(|k, _| locations[k].file_id != newest);
     assert_eq!(contents(&store), model);
     assert!(report.lost_data());
     assert_eq!(report.missing_files, [data_path(newest)]);
@@ -429,14 +436,10 @@ fn a_lost_newest_file_is_noticed() {
 #[test]
 fn an_emptied_newest_file_is_noticed() {
     let fs = MemFs::new();
-    let (mut model, locations) = filled(&fs, 160, 12);
-    let (store, _) = open_mem(&fs, 160);
-    let newest = store.active_id();
-    drop(store);
+    let (mut model, newest) = filled_but_newest(&fs);
     fs.tear(&data_path(newest), 0).unwrap();
 
     let (mut store, report) = open_mem(&fs, 160);
-    model.retain(|k, _| locations[k].file_id != newest);
     assert_eq!(contents(&store), model);
     assert!(report.lost_data(), "{report:?}");
     assert_eq!(report.emptied_file, Some(data_path(newest)));
