@@ -1249,7 +1249,7 @@ fn stopped_node_keyspace(dir: &Path) -> Keyspace<LogStore<StdFs>> {
     let options = LogOptions {
         max_file_bytes: 64 * 1024 * 1024,
     };
-    let (log, _) = LogStore::open(StdFs, dir, options).expect("open the stopped node's log");
+    let (log, _) = LogStore::open(StdFs, dir, options, || 1).expect("open the stopped node's log");
     Keyspace::new(log)
 }
 

@@ -1027,7 +1027,7 @@ mod tests {
     fn one_file_store(records: usize) -> MemFs {
         let fs = MemFs::new();
         let (mut store, _) =
-            LogStore::open(fs.clone(), Path::new("/d"), LogOptions::default()).expect("open");
+            LogStore::open(fs.clone(), Path::new("/d"), LogOptions::default(), || 1).expect("open");
         for i in 0..records {
             store
                 .put(format!("k{i}").as_bytes(), b"value")
@@ -1058,7 +1058,8 @@ mod tests {
                 )),
                 "{done}"
             );
-            let (_, report) = LogStore::open(fs, Path::new("/d"), LogOptions::default()).unwrap();
+            let (_, report) =
+                LogStore::open(fs, Path::new("/d"), LogOptions::default(), || 1).unwrap();
             assert!(report.lost_data(), "{damage:?}: {report:?}");
         }
         // Nothing at all to damage: said so.

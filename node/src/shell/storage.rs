@@ -104,7 +104,13 @@ pub fn open_storage<E: Env>(
     let options = LogOptions {
         max_file_bytes: config.log_file_bytes_max,
     };
-    let (log, recovery) = LogStore::open(env.fs(), data_dir, options)?;
+    // A new store's id and a new actor id are drawn once, together: a new store always takes a
+    // new actor, and one draw for both keeps a start's draws from the environment's randomness as
+    // many as before store ids existed, so simulated runs of a seed stay as they were.
+    let mut drawn = None;
+    let (log, recovery) = LogStore::open(env.fs(), data_dir, options, || {
+        *drawn.insert(env.random_u64())
+    })?;
     let mut keyspace = Keyspace::new(log).with_lock(lock).with_rule(config.rule());
     if config.has_bug(Bug::ReuseActor) {
         // The deliberate bug ignores the loss, and so its marker too.
@@ -188,7 +194,8 @@ pub fn open_storage<E: Env>(
             actor
         }
         (_, reason) => {
-            let actor = format!("{}.{:08x}", config.id, env.random_u64() as u32);
+            let draw = drawn.take().unwrap_or_else(|| env.random_u64());
+            let actor = format!("{}.{:08x}", config.id, draw as u32);
             tracing::warn!(
                 node = %config.id,
                 %actor,

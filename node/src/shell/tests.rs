@@ -85,7 +85,7 @@ fn several_files(env: &TestEnv, config: &NodeConfig, dir: &Path) -> Startup {
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let first = open_and_write(env, config, dir, &keys);
     let small = LogOptions { max_file_bytes: 64 };
-    let (mut log, _) = LogStore::open(StdFs, dir, small).unwrap();
+    let (mut log, _) = LogStore::open(StdFs, dir, small, || 1).unwrap();
     log.compact().unwrap();
     drop(log);
     let later = open_and_write(env, config, dir, &["later-1", "later-2"]);
@@ -699,4 +699,43 @@ fn answers_held_for_a_slow_sync_are_bounded_in_bytes() {
             .unwrap();
         drop(stream);
     });
+}
+
+/// The damaged disk: a data file copied in from another node's data directory under the same
+/// name (a restore that mixed two nodes' files). Its first record named only its file id, which
+/// matched, so n1 replayed n2's records as its own without a word: it served n2's keys, lost the
+/// records of its own file there, and reported no loss (so kept its actor id, and could issue
+/// again the counters of the versions it lost). Each store now has an id, made when it is created,
+/// that every file-start record names: a file of another store is skipped as damage, named, and
+/// the node takes a new actor id.
+#[test]
+fn a_data_file_of_another_nodes_store_is_damage_not_replayed() {
+    let env = TestEnv::default();
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n1 = single_node(None);
+    let members = BTreeMap::from([(NodeId::from("n2"), "127.0.0.1:1".to_string())]);
+    let mut n2 = NodeConfig::new("n2", members);
+    (n2.n, n2.r, n2.w) = (1, 1, 1);
+    let first = open_and_write(&env, &n1, ours.path(), &["a", "b", "c"]);
+    open_and_write(&env, &n2, theirs.path(), &["x", "y", "z"]);
+    let file = ours.path().join("000001.data");
+    std::fs::copy(theirs.path().join("000001.data"), &file).unwrap();
+
+    let (keyspace, after) = open_storage(&env, &n1, ours.path()).unwrap();
+    assert!(after.recovery.lost_data(), "{:?}", after.recovery);
+    assert_ne!(after.actor, first.actor);
+    let reason = after.new_actor_reason.unwrap_or_default();
+    assert!(reason.contains("recovery lost data"), "{reason}");
+    assert!(
+        after
+            .recovery
+            .loss_summary()
+            .contains(&file.display().to_string()),
+        "the file is named: {}",
+        after.recovery.loss_summary()
+    );
+    let keys = keyspace.keys();
+    for theirs in ["x", "y", "z"] {
+        assert!(!keys.contains(&theirs.as_bytes().to_vec()), "{keys:?}");
+    }
 }

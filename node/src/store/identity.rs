@@ -9,6 +9,10 @@
 //! byte, and checks the identity file, `IDENTITY`, written on the directory's first start: a
 //! node with another id, or of another cluster, refuses to start and names both. A wiped disk
 //! has no identity file, and the node writes a new one, as it takes a new actor id.
+//!
+//! This file says whose the directory is; it cannot say whose each data file is. A single data
+//! file copied in from another directory is noticed by the log store itself: every file names the
+//! store's id, made when the store was created and kept in its manifest ([`crate::store::log`]).
 
 use crate::fs::{FileSystem, FsFile};
 use std::io;

@@ -13,8 +13,9 @@
 //! to the newest file, the *active* one; when it would grow past [`LogOptions::max_file_bytes`] it is
 //! synced and a new file is started (*rollover*). `NNNNNN.compact` files are the unfinished output
 //! of a compaction. The `MANIFEST` names the range of data file ids that must exist, so that a lost
-//! file is noticed: written (atomically and durably) when the store is created, at each rollover
-//! and when a compaction commits. Other files in the directory are ignored.
+//! file is noticed, and the store's id (see "A copied or swapped file" below): written (atomically
+//! and durably) when the store is created, at each rollover and when a compaction commits. Other
+//! files in the directory are ignored.
 //!
 //! # Records
 //!
@@ -59,11 +60,17 @@
 //!   manifest names the file; a newest file the manifest names found empty was emptied (`truncate
 //!   -s 0`), and its records are lost.
 //! - **A copied or swapped file**: a file whose file-start record names another id is a copy of
-//!   that file (a duplicated or swapped file, a restore that mixed up files). Replayed, its old
-//!   records would take keys back to versions the store had moved on from; none is replayed, and
-//!   the file is skipped as damage (its records, and those of the file it replaced, are lost).
-//!   Files of a store written before the record named its file (a tombstone of the empty key)
-//!   cannot be checked.
+//!   that file (a duplicated or swapped file, a restore that mixed up files); one whose record
+//!   names another store is a file of another store's directory (another node's, or this node's
+//!   before its disk was lost) copied in, whatever its name. Replayed, its records would take
+//!   keys back to versions the store had moved on from, or bring keys it never held; none is
+//!   replayed, and the file is skipped as damage, named (its records, and those of the file it
+//!   replaced, are lost). The store's id is made when the store is created (by the caller of
+//!   [`LogStore::open`], from the environment's randomness) and kept in the manifest, which is
+//!   trusted over the files; with no manifest naming it, the id most files name is the store's.
+//!   Files of a store written before records named their store (the file id alone) cannot be
+//!   checked against other stores, nor those written before records named their file (a
+//!   tombstone of the empty key) at all; such a store takes an id when it is next opened.
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).
@@ -233,6 +240,9 @@ pub struct LogStore<F: FileSystem> {
     fs: F,
     dir: PathBuf,
     options: LogOptions,
+    /// The store's id, made when it was created (or when a store written before stores had ids
+    /// was first opened): the manifest and every file-start record name it.
+    store_id: u64,
     /// The newest record of each live key.
     keydir: BTreeMap<Vec<u8>, Location>,
     /// Every data file, by id; the last one is the active file. Never empty once opened.
@@ -323,6 +333,7 @@ impl<F: FileSystem> LogStore<F> {
     fn manifest(&self) -> Manifest {
         let last_id = self.active_id();
         Manifest {
+            store_id: Some(self.store_id),
             first_id: *self.files.keys().next().expect("an open store has files"),
             last_id,
             sealed_bytes: self

@@ -56,7 +56,7 @@ impl<F: FileSystem> LogStore<F> {
                     .map_err(|e| at(e, "creation of", &compact_path(id)))?;
                 // Each output file names itself in its first record, as every file the store
                 // appends to does, so that a copy of it under another name is noticed.
-                let start = record::file_start_record(id);
+                let start = record::file_start_record(self.store_id, id);
                 handle
                     .append(&start)
                     .map_err(|e| at(e, "append to", &compact_path(id)))?;

@@ -23,9 +23,12 @@ pub(super) const MANIFEST_NAME: &str = "MANIFEST";
 /// for it (see the parent module's docs, "Durability and recovery").
 pub(super) const LOSS_MARKER_NAME: &str = "LOSS";
 
-/// First line of a manifest: the format and its version. Version 2 adds the lengths of the sealed
-/// files; a version 1 manifest (none) is still read.
-const MANIFEST_MAGIC: &str = "dynamo-log-manifest 2";
+/// First line of a manifest: the format and its version. Version 3 adds the store's id; version 2
+/// added the lengths of the sealed files. Manifests of versions 1 and 2 are still read.
+const MANIFEST_MAGIC: &str = "dynamo-log-manifest 3";
+
+/// First line of a manifest written before it named its store.
+const MANIFEST_MAGIC_V2: &str = "dynamo-log-manifest 2";
 
 /// First line of a manifest written before sealed files' lengths were recorded.
 const MANIFEST_MAGIC_V1: &str = "dynamo-log-manifest 1";
@@ -107,6 +110,10 @@ pub(super) fn list<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Vec<u32>, V
 /// the next file, so that a crash in between leaves no sealed file without a length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Manifest {
+    /// The id of the store, made when it was created, that every file-start record it writes
+    /// names ([`super::record::file_start_record`]); `None` when read from a manifest written
+    /// before stores had ids (versions 1 and 2).
+    pub(super) store_id: Option<u64>,
     pub(super) first_id: u32,
     pub(super) last_id: u32,
     /// Lengths of sealed files (ids from `first_id` to `last_id`, the last only while a rollover
@@ -117,8 +124,11 @@ pub(super) struct Manifest {
 impl Manifest {
     /// A few lines of text, so that an operator can read it, ending in a crc32 of the lines before.
     fn encode(&self) -> Vec<u8> {
+        let store_id = self
+            .store_id
+            .expect("a manifest this store writes names the store");
         let mut body = format!(
-            "{MANIFEST_MAGIC}\nfirst {}\nlast {}\n",
+            "{MANIFEST_MAGIC}\nstore {store_id:016x}\nfirst {}\nlast {}\n",
             self.first_id, self.last_id
         );
         for (id, len_bytes) in &self.sealed_bytes {
@@ -143,10 +153,22 @@ impl Manifest {
             return Err("checksum mismatch".into());
         }
         let mut lines = body.lines();
-        let version_1 = match lines.next() {
-            Some(MANIFEST_MAGIC) => false,
-            Some(MANIFEST_MAGIC_V1) => true,
+        let (version_1, named_store) = match lines.next() {
+            Some(MANIFEST_MAGIC) => (false, true),
+            Some(MANIFEST_MAGIC_V2) => (false, false),
+            Some(MANIFEST_MAGIC_V1) => (true, false),
             _ => return Err("unknown format".into()),
+        };
+        let store_id = if named_store {
+            // Exactly as written: sixteen hex digits.
+            let hex = lines
+                .next()
+                .and_then(|line| line.strip_prefix("store "))
+                .filter(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or("no store line")?;
+            Some(u64::from_str_radix(hex, 16).map_err(|_| "bad store line")?)
+        } else {
+            None
         };
         let mut field = |name: &str| {
             lines
@@ -185,6 +207,7 @@ impl Manifest {
             sealed_bytes.insert(id, len_bytes);
         }
         Ok(Manifest {
+            store_id,
             first_id,
             last_id,
             sealed_bytes,
@@ -266,6 +289,7 @@ mod tests {
     #[test]
     fn a_manifest_round_trips_and_damage_is_noticed() {
         let manifest = Manifest {
+            store_id: Some(0x0123_4567_89ab_cdef),
             first_id: 3,
             last_id: 17,
             sealed_bytes: [(3, 1_000), (4, 0), (16, u64::MAX)].into_iter().collect(),
@@ -274,7 +298,9 @@ mod tests {
         assert_eq!(Manifest::decode(&bytes), Ok(manifest));
         let text = String::from_utf8_lossy(&bytes);
         assert!(
-            text.contains("last 17") && text.contains("sealed 3 1000"),
+            text.contains("store 0123456789abcdef")
+                && text.contains("last 17")
+                && text.contains("sealed 3 1000"),
             "readable by an operator: {text}"
         );
         for at in 0..bytes.len() {
@@ -297,6 +323,7 @@ mod tests {
         assert_eq!(
             read,
             Ok(Manifest {
+                store_id: None,
                 first_id: 2,
                 last_id: 5,
                 sealed_bytes: BTreeMap::new(),
@@ -321,6 +348,36 @@ mod tests {
         ] {
             let body = format!("dynamo-log-manifest 2\nfirst 2\nlast 5\n{lines}");
             assert!(Manifest::decode(&signed(&body)).is_err(), "{lines:?}");
+        }
+    }
+
+    /// A store written before stores had ids: its manifest is read, naming none; the store line
+    /// of a version 3 manifest must be exactly sixteen hex digits.
+    #[test]
+    fn a_version_2_manifest_names_no_store_and_a_bad_store_line_is_refused() {
+        let v2 = Manifest::decode(&signed(
+            "dynamo-log-manifest 2\nfirst 2\nlast 5\nsealed 2 10\n",
+        ));
+        assert_eq!(
+            v2,
+            Ok(Manifest {
+                store_id: None,
+                first_id: 2,
+                last_id: 5,
+                sealed_bytes: [(2, 10)].into_iter().collect(),
+            })
+        );
+        for store in [
+            "",
+            "store \n",
+            "store 0123\n",
+            "store 0123456789abcdefa\n",
+            "store 0123456789abcdeg\n",
+            "store +123456789abcdef\n",
+            "store  123456789abcdef\n",
+        ] {
+            let body = format!("dynamo-log-manifest 3\n{store}first 2\nlast 5\n");
+            assert!(Manifest::decode(&signed(&body)).is_err(), "{store:?}");
         }
     }
 }

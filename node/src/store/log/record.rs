@@ -76,44 +76,78 @@ impl Header {
     }
 }
 
-/// The key of a file-start record, before the file's id: a zero byte (every key the keyspace
-/// stores starts with a namespace prefix such as `d/`, never with one) and a name. Carrying the
-/// id lets recovery tell a file copied or moved to another file's name (a restore that mixed up
-/// files, a duplicated or swapped file) from the file the store wrote there: replayed, its old
-/// records would take back keys that newer files had moved on, and the node would issue again
-/// the counters of the versions it lost.
+/// The key of a file-start record, before the file's id and the store's: a zero byte (every key
+/// the keyspace stores starts with a namespace prefix such as `d/`, never with one) and a name.
+/// Carrying the file id lets recovery tell a file copied or moved to another file's name (a
+/// restore that mixed up files, a duplicated or swapped file) from the file the store wrote
+/// there; carrying the store id, a file copied in from another store's directory under the same
+/// name (another node's, or this node's before its disk was lost). Replayed, either would take
+/// back keys that newer files had moved on (or bring keys the store never held), and the node
+/// would issue again the counters of the versions it lost.
 const FILE_START_KEY_PREFIX: &[u8] = b"\0dynamo-file-start\0";
 
 /// Bytes of the record a data file starts with when the store creates it
-/// ([`file_start_record`]). A store written before the record named its file starts its files
-/// with a shorter one (a tombstone of the empty key), still read.
+/// ([`file_start_record`]). Stores written before the record named their store start their files
+/// with a shorter one (the file id alone, or before that a tombstone of the empty key), still read.
 pub(super) const FILE_START_BYTES: u64 =
-    (RECORD_HEADER_BYTES + FILE_START_KEY_PREFIX.len() + 4) as u64;
+    (RECORD_HEADER_BYTES + FILE_START_KEY_PREFIX.len() + 4 + 8) as u64;
 
 /// The record a data file starts with when the store creates it: a tombstone of a key that names
-/// the file's id, which no caller's key is (the keyspace prefixes every key), so that replaying
-/// it changes nothing. A newest file found empty although the manifest names it was emptied after
-/// the store wrote it: its records are lost (the parent module's docs); a file whose first record
-/// names another id is a copy of that file, not this one.
-pub(super) fn file_start_record(id: u32) -> Vec<u8> {
+/// the file's id and the store's, which no caller's key is (the keyspace prefixes every key), so
+/// that replaying it changes nothing. A newest file found empty although the manifest names it
+/// was emptied after the store wrote it: its records are lost (the parent module's docs); a file
+/// whose first record names another file id, or another store, is a copy of another file, not
+/// this one.
+pub(super) fn file_start_record(store_id: u64, id: u32) -> Vec<u8> {
     let mut key = FILE_START_KEY_PREFIX.to_vec();
     key.extend_from_slice(&id.to_le_bytes());
+    key.extend_from_slice(&store_id.to_le_bytes());
     let record = encode_record(&key, None);
     debug_assert_eq!(record.len() as u64, FILE_START_BYTES);
     record
 }
 
-/// Whether a replayed record is a file-start record ([`file_start_record`], or the empty key's
-/// tombstone of an older store), when it is the first of its file (a tombstone of such a key
-/// further on is a caller's, if any).
-pub(super) fn is_file_start(tombstone: bool, key: &[u8]) -> bool {
-    tombstone && (key.is_empty() || file_start_id(key).is_some())
+/// What a file-start record names; `None` where a store of an older format named nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct FileStart {
+    /// The file's id.
+    pub(super) file_id: Option<u32>,
+    /// The id of the store that created the file.
+    pub(super) store_id: Option<u64>,
 }
 
-/// The file id a file-start record's key names (`None` for an older store's, which names none).
-pub(super) fn file_start_id(key: &[u8]) -> Option<u32> {
-    let id = key.strip_prefix(FILE_START_KEY_PREFIX)?;
-    Some(u32::from_le_bytes(id.try_into().ok()?))
+/// Whether a replayed record is a file-start record ([`file_start_record`], or the shorter one of
+/// an older store), when it is the first of its file (a tombstone of such a key further on is a
+/// caller's, if any).
+pub(super) fn is_file_start(tombstone: bool, key: &[u8]) -> bool {
+    file_start(tombstone, key).is_some()
+}
+
+/// What a first record names, if it is a file-start record: the file id and the store id, the
+/// file id alone (a store written before records named their store), or nothing (the empty key's
+/// tombstone, of a store written before records named their file).
+pub(super) fn file_start(tombstone: bool, key: &[u8]) -> Option<FileStart> {
+    if !tombstone {
+        return None;
+    }
+    if key.is_empty() {
+        return Some(FileStart::default());
+    }
+    let named = key.strip_prefix(FILE_START_KEY_PREFIX)?;
+    let file_id = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().expect("four bytes"));
+    match named.len() {
+        4 => Some(FileStart {
+            file_id: Some(file_id(named)),
+            store_id: None,
+        }),
+        12 => Some(FileStart {
+            file_id: Some(file_id(&named[..4])),
+            store_id: Some(u64::from_le_bytes(
+                named[4..].try_into().expect("eight bytes"),
+            )),
+        }),
+        _ => None,
+    }
 }
 
 /// Encodes a record: a put if `value` is given, else a tombstone. The caller has checked the sizes.

@@ -248,10 +248,15 @@ impl<F: FileSystem> LogStore<F> {
     /// Opens the store in `dir` (creating the directory if needed), recovers it as the module docs
     /// describe, and says what recovery found. Fails if `options` are invalid and on I/O errors;
     /// damage is repaired and reported, never a reason to fail.
+    ///
+    /// `new_store_id` is called (at most once) when the store needs an id: a new store, or one
+    /// written before stores had ids. It should be random (the environment's randomness), so that
+    /// no two stores share one: a file of one copied into the other is then noticed.
     pub fn open(
         fs: F,
         dir: &Path,
         options: LogOptions,
+        new_store_id: impl FnOnce() -> u64,
     ) -> io::Result<(LogStore<F>, RecoveryReport)> {
         if options.max_file_bytes == 0 {
             return Err(invalid_input("max_file_bytes must be at least 1".into()));
@@ -359,10 +364,41 @@ impl<F: FileSystem> LogStore<F> {
             _ => false,
         };
 
+        // The store's id: the manifest's; else (a manifest of a store written before stores had
+        // ids, or none readable) the one the files name, so that a crash after the first file
+        // named a new id and before the manifest did loses nothing; else a new one. The manifest
+        // is trusted over the files: a file copied in from another store is more likely than a
+        // manifest copied in, and replaying another store's records would serve what this node
+        // never held, where skipping them only loses what the replicas refill.
+        let store_id = match &manifest {
+            ManifestRead::Found(Manifest {
+                store_id: Some(store_id),
+                ..
+            }) => *store_id,
+            _ => {
+                let mut starts = Vec::with_capacity(data_ids.len());
+                for &id in &data_ids {
+                    starts.push(first_file_start(&fs, dir, id)?);
+                }
+                match store_named_most(starts.iter()) {
+                    Some(store_id) => {
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            store = %format!("{store_id:016x}"),
+                            "no manifest names the store: taking the store id the most data files \
+                             name, and skipping files that name another"
+                        );
+                        store_id
+                    }
+                    None => new_store_id(),
+                }
+            }
+        };
         let mut store = LogStore {
             fs,
             dir: dir.to_path_buf(),
             options,
+            store_id,
             keydir: BTreeMap::new(),
             files: BTreeMap::new(),
             active_unsynced: false,
@@ -478,18 +514,34 @@ impl<F: FileSystem> LogStore<F> {
         let keydir = &mut self.keydir;
         let live_bytes = &mut self.live_bytes;
         let mut records = 0;
-        // The id the file's first record names, if it names one (see `record::file_start_record`).
-        let mut named_id = None;
+        // What the file's first record names, if it names anything (see
+        // `record::file_start_record`), and why the file is not this one, if it is not.
+        let mut named = record::FileStart::default();
+        let store_id = self.store_id;
+        let not_this_file = |named: &record::FileStart| {
+            if named.file_id.is_some_and(|named| named != id) {
+                Some("the file's first record names another data file: a copy or a swap")
+            } else if named.store_id.is_some_and(|named| named != store_id) {
+                Some(
+                    "the file's first record names another store: a file of another store's \
+                     directory (another node's, or a lost disk's)",
+                )
+            } else {
+                None
+            }
+        };
         let scan = record::scan_file(
             &handle,
             file_bytes,
             |offset, record_bytes, tombstone, key| {
-                if offset == 0 && record::is_file_start(tombstone, key) {
-                    named_id = record::file_start_id(key);
+                if offset == 0
+                    && let Some(start) = record::file_start(tombstone, key)
+                {
+                    named = start;
                     return;
                 }
                 // A copy of another file: none of its records is replayed (below).
-                if named_id.is_some_and(|named| named != id) {
+                if not_this_file(&named).is_some() {
                     return;
                 }
                 records += 1;
@@ -513,25 +565,27 @@ impl<F: FileSystem> LogStore<F> {
             },
         )
         .map_err(|e| at(e, "recovery read of", &path))?;
-        if let Some(named) = named_id.filter(|&named| named != id) {
-            // A file copied or moved here from another name (a duplicated or swapped file, a
-            // restore that mixed up files): its records are an older or another state of the
-            // store, and replayed they would take keys back to versions the node has moved on
-            // from, so that it issued their counters again. Skipped whole as damage: the loss
-            // gives the node a new actor id, and the compaction at the end of `open` drops the
-            // file. What the file of this name held is lost here; the replicas refill it.
+        if let Some(reason) = not_this_file(&named) {
+            // A file copied or moved here from another name or another store (a duplicated or
+            // swapped file, a restore that mixed up files or nodes): its records are an older or
+            // another state of the store, or another store's, and replayed they would take keys
+            // back to versions the node has moved on from (so that it issued their counters
+            // again) or bring keys it never held. Skipped whole as damage: the loss gives the node
+            // a new actor id, and the compaction at the end of `open` drops the file. What the
+            // file of this name held is lost here; the replicas refill it.
             tracing::error!(
                 file = %path.display(),
-                names = named,
-                "a data file whose first record names another data file (a copy or a swap): \
-                 none of its records is replayed"
+                names_file = ?named.file_id,
+                names_store = ?named.store_id.map(|store| format!("{store:016x}")),
+                store = %format!("{store_id:016x}"),
+                "{reason}: none of its records is replayed"
             );
             report.skip(
                 &path,
                 BadRange {
                     offset: 0,
                     bytes: file_bytes,
-                    reason: "the file's first record names another data file: a copy or a swap",
+                    reason,
                 },
                 false,
             );
@@ -647,4 +701,38 @@ fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: &Manifest, 
         }
         id += 1;
     }
+}
+
+/// What the first record of data file `id` names, if it is a file-start record (nothing, for a
+/// file that does not start with one: empty, damaged at its start, or of an older format).
+fn first_file_start<F: FileSystem>(fs: &F, dir: &Path, id: u32) -> io::Result<record::FileStart> {
+    let path = file_path(dir, id, FileKind::Data);
+    let handle = fs.open(&path, false)?;
+    let len_bytes = handle.len()?.min(record::FILE_START_BYTES);
+    let mut start = record::FileStart::default();
+    record::scan_file(&handle, len_bytes, |offset, _, tombstone, key| {
+        if offset == 0
+            && let Some(found) = record::file_start(tombstone, key)
+        {
+            start = found;
+        }
+    })
+    .map_err(|e| at(e, "recovery read of", &path))?;
+    Ok(start)
+}
+
+/// The store id the most of `starts` (in file id order) name; on a tie, the one the oldest of
+/// them names. `None` if none names a store.
+fn store_named_most<'a>(starts: impl Iterator<Item = &'a record::FileStart>) -> Option<u64> {
+    // Per store: how many files name it, and the position of the first.
+    let mut named: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    for (position, start) in starts.enumerate() {
+        if let Some(store_id) = start.store_id {
+            named.entry(store_id).or_insert((0, position)).0 += 1;
+        }
+    }
+    named
+        .into_iter()
+        .max_by_key(|&(_, (files, first))| (files, std::cmp::Reverse(first)))
+        .map(|(store_id, _)| store_id)
 }

@@ -14,6 +14,14 @@ const DIR: &str = "/db";
 /// What a store holds: key to value.
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// The id of the stores these tests create (one made by the environment's randomness in a node).
+const STORE_ID: u64 = 0x5354_4f52_455f_4944;
+
+/// The `new_store_id` of [`LogStore::open`] in these tests.
+fn new_id() -> u64 {
+    STORE_ID
+}
+
 fn options(max_file_bytes: u64) -> LogOptions {
     LogOptions { max_file_bytes }
 }
@@ -27,7 +35,7 @@ fn open_mem(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport
 }
 
 fn open_mem_unhandled(fs: &MemFs, max_file_bytes: u64) -> (LogStore<MemFs>, RecoveryReport) {
-    LogStore::open(fs.clone(), Path::new(DIR), options(max_file_bytes)).expect("open")
+    LogStore::open(fs.clone(), Path::new(DIR), options(max_file_bytes), new_id).expect("open")
 }
 
 /// Everything a store holds, read back through `keys` and `get`.
@@ -161,7 +169,7 @@ fn a_crash_keeps_every_synced_record_and_drops_the_unsynced_ones() {
 fn on_a_real_disk_drop_and_reopen_keeps_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("nested").join("store");
-    let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    let (mut store, report) = LogStore::open(StdFs, &dir, options(256), new_id).unwrap();
     assert_eq!(report, new_store_report());
     let mut model = Map::new();
     for i in 0..200 {
@@ -175,7 +183,7 @@ fn on_a_real_disk_drop_and_reopen_keeps_everything() {
     // No sync: the appends are in the OS's page cache, which a process kill does not lose.
     drop(store);
 
-    let (mut store, report) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    let (mut store, report) = LogStore::open(StdFs, &dir, options(256), new_id).unwrap();
     assert_eq!(contents(&store), model);
     assert!(
         report.files > 2,
@@ -191,7 +199,7 @@ fn on_a_real_disk_drop_and_reopen_keeps_everything() {
     assert_eq!(stats.records_kept, model.len() as u64);
     assert!(stats.bytes_after < stats.bytes_before);
     drop(store);
-    let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    let (store, _) = LogStore::open(StdFs, &dir, options(256), new_id).unwrap();
     assert_eq!(contents(&store), model);
     assert!(files_of_kind(&StdFs, &dir, FileKind::Compact).is_empty());
 }
@@ -359,13 +367,13 @@ fn a_flipped_byte_in_the_middle_of_the_only_file_loses_only_its_record() {
 
 #[test]
 fn damage_in_an_older_file_is_skipped_and_the_records_after_it_kept() {
-    // The first record starts past the file-start record (36 bytes): offset 20 of it is in its
+    // The first record starts past the file-start record (44 bytes): offset 20 of it is in its
     // key or value; offset 8 is the top byte of its key length, which becomes impossible; a cut
     // leaves a short last record.
-    assert_eq!(super::record::FILE_START_BYTES, 36);
+    assert_eq!(super::record::FILE_START_BYTES, 44);
     for (damage, reason) in [
-        ("flip 56", "checksum mismatch"),
-        ("flip 44", "key length over the limit"),
+        ("flip 64", "checksum mismatch"),
+        ("flip 52", "key length over the limit"),
         ("cut", "header cut short"),
     ] {
         let fs = MemFs::new();
@@ -523,7 +531,7 @@ fn a_missing_manifest_beside_data_is_noticed_but_not_in_a_new_directory() {
     for crash_after_ops in 0..20 {
         let fs = MemFs::new();
         fs.set_fail_after_ops(Some(crash_after_ops));
-        let made = LogStore::open(fs.clone(), Path::new(DIR), options(160)).is_ok();
+        let made = LogStore::open(fs.clone(), Path::new(DIR), options(160), new_id).is_ok();
         fs.crash();
         let (_, report) = open_mem(&fs, 160);
         let expected = if made {
@@ -705,7 +713,7 @@ fn a_version_1_manifest_opens_clean_and_is_rewritten_with_lengths() {
     assert_eq!(contents(&store), model);
     let rewritten = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
     assert!(
-        rewritten.starts_with("dynamo-log-manifest 2\n") && rewritten.contains("\nsealed "),
+        rewritten.starts_with("dynamo-log-manifest 3\nstore ") && rewritten.contains("\nsealed "),
         "{rewritten}"
     );
 }
@@ -1086,7 +1094,7 @@ fn a_failed_write_stops_writes_until_reopened() {
 
 #[test]
 fn zero_max_file_bytes_is_refused() {
-    let error = LogStore::open(MemFs::new(), Path::new(DIR), options(0)).unwrap_err();
+    let error = LogStore::open(MemFs::new(), Path::new(DIR), options(0), new_id).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
 }
 
@@ -1391,7 +1399,7 @@ fn file_ids_past_the_limit_are_damage_and_remove_nothing() {
     let data = files_of_kind(&fs, Path::new(DIR), FileKind::Data);
     let past = files::file_path(Path::new(DIR), files::FILE_ID_MAX + 1, FileKind::Data);
     fs.rename(&data[0], &past).unwrap();
-    let err = LogStore::open(fs.clone(), Path::new(DIR), options(1 << 20)).unwrap_err();
+    let err = LogStore::open(fs.clone(), Path::new(DIR), options(1 << 20), new_id).unwrap_err();
     assert!(
         err.to_string().contains(&past.display().to_string()),
         "{err}"
@@ -1408,7 +1416,7 @@ fn file_ids_past_the_limit_are_damage_and_remove_nothing() {
 fn a_directory_where_recovery_removes_a_file_is_named_in_the_refusal() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let (mut store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    let (mut store, _) = LogStore::open(StdFs, &dir, options(256), new_id).unwrap();
     for i in 0..20 {
         store.put(&key(i), &value(i, i)).unwrap();
     }
@@ -1421,7 +1429,7 @@ fn a_directory_where_recovery_removes_a_file_is_named_in_the_refusal() {
         file_path(&dir, first - 1, FileKind::Data),
     ] {
         std::fs::create_dir(&path).unwrap();
-        let error = LogStore::open(StdFs, &dir, options(256))
+        let error = LogStore::open(StdFs, &dir, options(256), new_id)
             .map(|_| ())
             .unwrap_err();
         assert!(
@@ -1431,7 +1439,7 @@ fn a_directory_where_recovery_removes_a_file_is_named_in_the_refusal() {
         );
         std::fs::remove_dir(&path).unwrap();
     }
-    let (store, _) = LogStore::open(StdFs, &dir, options(256)).unwrap();
+    let (store, _) = LogStore::open(StdFs, &dir, options(256), new_id).unwrap();
     assert_eq!(contents(&store), model);
 }
 
@@ -1564,4 +1572,161 @@ fn a_manifest_that_names_none_of_the_files_removes_none() {
     );
     drop(store);
     assert_reopens_clean(&fs, 160, &model);
+}
+
+/// Rewrites every file of the store in `DIR` as the version before store ids wrote it: each file
+/// starts with a file-start record naming its file id alone, and the manifest is version 2 (no
+/// store line).
+fn rewrite_as_before_store_ids(fs: &MemFs, ids: &[u32]) {
+    for &id in ids {
+        let bytes = fs.read(&data_path(id)).unwrap();
+        let mut key = b"\0dynamo-file-start\0".to_vec();
+        key.extend_from_slice(&id.to_le_bytes());
+        let mut old = encode_record(&key, None);
+        assert_eq!(old.len(), 36);
+        old.extend_from_slice(&bytes[super::record::FILE_START_BYTES as usize..]);
+        fs.write_durable(&data_path(id), &old).unwrap();
+    }
+    let manifest_path = Path::new(DIR).join(MANIFEST_NAME);
+    let text = String::from_utf8(fs.read(&manifest_path).unwrap()).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("dynamo-log-manifest") && !l.starts_with("store "))
+        .filter(|l| !l.starts_with("crc "))
+        .map(|l| match l.strip_prefix("sealed ") {
+            // The older file-start record was 8 bytes shorter.
+            Some(sealed) => {
+                let (id, len) = sealed.split_once(' ').unwrap();
+                format!("sealed {id} {}\n", len.parse::<u64>().unwrap() - 8)
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let body = format!("dynamo-log-manifest 2\n{body}");
+    let v2 = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+    fs.write_durable(&manifest_path, v2.as_bytes()).unwrap();
+}
+
+/// The damaged disk: a data file copied in from another store's directory (another node's, or
+/// this node's before its disk was lost) under the same name. Its first record named only its
+/// file id, which matched, so its records were replayed as this store's, without a word: keys it
+/// never held, and its own records of that file lost unnoticed. Every file-start record now names
+/// the store too, and a file that names another is skipped whole as damage, named.
+#[test]
+fn a_data_file_of_another_store_under_the_same_name_is_damage() {
+    for compacted in [false, true] {
+        let ours = MemFs::new();
+        let (_, ids) = rewritten(&ours, compacted);
+        // Another store of the same shape, with other values and another id.
+        let theirs = MemFs::new();
+        let (mut other, _) =
+            LogStore::open(theirs.clone(), Path::new(DIR), options(160), || 7).unwrap();
+        for version in 0..6 {
+            if compacted && version == 3 {
+                other.compact().unwrap();
+            }
+            other.put(&key(0), b"theirs-0").unwrap();
+            other.put(&key(1), b"theirs-1").unwrap();
+        }
+        other.sync().unwrap();
+        drop(other);
+        for &id in &ids {
+            let copy = MemFs::new();
+            let _ = rewritten(&copy, compacted);
+            let Ok(bytes) = theirs.read(&data_path(id)) else {
+                continue;
+            };
+            copy.write_durable(&data_path(id), &bytes).unwrap();
+            let what = format!("their file {id} over ours, compacted {compacted}");
+            let (store, report) = open_mem(&copy, 160);
+            assert!(report.lost_data(), "{what}: {report:?}");
+            assert_eq!(report.skipped_ranges, 1, "{what}: {report:?}");
+            assert_eq!(report.skipped[0].file, data_path(id), "{what}");
+            assert!(
+                report.skipped[0].reason.contains("names another store"),
+                "{what}: {report:?}"
+            );
+            assert!(
+                report
+                    .loss_summary()
+                    .contains(&data_path(id).display().to_string()),
+                "{what}: {}",
+                report.loss_summary()
+            );
+            // Exactly as if our file had been lost: none of theirs is replayed.
+            let lost = MemFs::new();
+            let _ = rewritten(&lost, compacted);
+            lose_file(&lost, &data_path(id));
+            let (expected, _) = open_mem(&lost, 160);
+            let held = contents(&store);
+            assert_eq!(held, contents(&expected), "{what}");
+            drop(store);
+            assert_reopens_clean(&copy, 160, &held);
+        }
+    }
+}
+
+/// A store written before stores had ids (file-start records naming the file alone, a version 2
+/// manifest) opens clean and keeps everything; it takes an id then, which the manifest and every
+/// newer file name, and from then on a file of another store is noticed.
+#[test]
+fn a_store_written_before_store_ids_opens_clean_and_takes_an_id() {
+    let fs = MemFs::new();
+    let (mut model, ids) = rewritten(&fs, true);
+    rewrite_as_before_store_ids(&fs, &ids);
+    let (mut store, report) = open_mem(&fs, 160);
+    assert_clean(&report);
+    assert_eq!(contents(&store), model);
+    let manifest =
+        String::from_utf8(fs.read(&Path::new(DIR).join(MANIFEST_NAME)).unwrap()).unwrap();
+    assert!(
+        manifest.starts_with(&format!("dynamo-log-manifest 3\nstore {STORE_ID:016x}\n")),
+        "{manifest}"
+    );
+    // Enough writes for files of the new format.
+    for version in 0..6 {
+        store.put(&key(2), &value(2, version)).unwrap();
+    }
+    store.sync().unwrap();
+    model.insert(key(2), value(2, 5));
+    let newest = store.active_id();
+    assert!(newest > *ids.last().unwrap());
+    drop(store);
+    assert_reopens_clean(&fs, 160, &model);
+
+    // A crash after a file named the new id and before the manifest did: the manifest still
+    // names no store, and the files decide.
+    let crashed = MemFs::new();
+    let (model, ids) = rewritten(&crashed, false);
+    rewrite_as_before_store_ids(&crashed, &ids);
+    let newest = *ids.last().unwrap();
+    let mut bytes = crashed.read(&data_path(newest)).unwrap();
+    let start = super::record::file_start_record(0xfeed, newest);
+    bytes.splice(..36, start);
+    crashed.write_durable(&data_path(newest), &bytes).unwrap();
+    let (store, report) = open_mem(&crashed, 160);
+    assert_clean(&report);
+    assert_eq!(contents(&store), model);
+    assert_eq!(store.store_id, 0xfeed, "the id a file names is kept");
+}
+
+/// With no manifest to name the store, the store is the one most files name, and a file of
+/// another is still skipped.
+#[test]
+fn without_a_manifest_the_files_name_the_store() {
+    let fs = MemFs::new();
+    let (_, ids) = rewritten(&fs, false);
+    assert!(ids.len() >= 3, "{ids:?}");
+    let newest = *ids.last().unwrap();
+    let mut bytes = fs.read(&data_path(newest)).unwrap();
+    let start = super::record::file_start_record(0xbad, newest);
+    let start_bytes = start.len();
+    bytes.splice(..start_bytes, start);
+    fs.write_durable(&data_path(newest), &bytes).unwrap();
+    fs.remove_file(&Path::new(DIR).join(MANIFEST_NAME)).unwrap();
+    let (store, report) = open_mem(&fs, 160);
+    assert_eq!(report.manifest, ManifestState::Missing);
+    assert_eq!(report.skipped_ranges, 1, "{report:?}");
+    assert_eq!(report.skipped[0].file, data_path(newest));
+    assert_eq!(store.store_id, STORE_ID);
 }

@@ -50,7 +50,7 @@ impl<F: FileSystem> LogStore<F> {
             .get_mut(&id)
             .expect("an open store has an active file");
         assert_eq!(active.len_bytes, 0, "only an empty file is started");
-        let start = record::file_start_record(id);
+        let start = record::file_start_record(self.store_id, id);
         active
             .handle
             .append(&start)
