@@ -1060,3 +1060,54 @@ fn a_hint_round_is_bounded_in_bytes() {
         assert_eq!(net.state("n2", key).values().count(), 1);
     }
 }
+
+/// Replies to requests never sent: a `StoreAck` from a node that was not sent the write, naming
+/// the request of a hint's delivery to its owner. n1 dropped its record of the delivery on that
+/// ack (it checked the sender only after removing it), so the owner's own ack found nothing and
+/// was ignored: a peer acking every request number kept every hint from being handed over, and
+/// every hand-over of a key the node no longer owns from completing, for as long as it went on.
+/// An ack from another node now leaves the delivery (and the hand-over) as it was.
+#[test]
+fn an_ack_from_a_node_not_sent_a_hint_leaves_its_delivery_alone() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let mut hinted = KeyVersions::new();
+    hinted.put("z.1", &VClock::new(), b"hinted".to_vec(), false, 1);
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        store
+            .write_hint("n2", b"hinted-key", Some(&hinted))
+            .unwrap();
+    }
+    net.restart("n1");
+    let mut delivery = None;
+    for _ in 0..20 {
+        net.advance(100);
+        delivery = net.queue.iter().find_map(|(from, to, m)| match m {
+            PeerMessage::Store {
+                req,
+                hint: None,
+                key,
+                ..
+            } if from == "n1" && to == "n2" && key == b"hinted-key" => Some(*req),
+            _ => None,
+        });
+        if delivery.is_some() {
+            break;
+        }
+        net.deliver_all();
+    }
+    let req = delivery.expect("n1 delivers its hint to n2");
+    assert_eq!(net.nodes["n1"].0.hints_pending(), 1);
+    // n3 acks the delivery first; n2's real ack follows as the queue is delivered.
+    net.queue.push_front((
+        "n3".into(),
+        "n1".into(),
+        PeerMessage::StoreAck { req, owner: true },
+    ));
+    net.deliver_all();
+    assert_eq!(
+        net.nodes["n1"].0.hints_pending(),
+        0,
+        "n2's own ack marks the hint delivered"
+    );
+}

@@ -572,16 +572,24 @@ impl Core {
         owns_key: bool,
         store: &dyn ReadState,
     ) {
-        if let Some(delivery) = self.deliveries.remove(&req) {
+        // A delivery or hand-over is settled only by the node it was sent to: an ack from another
+        // (a reply to a request it was never sent) would drop the record, and the real ack that
+        // follows would find nothing; a peer acking every request number kept every hint and
+        // hand-over from completing.
+        if let Some(delivery) = self.deliveries.get(&req) {
             if delivery.owner == *from {
+                let delivery = self.deliveries.remove(&req).expect("looked up above");
                 self.on_hint_delivered(delivery, store);
             }
             return;
         }
-        if let Some((key, owner, clock, _)) = self.handoffs.remove(&req) {
+        if let Some((_, owner, _, _)) = self.handoffs.get(&req) {
+            if owner != from {
+                return;
+            }
+            let (key, owner, clock, _) = self.handoffs.remove(&req).expect("looked up above");
             // Only an owner that says so keeps the key: see `PeerMessage::StoreAck`.
-            if owner == *from
-                && owns_key
+            if owns_key
                 && let Some((current, acked)) = self.handoff_acks.get_mut(&key)
                 && *current == clock
             {
