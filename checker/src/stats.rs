@@ -291,7 +291,7 @@ pub(crate) fn compute(h: &History, fresh: Option<&Freshness>) -> Stats {
             let sibs = h.siblings(r.siblings);
             if r.is_final {
                 stats.siblings_per_read.final_reads += 1;
-            } else if sibs.iter().all(|s| h.is_null(s.value)) {
+            } else if sibs.iter().all(|s| h.is_tombstone(r.key, s)) {
                 stats.siblings_per_read.missing_key_reads += 1;
             } else {
                 siblings[sibs.len().min(4) - 1] += 1;

@@ -3,7 +3,7 @@
 //! A replica's sibling set is the *set* of (write, version) it holds (history-format.md): the order in
 //! which it lists them and repeats do not count, and neither does the value (a sibling whose value is
 //! not what its write wrote is a phantom read, reported as such). With `tombstone_gc`, tombstones do
-//! not count. A node that reported a key twice is judged by its last report (`finals.rs`).
+//! not count (a delete's siblings: a put that wrote `null` is a value, see `History::is_tombstone`). A node that reported a key twice is judged by its last report (`finals.rs`).
 //!
 //! A sibling's `dot` and `clock` are optional: a replica state that leaves them out has said which
 //! write it holds, not that it holds another version of it. So two replicas differ when one holds a
@@ -53,10 +53,11 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     let mut raw: Vec<KeyIdx> = Vec::new();
     let mut sets: Vec<Set> = Vec::new();
     let set_of = |i: u32| -> Set {
+        let key = h.replicas[i as usize].key;
         let mut out: Set = h
             .siblings(h.replicas[i as usize].siblings)
             .iter()
-            .filter(|s| !(h.tombstone_gc && h.is_null(s.value)))
+            .filter(|s| !(h.tombstone_gc && h.is_tombstone(key, s)))
             .map(|s| (s.write, s.version))
             .collect();
         out.sort_unstable();

@@ -180,7 +180,7 @@ pub(crate) fn final_state(h: &History, finals: &Finals, key: KeyIdx) -> FinalSta
         let sibs = h.siblings(rec.siblings);
         for s in sibs {
             siblings.push(h.str(s.write).to_owned());
-            if h.is_null(s.value) {
+            if h.is_tombstone(key, s) {
                 tombstones.push(h.str(s.write).to_owned());
             }
         }

@@ -403,10 +403,22 @@ impl History {
         }
     }
 
-    /// Whether a value is JSON `null` (a tombstone).
+    /// Whether a value is JSON `null`.
     pub(crate) fn is_null(&self, v: ValId) -> bool {
         // Values are canonical, so `null` is always the same text, interned once.
         self.null_value == Some(v)
+    }
+
+    /// Whether a sibling of `key` is a tombstone: its value is `null` and the write it names is no
+    /// put of that key. A put may write `null` (history-format.md: "`value`: ... any JSON value"),
+    /// and its sibling is then a value like any other; only a delete makes a tombstone ("with
+    /// `"value":null` and the `write` id of the delete that made it").
+    pub(crate) fn is_tombstone(&self, key: KeyIdx, s: &SiblingRec) -> bool {
+        self.is_null(s.value)
+            && !self.write_of(s.write).is_some_and(|w| {
+                let rec = self.write(w);
+                rec.key == key && !rec.delete
+            })
     }
 }
 
