@@ -60,3 +60,74 @@ fn a_put_of_null_is_a_value_not_a_tombstone() {
     let r = h.check();
     expect(&r, Validity::True, &[]);
 }
+
+// ---- quorum-read-miss: where a nemesis event names its node ----
+
+/// A strict quorum: `"node":{"sloppy_quorum":false}`, N=3 R=2 W=2.
+fn strict() -> H {
+    H::new().config_with("register", json!({"node": {"sloppy_quorum": false}}))
+}
+
+/// a acknowledged on k, then `fault`, then a read of k that returns nothing; replicas n1..n3 hold a.
+fn missed_after(fault: serde_json::Value) -> Results {
+    let h = strict()
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .raw(fault)
+        .get(2, "k")
+        .ok_get(2, "k", &[]);
+    h.phase("heal")
+        .phase("final")
+        .replicas("k", &[S::new("a")])
+        .check()
+}
+
+#[test]
+fn quorum_read_miss_a_fault_named_outside_value_object_hits_that_node_only() {
+    // "quorum-read-miss: ... while no replica of the key (a node with a replica-state event for it)
+    // was wiped ..." and "`value` says what, e.g. ... {"node":"n3"}". A wipe whose value is the
+    // bare node name "n9", or that names its node in a top-level `node` field, has said which node
+    // it hit; n9 holds no replica of k, so it excuses nothing. (Read as "names no node", it was
+    // taken to have hit every node, and the miss went unreported.)
+    let nemesis = |extra: serde_json::Value| {
+        let mut e = json!({"process":"nemesis","type":"info","f":"wipe"});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    for (how, fault) in [
+        ("value object", nemesis(json!({"value":{"node":"n9"}}))),
+        ("bare string value", nemesis(json!({"value":"n9"}))),
+        ("top-level node", nemesis(json!({"node":"n9"}))),
+        (
+            "top-level node, value without one",
+            nemesis(json!({"node":"n9","value":{"cause":"test"}})),
+        ),
+    ] {
+        let r = missed_after(fault);
+        assert_eq!(
+            (r.valid, kinds(&r)),
+            (Validity::False, vec!["quorum-read-miss", "stale-read"]),
+            "{how}: {}",
+            summary(&r)
+        );
+    }
+    // The same forms naming a replica (n2) excuse the miss; so does a wipe that names no node at
+    // all (a fault the history does not place may have hit a replica).
+    for (how, fault) in [
+        ("value object", nemesis(json!({"value":{"node":"n2"}}))),
+        ("bare string value", nemesis(json!({"value":"n2"}))),
+        ("top-level node", nemesis(json!({"node":"n2"}))),
+        ("no node", nemesis(json!({"value":{}}))),
+        ("no value", nemesis(json!({}))),
+    ] {
+        let r = missed_after(fault);
+        assert_eq!(
+            (r.valid, kinds(&r)),
+            (Validity::True, vec!["stale-read"]),
+            "{how}: {}",
+            summary(&r)
+        );
+    }
+}

@@ -202,7 +202,7 @@ pub struct FaultWitness {
     pub index: u64,
     pub time: u64,
     pub f: String,
-    /// The node its `value` names, if any.
+    /// The node it names (in `value.node`, a string `value`, or its `node` field), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }

@@ -6,7 +6,8 @@
 //! read's completion.
 //!
 //! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
-//!   whose `value` names no node is taken to have hit every node, and for a key with no replica-state
+//!   that names no node (in `value.node`, a string `value`, or its own `node` field: `model.rs`) is
+//!   taken to have hit every node, and for a key with no replica-state
 //!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked

@@ -476,13 +476,7 @@ impl Builder {
             Class::Nemesis => {
                 let f = Sym(self.h.strings.intern(w.f.as_str()));
                 let kind = NemesisKind::parse(w.f.as_str());
-                // The node a fault hit: `value.node` when it is a string. A value of another shape
-                // names no node (the checks then take the fault to have hit every node).
-                let node = w
-                    .value
-                    .and_then(|v| serde_json::from_str::<NemesisValue>(v.get()).ok())
-                    .and_then(|v| v.node)
-                    .map(|n| Sym(self.h.strings.intern(&n)));
+                let node = nemesis_node(w).map(|n| Sym(self.h.strings.intern(&n)));
                 self.h.nemesis.push(NemesisRec { f, kind, node, at });
             }
             Class::Phase => {
@@ -985,6 +979,21 @@ fn counter_text_ok(pair: &str) -> bool {
 struct NemesisValue {
     #[serde(default)]
     node: Option<String>,
+}
+
+/// The node a fault hit, where the event names one: `value.node` when it is a string (the page's
+/// `{"node":"n3"}`), else a `value` that is itself a string (the node's name), else the event's own
+/// `node` field. The page says only that "`value` says what"; an event that names its node in one
+/// of the other two places has still said which node it hit, and reading it as naming none would
+/// take the fault to have hit every node, which excuses any quorum-read-miss. A fault that names no
+/// node in any of these places is still taken to have hit every node (it may have hit a replica).
+fn nemesis_node(w: &Wire) -> Option<String> {
+    let value = w.value.map(RawValue::get);
+    value
+        .and_then(|v| serde_json::from_str::<NemesisValue>(v).ok())
+        .and_then(|v| v.node)
+        .or_else(|| value.and_then(|v| serde_json::from_str::<String>(v).ok()))
+        .or_else(|| w.node.as_ref().map(|n| n.as_str().to_owned()))
 }
 
 /// Splits a canonical JSON array of strings with no escapes (`["a","b"]`, what a cart value is) into
