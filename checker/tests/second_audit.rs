@@ -131,3 +131,35 @@ fn quorum_read_miss_a_fault_named_outside_value_object_hits_that_node_only() {
         );
     }
 }
+
+// ---- failed-write-visible: what times_seen counts ----
+
+#[test]
+fn failed_write_visible_counts_each_read_once_however_many_siblings_name_it() {
+    // `times_seen`: "How many reads, replica states and `observed` lists showed it." A read that
+    // returns the failed write as two siblings (two versions of it, as a store whose clocks forked
+    // may return) is one read that showed it, as a list that names it twice is one list.
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .put(2, "k", "f", &[])
+        .end(2, "fail", "put", "k", "f");
+    let f1 = S::new("f").with(support::ver(Some(("n1", 2)), &[]));
+    let f2 = S::new("f").with(support::ver(Some(("n2", 1)), &[]));
+    let h = h.get(3, "k").ok_get(3, "k", &[S::new("a"), f1, f2]);
+    let h = h
+        .put(3, "k", "b", &["a", "f", "f"])
+        .ok(3, "put", "k", "b", None);
+    let r = h
+        .phase("heal")
+        .phase("final")
+        .replicas("k", &[S::new("b")])
+        .check();
+    expect(&r, Validity::False, &["failed-write-visible"]);
+    let Some(Finding::FailedWriteVisible(v)) = r.anomalies[&Kind::FailedWriteVisible].first()
+    else {
+        unreachable!()
+    };
+    assert_eq!((v.seen_in.source, v.times_seen), ("read", 2), "{v:?}");
+}

@@ -287,15 +287,21 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
 /// history shows where there is one.
 pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
     let h = ctx.h;
-    // Failed write -> (first source, times seen), in write order.
-    let mut seen: BTreeMap<WriteIdx, (Source, usize)> = BTreeMap::new();
+    // Failed write -> (first source, times seen, last source counted), in write order.
+    let mut seen: BTreeMap<WriteIdx, (Source, usize, Source)> = BTreeMap::new();
     let failed_of = |key: KeyIdx, id| {
         h.write_of(id)
             .filter(|&w| h.write(w).key == key && h.write(w).status == Status::Fail)
     };
     for_each_sibling(h, |source, key, s| {
         if let Some(w) = failed_of(key, s.write) {
-            seen.entry(w).or_insert((source, 0)).1 += 1;
+            // A read or replica state that names it in several siblings (several versions of it)
+            // showed it once: siblings come source by source, so a repeat is the last one counted.
+            let entry = seen.entry(w).or_insert((source, 0, source));
+            if entry.1 == 0 || entry.2 != source {
+                entry.1 += 1;
+                entry.2 = source;
+            }
         }
     });
     for (i, rec) in h.writes.iter().enumerate() {
@@ -307,14 +313,16 @@ pub(crate) fn failed_write_visible(ctx: &Ctx) -> Check {
                 continue;
             }
             if let Some(w) = failed_of(rec.key, o) {
-                seen.entry(w).or_insert((by, 0)).1 += 1;
+                let entry = seen.entry(w).or_insert((by, 0, by));
+                entry.1 += 1;
+                entry.2 = by;
             }
         }
     }
     Check::from_raw(
         ctx.findings_max,
         seen.into_iter().collect(),
-        |(w, (source, times_seen))| {
+        |(w, (source, times_seen, _))| {
             Finding::FailedWriteVisible(FailedWriteVisible {
                 write: witness::write(h, w),
                 seen_in: source_witness(h, source),
