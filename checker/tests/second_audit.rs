@@ -163,3 +163,33 @@ fn failed_write_visible_counts_each_read_once_however_many_siblings_name_it() {
     };
     assert_eq!((v.seen_in.source, v.times_seen), ("read", 2), "{v:?}");
 }
+
+// ---- Parse: what the page does not list as malformed is accepted ----
+
+#[test]
+fn a_config_or_phase_event_without_a_value_is_accepted() {
+    // "Required fields: on every event `index`, `time`, `process`, `type`, `f`; on a client invoke
+    // ...; on a `replica-state` event `key`, `node` and `values`." and "Each of these is an error
+    // ...": a config or phase event's `value` is not among the required fields, and its absence is
+    // not in the list of errors. A config with no value states no setting (a v1 history with the
+    // defaults); a phase with no value names no phase, and is ignored like a phase the page does
+    // not name.
+    let text = [
+        r#"{"index":1,"time":0,"process":"harness","type":"info","f":"config"}"#,
+        r#"{"index":2,"time":1,"process":1,"type":"invoke","f":"put","key":"k","write":"a","value":"a","observed":[]}"#,
+        r#"{"index":3,"time":2,"process":1,"type":"ok","f":"put","key":"k"}"#,
+        r#"{"index":4,"time":3,"process":"harness","type":"info","f":"phase"}"#,
+        r#"{"index":5,"time":4,"process":"harness","type":"info","f":"replica-state","key":"k","node":"n1","values":[{"write":"a","value":"a"}]}"#,
+    ]
+    .join("\n")
+        + "\n";
+    let parsed = dynamo_checker::parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.history.format(), dynamo_checker::history::Format::V1);
+    assert!(
+        parsed.warnings.iter().any(|w| w.starts_with("line 4: ")),
+        "{:?}",
+        parsed.warnings
+    );
+    let r = dynamo_checker::check(&parsed.history);
+    expect(&r, Validity::True, &[]);
+}

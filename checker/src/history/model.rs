@@ -480,7 +480,12 @@ impl Builder {
                 self.h.nemesis.push(NemesisRec { f, kind, node, at });
             }
             Class::Phase => {
-                let value = w.value.expect("classify checked the value");
+                let Some(value) = w.value else {
+                    self.warnings.push(format!(
+                        "line {line}: a phase event with no value names no phase; ignored"
+                    ));
+                    return Ok(());
+                };
                 let name: String = serde_json::from_str(value.get()).map_err(|e| e.to_string())?;
                 match Phase::parse(&name) {
                     Phase::Heal => {
@@ -511,9 +516,11 @@ impl Builder {
                 });
             }
             Class::Config => {
-                let value: Value =
-                    serde_json::from_str(w.value.expect("classify checked the value").get())
-                        .map_err(|e| e.to_string())?;
+                // A config with no value states no setting: the defaults (a v1 history).
+                let value: Value = match w.value {
+                    Some(v) => serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
+                    None => Value::Object(serde_json::Map::new()),
+                };
                 if self.h.config.is_some() {
                     self.warnings.push(format!(
                         "line {line}: a second config event; the first one is kept"

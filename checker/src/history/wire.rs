@@ -259,9 +259,11 @@ impl<'a> Wire<'a> {
                     return Err("a harness event must have type info".to_owned());
                 }
                 match self.f.as_str() {
+                    // A phase or config event's `value` is not among the page's required fields:
+                    // with none, a phase names no phase and a config states no setting.
                     "phase" => match self.value.map(|v| serde_json::from_str::<String>(v.get())) {
-                        Some(Ok(_)) => Ok(Class::Phase),
-                        _ => Err("a phase event's value must be a string".to_owned()),
+                        None | Some(Ok(_)) => Ok(Class::Phase),
+                        Some(Err(_)) => Err("a phase event's value must be a string".to_owned()),
                     },
                     "replica-state" => {
                         if self.key.is_none() || self.node.is_none() || self.values.is_none() {
@@ -274,12 +276,7 @@ impl<'a> Wire<'a> {
                         }
                         Ok(Class::ReplicaState)
                     }
-                    "config" => {
-                        if self.value.is_none() {
-                            return Err("config has no value".to_owned());
-                        }
-                        Ok(Class::Config)
-                    }
+                    "config" => Ok(Class::Config),
                     _ => Ok(Class::UnknownHarness),
                 }
             }
@@ -350,8 +347,10 @@ impl<'a> Wire<'a> {
                 value: to_value(self.value)?,
             },
             Class::Phase => {
-                let s: String = serde_json::from_str(self.value.expect("classified").get())
-                    .map_err(|e| e.to_string())?;
+                let s: String = match self.value {
+                    Some(v) => serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
+                    None => String::new(),
+                };
                 Body::Phase(Phase::parse(&s))
             }
             Class::ReplicaState => Body::ReplicaState(ReplicaState {
