@@ -193,3 +193,54 @@ fn a_config_or_phase_event_without_a_value_is_accepted() {
     let r = dynamo_checker::check(&parsed.history);
     expect(&r, Validity::True, &[]);
 }
+
+#[test]
+fn a_field_an_event_does_not_have_is_ignored_whatever_its_type() {
+    // "Each of these is an error ...: a missing required field, or a field of the wrong type". A
+    // nemesis event has `index`, `time`, `process`, `type`, `f` and `value`; a `node`, `key` or
+    // `values` beside them is a field it does not have, with no type to be wrong about, and is
+    // ignored like any unknown field (with a warning naming the line). So is a get invoke's
+    // `observed`, a put invoke's `dot`, a phase's `key`. A field the event does have keeps its
+    // type: a put invoke's `observed` that is not a list is still an error.
+    let lines = [
+        r#"{"index":1,"time":0,"process":"harness","type":"info","f":"config","value":{"history_format":2}}"#,
+        r#"{"index":2,"time":1,"process":1,"type":"invoke","f":"put","key":"k","write":"a","value":"a","observed":[],"dot":"soon"}"#,
+        r#"{"index":3,"time":2,"process":1,"type":"ok","f":"put","key":"k"}"#,
+        r#"{"index":4,"time":3,"process":"nemesis","type":"info","f":"partition-start","node":["n1","n2"],"key":5,"values":{"groups":[]},"value":{"groups":[["n1"],["n2","n3"]]}}"#,
+        r#"{"index":5,"time":4,"process":2,"type":"invoke","f":"get","key":"k","observed":"nothing","write":7}"#,
+        r#"{"index":6,"time":5,"process":2,"type":"ok","f":"get","key":"k","values":[{"write":"a","value":"a"}],"observed":3}"#,
+        r#"{"index":7,"time":6,"process":"harness","type":"info","f":"phase","value":"final","key":["k"]}"#,
+        r#"{"index":8,"time":7,"process":"harness","type":"info","f":"replica-state","key":"k","node":"n1","values":[{"write":"a","value":"a"}],"observed":{}}"#,
+    ];
+    let text = lines.join("\n") + "\n";
+    let parsed = dynamo_checker::parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    for line in [2, 4, 5, 6, 7, 8] {
+        assert!(
+            parsed
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("line {line}: "))),
+            "line {line}: {:?}",
+            parsed.warnings
+        );
+    }
+    let r = dynamo_checker::check(&parsed.history);
+    expect(&r, Validity::True, &[]);
+    // The events read back one by one say the same.
+    let events = dynamo_checker::history::EventReader::new(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(events.len(), lines.len());
+
+    // A field the event has, of the wrong type, is still an error naming its line.
+    for bad in [
+        lines[1].replace(r#""observed":[]"#, r#""observed":"a""#),
+        lines[5].replace(r#""values":[{"write":"a","value":"a"}]"#, r#""values":{}"#),
+        lines[7].replace(r#""node":"n1""#, r#""node":1"#),
+    ] {
+        let text = [lines[0], bad.as_str()].join("\n") + "\n";
+        let e = dynamo_checker::parse_reader(text.as_bytes()).expect_err(&bad);
+        assert_eq!(e.line(), Some(2), "{bad}: {e}");
+        assert!(e.to_string().contains("malformed event"), "{bad}: {e}");
+    }
+}

@@ -5,11 +5,16 @@
 //! while folding (`model.rs`). The one exception is what a run that died mid-write leaves: the file's
 //! last line, with no newline after it, that does not parse as JSON at all. It is skipped with a
 //! warning. A last line that does parse as JSON but is not a valid event is an error like any other,
-//! newline or not; so is a line that does not parse but ends with a newline.
+//! newline or not; so is a line that does not parse but ends with a newline. A field that the line's
+//! kind of event does not have (a nemesis event's `node` list, a get invoke's `observed`) is ignored
+//! whatever its type, with a warning, as an unknown field is: "a field of the wrong type" needs a
+//! field the event has.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+use serde_json::value::RawValue;
 
 use super::event::Event;
 use super::model::{Builder, History};
@@ -99,9 +104,97 @@ impl<R: BufRead> Lines<R> {
 // One per line, never stored: the size of the `Wire` variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Decoded<'a> {
-    Event(Wire<'a>),
+    /// An event, and a warning when fields its kind does not have were ignored.
+    Event(Wire<'a>, Option<String>),
     /// The unterminated last line did not parse: a run that died mid-write. The warning.
     Truncated(String),
+}
+
+/// The fields whose type the parser checks (every other field is any JSON value, or unknown and
+/// ignored), each with the kinds of event that have it (history-format.md).
+const TYPED_FIELDS: [&str; 7] = ["key", "node", "write", "observed", "values", "dot", "clock"];
+
+/// Whether an event of this kind has the typed field `name`: a client event has `key` and `node`;
+/// a put or delete invoke `write` and `observed`; a put's or delete's completion `write`, `dot` and
+/// `clock`; a get's completion `values`; a `replica-state` event `key`, `node` and `values`. A
+/// nemesis event, a phase and a config have none.
+fn has_field(process: &str, ty: &str, f: &str, name: &str) -> bool {
+    let client = process != "\"nemesis\"" && process != "\"harness\"";
+    let write = f == "put" || f == "delete";
+    match name {
+        "key" => client || f == "replica-state",
+        "node" => client || f == "replica-state",
+        "write" => client && write,
+        "observed" => client && write && ty == "invoke",
+        "dot" | "clock" => client && write && ty != "invoke",
+        "values" => (client && f == "get" && ty != "invoke") || (!client && f == "replica-state"),
+        _ => true,
+    }
+}
+
+/// A line that did not deserialise, without the typed fields its kind does not have (e.g. a
+/// nemesis event's `"node":["n1","n2"]`, a get invoke's `observed`): the page makes a field of the
+/// wrong type an error only where the event has that field, so such a field is ignored, as an
+/// unknown one is. `None` when the line's kind cannot be told or it has no such field (the error
+/// stands); else the line rebuilt and the names of the fields dropped. Only a line that failed
+/// takes this path, so a well-formed history costs nothing more.
+fn without_foreign_fields(text: &str) -> Option<(String, Vec<String>)> {
+    let entries: Vec<(String, &RawValue)> = serde_json::from_str::<Entries>(text).ok()?.0;
+    let last = |name: &str| {
+        entries
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.get().trim())
+    };
+    let process = last("process")?;
+    let ty: String = serde_json::from_str(last("type")?).ok()?;
+    let f: String = serde_json::from_str(last("f")?).ok()?;
+    let mut dropped: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    out.push('{');
+    for (name, value) in &entries {
+        if TYPED_FIELDS.contains(&name.as_str()) && !has_field(process, &ty, &f, name) {
+            if !dropped.contains(name) {
+                dropped.push(name.clone());
+            }
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).ok()?);
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    (!dropped.is_empty()).then_some((out, dropped))
+}
+
+/// A JSON object's members in order, repeats kept (so that a field given twice is still refused).
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries<'de>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Whether the line's JSON is an object (the first byte that is not whitespace is `{`). Checked
@@ -117,11 +210,17 @@ fn blank(line: usize) -> ParseError {
     }
 }
 
-/// Decodes one line: an event, or the truncated last line, or the error that names it.
+/// Decodes one line: an event, or the truncated last line, or the error that names it. `scratch`
+/// holds the line rebuilt without the fields its kind does not have, where that was needed.
 ///
 /// The line's UTF-8 is validated once, as a whole, and the JSON is read from the `&str`: serde_json
 /// then does not validate every string again (which was an eighth of the parser's instructions).
-fn decode(buf: &[u8], line: usize, terminated: bool) -> Result<Decoded<'_>, ParseError> {
+fn decode<'a>(
+    buf: &'a [u8],
+    scratch: &'a mut String,
+    line: usize,
+    terminated: bool,
+) -> Result<Decoded<'a>, ParseError> {
     let error = |message: String| ParseError::Line { line, message };
     let text = match std::str::from_utf8(buf) {
         Ok(text) => text,
@@ -134,7 +233,7 @@ fn decode(buf: &[u8], line: usize, terminated: bool) -> Result<Decoded<'_>, Pars
         Err(e) => return Err(error(format!("malformed event: not UTF-8 ({e})"))),
     };
     match serde_json::from_str::<Wire>(text) {
-        Ok(wire) if is_object(buf) => Ok(Decoded::Event(wire)),
+        Ok(wire) if is_object(buf) => Ok(Decoded::Event(wire, None)),
         Ok(_) => Err(error("not a JSON object".to_owned())),
         Err(e) => {
             let json = serde_json::from_str::<serde::de::IgnoredAny>(text);
@@ -143,7 +242,25 @@ fn decode(buf: &[u8], line: usize, terminated: bool) -> Result<Decoded<'_>, Pars
                     "line {line}: the last line is incomplete (no newline, does not parse: {cut}); skipped as a run that died mid-write"
                 ))),
                 Ok(_) if !is_object(buf) => Err(error("not a JSON object".to_owned())),
-                _ => Err(error(format!("malformed event: {e}"))),
+                Ok(_) => match without_foreign_fields(text) {
+                    Some((pruned, dropped)) => {
+                        *scratch = pruned;
+                        let scratch: &'a String = scratch;
+                        // A field the event has is wrong too: the error is the line's own (its
+                        // columns are the line's, not the rebuilt text's).
+                        let wire = serde_json::from_str::<Wire>(scratch)
+                            .map_err(|_| error(format!("malformed event: {e}")))?;
+                        Ok(Decoded::Event(
+                            wire,
+                            Some(format!(
+                                "line {line}: field(s) {} are not ones this kind of event has; ignored",
+                                dropped.join(", ")
+                            )),
+                        ))
+                    }
+                    None => Err(error(format!("malformed event: {e}"))),
+                },
+                Err(_) => Err(error(format!("malformed event: {e}"))),
             }
         }
     }
@@ -154,6 +271,7 @@ pub fn parse_reader(r: impl BufRead) -> Result<Parsed, ParseError> {
     let mut lines = Lines::new(r);
     let mut builder = Builder::default();
     let mut warnings = Vec::new();
+    let mut scratch = String::new();
     loop {
         match lines
             .next()
@@ -161,17 +279,20 @@ pub fn parse_reader(r: impl BufRead) -> Result<Parsed, ParseError> {
         {
             RawLine::End => break,
             RawLine::Blank { number } => return Err(blank(number)),
-            RawLine::Line { number, terminated } => match decode(&lines.buf, number, terminated)? {
-                Decoded::Event(wire) => {
-                    builder
-                        .push(&wire, number)
-                        .map_err(|message| ParseError::Line {
-                            line: number,
-                            message,
-                        })?;
+            RawLine::Line { number, terminated } => {
+                match decode(&lines.buf, &mut scratch, number, terminated)? {
+                    Decoded::Event(wire, ignored) => {
+                        warnings.extend(ignored);
+                        builder
+                            .push(&wire, number)
+                            .map_err(|message| ParseError::Line {
+                                line: number,
+                                message,
+                            })?;
+                    }
+                    Decoded::Truncated(warning) => warnings.push(warning),
                 }
-                Decoded::Truncated(warning) => warnings.push(warning),
-            },
+            }
         }
     }
     let (history, mut built) = builder.finish();
@@ -226,6 +347,7 @@ impl History {
 /// to each other, which only [`parse_reader`] checks.
 pub struct EventReader<R> {
     lines: Lines<R>,
+    scratch: String,
     warnings: Vec<String>,
     done: bool,
 }
@@ -234,6 +356,7 @@ impl<R: BufRead> EventReader<R> {
     pub fn new(reader: R) -> EventReader<R> {
         EventReader {
             lines: Lines::new(reader),
+            scratch: String::new(),
             warnings: Vec::new(),
             done: false,
         }
@@ -262,8 +385,9 @@ impl<R: BufRead> Iterator for EventReader<R> {
                     return Some(Err(blank(number)));
                 }
                 Ok(RawLine::Line { number, terminated }) => {
-                    return match decode(&self.lines.buf, number, terminated) {
-                        Ok(Decoded::Event(wire)) => {
+                    return match decode(&self.lines.buf, &mut self.scratch, number, terminated) {
+                        Ok(Decoded::Event(wire, ignored)) => {
+                            self.warnings.extend(ignored);
                             Some(wire.into_event().map(|e| (number, e)).map_err(|message| {
                                 ParseError::Line {
                                     line: number,

@@ -139,7 +139,8 @@ pub(crate) struct WireSibling<'a> {
 /// One line: every field any event may have. Unknown fields are ignored, so that a newer writer's
 /// extra fields do not break an older checker. An optional field given as `null` counts as absent (a
 /// required one given as `null` is missing, except `value`, where `null` is a delete's value); a field
-/// of the wrong type is an error.
+/// of the wrong type is an error where the event's kind has that field (a line that fails only on a
+/// field its kind does not have is read again without it: `parse.rs`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Wire<'a> {
     pub index: u64,
