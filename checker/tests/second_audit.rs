@@ -244,3 +244,52 @@ fn a_field_an_event_does_not_have_is_ignored_whatever_its_type() {
         assert!(e.to_string().contains("malformed event"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn quorum_read_miss_a_strict_config_without_n_r_w_cannot_be_judged() {
+    // "quorum-read-miss: only where `config` says the quorum is strict ... and R + W > N. R, W, N
+    // and the quorum come from the config event." A config that says the quorum is strict but
+    // does not give N, R and W as numbers has made a promise the checker cannot weigh: whether R +
+    // W > N is unknown, so is whether a read that returned nothing broke it. Calling that history
+    // valid would pass the very miss the strict quorum promised against; the verdict is unknown,
+    // with the reason.
+    for config in [
+        json!({"history_format":2,"workload":"register","node":{"sloppy_quorum":false}}),
+        json!({"history_format":2,"n":"3","r":"2","w":"2","node":{"sloppy_quorum":false}}),
+        json!({"history_format":2,"n":3,"r":2,"node":{"sloppy_quorum":false}}),
+    ] {
+        let h = H::new()
+            .raw(json!({"process":"harness","type":"info","f":"config","value":config}))
+            .put(1, "k", "a", &[])
+            .ok(1, "put", "k", "a", None)
+            .get(2, "k")
+            .ok_get(2, "k", &[]);
+        let r = h
+            .phase("heal")
+            .phase("final")
+            .replicas("k", &[S::new("a")])
+            .check();
+        assert_eq!(r.valid, Validity::Unknown, "{config}: {}", summary(&r));
+        assert!(
+            r.stats
+                .unknown
+                .iter()
+                .any(|u| u.starts_with("quorum-read-miss")),
+            "{:?}",
+            r.stats.unknown
+        );
+    }
+    // Where the quorum is sloppy, or not said to be strict, nothing was promised: valid.
+    let h = H::new()
+        .raw(json!({"process":"harness","type":"info","f":"config","value":{"history_format":2}}))
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .get(2, "k")
+        .ok_get(2, "k", &[]);
+    let r = h
+        .phase("heal")
+        .phase("final")
+        .replicas("k", &[S::new("a")])
+        .check();
+    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+}

@@ -1,5 +1,6 @@
 //! `quorum-read-miss` (history-format.md): only where the config says the quorum is strict
-//! (`"node":{"sloppy_quorum":false}`) and R + W > N. An `ok` read invoked after (later in the history
+//! (`"node":{"sloppy_quorum":false}`) and R + W > N. A strict config that does not give N, R and W as
+//! numbers makes the check, and so the verdict, unknown: the promise cannot be weighed. An `ok` read invoked after (later in the history
 //! than) a put's or delete's `ok` returned neither that write nor any descendant of it (by `observed`,
 //! transitively), while no replica of the key was wiped, hit by a disk fault or a `power` fault, or
 //! crashed while `fsync` was not `always`, and no `join` or `leave` happened, between the ack and the
@@ -37,7 +38,14 @@ const MISSED_LISTED_MAX: usize = 20;
 pub(crate) fn check(ctx: &Ctx) -> Check {
     let (h, g) = (ctx.h, ctx.g);
     let Some(quorum) = h.quorum.filter(|q| q.promises_overlap()) else {
-        return Check::default();
+        let mut check = Check::default();
+        if h.strict_without_numbers {
+            check.unknown.push(
+                "quorum-read-miss: the config says the quorum is strict but does not give n, r and w as numbers, so whether R + W > N was promised is unknown; not checked"
+                    .to_owned(),
+            );
+        }
+        return check;
     };
     let lenient = h.format == Format::V1 || h.tombstone_gc;
 

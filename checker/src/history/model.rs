@@ -282,6 +282,9 @@ pub struct History {
     /// tombstones.
     pub(crate) tombstone_gc: bool,
     pub(crate) quorum: Option<Quorum>,
+    /// The config says the quorum is strict (`"node":{"sloppy_quorum":false}`) but does not give
+    /// `n`, `r` and `w` as numbers: quorum-read-miss cannot tell whether R + W > N was promised.
+    pub(crate) strict_without_numbers: bool,
     /// The config's `fsync` policy is `always`.
     pub(crate) fsync_always: bool,
     pub(crate) events: u64,
@@ -771,13 +774,11 @@ impl Builder {
             yes(value.get("tombstone_gc")) || yes(value.pointer("/node/tombstone_gc"));
         // Compared as JSON numbers, as `history_format` is: `3`, `3.0` and `3e0` are the same N.
         let number = |k: &str| value.get(k).and_then(whole_number);
+        let strict = value.pointer("/node/sloppy_quorum") == Some(&Value::Bool(false));
         if let (Some(n), Some(r), Some(w)) = (number("n"), number("r"), number("w")) {
-            self.h.quorum = Some(Quorum {
-                n,
-                r,
-                w,
-                strict: value.pointer("/node/sloppy_quorum") == Some(&Value::Bool(false)),
-            });
+            self.h.quorum = Some(Quorum { n, r, w, strict });
+        } else {
+            self.h.strict_without_numbers = strict;
         }
         // `{"policy":"always"}`, or the bare string; anything else (or nothing) is not `always`.
         self.h.fsync_always = match value.get("fsync") {
