@@ -293,3 +293,49 @@ fn quorum_read_miss_a_strict_config_without_n_r_w_cannot_be_judged() {
         .check();
     assert_eq!(r.valid, Validity::True, "{}", summary(&r));
 }
+
+// ---- divergence: a replica that reports a version's dot and not its clock ----
+
+#[test]
+fn divergence_a_sibling_reported_with_its_dot_and_no_clock_is_that_dot_s_version() {
+    // "divergence: ... different sibling sets (sets of (write, version))", "`dot` (optional):
+    // [node, counter], the single event that created this version" and "Optional: ... `dot`,
+    // `clock`". A replica that reports a sibling's dot and leaves out its clock has named the
+    // version (its dot is the event that created it) without describing its context; it has not
+    // said that it holds a version with an empty context. Against a replica that reports the same
+    // dot with its clock, it holds the same set.
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .phase("heal")
+        .phase("final");
+    let full = S::new("a").with(support::ver(Some(("n1", 1)), &[("n2", 3)]));
+    let mut dot_only = serde_json::Map::new();
+    dot_only.insert("dot".into(), json!(["n1", 1]));
+    let r = h
+        .clone()
+        .replica("k", "n1", std::slice::from_ref(&full))
+        .replica("k", "n2", &[S::new("a").with(dot_only.clone())])
+        .check();
+    expect(&r, Validity::True, &[]);
+    // Another dot is another version, clock or not.
+    let mut other_dot = serde_json::Map::new();
+    other_dot.insert("dot".into(), json!(["n1", 2]));
+    let r = h
+        .clone()
+        .replica("k", "n1", std::slice::from_ref(&full))
+        .replica("k", "n2", &[S::new("a").with(other_dot)])
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
+    // Two full versions with one dot and different clocks still differ.
+    let r = h
+        .replica("k", "n1", &[full])
+        .replica(
+            "k",
+            "n2",
+            &[S::new("a").with(support::ver(Some(("n1", 1)), &[]))],
+        )
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
+}

@@ -13,18 +13,40 @@
 //! write, or two copies against one, are different sets). That relation is not transitive (a
 //! replica with no versions agrees with two that disagree), so every pair of the key's replicas is
 //! compared.
+//!
+//! Likewise a sibling reported with its `dot` and no `clock` has named its version (the dot is "the
+//! single event that created this version") without describing its context: it matches a version of
+//! that write with the same dot, whatever that version's clock.
 
-use crate::history::{KeyIdx, Sym, VerId};
+use crate::history::{History, KeyIdx, Sym, VerId};
 
 use super::{Check, Ctx, Divergence, Finding, witness};
 
-/// A replica's sibling set, sorted: (write, version), `None` where it reported no version.
-type Set = Vec<(Sym, Option<VerId>)>;
+/// A sibling as a replica reported it: its write, its version (`None` where it reported none), and
+/// whether it reported the version's dot without its clock.
+type Entry = (Sym, Option<VerId>, bool);
+
+/// A replica's sibling set, sorted.
+type Set = Vec<Entry>;
+
+/// Whether two reports of a version of one write can be the same version: the same version, or one
+/// reported by its dot alone and the other with that dot.
+fn same_version(h: &History, x: &Entry, y: &Entry) -> bool {
+    match (x.1, y.1) {
+        (Some(vx), Some(vy)) => {
+            vx == vy || ((x.2 || y.2) && h.versions.rec(vx).dot == h.versions.rec(vy).dot)
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
 
 /// Whether two sorted sibling sets are the same set, a single copy of a write with no reported
-/// version matching a single copy of it with any version.
-fn agree(a: &Set, b: &Set) -> bool {
+/// version matching a single copy of it with any version, and a version reported by its dot alone
+/// matching a version with that dot.
+fn agree(h: &History, a: &Set, b: &Set) -> bool {
     let (mut i, mut j) = (0, 0);
+    let dot = |e: &Entry| e.1.map(|v| h.versions.rec(v).dot);
     loop {
         match (a.get(i), b.get(j)) {
             (None, None) => return true,
@@ -33,11 +55,19 @@ fn agree(a: &Set, b: &Set) -> bool {
                 let ei = i + a[i..].iter().take_while(|s| s.0 == w).count();
                 let ej = j + b[j..].iter().take_while(|s| s.0 == w).count();
                 let (ga, gb) = (&a[i..ei], &b[j..ej]);
-                let unreported_single = |g: &[(Sym, Option<VerId>)]| g == [(w, None)];
+                let unreported_single = |g: &[Entry]| g.len() == 1 && g[0].1.is_none();
                 let same = ga == gb
                     || (ga.len() == 1
                         && gb.len() == 1
-                        && (unreported_single(ga) || unreported_single(gb)));
+                        && (unreported_single(ga) || unreported_single(gb)))
+                    || (ga.len() == gb.len() && {
+                        // Paired in order of their dots: a dot names one version.
+                        let mut sa = ga.to_vec();
+                        let mut sb = gb.to_vec();
+                        sa.sort_by_key(|e| (dot(e), e.1));
+                        sb.sort_by_key(|e| (dot(e), e.1));
+                        sa.iter().zip(&sb).all(|(x, y)| same_version(h, x, y))
+                    });
                 if !same {
                     return false;
                 }
@@ -53,12 +83,14 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     let mut raw: Vec<KeyIdx> = Vec::new();
     let mut sets: Vec<Set> = Vec::new();
     let set_of = |i: u32| -> Set {
-        let key = h.replicas[i as usize].key;
+        let rec = &h.replicas[i as usize];
+        let start = rec.siblings.start;
         let mut out: Set = h
-            .siblings(h.replicas[i as usize].siblings)
+            .siblings(rec.siblings)
             .iter()
-            .filter(|s| !(h.tombstone_gc && h.is_tombstone(key, s)))
-            .map(|s| (s.write, s.version))
+            .zip(start..)
+            .filter(|(s, _)| !(h.tombstone_gc && h.is_tombstone(rec.key, s)))
+            .map(|(s, at)| (s.write, s.version, h.clockless.binary_search(&at).is_ok()))
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -71,7 +103,7 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         let differ = sets
             .iter()
             .enumerate()
-            .any(|(x, a)| sets[x + 1..].iter().any(|b| !agree(a, b)));
+            .any(|(x, a)| sets[x + 1..].iter().any(|b| !agree(h, a, b)));
         if differ {
             raw.push(key);
         }

@@ -270,6 +270,10 @@ pub struct History {
     pub(crate) writes: Vec<WriteRec>,
     pub(crate) reads: Vec<ReadRec>,
     pub(crate) siblings: Vec<SiblingRec>,
+    /// The replica-state siblings (indexes into `siblings`, ascending) reported with a `dot` and no
+    /// `clock`: their version is named, its context not described (divergence matches them with any
+    /// version of that dot).
+    pub(crate) clockless: Vec<u32>,
     pub(crate) observed: Vec<Sym>,
     pub(crate) replicas: Vec<ReplicaRec>,
     pub(crate) nemesis: Vec<NemesisRec>,
@@ -925,6 +929,9 @@ impl Builder {
                 if rec.dot.is_none() {
                     rec.dot = dot;
                 }
+            }
+            if replica && s.dot.is_some() && s.clock.is_none() {
+                self.h.clockless.push(arena_len(self.h.siblings.len()));
             }
             self.h.siblings.push(SiblingRec {
                 write,
