@@ -339,3 +339,56 @@ fn divergence_a_sibling_reported_with_its_dot_and_no_clock_is_that_dot_s_version
         .check();
     expect(&r, Validity::False, &["divergence"]);
 }
+
+// ---- The format version: "in its config event" ----
+
+#[test]
+fn history_format_beside_the_config_value_is_the_format_version() {
+    // "A v2 history says `"history_format":2` in its config event." An event that carries it
+    // beside its `value` (rather than inside it) has said so in its config event: the history is
+    // v2, and a v2 strict read that returns nothing after an acknowledged delete missed it (the v1
+    // substitute, which would release that read, does not apply).
+    let config = |top: Option<serde_json::Value>, inner: Option<serde_json::Value>| {
+        let mut value = json!({"n":3,"r":2,"w":2,"workload":"register",
+            "fsync":{"policy":"always"},"node":{"sloppy_quorum":false}});
+        if let Some(v) = inner {
+            value["history_format"] = v;
+        }
+        let mut e = json!({"process":"harness","type":"info","f":"config","value":value});
+        if let Some(v) = top {
+            e["history_format"] = v;
+        }
+        e
+    };
+    let with = |e: serde_json::Value| {
+        let h = H::new()
+            .raw(e)
+            .put(1, "k", "a", &[])
+            .ok(1, "put", "k", "a", None)
+            .delete(1, "k", "d", &["a"])
+            .ok(1, "delete", "k", "d", None)
+            .get(2, "k")
+            .ok_get(2, "k", &[]);
+        h.phase("heal")
+            .phase("final")
+            .replicas("k", &[S::tombstone("d")])
+    };
+    let r = with(config(Some(json!(2)), None)).check();
+    expect(&r, Validity::False, &["quorum-read-miss", "stale-read"]);
+    let r = with(config(None, Some(json!(2)))).check();
+    expect(&r, Validity::False, &["quorum-read-miss", "stale-read"]);
+    // v1 (said, or not said at all): the read is not held to the delete nor to what it observed.
+    for v1 in [config(None, None), config(Some(json!(1)), None)] {
+        let r = with(v1).check();
+        expect(&r, Validity::True, &[]);
+    }
+    // Said twice, the same: fine; differently, or other than 1 or 2: an error naming the line.
+    let r = with(config(Some(json!(2)), Some(json!(2.0)))).check();
+    expect(&r, Validity::False, &["quorum-read-miss", "stale-read"]);
+    for bad in [
+        config(Some(json!(1)), Some(json!(2))),
+        config(Some(json!(3)), None),
+    ] {
+        assert_eq!(with(bad.clone()).parse_error().line(), Some(1), "{bad}");
+    }
+}

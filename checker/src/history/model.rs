@@ -533,7 +533,12 @@ impl Builder {
                         "line {line}: a second config event; the first one is kept"
                     ));
                 } else {
-                    self.apply_config(&value)?;
+                    let top: Option<Value> = w
+                        .history_format
+                        .map(|v| serde_json::from_str(v.get()))
+                        .transpose()
+                        .map_err(|e| e.to_string())?;
+                    self.apply_config(&value, top.as_ref())?;
                     self.h.config = Some(value);
                 }
             }
@@ -752,9 +757,19 @@ impl Builder {
         Ok(id)
     }
 
-    /// Reads the config event's settings. `history_format` other than 1 or 2 is an error.
-    fn apply_config(&mut self, value: &Value) -> Result<(), String> {
-        self.h.format = match value.get("history_format") {
+    /// Reads the config event's settings. `history_format` other than 1 or 2 is an error. It is
+    /// read inside `value`, or beside it (`top`): the page says only that a v2 history says it "in
+    /// its config event". Given in both places, differently, it is an error.
+    fn apply_config(&mut self, value: &Value, top: Option<&Value>) -> Result<(), String> {
+        let inner = value.get("history_format");
+        if let (Some(a), Some(b)) = (inner, top)
+            && a.as_f64() != b.as_f64()
+        {
+            return Err(format!(
+                "history_format is {a} in the config's value and {b} beside it"
+            ));
+        }
+        self.h.format = match inner.or(top) {
             None => Format::V1,
             // Compared as numbers: `2` and `2.0` are the same JSON value.
             Some(v) => match v.as_f64() {

@@ -169,6 +169,10 @@ pub(crate) struct Wire<'a> {
     pub dot: Option<WireDot<'a>>,
     #[serde(borrow, default)]
     pub clock: Option<WireClock<'a>>,
+    /// A config event's format version given beside its `value` (history-format.md: "A v2 history
+    /// says `"history_format":2` in its config event"); inside `value` is the usual place.
+    #[serde(borrow, default)]
+    pub history_format: Option<&'a RawValue>,
 }
 
 /// Keeps a present `null` as `Some`, unlike `Option`'s own deserialisation.
@@ -359,7 +363,14 @@ impl<'a> Wire<'a> {
                 node: self.node.map(|s| s.0.into_owned()).unwrap_or_default(),
                 values: siblings_of(self.values.unwrap_or_default())?,
             }),
-            Class::Config => Body::Config(to_value(self.value)?),
+            Class::Config => {
+                let mut value = to_value(self.value)?;
+                // One place for the format version in the owned event: inside `value`.
+                if let (Some(top), Value::Object(map)) = (self.history_format, &mut value) {
+                    map.entry("history_format").or_insert(to_value(Some(top))?);
+                }
+                Body::Config(value)
+            }
             Class::UnknownHarness => {
                 return Err(format!("unknown harness event f={:?}", self.f.as_str()));
             }
