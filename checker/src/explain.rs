@@ -195,9 +195,9 @@ pub fn explain(f: &Finding) -> String {
             let faults: Vec<String> = q
                 .faults_between
                 .iter()
-                .map(|f| match &f.node {
-                    Some(n) => format!("{} {n}", f.f),
-                    None => f.f.clone(),
+                .map(|f| match f.nodes.as_slice() {
+                    [] => f.f.clone(),
+                    nodes => format!("{} {}", f.f, nodes.join(",")),
                 })
                 .collect();
             format!(

@@ -392,3 +392,32 @@ fn history_format_beside_the_config_value_is_the_format_version() {
         assert_eq!(with(bad.clone()).parse_error().line(), Some(1), "{bad}");
     }
 }
+
+#[test]
+fn quorum_read_miss_a_fault_that_names_several_nodes_hit_those_nodes() {
+    // "`value` says what". A wipe whose value names the nodes it hit as a list (`{"node":[...]}` or
+    // `{"nodes":[...]}`) has placed itself: it hit those nodes, not every node. Here n8 and n9 hold
+    // no replica of k, so the wipe excuses nothing; naming a replica among them excuses the miss.
+    for value in [json!({"node":["n8","n9"]}), json!({"nodes":["n8","n9"]})] {
+        let r = missed_after(json!({"process":"nemesis","type":"info","f":"wipe","value":value}));
+        assert_eq!(
+            (r.valid, kinds(&r)),
+            (Validity::False, vec!["quorum-read-miss", "stale-read"]),
+            "{value}: {}",
+            summary(&r)
+        );
+        let Some(Finding::QuorumReadMiss(q)) = r.anomalies[&Kind::QuorumReadMiss].first() else {
+            unreachable!()
+        };
+        assert_eq!(q.faults_between[0].nodes, ["n8", "n9"], "{value}");
+    }
+    for value in [json!({"node":["n9","n2"]}), json!({"nodes":["n2"]})] {
+        let r = missed_after(json!({"process":"nemesis","type":"info","f":"wipe","value":value}));
+        assert_eq!(
+            (r.valid, kinds(&r)),
+            (Validity::True, vec!["stale-read"]),
+            "{value}: {}",
+            summary(&r)
+        );
+    }
+}

@@ -202,9 +202,13 @@ pub struct FaultWitness {
     pub index: u64,
     pub time: u64,
     pub f: String,
-    /// The node it names (in `value.node`, a string `value`, or its `node` field), if any.
+    /// The node it names (in `value.node`, a string `value`, or its `node` field), if any; the
+    /// first one where it names several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Every node it names, in its order (`value.node` or `value.nodes` as a list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// With a strict quorum and R + W > N, a read that started after a write's ack returned neither it

@@ -7,7 +7,8 @@
 //! read's completion.
 //!
 //! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
-//!   that names no node (in `value.node`, a string `value`, or its own `node` field: `model.rs`) is
+//!   that names no node (in `value.node`, `value.nodes`, a string `value`, or its own `node` field:
+//!   `model.rs`) is
 //!   taken to have hit every node, and for a key with no replica-state
 //!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
 //! - "Between" is history order: after the ack event and before the read's completion event.
@@ -63,9 +64,11 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             _ => false,
         };
         if targeted {
-            match n.node {
-                Some(node) => by_node.entry(node).or_default().push(n.at.index),
-                None => everywhere.push(n.at.index),
+            if n.nodes.is_empty() {
+                everywhere.push(n.at.index);
+            }
+            for &node in &n.nodes {
+                by_node.entry(node).or_default().push(n.at.index);
             }
         }
     }
@@ -217,7 +220,8 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
                     index: n.at.index,
                     time: n.at.time,
                     f: h.str(n.f).to_owned(),
-                    node: n.node.map(|s| h.str(s).to_owned()),
+                    node: n.nodes.first().map(|&s| h.str(s).to_owned()),
+                    nodes: n.nodes.iter().map(|&s| h.str(s).to_owned()).collect(),
                 })
                 .collect(),
             replicas,

@@ -247,8 +247,9 @@ pub(crate) struct ReplicaRec {
 pub(crate) struct NemesisRec {
     pub f: Sym,
     pub kind: NemesisKind,
-    /// The node it hit, when its `value` names one (`{"node":"n3"}`).
-    pub node: Option<Sym>,
+    /// The nodes it hit, where the event names them (`{"node":"n3"}`; see `nemesis_nodes`); empty
+    /// when it names none.
+    pub nodes: Vec<Sym>,
     pub at: Mark,
 }
 
@@ -483,8 +484,11 @@ impl Builder {
             Class::Nemesis => {
                 let f = Sym(self.h.strings.intern(w.f.as_str()));
                 let kind = NemesisKind::parse(w.f.as_str());
-                let node = nemesis_node(w).map(|n| Sym(self.h.strings.intern(&n)));
-                self.h.nemesis.push(NemesisRec { f, kind, node, at });
+                let nodes = nemesis_nodes(w)
+                    .iter()
+                    .map(|n| Sym(self.h.strings.intern(n)))
+                    .collect();
+                self.h.nemesis.push(NemesisRec { f, kind, nodes, at });
             }
             Class::Phase => {
                 let Some(value) = w.value else {
@@ -1004,26 +1008,52 @@ fn counter_text_ok(pair: &str) -> bool {
     !counter.is_empty() && counter.bytes().all(|c| c.is_ascii_digit())
 }
 
-/// The part of a nemesis event's `value` the checks read.
+/// The part of a nemesis event's `value` the checks read: the node, or nodes, it hit.
 #[derive(serde::Deserialize)]
 struct NemesisValue {
     #[serde(default)]
-    node: Option<String>,
+    node: Option<OneOrMore>,
+    #[serde(default)]
+    nodes: Option<Vec<String>>,
 }
 
-/// The node a fault hit, where the event names one: `value.node` when it is a string (the page's
-/// `{"node":"n3"}`), else a `value` that is itself a string (the node's name), else the event's own
-/// `node` field. The page says only that "`value` says what"; an event that names its node in one
-/// of the other two places has still said which node it hit, and reading it as naming none would
-/// take the fault to have hit every node, which excuses any quorum-read-miss. A fault that names no
-/// node in any of these places is still taken to have hit every node (it may have hit a replica).
-fn nemesis_node(w: &Wire) -> Option<String> {
+/// A node name, or a list of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+/// The nodes a fault hit, where the event names them: `value.node` (a name, as the page's
+/// `{"node":"n3"}`, or a list of names), else `value.nodes` (a list), else a `value` that is itself a
+/// name, else the event's own `node` field. The page says only that "`value` says what"; an event
+/// that names its nodes in one of the other places has still said which nodes it hit, and reading
+/// it as naming none would take the fault to have hit every node, which excuses any
+/// quorum-read-miss. A fault that names no node in any of these places is still taken to have hit
+/// every node (it may have hit a replica).
+fn nemesis_nodes(w: &Wire) -> Vec<String> {
     let value = w.value.map(RawValue::get);
-    value
-        .and_then(|v| serde_json::from_str::<NemesisValue>(v).ok())
-        .and_then(|v| v.node)
-        .or_else(|| value.and_then(|v| serde_json::from_str::<String>(v).ok()))
-        .or_else(|| w.node.as_ref().map(|n| n.as_str().to_owned()))
+    let named = value.and_then(|v| serde_json::from_str::<NemesisValue>(v).ok());
+    match named {
+        Some(NemesisValue {
+            node: Some(OneOrMore::One(n)),
+            ..
+        }) => vec![n],
+        Some(NemesisValue {
+            node: Some(OneOrMore::More(ns)),
+            ..
+        })
+        | Some(NemesisValue {
+            node: None,
+            nodes: Some(ns),
+        }) if !ns.is_empty() => ns,
+        _ => value
+            .and_then(|v| serde_json::from_str::<String>(v).ok())
+            .or_else(|| w.node.as_ref().map(|n| n.as_str().to_owned()))
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Splits a canonical JSON array of strings with no escapes (`["a","b"]`, what a cart value is) into
