@@ -1111,3 +1111,60 @@ fn an_ack_from_a_node_not_sent_a_hint_leaves_its_delivery_alone() {
         "n2's own ack marks the hint delivered"
     );
 }
+
+/// The same for a hand-over: an ack from a node the key was not handed to leaves the record alone,
+/// so the new owner's own ack settles it and the next sweep deletes the key here (before, the
+/// stranger's ack dropped the record, the owner's ack found nothing, and the key went round again).
+#[test]
+fn an_ack_from_a_node_not_sent_a_hand_over_leaves_it_alone() {
+    let mut net = Net::new(3, 1, 1, 1);
+    let after_leave = net.nodes["n1"].0.ring().without_member("n1");
+    let key = (0..100_000u32)
+        .map(|i| format!("h{i:05}").into_bytes())
+        .find(|k| after_leave.preference_list(k, 1)[0] == "n3")
+        .expect("a key that n3 takes over");
+    {
+        let (_, store) = net.nodes.get_mut("n1").unwrap();
+        let mut state = KeyVersions::new();
+        state.put("n1.a", &VClock::new(), b"v".to_vec(), false, 1);
+        store.write_state(&key, state).unwrap();
+    }
+    net.restart("n1");
+    let token = net.request("n1", Request::Leave);
+    assert!(matches!(
+        net.reply(token),
+        Some(Response::Membership { .. })
+    ));
+    let mut handoff = None;
+    for _ in 0..4 {
+        net.advance(HANDOFF_INTERVAL_MS);
+        handoff = net.queue.iter().find_map(|(from, to, m)| match m {
+            PeerMessage::Store {
+                req,
+                hint: None,
+                key: k,
+                ..
+            } if from == "n1" && to == "n3" && *k == key => Some(*req),
+            _ => None,
+        });
+        if handoff.is_some() {
+            break;
+        }
+        net.deliver_all();
+    }
+    let req = handoff.expect("n1 hands the key to n3");
+    // n2 acks the hand-over first; n3's real ack follows as the queue is delivered.
+    net.queue.push_front((
+        "n2".into(),
+        "n1".into(),
+        PeerMessage::StoreAck { req, owner: true },
+    ));
+    net.deliver_all();
+    assert!(!net.state("n3", &key).is_empty(), "n3 holds the key");
+    net.advance(HANDOFF_INTERVAL_MS);
+    net.deliver_all();
+    assert!(
+        net.state("n1", &key).is_empty(),
+        "n3's own ack settled the hand-over: the next sweep deletes the key here"
+    );
+}
