@@ -4,19 +4,9 @@
 
 mod support;
 
-use dynamo_checker::{Results, Validity, summary};
+use dynamo_checker::Validity;
 use serde_json::{Map, Value, json};
-use support::{H, S, finals, kinds, put_ok, sib};
-
-#[track_caller]
-fn expect(r: &Results, valid: Validity, kinds_expected: &[&str]) {
-    assert_eq!(
-        (r.valid, kinds(r).as_slice()),
-        (valid, kinds_expected),
-        "{}",
-        summary(r)
-    );
-}
+use support::{H, S, expect, finals, put_ok, sib};
 
 /// A version with a dot and no `clock` field.
 fn dot_only(node: &str, counter: u64) -> Map<String, Value> {

@@ -5,7 +5,7 @@
 
 pub mod model;
 
-use dynamo_checker::{Results, check, parse_reader};
+use dynamo_checker::{Results, Validity, check, parse_reader, summary};
 use serde_json::{Map, Value, json};
 
 /// A version: optional dot, clock.
@@ -208,6 +208,17 @@ impl H {
             .unwrap_or_else(|e| panic!("{e}\n{}", self.jsonl()));
         check(&parsed.history)
     }
+}
+
+/// Asserts the verdict and the exact anomaly and warning types.
+#[track_caller]
+pub fn expect(r: &Results, valid: Validity, kinds_expected: &[&str]) {
+    assert_eq!(
+        (r.valid, kinds(r).as_slice()),
+        (valid, kinds_expected),
+        "{}",
+        summary(r)
+    );
 }
 
 /// The anomaly and warning type names of a result.
