@@ -530,7 +530,15 @@ impl Builder {
                 // A config with no value states no setting: the defaults (a v1 history).
                 let value: Value = match w.value {
                     Some(v) => serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
-                    None => Value::Object(serde_json::Map::new()),
+                    None => {
+                        // Said, because settings written beside the value (an `n`, a `node`) are
+                        // not read: a strict quorum stated there promises nothing to the checks.
+                        self.warnings.push(format!(
+                            "line {line}: a config event with no value: the defaults (no strict \
+                             quorum); settings beside a value are not read"
+                        ));
+                        Value::Object(serde_json::Map::new())
+                    }
                 };
                 if self.h.config.is_some() {
                     self.warnings.push(format!(
@@ -1008,52 +1016,41 @@ fn counter_text_ok(pair: &str) -> bool {
     !counter.is_empty() && counter.bytes().all(|c| c.is_ascii_digit())
 }
 
-/// The part of a nemesis event's `value` the checks read: the node, or nodes, it hit.
-#[derive(serde::Deserialize)]
-struct NemesisValue {
-    #[serde(default)]
-    node: Option<OneOrMore>,
-    #[serde(default)]
-    nodes: Option<Vec<String>>,
-}
-
-/// A node name, or a list of them.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum OneOrMore {
-    One(String),
-    More(Vec<String>),
-}
-
 /// The nodes a fault hit, where the event names them: `value.node` (a name, as the page's
 /// `{"node":"n3"}`, or a list of names), else `value.nodes` (a list), else a `value` that is itself a
 /// name, else the event's own `node` field. The page says only that "`value` says what"; an event
 /// that names its nodes in one of the other places has still said which nodes it hit, and reading
 /// it as naming none would take the fault to have hit every node, which excuses any
-/// quorum-read-miss. A fault that names no node in any of these places is still taken to have hit
-/// every node (it may have hit a replica).
+/// quorum-read-miss. Each place is read on its own, so a mistyped field beside a good one (a
+/// `"nodes":3` next to `"node":"n3"`) hides nothing. A fault that names no node in any of these
+/// places is still taken to have hit every node (it may have hit a replica).
 fn nemesis_nodes(w: &Wire) -> Vec<String> {
-    let value = w.value.map(RawValue::get);
-    let named = value.and_then(|v| serde_json::from_str::<NemesisValue>(v).ok());
-    match named {
-        Some(NemesisValue {
-            node: Some(OneOrMore::One(n)),
-            ..
-        }) => vec![n],
-        Some(NemesisValue {
-            node: Some(OneOrMore::More(ns)),
-            ..
-        })
-        | Some(NemesisValue {
-            node: None,
-            nodes: Some(ns),
-        }) if !ns.is_empty() => ns,
-        _ => value
-            .and_then(|v| serde_json::from_str::<String>(v).ok())
-            .or_else(|| w.node.as_ref().map(|n| n.as_str().to_owned()))
-            .into_iter()
-            .collect(),
+    // A name, or a non-empty list of names only.
+    fn names(v: &Value) -> Option<Vec<String>> {
+        match v {
+            Value::String(n) => Some(vec![n.clone()]),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .filter(|ns| !ns.is_empty()),
+            _ => None,
+        }
     }
+    let value: Option<Value> = w.value.and_then(|v| serde_json::from_str(v.get()).ok());
+    let in_value = match &value {
+        Some(Value::Object(fields)) => fields.get("node").and_then(names).or_else(|| {
+            fields
+                .get("nodes")
+                .filter(|ns| ns.is_array())
+                .and_then(names)
+        }),
+        Some(Value::String(n)) => Some(vec![n.clone()]),
+        _ => None,
+    };
+    in_value
+        .or_else(|| w.node.as_ref().map(|n| vec![n.as_str().to_owned()]))
+        .unwrap_or_default()
 }
 
 /// Splits a canonical JSON array of strings with no escapes (`["a","b"]`, what a cart value is) into
