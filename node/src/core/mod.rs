@@ -12,12 +12,15 @@
 //! the fsync policy says, and only then releases the `messages` and `replies`, which may depend on
 //! those writes. Or, to go on serving while the disk syncs, with [`Ready::store`], which stores the
 //! writes and holds the outputs in a [`Stored`] until a sync begun after it is done; meanwhile
-//! [`Stored::take_reads`] gives the reads that depend on no unsynced write (fetches, and fetch
-//! replies, get answers and acknowledged puts' answers of keys whose writes are all durable).
+//! [`Stored::take_reads`] gives what depends on no unsynced write (fetches, and fetch replies, get
+//! answers and acknowledged puts' answers of keys whose writes are all durable), and the versions
+//! this node just coordinated on their way to the replicas, so that the replicas' syncs run beside
+//! its own (a crash before it cannot make the node issue their dots again: a node that did not
+//! stop cleanly takes a new actor id, [`crate::store::clean`]).
 //! "Persist before you ack" is a property of the type, not a promise in a comment: `Ready`'s
 //! fields are private, `apply` and `store` are the only ways to the outputs that leave the node,
-//! and `take_reads` checks the kinds it gives (never a replica's acknowledgement or a version on
-//! its way to a replica). If storage
+//! and `take_reads` checks the kinds it gives (never an acknowledgement, a repair, a hint or a
+//! hand-over). If storage
 //! fails, nothing is released and the driver must stop the node (its in-memory state no longer
 //! matches the disk; a restart recovers from the disk).
 //! Several inputs may share one `Ready` (the shell's group commit): the core reads its own pending

@@ -41,14 +41,22 @@ pub struct Ready {
 /// What an output of a step waits for before it may leave the node.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Gate {
-    /// The step's writes, and every earlier step's, durable: an acknowledgement, a version on
-    /// its way to a replica, anything that is not a read.
+    /// The step's writes, and every earlier step's, durable: an acknowledgement (it promises the
+    /// write is durable here), a repair, a hint's delivery, a hand-over, anything else that is not
+    /// a read or a new version.
     Writes,
     /// Nothing: a fetch names a key and carries no stored data.
     Nothing,
+    /// Nothing: a coordinator's new version on its way to the replicas, so that their syncs run
+    /// beside this node's own (the paper's coordinator writes locally and sends in parallel). It
+    /// may leave before it is durable here because a node that did not stop cleanly takes a new
+    /// actor id when it starts again ([`crate::store::clean`]): were the version lost here in a
+    /// crash, its dot can never be issued again. The put's answer still waits for the key to be
+    /// durable here (it is a [`Gate::Key`] read).
+    Version,
     /// Every write of this key durable: a fetch reply or a get's answer carries its stored state,
-    /// a put's answer the version stored, and a version must not leave a node before it is
-    /// durable there (seen outside a node that then crashed, its dot could be issued again).
+    /// a put's answer the version stored (an answer must not promise what a crash here could
+    /// still take back).
     Key(Vec<u8>),
 }
 
@@ -205,15 +213,16 @@ impl Stored {
         messages.chain(replies).fold(0, usize::saturating_add)
     }
 
-    /// Takes the reads that may leave before the step's sync: fetches, and fetch replies, get
-    /// answers and the answers of acknowledged puts, of keys for which `durable` says every write
-    /// is durable (the caller counts this step's [`Stored::touched_keys`] among the others).
-    /// Never a replica's acknowledgement or a version on its way to a replica: the kinds are
-    /// checked here, whatever the core marked. The rest stays for [`Stored::release`], in order.
+    /// Takes what may leave before the step's sync: fetches, and fetch replies, get answers and
+    /// the answers of acknowledged puts, of keys for which `durable` says every write is durable
+    /// (the caller counts this step's [`Stored::touched_keys`] among the others), and the
+    /// versions this node coordinated on their way to the replicas ([`Gate::Version`]). Never an
+    /// acknowledgement, a repair, a hint or a hand-over: the kinds are checked here, whatever the
+    /// core marked. The rest stays for [`Stored::release`], in order.
     pub fn take_reads(&mut self, durable: impl Fn(&[u8]) -> bool) -> Released {
         let may_leave = |gate: &Gate| match gate {
             Gate::Writes => false,
-            Gate::Nothing => true,
+            Gate::Nothing | Gate::Version => true,
             Gate::Key(key) => durable(key),
         };
         let mut released = Released::default();
@@ -221,6 +230,7 @@ impl Stored {
         for (gate, to, message) in std::mem::take(&mut self.messages) {
             let read = match (&gate, &message) {
                 (Gate::Nothing, PeerMessage::Fetch { .. }) => true,
+                (Gate::Version, PeerMessage::Store { .. }) => true,
                 (Gate::Key(_), message) => is_read_message(message),
                 _ => false,
             };

@@ -786,6 +786,93 @@ fn only_reads_of_durable_keys_leave_before_the_sync() {
     assert_eq!(rest, [("ack", 1), ("reply", 2)], "the rest waits, in order");
 }
 
+/// Issue 12: a coordinator's new version goes to the replicas before its own copy is durable
+/// (the two fsyncs of a put side by side; a crash before the sync costs the node its actor id,
+/// `crate::store::clean`), while the put's answer waits for the coordinator's own sync even when
+/// the replica's acknowledgement arrives first, and a replica's acknowledgement waits for the
+/// replica's sync.
+#[test]
+fn a_new_version_leaves_before_the_coordinators_sync_but_its_answer_does_not() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let key = key_owned_by_n1(&net);
+    let replica = other_owner(&net, &key);
+    let now = net.now();
+    let (core, store) = net.nodes.get_mut("n1").unwrap();
+    let put = Request::Put {
+        key: key.clone(),
+        value: b"v1".to_vec(),
+        tombstone: false,
+        context: VClock::new(),
+        context_mac: None,
+    };
+    let token = ClientToken { conn: 1, id: 1 };
+    core.handle_request(now, token, put, store);
+    let config = core.config().clone();
+    let mut stored = core.poll_ready(store).store(store, &config).unwrap();
+    assert!(stored.needs_sync());
+    let early = stored.take_reads(|k| k != key.as_slice());
+    let to: Vec<NodeId> = early
+        .messages
+        .iter()
+        .map(|(to, m)| {
+            assert!(matches!(m, PeerMessage::Store { .. }), "{m:?}");
+            to.clone()
+        })
+        .collect();
+    assert_eq!(to.len(), 2, "both other replicas get the version at once");
+    assert!(early.replies.is_empty(), "no answer before the sync");
+    let rest = stored.release();
+    assert!(rest.messages.is_empty() && rest.replies.is_empty());
+
+    // The replica's ack arrives while the coordinator's own write is still being synced.
+    let ack = early
+        .messages
+        .iter()
+        .find_map(|(node, m)| match m {
+            PeerMessage::Store { req, .. } if *node == replica => Some(PeerMessage::StoreAck {
+                req: *req,
+                owner: true,
+            }),
+            _ => None,
+        })
+        .unwrap();
+    core.handle_peer(now, replica.clone(), ack, store);
+    let mut stored = core.poll_ready(store).store(store, &config).unwrap();
+    let early = stored.take_reads(|k| k != key.as_slice());
+    assert!(
+        early.replies.is_empty(),
+        "the answer waits for the key's sync here"
+    );
+    let rest = stored.release();
+    assert!(
+        matches!(rest.replies.as_slice(), [(t, Response::Put { .. })] if *t == token),
+        "{rest:?}"
+    );
+
+    // A replica's acknowledgement is not a read: it waits for the replica's own sync.
+    let store_message = early_store(&net, &key);
+    let (core, store) = net.nodes.get_mut(replica.as_str()).unwrap();
+    core.handle_peer(now, "n1".into(), store_message, store);
+    let config = core.config().clone();
+    let mut stored = core.poll_ready(store).store(store, &config).unwrap();
+    let early = stored.take_reads(|k| k != key.as_slice());
+    assert!(early.messages.is_empty(), "{:?}", early.messages);
+    assert!(matches!(
+        stored.release().messages.as_slice(),
+        [(_, PeerMessage::StoreAck { .. })]
+    ));
+}
+
+/// A replica's `Store` of `key` as n1 would send it.
+fn early_store(net: &Net, key: &[u8]) -> PeerMessage {
+    PeerMessage::Store {
+        req: 7,
+        key: key.to_vec(),
+        state: net.state("n1", key),
+        hint: None,
+    }
+}
+
 /// A store whose record of one key has decayed: reading it fails as the log store's check does
 /// (`InvalidData`), and the key is reported lost, as the keyspace reports it.
 struct Decayed {

@@ -3,9 +3,10 @@
 //! incarnation writes versions as. The actor id is settled here, before the core exists, because
 //! whether the last one may be kept depends on what the disk lost (see [`open_storage`]).
 
-use crate::config::{Bug, FsyncPolicy, NodeConfig};
+use crate::config::{Bug, NodeConfig};
 use crate::env::Env;
 use crate::fs::{DirLock, FileSystem};
+use crate::store::clean;
 use crate::store::identity::{self, Identity};
 use crate::store::keyspace::Keyspace;
 use crate::store::log::{LogOptions, LogStore, ManifestState, RecoveryReport};
@@ -86,21 +87,26 @@ fn lock_data_dir<F: FileSystem>(
 /// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
 /// is ever issued twice:
 /// - on an empty (new or wiped) disk, or one whose actor record is unreadable;
-/// - on every start when the fsync policy is not `always`, since a crash may then have lost
-///   acknowledged writes;
+/// - on every start that does not follow a clean stop ([`crate::store::clean`]): a coordinator
+///   sends a new version to the replicas while its own copy is still being synced, so a crash may
+///   have taken back a counter that others saw (and, with an fsync policy other than `always`,
+///   acknowledged writes too);
 /// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
 ///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
 /// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
 ///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
 ///
 /// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
-/// wipe; `keep-actor-on-recovery` keeps the stored actor after a recovery that lost data.
+/// wipe; `keep-actor-on-recovery` keeps the stored actor after an unclean stop or a recovery that
+/// lost data.
 pub fn open_storage<E: Env>(
     env: &E,
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
     let lock = lock_data_dir(&env.fs(), config, data_dir)?;
+    // Taken away (durably) before anything else: from here on a crash is an unclean stop.
+    let clean = clean::take(&env.fs(), data_dir)?;
     let options = LogOptions {
         max_file_bytes: config.log_file_bytes_max,
     };
@@ -173,13 +179,24 @@ pub fn open_storage<E: Env>(
         Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
         }
-        Some(_) if config.fsync != FsyncPolicy::Always => Some(format!(
-            "fsync policy {} may have lost acknowledged writes in a crash",
-            config.fsync
-        )),
         // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
         Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some(format!("recovery lost data: {}", recovery.loss_summary()))
+        }
+        // Deliberate bug `keep-actor-on-recovery`: a version sent before it was durable here, and
+        // lost in the crash, will have its counter issued again.
+        Some(ref actor)
+            if clean.as_deref() != Some(actor.as_str())
+                && !config.has_bug(Bug::KeepActorOnRecovery) =>
+        {
+            Some(match clean {
+                None => "the node did not stop cleanly (no clean-shutdown marker): versions it \
+                         sent may carry counters its disk lost"
+                    .to_string(),
+                Some(other) => format!(
+                    "the clean-shutdown marker names actor {other:?}, not the stored {actor:?}"
+                ),
+            })
         }
         Some(_) => None,
     };

@@ -68,13 +68,16 @@ fn state(value: &[u8]) -> KeyVersions {
     state
 }
 
-/// Opens the node's storage, writes `keys` keys through it, and closes it; returns the actor.
+/// Opens the node's storage, writes `keys` keys through it, and stops cleanly (synced, with the
+/// clean-shutdown marker, as `run` stops); returns the actor.
 fn open_and_write(env: &TestEnv, config: &NodeConfig, dir: &Path, keys: &[&str]) -> Startup {
     let (mut keyspace, startup) = open_storage(env, config, dir).unwrap();
     for key in keys {
         keyspace.write_state(key.as_bytes(), state(b"v")).unwrap();
     }
     keyspace.sync().unwrap();
+    drop(keyspace);
+    crate::store::clean::mark(&env.fs, dir, &startup.actor).unwrap();
     startup
 }
 
@@ -114,15 +117,15 @@ fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
             };
             assert!(first.new_actor_reason.is_some(), "a new disk, a new actor");
 
-            // A clean restart with fsync always keeps the actor.
-            let (_, again) = open_storage(&env, &config, dir).unwrap();
+            // A clean restart keeps the actor.
+            let again = open_and_write(&env, &config, dir, &[]);
             assert_eq!(again.actor, first.actor, "{damage}");
             assert_eq!(again.new_actor_reason, None, "{damage}");
             assert!(!again.recovery.lost_data());
 
             let what = apply_damage(&StdFs, dir, damage, pick, None).unwrap();
             assert!(what.is_some(), "{damage}: nothing damaged");
-            let (_, after) = open_storage(&env, &config, dir).unwrap();
+            let after = open_and_write(&env, &config, dir, &[]);
             assert!(after.recovery.lost_data(), "{damage}: {:?}", after.recovery);
             match bug {
                 None => {
@@ -143,7 +146,7 @@ fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
 }
 
 #[test]
-fn an_empty_disk_a_lost_log_or_a_lax_fsync_policy_gives_a_new_actor() {
+fn an_empty_disk_or_a_lost_log_gives_a_new_actor() {
     let env = TestEnv::default();
     for bug in [None, Some(Bug::KeepActorOnRecovery)] {
         let tmp = tempfile::tempdir().unwrap();
@@ -153,7 +156,7 @@ fn an_empty_disk_a_lost_log_or_a_lax_fsync_policy_gives_a_new_actor() {
         for path in std::fs::read_dir(tmp.path()).unwrap() {
             std::fs::remove_file(path.unwrap().path()).unwrap();
         }
-        let (_, wiped) = open_storage(&env, &config, tmp.path()).unwrap();
+        let wiped = open_and_write(&env, &config, tmp.path(), &[]);
         assert_ne!(wiped.actor, first.actor);
         assert!(
             wiped
@@ -182,13 +185,57 @@ fn an_empty_disk_a_lost_log_or_a_lax_fsync_policy_gives_a_new_actor() {
             }
             Some(_) => assert_eq!(log_gone.actor, before.actor, "the bug keeps it"),
         }
-        let wiped = log_gone;
+    }
+}
 
+/// A node keeps its actor id only across a clean stop (`run`'s final sync, then the marker of
+/// [`crate::store::clean`]): a coordinator sends a new version to the replicas while its own copy
+/// is still being synced, so after a crash the counters others saw may be gone from its disk.
+/// After a clean stop the actor is kept whatever the fsync policy, as the final sync covered every
+/// write; a marker that names another actor vouches for nothing. The deliberate bug
+/// `keep-actor-on-recovery` keeps the actor after an unclean stop too.
+#[test]
+fn only_a_clean_stop_keeps_the_actor() {
+    let env = TestEnv::default();
+    for bug in [None, Some(Bug::KeepActorOnRecovery)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = single_node(bug);
+        let first = open_and_write(&env, &config, tmp.path(), &["a"]);
         let mut lax = config.clone();
         lax.fsync = crate::config::FsyncPolicy::Interval { interval_ms: 100 };
-        let (_, interval) = open_storage(&env, &lax, tmp.path()).unwrap();
-        assert_ne!(interval.actor, wiped.actor);
-        assert!(interval.new_actor_reason.unwrap().contains("fsync policy"));
+        let kept = open_and_write(&env, &lax, tmp.path(), &["b"]);
+        assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
+        assert_eq!(kept.new_actor_reason, None);
+
+        // Opened after a clean stop, then stopped without one (the keyspace dropped, no marker).
+        let (keyspace, open) = open_storage(&env, &config, tmp.path()).unwrap();
+        assert_eq!(open.actor, first.actor);
+        assert!(
+            !tmp.path()
+                .join(crate::store::clean::CLEAN_FILE_NAME)
+                .exists(),
+            "the marker is taken at the start"
+        );
+        drop(keyspace);
+        let (_, crashed) = open_storage(&env, &config, tmp.path()).unwrap();
+        let (_, foreign) = {
+            crate::store::clean::mark(&env.fs, tmp.path(), "n1.0badf00d").unwrap();
+            open_storage(&env, &config, tmp.path()).unwrap()
+        };
+        match bug {
+            None => {
+                assert_ne!(crashed.actor, first.actor);
+                let reason = crashed.new_actor_reason.unwrap();
+                assert!(reason.contains("did not stop cleanly"), "{reason}");
+                assert_ne!(foreign.actor, crashed.actor);
+                let reason = foreign.new_actor_reason.unwrap();
+                assert!(reason.contains("names actor \"n1.0badf00d\""), "{reason}");
+            }
+            Some(_) => {
+                assert_eq!(crashed.actor, first.actor, "the bug keeps it");
+                assert_eq!(foreign.actor, first.actor, "the bug keeps it");
+            }
+        }
     }
 }
 
@@ -222,7 +269,8 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
         after.new_actor_reason
     );
     drop(keyspace);
-    // The new actor replaced the damaged file: the next start keeps it.
+    // The new actor replaced the damaged file: the next start after a clean stop keeps it.
+    crate::store::clean::mark(&env.fs, tmp.path(), &after.actor).unwrap();
     let (_, next) = open_storage(&env, &config, tmp.path()).unwrap();
     assert_eq!(next.actor, after.actor);
 }
@@ -248,7 +296,7 @@ fn an_actor_file_of_an_earlier_incarnation_gives_a_new_actor() {
     assert_ne!(second.actor, first.actor);
     // The first incarnation's actor file comes back.
     std::fs::write(tmp.path().join("ACTOR"), first.actor.as_bytes()).unwrap();
-    let (_, after) = open_storage(&env, &config, tmp.path()).unwrap();
+    let after = open_and_write(&env, &config, tmp.path(), &[]);
     assert!(
         after.actor != first.actor && after.actor != second.actor,
         "{}: {:?}",
@@ -412,7 +460,9 @@ fn a_node_whose_disk_fails_stops_with_an_error() {
         assert!(message.contains("000001.data"), "{message}");
     });
     // The acknowledged write survived; the failed one left nothing a restart would serve as
-    // acknowledged (it was never answered).
+    // acknowledged (it was never answered). The node stopped on an error, not cleanly: the
+    // restart (on a disk that works again) takes a new actor id.
+    env.fs.faults().set_fail_writes(false);
     let (keyspace, startup) = open_storage(&env, &single_node(None), tmp.path()).unwrap();
     let state = crate::store::keyspace::ReadState::read_state(&keyspace, b"k").unwrap();
     assert_eq!(state.values().count(), 1);

@@ -9,7 +9,9 @@
 //! - [`memory::MemoryStore`]: a `BTreeMap`, for unit tests of the core.
 //! - [`log::LogStore`]: the default, a log-structured store in the style of Bitcask.
 //! - [`identity`]: the data directory's lock and identity file (one node, one directory).
+//! - [`clean`]: the clean-shutdown marker, without which a restarted node takes a new actor id.
 
+pub mod clean;
 pub mod identity;
 pub mod keyspace;
 pub mod log;
