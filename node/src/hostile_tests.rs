@@ -1168,3 +1168,57 @@ fn an_ack_from_a_node_not_sent_a_hand_over_leaves_it_alone() {
         "n3's own ack settled the hand-over: the next sweep deletes the key here"
     );
 }
+
+/// A fetch reply carrying another key's state, under the number of a get round that asked for
+/// this one (a late reply to a round of an earlier incarnation that had the same number: round
+/// numbers start from 32 bits of a random draw; or a damaged peer's). The round matched replies
+/// by number and sender alone, so it merged the other key's state into its own: key `b`'s clock
+/// covers the dot of the only version of `a`, so the get of `a` answered `b`'s value, and read
+/// repair then wrote `b`'s state over `a` on every replica, losing the acknowledged write of `a`.
+/// A reply now names its key ([`PeerMessage::FetchReply`]), and one naming another key than its
+/// round's is ignored.
+#[test]
+fn a_fetch_reply_naming_another_key_is_not_merged() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let acked = net.put("n1", b"a", b"value-of-a", VClock::new());
+    assert!(matches!(acked, Response::Put { .. }), "{acked:?}");
+    net.put("n1", b"b", b"b-1", VClock::new());
+    let context = match net.get("n1", b"b") {
+        Response::Get { context, .. } => context,
+        other => panic!("{other:?}"),
+    };
+    net.put("n1", b"b", b"value-of-b", context);
+    let other_state = net.state("n2", b"b");
+    let a_dot = net.state("n1", b"a").siblings[0].dot.clone().unwrap();
+    assert!(
+        other_state.clock.covers(&a_dot),
+        "b's clock covers a's version"
+    );
+
+    // n1 coordinates a get of `a`; its fetches wait in the queue while n2 answers with `b`.
+    let token = net.request("n1", Request::Get { key: b"a".to_vec() });
+    let fetches: Vec<_> = net.queue.drain(..).collect();
+    let req = match &fetches[0].2 {
+        PeerMessage::Fetch { req, key } if key == b"a" => *req,
+        other => panic!("{other:?}"),
+    };
+    let forged = PeerMessage::FetchReply {
+        req,
+        key: b"b".to_vec(),
+        state: other_state,
+    };
+    send(&mut net, "n2", "n1", forged);
+    // The real fetches and their replies.
+    net.queue.extend(fetches);
+    net.deliver_all();
+    let answer = net.reply(token).expect("answered by the real replies");
+    assert_eq!(values(&answer), [b"value-of-a".to_vec()], "{answer:?}");
+    net.advance(1_000);
+    net.deliver_all();
+    for node in ["n1", "n2", "n3"] {
+        let state = net.state(node, b"a");
+        let held: Vec<_> = state.siblings.iter().map(|s| s.value.clone()).collect();
+        assert_eq!(held, [b"value-of-a".to_vec()], "{node}");
+    }
+    assert_eq!(values(&net.get("n2", b"a")), [b"value-of-a".to_vec()]);
+}

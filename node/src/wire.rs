@@ -318,8 +318,18 @@ pub enum PeerMessage {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
-    /// The answer to `Fetch { req }`.
-    FetchReply { req: u64, state: KeyVersions },
+    /// The answer to `Fetch { req, key }`: the sender's state of `key`, which it echoes, so that
+    /// the coordinator takes a reply only for the key its round `req` reads. A round's number
+    /// alone is not enough: rounds of an earlier incarnation of the coordinator may have had the
+    /// same numbers (their prefix is 32 bits of a random draw), and a state merged into another
+    /// key's round is answered to the client and written to every replica by read repair, where
+    /// its clock drops every sibling of the key whose dot it covers.
+    FetchReply {
+        req: u64,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        state: KeyVersions,
+    },
     /// Read repair: merge this state; no answer.
     Repair {
         #[serde(with = "serde_bytes")]

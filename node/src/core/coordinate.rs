@@ -628,10 +628,24 @@ impl Core {
         now: Now,
         req: u64,
         from: &NodeId,
+        key: &[u8],
         state: KeyVersions,
         store: &dyn ReadState,
     ) {
-        if !matches!(self.rounds.get(&req), Some(Round::Get(_))) {
+        let Some(Round::Get(round)) = self.rounds.get(&req) else {
+            return;
+        };
+        // A reply of another key (a late reply to a round of an earlier incarnation that had
+        // this number, or a damaged peer's) is not this round's: merged, its clock would drop
+        // every sibling of the round's key it covers, in the answer and, by read repair, on
+        // every replica.
+        if round.key != key {
+            tracing::warn!(
+                node = %self.config.id,
+                %from,
+                req,
+                "a fetch reply for another key than its round's ignored"
+            );
             return;
         }
         // Out of the table while the reply grows it, so that what it holds is counted again.

@@ -522,12 +522,17 @@ impl Core {
             PeerMessage::StoreAck { req, owner } => self.on_store_ack(req, &from, owner, store),
             PeerMessage::Fetch { req, key } => match self.read_with_hints(&key, store) {
                 Ok(state) => {
-                    self.send_read(from, PeerMessage::FetchReply { req, state }, Some(&key))
+                    let reply = PeerMessage::FetchReply {
+                        req,
+                        key: key.clone(),
+                        state,
+                    };
+                    self.send_read(from, reply, Some(&key))
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read a key for a peer"),
             },
-            PeerMessage::FetchReply { req, state } => {
-                self.on_fetch_reply(now, req, &from, state, store)
+            PeerMessage::FetchReply { req, key, state } => {
+                self.on_fetch_reply(now, req, &from, &key, state, store)
             }
             PeerMessage::Repair { key, state } => {
                 if self.owns(&key)

@@ -676,7 +676,11 @@ fn invalid_states_from_a_peer_are_ignored_not_merged() {
                 key: b"k".to_vec(),
                 state: state.clone(),
             },
-            PeerMessage::FetchReply { req, state },
+            PeerMessage::FetchReply {
+                req,
+                key: b"k".to_vec(),
+                state,
+            },
         ] {
             net.queue.push_back(("n3".into(), "n2".into(), message));
             net.deliver_all();

@@ -418,6 +418,7 @@ impl FrameGen {
                 },
                 5 => PeerMessage::FetchReply {
                     req: self.req(),
+                    key: self.key(),
                     state: self.state(),
                 },
                 6 => PeerMessage::Repair {
