@@ -67,10 +67,15 @@
 //!   replayed, and the file is skipped as damage, named (its records, and those of the file it
 //!   replaced, are lost). The store's id is made when the store is created (by the caller of
 //!   [`LogStore::open`], from the environment's randomness) and kept in the manifest, which is
-//!   trusted over the files; with no manifest naming it, the id most files name is the store's.
-//!   Files of a store written before records named their store (the file id alone) cannot be
-//!   checked against other stores, nor those written before records named their file (a
-//!   tombstone of the empty key) at all; such a store takes an id when it is next opened.
+//!   trusted over the files; with no manifest naming it (lost, unreadable, or of the format
+//!   before store ids), the id the files name is the store's. Files that name two stores then,
+//!   or a file naming a store below one of the format before store ids, are left by no crash,
+//!   and nothing says which files are this store's: the store refuses to open, naming them,
+//!   rather than skip its own records or replay another store's (`recovery`,
+//!   `check_files_name_one_store`). Files of a store written before records named their store
+//!   (the file id alone) cannot be checked against other stores, nor those written before
+//!   records named their file (a tombstone of the empty key) at all; such a store takes an id
+//!   when it is next opened.
 //!
 //! Any of these is lost data ([`RecoveryReport::lost_data`]): the node then takes a new actor id,
 //! since the lost records may hold the highest counters it issued (`crate::shell::open_storage`).

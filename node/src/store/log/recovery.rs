@@ -247,7 +247,9 @@ impl RecoveryReport {
 impl<F: FileSystem> LogStore<F> {
     /// Opens the store in `dir` (creating the directory if needed), recovers it as the module docs
     /// describe, and says what recovery found. Fails if `options` are invalid and on I/O errors;
-    /// damage is repaired and reported, never a reason to fail.
+    /// damage is repaired and reported, never a reason to fail, except where nothing tells
+    /// this store's files from another's (`check_files_name_one_store`) or a file id is past
+    /// the limit: then it fails, naming the files, and leaves them as they are.
     ///
     /// `new_store_id` is called (at most once) when the store needs an id: a new store, or one
     /// written before stores had ids. It should be random (the environment's randomness), so that
@@ -380,13 +382,13 @@ impl<F: FileSystem> LogStore<F> {
                 for &id in &data_ids {
                     starts.push(first_file_start(&fs, dir, id)?);
                 }
-                match store_named_most(starts.iter()) {
+                check_files_name_one_store(dir, &data_ids, &starts)?;
+                match starts.iter().flatten().find_map(|start| start.store_id) {
                     Some(store_id) => {
                         tracing::warn!(
                             dir = %dir.display(),
                             store = %format!("{store_id:016x}"),
-                            "no manifest names the store: taking the store id the most data files \
-                             name, and skipping files that name another"
+                            "no manifest names the store: taking the store id the data files name"
                         );
                         store_id
                     }
@@ -703,36 +705,123 @@ fn report_missing(report: &mut RecoveryReport, dir: &Path, manifest: &Manifest, 
     }
 }
 
-/// What the first record of data file `id` names, if it is a file-start record (nothing, for a
-/// file that does not start with one: empty, damaged at its start, or of an older format).
-fn first_file_start<F: FileSystem>(fs: &F, dir: &Path, id: u32) -> io::Result<record::FileStart> {
+/// What the first record of data file `id` names, if it is a file-start record (`None` for a
+/// file that does not start with one: empty, or damaged at its start; a file-start record of an
+/// older format names the file alone, or nothing).
+fn first_file_start<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    id: u32,
+) -> io::Result<Option<record::FileStart>> {
     let path = file_path(dir, id, FileKind::Data);
     let handle = fs.open(&path, false)?;
     let len_bytes = handle.len()?.min(record::FILE_START_BYTES);
-    let mut start = record::FileStart::default();
+    let mut start = None;
     record::scan_file(&handle, len_bytes, |offset, _, tombstone, key| {
-        if offset == 0
-            && let Some(found) = record::file_start(tombstone, key)
-        {
-            start = found;
+        if offset == 0 {
+            start = record::file_start(tombstone, key);
         }
     })
     .map_err(|e| at(e, "recovery read of", &path))?;
     Ok(start)
 }
 
-/// The store id the most of `starts` (in file id order) name; on a tie, the one the oldest of
-/// them names. `None` if none names a store.
-fn store_named_most<'a>(starts: impl Iterator<Item = &'a record::FileStart>) -> Option<u64> {
-    // Per store: how many files name it, and the position of the first.
-    let mut named: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
-    for (position, start) in starts.enumerate() {
-        if let Some(store_id) = start.store_id {
-            named.entry(store_id).or_insert((0, position)).0 += 1;
+/// Most files of each store the error of [`check_files_name_one_store`] lists.
+const FILES_LISTED_PER_STORE_MAX: usize = 8;
+
+/// With no manifest to name the store, refuses files that no crash of one store leaves (`starts`
+/// are the first records of the data files `ids`, ascending):
+/// - files that name two or more stores. A store names one id in every file it starts, and a
+///   store written before store ids takes one when it is first opened and names it in every file
+///   after; so some of them were copied in from another store's directory (another node's, or
+///   this node's before its disk was lost), and with the manifest lost or of the older format
+///   nothing says which are this store's. The files once settled it by a vote (the store most
+///   files name, on a tie the oldest file's), and a single foreign file under a lower id than a
+///   store's only file won it: the store's own records were skipped as damage, then dropped by
+///   the compaction, and the foreign ones served as this node's;
+/// - a file that names a store below one that starts with the record of the format before store
+///   ids (its file id alone, or the empty key's tombstone). A store names its id only in files it
+///   starts after it took one, whose ids are above every file it wrote before; so the file that
+///   names a store was copied in among the older files (or an old file among newer ones), and
+///   its store's id, the only one named, would make its records this store's.
+///
+/// Either way the node refuses to start, naming the files, and changes none of them: skipping
+/// the files of one store as damage would drop this node's own records whenever it picked
+/// wrong, acknowledged writes that may be held nowhere else; an operator who moves the other
+/// store's files out (or restores this store's manifest) loses nothing.
+///
+/// Not refused: files that name one store, above every file of the older format. That is what a
+/// crash leaves in the first start after an upgrade (a compaction's output, or the newest file
+/// started again, named the new id before the manifest did), and a single foreign file copied
+/// in above the files of a store that names none looks the same; it is replayed as the store's.
+fn check_files_name_one_store(
+    dir: &Path,
+    ids: &[u32],
+    starts: &[Option<record::FileStart>],
+) -> io::Result<()> {
+    debug_assert_eq!(ids.len(), starts.len());
+    let mut by_store: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for (&id, start) in ids.iter().zip(starts) {
+        if let Some(store_id) = start.and_then(|s| s.store_id) {
+            by_store.entry(store_id).or_default().push(id);
         }
     }
-    named
-        .into_iter()
-        .max_by_key(|&(_, (files, first))| (files, std::cmp::Reverse(first)))
-        .map(|(store_id, _)| store_id)
+    let list = |files: &[u32]| {
+        let mut names: Vec<String> = files
+            .iter()
+            .take(FILES_LISTED_PER_STORE_MAX)
+            .map(|&id| file_path(dir, id, FileKind::Data).display().to_string())
+            .collect();
+        if files.len() > FILES_LISTED_PER_STORE_MAX {
+            names.push(format!(
+                "and {} more",
+                files.len() - FILES_LISTED_PER_STORE_MAX
+            ));
+        }
+        names.join(", ")
+    };
+    let refuse = |what: String| {
+        tracing::error!(dir = %dir.display(), "{what}");
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {what}. No crash leaves that: some of these files were copied in from \
+                 another store's directory, and no manifest says which store is this one's \
+                 (it is missing, unreadable, or of the format before store ids). Move the \
+                 other store's files out of the directory, or restore this store's MANIFEST, \
+                 and start again; the files named here were left as they are",
+                dir.display()
+            ),
+        ))
+    };
+    if by_store.len() > 1 {
+        let stores: Vec<String> = by_store
+            .iter()
+            .map(|(store_id, files)| format!("store {store_id:016x} in {}", list(files)))
+            .collect();
+        return refuse(format!(
+            "the data files name {} stores: {}",
+            by_store.len(),
+            stores.join("; ")
+        ));
+    }
+    let Some((&store_id, named)) = by_store.iter().next() else {
+        return Ok(());
+    };
+    let older: Vec<u32> = ids
+        .iter()
+        .zip(starts)
+        .filter(|(_, start)| start.is_some_and(|s| s.store_id.is_none()))
+        .map(|(&id, _)| id)
+        .filter(|&id| id > named[0])
+        .collect();
+    if !older.is_empty() {
+        return refuse(format!(
+            "{} names store {store_id:016x}, below {}, which start as files of the format \
+             before store ids do",
+            list(&named[..1]),
+            list(&older)
+        ));
+    }
+    Ok(())
 }
