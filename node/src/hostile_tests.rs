@@ -1222,3 +1222,39 @@ fn a_fetch_reply_naming_another_key_is_not_merged() {
     }
     assert_eq!(values(&net.get("n2", b"a")), [b"value-of-a".to_vec()]);
 }
+
+/// The damaged disk, checksums intact: key states under keys no client could send (empty, or
+/// longer than [`crate::wire::KEY_BYTES_MAX`]; a bug of an earlier version, a hand-edited or
+/// restored file), as hints of such keys were (`hints_on_disk_no_node_could_have_written_are_
+/// taken_in_or_dropped`). n1 loaded them into its Merkle trees, whose roots then differed from
+/// its co-replicas' for good: anti-entropy sent the states at every exchange and each refused
+/// them ("bad key"), so the cluster never looked at rest (equal roots are how a harness tells),
+/// and a key n1 does not own would go to its owners, who refuse it too, at every hand-over
+/// sweep. Such a state is now dropped as damage when the node loads its store.
+#[test]
+fn data_keys_on_disk_no_node_could_have_written_are_dropped() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let mut state = KeyVersions::new();
+    state.put("z.1", &VClock::new(), b"damage".to_vec(), false, 1);
+    let long = vec![b'x'; crate::wire::KEY_BYTES_MAX + 1];
+    {
+        let store = &mut net.nodes.get_mut("n1").unwrap().1;
+        store.write_state(b"", state.clone()).unwrap();
+        store.write_state(&long, state.clone()).unwrap();
+    }
+    net.restart("n1");
+    for _ in 0..20 {
+        net.advance(500);
+        net.deliver_all();
+    }
+    let token = net.request("n1", Request::Status);
+    let (n1_roots, n1_handoff) = match net.reply(token) {
+        Some(Response::Status { status }) => (status.merkle_roots, status.handoff_keys),
+        other => panic!("{other:?}"),
+    };
+    assert!(n1_roots.is_empty(), "n1 holds no key: {n1_roots:?}");
+    assert_eq!(n1_handoff, 0);
+    assert!(net.state("n1", b"").is_empty());
+    assert!(net.state("n1", &long).is_empty());
+    assert!(net.nodes["n1"].1.keys().is_empty(), "records deleted");
+}

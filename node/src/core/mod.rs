@@ -302,9 +302,18 @@ impl Core {
 
     /// Builds the in-memory state derived from storage: the Merkle trees and the list of hints.
     /// A key whose state is damaged is left out of the trees; storage reports it lost, and the
-    /// first [`Core::poll_ready`] drops it (see [`Core::handle_storage_lost`]).
+    /// first [`Core::poll_ready`] drops it (see [`Core::handle_storage_lost`]). A state or hint
+    /// of a key no client could send is damage too, dropped at once the same way.
     pub fn load(&mut self, store: &dyn ReadState) -> std::io::Result<()> {
         for key in store.data_keys() {
+            // A key no client could send was never stored by a node (a put's key is checked, and
+            // `merge_into` refuses one from a peer): damage under a good checksum, as for hints
+            // below. Its co-replicas would refuse it at every anti-entropy exchange and its
+            // owners at every hand-over, for ever, and its partition's trees would never agree.
+            if crate::wire::validate_key(&key).is_err() {
+                self.handle_storage_lost(LostRecord::State(key));
+                continue;
+            }
             match store.read_state(&key) {
                 Ok(state) => self.update_tree(&key, &state),
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
