@@ -818,14 +818,20 @@ fn divergence_the_same_write_with_another_version_differs() {
 
 // ---- quorum-read-miss ----
 
+/// The cluster: n1..n3 (the replicas of k) and n7, n9, which hold no replica of k. (A fault that
+/// names something that is no node of the history may have hit any node.)
 fn strict() -> H {
-    H::new().config_with("register", json!({"node": {"sloppy_quorum": false}}))
+    H::new().config_with(
+        "register",
+        json!({"nodes": ["n1", "n2", "n3", "n7", "n9"], "node": {"sloppy_quorum": false}}),
+    )
 }
 
 fn strict_fsync(policy: &str) -> H {
     H::new().config_with(
         "register",
-        json!({"node": {"sloppy_quorum": false}, "fsync": {"policy": policy}}),
+        json!({"nodes": ["n1", "n2", "n3", "n7", "n9"], "node": {"sloppy_quorum": false},
+            "fsync": {"policy": policy}}),
     )
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use dynamo_checker::{Finding, Kind, Results, Validity, summary};
 use serde_json::json;
-use support::{H, S, expect, kinds};
+use support::{H, S, assert_excused, assert_missed, expect, missed_after};
 
 // ---- A put may write null: its sibling is no tombstone ----
 
@@ -52,47 +52,6 @@ fn a_put_of_null_is_a_value_not_a_tombstone() {
 }
 
 // ---- quorum-read-miss: where a nemesis event names its node ----
-
-/// A strict quorum: `"node":{"sloppy_quorum":false}`, N=3 R=2 W=2.
-fn strict() -> H {
-    H::new().config_with("register", json!({"node": {"sloppy_quorum": false}}))
-}
-
-/// a acknowledged on k, then `fault`, then a read of k that returns nothing; replicas n1..n3 hold a.
-fn missed_after(fault: serde_json::Value) -> Results {
-    let h = strict()
-        .put(1, "k", "a", &[])
-        .ok(1, "put", "k", "a", None)
-        .raw(fault)
-        .get(2, "k")
-        .ok_get(2, "k", &[]);
-    h.phase("heal")
-        .phase("final")
-        .replicas("k", &[S::new("a")])
-        .check()
-}
-
-/// The strict read's miss is reported (with the stale read it also is).
-#[track_caller]
-fn assert_missed(r: &Results, how: &dyn std::fmt::Display) {
-    assert_eq!(
-        (r.valid, kinds(r)),
-        (Validity::False, vec!["quorum-read-miss", "stale-read"]),
-        "{how}: {}",
-        summary(r)
-    );
-}
-
-/// The strict read's miss is excused by a fault on a replica (only the stale read is left).
-#[track_caller]
-fn assert_excused(r: &Results, how: &dyn std::fmt::Display) {
-    assert_eq!(
-        (r.valid, kinds(r)),
-        (Validity::True, vec!["stale-read"]),
-        "{how}: {}",
-        summary(r)
-    );
-}
 
 #[test]
 fn quorum_read_miss_a_fault_named_outside_value_object_hits_that_node_only() {

@@ -603,8 +603,13 @@ fn divergence_with_tombstone_gc_ignores_tombstones() {
 /// What happens between a write's ack and a read.
 type Between = Box<dyn FnOnce(H) -> H>;
 
+/// The cluster: n1..n3 (the replicas of k) and n4, which holds no replica of k. (A fault that
+/// names something that is no node of the history may have hit any node.)
 fn strict() -> H {
-    H::new().config_with("register", json!({"node": {"sloppy_quorum": false}}))
+    H::new().config_with(
+        "register",
+        json!({"nodes": ["n1", "n2", "n3", "n4"], "node": {"sloppy_quorum": false}}),
+    )
 }
 
 /// a acknowledged, `between` happens, then a read that returns nothing.

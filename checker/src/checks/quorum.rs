@@ -8,7 +8,7 @@
 //!
 //! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
 //!   that names no node (in `value.node`, `value.nodes`, a string `value`, or its own `node` field:
-//!   `model.rs`) is
+//!   `model.rs`), or names something that is no node of the history (`"value":"all"`), is
 //!   taken to have hit every node, and for a key with no replica-state
 //!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
 //! - "Between" is history order: after the ack event and before the read's completion event.
@@ -64,8 +64,11 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             _ => false,
         };
         if targeted {
-            if n.nodes.is_empty() {
+            // A fault that names no node, or names something that is no node of the history
+            // (`model.rs`, `place_faults`), may have hit any node.
+            if !n.placed {
                 everywhere.push(n.at.index);
+                continue;
             }
             for &node in &n.nodes {
                 by_node.entry(node).or_default().push(n.at.index);

@@ -140,7 +140,7 @@ impl Interner {
         &self.text[a..b]
     }
 
-    #[cfg(test)]
+    /// The number of strings interned (every id is below it).
     pub(crate) fn len(&self) -> usize {
         self.spans.len()
     }

@@ -107,6 +107,15 @@ impl NemesisKind {
             _ => NemesisKind::Other,
         }
     }
+
+    /// Whether a fault of this kind on a replica can excuse a quorum-read-miss, so that the nodes
+    /// it hit matter (`power`, `join` and `leave` excuse it wherever they happen).
+    pub(crate) fn may_excuse(self) -> bool {
+        matches!(
+            self,
+            NemesisKind::Wipe | NemesisKind::Disk | NemesisKind::Crash
+        )
+    }
 }
 
 /// A point in the history: an event's index and time (nanoseconds).
@@ -250,7 +259,13 @@ pub(crate) struct NemesisRec {
     /// The nodes it hit, where the event names them (`{"node":"n3"}`; see `nemesis_nodes`); empty
     /// when it names none.
     pub nodes: Vec<Sym>,
+    /// Whether `nodes` places the fault: false when it names none, or names something that is no
+    /// node of the history (`"all"`, `"majority"`; see `Builder::place_faults`). A fault not placed
+    /// may have hit any node.
+    pub placed: bool,
     pub at: Mark,
+    /// The line of the event, for messages.
+    pub line: usize,
 }
 
 /// A parsed history, compact and indexed for the checks. Build it with
@@ -484,11 +499,18 @@ impl Builder {
             Class::Nemesis => {
                 let f = Sym(self.h.strings.intern(w.f.as_str()));
                 let kind = NemesisKind::parse(w.f.as_str());
-                let nodes = nemesis_nodes(w)
+                let nodes: Vec<Sym> = nemesis_nodes(w)
                     .iter()
                     .map(|n| Sym(self.h.strings.intern(n)))
                     .collect();
-                self.h.nemesis.push(NemesisRec { f, kind, nodes, at });
+                self.h.nemesis.push(NemesisRec {
+                    f,
+                    kind,
+                    placed: !nodes.is_empty(),
+                    nodes,
+                    at,
+                    line,
+                });
             }
             Class::Phase => {
                 let Some(value) = w.value else {
@@ -973,8 +995,78 @@ impl Builder {
     }
 
     /// The history, and the warnings met while building it.
-    pub(crate) fn finish(self) -> (History, Vec<String>) {
+    pub(crate) fn finish(mut self) -> (History, Vec<String>) {
+        self.place_faults();
         (self.h, self.warnings)
+    }
+
+    /// The nodes of the history: the config's `nodes` where it lists names, the nodes with a
+    /// `replica-state` event, and the nodes clients sent requests to. (A config that gives `nodes`
+    /// as a count names none.)
+    fn known_nodes(&self) -> Vec<bool> {
+        let mut known = vec![false; self.h.strings.len()];
+        let mut mark = |s: Sym| {
+            if let Some(k) = known.get_mut(s.0 as usize) {
+                *k = true;
+            }
+        };
+        let listed = self.h.config.as_ref().and_then(|c| c.get("nodes"));
+        for name in listed.and_then(Value::as_array).into_iter().flatten() {
+            if let Some(s) = name.as_str().and_then(|n| self.h.sym(n)) {
+                mark(s);
+            }
+        }
+        self.h.replicas.iter().for_each(|r| mark(r.node));
+        self.h
+            .writes
+            .iter()
+            .filter_map(|w| w.node)
+            .for_each(&mut mark);
+        self.h
+            .reads
+            .iter()
+            .filter_map(|r| r.node)
+            .for_each(&mut mark);
+        known
+    }
+
+    /// A fault that could excuse a quorum-read-miss (`wipe`, `disk`, `crash`) and names something
+    /// that is no node of the history (a `"value":"all"`, a `{"node":"majority"}`) has not said which
+    /// nodes it hit: it is taken to have hit any node, with a warning naming its line. Read as a node
+    /// called "all", it would excuse nothing, and a read the fault may well explain would be called
+    /// a quorum-read-miss. (No check of lost writes reads nemesis events.)
+    fn place_faults(&mut self) {
+        if !self
+            .h
+            .nemesis
+            .iter()
+            .any(|n| n.placed && n.kind.may_excuse())
+        {
+            return;
+        }
+        let known = self.known_nodes();
+        let is_node = |s: Sym| known.get(s.0 as usize).copied().unwrap_or(false);
+        for n in &mut self.h.nemesis {
+            if !n.placed || !n.kind.may_excuse() {
+                continue;
+            }
+            let unknown: Vec<&str> = n
+                .nodes
+                .iter()
+                .filter(|&&s| !is_node(s))
+                .map(|&s| self.h.strings.get(s.0))
+                .collect();
+            if let Some(first) = unknown.first() {
+                n.placed = false;
+                self.warnings.push(format!(
+                    "line {}: the {} event names {first:?}, which is no node of this history (not \
+                     in the config's nodes, no replica-state's node, no client's node): it is taken \
+                     to have hit any node (quorum-read-miss)",
+                    n.line,
+                    self.h.strings.get(n.f.0),
+                ));
+            }
+        }
     }
 }
 
@@ -1018,12 +1110,14 @@ fn counter_text_ok(pair: &str) -> bool {
 
 /// The nodes a fault hit, where the event names them: `value.node` (a name, as the page's
 /// `{"node":"n3"}`, or a list of names), else `value.nodes` (a list), else a `value` that is itself a
-/// name, else the event's own `node` field. The page says only that "`value` says what"; an event
+/// name or a list of names, else the event's own `node` field. The page says only that "`value` says what"; an event
 /// that names its nodes in one of the other places has still said which nodes it hit, and reading
 /// it as naming none would take the fault to have hit every node, which excuses any
 /// quorum-read-miss. Each place is read on its own, so a mistyped field beside a good one (a
-/// `"nodes":3` next to `"node":"n3"`) hides nothing. A fault that names no node in any of these
-/// places is still taken to have hit every node (it may have hit a replica).
+/// `"nodes":3` next to `"node":"n3"`) hides nothing. A `value` that is itself a list of names names
+/// those. A fault that names no node in any of these places is still taken to have hit every node
+/// (it may have hit a replica); so is one that names something that is no node of the history
+/// (`"value":"all"`: `Builder::place_faults`).
 fn nemesis_nodes(w: &Wire) -> Vec<String> {
     // A name, or a non-empty list of names only.
     fn names(v: &Value) -> Option<Vec<String>> {
@@ -1045,7 +1139,7 @@ fn nemesis_nodes(w: &Wire) -> Vec<String> {
                 .filter(|ns| ns.is_array())
                 .and_then(names)
         }),
-        Some(Value::String(n)) => Some(vec![n.clone()]),
+        Some(v @ (Value::String(_) | Value::Array(_))) => names(v),
         _ => None,
     };
     in_value

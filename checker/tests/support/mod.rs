@@ -202,6 +202,13 @@ impl H {
         parse_reader(self.jsonl().as_bytes()).expect_err("should not parse")
     }
 
+    /// Parses (panicking on a parse error); returns the parser's warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        parse_reader(self.jsonl().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.jsonl()))
+            .warnings
+    }
+
     /// Parses (panicking on a parse error) and checks.
     pub fn check(&self) -> Results {
         let parsed = parse_reader(self.jsonl().as_bytes())
@@ -269,4 +276,63 @@ pub fn del_ok(
 /// `h` healed, then the final state of "k": `siblings` on every replica.
 pub fn finals(h: H, siblings: &[S]) -> H {
     h.phase("heal").phase("final").replicas("k", siblings)
+}
+
+// ---- quorum-read-miss around one fault ----
+
+/// A strict quorum (`"node":{"sloppy_quorum":false}`), N=3 R=2 W=2, whose config lists `nodes`
+/// (names, or a count).
+pub fn strict_nodes(nodes: Value) -> H {
+    H::new().config_with(
+        "register",
+        json!({"nodes": nodes, "node": {"sloppy_quorum": false}}),
+    )
+}
+
+/// A strict quorum on a cluster of n1..n3 (the replicas of k in [`missed_after`]) and n8, n9
+/// (nodes that hold no replica of k).
+pub fn strict_cluster() -> H {
+    strict_nodes(json!(["n1", "n2", "n3", "n8", "n9"]))
+}
+
+/// Under [`strict_cluster`]: a acknowledged on k, then `fault`, then a read of k that returns
+/// nothing; replicas n1..n3 hold a.
+pub fn missed_after(fault: Value) -> Results {
+    missed_after_in(strict_cluster(), fault)
+}
+
+/// [`missed_after`] under another config.
+pub fn missed_after_in(config: H, fault: Value) -> Results {
+    let h = config
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .raw(fault)
+        .get(2, "k")
+        .ok_get(2, "k", &[]);
+    h.phase("heal")
+        .phase("final")
+        .replicas("k", &[S::new("a")])
+        .check()
+}
+
+/// The strict read's miss is reported (with the stale read it also is).
+#[track_caller]
+pub fn assert_missed(r: &Results, how: &dyn std::fmt::Display) {
+    assert_eq!(
+        (r.valid, kinds(r)),
+        (Validity::False, vec!["quorum-read-miss", "stale-read"]),
+        "{how}: {}",
+        summary(r)
+    );
+}
+
+/// The strict read's miss is excused by a fault on a replica (only the stale read is left).
+#[track_caller]
+pub fn assert_excused(r: &Results, how: &dyn std::fmt::Display) {
+    assert_eq!(
+        (r.valid, kinds(r)),
+        (Validity::True, vec!["stale-read"]),
+        "{how}: {}",
+        summary(r)
+    );
 }

@@ -1,0 +1,117 @@
+//! A third audit of the checker against shared/history-format.md, for false verdicts: hand-written
+//! histories that try to make the checker call a correct history invalid, or miss a lost write.
+//! Each test quotes the sentence it holds the checker to, and failed before its fix.
+
+mod support;
+
+use dynamo_checker::{Kind, Validity, summary};
+use serde_json::{Value, json};
+use support::{H, S, assert_excused, assert_missed, missed_after, missed_after_in, strict_nodes};
+
+// ---- quorum-read-miss: a fault whose value names no node of the history ----
+
+/// A `f` nemesis event whose `value` is `value`.
+fn fault(f: &str, value: Value) -> Value {
+    json!({"process":"nemesis","type":"info","f":f,"value":value})
+}
+
+#[test]
+fn quorum_read_miss_a_fault_that_names_no_node_of_the_history_may_have_hit_any_node() {
+    // "quorum-read-miss: ... while no replica of the key ... was wiped, hit by a disk fault ..."
+    // and "`value` says what, e.g. ... {"node":"n3"}". A wipe whose value is "all" or "majority"
+    // (a selector, as a nemesis often writes) has not said which nodes it hit: "all" is no node
+    // of this history (not in the config's nodes, no replica-state's, no client's). It may well
+    // have hit a replica of k, so it excuses the read's miss, with a warning naming its line.
+    // (Read as a fault on a node called "all", it excused nothing: a false quorum-read-miss.)
+    let n1_n3 = || strict_nodes(json!(["n1", "n2", "n3"]));
+    for value in [
+        json!("all"),
+        json!("majority"),
+        json!({"node": "all"}),
+        json!({"nodes": ["n1", "everyone-else"]}),
+        json!(["all"]),
+    ] {
+        for f in ["wipe", "disk"] {
+            let how = format!("{f} {value}");
+            let r = missed_after_in(n1_n3(), fault(f, value.clone()));
+            assert_excused(&r, &how);
+        }
+        // The parser says so, naming the fault's line (the config is line 1, the fault line 4).
+        let h = n1_n3()
+            .put(1, "k", "a", &[])
+            .ok(1, "put", "k", "a", None)
+            .raw(fault("wipe", value.clone()));
+        let warnings = h.warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with("line 4: ")),
+            "{value}: {warnings:?}"
+        );
+    }
+    // A config that gives `nodes` as a count names no node: the history's nodes are then the
+    // replica-states' and the clients'. A bare name that is one of them places the fault; one that
+    // is none of them does not. Here n4 holds a replica of another key: a node, not a replica of k.
+    let count = || strict_nodes(json!(5));
+    let with_n4 = |h: H| h.replica("other", "n4", &[]);
+    let r = with_n4(count().put(1, "k", "a", &[]).ok(1, "put", "k", "a", None))
+        .raw(fault("wipe", json!("n4")))
+        .get(2, "k")
+        .ok_get(2, "k", &[])
+        .phase("final")
+        .replicas("k", &[S::new("a")])
+        .check();
+    assert_missed(&r, &"count config, a wipe of n4, a replica of another key");
+    for (value, how) in [
+        (json!("n2"), "a replica of k"),
+        (json!("n5"), "no node the history names"),
+        (json!("all"), "a selector"),
+    ] {
+        let r = missed_after_in(count(), fault("wipe", value));
+        assert_excused(&r, &how);
+    }
+    // A fault on a node the config lists but that holds no replica of k still excuses nothing.
+    assert_missed(&missed_after(fault("wipe", json!("n9"))), &"n9");
+    assert_missed(
+        &missed_after(fault("wipe", json!(["n8", "n9"]))),
+        &"[n8, n9]",
+    );
+    assert_excused(
+        &missed_after(fault("wipe", json!(["n8", "n2"]))),
+        &"[n8, n2]",
+    );
+}
+
+#[test]
+fn lost_write_does_not_depend_on_nemesis_events() {
+    // "lost-write: an ok write ... that, in the final state, is neither present ... nor an
+    // ancestor ... of a write that is." No fault excuses a lost write: not a wipe of every node,
+    // not a power fault, not a mistyped or unplaceable fault.
+    let faults = [
+        fault("wipe", json!("all")),
+        fault("power", json!({})),
+        fault("wipe", json!({"node": "n1"})),
+        fault("disk", json!("majority")),
+        fault("join", json!({"node": "n4"})),
+        fault("crash", json!({"nodes": 3})),
+    ];
+    for config in [
+        strict_nodes(json!(["n1", "n2", "n3"])),
+        H::new().config("register"),
+    ] {
+        let mut h = config.put(1, "k", "a", &[]).ok(1, "put", "k", "a", None);
+        for f in &faults {
+            h = h.raw(f.clone());
+        }
+        let h = h.put(2, "k", "b", &[]).ok(2, "put", "k", "b", None);
+        let r = h
+            .phase("heal")
+            .phase("final")
+            .replicas("k", &[S::new("b")])
+            .check();
+        assert_eq!(r.valid, Validity::False, "{}", summary(&r));
+        assert!(
+            r.anomalies.contains_key(&Kind::LostWrite),
+            "{}",
+            summary(&r)
+        );
+    }
+}
