@@ -1,12 +1,15 @@
 //! A third audit of the checker against shared/history-format.md, for false verdicts: hand-written
 //! histories that try to make the checker call a correct history invalid, or miss a lost write.
-//! Each test quotes the sentence it holds the checker to, and failed before its fix.
+//! Each test quotes the sentence it holds the checker to; each fails without the fix its commit makes
+//! (a test that guards a rule the checker already kept says so).
 
 mod support;
 
 use dynamo_checker::{Kind, Validity, summary};
 use serde_json::{Value, json};
-use support::{H, S, assert_excused, assert_missed, missed_after, missed_after_in, strict_nodes};
+use support::{
+    H, S, assert_excused, assert_missed, expect, missed_after, missed_after_in, strict_nodes,
+};
 
 // ---- quorum-read-miss: a fault whose value names no node of the history ----
 
@@ -114,4 +117,46 @@ fn lost_write_does_not_depend_on_nemesis_events() {
             summary(&r)
         );
     }
+}
+
+// ---- divergence: one version listed by its dot alone and with its clock ----
+
+#[test]
+fn divergence_a_version_listed_by_its_dot_alone_and_with_its_clock_is_one_version() {
+    // "divergence: ... the replicas of a key hold different sibling sets (sets of (write,
+    // version): order and repeats do not count)" and "`dot` (optional): [node, counter], the
+    // single event that created this version". A replica that lists a's version (n1,1) with its
+    // clock and again by its dot alone has listed one version twice: the same set as a replica
+    // that lists it once. (The two were counted as two copies of a: a false divergence.)
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .phase("heal")
+        .phase("final");
+    let full = S::new("a").with(support::ver(Some(("n1", 1)), &[("n2", 3)]));
+    let dot_only = |c: u64| {
+        let mut m = serde_json::Map::new();
+        m.insert("dot".into(), json!(["n1", c]));
+        S::new("a").with(m)
+    };
+    for twice in [
+        vec![full.clone(), dot_only(1)],
+        vec![dot_only(1), full.clone()],
+        vec![dot_only(1), full.clone(), dot_only(1)],
+    ] {
+        let r = h
+            .clone()
+            .replica("k", "n1", &twice)
+            .replica("k", "n2", std::slice::from_ref(&full))
+            .check();
+        expect(&r, Validity::True, &[]);
+    }
+    // A dot alone of another dot is another version: two versions against one.
+    let r = h
+        .clone()
+        .replica("k", "n1", &[full.clone(), dot_only(2)])
+        .replica("k", "n2", std::slice::from_ref(&full))
+        .check();
+    expect(&r, Validity::False, &["divergence"]);
 }

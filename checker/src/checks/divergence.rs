@@ -16,7 +16,8 @@
 //!
 //! Likewise a sibling reported with its `dot` and no `clock` has named its version (the dot is "the
 //! single event that created this version") without describing its context: it matches a version of
-//! that write with the same dot, whatever that version's clock.
+//! that write with the same dot, whatever that version's clock. A replica that lists a version both
+//! ways has listed it twice, a repeat, which does not count.
 
 use crate::history::{History, KeyIdx, Sym, VerId};
 
@@ -94,6 +95,20 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             .collect();
         out.sort_unstable();
         out.dedup();
+        // A version listed both by its dot alone and with its clock is one version listed twice
+        // ("repeats do not count"): the dot alone is dropped.
+        if !out.iter().any(|e| e.2) {
+            return out;
+        }
+        let dot = |v: VerId| h.versions.rec(v).dot;
+        let full: Vec<(Sym, Option<(Sym, u64)>)> = out
+            .iter()
+            .filter_map(|e| match *e {
+                (w, Some(v), false) => Some((w, dot(v))),
+                _ => None,
+            })
+            .collect();
+        out.retain(|e| !(e.2 && e.1.is_some_and(|v| full.contains(&(e.0, dot(v))))));
         out
     };
     for k in 0..h.keys.len() {
