@@ -8,7 +8,8 @@ mod support;
 use dynamo_checker::{Kind, Validity, summary};
 use serde_json::{Value, json};
 use support::{
-    H, S, assert_excused, assert_missed, expect, missed_after, missed_after_in, strict_nodes,
+    H, S, assert_excused, assert_missed, expect, lost_ids, missed_after, missed_after_in,
+    strict_nodes,
 };
 
 // ---- quorum-read-miss: a fault whose value names no node of the history ----
@@ -159,4 +160,41 @@ fn divergence_a_version_listed_by_its_dot_alone_and_with_its_clock_is_one_versio
         .replica("k", "n2", std::slice::from_ref(&full))
         .check();
     expect(&r, Validity::False, &["divergence"]);
+}
+
+// ---- v1: a context string with spaces after its commas ----
+
+/// A v1 register history: a (dot n1:1), a delete d of it (dot n2:1), then b whose `context` is
+/// given; b alone is the final state.
+fn v1_after_a_delete_on_n2(context: Value) -> dynamo_checker::Results {
+    let h = H::new().config_v1("register");
+    let h = support::put_ok(h, 1, "a", &[], ("n1", 1), &[]);
+    let h = support::del_ok(h, 1, "d", &["a"], ("n2", 1), &[("n1", 1)]);
+    let h = h.put_ctx(2, "k", "b", &[], context).ok(
+        2,
+        "put",
+        "k",
+        "b",
+        Some(support::ver(Some(("n1", 2)), &[("n1", 1), ("n2", 1)])),
+    );
+    support::finals(h, &[support::sib("b", ("n1", 2), &[("n1", 1), ("n2", 1)])]).check()
+}
+
+#[test]
+fn v1_a_context_string_with_spaces_around_its_pairs_names_its_nodes() {
+    // "A context is a clock when it is an object node → counter or a string `node=counter` joined
+    // by `,`" and, in v1, "a put or delete there also observed every delete on its key, invoked
+    // before it, whose dot its `context` covers". "n1=1, n2=1" is two pairs joined by a comma,
+    // the second written with a space after the comma; the space is no part of the node's name.
+    // It covers d's dot (n2,1): b observed d, and a with it. (It was read as a clock of the nodes
+    // "n1" and " n2", which covers no dot of n2: a and d were called lost.)
+    for context in ["n1=1, n2=1", "n1=1 , n2 = 1", " n2=1 ", "n1=1,\tn2=1"] {
+        let r = v1_after_a_delete_on_n2(json!(context));
+        expect(&r, Validity::True, &[]);
+    }
+    // A pair that is not `node=counter` even so leaves the context opaque: it observes nothing.
+    for context in ["n1=1, n2=x", "n1=1, =1", "n1=1, n2=-1", "n1=1, n2=1,"] {
+        let r = v1_after_a_delete_on_n2(json!(context));
+        assert_eq!(lost_ids(&r), ["a", "d"], "{context}: {}", summary(&r));
+    }
 }

@@ -864,17 +864,20 @@ impl Builder {
             match serde_json::from_str::<Str>(text) {
                 Ok(s) => {
                     let s = s.as_str();
+                    // The pairs are `node=counter`; white space around a node or a counter
+                    // (`"n1=2, n2=3"`, as a person writes a list) is no part of either.
                     !s.is_empty()
                         && s.split(',').all(|pair| {
                             let Some((node, counter)) = pair.split_once('=') else {
                                 return false;
                             };
+                            let (node, counter) = (node.trim(), counter.trim());
+                            if node.is_empty() || !counter_text_ok(counter) {
+                                return false;
+                            }
                             let Ok(counter) = counter.parse::<u64>() else {
                                 return false;
                             };
-                            if node.is_empty() || !counter_text_ok(pair) {
-                                return false;
-                            }
                             if counter > 0 {
                                 entries.push((Sym(self.h.strings.intern(node)), counter));
                             }
@@ -1102,9 +1105,8 @@ fn whole_number(v: &Value) -> Option<u64> {
     })
 }
 
-/// Whether the counter of a `node=counter` pair is plain decimal digits (no sign, no spaces).
-fn counter_text_ok(pair: &str) -> bool {
-    let counter = &pair[pair.find('=').map_or(0, |p| p + 1)..];
+/// Whether the counter of a `node=counter` pair (trimmed) is plain decimal digits (no sign).
+fn counter_text_ok(counter: &str) -> bool {
     !counter.is_empty() && counter.bytes().all(|c| c.is_ascii_digit())
 }
 

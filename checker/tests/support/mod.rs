@@ -237,6 +237,19 @@ pub fn kinds(r: &Results) -> Vec<&'static str> {
         .collect()
 }
 
+/// The ids of the lost writes a result names, in its order.
+pub fn lost_ids(r: &Results) -> Vec<String> {
+    r.anomalies
+        .get(&dynamo_checker::Kind::LostWrite)
+        .into_iter()
+        .flatten()
+        .map(|f| match f {
+            dynamo_checker::Finding::LostWrite(l) => l.write.write.clone(),
+            _ => unreachable!("a lost-write finding"),
+        })
+        .collect()
+}
+
 /// A sibling `w` with its dot and clock.
 pub fn sib(w: &str, dot: (&str, u64), clock: &[(&str, u64)]) -> S {
     S::new(w).with(ver(Some(dot), clock))
