@@ -198,3 +198,144 @@ fn v1_a_context_string_with_spaces_around_its_pairs_names_its_nodes() {
         assert_eq!(lost_ids(&r), ["a", "d"], "{context}: {}", summary(&r));
     }
 }
+
+// ---- Numbers: an integer field spelt as an integral number; one that is not an integer ----
+
+/// A v2 history whose numbers are written `n` as the integer fields need them, with `spell`
+/// choosing each number's text: an acknowledged put of a (dot n1:1), a read of it, a second put b
+/// that observed it (dot n1:2 over {n1:1}), and b on every replica.
+fn spelt(spell: impl Fn(u64) -> String) -> String {
+    let (i, p, c) = (&spell, &spell, &spell);
+    let lines = [
+        format!(
+            r#"{{"index":{},"time":{},"process":"harness","type":"info","f":"config","value":{{"history_format":2,"n":3,"r":2,"w":2}}}}"#,
+            i(1),
+            i(0)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"invoke","f":"put","key":"k","write":"a","value":"a","observed":[]}}"#,
+            i(2),
+            i(1_000),
+            p(1)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"ok","f":"put","key":"k","dot":["n1",{}],"clock":{{}}}}"#,
+            i(4),
+            i(2_000),
+            p(1),
+            c(1)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"invoke","f":"get","key":"k"}}"#,
+            i(5),
+            i(3_000),
+            p(2)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"ok","f":"get","key":"k","values":[{{"write":"a","value":"a","dot":["n1",{}],"clock":{{}}}}]}}"#,
+            i(6),
+            i(4_000),
+            p(2),
+            c(1)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"invoke","f":"put","key":"k","write":"b","value":"b","observed":["a"]}}"#,
+            i(7),
+            i(5_000),
+            p(2)
+        ),
+        format!(
+            r#"{{"index":{},"time":{},"process":{},"type":"ok","f":"put","key":"k","dot":["n1",{}],"clock":{{"n1":{}}}}}"#,
+            i(8),
+            i(6_000),
+            p(2),
+            c(2),
+            c(1)
+        ),
+    ];
+    let mut text = lines.join("\n") + "\n";
+    for (n, node) in ["n1", "n2", "n3"].iter().enumerate() {
+        text += &format!(
+            r#"{{"index":{},"time":{},"process":"harness","type":"info","f":"replica-state","key":"k","node":"{node}","values":[{{"write":"b","value":"b","dot":["n1",{}],"clock":{{"n1":{}}}}}]}}"#,
+            spell(10 + n as u64),
+            spell(7_000 + n as u64),
+            spell(2),
+            spell(1)
+        );
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn an_integer_field_spelt_as_an_integral_number_is_that_integer() {
+    // "`index` integer", "`time` integer", "`process` integer", a clock is "node name →
+    // counter", a dot `[node, counter]`; and "the spelling of a number (`1`, `1.0`, `1e0`) do not
+    // count". `4.0`, `4e0` and `40e-1` are the integer 4 spelt otherwise: the history is the same
+    // history, with the same verdict. (An index, time, process or counter spelt so refused the
+    // whole history, while `n`, `r` and `w` spelt so were read.)
+    let plain = dynamo_checker::parse_reader(spelt(|n| n.to_string()).as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = dynamo_checker::check(&plain.history);
+    expect(&expected, Validity::True, &[]);
+    let spellings: [&dyn Fn(u64) -> String; 3] =
+        [&|n| format!("{n}.0"), &|n| format!("{n}e0"), &|n| {
+            format!("{}e-1", n * 10)
+        }];
+    for spell in spellings {
+        let text = spelt(spell);
+        let parsed =
+            dynamo_checker::parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let r = dynamo_checker::check(&parsed.history);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::to_value(&expected).unwrap(),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_integer_field_that_is_no_integer_or_is_negative_is_an_error_naming_its_line() {
+    // "Each of these is an error (exit 2) that names the line: ... a field of the wrong type". A
+    // counter of 1.5 events, an index of 2.5, or a number that only rounds to an integer
+    // (`1.0000000000000001`: read through a float it would be 1) is no integer, and is refused, not
+    // rounded. A negative counter counts no events; a negative index or time this checker does not
+    // read: refused, saying so.
+    let good = spelt(|n| n.to_string());
+    for (from, to, says) in [
+        (
+            r#""dot":["n1",2]"#,
+            r#""dot":["n1",1.5]"#,
+            "counter 1.5 is not an integer",
+        ),
+        (
+            r#""clock":{"n1":1}}"#,
+            r#""clock":{"n1":1.0000000000000001}}"#,
+            "not an integer",
+        ),
+        (
+            r#""clock":{"n1":1}}"#,
+            r#""clock":{"n1":-1}}"#,
+            "counter -1 is negative",
+        ),
+        (
+            r#"{"index":8,"#,
+            r#"{"index":7.5,"#,
+            "index 7.5 is not an integer",
+        ),
+        (r#"{"index":8,"#, r#"{"index":-8,"#, "index -8 is negative"),
+        (r#""time":6000,"#, r#""time":-1,"#, "time -1 is negative"),
+        (
+            r#""time":6000,"process":2"#,
+            r#""time":6000,"process":2.5"#,
+            "process 2.5 is not an integer",
+        ),
+    ] {
+        let text = good.replacen(from, to, 1);
+        assert_ne!(text, good, "{from}");
+        let e = dynamo_checker::parse_reader(text.as_bytes()).expect_err(to);
+        assert_eq!(e.line(), Some(7), "{to}: {e}");
+        assert!(e.to_string().contains(says), "{to}: {e}");
+    }
+}

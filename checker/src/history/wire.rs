@@ -60,29 +60,130 @@ pub(crate) enum WireProcess {
 }
 
 impl<'de> Deserialize<'de> for WireProcess {
+    /// An integer however it is spelt (`3`, `3.0`, `3e0`: one JSON number), or `"nemesis"` or
+    /// `"harness"`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WireProcess, D::Error> {
-        struct ProcessVisitor;
-        impl Visitor<'_> for ProcessVisitor {
-            type Value = WireProcess;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a process: an integer, \"nemesis\" or \"harness\"")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireProcess, E> {
-                Ok(WireProcess::Client(ProcessNo::from(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireProcess, E> {
-                Ok(WireProcess::Client(ProcessNo::from(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireProcess, E> {
-                match v {
-                    "nemesis" => Ok(WireProcess::Nemesis),
-                    "harness" => Ok(WireProcess::Harness),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
-            }
+        let raw = <&'de RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            let name: Cow<'_, str> = serde_json::from_str(text).map_err(de::Error::custom)?;
+            return match name.as_ref() {
+                "nemesis" => Ok(WireProcess::Nemesis),
+                "harness" => Ok(WireProcess::Harness),
+                other => Err(de::Error::custom(format!(
+                    "process {other:?} is not an integer, \"nemesis\" or \"harness\""
+                ))),
+            };
         }
-        d.deserialize_any(ProcessVisitor)
+        let (negative, magnitude) = integer(text, "process")?;
+        let n = ProcessNo::try_from(magnitude)
+            .ok()
+            .map(|m| if negative { -m } else { m })
+            .ok_or_else(|| de::Error::custom(format!("process {text} is too large")))?;
+        Ok(WireProcess::Client(n))
     }
+}
+
+/// A JSON number that is an integer, exactly, however it is spelt (`2`, `2.0`, `20e-1`, `-0`):
+/// (whether it is below zero, its magnitude). The spelling of a number does not count
+/// (history-format.md), but a number that is not an integer (`2.5`, `3.0000000000000001`) is not
+/// one rounded: an error naming `what`, as is anything that is not a number or is past 128 bits.
+/// Read from the number's text, never through an `f64`, which would round.
+fn integer<E: de::Error>(text: &str, what: &str) -> Result<(bool, u128), E> {
+    let not_integer = || E::custom(format!("{what} {text} is not an integer"));
+    let too_large = || E::custom(format!("{what} {text} is too large"));
+    let b = text.as_bytes();
+    let (negative, b) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 {
+        return Err(not_integer());
+    }
+    let (int, mut rest) = b.split_at(int_len);
+    let mut frac: &[u8] = &[];
+    if let Some((b'.', after)) = rest.split_first() {
+        let n = after.iter().take_while(|c| c.is_ascii_digit()).count();
+        (frac, rest) = after.split_at(n);
+    }
+    // The exponent, clamped: any exponent past a few hundred is past 128 bits or below 1 anyway.
+    let mut exp: i64 = 0;
+    if let Some((b'e' | b'E', after)) = rest.split_first() {
+        let (sign, digits) = match after.split_first() {
+            Some((b'-', d)) => (-1, d),
+            Some((b'+', d)) => (1, d),
+            _ => (1, after),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(not_integer());
+        }
+        for &c in digits {
+            exp = (exp * 10 + i64::from(c - b'0')).min(1 << 20);
+        }
+        exp *= sign;
+        rest = &[];
+    }
+    if !rest.is_empty() {
+        return Err(not_integer());
+    }
+    // The value is digits × 10^scale.
+    let mut digits: Vec<u8> = int.iter().chain(frac).copied().collect();
+    let mut scale = exp - frac.len() as i64;
+    let leading = digits.iter().take_while(|&&c| c == b'0').count();
+    digits.drain(..leading);
+    if digits.is_empty() {
+        return Ok((false, 0));
+    }
+    while scale < 0 && digits.last() == Some(&b'0') {
+        digits.pop();
+        scale += 1;
+    }
+    if scale < 0 {
+        return Err(not_integer());
+    }
+    let mut value: u128 = 0;
+    for &c in &digits {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u128::from(c - b'0')))
+            .ok_or_else(too_large)?;
+    }
+    for _ in 0..scale {
+        value = value.checked_mul(10).ok_or_else(too_large)?;
+    }
+    Ok((negative, value))
+}
+
+/// A non-negative integer that fits 64 bits, however it is spelt; anything else is an error naming
+/// `what` (a negative index, a fractional counter).
+fn unsigned<E: de::Error>(text: &str, what: &str) -> Result<u64, E> {
+    // The usual spelling, plain digits, without the exact reading's allocation.
+    if (1..=19).contains(&text.len()) && text.bytes().all(|c| c.is_ascii_digit()) {
+        return text.parse().map_err(E::custom);
+    }
+    match integer::<E>(text.trim(), what)? {
+        (true, _) => Err(E::custom(format!(
+            "{what} {} is negative (this checker reads {what}s from 0 up)",
+            text.trim()
+        ))),
+        (false, v) => {
+            u64::try_from(v).map_err(|_| E::custom(format!("{what} {} is too large", text.trim())))
+        }
+    }
+}
+
+fn index_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    unsigned(<&'de RawValue>::deserialize(d)?.get(), "index")
+}
+
+fn time_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    unsigned(<&'de RawValue>::deserialize(d)?.get(), "time")
+}
+
+/// A dot's or a clock entry's counter: it counts events, so it is a whole number from 0 up.
+fn counter_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    unsigned(<&'de RawValue>::deserialize(d)?.get(), "counter")
 }
 
 /// The `type` field.
@@ -109,8 +210,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireClock<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireClock<'de>, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Str<'de>, u64>()? {
-                    entries.push(entry);
+                while let Some((node, counter)) = map.next_entry::<Str<'de>, &'de RawValue>()? {
+                    entries.push((node, unsigned(counter.get(), "counter")?));
                 }
                 Ok(WireClock(entries))
             }
@@ -121,7 +222,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireClock<'a> {
 
 /// A dot `[node, counter]`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct WireDot<'a>(#[serde(borrow)] pub Str<'a>, pub u64);
+pub(crate) struct WireDot<'a>(
+    #[serde(borrow)] pub Str<'a>,
+    #[serde(deserialize_with = "counter_field")] pub u64,
+);
 
 /// A sibling of a read or replica state.
 #[derive(Debug, Deserialize)]
@@ -143,7 +247,10 @@ pub(crate) struct WireSibling<'a> {
 /// field its kind does not have is read again without it: `parse.rs`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Wire<'a> {
+    /// An integer however it is spelt (`12`, `12.0`), from 0 up.
+    #[serde(deserialize_with = "index_field")]
     pub index: u64,
+    #[serde(deserialize_with = "time_field")]
     pub time: u64,
     pub process: WireProcess,
     #[serde(rename = "type")]
