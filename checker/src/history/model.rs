@@ -1003,7 +1003,8 @@ impl Builder {
         (self.h, self.warnings)
     }
 
-    /// The nodes of the history: the config's `nodes` where it lists names, the nodes with a
+    /// The nodes of the history: the config's `nodes` where it lists names (and its
+    /// `node_names`, where this project's harness lists them beside a count), the nodes with a
     /// `replica-state` event, and the nodes clients sent requests to. (A config that gives `nodes`
     /// as a count names none.)
     fn known_nodes(&self) -> Vec<bool> {
@@ -1013,10 +1014,12 @@ impl Builder {
                 *k = true;
             }
         };
-        let listed = self.h.config.as_ref().and_then(|c| c.get("nodes"));
-        for name in listed.and_then(Value::as_array).into_iter().flatten() {
-            if let Some(s) = name.as_str().and_then(|n| self.h.sym(n)) {
-                mark(s);
+        for field in ["nodes", "node_names"] {
+            let listed = self.h.config.as_ref().and_then(|c| c.get(field));
+            for name in listed.and_then(Value::as_array).into_iter().flatten() {
+                if let Some(s) = name.as_str().and_then(|n| self.h.sym(n)) {
+                    mark(s);
+                }
             }
         }
         self.h.replicas.iter().for_each(|r| mark(r.node));
