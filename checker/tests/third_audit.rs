@@ -356,3 +356,53 @@ fn an_integer_field_that_is_no_integer_or_is_negative_is_an_error_naming_its_lin
         assert!(e.to_string().contains(says), "{to}: {e}");
     }
 }
+
+#[test]
+fn the_config_s_numbers_are_read_as_exactly_as_the_events_integers() {
+    // "the spelling of a number (`1`, `1.0`, `1e0`) do not count" and "`history_format` other
+    // than 1 or 2 is an error". `n`, `r`, `w` and `history_format` are read from their text, as
+    // an index or a counter is: `2.0` and `20e-1` are 2, but `2.0000000000000001` is no integer
+    // (through a float it was read as 2: a history that gave its format as a number that is not
+    // 2 was checked as v2, and a quorum of N = 3.0000000000000001 was promised).
+    let config = |hf: &str, n: &str| {
+        let text = format!(
+            r#"{{"index":1,"time":0,"process":"harness","type":"info","f":"config","value":{{"history_format":{hf},"n":{n},"r":2,"w":2,"node":{{"sloppy_quorum":false}}}}}}"#
+        );
+        serde_json::from_str::<Value>(&text).map(|_| text)
+    };
+    let history = |config: String| {
+        let rest = H::new()
+            .config("register")
+            .put(1, "k", "a", &[])
+            .ok(1, "put", "k", "a", None)
+            .get(2, "k")
+            .ok_get(2, "k", &[])
+            .phase("final")
+            .replicas("k", &[S::new("a")])
+            .jsonl();
+        // The config line replaced.
+        let rest: Vec<&str> = rest.lines().skip(1).collect();
+        config + "\n" + &rest.join("\n") + "\n"
+    };
+    for (hf, n) in [("2", "3"), ("2.0", "3.0"), ("20e-1", "3e0")] {
+        let text = history(config(hf, n).unwrap());
+        let parsed =
+            dynamo_checker::parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parsed.history.format(),
+            dynamo_checker::history::Format::V2,
+            "{hf}"
+        );
+        let r = dynamo_checker::check(&parsed.history);
+        assert_missed(&r, &format!("history_format {hf}, n {n}"));
+    }
+    // A format that only rounds to 2: an error naming the config's line.
+    let text = history(config("2.0000000000000001", "3").unwrap());
+    let e = dynamo_checker::parse_reader(text.as_bytes()).expect_err("not 1 or 2");
+    assert_eq!(e.line(), Some(1), "{e}");
+    // N that only rounds to 3: no N, so whether R + W > N was promised is unknown.
+    let text = history(config("2", "3.0000000000000001").unwrap());
+    let parsed = dynamo_checker::parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let r = dynamo_checker::check(&parsed.history);
+    assert_eq!(r.valid, Validity::Unknown, "{}", summary(&r));
+}

@@ -17,7 +17,9 @@ use serde_json::value::RawValue;
 use super::canon;
 use super::event::{ClientF, Outcome, Phase, ProcessNo};
 use super::intern::{FixedState, Interner, Sym, ValId, VerId, Versions};
-use super::wire::{Class, Str, Wire, WireClock, WireDot, WireSibling};
+use super::wire::{
+    Class, Str, Wire, WireClock, WireDot, WireSibling, exact_integer, exact_unsigned,
+};
 
 type FixedMap<K, V> = HashMap<K, V, FixedState>;
 
@@ -567,12 +569,7 @@ impl Builder {
                         "line {line}: a second config event; the first one is kept"
                     ));
                 } else {
-                    let top: Option<Value> = w
-                        .history_format
-                        .map(|v| serde_json::from_str(v.get()))
-                        .transpose()
-                        .map_err(|e| e.to_string())?;
-                    self.apply_config(&value, top.as_ref())?;
+                    self.apply_config(&value, w.value, w.history_format)?;
                     self.h.config = Some(value);
                 }
             }
@@ -794,24 +791,40 @@ impl Builder {
     /// Reads the config event's settings. `history_format` other than 1 or 2 is an error. It is
     /// read inside `value`, or beside it (`top`): the page says only that a v2 history says it "in
     /// its config event". Given in both places, differently, it is an error.
-    fn apply_config(&mut self, value: &Value, top: Option<&Value>) -> Result<(), String> {
-        let inner = value.get("history_format");
+    ///
+    /// Its numbers (`history_format`, `n`, `r`, `w`) are read exactly from their text, as the
+    /// events' integer fields are (`wire.rs`): `2`, `2.0` and `2e0` are the integer 2, and a number
+    /// that only rounds to an integer (`2.0000000000000001`) is none.
+    fn apply_config(
+        &mut self,
+        value: &Value,
+        raw: Option<&RawValue>,
+        top: Option<&RawValue>,
+    ) -> Result<(), String> {
+        let members: HashMap<String, &RawValue> = raw
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default();
+        let inner = members.get("history_format").copied();
+        let text = |r: &RawValue| r.get().trim().to_owned();
         if let (Some(a), Some(b)) = (inner, top)
-            && a.as_f64() != b.as_f64()
+            && exact_integer(a.get()) != exact_integer(b.get())
         {
             return Err(format!(
-                "history_format is {a} in the config's value and {b} beside it"
+                "history_format is {} in the config's value and {} beside it",
+                text(a),
+                text(b)
             ));
         }
         self.h.format = match inner.or(top) {
             None => Format::V1,
-            // Compared as numbers: `2` and `2.0` are the same JSON value.
-            Some(v) => match v.as_f64() {
-                Some(1.0) => Format::V1,
-                Some(2.0) => Format::V2,
+            // Compared as integers: `2` and `2.0` are the same JSON value.
+            Some(v) => match exact_integer(v.get()) {
+                Some((false, 1)) => Format::V1,
+                Some((false, 2)) => Format::V2,
                 _ => {
                     return Err(format!(
-                        "history_format {v} is not 1 or 2 (this checker reads versions 1 and 2)"
+                        "history_format {} is not 1 or 2 (this checker reads versions 1 and 2)",
+                        text(v)
                     ));
                 }
             },
@@ -825,8 +838,9 @@ impl Builder {
         let yes = |v: Option<&Value>| v == Some(&Value::Bool(true));
         self.h.tombstone_gc =
             yes(value.get("tombstone_gc")) || yes(value.pointer("/node/tombstone_gc"));
-        // Compared as JSON numbers, as `history_format` is: `3`, `3.0` and `3e0` are the same N.
-        let number = |k: &str| value.get(k).and_then(whole_number);
+        // Read as integers, as `history_format` is: `3`, `3.0` and `3e0` are the same N; `3.5`,
+        // `-3` or `"3"` is no N.
+        let number = |k: &str| members.get(k).and_then(|r| exact_unsigned(r.get()));
         let strict = value.pointer("/node/sloppy_quorum") == Some(&Value::Bool(false));
         if let (Some(n), Some(r), Some(w)) = (number("n"), number("r"), number("w")) {
             self.h.quorum = Some(Quorum { n, r, w, strict });
@@ -1097,15 +1111,6 @@ fn sort_clock(entries: &mut Vec<(Sym, u64)>) {
             false
         }
     });
-}
-
-/// A JSON number that is a non-negative integer, however it is spelt (`3`, `3.0`, `3e0`).
-fn whole_number(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
-            .map(|f| f as u64)
-    })
 }
 
 /// Whether the counter of a `node=counter` pair (trimmed) is plain decimal digits (no sign).

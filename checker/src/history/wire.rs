@@ -173,6 +173,17 @@ fn unsigned<E: de::Error>(text: &str, what: &str) -> Result<u64, E> {
     }
 }
 
+/// A JSON number's text as an exact integer (below zero, magnitude), or `None` when it is no
+/// integer (or no number).
+pub(crate) fn exact_integer(text: &str) -> Option<(bool, u128)> {
+    integer::<serde_json::Error>(text.trim(), "").ok()
+}
+
+/// A JSON number's text as an exact integer from 0 up that fits 64 bits, or `None`.
+pub(crate) fn exact_unsigned(text: &str) -> Option<u64> {
+    unsigned::<serde_json::Error>(text.trim(), "").ok()
+}
+
 fn index_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     unsigned(<&'de RawValue>::deserialize(d)?.get(), "index")
 }
