@@ -658,3 +658,47 @@ impl<'a> WireOut<'a> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{exact_integer, exact_unsigned};
+
+    #[test]
+    fn an_integer_is_read_exactly_however_it_is_spelt() {
+        for (text, value) in [
+            ("0", 0),
+            ("-0", 0),
+            ("0.0", 0),
+            ("0e99", 0),
+            ("7", 7),
+            ("7.0", 7),
+            ("7e0", 7),
+            ("70e-1", 7),
+            ("0.7e1", 7),
+            ("1.5e1", 15),
+            ("2.50e1", 25),
+            ("1E+2", 100),
+            ("18446744073709551615", u64::MAX),
+            ("1.8446744073709551615e19", u64::MAX),
+        ] {
+            assert_eq!(exact_unsigned(text), Some(value), "{text}");
+        }
+        for text in [
+            "1.5",
+            "1.0000000000000001",
+            "25e-1",
+            "1e-400",
+            "-1",
+            "-1.0",
+            "18446744073709551616",
+            "1e400",
+            "\"7\"",
+            "true",
+            "null",
+        ] {
+            assert_eq!(exact_unsigned(text), None, "{text}");
+        }
+        assert_eq!(exact_integer("-12.0"), Some((true, 12)));
+        assert_eq!(exact_integer("-1.2"), None);
+    }
+}
