@@ -75,6 +75,11 @@ impl<'de> Deserialize<'de> for WireProcess {
                 ))),
             };
         }
+        // The usual spelling, plain digits, without the exact reading's allocation.
+        if (1..=19).contains(&text.len()) && text.bytes().all(|c| c.is_ascii_digit()) {
+            let n: u64 = text.parse().map_err(de::Error::custom)?;
+            return Ok(WireProcess::Client(ProcessNo::from(n)));
+        }
         let (negative, magnitude) = integer(text, "process")?;
         let n = ProcessNo::try_from(magnitude)
             .ok()
