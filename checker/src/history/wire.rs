@@ -169,7 +169,7 @@ fn unsigned<E: de::Error>(text: &str, what: &str) -> Result<u64, E> {
     }
     match integer::<E>(text.trim(), what)? {
         (true, _) => Err(E::custom(format!(
-            "{what} {} is negative (this checker reads {what}s from 0 up)",
+            "{what} {} is negative: this checker reads {what} values from 0 up",
             text.trim()
         ))),
         (false, v) => {
