@@ -57,7 +57,8 @@ impl Serialize for Validity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
     pub valid: Validity,
-    /// Anomalies by type (only types with findings), at most
+    /// Anomalies by type (only types found; a type's list is empty when no finding kept its
+    /// witnesses: `Options::findings_per_kind_max` 0), at most
     /// [`FINDINGS_PER_KIND_MAX`](crate::checks::FINDINGS_PER_KIND_MAX) each; the totals are in
     /// `stats.anomaly_counts`.
     pub anomalies: BTreeMap<Kind, Vec<Finding>>,

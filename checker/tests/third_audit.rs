@@ -406,3 +406,38 @@ fn the_config_s_numbers_are_read_as_exactly_as_the_events_integers() {
     let r = dynamo_checker::check(&parsed.history);
     assert_eq!(r.valid, Validity::Unknown, "{}", summary(&r));
 }
+
+// ---- The verdict does not depend on how many witnesses are kept ----
+
+#[test]
+fn an_anomaly_counted_but_kept_without_witnesses_still_makes_the_history_invalid() {
+    // "Anomalies (each makes `valid` false)". `Options::findings_per_kind_max` bounds the
+    // findings kept with their witnesses ("the rest are only counted"); with 0 every finding is
+    // only counted, and a lost write is still a lost write. (The verdict was taken from the kept
+    // findings: with none kept, a history that lost an acknowledged write was valid.)
+    let h = H::new()
+        .config("register")
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .get(2, "k")
+        .ok_get(2, "k", &[]);
+    let h = support::finals(h, &[]);
+    let parsed = dynamo_checker::parse_reader(h.jsonl().as_bytes()).unwrap();
+    let counted = dynamo_checker::Options {
+        findings_per_kind_max: 0,
+    };
+    let r = dynamo_checker::check_with(&parsed.history, &counted);
+    assert_eq!(r.valid, Validity::False, "{}", summary(&r));
+    assert_eq!(r.anomaly_types(), [Kind::LostWrite]);
+    assert_eq!(r.count(Kind::LostWrite), 1);
+    assert!(r.anomalies[&Kind::LostWrite].is_empty());
+    // The warning is listed as found too, with no witness kept.
+    assert_eq!(r.count(Kind::StaleRead), 1);
+    assert!(r.warnings[&Kind::StaleRead].is_empty());
+    // The same verdict as with the witnesses kept.
+    let kept = dynamo_checker::check(&parsed.history);
+    assert_eq!(
+        (kept.valid, kept.anomaly_types()),
+        (r.valid, r.anomaly_types())
+    );
+}
