@@ -441,3 +441,43 @@ fn an_anomaly_counted_but_kept_without_witnesses_still_makes_the_history_invalid
         (r.valid, r.anomaly_types())
     );
 }
+
+// ---- quorum-read-miss: a strict quorum said in another type than a boolean ----
+
+#[test]
+fn quorum_read_miss_a_sloppy_quorum_setting_that_is_no_boolean_cannot_be_judged() {
+    // "quorum-read-miss: only where `config` says the quorum is strict
+    // (`"node":{"sloppy_quorum":false}`) and R + W > N." A config whose `sloppy_quorum` is the
+    // string "false" (or 0) may well have promised a strict quorum: read as "not strict", the
+    // check was silently off and a read that missed an acknowledged write passed as valid. The
+    // promise cannot be weighed: the verdict is unknown, with the reason (as for a strict
+    // config without numeric n, r and w).
+    for sloppy in [json!("false"), json!(0), json!({"enabled": false})] {
+        let config = H::new().config_with("register", json!({"node": {"sloppy_quorum": sloppy}}));
+        let r = missed_after_in(config, fault("partition-start", json!({})));
+        assert_eq!(r.valid, Validity::Unknown, "{sloppy}: {}", summary(&r));
+        assert!(
+            r.stats
+                .unknown
+                .iter()
+                .any(|u| u.starts_with("quorum-read-miss") && u.contains("sloppy_quorum")),
+            "{sloppy}: {:?}",
+            r.stats.unknown
+        );
+    }
+    // Where R + W <= N nothing was promised whatever the setting: valid.
+    let config = H::new().config_with(
+        "register",
+        json!({"r": 1, "w": 1, "node": {"sloppy_quorum": "false"}}),
+    );
+    let r = missed_after_in(config, fault("partition-start", json!({})));
+    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    // A boolean says it: true is sloppy (valid), false strict (the miss).
+    let sloppy = H::new().config_with("register", json!({"node": {"sloppy_quorum": true}}));
+    let r = missed_after_in(sloppy, fault("partition-start", json!({})));
+    assert_eq!(r.valid, Validity::True, "{}", summary(&r));
+    assert_missed(
+        &missed_after(fault("partition-start", json!({}))),
+        &"sloppy_quorum false",
+    );
+}

@@ -46,6 +46,14 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
                     .to_owned(),
             );
         }
+        // A strict quorum said in another type than a boolean (`"false"`): the promise may have
+        // been made; unless the numbers show that R + W > N was not, it cannot be weighed.
+        if h.sloppy_unreadable && h.quorum.is_none_or(|q| q.r.saturating_add(q.w) > q.n) {
+            check.unknown.push(
+                "quorum-read-miss: the config's node.sloppy_quorum is not a boolean, so whether the quorum is strict (and R + W > N promised) is unknown; not checked"
+                    .to_owned(),
+            );
+        }
         return check;
     };
     let lenient = h.format == Format::V1 || h.tombstone_gc;

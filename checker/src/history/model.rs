@@ -307,6 +307,9 @@ pub struct History {
     /// The config says the quorum is strict (`"node":{"sloppy_quorum":false}`) but does not give
     /// `n`, `r` and `w` as numbers: quorum-read-miss cannot tell whether R + W > N was promised.
     pub(crate) strict_without_numbers: bool,
+    /// The config gives `node.sloppy_quorum`, but not as a boolean (`"false"`, `0`): whether the
+    /// quorum is strict cannot be told.
+    pub(crate) sloppy_unreadable: bool,
     /// The config's `fsync` policy is `always`.
     pub(crate) fsync_always: bool,
     pub(crate) events: u64,
@@ -841,7 +844,9 @@ impl Builder {
         // Read as integers, as `history_format` is: `3`, `3.0` and `3e0` are the same N; `3.5`,
         // `-3` or `"3"` is no N.
         let number = |k: &str| members.get(k).and_then(|r| exact_unsigned(r.get()));
-        let strict = value.pointer("/node/sloppy_quorum") == Some(&Value::Bool(false));
+        let sloppy = value.pointer("/node/sloppy_quorum");
+        let strict = sloppy == Some(&Value::Bool(false));
+        self.h.sloppy_unreadable = sloppy.is_some_and(|v| !v.is_boolean() && !v.is_null());
         if let (Some(n), Some(r), Some(w)) = (number("n"), number("r"), number("w")) {
             self.h.quorum = Some(Quorum { n, r, w, strict });
         } else {
