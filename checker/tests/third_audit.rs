@@ -465,6 +465,21 @@ fn quorum_read_miss_a_sloppy_quorum_setting_that_is_no_boolean_cannot_be_judged(
             r.stats.unknown
         );
     }
+    // The parser says so.
+    let warnings = H::new()
+        .config_with(
+            "register",
+            json!({"tombstone_gc": "true", "node": {"sloppy_quorum": "false"}}),
+        )
+        .warnings();
+    for name in ["tombstone_gc", "node.sloppy_quorum"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!("config's {name} is "))),
+            "{name}: {warnings:?}"
+        );
+    }
     // Where R + W <= N nothing was promised whatever the setting: valid.
     let config = H::new().config_with(
         "register",

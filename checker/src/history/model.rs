@@ -572,7 +572,7 @@ impl Builder {
                         "line {line}: a second config event; the first one is kept"
                     ));
                 } else {
-                    self.apply_config(&value, w.value, w.history_format)?;
+                    self.apply_config(&value, w.value, w.history_format, line)?;
                     self.h.config = Some(value);
                 }
             }
@@ -803,6 +803,7 @@ impl Builder {
         value: &Value,
         raw: Option<&RawValue>,
         top: Option<&RawValue>,
+        line: usize,
     ) -> Result<(), String> {
         let members: HashMap<String, &RawValue> = raw
             .and_then(|r| serde_json::from_str(r.get()).ok())
@@ -841,6 +842,18 @@ impl Builder {
         let yes = |v: Option<&Value>| v == Some(&Value::Bool(true));
         self.h.tombstone_gc =
             yes(value.get("tombstone_gc")) || yes(value.pointer("/node/tombstone_gc"));
+        // A setting given in another type than the page's boolean is read as not given: said.
+        for (name, v) in [
+            ("tombstone_gc", value.get("tombstone_gc")),
+            ("node.tombstone_gc", value.pointer("/node/tombstone_gc")),
+            ("node.sloppy_quorum", value.pointer("/node/sloppy_quorum")),
+        ] {
+            if let Some(v) = v.filter(|v| !v.is_boolean() && !v.is_null()) {
+                self.warnings.push(format!(
+                    "line {line}: the config's {name} is {v}, not a boolean: read as not given"
+                ));
+            }
+        }
         // Read as integers, as `history_format` is: `3`, `3.0` and `3e0` are the same N; `3.5`,
         // `-3` or `"3"` is no N.
         let number = |k: &str| members.get(k).and_then(|r| exact_unsigned(r.get()));
