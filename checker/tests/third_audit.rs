@@ -105,7 +105,8 @@ fn quorum_read_miss_a_fault_that_names_no_node_of_the_history_may_have_hit_any_n
 fn lost_write_does_not_depend_on_nemesis_events() {
     // "lost-write: an ok write ... that, in the final state, is neither present ... nor an
     // ancestor ... of a write that is." No fault excuses a lost write: not a wipe of every node,
-    // not a power fault, not a mistyped or unplaceable fault.
+    // not a power fault, not a mistyped or unplaceable fault. (A guard: the checker already kept
+    // this; lost-write reads no nemesis event.)
     let faults = [
         fault("wipe", json!("all")),
         fault("power", json!({})),
