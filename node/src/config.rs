@@ -87,8 +87,8 @@ pub enum Bug {
     RepairDropsSiblings,
     /// No read repair, no hinted handoff, no anti-entropy.
     NoRepair,
-    /// Keep the actor id after a recovery that cut a torn or damaged tail, skipped damage, or
-    /// found a data file missing (a new one still on an empty disk).
+    /// Keep the actor id after an unclean stop, or a recovery that cut a torn or damaged tail,
+    /// skipped damage, or found a data file missing (a new one still on an empty disk).
     KeepActorOnRecovery,
 }
 
