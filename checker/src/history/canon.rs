@@ -23,7 +23,7 @@ pub(crate) const VALUE_DEPTH_MAX: usize = 127;
 
 /// The largest exponent magnitude kept exactly; larger ones saturate (numbers beyond 10^±(10^15) are
 /// not something a history holds).
-const EXPONENT_MAX: i64 = 1_000_000_000_000_000;
+pub(crate) const EXPONENT_MAX: i64 = 1_000_000_000_000_000;
 
 /// Whether `text` is already in canonical form. Conservative: `false` may be returned for a text that
 /// canonicalises to itself (any string with an escape), never `true` for one that does not.

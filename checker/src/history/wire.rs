@@ -112,7 +112,9 @@ fn integer<E: de::Error>(text: &str, what: &str) -> Result<(bool, u128), E> {
         let n = after.iter().take_while(|c| c.is_ascii_digit()).count();
         (frac, rest) = after.split_at(n);
     }
-    // The exponent, clamped: any exponent past a few hundred is past 128 bits or below 1 anyway.
+    // The exponent, clamped where the canonical form clamps it (`canon::EXPONENT_MAX`), so that
+    // the two readings of one text agree: a long run of zeros can bring a huge exponent back to
+    // an integer, and only past 10^15 both saturate. The loops below end within 39 steps anyway.
     let mut exp: i64 = 0;
     if let Some((b'e' | b'E', after)) = rest.split_first() {
         let (sign, digits) = match after.split_first() {
@@ -124,7 +126,7 @@ fn integer<E: de::Error>(text: &str, what: &str) -> Result<(bool, u128), E> {
             return Err(not_integer());
         }
         for &c in digits {
-            exp = (exp * 10 + i64::from(c - b'0')).min(1 << 20);
+            exp = (exp * 10 + i64::from(c - b'0')).min(super::canon::EXPONENT_MAX);
         }
         exp *= sign;
         rest = &[];
@@ -667,6 +669,16 @@ impl<'a> WireOut<'a> {
 #[cfg(test)]
 mod tests {
     use super::{exact_integer, exact_unsigned};
+
+    /// Found by the review: the exponent was clamped at 2^20, so a one followed by 1.1 million
+    /// zeros and `e-1100000` (exactly 1, as the canonical form reads it) was "too large".
+    #[test]
+    fn a_huge_exponent_that_zeros_bring_back_is_read_as_the_canonical_form_reads_it() {
+        let zeros = 1_100_000;
+        let text = format!("1{}e-{zeros}", "0".repeat(zeros));
+        assert_eq!(exact_integer(&text), Some((false, 1)));
+        assert_eq!(exact_unsigned(&format!("1e{zeros}")), None, "too large");
+    }
 
     #[test]
     fn an_integer_is_read_exactly_however_it_is_spelt() {
