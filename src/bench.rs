@@ -29,6 +29,8 @@ pub const KEYS_MAX: u64 = 100_000_000;
 pub const VALUE_BYTES_MAX: usize = dynamo_node::wire::VALUE_BYTES_MAX;
 /// Highest latency the histograms hold, µs (a minute); longer ones are recorded as this.
 pub const LATENCY_US_MAX: u64 = 60_000_000;
+/// Most threads of the load generator (`--threads`): more than any machine it runs on has cores.
+pub const BENCH_THREADS_MAX: i64 = 256;
 
 /// Options of `dynamo bench`.
 #[derive(Args, Debug)]
@@ -60,6 +62,11 @@ pub struct BenchArgs {
     /// Deadline of one request, ms.
     #[arg(long, default_value_t = 2_000)]
     timeout_ms: u64,
+    /// Threads of the load generator (default: one per core). 1 runs every client on one
+    /// thread, as redis-benchmark does; on a one-machine cluster the generator's threads compete
+    /// with the nodes for the cores (on 2 cores, 1 and 2 threads measured alike: BENCHMARKS.md).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=BENCH_THREADS_MAX))]
+    threads: Option<u16>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -174,10 +181,20 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         }
         other => return Err(format!("unknown --key-dist {other:?}: uniform or zipf")),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let runtime = match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let budget = Arc::new(AtomicU64::new(args.ops.unwrap_or(u64::MAX)));
     let contexts: Arc<Mutex<HashMap<u64, Context>>> = Arc::default();
     let start = Instant::now();
@@ -280,6 +297,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         let out = json!({
             "nodes": args.node,
             "clients": args.clients,
+            "threads": threads,
             "seconds": elapsed_s,
             "gets_percent": args.gets,
             "keys": args.keys,
@@ -290,9 +308,10 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         outln!("{out}");
     } else {
         outln!(
-            "dynamo bench: {} node(s), {} clients, {:.1} s, {}% gets, {} keys {}, {}-byte values",
+            "dynamo bench: {} node(s), {} clients on {} thread(s), {:.1} s, {}% gets, {} keys {}, {}-byte values",
             args.node.len(),
             args.clients,
+            threads,
             elapsed_s,
             args.gets,
             args.keys,

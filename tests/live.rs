@@ -329,10 +329,16 @@ fn the_bench_prints_figures_for_a_short_run() {
         assert!(row["p99_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap());
         assert_eq!(row["errors"], 0, "{row}");
     }
-    let table = common::dynamo(&["bench", "--node", &list, "--ops", "200"]);
+    assert!(figures["threads"].as_u64().unwrap() >= 1, "{figures}");
+    let table = common::dynamo(&["bench", "--node", &list, "--ops", "200", "--threads", "2"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.contains("p99.9 ms") && text.contains("get") && text.contains("put"),
         "{text}"
     );
+    assert!(text.contains("on 2 thread(s)"), "{text}");
+    let refused = common::dynamo(&["bench", "--node", &list, "--ops", "1", "--threads", "0"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--threads"), "{err}");
 }

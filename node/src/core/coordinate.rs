@@ -11,7 +11,6 @@
 //! cluster secret, a put whose non-empty context this cluster did not sign is refused before
 //! anything else, and the contexts of answers are signed ([`crate::auth`], "Signed contexts").
 
-use super::ready::Gate;
 use super::{
     Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_HELD_BYTES_MAX, ROUNDS_IN_FLIGHT_MAX, error, others,
     unavailable,
@@ -541,8 +540,8 @@ impl Core {
                 state: state.clone(),
                 hint: target.hint.clone(),
             };
-            // Side by side with this node's own sync: see `Gate::Version`.
-            self.send_gated(Gate::Version, target.node.clone(), message);
+            // Side by side with this node's own sync.
+            self.send_new_version(target.node.clone(), message);
         }
         let mut round = PutRound {
             origin,

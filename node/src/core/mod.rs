@@ -248,6 +248,19 @@ pub struct Core {
     member_since_ms: BTreeMap<NodeId, u64>,
 }
 
+/// The longest key a stored record may have and still be loaded, frozen: `load` deletes what it
+/// finds beyond, so this must never shrink with the wire's bound (an upgrade that lowered
+/// `wire::KEY_BYTES_MAX` would otherwise delete every longer key on every node), nor fall below it
+/// (keys the wire let in would be deleted).
+const STORED_KEY_BYTES_MAX: usize = 4 * 1024;
+const _: () = assert!(crate::wire::KEY_BYTES_MAX <= STORED_KEY_BYTES_MAX);
+
+/// Whether a node could ever have stored `key`: not empty, and not past
+/// [`STORED_KEY_BYTES_MAX`].
+fn storable_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= STORED_KEY_BYTES_MAX
+}
+
 impl Core {
     /// A core for `config`, writing versions as `actor`; `seed` drives its choice of gossip peers.
     /// Call [`Core::load`] before any input.
@@ -310,7 +323,7 @@ impl Core {
             // `merge_into` refuses one from a peer): damage under a good checksum, as for hints
             // below. Its co-replicas would refuse it at every anti-entropy exchange and its
             // owners at every hand-over, for ever, and its partition's trees would never agree.
-            if crate::wire::validate_key(&key).is_err() {
+            if !storable_key(&key) {
                 self.handle_storage_lost(LostRecord::State(key));
                 continue;
             }
@@ -332,7 +345,7 @@ impl Core {
             // A hint of a key no client could send was never written by a node (`merge_hint`
             // refuses one): damage under a good checksum. Its owner would refuse it at every
             // round, for ever.
-            if crate::wire::validate_key(&key).is_err() {
+            if !storable_key(&key) {
                 self.handle_storage_lost(LostRecord::Hint { owner, key });
                 continue;
             }
@@ -825,6 +838,15 @@ impl Core {
 
     fn send(&mut self, to: NodeId, message: PeerMessage) {
         self.send_gated(Gate::Writes, to, message);
+    }
+
+    /// Sends a version this node just made to a replica (or a stand-in): it may leave before this
+    /// node's own sync ([`Gate::Version`]). The one way to that gate: a hint's delivery or a
+    /// hand-over is a `Store` too, and must wait for the sync ([`Stored::take_reads`] cannot tell
+    /// them apart by kind).
+    fn send_new_version(&mut self, to: NodeId, message: PeerMessage) {
+        debug_assert!(matches!(message, PeerMessage::Store { .. }), "{message:?}");
+        self.send_gated(Gate::Version, to, message);
     }
 
     fn send_gated(&mut self, gate: Gate, to: NodeId, message: PeerMessage) {

@@ -217,8 +217,10 @@ impl Stored {
     /// the answers of acknowledged puts, of keys for which `durable` says every write is durable
     /// (the caller counts this step's [`Stored::touched_keys`] among the others), and the
     /// versions this node coordinated on their way to the replicas ([`Gate::Version`]). Never an
-    /// acknowledgement, a repair, a hint or a hand-over: the kinds are checked here, whatever the
-    /// core marked. The rest stays for [`Stored::release`], in order.
+    /// acknowledgement or a repair: the kinds are checked here, whatever the core marked. A hint's
+    /// delivery or a hand-over is a `Store` like a new version, so for those the core's mark
+    /// decides (only `Core::send_new_version` makes it). The rest stays for [`Stored::release`],
+    /// in order.
     pub fn take_reads(&mut self, durable: impl Fn(&[u8]) -> bool) -> Released {
         let may_leave = |gate: &Gate| match gate {
             Gate::Writes => false,

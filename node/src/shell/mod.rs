@@ -615,7 +615,7 @@ pub async fn run<E: Env>(
         .sync()
         .map_err(|e| stop(&config, "final sync", e))?;
     // Everything this actor wrote is durable and nothing more leaves: the next start may keep it.
-    crate::store::clean::mark(&env.fs(), data_dir, core.actor())
+    crate::store::clean::mark(&env.fs(), data_dir, core.actor(), startup.start)
         .map_err(|e| stop(&config, "clean-shutdown marker", e))?;
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");

@@ -23,6 +23,8 @@ pub struct Startup {
     pub new_actor_reason: Option<String>,
     /// What the log store's recovery found.
     pub recovery: RecoveryReport,
+    /// The number of this start ([`crate::store::clean::begin`]), for the marker of a clean stop.
+    pub start: u64,
 }
 
 /// Checks what can be checked of the data directory without writing to it: if it exists, it is
@@ -105,8 +107,10 @@ pub fn open_storage<E: Env>(
     data_dir: &Path,
 ) -> io::Result<(Keyspace<LogStore<E::Fs>>, Startup)> {
     let lock = lock_data_dir(&env.fs(), config, data_dir)?;
-    // Taken away (durably) before anything else: from here on a crash is an unclean stop.
-    let clean = clean::take(&env.fs(), data_dir)?;
+    // Taken away (durably) before anything else: from here on a crash is an unclean stop. Then
+    // this start is counted, so that the marker cannot vouch for a later start.
+    let marker = clean::take(&env.fs(), data_dir)?;
+    let (last_start, start) = clean::begin(&env.fs(), data_dir)?;
     let options = LogOptions {
         max_file_bytes: config.log_file_bytes_max,
     };
@@ -125,6 +129,7 @@ pub fn open_storage<E: Env>(
             actor: config.id.to_string().into(),
             new_actor_reason: None,
             recovery,
+            start,
         };
         return Ok((keyspace, startup));
     }
@@ -186,15 +191,24 @@ pub fn open_storage<E: Env>(
         // Deliberate bug `keep-actor-on-recovery`: a version sent before it was durable here, and
         // lost in the crash, will have its counter issued again.
         Some(ref actor)
-            if clean.as_deref() != Some(actor.as_str())
+            if !marker
+                .as_ref()
+                .is_some_and(|m| m.actor == *actor && Some(m.start) == last_start)
                 && !config.has_bug(Bug::KeepActorOnRecovery) =>
         {
-            Some(match clean {
+            Some(match &marker {
                 None => "the node did not stop cleanly (no clean-shutdown marker): versions it \
                          sent may carry counters its disk lost"
                     .to_string(),
-                Some(other) => format!(
-                    "the clean-shutdown marker names actor {other:?}, not the stored {actor:?}"
+                Some(m) if m.actor != *actor => format!(
+                    "the clean-shutdown marker names actor {:?}, not the stored {actor:?}",
+                    m.actor
+                ),
+                Some(m) => format!(
+                    "the clean-shutdown marker closes start {}, not the last start ({}): a \
+                     marker of an earlier start",
+                    m.start,
+                    last_start.map_or("unknown".to_string(), |n| n.to_string())
                 ),
             })
         }
@@ -239,6 +253,7 @@ pub fn open_storage<E: Env>(
         actor: actor.into(),
         new_actor_reason,
         recovery,
+        start,
     };
     Ok((keyspace, startup))
 }

@@ -77,7 +77,7 @@ fn open_and_write(env: &TestEnv, config: &NodeConfig, dir: &Path, keys: &[&str])
     }
     keyspace.sync().unwrap();
     drop(keyspace);
-    crate::store::clean::mark(&env.fs, dir, &startup.actor).unwrap();
+    crate::store::clean::mark(&env.fs, dir, &startup.actor, startup.start).unwrap();
     startup
 }
 
@@ -218,8 +218,17 @@ fn only_a_clean_stop_keeps_the_actor() {
         );
         drop(keyspace);
         let (_, crashed) = open_storage(&env, &config, tmp.path()).unwrap();
+        // The clean stop's marker, restored alone after a later start of the same actor crashed
+        // (that start may have sent versions it lost): a marker of an earlier start.
+        let stale_dir = tempfile::tempdir().unwrap();
+        let stale = open_and_write(&env, &config, stale_dir.path(), &[]);
+        let saved = std::fs::read(stale_dir.path().join("CLEAN")).unwrap();
+        let (_, later) = open_storage(&env, &config, stale_dir.path()).unwrap();
+        assert_eq!(later.actor, stale.actor);
+        std::fs::write(stale_dir.path().join("CLEAN"), saved).unwrap();
+        let (_, restored) = open_storage(&env, &config, stale_dir.path()).unwrap();
         let (_, foreign) = {
-            crate::store::clean::mark(&env.fs, tmp.path(), "n1.0badf00d").unwrap();
+            crate::store::clean::mark(&env.fs, tmp.path(), "n1.0badf00d", crashed.start).unwrap();
             open_storage(&env, &config, tmp.path()).unwrap()
         };
         match bug {
@@ -230,8 +239,12 @@ fn only_a_clean_stop_keeps_the_actor() {
                 assert_ne!(foreign.actor, crashed.actor);
                 let reason = foreign.new_actor_reason.unwrap();
                 assert!(reason.contains("names actor \"n1.0badf00d\""), "{reason}");
+                assert_ne!(restored.actor, stale.actor);
+                let reason = restored.new_actor_reason.unwrap();
+                assert!(reason.contains("a marker of an earlier start"), "{reason}");
             }
             Some(_) => {
+                assert_eq!(restored.actor, stale.actor, "the bug keeps it");
                 assert_eq!(crashed.actor, first.actor, "the bug keeps it");
                 assert_eq!(foreign.actor, first.actor, "the bug keeps it");
             }
@@ -270,7 +283,7 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
     );
     drop(keyspace);
     // The new actor replaced the damaged file: the next start after a clean stop keeps it.
-    crate::store::clean::mark(&env.fs, tmp.path(), &after.actor).unwrap();
+    crate::store::clean::mark(&env.fs, tmp.path(), &after.actor, after.start).unwrap();
     let (_, next) = open_storage(&env, &config, tmp.path()).unwrap();
     assert_eq!(next.actor, after.actor);
 }
@@ -423,6 +436,70 @@ async fn start_single_node<F: crate::fs::FileSystem + std::fmt::Debug>(
         run(env, config, &dir, listener, std::future::pending()).await
     });
     (addr, node)
+}
+
+/// The clean stop end to end, through `run`: a node told to stop syncs, leaves the marker for
+/// the actor it wrote as and the start it closes, and its next start keeps that actor; a node
+/// whose task is dropped mid-run (a crash, for the disk) leaves none, and the start after it
+/// takes a new actor id.
+#[test]
+fn run_stopped_cleanly_keeps_its_actor_and_a_crash_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = TestEnv::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let start = |stop: tokio::sync::oneshot::Receiver<()>| {
+        let (env, dir) = (env.clone(), tmp.path().to_path_buf());
+        async move {
+            let listener = env.bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let mut config = single_node(None);
+            config.members.insert("n1".into(), addr.clone());
+            let node = tokio::task::spawn_local(async move {
+                run(env, config, &dir, listener, async {
+                    let _ = stop.await;
+                })
+                .await
+            });
+            (addr, node)
+        }
+    };
+    let dot_actor = |addr: String| {
+        let env = env.clone();
+        async move {
+            let mut client = Client::new(env, addr).with_timeout_ms(2_000);
+            let put = client.put(b"k", b"v".to_vec(), &Context::blind()).await;
+            put.unwrap().dot.expect("a dot").actor
+        }
+    };
+    local.block_on(&runtime, async {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (addr, node) = start(stopped).await;
+        let first = dot_actor(addr).await;
+        stop.send(()).unwrap();
+        node.await.unwrap().unwrap();
+        let marker = std::fs::read_to_string(tmp.path().join("CLEAN")).unwrap();
+        assert!(marker.contains(&format!("actor {first}")), "{marker}");
+
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (addr, node) = start(stopped).await;
+        assert_eq!(dot_actor(addr).await, first, "a clean stop keeps the actor");
+        node.abort();
+        let _ = node.await;
+        drop(stop);
+        assert!(
+            !tmp.path().join("CLEAN").exists(),
+            "no marker after a crash"
+        );
+
+        let (_stop, stopped) = tokio::sync::oneshot::channel();
+        let (addr, node) = start(stopped).await;
+        assert_ne!(dot_actor(addr).await, first, "a crash costs the actor");
+        node.abort();
+    });
 }
 
 /// Issue 14, item 1, end to end: a node whose disk starts failing answers nothing that depends

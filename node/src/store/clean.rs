@@ -10,8 +10,11 @@
 //! -9, power loss, a storage error, a crash of the simulated host) finds no marker and takes a new
 //! actor id. Riak's vnodes do the same with their status file.
 //!
-//! The marker names the actor it vouches for, so a marker left beside another incarnation's
-//! actor (a restore that mixed files) vouches for nothing.
+//! The marker names the actor it vouches for and the start it closes: every start counts itself
+//! in `STARTS` ([`begin`]), durably, before it serves. A marker of an earlier start (one restored
+//! or copied in alone, after a later start of the same actor crashed) or of another actor vouches
+//! for nothing. A whole directory restored from a backup, `STARTS` and all, cannot be told from
+//! the real one; nor could it before.
 
 use crate::fs::{FileSystem, FsFile};
 use std::io;
@@ -19,40 +22,79 @@ use std::path::Path;
 
 /// The marker's name in the data directory.
 pub const CLEAN_FILE_NAME: &str = "CLEAN";
+/// The start counter's name in the data directory.
+pub const STARTS_FILE_NAME: &str = "STARTS";
 /// The marker's first line.
-const CLEAN_MAGIC: &str = "dynamo-clean 1";
-/// Longest marker read: anything longer is not one.
+const CLEAN_MAGIC: &str = "dynamo-clean 2";
+/// The start counter's first line.
+const STARTS_MAGIC: &str = "dynamo-starts 1";
+/// Longest marker or counter read: anything longer is not one.
 const CLEAN_BYTES_MAX: usize = 1_024;
 
-/// Writes the marker durably: `actor` stopped cleanly, everything it wrote is synced. Called only
-/// after the final sync, with nothing left to send.
-pub fn mark<F: FileSystem>(fs: &F, dir: &Path, actor: &str) -> io::Result<()> {
+/// What a clean stop left: the actor that stopped, and the start ([`begin`]) it closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// The actor id that stopped cleanly.
+    pub actor: String,
+    /// The number of the start that stopped.
+    pub start: u64,
+}
+
+/// Writes the marker durably: `actor`, of start number `start`, stopped cleanly, and everything it
+/// wrote is synced. Called only after the final sync, with nothing left to send.
+pub fn mark<F: FileSystem>(fs: &F, dir: &Path, actor: &str, start: u64) -> io::Result<()> {
     fs.write_durable(
         &dir.join(CLEAN_FILE_NAME),
-        format!("{CLEAN_MAGIC}\nactor {actor}\n").as_bytes(),
+        format!("{CLEAN_MAGIC}\nactor {actor}\nstart {start}\n").as_bytes(),
     )
 }
 
-/// Takes the marker away, durably, and says which actor it vouched for: `None` when there was
-/// none, or one this node cannot read (damage vouches for nothing). The removal is synced before
-/// this returns, so that a crash from here on is seen as unclean by the next start.
-pub fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Option<String>> {
+/// Takes the marker away, durably, and says what it vouched for: `None` when there was none, or
+/// one this node cannot read (damage vouches for nothing). The removal is synced before this
+/// returns, so that a crash from here on is seen as unclean by the next start.
+pub fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Option<Marker>> {
     let path = dir.join(CLEAN_FILE_NAME);
     if !fs.exists(&path) {
         return Ok(None);
     }
-    let actor = read_bounded(fs, &path)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let mut lines = text.lines();
-            (lines.next()? == CLEAN_MAGIC)
-                .then(|| lines.next()?.strip_prefix("actor ").map(str::to_owned))
-                .flatten()
-        });
+    let marker = read_lines(fs, &path, CLEAN_MAGIC).and_then(|lines| match lines.as_slice() {
+        [actor, start] => Some(Marker {
+            actor: actor.strip_prefix("actor ")?.to_owned(),
+            start: start.strip_prefix("start ")?.parse().ok()?,
+        }),
+        _ => None,
+    });
     fs.remove_file(&path)?;
     fs.sync_dir(dir)?;
-    Ok(actor)
+    Ok(marker)
+}
+
+/// Counts this start, durably, before the node serves: returns the number of the last start
+/// (`None` on a new or wiped disk, or a damaged counter) and this one's. The count lives beside
+/// the log, which a clean stop's marker is checked against ([`take`]).
+pub fn begin<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Option<u64>, u64)> {
+    let path = dir.join(STARTS_FILE_NAME);
+    let last = if fs.exists(&path) {
+        read_lines(fs, &path, STARTS_MAGIC).and_then(|lines| match lines.as_slice() {
+            [count] => count.parse::<u64>().ok(),
+            _ => None,
+        })
+    } else {
+        None
+    };
+    // A damaged counter starts again from a number no marker of this directory can name: the
+    // damage costs the actor id once, as any unreadable record does.
+    let this = last.map_or(1, |n| n.saturating_add(1));
+    fs.write_durable(&path, format!("{STARTS_MAGIC}\n{this}\n").as_bytes())?;
+    Ok((last, this))
+}
+
+/// The lines after `magic` of a small file, or `None` if it is not one this node wrote.
+fn read_lines<F: FileSystem>(fs: &F, path: &Path, magic: &str) -> Option<Vec<String>> {
+    let bytes = read_bounded(fs, path).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == magic).then(|| lines.map(str::to_owned).collect())
 }
 
 /// Reads at most one byte past the bound: a damaged directory's marker could be anything.
@@ -80,17 +122,28 @@ mod tests {
     use crate::fs::StdFs;
 
     #[test]
-    fn a_marker_is_read_once_and_names_its_actor() {
+    fn a_marker_is_read_once_and_names_its_actor_and_start() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(take(&StdFs, dir.path()).unwrap(), None);
-        mark(&StdFs, dir.path(), "n1.0000abcd").unwrap();
-        assert_eq!(
-            take(&StdFs, dir.path()).unwrap().as_deref(),
-            Some("n1.0000abcd")
-        );
+        mark(&StdFs, dir.path(), "n1.0000abcd", 7).unwrap();
+        let marker = Marker {
+            actor: "n1.0000abcd".into(),
+            start: 7,
+        };
+        assert_eq!(take(&StdFs, dir.path()).unwrap(), Some(marker));
         // Taken: a crash from here on is an unclean stop.
         assert!(!dir.path().join(CLEAN_FILE_NAME).exists());
         assert_eq!(take(&StdFs, dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn starts_are_counted_and_a_damaged_count_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(begin(&StdFs, dir.path()).unwrap(), (None, 1));
+        assert_eq!(begin(&StdFs, dir.path()).unwrap(), (Some(1), 2));
+        std::fs::write(dir.path().join(STARTS_FILE_NAME), "dynamo-starts 1\nx\n").unwrap();
+        assert_eq!(begin(&StdFs, dir.path()).unwrap(), (None, 1));
+        assert_eq!(begin(&StdFs, dir.path()).unwrap(), (Some(1), 2));
     }
 
     #[test]
@@ -98,9 +151,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CLEAN_FILE_NAME);
         for bytes in [
+            b"dynamo-clean 1\nactor n1.0000abcd\n".to_vec(),
+            b"dynamo-clean 2\nactor n1\nstart x\n".to_vec(),
             b"dynamo-clean 2\nactor n1\n".to_vec(),
             b"\xff\xfe".to_vec(),
-            b"dynamo-clean 1\n".to_vec(),
             vec![b'a'; CLEAN_BYTES_MAX + 10],
         ] {
             std::fs::write(&path, &bytes).unwrap();
