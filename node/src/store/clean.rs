@@ -16,7 +16,7 @@
 //! for nothing. A whole directory restored from a backup, `STARTS` and all, cannot be told from
 //! the real one; nor could it before.
 
-use crate::fs::{FileSystem, FsFile};
+use crate::fs::FileSystem;
 use std::io;
 use std::path::Path;
 
@@ -91,29 +91,10 @@ pub fn begin<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<(Option<u64>, u64)
 
 /// The lines after `magic` of a small file, or `None` if it is not one this node wrote.
 fn read_lines<F: FileSystem>(fs: &F, path: &Path, magic: &str) -> Option<Vec<String>> {
-    let bytes = read_bounded(fs, path).ok()?;
+    let bytes = super::read_small_file(fs, path, CLEAN_BYTES_MAX).ok()??;
     let text = String::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     (lines.next()? == magic).then(|| lines.map(str::to_owned).collect())
-}
-
-/// Reads at most one byte past the bound: a damaged directory's marker could be anything.
-fn read_bounded<F: FileSystem>(fs: &F, path: &Path) -> io::Result<Vec<u8>> {
-    let file = fs.open(path, false)?;
-    let mut bytes = vec![0u8; CLEAN_BYTES_MAX + 1];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        let read = file.read_at(&mut bytes[filled..], filled as u64)?;
-        if read == 0 {
-            break;
-        }
-        filled += read;
-    }
-    if filled > CLEAN_BYTES_MAX {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too long"));
-    }
-    bytes.truncate(filled);
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! file copied in from another directory is noticed by the log store itself: every file names the
 //! store's id, made when the store was created and kept in its manifest ([`crate::store::log`]).
 
-use crate::fs::{FileSystem, FsFile};
+use crate::fs::FileSystem;
 use std::io;
 use std::path::Path;
 
@@ -59,22 +59,8 @@ pub fn read<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Option<Identity>> {
     if !fs.exists(&path) {
         return Ok(None);
     }
-    // Read at most one byte past the bound, never the whole file: a damaged directory's
-    // identity could be huge (or a link to /dev/zero, which read the node out of memory).
-    let file = fs.open(&path, false)?;
-    let mut bytes = vec![0u8; IDENTITY_BYTES_MAX + 1];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        let read = file.read_at(&mut bytes[filled..], filled as u64)?;
-        if read == 0 {
-            break;
-        }
-        filled += read;
-    }
-    bytes.truncate(filled);
-    let text = (filled <= IDENTITY_BYTES_MAX)
-        .then(|| std::str::from_utf8(&bytes).ok())
-        .flatten();
+    let bytes = super::read_small_file(fs, &path, IDENTITY_BYTES_MAX)?;
+    let text = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok());
     match text.and_then(Identity::parse) {
         Some(identity) => Ok(Some(identity)),
         None => Err(io::Error::new(

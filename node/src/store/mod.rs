@@ -17,8 +17,31 @@ pub mod keyspace;
 pub mod log;
 pub mod memory;
 
-use crate::fs::DetachedSync;
+use crate::fs::{DetachedSync, FileSystem, FsFile};
 use std::io;
+use std::path::Path;
+
+/// Reads a small file of the data directory whole, or `None` if it is longer than `bytes_max`:
+/// at most one byte past the bound is read, never the whole file, since a damaged directory's
+/// file could be huge (or a link to /dev/zero, which read a node out of memory).
+pub(crate) fn read_small_file<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    bytes_max: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let file = fs.open(path, false)?;
+    let mut bytes = vec![0u8; bytes_max + 1];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let read = file.read_at(&mut bytes[filled..], filled as u64)?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    bytes.truncate(filled);
+    Ok((filled <= bytes_max).then_some(bytes))
+}
 
 /// Figures of one compaction, for logs and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
