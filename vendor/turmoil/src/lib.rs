@@ -196,6 +196,7 @@ pub use envelope::{Datagram, Protocol, Segment};
 mod error;
 pub use error::Result;
 
+mod fasthash;
 mod host;
 use host::Host;
 

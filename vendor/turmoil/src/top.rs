@@ -3,7 +3,7 @@ use crate::host::Host;
 use crate::rt::Rt;
 use crate::{config, TRACING_TARGET};
 
-use indexmap::IndexMap;
+use crate::fasthash::FastIndexMap;
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
 use std::collections::VecDeque;
@@ -17,12 +17,17 @@ pub(crate) struct Topology {
     config: config::Link,
 
     /// Specific configuration overrides between specific hosts.
-    links: IndexMap<Pair, Link>,
+    links: FastIndexMap<Pair, Link>,
 
-    /// We don't use a Rt for async. Right now, we just use it to tick time
-    /// forward in the same way we do it elsewhere. We'd like to represent
-    /// network state with async in the future.
-    rt: Rt<'static>,
+    /// Patch (PATCHES.md): the network's clock. Upstream kept a runtime with no software and
+    /// ticked it with the hosts only to move its paused clock on by each tick; this moves the
+    /// instant on without a runtime (the same instants: the clock starts on a whole millisecond,
+    /// taken from such a runtime, and ticks are whole milliseconds).
+    now: Instant,
+
+    /// Patch (PATCHES.md): the indices in `links` of each host's links, in `links`' order, so
+    /// that delivering a host's messages looks only at its own links (links are never removed).
+    links_of: FastIndexMap<IpAddr, Vec<usize>>,
 }
 
 /// This type is used as the key in the [`Topology::links`] map. See [`new`]
@@ -150,7 +155,7 @@ struct Link {
     sent: VecDeque<Sent>,
 
     /// Messages that are ready to be delivered.
-    deliverable: IndexMap<IpAddr, VecDeque<Envelope>>,
+    deliverable: FastIndexMap<IpAddr, VecDeque<Envelope>>,
 
     /// How many messages `deliverable` holds, for both ends together. (Patched in: every host
     /// asks every link of its own for messages on every tick, and most links have none; the
@@ -179,17 +184,24 @@ enum State {
 
 impl Topology {
     pub(crate) fn new(config: config::Link) -> Topology {
+        let now = Rt::no_software().now();
         Topology {
             config,
-            links: IndexMap::new(),
-            rt: Rt::no_software(),
+            links: FastIndexMap::default(),
+            now,
+            links_of: FastIndexMap::default(),
         }
     }
 
     /// Register a link between two hosts
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
-        assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        let (index, fresh) = self.links.insert_full(pair, Link::new(self.now));
+        assert!(fresh.is_none());
+        self.links_of.entry(a).or_default().push(index);
+        if b != a {
+            self.links_of.entry(b).or_default().push(index);
+        }
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -255,11 +267,23 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
-            }
+        let Some(links) = self.links_of.get(&dst.addr) else {
+            return;
+        };
+        for &index in links {
+            let (_, link) = self.links.get_index_mut(index).expect("a registered link");
+            link.deliver_messages(&self.config, rand, dst);
         }
+    }
+
+    /// Patch (PATCHES.md): whether `deliver_messages` would hand `addr` a message now.
+    pub(crate) fn has_deliverable_for(&self, addr: IpAddr) -> bool {
+        self.links_of.get(&addr).is_some_and(|links| {
+            links.iter().any(|&index| {
+                let (_, link) = self.links.get_index(index).expect("a registered link");
+                link.has_deliverable_for(addr)
+            })
+        })
     }
 
     pub(crate) fn hold(&mut self, a: IpAddr, b: IpAddr) {
@@ -289,9 +313,9 @@ impl Topology {
     }
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
-        let _ = self.rt.tick(duration);
+        self.now += duration;
         for link in self.links.values_mut() {
-            link.tick(self.rt.now());
+            link.tick(self.now);
         }
     }
 
@@ -335,7 +359,7 @@ impl Link {
             state_b_a: State::Healthy,
             config: config::Link::default(),
             sent: VecDeque::new(),
-            deliverable: IndexMap::new(),
+            deliverable: FastIndexMap::default(),
             deliverable_len: 0,
             now,
         }
@@ -447,6 +471,14 @@ impl Link {
     // FIXME: This implementation does not respect message delivery order. If
     // host A and host B are ordered (by addr), and B sends before A, then this
     // method will deliver A's message before B's.
+    fn has_deliverable_for(&self, addr: IpAddr) -> bool {
+        self.deliverable_len > 0
+            && self
+                .deliverable
+                .get(&addr)
+                .is_some_and(|queue| !queue.is_empty())
+    }
+
     fn deliver_messages(
         &mut self,
         global_config: &config::Link,
