@@ -217,6 +217,8 @@ impl<'a> Rt<'a> {
         });
         self.now_after_tick.set(Some(now));
         self.local.count_idle_polls(ticks);
+        // Each left-out tick's `block_on` would have drawn a seed; the catch-up drew one.
+        self.tokio.handle().discard_rng_seeds(ticks - 1);
     }
 
     pub(crate) fn now(&self) -> Instant {

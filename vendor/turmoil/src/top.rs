@@ -313,7 +313,8 @@ impl Topology {
     }
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
-        self.now += duration;
+        // As the runtime's timer did: a tick is rounded up to a whole millisecond.
+        self.now += Duration::from_millis(duration.as_nanos().div_ceil(1_000_000) as u64);
         for link in self.links.values_mut() {
             link.tick(self.now);
         }
@@ -468,9 +469,6 @@ impl Link {
         }
     }
 
-    // FIXME: This implementation does not respect message delivery order. If
-    // host A and host B are ordered (by addr), and B sends before A, then this
-    // method will deliver A's message before B's.
     fn has_deliverable_for(&self, addr: IpAddr) -> bool {
         self.deliverable_len > 0
             && self
@@ -479,6 +477,9 @@ impl Link {
                 .is_some_and(|queue| !queue.is_empty())
     }
 
+    // FIXME: This implementation does not respect message delivery order. If
+    // host A and host B are ordered (by addr), and B sends before A, then this
+    // method will deliver A's message before B's.
     fn deliver_messages(
         &mut self,
         global_config: &config::Link,

@@ -526,6 +526,16 @@ impl Handle {
     pub fn next_timer_deadline(&self) -> Option<crate::time::Instant> {
         self.inner.driver().time.as_ref()?.next_expiration_instant()
     }
+
+    /// Patch (vendor/tokio/PATCHES.md): draws and drops `n` seeds from the runtime's seed
+    /// generator, as `n` calls of `block_on` would (each seeds the thread's random numbers, which
+    /// an unbiased `select!` reads), so that a simulator leaving out idle `block_on`s keeps the
+    /// same sequence.
+    pub fn discard_rng_seeds(&self, n: u64) {
+        for _ in 0..n {
+            let _ = self.inner.seed_generator().next_seed();
+        }
+    }
 }
 
 impl std::panic::UnwindSafe for Handle {}

@@ -750,12 +750,11 @@ impl LocalSet {
         handle
     }
 
-    /// Ticks the scheduler, returning whether the local future needs to be
-    /// notified again.
     /// Patch (vendor/tokio/PATCHES.md): whether a task of this set is ready to run (in the local
     /// or the remote queue). Call it from the thread that owns the set.
     pub fn has_ready_tasks(&self) -> bool {
-        // Safety: the local queue is only touched by the owner thread, which this asserts.
+        // Safety: the local queue is only touched by the owner thread: `LocalSet` is neither
+        // `Send` nor `Sync` (as `pop_local` relies on too); debug builds assert it.
         self.context.shared.local_state.assert_called_from_owner_thread();
         let local = self
             .context
@@ -781,6 +780,8 @@ impl LocalSet {
             .set(self.tick.get().wrapping_add((polls % 256) as u8));
     }
 
+    /// Ticks the scheduler, returning whether the local future needs to be
+    /// notified again.
     fn tick(&self) -> bool {
         for _ in 0..MAX_TASKS_PER_TICK {
             // Make sure we didn't hit an unhandled panic
