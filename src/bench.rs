@@ -333,13 +333,14 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
             outln!(
                 "{:<4} {:>10} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7}",
                 r["op"].as_str().unwrap_or(""),
-                r["ops"],
+                // As numbers: a JSON value's `Display` ignores the column's width.
+                r["ops"].as_u64().unwrap_or(0),
                 r["ops_per_s"].as_f64().unwrap_or(0.0),
                 r["p50_ms"].as_f64().unwrap_or(0.0),
                 r["p99_ms"].as_f64().unwrap_or(0.0),
                 r["p999_ms"].as_f64().unwrap_or(0.0),
                 r["max_ms"].as_f64().unwrap_or(0.0),
-                r["errors"]
+                r["errors"].as_u64().unwrap_or(0)
             );
         }
         for (name, f) in [("get", &get), ("put", &put)] {
