@@ -54,16 +54,51 @@ pub trait Env: Clone + Send + Sync + 'static {
     fn run_sync(&self, sync: DetachedSync) -> SyncJob;
 }
 
-/// The real world's [`Env::run_sync`]: on a thread of tokio's blocking pool, where an fsync may
-/// block as long as the disk likes. The thread starts now, not when the job is first polled: the
-/// store already counts the writes as syncing, and a driver that stops before polling must not
-/// leave them unsynced.
+/// A real sync on a thread of tokio's blocking pool, where an fsync may block as long as the disk
+/// likes: what [`TokioEnv`] falls back to when it cannot start its own sync thread. The thread
+/// starts now, not when the job is first polled: the store already counts the writes as syncing,
+/// and a driver that stops before polling must not leave them unsynced.
 pub fn run_sync_on_a_thread(sync: DetachedSync) -> SyncJob {
     let job = tokio::task::spawn_blocking(move || sync.run());
     Box::pin(async move {
         job.await
             .map_err(|e| io::Error::other(format!("the sync's thread failed: {e}")))?
     })
+}
+
+/// Syncs waiting for a [`TokioEnv`]'s sync thread. A node's driver has one sync in flight at a
+/// time, so this is reached only by many nodes sharing one environment (tests); past it the
+/// driver's thread waits to hand its sync over.
+pub const SYNC_QUEUE_MAX: usize = 64;
+
+/// A sync handed to the sync thread, and where its result goes.
+type SyncRequest = (DetachedSync, tokio::sync::oneshot::Sender<io::Result<()>>);
+
+/// The thread that carries out a real node's syncs ([`Env::run_sync`]), started at the first one
+/// and ended when the last clone of its environment is dropped.
+///
+/// Why not tokio's blocking pool: on a machine with few cores and several nodes, a sync handed to
+/// the pool woke one of several idle threads that then contended for the pool's lock (spinning
+/// and `sched_yield`ing, seen with `strace -k` in a `dynamo bench` run), and each node kept a few
+/// threads alive. One long-lived thread per node, woken by one channel, costs one wake-up each
+/// way and runs the node's syncs in the order they began.
+fn start_sync_thread() -> Option<std::sync::mpsc::SyncSender<SyncRequest>> {
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<SyncRequest>(SYNC_QUEUE_MAX);
+    let started = std::thread::Builder::new()
+        .name("dynamo-sync".into())
+        .spawn(move || {
+            while let Ok((sync, done)) = queue.recv() {
+                // The driver may have stopped waiting (a node that ended): the sync still ran.
+                let _ = done.send(sync.run());
+            }
+        });
+    match started {
+        Ok(_) => Some(jobs),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread for syncs; using tokio's blocking pool");
+            None
+        }
+    }
 }
 
 /// A sync in progress ([`Env::run_sync`]).
@@ -126,12 +161,16 @@ pub trait Listener: Send + 'static {
 #[derive(Clone, Debug)]
 pub struct TokioEnv {
     rng: Arc<Mutex<StdRng>>,
+    /// The sync thread's queue ([`start_sync_thread`]), once a sync has run; `None` inside when
+    /// the thread could not start.
+    syncs: Arc<std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<SyncRequest>>>>,
 }
 
 impl Default for TokioEnv {
     fn default() -> Self {
         TokioEnv {
             rng: Arc::new(Mutex::new(StdRng::from_entropy())),
+            syncs: Arc::default(),
         }
     }
 }
@@ -173,8 +212,23 @@ impl Env for TokioEnv {
     fn random_u64(&self) -> u64 {
         self.rng.lock().expect("rng lock").next_u64()
     }
+    /// On the environment's sync thread ([`start_sync_thread`]), handed over now: the store
+    /// already counts the writes as syncing, and a driver that stops before polling the job
+    /// must not leave them unsynced.
     fn run_sync(&self, sync: DetachedSync) -> SyncJob {
-        run_sync_on_a_thread(sync)
+        let Some(jobs) = self.syncs.get_or_init(start_sync_thread) else {
+            return run_sync_on_a_thread(sync);
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        if let Err(std::sync::mpsc::SendError((sync, _))) = jobs.send((sync, done)) {
+            // The thread is gone (it cannot panic short of a panicking sync): the pool instead.
+            return run_sync_on_a_thread(sync);
+        }
+        Box::pin(async move {
+            result
+                .await
+                .map_err(|_| io::Error::other("the sync thread stopped before the sync ran"))?
+        })
     }
 }
 
@@ -296,5 +350,61 @@ impl Env for SimEnv {
             }
             sync.run()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real environment's syncs run on its one sync thread, in the order they were handed
+    /// over, and a sync handed over runs even when nobody waits for it (a driver that stopped).
+    #[test]
+    fn real_syncs_run_in_order_on_the_sync_thread() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let env = TokioEnv::default();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let job = |i: usize| {
+            let ran = ran.clone();
+            DetachedSync::new(move || {
+                let name = std::thread::current().name().map(str::to_string);
+                ran.lock().expect("lock").push((i, name));
+                Ok(())
+            })
+        };
+        let jobs: Vec<SyncJob> = (0..5).map(|i| env.run_sync(job(i))).collect();
+        drop(env.run_sync(job(5)));
+        runtime.block_on(async {
+            for job in jobs {
+                job.await.expect("the sync ran");
+            }
+        });
+        // The dropped job's sync still runs: wait for it, within reason.
+        for _ in 0..1_000 {
+            if ran.lock().expect("lock").len() == 6 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ran = ran.lock().expect("lock").clone();
+        assert_eq!(ran.len(), 6, "every sync handed over ran: {ran:?}");
+        for (position, (i, thread)) in ran.iter().enumerate() {
+            assert_eq!(*i, position, "syncs run in the order they began");
+            assert_eq!(thread.as_deref(), Some("dynamo-sync"));
+        }
+    }
+
+    /// A failed sync's error reaches the driver.
+    #[test]
+    fn a_real_syncs_error_reaches_the_driver() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let env = TokioEnv::default();
+        let job = env.run_sync(DetachedSync::new(|| Err(io::Error::other("disk on fire"))));
+        let error = runtime.block_on(job).expect_err("the sync failed");
+        assert!(error.to_string().contains("disk on fire"), "{error}");
     }
 }

@@ -149,17 +149,19 @@ pub struct StdFs;
 /// A file on the real disk.
 #[derive(Debug)]
 pub struct StdFile {
-    file: std::fs::File,
+    /// Shared with the syncs begun apart ([`FsFile::detached_sync`]), which need no descriptor of
+    /// their own (a `dup` and a `close` per sync, before).
+    file: std::sync::Arc<std::fs::File>,
     /// The path it was opened by: [`FsFile::write_at`] needs a second handle (see there).
     path: PathBuf,
 }
 
 impl FsFile for StdFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+        std::os::unix::fs::FileExt::read_at(&*self.file, buf, offset)
     }
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        io::Write::write_all(&mut self.file, data)
+        io::Write::write_all(&mut &*self.file, data)
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
@@ -178,8 +180,7 @@ impl FsFile for StdFile {
         self.file.sync_data()
     }
     fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
-        // fdatasync on a duplicate descriptor syncs the same open file description's data.
-        let file = self.file.try_clone()?;
+        let file = std::sync::Arc::clone(&self.file);
         Ok(Some(DetachedSync::new(move || file.sync_data())))
     }
 }
@@ -197,7 +198,7 @@ impl FileSystem for StdFs {
             .create(create)
             .open(path)?;
         Ok(StdFile {
-            file,
+            file: std::sync::Arc::new(file),
             path: path.to_path_buf(),
         })
     }

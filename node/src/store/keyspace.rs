@@ -126,8 +126,8 @@ pub struct Keyspace<S> {
 /// Most key states kept decoded in memory; past it the cache starts over (crude, but bounded and
 /// with no bookkeeping on the hot path). Room for a working set of tens of thousands of keys: at
 /// 4,096, a load over 10,000 keys (`dynamo bench`'s default) started the cache over every few
-/// thousand requests and read most states back from the files (7% fewer operations per second
-/// in BENCHMARKS.md's measurement). [`STATE_CACHE_BYTES_MAX`] bounds what it holds either way.
+/// thousand requests and read most states back from the files (3% to 13% fewer operations per
+/// second in BENCHMARKS.md's measurement). [`STATE_CACHE_BYTES_MAX`] bounds what it holds either way.
 pub const STATE_CACHE_ENTRIES_MAX: usize = 65_536;
 
 /// Most bytes of key states kept decoded in memory (each reckoned by [`cached_bytes`]); past it
