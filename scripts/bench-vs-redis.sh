@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Side by side, in one run: a 3-node loopback cluster under `dynamo bench` and redis-server under
+# redis-benchmark, at the same client count, in interleaved rounds (these machines are noisy:
+# only figures from the same minutes compare). BENCHMARKS.md ("`dynamo bench` against
+# redis-benchmark") quotes its output.
+#
+#   scripts/bench-vs-redis.sh [--bin PATH] [--rounds N] [--clients C] [--duration 6s]
+#
+# Per round: redis `appendfsync always`; the cluster with `--fsync always`, then `none`, each with
+# puts alone, gets alone (redis-benchmark measures SET and GET one after the other, so these
+# compare with its rows) and a 50/50 mix; redis `appendfsync everysec`. N=3, R=W=2, 10,000
+# uniform keys, 100-byte values. The redis rows are left out when redis-server is not installed
+# (Debian: `apt-get install redis-server`). Ports 23101-23103 and 23200 must be free.
+set -euo pipefail
+
+bin=target/release/dynamo
+rounds=3
+clients=16
+duration=6s
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "bench-vs-redis: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -x "$bin" ] || { echo "bench-vs-redis: no binary at $bin (cargo build --release)" >&2; exit 2; }
+have_redis=1
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || have_redis=0
+
+work=$(mktemp -d /tmp/bench-vs-redis.XXXXXX)
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT INT TERM
+
+# redis-benchmark's CSV as this script's rows (it gives no p99.9).
+cat >"$work/redis_rows.py" <<'EOF'
+import csv, sys
+label = sys.argv[1]
+for row in csv.DictReader(sys.stdin):
+    op = row["test"].lower()
+    print(f'{label:<32} {op:<4} {float(row["rps"]):>9.0f} {float(row["p50_latency_ms"]):>7.2f} '
+          f'{float(row["p99_latency_ms"]):>7.2f} {"-":>7} {float(row["max_latency_ms"]):>7.2f}')
+EOF
+
+# A round's ratios, from its rows: the cluster with fsync always against redis with appendfsync
+# always, each operation alone against redis-benchmark's row of it, and the mix against the
+# harmonic mean of SET and GET (the rate of a 50/50 mix on redis).
+cat >"$work/ratios.py" <<'EOF'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, op = line[:32].strip(), line[32:].split()[0]
+    rows[(label, op)] = [None if x == "-" else float(x) for x in line[32:].split()[1:]]
+def rate(label, op):
+    return rows.get((label, op), [0])[0]
+redis_set, redis_get = rate("redis always", "set"), rate("redis always", "get")
+puts, gets = rate("dynamo fsync always, 0% gets", "put"), rate("dynamo fsync always, 100% gets", "get")
+mix = rate("dynamo fsync always, 50% gets", "get") + rate("dynamo fsync always, 50% gets", "put")
+p99_alone = rows.get(("dynamo fsync always, 100% gets", "get"), [0, 0, 0])[2]
+p99_mix = rows.get(("dynamo fsync always, 50% gets", "get"), [0, 0, 0])[2]
+if redis_set and redis_get:
+    both = 2 / (1 / redis_set + 1 / redis_get)
+    print(f"# ratios (always): puts alone {puts / redis_set:.2f}x of SET, gets alone "
+          f"{gets / redis_get:.2f}x of GET, mix {mix / both:.2f}x of a 50/50 redis mix ({both:.0f}/s)")
+print(f"# gets' p99 (fsync always): {p99_alone:.2f} ms alone, {p99_mix:.2f} ms in the mix")
+EOF
+
+nodes="n1=127.0.0.1:23101,n2=127.0.0.1:23102,n3=127.0.0.1:23103"
+addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
+
+# One row of the cluster: fresh data directories, three nodes, the bench, the nodes stopped.
+cluster() { # FSYNC GETS_PERCENT
+  local fsync=$1 gets=$2 dir="$work/cluster-$1-$2"
+  mkdir -p "$dir"
+  for i in 1 2 3; do
+    local peers
+    peers=$(tr ',' '\n' <<<"$nodes" | grep -v "^n$i=" | paste -sd,)
+    "$bin" serve --id "n$i" --listen "127.0.0.1:2310$i" --peers "$peers" \
+      --data-dir "$dir/n$i" --fsync "$fsync" 2>"$dir/n$i.log" &
+    pids+=($!)
+  done
+  for i in 1 2 3; do
+    local tries=0
+    until "$bin" status --node "127.0.0.1:2310$i" >/dev/null 2>&1; do
+      tries=$((tries + 1))
+      [ $tries -lt 100 ] || { echo "bench-vs-redis: node n$i did not start" >&2; exit 1; }
+      sleep 0.05
+    done
+  done
+  "$bin" bench --node "$addrs" --clients "$clients" --duration "$duration" --keys 10000 \
+    --value-bytes 100 --gets "$gets" --json >"$dir/bench.json"
+  stop_all
+  # One line per operation type that ran: label, op, ops/s, p50, p99, p99.9, max (ms).
+  python3 - "$dir/bench.json" "dynamo fsync $fsync, $gets% gets" <<'EOF' | tee -a "$work/round.txt"
+import json, sys
+data = json.load(open(sys.argv[1]))
+for row in data["results"]:
+    if row["op"] != "all" and row["ops"] > 0:
+        print(f'{sys.argv[2]:<32} {row["op"]:<4} {row["ops_per_s"]:>9.0f} {row["p50_ms"]:>7.2f} '
+              f'{row["p99_ms"]:>7.2f} {row["p999_ms"]:>7.2f} {row["max_ms"]:>7.2f}')
+EOF
+  rm -rf "$dir"
+}
+
+# redis-server with an append-only file synced as told, then redis-benchmark's SET and GET rows.
+redis() { # always|everysec
+  local dir="$work/redis-$1"
+  mkdir -p "$dir"
+  redis-server --port 23200 --dir "$dir" --appendonly yes --appendfsync "$1" --save '' \
+    --daemonize no >"$dir/log" 2>&1 &
+  pids+=($!)
+  local tries=0
+  until redis-cli -p 23200 ping >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ $tries -lt 100 ] || { echo "bench-vs-redis: redis-server did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  redis-benchmark -p 23200 -c "$clients" -n 100000 -r 10000 -d 100 -t set,get --csv 2>/dev/null |
+    python3 "$work/redis_rows.py" "redis $1" | tee -a "$work/round.txt"
+  stop_all
+  rm -rf "$dir"
+}
+
+echo "# $(nproc) cores, $clients clients, $duration per cluster row; $("$bin" --version 2>/dev/null || echo dynamo)"
+printf '%-32s %-4s %9s %7s %7s %7s %7s\n' "system" "op" "ops/s" "p50" "p99" "p99.9" "max ms"
+for round in $(seq 1 "$rounds"); do
+  echo "## round $round, $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1 /proc/loadavg)"
+  : >"$work/round.txt"
+  [ $have_redis = 1 ] && redis always
+  for fsync in always none; do
+    for gets in 0 100 50; do
+      cluster "$fsync" "$gets"
+    done
+  done
+  [ $have_redis = 1 ] && redis everysec
+  python3 "$work/ratios.py" "$work/round.txt"
+done
+[ $have_redis = 1 ] || echo "# redis-server or redis-benchmark is not installed: no redis rows"
