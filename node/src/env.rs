@@ -357,13 +357,18 @@ impl Env for SimEnv {
 mod tests {
     use super::*;
 
+    /// A driver's runtime: one thread, as `dynamo serve` runs a node.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
     /// A real environment's syncs run on its one sync thread, in the order they were handed
     /// over, and a sync handed over runs even when nobody waits for it (a driver that stopped).
     #[test]
     fn real_syncs_run_in_order_on_the_sync_thread() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let runtime = runtime();
         let env = TokioEnv::default();
         let ran = Arc::new(Mutex::new(Vec::new()));
         let job = |i: usize| {
@@ -399,9 +404,7 @@ mod tests {
     /// A failed sync's error reaches the driver.
     #[test]
     fn a_real_syncs_error_reaches_the_driver() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let runtime = runtime();
         let env = TokioEnv::default();
         let job = env.run_sync(DetachedSync::new(|| Err(io::Error::other("disk on fire"))));
         let error = runtime.block_on(job).expect_err("the sync failed");
