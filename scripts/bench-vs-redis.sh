@@ -7,10 +7,11 @@
 #   scripts/bench-vs-redis.sh [--bin PATH] [--rounds N] [--clients C] [--duration 6s]
 #
 # Per round: redis `appendfsync always`; the cluster with `--fsync always`, then `none`, each with
-# puts alone, gets alone (redis-benchmark measures SET and GET one after the other, so these
-# compare with its rows) and a 50/50 mix; redis `appendfsync everysec`. N=3, R=W=2, 10,000
-# uniform keys, 100-byte values. The redis rows are left out when redis-server is not installed
-# (Debian: `apt-get install redis-server`). Ports 23101-23103 and 23200 must be free.
+# puts alone, then gets alone of the keys they stored (redis-benchmark measures SET and then GET
+# on one server, so these compare with its rows), then a 50/50 mix; redis `appendfsync everysec`.
+# N=3, R=W=2, 10,000 uniform keys, 100-byte values. The redis rows are left out when redis-server
+# is not installed (Debian: `apt-get install redis-server`). Ports 23101-23103 and 23200 must be
+# free.
 set -euo pipefail
 
 bin=target/release/dynamo
@@ -23,13 +24,14 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench-vs-redis: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -x "$bin" ] || { echo "bench-vs-redis: no binary at $bin (cargo build --release)" >&2; exit 2; }
 have_redis=1
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || have_redis=0
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null &&
+  command -v redis-cli >/dev/null || have_redis=0
 
 work=$(mktemp -d /tmp/bench-vs-redis.XXXXXX)
 pids=()
@@ -38,7 +40,10 @@ stop_all() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
 }
-trap 'stop_all; rm -rf "$work"' EXIT INT TERM
+trap 'stop_all; rm -rf "$work"' EXIT
+# A trap alone would clean up and carry on with the next row: the signal ends the script.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # redis-benchmark's CSV as this script's rows (it gives no p99.9).
 cat >"$work/redis_rows.py" <<'EOF'
@@ -58,7 +63,8 @@ import sys
 rows = {}
 for line in open(sys.argv[1]):
     label, op = line[:32].strip(), line[32:].split()[0]
-    rows[(label, op)] = [None if x == "-" else float(x) for x in line[32:].split()[1:]]
+    # ops/s, p50, p99, p99.9, max; a count of failed requests may follow.
+    rows[(label, op)] = [None if x == "-" else float(x) for x in line[32:].split()[1:6]]
 def rate(label, op):
     return rows.get((label, op), [0])[0]
 redis_set, redis_get = rate("redis always", "set"), rate("redis always", "get")
@@ -76,9 +82,12 @@ EOF
 nodes="n1=127.0.0.1:23101,n2=127.0.0.1:23102,n3=127.0.0.1:23103"
 addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
 
-# One row of the cluster: fresh data directories, three nodes, the bench, the nodes stopped.
-cluster() { # FSYNC GETS_PERCENT
-  local fsync=$1 gets=$2 dir="$work/cluster-$1-$2"
+# The cluster's rows for one fsync policy, on one cluster (fresh data directories) as redis-benchmark
+# runs on one server: puts alone first, which also store the keys, so that the gets read stored
+# 100-byte values as redis's GETs read what its SETs stored (gets of keys never put read nothing,
+# and cost less); then gets alone, then the mix.
+cluster() { # FSYNC
+  local fsync=$1 dir="$work/cluster-$1"
   mkdir -p "$dir"
   for i in 1 2 3; do
     local peers
@@ -95,18 +104,26 @@ cluster() { # FSYNC GETS_PERCENT
       sleep 0.05
     done
   done
-  "$bin" bench --node "$addrs" --clients "$clients" --duration "$duration" --keys 10000 \
-    --value-bytes 100 --gets "$gets" --json >"$dir/bench.json"
-  stop_all
-  # One line per operation type that ran: label, op, ops/s, p50, p99, p99.9, max (ms).
-  python3 - "$dir/bench.json" "dynamo fsync $fsync, $gets% gets" <<'EOF' | tee -a "$work/round.txt"
+  # Something else answering on the ports would pass the check above: the nodes must be ours.
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "bench-vs-redis: a node exited (port taken?): $dir" >&2; exit 1; }
+  done
+  for gets in 0 100 50; do
+    "$bin" bench --node "$addrs" --clients "$clients" --duration "$duration" --keys 10000 \
+      --value-bytes 100 --gets "$gets" --json >"$dir/bench.json"
+    # One line per operation type that ran: label, op, ops/s, p50, p99, p99.9, max (ms), and
+    # the failed requests, which ops/s does not count.
+    python3 - "$dir/bench.json" "dynamo fsync $fsync, $gets% gets" <<'EOF' | tee -a "$work/round.txt"
 import json, sys
 data = json.load(open(sys.argv[1]))
 for row in data["results"]:
     if row["op"] != "all" and row["ops"] > 0:
+        errors = f'  {row["errors"]} failed' if row["errors"] else ""
         print(f'{sys.argv[2]:<32} {row["op"]:<4} {row["ops_per_s"]:>9.0f} {row["p50_ms"]:>7.2f} '
-              f'{row["p99_ms"]:>7.2f} {row["p999_ms"]:>7.2f} {row["max_ms"]:>7.2f}')
+              f'{row["p99_ms"]:>7.2f} {row["p999_ms"]:>7.2f} {row["max_ms"]:>7.2f}{errors}')
 EOF
+  done
+  stop_all
   rm -rf "$dir"
 }
 
@@ -123,6 +140,7 @@ redis() { # always|everysec
     [ $tries -lt 100 ] || { echo "bench-vs-redis: redis-server did not start" >&2; exit 1; }
     sleep 0.05
   done
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "bench-vs-redis: redis-server exited (port taken?)" >&2; exit 1; }
   redis-benchmark -p 23200 -c "$clients" -n 100000 -r 10000 -d 100 -t set,get --csv 2>/dev/null |
     python3 "$work/redis_rows.py" "redis $1" | tee -a "$work/round.txt"
   stop_all
@@ -136,9 +154,7 @@ for round in $(seq 1 "$rounds"); do
   : >"$work/round.txt"
   [ $have_redis = 1 ] && redis always
   for fsync in always none; do
-    for gets in 0 100 50; do
-      cluster "$fsync" "$gets"
-    done
+    cluster "$fsync"
   done
   [ $have_redis = 1 ] && redis everysec
   python3 "$work/ratios.py" "$work/round.txt"

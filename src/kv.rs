@@ -377,7 +377,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     // One thread: the node's tasks all run on the driver's `LocalSet`, and a current-thread
     // runtime polls the sockets on that same thread, where a multi-thread one hands every
     // readiness event over from a worker thread (a wake-up across threads on each hop). The
-    // fsync still runs apart, on tokio's blocking pool.
+    // fsync still runs apart, on the node's sync thread (`TokioEnv::run_sync`).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -50,7 +50,7 @@ pub trait Env: Clone + Send + Sync + 'static {
     }
     /// Carries out a sync begun apart from the driver ([`DetachedSync`]); the driver holds back
     /// what depends on it until the future is done. No default: a simulated world must not reach
-    /// for threads ([`run_sync_on_a_thread`] is the real world's).
+    /// for threads ([`TokioEnv`] runs them on a thread of its own).
     fn run_sync(&self, sync: DetachedSync) -> SyncJob;
 }
 
@@ -67,8 +67,8 @@ pub fn run_sync_on_a_thread(sync: DetachedSync) -> SyncJob {
 }
 
 /// Syncs waiting for a [`TokioEnv`]'s sync thread. A node's driver has one sync in flight at a
-/// time, so this is reached only by many nodes sharing one environment (tests); past it the
-/// driver's thread waits to hand its sync over.
+/// time, and every node of a process has an environment of its own (`serve`, the fuzz driver), so
+/// this is never reached; past it a driver's thread would wait to hand its sync over.
 pub const SYNC_QUEUE_MAX: usize = 64;
 
 /// A sync handed to the sync thread, and where its result goes.
@@ -82,6 +82,11 @@ type SyncRequest = (DetachedSync, tokio::sync::oneshot::Sender<io::Result<()>>);
 /// and `sched_yield`ing, seen with `strace -k` in a `dynamo bench` run), and each node kept a few
 /// threads alive. One long-lived thread per node, woken by one channel, costs one wake-up each
 /// way and runs the node's syncs in the order they began.
+///
+/// The thread is not joined: a process that exits with a sync queued or running leaves it
+/// unfinished, as a crash would. Nothing that depends on it was answered, no clean-stop marker
+/// vouches for it (the driver writes one only after its final sync), and the page cache keeps
+/// the written bytes across the process's exit.
 fn start_sync_thread() -> Option<std::sync::mpsc::SyncSender<SyncRequest>> {
     let (jobs, queue) = std::sync::mpsc::sync_channel::<SyncRequest>(SYNC_QUEUE_MAX);
     let started = std::thread::Builder::new()
@@ -161,8 +166,8 @@ pub trait Listener: Send + 'static {
 #[derive(Clone, Debug)]
 pub struct TokioEnv {
     rng: Arc<Mutex<StdRng>>,
-    /// The sync thread's queue ([`start_sync_thread`]), once a sync has run; `None` inside when
-    /// the thread could not start.
+    /// The sync thread's queue ([`start_sync_thread`]), once a sync has been handed over; `None`
+    /// inside when the thread could not start.
     syncs: Arc<std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<SyncRequest>>>>,
 }
 

@@ -5,7 +5,7 @@
 //!   bounded queue, feeds the core every event already queued (up to [`EVENTS_PER_STEP_MAX`]), and
 //!   carries out the [`crate::core::Ready`] they produced (write, one sync for all, then send):
 //!   group commit, so that a burst of writes costs one fsync and nothing is answered before it.
-//!   The fsync runs apart ([`Env::run_sync`]: on a thread of tokio's blocking pool on the real
+//!   The fsync runs apart ([`Env::run_sync`]: on the node's sync thread on the real
 //!   disk, after a simulated delay on the simulator's, so that both worlds run this same path)
 //!   while the driver goes on taking events and storing their writes; the outputs wait in step
 //!   order until a sync that began after them is done (`Held`), and the next sync covers every

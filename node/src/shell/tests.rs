@@ -666,8 +666,8 @@ impl crate::fs::FileSystem for GatedFs {
 /// tokio's network and clock with a [`GatedFs`].
 type GatedEnv = DiskEnv<GatedFs>;
 
-/// Opens the gate when dropped, also when an assertion fails: dropping the runtime waits for a
-/// held sync, which would otherwise hang the test.
+/// Opens the gate when dropped, also when an assertion fails: a sync held at the gate would
+/// otherwise keep its thread blocked for the rest of the test process.
 struct OpenOnDrop(Arc<Gate>);
 
 impl Drop for OpenOnDrop {
