@@ -111,9 +111,10 @@ pub struct Keyspace<S> {
     /// goes through [`Keyspace::write_state`], which updates it. A Bitcask read costs a file read
     /// and a decode; the hot keys of a workload are read on every request. A hash map, with std's
     /// keyed hasher (keys come from clients, who must not choose collisions): a `BTreeMap` of
-    /// 10,000 keys with a common prefix cost some 30 `memcmp` calls a lookup, 9% of a node's CPU
-    /// under `dynamo bench` with gets alone. Nothing iterates it in order, so the hasher's random
-    /// keys change no output.
+    /// 10,000 keys with a common prefix compares whole keys at every level of every lookup, and
+    /// `read_state` with its `memcmp`s took 9% of a node's CPU samples (`perf`) under `dynamo
+    /// bench` with gets alone. Nothing iterates it in order, so the hasher's random keys change
+    /// no output.
     cache: RefCell<HashMap<Vec<u8>, KeyVersions>>,
     /// What the cached states weigh ([`cached_bytes`] of each), kept by [`Keyspace::remember`]
     /// and [`Keyspace::forget`], the only ways in and out of the cache.
@@ -131,9 +132,9 @@ pub struct Keyspace<S> {
 /// with no bookkeeping on the hot path). Room for a working set of tens of thousands of keys: at
 /// 4,096, a load over 10,000 keys (`dynamo bench`'s default) started the cache over every few
 /// thousand requests and read most states back from the files (3% to 13% fewer operations per
-/// second in BENCHMARKS.md's measurement). [`STATE_CACHE_BYTES_MAX`] bounds what it holds either way.
-/// Starting over drops every cached state at once: with a working set larger than this, the
-/// driver pauses for that (a few milliseconds at this size, not measured) once per this many
+/// second in BENCHMARKS.md's measurement). [`STATE_CACHE_BYTES_MAX`] bounds what it holds either
+/// way. Starting over drops every cached state at once: with a working set larger than this, the
+/// driver pauses for that (not measured; some milliseconds at this size) once per this many
 /// states read from the file.
 pub const STATE_CACHE_ENTRIES_MAX: usize = 65_536;
 
