@@ -51,9 +51,10 @@ fn quorum_read_miss_a_fault_that_names_no_node_of_the_history_may_have_hit_any_n
             "{value}: {warnings:?}"
         );
     }
-    // A config that gives `nodes` as a count names no node: the history's nodes are then the
-    // replica-states' and the clients'. A bare name that is one of them places the fault; one that
-    // is none of them does not. Here n4 holds a replica of another key: a node, not a replica of k.
+    // A config that gives `nodes` as a count names no node, and the checker cannot tell a
+    // selector from a node that holds no replica: it reads every name as a node's, as the page's
+    // examples write them, and only a fault on a replica of k (a node with a replica-state event
+    // for k) excuses. Here n4 holds a replica of another key: a node, not a replica of k.
     let count = || strict_nodes(json!(5));
     let with_n4 = |h: H| h.replica("other", "n4", &[]);
     let r = with_n4(count().put(1, "k", "a", &[]).ok(1, "put", "k", "a", None))
@@ -64,13 +65,22 @@ fn quorum_read_miss_a_fault_that_names_no_node_of_the_history_may_have_hit_any_n
         .replicas("k", &[S::new("a")])
         .check();
     assert_missed(&r, &"count config, a wipe of n4, a replica of another key");
+    let r = missed_after_in(count(), fault("wipe", json!("n2")));
+    assert_excused(&r, &"count config, a replica of k");
     for (value, how) in [
-        (json!("n2"), "a replica of k"),
         (json!("n5"), "no node the history names"),
-        (json!("all"), "a selector"),
+        (json!("all"), "a selector, read as a node's name"),
     ] {
+        let h = count().put(1, "k", "a", &[]).ok(1, "put", "k", "a", None);
+        let warnings = h.clone().raw(fault("wipe", value.clone())).warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("excuses no quorum-read-miss")),
+            "{value}: {warnings:?}"
+        );
         let r = missed_after_in(count(), fault("wipe", value));
-        assert_excused(&r, &how);
+        assert_missed(&r, &how);
     }
     // This project's harness gives `nodes` as a count and lists the names in `node_names`: those
     // are the history's nodes too.
@@ -496,4 +506,39 @@ fn quorum_read_miss_a_sloppy_quorum_setting_that_is_no_boolean_cannot_be_judged(
         &missed_after(fault("partition-start", json!({}))),
         &"sloppy_quorum false",
     );
+}
+
+#[test]
+fn a_config_whose_value_is_not_an_object_is_an_error() {
+    // "`{"f":"config","value":{...}}`" and, among the errors, "a field of the wrong type". Read as
+    // no setting at all, such a config would turn the strict quorum's check and the v2 rules off
+    // unsaid; it is an error that names its line. (Fails without the fix: the history checked
+    // valid as a v1 history with no quorum.)
+    for value in [
+        json!(5),
+        json!("strict"),
+        json!(["n1"]),
+        json!(null),
+        json!(true),
+    ] {
+        let h = H::new()
+            .raw(json!({"process":"harness","type":"info","f":"config","value":value}))
+            .put(1, "k", "a", &[])
+            .ok(1, "put", "k", "a", None)
+            .phase("final")
+            .replicas("k", &[S::new("a")]);
+        let e = h.parse_error().to_string();
+        assert!(
+            e.contains("line 1") && e.contains("not an object"),
+            "{value}: {e}"
+        );
+    }
+    // A config with no value at all is the defaults, with a warning (unchanged).
+    let h = H::new()
+        .raw(json!({"process":"harness","type":"info","f":"config"}))
+        .put(1, "k", "a", &[])
+        .ok(1, "put", "k", "a", None)
+        .phase("final")
+        .replicas("k", &[S::new("a")]);
+    assert!(h.warnings().iter().any(|w| w.contains("no value")));
 }

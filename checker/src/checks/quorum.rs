@@ -6,11 +6,16 @@
 //! crashed while `fsync` was not `always`, and no `join` or `leave` happened, between the ack and the
 //! read's completion.
 //!
-//! - A replica of the key is a node with a `replica-state` event for it. A `wipe`, `disk` or `crash`
-//!   that names no node (in `value.node`, `value.nodes`, a string `value`, or its own `node` field:
-//!   `model.rs`), or names something that is no node of the history (`"value":"all"`), is
-//!   taken to have hit every node, and for a key with no replica-state
-//!   event every node counts as a replica: a fault the history does not place cannot be ruled out.
+//! - A replica of the key is a node with a `replica-state` event for it, as the page defines it, and
+//!   only a fault on one of them (or a `power` fault, which hits them all) excuses a read of the
+//!   key; a `join` or `leave` excuses every read. A `wipe`, `disk` or `crash` that names no node (in
+//!   `value.node`, `value.nodes`, a string `value`, or its own `node` field: `model.rs`) is taken to
+//!   have hit every node, so every replica; so is one that names something the config's list of
+//!   nodes shows is no node (`"value":"all"`; `model.rs`, `place_faults`, which also says why a
+//!   config that gives the nodes as a count reads every name as a node's). One that names nodes
+//!   that are not replicas of the key excuses nothing for it. A key with no `replica-state` event has no replica: only a `join` or `leave`
+//!   excuses its reads (its final state is missing, which alone would make the verdict unknown;
+//!   a miss makes it false).
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
 //!   before the read completed (a v1 read cannot show the tombstone). A delete that ended `fail` is
@@ -58,13 +63,20 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     };
     let lenient = h.format == Format::V1 || h.tombstone_gc;
 
-    // Excusing faults: on every node, or per node (indexes of the events, ascending).
-    let mut everywhere: Vec<u64> = Vec::new();
+    // Excusing faults: a join or leave excuses every read; a power fault, or a fault that names no
+    // node, hit every replica of every key; the others, the replicas they name (indexes of the
+    // events, ascending).
+    let mut membership: Vec<u64> = Vec::new();
+    let mut every_node: Vec<u64> = Vec::new();
     let mut by_node: HashMap<Sym, Vec<u64>> = HashMap::new();
     for n in &h.nemesis {
         let targeted = match n.kind {
-            NemesisKind::Power | NemesisKind::Join | NemesisKind::Leave => {
-                everywhere.push(n.at.index);
+            NemesisKind::Join | NemesisKind::Leave => {
+                membership.push(n.at.index);
+                continue;
+            }
+            NemesisKind::Power => {
+                every_node.push(n.at.index);
                 continue;
             }
             NemesisKind::Wipe | NemesisKind::Disk => true,
@@ -72,10 +84,10 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             _ => false,
         };
         if targeted {
-            // A fault that names no node, or names something that is no node of the history
-            // (`model.rs`, `place_faults`), may have hit any node.
+            // A fault that names no node, or no node of the config's list, may have hit any node
+            // (`model.rs`, `place_faults`).
             if !n.placed {
-                everywhere.push(n.at.index);
+                every_node.push(n.at.index);
                 continue;
             }
             for &node in &n.nodes {
@@ -100,12 +112,10 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         let (m, wpr) = (positions.len(), checked.words);
 
         excusing.clear();
-        excusing.extend_from_slice(&everywhere);
+        excusing.extend_from_slice(&membership);
         let replicas = ctx.finals.replicas(key);
-        if replicas.is_empty() {
-            // No replica-state event names the key's replicas (the verdict is unknown for that
-            // anyway): any node may be one.
-            excusing.extend(by_node.values().flatten());
+        if !replicas.is_empty() {
+            excusing.extend_from_slice(&every_node);
         }
         for &i in replicas {
             if let Some(at) = by_node.get(&h.replicas[i as usize].node) {

@@ -261,9 +261,9 @@ pub(crate) struct NemesisRec {
     /// The nodes it hit, where the event names them (`{"node":"n3"}`; see `nemesis_nodes`); empty
     /// when it names none.
     pub nodes: Vec<Sym>,
-    /// Whether `nodes` places the fault: false when it names none, or names something that is no
-    /// node of the history (`"all"`, `"majority"`; see `Builder::place_faults`). A fault not placed
-    /// may have hit any node.
+    /// Whether `nodes` places the fault: false when it names none, or names something that the
+    /// config's list of nodes shows is no node (`"all"`, `"majority"`; see
+    /// `Builder::place_faults`). A fault not placed may have hit any node.
     pub placed: bool,
     pub at: Mark,
     /// The line of the event, for messages.
@@ -556,7 +556,20 @@ impl Builder {
             Class::Config => {
                 // A config with no value states no setting: the defaults (a v1 history).
                 let value: Value = match w.value {
-                    Some(v) => serde_json::from_str(v.get()).map_err(|e| e.to_string())?,
+                    Some(v) => {
+                        let value: Value =
+                            serde_json::from_str(v.get()).map_err(|e| e.to_string())?;
+                        // The page gives a config's value as an object of settings; another type
+                        // would be read as no setting at all (a v1 history, no strict quorum),
+                        // which turns checks off unsaid: a field of the wrong type is an error.
+                        if !value.is_object() {
+                            return Err(format!(
+                                "the config event's value is {}, not an object of settings",
+                                json_type(&value)
+                            ));
+                        }
+                        value
+                    }
                     None => {
                         // Said, because settings written beside the value (an `n`, a `node`) are
                         // not read: a strict quorum stated there promises nothing to the checks.
@@ -1069,10 +1082,17 @@ impl Builder {
     }
 
     /// A fault that could excuse a quorum-read-miss (`wipe`, `disk`, `crash`) and names something
-    /// that is no node of the history (a `"value":"all"`, a `{"node":"majority"}`) has not said which
-    /// nodes it hit: it is taken to have hit any node, with a warning naming its line. Read as a node
-    /// called "all", it would excuse nothing, and a read the fault may well explain would be called
-    /// a quorum-read-miss. (No check of lost writes reads nemesis events.)
+    /// that is no node of the history gets a warning naming its line, and:
+    /// - where the config lists the nodes (`nodes` as names, or this project's `node_names`), the
+    ///   name is no node's (a `"value":"all"`, a `{"node":"majority"}`): the fault has not said
+    ///   which nodes it hit, and is taken to have hit any node. Read as a node called "all", it
+    ///   would excuse nothing, and a read the fault may well explain would be called a miss.
+    /// - where the config gives `nodes` as a count, the checker cannot tell a selector from a node
+    ///   that holds no replica of any key, and reads the name as a node's, as the page's examples
+    ///   write them (`{"node":"n3"}`): the page defines a key's replicas as the nodes with a
+    ///   `replica-state` event for it, and a fault on none of them excuses nothing.
+    ///
+    /// (No check of lost writes reads nemesis events.)
     fn place_faults(&mut self) {
         if !self
             .h
@@ -1082,29 +1102,52 @@ impl Builder {
         {
             return;
         }
+        let listed = ["nodes", "node_names"].iter().any(|field| {
+            self.h
+                .config
+                .as_ref()
+                .and_then(|c| c.get(field))
+                .is_some_and(Value::is_array)
+        });
         let known = self.known_nodes();
         let is_node = |s: Sym| known.get(s.0 as usize).copied().unwrap_or(false);
         for n in &mut self.h.nemesis {
             if !n.placed || !n.kind.may_excuse() {
                 continue;
             }
-            let unknown: Vec<&str> = n
-                .nodes
-                .iter()
-                .filter(|&&s| !is_node(s))
-                .map(|&s| self.h.strings.get(s.0))
-                .collect();
-            if let Some(first) = unknown.first() {
+            let Some(&first) = n.nodes.iter().find(|&&s| !is_node(s)) else {
+                continue;
+            };
+            let (name, f) = (self.h.strings.get(first.0), self.h.strings.get(n.f.0));
+            self.warnings.push(if listed {
                 n.placed = false;
-                self.warnings.push(format!(
-                    "line {}: the {} event names {first:?}, which is no node of this history (not \
+                format!(
+                    "line {}: the {f} event names {name:?}, which is no node of this history (not \
                      in the config's nodes, no replica-state's node, no client's node): it is taken \
                      to have hit any node (quorum-read-miss)",
                     n.line,
-                    self.h.strings.get(n.f.0),
-                ));
-            }
+                )
+            } else {
+                format!(
+                    "line {}: the {f} event names {name:?}, which no other event names (the \
+                     config gives the nodes as a count): read as a node that holds no replica of \
+                     any key, it excuses no quorum-read-miss",
+                    n.line,
+                )
+            });
         }
+    }
+}
+
+/// A JSON value's type, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -1143,9 +1186,9 @@ fn counter_text_ok(counter: &str) -> bool {
 /// it as naming none would take the fault to have hit every node, which excuses any
 /// quorum-read-miss. Each place is read on its own, so a mistyped field beside a good one (a
 /// `"nodes":3` next to `"node":"n3"`) hides nothing. A `value` that is itself a list of names names
-/// those. A fault that names no node in any of these places is still taken to have hit every node
-/// (it may have hit a replica); so is one that names something that is no node of the history
-/// (`"value":"all"`: `Builder::place_faults`).
+/// those. A fault that names no node in any of these places is taken to have hit every node (it
+/// may have hit a replica); so is one that names something the config's list of nodes shows is
+/// no node (`"value":"all"`: `Builder::place_faults`).
 fn nemesis_nodes(w: &Wire) -> Vec<String> {
     // A name, or a non-empty list of names only.
     fn names(v: &Value) -> Option<Vec<String>> {
