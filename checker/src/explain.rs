@@ -201,7 +201,7 @@ pub fn explain(f: &Finding) -> String {
                 })
                 .collect();
             format!(
-                "With a strict quorum (N={} R={} W={}), {} of {} returned {} although {} {} was {}{}; no replica of the key ({}) was wiped, hit by a disk or power fault, or crashed without fsync, and no node joined or left in between (faults in between: {}).",
+                "With a strict quorum (N={} R={} W={}), {} of {} returned {} although {} {} was {}{}; {} was wiped, hit by a disk or power fault, or crashed without fsync, and no node joined or left in between (faults in between: {}).",
                 q.n,
                 q.r,
                 q.w,
@@ -215,7 +215,12 @@ pub fn explain(f: &Finding) -> String {
                     1 => String::new(),
                     n => format!(", and it missed {} other acknowledged write(s)", n - 1),
                 },
-                q.replicas.join(", "),
+                if q.replicas.is_empty() {
+                    // The key has no replica-state event: any node may hold it, so no node was.
+                    "no node".to_owned()
+                } else {
+                    format!("no replica of the key ({})", q.replicas.join(", "))
+                },
                 if faults.is_empty() {
                     "none".to_owned()
                 } else {

@@ -11,11 +11,16 @@
 //!   key; a `join` or `leave` excuses every read. A `wipe`, `disk` or `crash` that names no node (in
 //!   `value.node`, `value.nodes`, a string `value`, or its own `node` field: `model.rs`) is taken to
 //!   have hit every node, so every replica; so is one that names something the config's list of
-//!   nodes shows is no node (`"value":"all"`; `model.rs`, `place_faults`, which also says why a
-//!   config that gives the nodes as a count reads every name as a node's). One that names nodes
-//!   that are not replicas of the key excuses nothing for it. A key with no `replica-state` event has no replica: only a `join` or `leave`
-//!   excuses its reads (its final state is missing, which alone would make the verdict unknown;
-//!   a miss makes it false).
+//!   nodes shows is no node (`"value":"all"`; `model.rs`, `place_faults`). One that names nodes
+//!   that are not replicas of the key excuses nothing for it.
+//! - A fault that names something that may or may not be a node (a name no other event names,
+//!   where the config does not list the nodes: `"n5"` of `"nodes":5`, or `"all"`) is `unsure`: a
+//!   miss that only such a fault could excuse is neither reported nor passed; the check says
+//!   unknown, naming the fault's line.
+//! - A key with no `replica-state` event has no known replica, and any fault may have hit one:
+//!   every fault excuses its reads. Its final state is missing, so the verdict is unknown anyway;
+//!   a history cut short (a run stopped before its final reads) is not called false for a fault
+//!   that may explain its reads.
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
 //!   before the read completed (a v1 read cannot show the tombstone). A delete that ended `fail` is
@@ -64,19 +69,15 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     let lenient = h.format == Format::V1 || h.tombstone_gc;
 
     // Excusing faults: a join or leave excuses every read; a power fault, or a fault that names no
-    // node, hit every replica of every key; the others, the replicas they name (indexes of the
-    // events, ascending).
-    let mut membership: Vec<u64> = Vec::new();
-    let mut every_node: Vec<u64> = Vec::new();
+    // node, hit every replica of every key; the others, the replicas they name; an unsure fault
+    // may have hit any node or none (indexes of the events, ascending).
+    let mut everywhere: Vec<u64> = Vec::new();
+    let mut unsure: Vec<u64> = Vec::new();
     let mut by_node: HashMap<Sym, Vec<u64>> = HashMap::new();
     for n in &h.nemesis {
         let targeted = match n.kind {
-            NemesisKind::Join | NemesisKind::Leave => {
-                membership.push(n.at.index);
-                continue;
-            }
-            NemesisKind::Power => {
-                every_node.push(n.at.index);
+            NemesisKind::Power | NemesisKind::Join | NemesisKind::Leave => {
+                everywhere.push(n.at.index);
                 continue;
             }
             NemesisKind::Wipe | NemesisKind::Disk => true,
@@ -87,14 +88,19 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             // A fault that names no node, or no node of the config's list, may have hit any node
             // (`model.rs`, `place_faults`).
             if !n.placed {
-                every_node.push(n.at.index);
+                everywhere.push(n.at.index);
                 continue;
+            }
+            if n.unsure {
+                unsure.push(n.at.index);
             }
             for &node in &n.nodes {
                 by_node.entry(node).or_default().push(n.at.index);
             }
         }
     }
+    // The reads whose misses only an unsure fault excuses.
+    let mut undecided = 0usize;
 
     let reads = ReadsByKey::build(h);
     let mut raw: Vec<(u32, WriteIdx, usize, Vec<WriteIdx>)> = Vec::new();
@@ -112,10 +118,12 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         let (m, wpr) = (positions.len(), checked.words);
 
         excusing.clear();
-        excusing.extend_from_slice(&membership);
+        excusing.extend_from_slice(&everywhere);
         let replicas = ctx.finals.replicas(key);
-        if !replicas.is_empty() {
-            excusing.extend_from_slice(&every_node);
+        if replicas.is_empty() {
+            // No replica-state event names the key's replicas (the verdict is unknown for that
+            // anyway): any node may be one.
+            excusing.extend(by_node.values().flatten());
         }
         for &i in replicas {
             if let Some(at) = by_node.get(&h.replicas[i as usize].node) {
@@ -192,15 +200,26 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             uncovered.clear();
             uncovered.extend(covered.iter().zip(&ack_bits).map(|(c, a)| c | !a));
             let mut missed: Vec<(u64, WriteIdx)> = Vec::new();
+            let mut maybe_excused = false;
             Bits(&uncovered).for_each_clear_in(0, m, |p| {
                 let w = positions[p];
                 let ack = h.write(w).completed.expect("acked").index;
-                let after = excusing.partition_point(|&f| f <= ack);
-                let excused = excusing.get(after).is_some_and(|&f| f < completed);
-                if !excused {
+                let between = |faults: &[u64]| {
+                    let after = faults.partition_point(|&f| f <= ack);
+                    faults.get(after).is_some_and(|&f| f < completed)
+                };
+                if between(&excusing) {
+                    return;
+                }
+                if between(&unsure) {
+                    maybe_excused = true;
+                } else {
                     missed.push((ack, w));
                 }
             });
+            if maybe_excused && missed.is_empty() {
+                undecided += 1;
+            }
             if !missed.is_empty() {
                 missed.sort_unstable();
                 let count = missed.len();
@@ -251,6 +270,14 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             w: quorum.w,
         })
     });
+    if undecided > 0 {
+        let line = h.nemesis.iter().find(|n| n.unsure).map_or(0, |n| n.line);
+        check.unknown.push(format!(
+            "quorum-read-miss: {undecided} read(s) missed an acknowledged write that only a fault \
+             naming something the config does not list as a node may excuse (the first such \
+             fault is on line {line}): whether it hit a replica of the key is unknown"
+        ));
+    }
     check
         .unknown
         .extend(skipped_keys_reason(ctx, "quorum-read-miss"));

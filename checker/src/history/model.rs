@@ -265,6 +265,9 @@ pub(crate) struct NemesisRec {
     /// config's list of nodes shows is no node (`"all"`, `"majority"`; see
     /// `Builder::place_faults`). A fault not placed may have hit any node.
     pub placed: bool,
+    /// Whether the fault names something that may or may not be a node (a name no other event
+    /// names, where the config does not list the nodes): whether it hit a replica is unknown.
+    pub unsure: bool,
     pub at: Mark,
     /// The line of the event, for messages.
     pub line: usize,
@@ -512,6 +515,7 @@ impl Builder {
                     f,
                     kind,
                     placed: !nodes.is_empty(),
+                    unsure: false,
                     nodes,
                     at,
                     line,
@@ -555,7 +559,9 @@ impl Builder {
             }
             Class::Config => {
                 // A config with no value states no setting: the defaults (a v1 history).
-                let value: Value = match w.value {
+                // `null` counts as absent, as for every optional field (`wire.rs`).
+                let given = w.value.filter(|v| v.get().trim() != "null");
+                let value: Value = match given {
                     Some(v) => {
                         let value: Value =
                             serde_json::from_str(v.get()).map_err(|e| e.to_string())?;
@@ -585,7 +591,7 @@ impl Builder {
                         "line {line}: a second config event; the first one is kept"
                     ));
                 } else {
-                    self.apply_config(&value, w.value, w.history_format, line)?;
+                    self.apply_config(&value, given, w.history_format, line)?;
                     self.h.config = Some(value);
                 }
             }
@@ -1087,10 +1093,10 @@ impl Builder {
     ///   name is no node's (a `"value":"all"`, a `{"node":"majority"}`): the fault has not said
     ///   which nodes it hit, and is taken to have hit any node. Read as a node called "all", it
     ///   would excuse nothing, and a read the fault may well explain would be called a miss.
-    /// - where the config gives `nodes` as a count, the checker cannot tell a selector from a node
-    ///   that holds no replica of any key, and reads the name as a node's, as the page's examples
-    ///   write them (`{"node":"n3"}`): the page defines a key's replicas as the nodes with a
-    ///   `replica-state` event for it, and a fault on none of them excuses nothing.
+    /// - where it does not, the checker cannot tell a selector (`"all"`) from a node that holds no
+    ///   replica of any key (`"n5"` of `"nodes":5`), which would excuse nothing: the fault is
+    ///   `unsure`, and a miss that only it could excuse leaves the verdict unknown (`quorum.rs`)
+    ///   rather than valid or false.
     ///
     /// (No check of lost writes reads nemesis events.)
     fn place_faults(&mut self) {
@@ -1128,10 +1134,11 @@ impl Builder {
                     n.line,
                 )
             } else {
+                n.unsure = true;
                 format!(
-                    "line {}: the {f} event names {name:?}, which no other event names (the \
-                     config gives the nodes as a count): read as a node that holds no replica of \
-                     any key, it excuses no quorum-read-miss",
+                    "line {}: the {f} event names {name:?}, which no other event names, and the \
+                     config does not list the nodes: whether it hit a replica is unknown, and a \
+                     quorum-read-miss only it could excuse leaves the verdict unknown",
                     n.line,
                 )
             });
