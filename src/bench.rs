@@ -53,7 +53,9 @@ pub struct BenchArgs {
     /// Number of keys.
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
-    /// Key choice: uniform, or zipf (key i has weight 1/(i+1)).
+    /// Key choice: uniform, zipf (key i has weight 1/(i+1)), or sequential (the clients take
+    /// keys 0, 1, 2, ... in turn, wrapping around: with `--ops` equal to `--keys`, every key is
+    /// written once, a load phase for gets that read stored values).
     #[arg(long, default_value = "uniform")]
     key_dist: String,
     /// Bytes per value.
@@ -121,12 +123,15 @@ enum Keys {
     Uniform(u64),
     /// Cumulative weights.
     Zipf(Arc<Vec<f64>>),
+    /// The next key of a count the clients share, modulo the key count.
+    Sequential(u64, Arc<AtomicU64>),
 }
 
 impl Keys {
     fn pick(&self, rng: &mut u64) -> u64 {
         match self {
             Keys::Uniform(n) => next_random(rng) % n,
+            Keys::Sequential(n, next) => next.fetch_add(1, Ordering::Relaxed) % n,
             Keys::Zipf(cdf) => {
                 let u = (next_random(rng) >> 11) as f64 / (1u64 << 53) as f64;
                 cdf.partition_point(|&x| x <= u).min(cdf.len() - 1) as u64
@@ -179,7 +184,12 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
                 .collect();
             Keys::Zipf(Arc::new(cdf))
         }
-        other => return Err(format!("unknown --key-dist {other:?}: uniform or zipf")),
+        "sequential" => Keys::Sequential(args.keys, Arc::default()),
+        other => {
+            return Err(format!(
+                "unknown --key-dist {other:?}: uniform, zipf or sequential"
+            ));
+        }
     };
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),

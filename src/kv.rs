@@ -365,10 +365,56 @@ fn check_data_dir(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Raises the process's soft limit of open files to its hard limit, as any process may, and
+/// returns the limit now in force: the node counts its connections against it
+/// (`dynamo_node::shell::clients_for_open_files`). Many systems start processes with a soft limit
+/// of 1,024 under a far higher hard one.
+fn raise_open_files_limit() -> Result<u64, String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` that lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!(
+            "cannot read the open-file limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one `rlimit` from this stack frame.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                soft = limit.rlim_cur,
+                hard = limit.rlim_max,
+                "cannot raise the open-file limit to its hard limit"
+            );
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     init_logging("info");
-    let config = serve_config(&args)?;
+    let mut config = serve_config(&args)?;
+    let fds_max = raise_open_files_limit()?;
+    config.client_connections_max = dynamo_node::shell::clients_for_open_files(fds_max)?;
+    if config.client_connections_max < dynamo_node::shell::CLIENT_CONNECTIONS_MAX {
+        tracing::warn!(
+            fds_max,
+            clients_max = config.client_connections_max,
+            "the open-file limit leaves room for fewer client connections than {} (raise it with `ulimit -n`)",
+            dynamo_node::shell::CLIENT_CONNECTIONS_MAX
+        );
+    }
     if config.auth.cluster_secret.is_none() {
         tracing::warn!(
             "no --cluster-secret-file: the node runs open (loopback only); anyone on this machine can speak as a peer or an admin"

@@ -390,9 +390,9 @@ fn item2_a_ring_of_version_u64_max_is_refused() {
     }
 }
 
-/// Items 3 and 5: a context of 4,096 entries, or at the counter limit, is refused with a clear
-/// error (and the CLI refuses a counter past it); the longest context accepted makes a state the
-/// node reads back after a restart.
+/// Items 3 and 5: a context of 4,097 entries, one whose new clock would pass 4,096 entries, or
+/// one at the counter limit, is refused with a clear error (and the CLI refuses a counter past
+/// it); the longest context accepted makes a state the node reads back after a restart.
 #[test]
 fn item3_and_5_contexts_past_the_bounds_are_refused_and_the_node_restarts() {
     let mut cluster = Cluster::start(1, false, &["--n", "1", "--r", "1", "--w", "1"]);
@@ -414,8 +414,11 @@ fn item3_and_5_contexts_past_the_bounds_are_refused_and_the_node_restarts() {
         }
         c
     };
-    let refused = put(context(4_096)).unwrap_err().to_string();
+    let refused = put(context(4_097)).unwrap_err().to_string();
     assert!(refused.contains("exceeds"), "{refused}");
+    // 4,096 actors the key has not seen, and the coordinator's own: one too many for a clock.
+    let refused = put(context(4_096)).unwrap_err().to_string();
+    assert!(refused.contains("more than"), "{refused}");
     put(context(4_095)).expect("the longest context is accepted");
     let mut limit = VClock::new();
     limit.raise("a00001", COUNTER_MAX);
@@ -1366,4 +1369,121 @@ fn an_older_data_file_copied_in_under_a_newer_id_replays_nothing() {
         log.contains("names another data file") && log.contains("000002.data"),
         "{log}"
     );
+}
+
+/// A stranger cannot stop a node by taking its file descriptors. Found by the attack of
+/// 2026-12-02: under an open-file limit of 1,024, 1,010 anonymous connections (each a client
+/// after one get) left no descriptor for the log's next data file, and the node stopped as on
+/// a failed disk ("Too many open files"). `dynamo serve` now raises its soft limit to the hard
+/// one and serves only as many clients as the limit leaves room for, evicting the least
+/// recently active past it. Here the hard limit is 800: room for 64 clients.
+#[test]
+fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
+    // This process opens ~850 sockets too: its own soft limit up to its hard one.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write one `rlimit` on this stack frame.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log_path = logs.path().join("n1.log");
+    let mut node = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 800 && exec \"$0\" \"$@\"")
+        .arg(DYNAMO)
+        .args(["serve", "--id", "n1", "--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .args(["--n", "1", "--r", "1", "--w", "1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let get = wire::encode(&Frame::Request {
+        id: 1,
+        request: Request::Get { key: b"x".to_vec() },
+    })
+    .unwrap();
+    let first = loop {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            send_raw(&mut s, &get);
+            if read_raw(&mut s).is_some() {
+                break s;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(STARTUP_TIMEOUT_MS),
+            "the node did not come up: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(100));
+    };
+    drop(first.shutdown(std::net::Shutdown::Both));
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(log().contains("fewer client connections"), "{}", log());
+    // The flood: 850 connections, each a client after one get, all kept open.
+    let mut flood = Vec::new();
+    for _ in 0..850 {
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            continue;
+        };
+        if s.write_all(&(get.len() as u32).to_be_bytes()).is_ok() && s.write_all(&get).is_ok() {
+            flood.push(s);
+        }
+    }
+    // Then 70 puts of 1 MiB through a fresh connection: the log rolls to a new data file.
+    let value = vec![b'v'; wire::VALUE_BYTES_MAX];
+    let mut acked = 0;
+    let mut writer = TcpStream::connect(&addr).unwrap();
+    for id in 0..70u64 {
+        let put = Frame::Request {
+            id,
+            request: Request::Put {
+                key: format!("big-{id}").into_bytes(),
+                value: value.clone(),
+                tombstone: false,
+                context: VClock::new(),
+                context_mac: None,
+            },
+        };
+        send_raw(&mut writer, &wire::encode(&put).unwrap());
+        if matches!(read_raw(&mut writer), Some(Frame::Response { .. })) {
+            acked += 1;
+        }
+    }
+    drop(flood);
+    assert_eq!(acked, 70, "{}", log());
+    assert!(
+        node.try_wait().unwrap().is_none(),
+        "the node stopped: {}",
+        log()
+    );
+    assert!(!log().contains("Too many open files"), "{}", log());
+    let mut reader = TcpStream::connect(&addr).unwrap();
+    send_raw(
+        &mut reader,
+        &wire::encode(&Frame::Request {
+            id: 1,
+            request: Request::Get {
+                key: b"big-0".to_vec(),
+            },
+        })
+        .unwrap(),
+    );
+    match read_raw(&mut reader) {
+        Some(Frame::Response {
+            response: Response::Get { siblings, .. },
+            ..
+        }) => assert_eq!(siblings.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
 }

@@ -177,6 +177,16 @@ pub struct NodeConfig {
     /// The cluster secret and the client token: never serialised (a plan must not carry them).
     #[serde(skip)]
     pub auth: crate::auth::AuthConfig,
+    /// Client connections served at once, at most [`crate::shell::CLIENT_CONNECTIONS_MAX`]:
+    /// `dynamo serve` lowers it to what the process's open-file limit leaves room for, so that
+    /// a flood of connections cannot take the descriptors the node's own files need. Not
+    /// serialised: it follows the machine, not the plan.
+    #[serde(skip, default = "client_connections_max_default")]
+    pub client_connections_max: usize,
+}
+
+fn client_connections_max_default() -> usize {
+    crate::shell::CLIENT_CONNECTIONS_MAX
 }
 
 fn cluster_name_default() -> String {
@@ -278,6 +288,7 @@ impl NodeConfig {
             bug: None,
             cluster: cluster_name_default(),
             auth: crate::auth::AuthConfig::default(),
+            client_connections_max: client_connections_max_default(),
         }
     }
 
@@ -309,6 +320,9 @@ impl NodeConfig {
 
     /// Checks the settings make sense together; the error says which does not.
     pub fn validate(&self) -> Result<(), String> {
+        if self.client_connections_max == 0 {
+            return Err("client_connections_max must be at least 1".to_string());
+        }
         let id_max = crate::version::NODE_ID_BYTES_MAX;
         if !crate::version::valid_node_id(&self.id) {
             return Err(format!(

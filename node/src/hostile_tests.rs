@@ -76,8 +76,10 @@ fn contexts_at_the_counter_and_entry_limits_are_refused_and_what_is_stored_decod
     let refused = net.put("n1", b"k", b"v", at_limit);
     assert!(message(&refused).contains("counter limit"), "{refused:?}");
 
+    // The longest context of actors the key's clock does not hold: with the coordinator's own,
+    // the new clock has the most entries a clock may have.
     let mut long = VClock::new();
-    for i in 0..CONTEXT_ENTRIES_MAX {
+    for i in 0..CLOCK_ENTRIES_MAX - 1 {
         long.raise(&format!("a{i:05}"), 1);
     }
     match net.put("n1", b"k", b"v", long.clone()) {
@@ -90,7 +92,22 @@ fn contexts_at_the_counter_and_entry_limits_are_refused_and_what_is_stored_decod
         let bytes = postcard::to_stdvec(&state).unwrap();
         assert_eq!(postcard::from_bytes::<KeyVersions>(&bytes).unwrap(), state);
     }
+    // What a read returns, a client may write back with (found by the attack of 2026-12-02: the
+    // read's context of 4,096 entries was refused as one over the 4,095 a context could have,
+    // so the key could never be updated or deleted again). A coordinator whose actor the clock
+    // holds makes a clock of as many entries; another would make one more, which is refused.
+    let ctx = context(&net.get("n1", b"k"));
+    assert_eq!(ctx.len(), CONTEXT_ENTRIES_MAX);
+    match net.put("n1", b"k", b"again", ctx.clone()) {
+        Response::Put { .. } => {}
+        other => panic!("a put with a read's context is refused: {other:?}"),
+    }
+    let refused = net.put("n2", b"k", b"again", ctx);
+    assert!(message(&refused).contains("more than"), "{refused:?}");
     long.raise("one-more", 1);
+    let refused = net.put("n1", b"k2", b"v", long.clone());
+    assert!(message(&refused).contains("more than"), "{refused:?}");
+    long.raise("two-more", 1);
     let refused = net.put("n1", b"k2", b"v", long);
     assert!(message(&refused).contains("exceeds"), "{refused:?}");
 }
@@ -232,6 +249,50 @@ fn a_merge_past_the_bounds_is_refused() {
         big,
         "the merge past the bound is refused"
     );
+}
+
+/// A peer (one that holds the cluster secret, damaged or hostile) cannot brick a key with a state
+/// that decodes but that no node makes: an actor name no node could have, or a counter at the
+/// limit, which every later read's context would carry and every put with it be refused for.
+/// Found by the attack of 2026-12-02: `Store`s with the clocks `{"a/b":1}` and
+/// `{"z":2^53-1}` merged, spread to every replica, and the key could never be updated again.
+#[test]
+fn a_peer_cannot_brick_a_key_with_a_state_no_node_makes() {
+    let mut net = Net::new(3, 3, 2, 2);
+    assert!(matches!(
+        net.put("n1", b"k", b"v", VClock::new()),
+        Response::Put { .. }
+    ));
+    let owner = net.nodes["n1"].0.ring().preference_list(b"k", 3)[0].clone();
+    let peer = if owner == "n1" { "n2" } else { "n1" };
+    let good = net.state(&owner, b"k");
+    let mut bad_actor = good.clone();
+    bad_actor.clock.raise("a/b", 1);
+    let mut at_limit = good.clone();
+    at_limit.clock.raise("z", COUNTER_MAX);
+    let mut bad_dot = good.clone();
+    bad_dot.siblings[0].dot.as_mut().expect("dotted").actor = "a b".into();
+    for (what, state) in [
+        ("bad actor", bad_actor),
+        ("counter at the limit", at_limit),
+        ("bad dot", bad_dot),
+    ] {
+        assert!(
+            state.validate(crate::version::Rule::Dotted).is_err(),
+            "{what}"
+        );
+        let repair = PeerMessage::Repair {
+            key: b"k".to_vec(),
+            state,
+        };
+        send(&mut net, peer, &owner, repair);
+        assert_eq!(net.state(&owner, b"k"), good, "{what}: merged");
+    }
+    let ctx = context(&net.get(&owner, b"k"));
+    assert!(matches!(
+        net.put(&owner, b"k", b"w", ctx),
+        Response::Put { .. }
+    ));
 }
 
 /// n4 is cut off, n1 suspects it and has not heard from it for longer than a forget asks.

@@ -317,9 +317,13 @@ const CLOCK_ENTRIES_RESERVE_MAX: usize = 64;
 /// refused ([`KeyVersions::check_bounds`]), so no stored state can outgrow the decoder.
 pub const CLOCK_ENTRIES_MAX: usize = 4_096;
 
-/// Most entries a client's context may have: one fewer than a clock, so that a put's new clock
-/// (the context plus the coordinator's own actor) still fits.
-pub const CONTEXT_ENTRIES_MAX: usize = CLOCK_ENTRIES_MAX - 1;
+/// Most entries a client's context may have: as many as a clock, as a context is the clock a read
+/// returned, and a client must be able to write back with what it read (a bound one below the
+/// clock's let a put make a clock of 4,096 entries whose context every later put was refused
+/// with: the key could never be updated again). A put whose new clock (the context, the key's
+/// clock and the coordinator's actor) would pass [`CLOCK_ENTRIES_MAX`] is refused by
+/// [`KeyVersions::check_put`], which counts it exactly.
+pub const CONTEXT_ENTRIES_MAX: usize = CLOCK_ENTRIES_MAX;
 
 /// Most siblings a state received from another node may carry. A replica refuses puts past
 /// [`SIBLINGS_MAX`], but replicas that took writes apart can merge into more; four times the
@@ -638,6 +642,28 @@ impl KeyVersions {
                 Some(dot) => format!("sibling {dot:?} has a dot under plain clocks"),
                 None => "a sibling has no dot".to_string(),
             });
+        }
+        // What no node makes would, merged, brick the key: every read's context would carry it,
+        // and every put or delete with that context is refused (`wire::validate`,
+        // `check_put`): an actor name no node could have, or a counter at the limit, which a
+        // node never issues (it takes a new actor id first).
+        let dots = self.siblings.iter().filter_map(|s| s.dot.as_ref());
+        let entries = std::iter::once(&self.clock)
+            .chain(self.siblings.iter().map(|s| &s.context))
+            .flat_map(|clock| clock.iter())
+            .chain(dots.map(|d| (&d.actor, d.counter)));
+        for (actor, counter) in entries {
+            if !valid_actor(actor) {
+                return Err(format!(
+                    "the actor {actor:?} is one no node could be (1-{ACTOR_NAME_BYTES_MAX} of \
+                     [A-Za-z0-9._-])"
+                ));
+            }
+            if counter >= COUNTER_MAX {
+                return Err(format!(
+                    "actor {actor:?} is at the counter limit {COUNTER_MAX}, which no node issues"
+                ));
+            }
         }
         self.dotted_invariants()
     }

@@ -53,10 +53,12 @@ impl Class {
         self as usize
     }
 
-    fn connections_max(self) -> usize {
+    /// The class's bound, with the node's client bound (`NodeConfig::client_connections_max`,
+    /// at most [`CLIENT_CONNECTIONS_MAX`]).
+    fn connections_max(self, clients_max: usize) -> usize {
         match self {
             Class::Pending => PENDING_CONNECTIONS_MAX,
-            Class::Client => CLIENT_CONNECTIONS_MAX,
+            Class::Client => clients_max.min(CLIENT_CONNECTIONS_MAX),
             Class::Admin => ADMIN_CONNECTIONS_MAX,
             Class::Peer => PEER_CONNECTIONS_MAX,
         }
@@ -86,14 +88,25 @@ struct Slot {
 }
 
 /// The live connections by class. Only touched from the connection tasks of one `LocalSet`.
-#[derive(Default)]
 pub(super) struct Registry {
     slots: BTreeMap<u64, Slot>,
     counts: [usize; 4],
     tick: Rc<Cell<u64>>,
+    /// The client class's bound (`NodeConfig::client_connections_max`).
+    clients_max: usize,
 }
 
 impl Registry {
+    pub(super) fn new(clients_max: usize) -> Self {
+        assert!(clients_max >= 1, "a node serves at least one client");
+        Registry {
+            slots: BTreeMap::new(),
+            counts: [0; 4],
+            tick: Rc::default(),
+            clients_max,
+        }
+    }
+
     /// Puts connection `conn` in `class` (moving it from the one it was in), closing the least
     /// recently active connection of a full class that evicts; refuses for a full class that
     /// does not. A peer's connection (`peer`) past [`PEER_CONNECTIONS_PER_NODE_MAX`] of its
@@ -128,11 +141,11 @@ impl Registry {
                 self.evict(victim);
             }
         }
-        if self.counts[class.index()] >= class.connections_max() {
+        if self.counts[class.index()] >= class.connections_max(self.clients_max) {
             if !class.evicts() {
                 return Err(format!(
                     "{} {class:?} connections already: closing a new one",
-                    class.connections_max()
+                    class.connections_max(self.clients_max)
                 ));
             }
             let victim = self
@@ -146,7 +159,7 @@ impl Registry {
                 conn = victim,
                 ?class,
                 "{} {class:?} connections: closing the least recently active",
-                class.connections_max()
+                class.connections_max(self.clients_max)
             );
             self.evict(victim);
         }
@@ -161,7 +174,7 @@ impl Registry {
                 close: close.clone(),
             },
         );
-        debug_assert!(self.counts[class.index()] <= class.connections_max());
+        debug_assert!(self.counts[class.index()] <= class.connections_max(self.clients_max));
         debug_assert!(peer.is_none_or(|peer| {
             let of_peer = self
                 .slots

@@ -38,7 +38,8 @@
 //! Connections are counted per class, each with its own budget, so that one class cannot lock
 //! out another: [`PENDING_CONNECTIONS_MAX`] that have not said who they are yet (each has
 //! [`HANDSHAKE_TIMEOUT_MS`] to do so), [`CLIENT_CONNECTIONS_MAX`] clients (anonymous connections
-//! among them, also an open node's, which have admin rights), [`ADMIN_CONNECTIONS_MAX`] admins
+//! among them, also an open node's, which have admin rights; fewer where the process's
+//! open-file limit leaves no room for them: [`clients_for_open_files`]), [`ADMIN_CONNECTIONS_MAX`] admins
 //! that said Hello, and [`PEER_CONNECTIONS_MAX`] peers. A full class of pending
 //! connections, clients or admins makes room by closing its least recently active connection
 //! (idle connections cannot lock newcomers out); a full class of peers, all authenticated,
@@ -113,7 +114,16 @@ pub const CONNECTION_QUEUE_MAX: usize = 1_024;
 /// recently active of them.
 pub const PENDING_CONNECTIONS_MAX: usize = 64;
 /// Client connections served at once; a newcomer past it closes the least recently active one.
+/// A real node serves fewer where its open-file limit leaves no room for them
+/// ([`clients_for_open_files`]).
 pub const CLIENT_CONNECTIONS_MAX: usize = 1_024;
+/// The fewest client connections a node starts with: below it, `dynamo serve` refuses to start
+/// and says to raise the open-file limit.
+pub const CLIENT_CONNECTIONS_MIN: usize = 16;
+/// Descriptors a node keeps for itself besides its connections and peer links: the standard
+/// streams, the listener, the runtime's poller and signal pipe, the sync thread's, and its log's
+/// data files (each open while the node runs; 256 of 64 MiB hold 16 GiB), manifest and hints.
+pub const OWN_FDS_RESERVED: usize = 256;
 /// Admin connections served at once; a newcomer past it closes the least recently active one.
 pub const ADMIN_CONNECTIONS_MAX: usize = 32;
 /// Peer connections served at once (each member dials one; a re-dial may overlap the old one).
@@ -430,7 +440,7 @@ pub async fn run<E: Env>(
         auth: config.auth.clone(),
         events: events.clone(),
         budget: budget.clone(),
-        registry: RefCell::new(Registry::default()),
+        registry: RefCell::new(Registry::new(config.client_connections_max)),
     });
     tasks.spawn_local(accept_loop(listener, ctx));
     let outbound = Budget::new(OUTBOUND_BYTES_MAX);
@@ -620,6 +630,30 @@ pub async fn run<E: Env>(
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");
     Ok(())
+}
+
+/// The client connections a process whose open-file limit is `fds_max` serves: what is left when
+/// every other class of connection, the peer links this node dials and its own files
+/// ([`OWN_FDS_RESERVED`]) are counted at their bounds, at most [`CLIENT_CONNECTIONS_MAX`]. Found
+/// by an attack: under the common soft limit of 1,024, a stranger's 1,010 connections left the
+/// node no descriptor for its next log file, and the node stopped as on a failed disk. Every
+/// bound here is enforced as a newcomer arrives, so the sum is never passed.
+pub fn clients_for_open_files(fds_max: u64) -> Result<usize, String> {
+    let others = PENDING_CONNECTIONS_MAX
+        + ADMIN_CONNECTIONS_MAX
+        + PEER_CONNECTIONS_MAX
+        + crate::ring::MEMBERS_MAX
+        + OWN_FDS_RESERVED;
+    let fds_max = usize::try_from(fds_max).unwrap_or(usize::MAX);
+    let clients = fds_max.saturating_sub(others).min(CLIENT_CONNECTIONS_MAX);
+    if clients < CLIENT_CONNECTIONS_MIN {
+        return Err(format!(
+            "the open-file limit {fds_max} leaves room for {clients} client connections, fewer \
+             than {CLIENT_CONNECTIONS_MIN}: a node needs {} descriptors (raise it with `ulimit -n`)",
+            others + CLIENT_CONNECTIONS_MIN
+        ));
+    }
+    Ok(clients)
 }
 
 /// Refuses to go on with a ring of another partition count than this node's (`--partitions`):

@@ -866,3 +866,24 @@ fn a_data_file_of_another_nodes_store_is_damage_not_replayed() {
         assert!(!keys.contains(&theirs.as_bytes().to_vec()), "{keys:?}");
     }
 }
+
+/// The clients a node serves under an open-file limit: every other connection class, the peer
+/// links and the node's own files at their bounds, and what is left, at most
+/// `CLIENT_CONNECTIONS_MAX`; too low a limit is refused with what to do.
+#[test]
+fn client_connections_fit_the_open_file_limit() {
+    let others = PENDING_CONNECTIONS_MAX
+        + ADMIN_CONNECTIONS_MAX
+        + PEER_CONNECTIONS_MAX
+        + crate::ring::MEMBERS_MAX
+        + OWN_FDS_RESERVED;
+    assert_eq!(clients_for_open_files(1_024), Ok(1_024 - others));
+    assert_eq!(clients_for_open_files(u64::MAX), Ok(CLIENT_CONNECTIONS_MAX));
+    assert_eq!(clients_for_open_files(20_000), Ok(CLIENT_CONNECTIONS_MAX));
+    assert_eq!(
+        clients_for_open_files((others + CLIENT_CONNECTIONS_MIN) as u64),
+        Ok(CLIENT_CONNECTIONS_MIN)
+    );
+    let refused = clients_for_open_files((others + CLIENT_CONNECTIONS_MIN - 1) as u64).unwrap_err();
+    assert!(refused.contains("ulimit -n"), "{refused}");
+}
