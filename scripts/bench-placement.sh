@@ -9,9 +9,10 @@
 # (client -> relay -> relay -> relay -> client), no work per hop: four wake-ups per round trip,
 # as a get's critical path (bench -> coordinator -> replica -> coordinator -> bench). Built from
 # the Rust source below with `rustc` (no crate). Part 2: the 3-node cluster (N=3, R=W=2, fsync
-# always), 10,000 keys stored by puts alone, then gets alone at 2, 8 and 16 clients, with the
-# nodes and the bench (one thread, as redis-benchmark) left to the scheduler, all on CPU 0, and
-# the nodes on CPU 0 with the bench on CPU 1. Needs 2 CPUs, `taskset`, `chrt` and `rustc`; ports
+# always), its 10,000 keys each stored once first (`--key-dist sequential`), then gets alone at
+# 2, 8 and 16 clients, with the nodes and the bench (one thread, as redis-benchmark) free on
+# CPUs 0 and 1 (the scheduler's choice between the two), all on CPU 0, and the nodes on CPU 0
+# with the bench on CPU 1. Needs CPUs 0 and 1, `taskset`, `chrt`, `rustc` and `python3`; ports
 # 23101-23103 and 24000-24003 must be free.
 set -euo pipefail
 
@@ -23,17 +24,24 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench-placement: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -x "$bin" ] || { echo "bench-placement: no binary at $bin (cargo build --release)" >&2; exit 2; }
-for tool in taskset chrt rustc; do
+for tool in taskset chrt rustc python3; do
   command -v $tool >/dev/null || { echo "bench-placement: $tool is not installed" >&2; exit 2; }
 done
 [ "$(nproc)" -ge 2 ] || { echo "bench-placement: needs 2 CPUs" >&2; exit 2; }
 secs=${duration%s}
-[[ "$secs" =~ ^[0-9]+$ ]] || { echo "bench-placement: --duration in whole seconds, e.g. 3s" >&2; exit 2; }
+[[ "$secs" =~ ^[1-9][0-9]*$ ]] || { echo "bench-placement: --duration in whole seconds, e.g. 3s" >&2; exit 2; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench-placement: --rounds must be a positive number" >&2; exit 2; }
+for port in 23101 23102 23103 24000 24001 24002 24003; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "bench-placement: port $port is taken" >&2
+    exit 2
+  fi
+done
 
 work=$(mktemp -d /tmp/bench-placement.XXXXXX)
 pids=()
@@ -166,8 +174,10 @@ cluster() {
   for p in "${pids[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "bench-placement: a node exited (port taken?)" >&2; exit 1; }
   done
-  "$bin" bench --node "$addrs" --clients 16 --duration "$duration" --keys 10000 --value-bytes 100 \
-    --gets 0 --threads 1 >/dev/null
+  # Every key stored once, as redis-benchmark's GETs read what its SETs stored (a get of a key
+  # never stored costs less).
+  "$bin" bench --node "$addrs" --clients 16 --ops 10000 --key-dist sequential --keys 10000 \
+    --value-bytes 100 --gets 0 --threads 1 >/dev/null
   for clients in 2 8 16; do
     printf '%-50s %7s ' "cluster gets, nodes on $n, bench on $b" "$clients"
     taskset -c "$b" "$bin" bench --node "$addrs" --clients "$clients" --duration "$duration" \
