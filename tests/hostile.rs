@@ -1395,6 +1395,14 @@ fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
     let logs = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let log_path = logs.path().join("n1.log");
+    /// Kills the node however the test ends (a failed assertion too).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut node = Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 800 && exec \"$0\" \"$@\"")
@@ -1405,6 +1413,7 @@ fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
+        .map(Killed)
         .unwrap();
     let start = Instant::now();
     let get = wire::encode(&Frame::Request {
@@ -1462,7 +1471,7 @@ fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
     drop(flood);
     assert_eq!(acked, 70, "{}", log());
     assert!(
-        node.try_wait().unwrap().is_none(),
+        node.0.try_wait().unwrap().is_none(),
         "the node stopped: {}",
         log()
     );
@@ -1485,6 +1494,5 @@ fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
         }) => assert_eq!(siblings.len(), 1),
         other => panic!("{other:?}"),
     }
-    node.kill().unwrap();
-    node.wait().unwrap();
+    drop(node);
 }
