@@ -149,31 +149,13 @@ ring_spun() {
   stop_spinners
 }
 
-nodes="n1=127.0.0.1:23101,n2=127.0.0.1:23102,n3=127.0.0.1:23103"
-addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
+# shellcheck source=scripts/cluster-lib.sh
+. "$(dirname "$0")/cluster-lib.sh"
 # PIN_NODES PIN_BENCH: a fresh cluster on PIN_NODES, its keys stored, then gets alone.
 cluster() {
   local n=$1 b=$2 dir="$work/cluster"
   rm -rf "$dir"
-  mkdir -p "$dir"
-  for i in 1 2 3; do
-    local peers
-    peers=$(tr ',' '\n' <<<"$nodes" | grep -v "^n$i=" | paste -sd,)
-    taskset -c "$n" "$bin" serve --id "n$i" --listen "127.0.0.1:2310$i" --peers "$peers" \
-      --data-dir "$dir/n$i" --fsync always 2>"$dir/n$i.log" &
-    pids+=($!)
-  done
-  for i in 1 2 3; do
-    local tries=0
-    until "$bin" status --node "127.0.0.1:2310$i" >/dev/null 2>&1; do
-      tries=$((tries + 1))
-      [ $tries -lt 100 ] || { echo "bench-placement: node n$i did not start" >&2; exit 1; }
-      sleep 0.05
-    done
-  done
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "bench-placement: a node exited (port taken?)" >&2; exit 1; }
-  done
+  start_cluster bench-placement "$dir" always "$n"
   # Every key stored once, as redis-benchmark's GETs read what its SETs stored (a get of a key
   # never stored costs less).
   "$bin" bench --node "$addrs" --clients 16 --ops 10000 --key-dist sequential --keys 10000 \

@@ -79,8 +79,8 @@ if redis_set and redis_get:
 print(f"# gets' p99 (fsync always): {p99_alone:.2f} ms alone, {p99_mix:.2f} ms in the mix")
 EOF
 
-nodes="n1=127.0.0.1:23101,n2=127.0.0.1:23102,n3=127.0.0.1:23103"
-addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
+# shellcheck source=scripts/cluster-lib.sh
+. "$(dirname "$0")/cluster-lib.sh"
 
 # The cluster's rows for one fsync policy, on one cluster (fresh data directories) as redis-benchmark
 # runs on one server: puts alone first, which also store the keys, so that the gets read stored
@@ -88,26 +88,7 @@ addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
 # and cost less); then gets alone, then the mix.
 cluster() { # FSYNC
   local fsync=$1 dir="$work/cluster-$1"
-  mkdir -p "$dir"
-  for i in 1 2 3; do
-    local peers
-    peers=$(tr ',' '\n' <<<"$nodes" | grep -v "^n$i=" | paste -sd,)
-    "$bin" serve --id "n$i" --listen "127.0.0.1:2310$i" --peers "$peers" \
-      --data-dir "$dir/n$i" --fsync "$fsync" 2>"$dir/n$i.log" &
-    pids+=($!)
-  done
-  for i in 1 2 3; do
-    local tries=0
-    until "$bin" status --node "127.0.0.1:2310$i" >/dev/null 2>&1; do
-      tries=$((tries + 1))
-      [ $tries -lt 100 ] || { echo "bench-vs-redis: node n$i did not start" >&2; exit 1; }
-      sleep 0.05
-    done
-  done
-  # Something else answering on the ports would pass the check above: the nodes must be ours.
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "bench-vs-redis: a node exited (port taken?): $dir" >&2; exit 1; }
-  done
+  start_cluster bench-vs-redis "$dir" "$fsync" ""
   for gets in 0 100 50; do
     "$bin" bench --node "$addrs" --clients "$clients" --duration "$duration" --keys 10000 \
       --value-bytes 100 --gets "$gets" --json >"$dir/bench.json"
