@@ -44,12 +44,8 @@ for port in 23101 23102 23103 24000 24001 24002 24003; do
 done
 
 work=$(mktemp -d /tmp/bench-placement.XXXXXX)
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
-}
+# shellcheck source=scripts/cluster-lib.sh
+. "$(dirname "$0")/cluster-lib.sh"
 # Busy loops of `ring_spun`, apart from `pids` as `stop_all` ends a row's processes within it.
 spinners=()
 stop_spinners() {
@@ -149,8 +145,6 @@ ring_spun() {
   stop_spinners
 }
 
-# shellcheck source=scripts/cluster-lib.sh
-. "$(dirname "$0")/cluster-lib.sh"
 # PIN_NODES PIN_BENCH: a fresh cluster on PIN_NODES, its keys stored, then gets alone.
 cluster() {
   local n=$1 b=$2 dir="$work/cluster"

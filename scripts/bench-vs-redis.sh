@@ -34,12 +34,8 @@ command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null &&
   command -v redis-cli >/dev/null || have_redis=0
 
 work=$(mktemp -d /tmp/bench-vs-redis.XXXXXX)
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
-}
+# shellcheck source=scripts/cluster-lib.sh
+. "$(dirname "$0")/cluster-lib.sh"
 trap 'stop_all; rm -rf "$work"' EXIT
 # A trap alone would clean up and carry on with the next row: the signal ends the script.
 trap 'exit 130' INT
@@ -79,8 +75,6 @@ if redis_set and redis_get:
 print(f"# gets' p99 (fsync always): {p99_alone:.2f} ms alone, {p99_mix:.2f} ms in the mix")
 EOF
 
-# shellcheck source=scripts/cluster-lib.sh
-. "$(dirname "$0")/cluster-lib.sh"
 
 # The cluster's rows for one fsync policy, on one cluster (fresh data directories) as redis-benchmark
 # runs on one server: puts alone first, which also store the keys, so that the gets read stored

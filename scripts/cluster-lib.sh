@@ -1,5 +1,13 @@
-# Sourced by scripts/bench-*.sh: a 3-node loopback cluster (N=3, R=W=2) on ports 23101-23103.
-# The caller sets `bin` (the dynamo binary) and keeps `pids` (what it stops on exit).
+# Sourced by scripts/bench-*.sh: a 3-node loopback cluster (N=3, R=W=2) on ports 23101-23103,
+# and the processes a script started (`pids`), stopped by `stop_all` (a row's end, and on exit).
+# The caller sets `bin` (the dynamo binary).
+
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
 
 nodes="n1=127.0.0.1:23101,n2=127.0.0.1:23102,n3=127.0.0.1:23103"
 addrs="127.0.0.1:23101,127.0.0.1:23102,127.0.0.1:23103"
