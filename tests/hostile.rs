@@ -1496,3 +1496,88 @@ fn a_connection_flood_under_a_low_open_file_limit_does_not_stop_the_node() {
     }
     drop(node);
 }
+
+/// Connects as an anonymous client, is served one small request (so the node counts it a
+/// client's), then sends the header of the largest frame a client may send and all of its body
+/// but the last byte: what the node must buffer for it. `None` if the node refused the
+/// connection (its class's budget spent).
+fn client_holding_a_partial_frame(addr: &str, body_bytes: usize) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let get = Frame::Request {
+        id: 1,
+        request: Request::Get { key: b"k".to_vec() },
+    };
+    send_raw(&mut stream, &wire::encode(&get).unwrap());
+    match read_raw(&mut stream) {
+        Some(Frame::Response { .. }) => {}
+        _ => return None,
+    }
+    if body_bytes > 0 {
+        let frame = wire::CLIENT_FRAME_BYTES_MAX;
+        stream.write_all(&(frame as u32).to_be_bytes()).ok()?;
+        stream
+            .write_all(&vec![0u8; body_bytes.min(frame - 1)])
+            .ok()?;
+    }
+    Some(stream)
+}
+
+/// Strangers' partial frames spend the clients' budget of inbound bytes, not the peers' or the
+/// admins': the cluster goes on replicating. An attack on `dynamo serve` found that 140
+/// anonymous connections each holding all but the last byte of a 2 MiB frame, topped up with
+/// small ones, spent the node's one budget, shared by every class: every new connection was
+/// refused, a peer's link too, until the idle timer closed the attacker's a minute later.
+#[test]
+fn partial_frames_of_strangers_leave_peers_and_admins_their_budget() {
+    use dynamo_node::shell::{CLIENT_INBOUND_BYTES_MAX, INBOUND_BYTES_MAX};
+    // R=1: the attacker's first gets are answered at once while n2 is down.
+    let mut cluster = Cluster::start(2, true, &["--n", "2", "--r", "1", "--w", "2"]);
+    cluster.put(0, "before", "v");
+    // The peer is down while the budget is spent: it comes back and must link again.
+    cluster.kill(1);
+    let addr = cluster.addrs[0].clone();
+    let mut held = Vec::new();
+    // Enough large partial frames to spend the whole of the node's bytes (the old shared budget,
+    // or the clients' own), then small connections until the node refuses one: what freed a
+    // refused large one is spent too.
+    let large = INBOUND_BYTES_MAX.max(CLIENT_INBOUND_BYTES_MAX) / wire::CLIENT_FRAME_BYTES_MAX + 8;
+    for _ in 0..large {
+        if let Some(stream) = client_holding_a_partial_frame(&addr, wire::CLIENT_FRAME_BYTES_MAX) {
+            held.push(stream);
+        }
+    }
+    let mut refused = false;
+    for _ in 0..600 {
+        match client_holding_a_partial_frame(&addr, 0) {
+            Some(stream) => held.push(stream),
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        refused,
+        "the attack spent the clients' budget ({} connections)",
+        held.len()
+    );
+    // The operator is served, and the peer that comes back links again: a put at W=2 through
+    // n1 needs both links.
+    cluster.spawn(1);
+    let start = Instant::now();
+    loop {
+        let out = cluster.cli(0, &["put", "during", "v"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(STARTUP_TIMEOUT_MS),
+            "no put at W=2 while strangers hold the clients' budget: {}",
+            text(&out)
+        );
+        sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cluster.values(0, "during"), ["v"]);
+    assert_eq!(cluster.values(0, "before"), ["v"]);
+    drop(held);
+}

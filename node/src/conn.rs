@@ -62,6 +62,11 @@ impl Budget {
         self.limit_bytes
     }
 
+    /// Whether `other` is this budget (a clone of it).
+    pub fn same_as(&self, other: &Budget) -> bool {
+        Arc::ptr_eq(&self.used_bytes, &other.used_bytes)
+    }
+
     /// Charges `bytes`, or refuses if the budget would pass its bound.
     pub fn charge(&self, bytes: usize) -> Option<Charge> {
         let mut charge = Charge {
@@ -174,6 +179,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             write_buf: Vec::new(),
             send_mac: None,
         })
+    }
+
+    /// Charges what the connection buffers to `budget` from now on, and gives it back to the one
+    /// it was charged to (when a connection says who it is, its class's budget takes over from
+    /// the one of connections still saying it); fails, changing nothing, if `budget` has no room.
+    pub fn move_to(&mut self, budget: &Budget) -> io::Result<()> {
+        // Charged twice for a moment otherwise, and refused when the budget is nearly full.
+        if self.read_charge.budget.same_as(budget) {
+            return Ok(());
+        }
+        let charge = budget.charge(self.read_charge.bytes()).ok_or_else(full)?;
+        self.read_charge = charge;
+        Ok(())
     }
 
     /// Changes the bound on frames read (when a connection says who it is).
@@ -605,6 +623,45 @@ mod tests {
         assert!(budget.used_bytes() <= 64 * 1024);
         drop(b);
         assert_eq!(budget.used_bytes(), 0, "everything given back");
+    }
+
+    /// A connection that says who it is moves what it buffers to its class's budget: the old
+    /// one gets it back, a full new one refuses and leaves the charge where it was, and a move to
+    /// the same budget charges nothing twice (a nearly full budget would refuse it otherwise).
+    #[tokio::test]
+    async fn a_connection_moves_its_bytes_to_another_budget() {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        let pending = Budget::new(1 << 20);
+        let mut b = Conn::new(b, &pending, FRAME_BYTES_MAX).unwrap();
+        a.write_all(&(100_000u32).to_be_bytes()).await.unwrap();
+        a.write_all(&[0; 50_000]).await.unwrap();
+        let read = tokio::time::timeout(std::time::Duration::from_millis(50), b.next_frame());
+        assert!(read.await.is_err(), "still waiting for the rest");
+        let held = b.buffered_bytes();
+        assert!(held > READ_BUFFER_BYTES);
+        assert_eq!(pending.used_bytes(), held);
+
+        let small = Budget::new(held - 1);
+        let err = b.move_to(&small).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        assert_eq!((pending.used_bytes(), small.used_bytes()), (held, 0));
+
+        let fill = pending.charge((1 << 20) - held).unwrap();
+        b.move_to(&pending)
+            .expect("the same budget, full: nothing to move");
+        assert_eq!(pending.used_bytes(), 1 << 20);
+        drop(fill);
+
+        let class = Budget::new(1 << 20);
+        b.move_to(&class).unwrap();
+        assert_eq!((pending.used_bytes(), class.used_bytes()), (0, held));
+        a.write_all(&[0; 50_000]).await.unwrap();
+        assert!(
+            b.next_frame().await.unwrap().is_err(),
+            "zeros do not decode"
+        );
+        drop(b);
+        assert_eq!((pending.used_bytes(), class.used_bytes()), (0, 0));
     }
 
     #[tokio::test]

@@ -8,10 +8,11 @@
 //! [`crate::shell`] ("Who may speak, and how much").
 
 use super::{
-    ADMIN_CONNECTIONS_MAX, CLIENT_CONNECTIONS_MAX, CONNECTION_IDLE_MS,
-    CONNECTION_OUTBOUND_BYTES_MAX, CONNECTION_QUEUE_MAX, Event, HANDSHAKE_TIMEOUT_MS, Outbound,
-    PEER_CONNECTIONS_MAX, PEER_CONNECTIONS_PER_NODE_MAX, PENDING_CONNECTIONS_MAX,
-    RECONNECT_BACKOFF_MS, ReplyQueue, WRITE_BATCH_FRAMES_MAX, write,
+    ADMIN_CONNECTIONS_MAX, ADMIN_INBOUND_BYTES_MAX, CLIENT_CONNECTIONS_MAX,
+    CLIENT_INBOUND_BYTES_MAX, CONNECTION_IDLE_MS, CONNECTION_OUTBOUND_BYTES_MAX,
+    CONNECTION_QUEUE_MAX, Event, HANDSHAKE_TIMEOUT_MS, Outbound, PEER_CONNECTIONS_MAX,
+    PEER_CONNECTIONS_PER_NODE_MAX, PEER_INBOUND_BYTES_MAX, PENDING_CONNECTIONS_MAX,
+    PENDING_INBOUND_BYTES_MAX, RECONNECT_BACKOFF_MS, ReplyQueue, WRITE_BATCH_FRAMES_MAX, write,
 };
 use crate::auth::{self, Role};
 use crate::conn::{self, Budget, Charge, Conn};
@@ -35,8 +36,36 @@ pub(super) struct ConnContext<E> {
     pub(super) cluster: String,
     pub(super) auth: auth::AuthConfig,
     pub(super) events: mpsc::Sender<Event>,
-    pub(super) budget: Budget,
+    pub(super) budgets: InboundBudgets,
     pub(super) registry: RefCell<Registry>,
+}
+
+/// The inbound bytes of each class of connections (see the module docs of `shell`).
+pub(super) struct InboundBudgets {
+    pending: Budget,
+    client: Budget,
+    admin: Budget,
+    pub(super) peer: Budget,
+}
+
+impl InboundBudgets {
+    pub(super) fn new() -> InboundBudgets {
+        InboundBudgets {
+            pending: Budget::new(PENDING_INBOUND_BYTES_MAX),
+            client: Budget::new(CLIENT_INBOUND_BYTES_MAX),
+            admin: Budget::new(ADMIN_INBOUND_BYTES_MAX),
+            peer: Budget::new(PEER_INBOUND_BYTES_MAX),
+        }
+    }
+
+    fn of(&self, class: Class) -> &Budget {
+        match class {
+            Class::Pending => &self.pending,
+            Class::Client => &self.client,
+            Class::Admin => &self.admin,
+            Class::Peer => &self.peer,
+        }
+    }
 }
 
 /// The classes of connections, each with its own budget (see the module docs).
@@ -386,8 +415,8 @@ async fn serve_connection<S, E: Env>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let Ok(mut conn) = Conn::new(stream, &ctx.budget, FIRST_FRAME_BYTES_MAX) else {
-        tracing::warn!("inbound budget spent: closing a new connection");
+    let Ok(mut conn) = Conn::new(stream, &ctx.budgets.pending, FIRST_FRAME_BYTES_MAX) else {
+        tracing::warn!("inbound budget of new connections spent: closing a new connection");
         return;
     };
     let settled = tokio::select! {
@@ -416,6 +445,13 @@ async fn serve_connection<S, E: Env>(
         refuse(&mut conn, message).await;
         return;
     }
+    let budget = ctx.budgets.of(class);
+    if conn.move_to(budget).is_err() {
+        let message = format!("the node's inbound budget for {class:?} connections is spent");
+        tracing::warn!(conn = conn_id, %message, "closing a new connection");
+        refuse(&mut conn, message).await;
+        return;
+    }
     conn.set_frame_bytes_max(match class {
         Class::Client => CLIENT_FRAME_BYTES_MAX,
         Class::Pending | Class::Admin | Class::Peer => FRAME_BYTES_MAX,
@@ -441,7 +477,7 @@ async fn serve_connection<S, E: Env>(
     // below.
     async {
         if let Some((id, request)) = first {
-            let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+            let Some(charge) = budget.charge(conn.last_frame_bytes()) else {
                 return refuse(&mut conn, "the node is overloaded".into()).await;
             };
             let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
@@ -496,7 +532,7 @@ async fn serve_connection<S, E: Env>(
                         Some(Ok(frame)) => frame,
                     };
                     ctx.registry.borrow().touch(active);
-                    let Some(charge) = ctx.budget.charge(conn.last_frame_bytes()) else {
+                    let Some(charge) = budget.charge(conn.last_frame_bytes()) else {
                         refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
                         break;
                     };

@@ -46,8 +46,11 @@
 //! refuses the newcomer, and a peer's newcomer past [`PEER_CONNECTIONS_PER_NODE_MAX`] closes
 //! that peer's own least recently active connection (the dead ones a re-dialling link leaves
 //! behind cannot fill the class). Every byte a connection buffers, and every decoded frame
-//! waiting for the driver, is charged to one budget of [`INBOUND_BYTES_MAX`]; a connection whose
-//! frame cannot get its bytes is closed with an error.
+//! waiting for the driver, is charged to its class's budget of bytes ([`PENDING_INBOUND_BYTES_MAX`]
+//! until it says who it is, then [`CLIENT_INBOUND_BYTES_MAX`], [`ADMIN_INBOUND_BYTES_MAX`] or
+//! [`PEER_INBOUND_BYTES_MAX`]); a connection whose frame cannot get its bytes is closed with an
+//! error. Strangers' partial frames can spend the clients' budget, not the peers': replication
+//! and the operator go on.
 //!
 //! All tasks are spawned on the caller's `LocalSet` (`spawn_local`), so `run` must be called inside
 //! one (turmoil hosts are). The reason is determinism: tokio keeps `spawn`ed tasks in lists sharded
@@ -81,7 +84,7 @@ use crate::ring::NodeId;
 use crate::store::Storage;
 use crate::store::log::LogStore;
 use crate::wire::{ErrorKind, Frame, PeerMessage, Request, RequestError, Response};
-use connections::{ConnContext, Registry, accept_loop};
+use connections::{ConnContext, InboundBudgets, Registry, accept_loop};
 use peer_link::{PeerLink, peer_link};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -143,9 +146,28 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 /// (like a real one behind a dead route) stalls silently on a lost segment, and a link that
 /// waited longer would keep a healed peer unreachable.
 pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
+/// Bytes the connections that have not said who they are may hold in read buffers: as much as
+/// [`PENDING_CONNECTIONS_MAX`] of them can (each at most its read buffer or its first frame), so
+/// that a newcomer finds room, the class's count making it by eviction.
+pub const PENDING_INBOUND_BYTES_MAX: usize = PENDING_CONNECTIONS_MAX
+    * (crate::conn::FRAME_HEADER_BYTES + crate::wire::FIRST_FRAME_BYTES_MAX);
+/// Bytes clients' connections (anonymous ones included) may hold in read buffers and decoded
+/// frames waiting for the driver.
+pub const CLIENT_INBOUND_BYTES_MAX: usize = 96 * 1024 * 1024;
+/// Bytes admins' connections may hold so.
+pub const ADMIN_INBOUND_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Bytes peers' connections may hold so, this node's links to them included (their pongs):
+/// replication, hints and anti-entropy.
+pub const PEER_INBOUND_BYTES_MAX: usize = 128 * 1024 * 1024;
 /// Bytes all connections together may hold in read buffers and in decoded frames waiting for
-/// the driver ([`crate::conn::Budget`]).
-pub const INBOUND_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// the driver: the sum of the classes' budgets ([`crate::conn::Budget`]), one per class so that
+/// a class that spends its own (strangers' partial frames, say) leaves the others theirs.
+pub const INBOUND_BYTES_MAX: usize = PENDING_INBOUND_BYTES_MAX
+    + CLIENT_INBOUND_BYTES_MAX
+    + ADMIN_INBOUND_BYTES_MAX
+    + PEER_INBOUND_BYTES_MAX;
+const _: () =
+    assert!(PENDING_INBOUND_BYTES_MAX >= PENDING_CONNECTIONS_MAX * crate::conn::READ_BUFFER_BYTES);
 /// Bytes all outbound queues together may hold: replies waiting for their connections and
 /// messages waiting for their peer links. A reply that cannot get its bytes becomes a short
 /// `Overloaded` error; a peer message that cannot is dropped (its request's deadline covers it).
@@ -431,7 +453,8 @@ pub async fn run<E: Env>(
     core.load(&keyspace)?;
     let (events, mut inbox) = mpsc::channel::<Event>(EVENTS_QUEUE_MAX);
 
-    let budget = Budget::new(INBOUND_BYTES_MAX);
+    let budgets = InboundBudgets::new();
+    let peer_budget = budgets.peer.clone();
     let mut tasks = tokio::task::JoinSet::new();
     let ctx = Rc::new(ConnContext {
         env: env.clone(),
@@ -439,7 +462,7 @@ pub async fn run<E: Env>(
         cluster: config.cluster.clone(),
         auth: config.auth.clone(),
         events: events.clone(),
-        budget: budget.clone(),
+        budgets,
         registry: RefCell::new(Registry::new(config.client_connections_max)),
     });
     tasks.spawn_local(accept_loop(listener, ctx));
@@ -474,7 +497,7 @@ pub async fn run<E: Env>(
                 link,
                 rx,
                 events.clone(),
-                budget.clone(),
+                peer_budget.clone(),
             ));
         }
     };
