@@ -205,8 +205,10 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
             missed_count,
         })
     });
-    out.check
-        .unknown
-        .extend(skipped_keys_reason(ctx, "stale-read"));
+    out.check.unknown.extend(skipped_keys_reason(
+        ctx,
+        "stale-read",
+        &reads.unchecked(h, g),
+    ));
     out
 }

@@ -402,6 +402,20 @@ impl ReadsByKey {
         self.0.of(k)
     }
 
+    /// The keys with reads and acknowledged writes that the read checks cannot look at, having
+    /// no causality bitsets (for [`skipped_keys_reason`]).
+    pub(crate) fn unchecked(&self, h: &History, g: &Graph) -> Vec<KeyIdx> {
+        let mut acked = Vec::new();
+        (0..h.keys.len() as u32)
+            .map(KeyIdx)
+            .filter(|&key| !g.reach.has_rows(key) && !self.of(key).is_empty())
+            .filter(|&key| {
+                acked_in_order(h, g, key, &mut acked);
+                !acked.is_empty()
+            })
+            .collect()
+    }
+
     /// The keys the read checks look at, in key order.
     pub(crate) fn checked<'a>(
         &'a self,
@@ -442,13 +456,27 @@ pub(crate) fn acked_in_order(
     acked.sort_unstable();
 }
 
-/// Names the keys a check skipped because they have no bitsets, if any.
-pub(crate) fn skipped_keys_reason(ctx: &Ctx, what: &str) -> Option<String> {
-    let skipped = &ctx.g.reach.skipped;
-    let first = skipped.first()?;
+/// Says why a check left `keys` undecided (keys it had something to judge on, without their
+/// causality bitsets), if there are any: each key's number of writes, or the bound on all keys'
+/// bitsets together that it came past. A key too large that gives a check nothing to judge
+/// leaves its verdict alone.
+pub(crate) fn skipped_keys_reason(ctx: &Ctx, what: &str, keys: &[KeyIdx]) -> Option<String> {
+    let first = *keys.first()?;
+    let writes = ctx.g.keys[first.0 as usize].len as usize;
+    let why = if writes > crate::graph::DENSE_WRITES_PER_KEY_MAX {
+        format!(
+            "{writes} writes, past the {} a key's causality bitsets allow",
+            crate::graph::DENSE_WRITES_PER_KEY_MAX
+        )
+    } else {
+        format!(
+            "{writes} writes, whose causality bitsets came past the {} MiB all keys' may take",
+            crate::graph::REACH_BYTES_MAX >> 20
+        )
+    };
     Some(format!(
-        "{what}: {} key(s) have more writes than the causality bitsets allow (first: {:?}); not checked",
-        skipped.len(),
-        ctx.h.key_name(*first)
+        "{what}: {} key(s) too large to check (first: {:?}, {why}); not checked",
+        keys.len(),
+        ctx.h.key_name(first)
     ))
 }

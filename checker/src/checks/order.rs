@@ -5,7 +5,7 @@
 //! here; it never makes a write an ancestor of another.
 
 use crate::graph::{EdgeKind, precedes};
-use crate::history::WriteIdx;
+use crate::history::{KeyIdx, WriteIdx};
 
 use super::{Check, ClockRegression, Ctx, FalseDominance, Finding, skipped_keys_reason, witness};
 
@@ -13,10 +13,18 @@ pub(crate) fn false_dominance(ctx: &Ctx) -> Check {
     let (h, g) = (ctx.h, ctx.g);
     // The graph stores a clock edge a -> b only where b observed a directly or where the store's order
     // has no ground truth behind it; the latter are the findings.
-    let mut raw: Vec<(WriteIdx, WriteIdx)> = g
-        .edges_of(EdgeKind::Clock)
-        .filter(|&(a, b)| g.reaches(h, a, b) == Some(false))
-        .collect();
+    let mut raw: Vec<(WriteIdx, WriteIdx)> = Vec::new();
+    // Keys with a clock edge but no bitsets: the only ones this check leaves undecided.
+    let mut undecided: Vec<KeyIdx> = Vec::new();
+    for (a, b) in g.edges_of(EdgeKind::Clock) {
+        match g.reaches(h, a, b) {
+            Some(false) => raw.push((a, b)),
+            Some(true) => {}
+            None => undecided.push(h.write(a).key),
+        }
+    }
+    undecided.sort_unstable();
+    undecided.dedup();
     raw.sort_unstable();
     let mut check = Check::from_raw(ctx.findings_max, raw, |(a, b)| {
         Finding::FalseDominance(FalseDominance {
@@ -29,7 +37,7 @@ pub(crate) fn false_dominance(ctx: &Ctx) -> Check {
     });
     check
         .unknown
-        .extend(skipped_keys_reason(ctx, "false-dominance"));
+        .extend(skipped_keys_reason(ctx, "false-dominance", &undecided));
     check
 }
 

@@ -278,8 +278,10 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
              fault is on line {line}): whether it hit a replica of the key is unknown"
         ));
     }
-    check
-        .unknown
-        .extend(skipped_keys_reason(ctx, "quorum-read-miss"));
+    check.unknown.extend(skipped_keys_reason(
+        ctx,
+        "quorum-read-miss",
+        &reads.unchecked(h, g),
+    ));
     check
 }

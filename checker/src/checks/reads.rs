@@ -337,8 +337,14 @@ pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
     let h = ctx.h;
     let mut raw: Vec<(u32, WriteIdx, WriteIdx)> = Vec::new();
     let mut known: Vec<WriteIdx> = Vec::new();
+    // Keys read with two siblings or more but without bitsets: the only ones left undecided.
+    let mut undecided: Vec<KeyIdx> = Vec::new();
     for (i, r) in h.reads.iter().enumerate() {
-        if r.status != Status::Ok || r.siblings.len < 2 || !ctx.g.reach.has_rows(r.key) {
+        if r.status != Status::Ok || r.siblings.len < 2 {
+            continue;
+        }
+        if !ctx.g.reach.has_rows(r.key) {
+            undecided.push(r.key);
             continue;
         }
         known.clear();
@@ -367,7 +373,11 @@ pub(crate) fn false_concurrency(ctx: &Ctx) -> Check {
     });
     check
         .unknown
-        .extend(skipped_keys_reason(ctx, "false-concurrency"));
+        .extend(skipped_keys_reason(ctx, "false-concurrency", &{
+            undecided.sort_unstable();
+            undecided.dedup();
+            undecided
+        }));
     check
 }
 

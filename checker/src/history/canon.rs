@@ -21,8 +21,10 @@ const INTEGER_DIGITS_MAX: usize = 64;
 /// canonical form is built recursively).
 pub(crate) const VALUE_DEPTH_MAX: usize = 127;
 
-/// The largest exponent magnitude kept exactly; larger ones saturate (numbers beyond 10^±(10^15) are
-/// not something a history holds).
+/// Where reading an integer (an index, a counter) stops adding exponent digits: no text holds 10^15
+/// digits, so a larger exponent cannot be brought back to an integer of 128 bits by zeros, and the
+/// reading's verdict (too large, not an integer) is the same as the exact one. Values are
+/// canonicalised with their exponents exact, whatever their size.
 pub(crate) const EXPONENT_MAX: i64 = 1_000_000_000_000_000;
 
 /// Whether `text` is already in canonical form. Conservative: `false` may be returned for a text that
@@ -331,23 +333,23 @@ fn number(t: &str, out: &mut String) -> Result<(), String> {
     if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
         return Err(format!("malformed number {t:?}"));
     }
-    let mut exp: i64 = 0;
-    if let Some(e) = exp_text {
-        let (sign, digits) = match e.as_bytes().first() {
-            Some(b'-') => (-1, &e[1..]),
-            Some(b'+') => (1, &e[1..]),
-            _ => (1, e),
-        };
-        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(format!("malformed exponent in {t:?}"));
+    // The exponent as written, exactly (a history may spell any exponent, and one capped would
+    // make different numbers one text and equal ones two): its sign and its digits.
+    let (exp_negative, exp_digits) = match exp_text {
+        None => (false, ""),
+        Some(e) => {
+            let (negative, digits) = match e.as_bytes().first() {
+                Some(b'-') => (true, &e[1..]),
+                Some(b'+') => (false, &e[1..]),
+                _ => (false, e),
+            };
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(format!("malformed exponent in {t:?}"));
+            }
+            (negative, digits.trim_start_matches('0'))
         }
-        for c in digits.bytes() {
-            exp = (exp * 10 + i64::from(c - b'0')).min(EXPONENT_MAX);
-        }
-        exp *= sign;
-    }
+    };
     let mut digits: String = int.chars().chain(frac.chars()).collect();
-    exp -= frac.len() as i64;
     let lead = digits.bytes().take_while(|&c| c == b'0').count();
     digits.drain(..lead);
     if digits.is_empty() {
@@ -356,18 +358,99 @@ fn number(t: &str, out: &mut String) -> Result<(), String> {
     }
     let trail = digits.bytes().rev().take_while(|&c| c == b'0').count();
     digits.truncate(digits.len() - trail);
-    exp += trail as i64;
+    // The value is digits × 10^(exponent - frac.len() + trail); the shift is bounded by the
+    // text's length.
+    let shift = trail as i128 - frac.len() as i128;
     if negative {
         out.push('-');
     }
     out.push_str(&digits);
-    if exp >= 0 && digits.len() as i64 + exp <= INTEGER_DIGITS_MAX as i64 {
-        out.extend(std::iter::repeat_n('0', exp as usize));
-    } else if exp != 0 {
-        out.push('e');
-        out.push_str(&exp.to_string());
+    match exponent_plus(exp_negative, exp_digits, shift) {
+        Exponent::Small(exp)
+            if exp >= 0 && digits.len() as i128 + exp <= INTEGER_DIGITS_MAX as i128 =>
+        {
+            out.extend(std::iter::repeat_n('0', exp as usize));
+        }
+        Exponent::Small(0) => {}
+        Exponent::Small(exp) => {
+            out.push('e');
+            out.push_str(&exp.to_string());
+        }
+        Exponent::Large { negative, digits } => {
+            out.push('e');
+            if negative {
+                out.push('-');
+            }
+            out.push_str(&digits);
+        }
     }
     Ok(())
+}
+
+/// An exponent, exactly: in an `i128` while it fits with room to spare, else as its digits.
+enum Exponent {
+    Small(i128),
+    Large { negative: bool, digits: String },
+}
+
+/// Exponent digits read as an `i128` while at most this many (far from its 38): beyond, the
+/// exponent is added to as text.
+const EXPONENT_DIGITS_SMALL_MAX: usize = 30;
+
+/// The exponent written (`negative`, `digits` without leading zeros) plus `shift`, exactly.
+fn exponent_plus(negative: bool, digits: &str, shift: i128) -> Exponent {
+    if digits.len() <= EXPONENT_DIGITS_SMALL_MAX {
+        let written: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().expect("at most 30 decimal digits")
+        };
+        return Exponent::Small(if negative { -written } else { written } + shift);
+    }
+    // |written| >= 10^30, far past |shift| (a text's length): the sign stays, and the magnitude
+    // moves by the shift, towards zero for a negative exponent.
+    const TAIL_DIGITS: usize = 20;
+    const TAIL_MOD: i128 = 10i128.pow(TAIL_DIGITS as u32);
+    debug_assert!(shift.abs() < TAIL_MOD);
+    let delta = if negative { -shift } else { shift };
+    let (head, tail) = digits.split_at(digits.len() - TAIL_DIGITS);
+    let mut tail = tail.parse::<i128>().expect("20 decimal digits") + delta;
+    let mut head = head.as_bytes().to_vec();
+    if tail >= TAIL_MOD {
+        tail -= TAIL_MOD;
+        // Carry: 9s roll over to 0s; the head is never all 9s past its first digit's room.
+        let mut i = head.len();
+        loop {
+            if i == 0 {
+                head.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if head[i] == b'9' {
+                head[i] = b'0';
+            } else {
+                head[i] += 1;
+                break;
+            }
+        }
+    } else if tail < 0 {
+        tail += TAIL_MOD;
+        // Borrow: 0s roll over to 9s; the head is at least 10^10, so it has one to lend.
+        let mut i = head.len();
+        loop {
+            i -= 1;
+            if head[i] == b'0' {
+                head[i] = b'9';
+            } else {
+                head[i] -= 1;
+                break;
+            }
+        }
+    }
+    let mut text = String::from_utf8(head).expect("ASCII digits");
+    text.push_str(&format!("{tail:020}"));
+    let digits = text.trim_start_matches('0').to_owned();
+    Exponent::Large { negative, digits }
 }
 
 #[cfg(test)]
@@ -406,6 +489,38 @@ mod tests {
             assert_ne!(canon(a), canon(b), "{a} vs {b}");
         }
         assert_eq!(canon("1.50"), "15e-1");
+        // Exponents of any size, exactly (a review found 1e1000000000000000 and
+        // 1e1000000000000001 one text, and 1.5e1000000000000001 and 15e1000000000000000 two).
+        for (a, b) in [
+            ("1.5e1000000000000001", "15e1000000000000000"),
+            ("1e999999999999999999999", "10e999999999999999999998"),
+            ("1e-999999999999999999999", "0.1e-999999999999999999998"),
+            (
+                "12e99999999999999999999999999999999999",
+                "1.2e100000000000000000000000000000000000",
+            ),
+            (
+                "1e-100000000000000000000000000000000000",
+                "0.1e-99999999999999999999999999999999999",
+            ),
+        ] {
+            assert_eq!(canon(a), canon(b), "{a} vs {b}");
+        }
+        for (a, b) in [
+            ("1e1000000000000000", "1e1000000000000001"),
+            ("1e999999999999999999999", "1e999999999999999999998"),
+            ("[1e1000000000000000,2]", "[1e1000000000000005,2]"),
+            (
+                "1e-99999999999999999999999999999999999",
+                "1e99999999999999999999999999999999999",
+            ),
+        ] {
+            assert_ne!(canon(a), canon(b), "{a} vs {b}");
+        }
+        assert_eq!(
+            canon("1.2e100000000000000000000000000000000000"),
+            "12e99999999999999999999999999999999999"
+        );
         assert_eq!(canon("1e100"), "1e100");
         assert_eq!(canon("12e3"), "12000");
     }

@@ -112,9 +112,9 @@ fn integer<E: de::Error>(text: &str, what: &str) -> Result<(bool, u128), E> {
         let n = after.iter().take_while(|c| c.is_ascii_digit()).count();
         (frac, rest) = after.split_at(n);
     }
-    // The exponent, clamped where the canonical form clamps it (`canon::EXPONENT_MAX`), so that
-    // the two readings of one text agree: a long run of zeros can bring a huge exponent back to
-    // an integer, and only past 10^15 both saturate. The loops below end within 39 steps anyway.
+    // The exponent, clamped at `canon::EXPONENT_MAX`: a long run of zeros can bring a huge
+    // exponent back to an integer, but no text holds 10^15 of them, so the clamp changes no
+    // verdict. The loops below end within 39 steps anyway.
     let mut exp: i64 = 0;
     if let Some((b'e' | b'E', after)) = rest.split_first() {
         let (sign, digits) = match after.split_first() {
