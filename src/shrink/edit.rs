@@ -356,11 +356,30 @@ pub fn project(
             Fault::Crash { node } => victim(node).map(|node| Fault::Crash { node }),
             Fault::Wipe { node } => victim(node).map(|node| Fault::Wipe { node }),
             Fault::Pause { node } => victim(node).map(|node| Fault::Pause { node }),
-            Fault::Disk { node, damage, pick } => victim(node).map(|node| Fault::Disk {
+            Fault::Disk {
                 node,
-                damage: *damage,
-                pick: *pick,
-            }),
+                damage,
+                pick,
+                aim_key,
+            } => {
+                // Fixed on its node, damage at rest still hits the key of the write it waited
+                // for (the newest record there), as in the run (renumbered; none if the key is
+                // cut): aimed elsewhere, a torn tail cuts other bytes.
+                let aim_key = t
+                    .aimed
+                    .as_ref()
+                    .and_then(|w| trace.write_op.get(w))
+                    .map(|&i| plan.ops[i].key)
+                    .or(*aim_key)
+                    .and_then(|k| key_of.get(&if sel.one_key { witness_key } else { k }))
+                    .copied();
+                victim(node).map(|node| Fault::Disk {
+                    node,
+                    damage: *damage,
+                    pick: *pick,
+                    aim_key,
+                })
+            }
             Fault::Partition {
                 groups,
                 shape,

@@ -281,6 +281,7 @@ fn draw_faults(c: &SimConfig, g: &mut SplitMix64) -> Result<Vec<FaultWindow>, St
                     node: victim_one_in(0, hit, None, g),
                     damage: g.pick(&[DiskDamage::LoseNewestFile, DiskDamage::TornTail]),
                     pick: g.next_u64(),
+                    aim_key: None,
                 },
             };
             let duration_ms = g.between((d / 2).max(1), (d * 3 / 2).max(1));
@@ -449,6 +450,7 @@ fn draw_fault(
                 node,
                 damage,
                 pick: g.next_u64(),
+                aim_key: None,
             }
         }
     }

@@ -205,12 +205,13 @@ pub struct HeldDamage {
 }
 
 impl HeldDamage {
-    /// `damage` at `pick`, aimed at the key of `aimed` if the fault waited for a write.
-    pub fn new(damage: DiskDamage, pick: u64, aimed: Option<&Aimed>, c: &SimConfig) -> HeldDamage {
+    /// `damage` at `pick`, aimed at key `aim_key` (an index: the key of the write the fault
+    /// waited for, or the one a shrunk plan pinned), if any.
+    pub fn new(damage: DiskDamage, pick: u64, aim_key: Option<u32>, c: &SimConfig) -> HeldDamage {
         HeldDamage {
             damage,
             pick,
-            aim: aimed.map(|a| record_key(c.key_name(a.key).as_bytes())),
+            aim: aim_key.map(|k| record_key(c.key_name(k).as_bytes())),
         }
     }
 
@@ -811,7 +812,12 @@ impl<E: NemesisEnv> Nemesis<E> {
                 self.env.wipe_at_next_start(node);
                 self.record(world, "wipe", aimed(json!({"node": self.name(node)})));
             }
-            Fault::Disk { damage, pick, .. } => {
+            Fault::Disk {
+                damage,
+                pick,
+                aim_key,
+                ..
+            } => {
                 let node = victim.expect("a disk fault has a victim");
                 match damage {
                     DiskDamage::FailWrites => {
@@ -824,7 +830,8 @@ impl<E: NemesisEnv> Nemesis<E> {
                     }
                     _ => {
                         self.hold(world, node);
-                        let held = HeldDamage::new(*damage, *pick, aimed_at.as_ref(), &config);
+                        let aim = aimed_at.as_ref().map(|a| a.key).or(*aim_key);
+                        let held = HeldDamage::new(*damage, *pick, aim, &config);
                         self.env.damage_at_next_start(node, held);
                     }
                 }

@@ -769,6 +769,11 @@ pub enum Fault {
         damage: DiskDamage,
         /// Drives the choice of file and offset, so that a replay damages the same bytes.
         pick: u64,
+        /// Damage at rest hits the newest record of this key (an index) where it can: set when a
+        /// shrunk plan fixes on a node a fault that, in the run it came from, was aimed at the
+        /// next acknowledged write (a [`Victim::Acked`] victim aims at its write's key itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aim_key: Option<u32>,
     },
     /// The node's process is stopped; it resumes when the window ends (real processes only).
     Pause {
@@ -993,6 +998,16 @@ impl Plan {
             if no_victim {
                 return Err(format!("fault {i} has no node to hit"));
             }
+            if let Fault::Disk {
+                aim_key: Some(key), ..
+            } = w.fault
+                && key as usize >= c.keys
+            {
+                return Err(format!(
+                    "fault {i} aims at key {key}, outside the configuration's {} keys",
+                    c.keys
+                ));
+            }
             if let Start::ClientOps { client, .. } = w.start
                 && client as usize >= c.clients
             {
@@ -1036,6 +1051,24 @@ mod tests {
         let text = serde_json::to_string(&bad).unwrap();
         assert!(Plan::from_json(&text).unwrap_err().contains("op 0"));
         assert!(Plan::from_json("{").is_err());
+        // A disk fault pinned to a key (a shrunk plan's) names one of the configuration's.
+        let mut aimed = plan.clone();
+        aimed.faults[0].fault = Fault::Disk {
+            node: Victim::Node(0),
+            damage: DiskDamage::TornTail,
+            pick: 1,
+            aim_key: Some(plan.config.keys as u32 - 1),
+        };
+        let text = serde_json::to_string(&aimed).unwrap();
+        assert_eq!(Plan::from_json(&text).unwrap(), aimed);
+        aimed.faults[0].fault = Fault::Disk {
+            node: Victim::Node(0),
+            damage: DiskDamage::TornTail,
+            pick: 1,
+            aim_key: Some(plan.config.keys as u32),
+        };
+        let text = serde_json::to_string(&aimed).unwrap();
+        assert!(Plan::from_json(&text).unwrap_err().contains("aims at key"));
         let mut future = plan.clone();
         future.version = PLAN_VERSION + 1;
         let text = serde_json::to_string(&future).unwrap();

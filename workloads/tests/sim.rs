@@ -334,6 +334,7 @@ fn torn_tail_aimed_at_n1(start_ops: u64, follow_ops: u32) -> FaultWindow {
             },
             damage: DiskDamage::TornTail,
             pick: 1,
+            aim_key: None,
         },
     }
 }
