@@ -1581,3 +1581,62 @@ fn partial_frames_of_strangers_leave_peers_and_admins_their_budget() {
     assert_eq!(cluster.values(0, "before"), ["v"]);
     drop(held);
 }
+
+/// Strangers who keep the class of connections still saying who they are full of partial first
+/// frames, each reconnecting when evicted, lock nobody out: a newcomer's eviction of one of them
+/// frees its bytes only when the evicted connection's task next runs, and the pending budget has
+/// room for newcomers meanwhile. (Without that room an attack on `dynamo serve` had 98% of admin
+/// `status` calls refused, and a node joining through the attacked seed gave up.)
+#[test]
+fn strangers_holding_every_pending_slot_lock_no_admin_out() {
+    use dynamo_node::shell::PENDING_CONNECTIONS_MAX;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = Cluster::start(1, true, &["--n", "1", "--r", "1", "--w", "1"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers: Vec<_> = (0..PENDING_CONNECTIONS_MAX)
+        .map(|_| {
+            let (addr, stop) = (cluster.addrs[0].clone(), stop.clone());
+            std::thread::spawn(move || {
+                let almost = vec![0u8; FIRST_FRAME_BYTES_MAX - 1];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut stream) = TcpStream::connect(&addr) else {
+                        continue;
+                    };
+                    let header = (FIRST_FRAME_BYTES_MAX as u32).to_be_bytes();
+                    if stream.write_all(&header).is_err() || stream.write_all(&almost).is_err() {
+                        continue;
+                    }
+                    // Held until the node closes it (evicted, or its handshake timed out).
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let mut byte = [0u8; 1];
+                    while !stop.load(Ordering::Relaxed) {
+                        match stream.read(&mut byte) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    sleep(Duration::from_millis(1_500));
+    let calls = 20;
+    let served = (0..calls)
+        .filter(|_| cluster.cli(0, &["status"]).status.success())
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.join().unwrap();
+    }
+    assert!(
+        served >= calls - 2,
+        "{served} of {calls} admin status calls served while strangers held every pending slot"
+    );
+}

@@ -147,9 +147,13 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 /// waited longer would keep a healed peer unreachable.
 pub const LINK_HANDSHAKE_TIMEOUT_MS: u64 = PEER_SILENCE_MS;
 /// Bytes the connections that have not said who they are may hold in read buffers: as much as
-/// [`PENDING_CONNECTIONS_MAX`] of them can (each at most its read buffer or its first frame), so
-/// that a newcomer finds room, the class's count making it by eviction.
-pub const PENDING_INBOUND_BYTES_MAX: usize = PENDING_CONNECTIONS_MAX
+/// [`PENDING_CONNECTIONS_MAX`] of them can (each at most its read buffer or its first frame), and
+/// one more first frame's worth. The class's count makes room for a newcomer by evicting, but
+/// the evicted connection gives its bytes back only when its task next runs, after the newcomer
+/// asked for its read buffer: without the headroom, 64 strangers each holding all but the last
+/// byte of a first frame (and reconnecting when evicted) had 98% of new connections, admins and
+/// joining nodes among them, refused. The headroom holds 256 newcomers' read buffers at once.
+pub const PENDING_INBOUND_BYTES_MAX: usize = (PENDING_CONNECTIONS_MAX + 1)
     * (crate::conn::FRAME_HEADER_BYTES + crate::wire::FIRST_FRAME_BYTES_MAX);
 /// Bytes clients' connections (anonymous ones included) may hold in read buffers and decoded
 /// frames waiting for the driver.
