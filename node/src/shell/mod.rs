@@ -468,6 +468,7 @@ pub async fn run<E: Env>(
         events: events.clone(),
         budgets,
         registry: RefCell::new(Registry::new(config.client_connections_max)),
+        refusals: Default::default(),
     });
     tasks.spawn_local(accept_loop(listener, ctx));
     let outbound = Budget::new(OUTBOUND_BYTES_MAX);

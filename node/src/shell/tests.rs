@@ -887,3 +887,17 @@ fn client_connections_fit_the_open_file_limit() {
     let refused = clients_for_open_files((others + CLIENT_CONNECTIONS_MIN - 1) as u64).unwrap_err();
     assert!(refused.contains("ulimit -n"), "{refused}");
 }
+
+/// What strangers can cause at will (evictions, refusals) is logged ever more rarely: one line per
+/// event let a stranger's connection churn write 13 MB of log in 20 s.
+#[test]
+fn throttled_events_are_logged_ever_more_rarely() {
+    let t = super::connections::LogThrottle::default();
+    let logged: Vec<u64> = (0..5_000).filter_map(|_| t.tick()).collect();
+    assert_eq!(
+        logged,
+        [
+            1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096
+        ]
+    );
+}
