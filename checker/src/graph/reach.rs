@@ -66,10 +66,9 @@ pub(crate) fn words_per_row(len: usize) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Reach {
     words: Vec<u64>,
-    /// Per key: the offset of its rows in `words`, or NO_ROWS.
+    /// Per key: the offset of its rows in `words`, or NO_ROWS (too many writes, or past the
+    /// memory bound: each check names the keys it could not judge so).
     offsets: Vec<usize>,
-    /// Keys that got no rows (too many writes, or past the memory bound).
-    pub(crate) skipped: Vec<KeyIdx>,
 }
 
 impl Reach {
@@ -77,7 +76,6 @@ impl Reach {
         let mut reach = Reach {
             words: Vec::new(),
             offsets: Vec::with_capacity(graph.keys.len()),
-            skipped: Vec::new(),
         };
         let total_bytes: usize = graph
             .keys
@@ -94,7 +92,6 @@ impl Reach {
             let bytes = (reach.words.len() + len * wpr) * 8;
             if len > DENSE_WRITES_PER_KEY_MAX || bytes > REACH_BYTES_MAX {
                 reach.offsets.push(NO_ROWS);
-                reach.skipped.push(KeyIdx(k as u32));
                 continue;
             }
             let base = reach.words.len();

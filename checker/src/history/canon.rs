@@ -418,7 +418,7 @@ fn exponent_plus(negative: bool, digits: &str, shift: i128) -> Exponent {
     let mut head = head.as_bytes().to_vec();
     if tail >= TAIL_MOD {
         tail -= TAIL_MOD;
-        // Carry: 9s roll over to 0s; the head is never all 9s past its first digit's room.
+        // Carry: 9s roll over to 0s, and a head of all 9s gains a digit.
         let mut i = head.len();
         loop {
             if i == 0 {
