@@ -8,6 +8,7 @@ use crate::auth::{CONTEXT_MAC_BYTES, ContextSigner};
 use crate::ring::NodeId;
 use crate::version::{ACTOR_NAME_BYTES_MAX, KeyVersions, Rule, Sibling};
 use crate::wire::{Request, Response, SiblingView};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where the answer to a request goes.
@@ -15,17 +16,61 @@ use std::collections::BTreeMap;
 pub enum Origin {
     /// A client connected to this node; the token is the shell's.
     Client(ClientToken),
-    /// Another node that forwarded the request to us, with its request number.
-    Forwarded { from: NodeId, req: u64 },
+    /// Another node that forwarded the request to us, with its request number and the share of
+    /// the client it came from.
+    Forwarded {
+        from: NodeId,
+        req: u64,
+        share: Share,
+    },
 }
 
-/// The shell's handle on a client request: which connection, which request id on it.
+impl Origin {
+    /// Whose share of the coordinator's bounds the request spends.
+    pub fn share(&self) -> Share {
+        match self {
+            Origin::Client(token) => token.share,
+            Origin::Forwarded { share, .. } => *share,
+        }
+    }
+
+    /// The connection of a client of this node, if the request is one.
+    pub fn conn(&self) -> Option<u64> {
+        match self {
+            Origin::Client(token) => Some(token.conn),
+            Origin::Forwarded { .. } => None,
+        }
+    }
+}
+
+/// Whose share of the coordinator's bounds on rounds in flight a request spends
+/// ([`crate::core::ROUNDS_IN_FLIGHT_MAX`], [`crate::core::ROUNDS_HELD_BYTES_MAX`]). Clients, who
+/// may be anonymous, spend all but a reserve that is the admins' alone: clients pipelining reads
+/// of a large value, never reading the answers, filled the shared bounds and had nearly every
+/// admin put refused as overloaded. A forwarded request keeps the share of the client it came
+/// from (peers are authenticated, and say it), so the reserve cannot be filled through another
+/// node either.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum Share {
+    /// A client's connection (anonymous, or with the client token).
+    #[default]
+    Clients,
+    /// An admin's connection (it said `Hello` with the cluster secret).
+    Admins,
+}
+
+/// The shell's handle on a client request: which connection, which request id on it, and whose
+/// share of the bounds it spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientToken {
     /// The shell's connection number.
     pub conn: u64,
     /// The client's request id on that connection.
     pub id: u64,
+    /// The connection's class, as the shell settled it.
+    pub share: Share,
 }
 
 /// A put waiting for W acks.
@@ -221,6 +266,15 @@ impl Round {
             Round::Forward(f) => f.deadline_ms,
         }
     }
+
+    /// Who asked.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Round::Put(p) => &p.origin,
+            Round::Get(g) => &g.origin,
+            Round::Forward(f) => &f.origin,
+        }
+    }
 }
 
 /// A sibling as clients see it.
@@ -242,7 +296,11 @@ mod tests {
         let mut k = KeyVersions::new();
         let version = k.put("a", &VClock::new(), b"v".to_vec(), false, 0);
         PutRound {
-            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            origin: Origin::Client(ClientToken {
+                conn: 1,
+                id: 1,
+                share: Share::Clients,
+            }),
             version,
             targets: vec!["n1".into(), "n2".into(), "n3".into()],
             acks: vec!["n1".into()],
@@ -268,7 +326,11 @@ mod tests {
     #[test]
     fn get_ignores_strangers_and_merges_replies() {
         let mut g = GetRound {
-            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            origin: Origin::Client(ClientToken {
+                conn: 1,
+                id: 1,
+                share: Share::Clients,
+            }),
             key: b"k".to_vec(),
             replicas: vec!["n1".into(), "n2".into()],
             replies: BTreeMap::new(),
@@ -307,7 +369,11 @@ mod tests {
         context.add(first.dot.as_ref().unwrap());
         state.put("a", &context, b"d2-5".to_vec(), true, 0);
         let mut g = GetRound {
-            origin: Origin::Client(ClientToken { conn: 1, id: 1 }),
+            origin: Origin::Client(ClientToken {
+                conn: 1,
+                id: 1,
+                share: Share::Clients,
+            }),
             key: b"k".to_vec(),
             replicas: vec!["n1".into()],
             replies: BTreeMap::new(),

@@ -437,6 +437,7 @@ fn hostile_run(seed: u64, steps: usize) -> Result<(), TestCaseError> {
                     let token = ClientToken {
                         conn: 9,
                         id: net.next_token,
+                        share: Share::Clients,
                     };
                     core.handle_request(now, token, request, store);
                 }
@@ -511,13 +512,39 @@ fn rounds_in_flight_are_bounded_by_the_bytes_they_hold() {
     }
     let (reads, reply) = refused.expect("refused before the count of rounds");
     assert!(message(&reply).contains("bytes"), "{reply:?}");
+    let clients_bytes_max = ROUNDS_HELD_BYTES_MAX - ADMIN_ROUNDS_HELD_BYTES_RESERVED;
     let held = net.nodes["n1"].0.rounds_held_bytes();
-    assert!(held >= ROUNDS_HELD_BYTES_MAX, "{held}");
-    assert!(held < ROUNDS_HELD_BYTES_MAX + 4 * VALUE_BYTES_MAX, "{held}");
+    assert!(held >= clients_bytes_max, "{held}");
+    assert!(held < clients_bytes_max + 4 * VALUE_BYTES_MAX, "{held}");
     assert!(
         reads < 200,
         "{reads} reads of a 1 MiB key before the refusal"
     );
+    // The admins' reserve is left: an admin's reads still start, up to the node's bound.
+    let mut admin_reads = 0;
+    loop {
+        let read = Request::Get {
+            key: b"big".to_vec(),
+        };
+        let token = net.request_on("n1", 2, Share::Admins, read);
+        net.deliver_all();
+        if let Some(reply) = net.reply(token) {
+            assert!(message(&reply).contains("bytes"), "{reply:?}");
+            break;
+        }
+        admin_reads += 1;
+        assert!(
+            admin_reads <= CONNECTION_ROUNDS_MAX,
+            "no bound on the admins' reads"
+        );
+    }
+    assert!(
+        admin_reads >= 5,
+        "{admin_reads} reads of the admins' reserve"
+    );
+    let held = net.nodes["n1"].0.rounds_held_bytes();
+    assert!(held >= ROUNDS_HELD_BYTES_MAX, "{held}");
+    assert!(held < ROUNDS_HELD_BYTES_MAX + 4 * VALUE_BYTES_MAX, "{held}");
     net.advance(1_000);
     assert_eq!(net.nodes["n1"].0.rounds_held_bytes(), 0);
     net.cut.clear();
@@ -532,6 +559,119 @@ fn rounds_in_flight_are_bounded_by_the_bytes_they_hold() {
         Some(Response::Get { siblings, .. }) => assert_eq!(siblings[0].value, big),
         other => panic!("{other:?}"),
     }
+}
+
+/// Whether a request started a round (it has no answer yet) or was refused as overloaded (with
+/// the message's words).
+fn started(net: &mut Net, token: ClientToken) -> Result<(), String> {
+    net.deliver_all();
+    match net.reply(token) {
+        None => Ok(()),
+        Some(Response::Error { error }) if error.kind == ErrorKind::Overloaded => {
+            Err(error.message)
+        }
+        Some(other) => panic!("{other:?}"),
+    }
+}
+
+/// A peer's forward of a get to `at`, looked at as its answer leaves (none: a round started).
+fn forward_get(net: &mut Net, at: &str, req: u64, share: Share) -> Option<Response> {
+    let forward = PeerMessage::Forward {
+        req,
+        request: Request::Get { key: b"k".to_vec() },
+        share,
+    };
+    let now = net.now();
+    let (core, store) = net.nodes.get_mut(at).unwrap();
+    core.handle_peer(now, "n2".into(), forward, store);
+    let released = core
+        .poll_ready(store)
+        .apply(store, core.config())
+        .expect("a memory store does not fail");
+    released.messages.into_iter().find_map(|(_, m)| match m {
+        PeerMessage::ForwardReply { req: r, response } if r == req => Some(response),
+        _ => None,
+    })
+}
+
+/// Denial of service: anonymous clients pipelining requests to a node whose replicas do not
+/// answer (or that never read the answers) filled the rounds in flight, which everyone shared,
+/// and 39% to 100% of an admin's puts were refused as overloaded. Clients now spend all but the
+/// admins' reserve ([`ADMIN_ROUNDS_RESERVED`]), one connection at most
+/// [`CONNECTION_ROUNDS_MAX`] of it; a forward spends the share of the client it came from.
+#[test]
+fn clients_that_fill_the_node_leave_the_admins_their_reserve() {
+    let mut net = Net::new(3, 3, 2, 2);
+    net.isolate("n1");
+    let get = || Request::Get { key: b"k".to_vec() };
+    let clients_max = ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED;
+    for i in 0..clients_max {
+        let conn = 1_000 + (i / CONNECTION_ROUNDS_MAX) as u64;
+        let token = net.request_on("n1", conn, Share::Clients, get());
+        if let Err(message) = started(&mut net, token) {
+            panic!("client request {i} refused: {message}");
+        }
+    }
+    // A new client is refused, with the reason.
+    let token = net.request_on("n1", 1, Share::Clients, get());
+    let refused = started(&mut net, token).expect_err("the clients' share is spent");
+    assert!(refused.contains("clients'"), "{refused}");
+    // So is a peer's forward of a client's request.
+    let reply = forward_get(&mut net, "n1", 1, Share::Clients).expect("refused at once");
+    assert!(message(&reply).contains("clients'"), "{reply:?}");
+    // An admin's request starts, and so does a forward of an admin's.
+    let token = net.request_on("n1", 2, Share::Admins, get());
+    assert_eq!(started(&mut net, token), Ok(()));
+    assert_eq!(forward_get(&mut net, "n1", 2, Share::Admins), None);
+    // The admins fill the rest, and then the node's bound holds for everyone.
+    for i in 2..ADMIN_ROUNDS_RESERVED {
+        let conn = 100 + (i / CONNECTION_ROUNDS_MAX) as u64;
+        let token = net.request_on("n1", conn, Share::Admins, get());
+        if let Err(message) = started(&mut net, token) {
+            panic!("admin request {i} refused: {message}");
+        }
+    }
+    let token = net.request_on("n1", 3, Share::Admins, get());
+    let refused = started(&mut net, token).expect_err("the node's bound");
+    assert!(
+        refused.contains(&ROUNDS_IN_FLIGHT_MAX.to_string()),
+        "{refused}"
+    );
+    // The rounds expire, and clients are served again.
+    net.advance(1_000);
+    let token = net.request_on("n1", 1, Share::Clients, get());
+    assert_eq!(started(&mut net, token), Ok(()));
+}
+
+/// One connection pipelining requests it does not wait for takes at most
+/// [`CONNECTION_ROUNDS_MAX`] rounds: past it its requests are refused, another connection's
+/// start, and the connection is served again once its rounds are over.
+#[test]
+fn a_connection_has_a_bound_of_requests_in_flight() {
+    let mut net = Net::new(3, 3, 2, 2);
+    net.isolate("n1");
+    let get = || Request::Get { key: b"k".to_vec() };
+    for i in 0..CONNECTION_ROUNDS_MAX {
+        let token = net.request_on("n1", 7, Share::Clients, get());
+        if let Err(message) = started(&mut net, token) {
+            panic!("request {i} refused: {message}");
+        }
+    }
+    let token = net.request_on("n1", 7, Share::Clients, get());
+    let refused = started(&mut net, token).expect_err("the connection's bound");
+    assert!(refused.contains("this connection"), "{refused}");
+    let token = net.request_on("n1", 8, Share::Clients, get());
+    assert_eq!(started(&mut net, token), Ok(()));
+    // An admin's connection has the same bound.
+    for _ in 0..CONNECTION_ROUNDS_MAX {
+        let token = net.request_on("n1", 9, Share::Admins, get());
+        assert_eq!(started(&mut net, token), Ok(()));
+    }
+    let token = net.request_on("n1", 9, Share::Admins, get());
+    assert!(started(&mut net, token).is_err());
+    net.advance(1_000);
+    let token = net.request_on("n1", 7, Share::Clients, get());
+    assert_eq!(started(&mut net, token), Ok(()));
 }
 
 /// A peer's `Forward` carrying an admin request: a node forwards only a client's put, but the
@@ -562,6 +702,7 @@ fn a_forwarded_admin_request_is_refused_and_the_ring_stays() {
         let forward = PeerMessage::Forward {
             req: req as u64,
             request,
+            share: Share::Admins,
         };
         // The answer goes back to n2 as a `ForwardReply`: look at it as it leaves.
         let now = net.now();

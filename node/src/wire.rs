@@ -293,8 +293,13 @@ pub struct AePosition {
 /// Messages between nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerMessage {
-    /// Coordinate this client request for me (I am not a replica of its key).
-    Forward { req: u64, request: Request },
+    /// Coordinate this client request for me (I am not a replica of its key). `share`: whose
+    /// share of the coordinator's bounds it spends, the client's on the sending node.
+    Forward {
+        req: u64,
+        request: Request,
+        share: crate::coordinator::Share,
+    },
     /// The answer to `Forward { req }`.
     ForwardReply { req: u64, response: Response },
     /// Store this key state (merge it into yours) and acknowledge. With a `hint`, the receiver is a

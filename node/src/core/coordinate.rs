@@ -11,10 +11,7 @@
 //! cluster secret, a put whose non-empty context this cluster did not sign is refused before
 //! anything else, and the contexts of answers are signed ([`crate::auth`], "Signed contexts").
 
-use super::{
-    Core, Now, PROBE_TIMEOUT_DIVISOR, ROUNDS_HELD_BYTES_MAX, ROUNDS_IN_FLIGHT_MAX, error, others,
-    unavailable,
-};
+use super::{Core, Now, PROBE_TIMEOUT_DIVISOR, error, others, unavailable};
 use crate::config::Bug;
 use crate::coordinator::{ForwardRound, GetRound, Origin, PutRound, Round};
 use crate::hints::{self, Target};
@@ -193,15 +190,7 @@ impl Core {
             }
             Request::Get { .. } | Request::Put { .. } => {}
         }
-        if self.rounds.len() >= ROUNDS_IN_FLIGHT_MAX {
-            let message = format!("{ROUNDS_IN_FLIGHT_MAX} requests already in flight");
-            return self.answer(origin, error(ErrorKind::Overloaded, message, true));
-        }
-        if self.rounds_held_bytes >= ROUNDS_HELD_BYTES_MAX {
-            let message = format!(
-                "the requests in flight hold {} bytes, at the bound of {ROUNDS_HELD_BYTES_MAX}",
-                self.rounds_held_bytes
-            );
+        if let Some(message) = self.overloaded(&origin) {
             return self.answer(origin, error(ErrorKind::Overloaded, message, true));
         }
         let key = match &request {
@@ -323,6 +312,7 @@ impl Core {
             let message = PeerMessage::Forward {
                 req,
                 request: f.request.clone(),
+                share: f.origin.share(),
             };
             self.send(from.clone(), message);
             return;

@@ -71,7 +71,7 @@
 //! - `tests.rs`: the core's tests, with an in-memory network and a fake clock.
 
 use crate::config::{Bug, NodeConfig};
-use crate::coordinator::{ClientToken, Origin, Round};
+use crate::coordinator::{ClientToken, Origin, Round, Share};
 use crate::hints::Delivery;
 use crate::merkle::Tree;
 use crate::ring::{NodeId, Ring};
@@ -146,6 +146,20 @@ pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
 /// megabytes, each holding a state per replica, would hold tens of gigabytes.
 pub const ROUNDS_HELD_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Rounds in flight kept for admins ([`Share::Admins`]): clients' requests are refused as
+/// overloaded past `ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED` rounds, admins' only past
+/// [`ROUNDS_IN_FLIGHT_MAX`], so that clients who fill the node leave the operators a way in.
+pub const ADMIN_ROUNDS_RESERVED: usize = ROUNDS_IN_FLIGHT_MAX / 8;
+
+/// Bytes of [`ROUNDS_HELD_BYTES_MAX`] kept for admins' rounds, as [`ADMIN_ROUNDS_RESERVED`].
+pub const ADMIN_ROUNDS_HELD_BYTES_RESERVED: usize = ROUNDS_HELD_BYTES_MAX / 8;
+
+/// Most rounds one connection of this node may have in flight; past it its requests are refused
+/// as overloaded until answers come back. The clients of this project send one request at a
+/// time; a connection that pipelines thousands without reading the answers would otherwise take
+/// the whole clients' share by itself.
+pub const CONNECTION_ROUNDS_MAX: usize = 64;
+
 /// The furthest ahead of this node's ring a gossiped ring may be: every change adds one to the
 /// version, so a ring millions of changes ahead is damage or forgery, not news. Refusing it
 /// keeps one bad frame from pushing the version to its limit.
@@ -154,6 +168,51 @@ pub const RING_VERSION_JUMP_MAX: u64 = 1 << 20;
 /// Most nodes this node keeps an address for, members or not (a node that left still hands its
 /// data over): a bound on what gossip can make it remember.
 pub const KNOWN_NODES_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
+
+/// What the rounds in flight hold: bytes ([`Round::held_bytes`]), in all and for clients'
+/// requests ([`Share::Clients`]), and rounds by connection of this node.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RoundsHeld {
+    bytes: usize,
+    clients: usize,
+    clients_bytes: usize,
+    /// Rounds by client connection; a connection with none has no entry.
+    by_conn: BTreeMap<u64, usize>,
+}
+
+impl RoundsHeld {
+    fn add(&mut self, round: &Round) {
+        let bytes = round.held_bytes();
+        self.bytes += bytes;
+        let origin = round.origin();
+        if origin.share() == Share::Clients {
+            self.clients += 1;
+            self.clients_bytes += bytes;
+        }
+        if let Some(conn) = origin.conn() {
+            *self.by_conn.entry(conn).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, round: &Round) {
+        let bytes = round.held_bytes();
+        self.bytes -= bytes;
+        let origin = round.origin();
+        if origin.share() == Share::Clients {
+            self.clients -= 1;
+            self.clients_bytes -= bytes;
+        }
+        if let Some(conn) = origin.conn()
+            && let std::collections::btree_map::Entry::Occupied(mut of_conn) =
+                self.by_conn.entry(conn)
+        {
+            *of_conn.get_mut() -= 1;
+            if *of_conn.get() == 0 {
+                of_conn.remove();
+            }
+        }
+    }
+}
 
 /// The time, as the driver's environment tells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,9 +249,9 @@ pub struct Core {
     actor: Actor,
     ring: Ring,
     rounds: BTreeMap<u64, Round>,
-    /// The sum of [`Round::held_bytes`] over `rounds`: kept by [`Core::insert_round`] and
-    /// [`Core::remove_round`], the only ways in and out of the table.
-    rounds_held_bytes: usize,
+    /// What `rounds` hold, counted by [`Core::insert_round`] and [`Core::remove_round`], the only
+    /// ways in and out of the table.
+    held: RoundsHeld,
     next_round: u64,
     unreachable: BTreeSet<NodeId>,
     last_heard_ms: BTreeMap<NodeId, u64>,
@@ -279,7 +338,7 @@ impl Core {
             actor,
             ring,
             rounds: BTreeMap::new(),
-            rounds_held_bytes: 0,
+            held: RoundsHeld::default(),
             unreachable: BTreeSet::new(),
             last_heard_ms: BTreeMap::new(),
             addrs,
@@ -496,8 +555,12 @@ impl Core {
             return;
         }
         match message {
-            PeerMessage::Forward { req, request } => {
-                let origin = Origin::Forwarded { from, req };
+            PeerMessage::Forward {
+                req,
+                request,
+                share,
+            } => {
+                let origin = Origin::Forwarded { from, req, share };
                 // A node forwards only a client's put (`Core::route_put`). An admin request in a
                 // forward would go around the shell's rule that a peer link carries no requests,
                 // and a peer's `Forward { Leave }` made this node leave the ring.
@@ -791,22 +854,62 @@ impl Core {
     /// (and leaves): a get round that then gathers its replicas' states holds more than counted,
     /// up to N states per round, so the bound on held bytes is soft by that factor.
     fn insert_round(&mut self, req: u64, round: Round) {
-        self.rounds_held_bytes += round.held_bytes();
+        self.held.add(&round);
         if let Some(old) = self.rounds.insert(req, round) {
-            self.rounds_held_bytes -= old.held_bytes();
+            self.held.remove(&old);
         }
     }
 
     /// Takes a round out of the table, uncounting what it holds.
     fn remove_round(&mut self, req: u64) -> Option<Round> {
         let round = self.rounds.remove(&req)?;
-        self.rounds_held_bytes -= round.held_bytes();
+        self.held.remove(&round);
         Some(round)
     }
 
     /// Bytes the rounds in flight hold ([`ROUNDS_HELD_BYTES_MAX`]).
     pub fn rounds_held_bytes(&self) -> usize {
-        self.rounds_held_bytes
+        self.held.bytes
+    }
+
+    /// Why a new request from `origin` would pass a bound on rounds in flight, if it would: the
+    /// node's ([`ROUNDS_IN_FLIGHT_MAX`], [`ROUNDS_HELD_BYTES_MAX`]), the clients' share of them
+    /// (all but the admins' reserve) and the connection's ([`CONNECTION_ROUNDS_MAX`]).
+    fn overloaded(&self, origin: &Origin) -> Option<String> {
+        let (rounds, bytes, rounds_max, bytes_max, whose) = match origin.share() {
+            Share::Admins => (
+                self.rounds.len(),
+                self.held.bytes,
+                ROUNDS_IN_FLIGHT_MAX,
+                ROUNDS_HELD_BYTES_MAX,
+                "",
+            ),
+            Share::Clients => (
+                self.held.clients,
+                self.held.clients_bytes,
+                ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED,
+                ROUNDS_HELD_BYTES_MAX - ADMIN_ROUNDS_HELD_BYTES_RESERVED,
+                "clients' ",
+            ),
+        };
+        if rounds >= rounds_max || self.rounds.len() >= ROUNDS_IN_FLIGHT_MAX {
+            return Some(format!(
+                "{rounds} {whose}requests already in flight, at the bound of {rounds_max}"
+            ));
+        }
+        if bytes >= bytes_max || self.held.bytes >= ROUNDS_HELD_BYTES_MAX {
+            return Some(format!(
+                "the {whose}requests in flight hold {bytes} bytes, at the bound of {bytes_max}"
+            ));
+        }
+        let conn = origin.conn()?;
+        let of_conn = self.held.by_conn.get(&conn).copied().unwrap_or(0);
+        (of_conn >= CONNECTION_ROUNDS_MAX).then(|| {
+            format!(
+                "{of_conn} requests of this connection already in flight, at the bound of \
+                 {CONNECTION_ROUNDS_MAX}: wait for their answers"
+            )
+        })
     }
 
     /// xorshift64: enough to spread gossip and name actors; seeded, so simulations replay.
@@ -873,7 +976,7 @@ impl Core {
     fn answer_gated(&mut self, gate: Gate, origin: Origin, response: Response) {
         match origin {
             Origin::Client(token) => self.ready.replies.push((gate, token, response)),
-            Origin::Forwarded { from, req } => {
+            Origin::Forwarded { from, req, .. } => {
                 self.send_gated(gate, from, PeerMessage::ForwardReply { req, response })
             }
         }
@@ -903,10 +1006,16 @@ impl Core {
                     assert!(!p.complete(), "a complete put round is over");
                 }
             }
-            let held: usize = self.rounds.values().map(Round::held_bytes).sum();
-            assert_eq!(
-                held, self.rounds_held_bytes,
-                "the count of bytes rounds hold"
+            let mut held = RoundsHeld::default();
+            for round in self.rounds.values() {
+                held.add(round);
+            }
+            assert_eq!(held, self.held, "the count of what rounds hold");
+            assert!(
+                self.held
+                    .by_conn
+                    .values()
+                    .all(|&n| n <= CONNECTION_ROUNDS_MAX)
             );
         }
     }

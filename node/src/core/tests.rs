@@ -86,11 +86,21 @@ impl Net {
         }
     }
 
+    /// A client's request, each on a connection of its own (as the workload's clients, which
+    /// send one request at a time).
     fn request(&mut self, at: &str, request: Request) -> ClientToken {
         self.next_token += 1;
+        let conn = self.next_token;
+        self.request_on(at, conn, Share::Clients, request)
+    }
+
+    /// A request on connection `conn` of `at`, spending `share` of its bounds.
+    fn request_on(&mut self, at: &str, conn: u64, share: Share, request: Request) -> ClientToken {
+        self.next_token += 1;
         let token = ClientToken {
-            conn: 1,
+            conn,
             id: self.next_token,
+            share,
         };
         let now = self.now();
         let (core, store) = self.nodes.get_mut(at).unwrap();
@@ -715,9 +725,27 @@ fn inputs_of_one_step_see_each_others_writes() {
         context: state.context(),
         context_mac: None,
     };
-    core.handle_request(now, ClientToken { conn: 1, id: 1 }, put, store);
+    core.handle_request(
+        now,
+        ClientToken {
+            conn: 1,
+            id: 1,
+            share: Share::Clients,
+        },
+        put,
+        store,
+    );
     let admin = Request::ReplicaState { key: key.clone() };
-    core.handle_request(now, ClientToken { conn: 1, id: 2 }, admin, store);
+    core.handle_request(
+        now,
+        ClientToken {
+            conn: 1,
+            id: 2,
+            share: Share::Clients,
+        },
+        admin,
+        store,
+    );
     assert!(
         store.read_state(&key).unwrap().is_empty(),
         "nothing applied yet"
@@ -809,7 +837,11 @@ fn a_new_version_leaves_before_the_coordinators_sync_but_its_answer_does_not() {
         context: VClock::new(),
         context_mac: None,
     };
-    let token = ClientToken { conn: 1, id: 1 };
+    let token = ClientToken {
+        conn: 1,
+        id: 1,
+        share: Share::Clients,
+    };
     core.handle_request(now, token, put, store);
     let config = core.config().clone();
     let mut stored = core.poll_ready(store).store(store, &config).unwrap();
@@ -930,7 +962,11 @@ fn a_record_lost_at_runtime_is_dropped_and_the_next_version_has_a_new_actor() {
     let now = Now::default();
     let put = |id| {
         (
-            ClientToken { conn: 1, id },
+            ClientToken {
+                conn: 1,
+                id,
+                share: Share::Clients,
+            },
             Request::Put {
                 key: b"k".to_vec(),
                 value: format!("v{id}").into_bytes(),

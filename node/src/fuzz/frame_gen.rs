@@ -397,6 +397,11 @@ impl FrameGen {
                 0 => PeerMessage::Forward {
                     req: self.req(),
                     request: self.request(),
+                    share: if self.below(2) == 0 {
+                        crate::coordinator::Share::Clients
+                    } else {
+                        crate::coordinator::Share::Admins
+                    },
                 },
                 1 => PeerMessage::ForwardReply {
                     req: self.req(),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::auth::{self, Role};
 use crate::conn::{self, Budget, Charge, Conn};
-use crate::coordinator::ClientToken;
+use crate::coordinator::{ClientToken, Share};
 use crate::env::{Env, Listener};
 use crate::ring::NodeId;
 use crate::wire::{
@@ -385,8 +385,9 @@ enum Inbound {
     Refuse(String),
 }
 
-/// Checks a frame against the connection's role and turns it into what to do.
-fn inbound(frame: Frame, role: &Role, conn: u64, charge: Charge) -> Inbound {
+/// Checks a frame against the connection's role and turns it into what to do; a request spends
+/// `share` of the coordinator's bounds.
+fn inbound(frame: Frame, role: &Role, conn: u64, share: Share, charge: Charge) -> Inbound {
     match frame {
         Frame::Request { id, request } => {
             if matches!(role, Role::Peer { .. }) {
@@ -404,7 +405,7 @@ fn inbound(frame: Frame, role: &Role, conn: u64, charge: Charge) -> Inbound {
                 return Inbound::Answer(Frame::Response { id, response });
             }
             Inbound::Event(Event::Request {
-                client: ClientToken { conn, id },
+                client: ClientToken { conn, id, share },
                 request,
                 _charge: charge,
             })
@@ -479,6 +480,11 @@ async fn serve_connection<S, E: Env>(
         return;
     }
     let budget = ctx.budgets.of(class);
+    // Admins keep a reserve of the coordinator's bounds that clients cannot spend.
+    let share = match class {
+        Class::Admin => Share::Admins,
+        Class::Pending | Class::Client | Class::Peer => Share::Clients,
+    };
     if conn.move_to(budget).is_err() {
         let message = format!("the node's inbound budget for {class:?} connections is spent");
         if let Some(refusals) = ctx.refusals.tick() {
@@ -515,7 +521,7 @@ async fn serve_connection<S, E: Env>(
             let Some(charge) = budget.charge(conn.last_frame_bytes()) else {
                 return refuse(&mut conn, "the node is overloaded".into()).await;
             };
-            let event = match inbound(Frame::Request { id, request }, &role, conn_id, charge) {
+            let event = match inbound(Frame::Request { id, request }, &role, conn_id, share, charge) {
                 Inbound::Event(event) => event,
                 Inbound::Answer(frame) => {
                     let _ = write(&mut conn, vec![frame]).await;
@@ -571,7 +577,7 @@ async fn serve_connection<S, E: Env>(
                         refuse(&mut conn, "closing connection: the node's inbound budget is spent".into()).await;
                         break;
                     };
-                    match inbound(frame, &role, conn_id, charge) {
+                    match inbound(frame, &role, conn_id, share, charge) {
                         Inbound::Event(event) => {
                             let delay = match &event {
                                 Event::Peer { message, .. } => ctx.env.peer_delay(message),

@@ -5,6 +5,7 @@
 use super::*;
 use crate::client::{Client, ClientError, Context};
 use crate::config::Bug;
+use crate::coordinator::Share;
 use crate::env::TokioEnv;
 use crate::fs::{DiskFaults, FaultyFs, StdFs};
 use crate::store::keyspace::Keyspace;
@@ -370,7 +371,16 @@ fn put(core: &mut Core, store: &Keyspace<LogStore<FaultyFs<StdFs>>>, id: u64) {
         context: VClock::new(),
         context_mac: None,
     };
-    core.handle_request(Now::default(), ClientToken { conn: 1, id }, request, store);
+    core.handle_request(
+        Now::default(),
+        ClientToken {
+            conn: 1,
+            id,
+            share: Share::Clients,
+        },
+        request,
+        store,
+    );
 }
 
 /// Issue 14, item 1: a write or sync that fails releases none of the step's replies, and says
