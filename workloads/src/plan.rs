@@ -439,6 +439,14 @@ pub const OPS_MAX: usize = 10_000_000;
 pub const KEYS_MAX: usize = 1_000_000;
 /// Longest fault window, simulated ms (an hour: longer is a configuration mistake).
 pub const FAULT_DURATION_MS_MAX: u64 = 3_600_000;
+/// Longest quiescence before the final reads, simulated ms (an hour, as a fault window): a plan
+/// asking for 2^63 ms with `quiesce_until_rest` off ran until killed.
+pub const QUIESCE_MS_MAX: u64 = 3_600_000;
+/// Longest pause of a client between two operations, simulated ms (a minute): more makes a run
+/// that never ends, not a harder test.
+pub const THINK_MS_MAX: u64 = 60_000;
+/// Longest one-way latency of a healthy link, simulated ms (a minute, as a client's pause).
+pub const LATENCY_MS_MAX: u64 = 60_000;
 
 impl SimConfig {
     /// turmoil's latency range for a healthy link, ms: none under a latency model, which delays
@@ -503,6 +511,35 @@ impl SimConfig {
         }
         if self.latency_ms_min > self.latency_ms_max {
             return Err("latency min exceeds max".into());
+        }
+        if self.latency_ms_max > LATENCY_MS_MAX {
+            return Err(format!("the latency must be at most {LATENCY_MS_MAX} ms"));
+        }
+        // The nodes' own bounds, checked here so that a plan is refused as a plan, before a
+        // node is started with them ("node n1 stopped with an error that no fault explains").
+        let interval_ms_max = dynamo_node::config::INTERVAL_MS_MAX;
+        if self.partitions == 0 || self.partitions > dynamo_node::ring::PARTITION_COUNT_MAX {
+            return Err(format!(
+                "partitions must be 1..={}, not {}",
+                dynamo_node::ring::PARTITION_COUNT_MAX,
+                self.partitions
+            ));
+        }
+        for (name, ms) in [
+            ("request timeout", self.request_timeout_ms),
+            ("client timeout", self.client_timeout_ms),
+        ] {
+            if ms == 0 || ms > interval_ms_max {
+                return Err(format!(
+                    "the {name} must be 1..={interval_ms_max} ms, not {ms}"
+                ));
+            }
+        }
+        if self.think_ms_max > THINK_MS_MAX {
+            return Err(format!("--think-ms must be at most {THINK_MS_MAX}"));
+        }
+        if self.quiesce_ms > QUIESCE_MS_MAX {
+            return Err(format!("--quiesce-ms must be at most {QUIESCE_MS_MAX}"));
         }
         if let Some(model) = &self.latency {
             model.validate()?;
@@ -978,6 +1015,12 @@ impl Plan {
                     "op {i} names a client, key or node outside the configuration"
                 ));
             }
+            if u64::from(op.think_ms) > THINK_MS_MAX {
+                return Err(format!(
+                    "op {i} thinks {} ms, over {THINK_MS_MAX} ms",
+                    op.think_ms
+                ));
+            }
         }
         for (i, w) in self.faults.iter().enumerate() {
             if w.duration_ms > FAULT_DURATION_MS_MAX {
@@ -1032,6 +1075,54 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile plans: values a hand-edited plan.json can hold that the generator never makes.
+    /// Each is refused as a plan, naming what is wrong; before, a quiescence of 2^63 ms ran until
+    /// killed, a client timeout of 0 failed every operation and ended "unknown", and a request
+    /// timeout of 0 or 0 partitions stopped the first node with "an error that no fault
+    /// explains".
+    #[test]
+    fn plans_with_values_past_their_bounds_are_refused() {
+        let plan = Plan::generate(SimConfig {
+            ops: 50,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let cases: [(&str, fn(&mut Plan)); 10] = [
+            ("quiesce", |p| {
+                p.config.quiesce_ms = 1 << 63;
+                p.config.quiesce_until_rest = false;
+            }),
+            ("think", |p| p.config.think_ms_max = u64::MAX),
+            ("thinks", |p| p.ops[0].think_ms = u32::MAX),
+            ("latency", |p| {
+                p.config.latency_ms_min = 1 << 31;
+                p.config.latency_ms_max = 1 << 32;
+            }),
+            ("partitions", |p| p.config.partitions = 0),
+            ("partitions", |p| p.config.partitions = u32::MAX),
+            ("request timeout", |p| p.config.request_timeout_ms = 0),
+            ("request timeout", |p| p.config.request_timeout_ms = 1 << 63),
+            ("client timeout", |p| p.config.client_timeout_ms = 0),
+            ("client timeout", |p| p.config.client_timeout_ms = u64::MAX),
+        ];
+        for (what, spoil) in cases {
+            let mut bad = plan.clone();
+            spoil(&mut bad);
+            let text = serde_json::to_string(&bad).unwrap();
+            let error = Plan::from_json(&text).expect_err(what);
+            assert!(error.contains(what), "{what}: {error}");
+        }
+        // The bounds themselves are taken.
+        let mut edge = plan.clone();
+        edge.config.quiesce_ms = QUIESCE_MS_MAX;
+        edge.config.think_ms_max = THINK_MS_MAX;
+        edge.config.latency_ms_max = LATENCY_MS_MAX;
+        edge.ops[0].think_ms = THINK_MS_MAX as u32;
+        edge.config.request_timeout_ms = dynamo_node::config::INTERVAL_MS_MAX;
+        let text = serde_json::to_string(&edge).unwrap();
+        Plan::from_json(&text).unwrap();
+    }
 
     #[test]
     fn plans_round_trip_through_json_and_validate() {
