@@ -1088,7 +1088,8 @@ mod tests {
             ..SimConfig::default()
         })
         .unwrap();
-        let cases: [(&str, fn(&mut Plan)); 10] = [
+        type Spoil = fn(&mut Plan);
+        let cases: [(&str, Spoil); 10] = [
             ("quiesce", |p| {
                 p.config.quiesce_ms = 1 << 63;
                 p.config.quiesce_until_rest = false;
