@@ -875,6 +875,38 @@ fn item10_the_cli_refuses_bad_options_before_writing_anything() {
     assert!(!fresh.exists());
 }
 
+/// Item 10 for the harness's own commands: options past their bounds are refused before a run
+/// starts or a folder is written. `sim --think-ms 99999999999` ran until killed (every client
+/// paused for three years of simulated time, a tick at a time), and `live --time-limit 0s` ran
+/// the clients for the nemesis's first tick and called it a run.
+#[test]
+fn item10_sim_and_live_refuse_options_past_their_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let out_arg = out.display().to_string();
+    for (args, expected) in [
+        (&["sim", "--think-ms", "99999999999"][..], "--think-ms"),
+        (&["sim", "--quiesce-ms", "99999999999999"], "--quiesce-ms"),
+        (&["live", "--time-limit", "0s"], "--time-limit"),
+    ] {
+        // Under `timeout`, so that a run that never ends fails the test (exit 124) instead of
+        // holding CI.
+        let output = Command::new("timeout")
+            .args(["60", DYNAMO])
+            .args(args)
+            .args(["--out", &out_arg])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains(expected),
+            "{args:?}: {}",
+            text(&output)
+        );
+        assert!(!out.exists(), "{args:?} wrote its folder");
+    }
+}
+
 /// Node `i`'s actor id, from its status (as an admin).
 fn actor(cluster: &Cluster, i: usize) -> String {
     let secret = cluster

@@ -113,6 +113,10 @@ pub fn live(args: LiveArgs) -> Result<ExitCode, String> {
         );
     }
     let time_limit = args.time_limit;
+    if time_limit.is_zero() {
+        // The clients would stop at the nemesis's first tick, having run whatever fit in it.
+        return Err("--time-limit must be positive (e.g. 90s)".into());
+    }
     let external = match &args.sim.nodes {
         NodesArg::Addrs(addrs) => Some(addrs.clone()),
         NodesArg::Count(_) => None,
