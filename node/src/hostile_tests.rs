@@ -643,6 +643,45 @@ fn clients_that_fill_the_node_leave_the_admins_their_reserve() {
     assert_eq!(started(&mut net, token), Ok(()));
 }
 
+/// Clients' get rounds grow as their replicas' states come in: reads of a 1 MiB key admitted
+/// together within the clients' share of bytes came to hold more than the node's whole bound once
+/// the replicas answered, and an admin's read was refused as overloaded (a helper's attack on real
+/// nodes found it). The admins' reserve is counted against what admins hold.
+#[test]
+fn clients_rounds_grown_past_the_bound_leave_the_admins_their_reserve() {
+    let mut net = Net::new(3, 3, 2, 2);
+    let big = vec![b'x'; VALUE_BYTES_MAX];
+    assert!(matches!(
+        net.put("n1", b"big", &big, VClock::new()),
+        Response::Put { .. }
+    ));
+    // n3 never answers, so that each round, answered at R = 2, waits for it and holds n2's state.
+    net.cut.insert(("n1".into(), "n3".into()));
+    net.cut.insert(("n3".into(), "n1".into()));
+    let read = || Request::Get {
+        key: b"big".to_vec(),
+    };
+    // Admitted together, before any replica answers (one step's worth of a busy node).
+    let tokens: Vec<ClientToken> = (0..400).map(|_| net.request("n1", read())).collect();
+    net.deliver_all();
+    let answered = tokens.iter().filter(|&&t| net.reply(t).is_some()).count();
+    assert!(answered > 0);
+    let held = net.nodes["n1"].0.rounds_held_bytes();
+    assert!(
+        held > ROUNDS_HELD_BYTES_MAX,
+        "{held}: the clients' rounds did not grow"
+    );
+    let token = net.request("n1", read());
+    let refused = started(&mut net, token).expect_err("the clients' share is spent");
+    assert!(refused.contains("clients'"), "{refused}");
+    let token = net.request_on("n1", 2, Share::Admins, read());
+    net.deliver_all();
+    match net.reply(token) {
+        Some(Response::Get { siblings, .. }) => assert_eq!(siblings[0].value, big),
+        other => panic!("the admin's read: {other:?}"),
+    }
+}
+
 /// One connection pipelining requests it does not wait for takes at most
 /// [`CONNECTION_ROUNDS_MAX`] rounds: past it its requests are refused, another connection's
 /// start, and the connection is served again once its rounds are over.

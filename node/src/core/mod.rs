@@ -147,11 +147,14 @@ pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
 pub const ROUNDS_HELD_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Rounds in flight kept for admins ([`Share::Admins`]): clients' requests are refused as
-/// overloaded past `ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED` rounds, admins' only past
-/// [`ROUNDS_IN_FLIGHT_MAX`], so that clients who fill the node leave the operators a way in.
+/// overloaded past `ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED` rounds, admins' only once they
+/// hold this many themselves and the node is at [`ROUNDS_IN_FLIGHT_MAX`], so that clients who
+/// fill the node leave the operators a way in.
 pub const ADMIN_ROUNDS_RESERVED: usize = ROUNDS_IN_FLIGHT_MAX / 8;
 
-/// Bytes of [`ROUNDS_HELD_BYTES_MAX`] kept for admins' rounds, as [`ADMIN_ROUNDS_RESERVED`].
+/// Bytes of [`ROUNDS_HELD_BYTES_MAX`] kept for admins' rounds, as [`ADMIN_ROUNDS_RESERVED`]:
+/// theirs even when clients' rounds, which grow as their replicas answer, hold more than their
+/// share.
 pub const ADMIN_ROUNDS_HELD_BYTES_RESERVED: usize = ROUNDS_HELD_BYTES_MAX / 8;
 
 /// Most rounds one connection of this node may have in flight; past it its requests are refused
@@ -876,31 +879,43 @@ impl Core {
     /// node's ([`ROUNDS_IN_FLIGHT_MAX`], [`ROUNDS_HELD_BYTES_MAX`]), the clients' share of them
     /// (all but the admins' reserve) and the connection's ([`CONNECTION_ROUNDS_MAX`]).
     fn overloaded(&self, origin: &Origin) -> Option<String> {
-        let (rounds, bytes, rounds_max, bytes_max, whose) = match origin.share() {
-            Share::Admins => (
-                self.rounds.len(),
-                self.held.bytes,
-                ROUNDS_IN_FLIGHT_MAX,
-                ROUNDS_HELD_BYTES_MAX,
-                "",
-            ),
-            Share::Clients => (
-                self.held.clients,
-                self.held.clients_bytes,
-                ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED,
-                ROUNDS_HELD_BYTES_MAX - ADMIN_ROUNDS_HELD_BYTES_RESERVED,
-                "clients' ",
-            ),
-        };
-        if rounds >= rounds_max || self.rounds.len() >= ROUNDS_IN_FLIGHT_MAX {
-            return Some(format!(
-                "{rounds} {whose}requests already in flight, at the bound of {rounds_max}"
-            ));
-        }
-        if bytes >= bytes_max || self.held.bytes >= ROUNDS_HELD_BYTES_MAX {
-            return Some(format!(
-                "the {whose}requests in flight hold {bytes} bytes, at the bound of {bytes_max}"
-            ));
+        let (rounds, bytes) = (self.rounds.len(), self.held.bytes);
+        let (clients, clients_bytes) = (self.held.clients, self.held.clients_bytes);
+        match origin.share() {
+            Share::Clients => {
+                let rounds_max = ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED;
+                let bytes_max = ROUNDS_HELD_BYTES_MAX - ADMIN_ROUNDS_HELD_BYTES_RESERVED;
+                if clients >= rounds_max || rounds >= ROUNDS_IN_FLIGHT_MAX {
+                    return Some(format!(
+                        "{clients} clients' requests already in flight, at the bound of {rounds_max}"
+                    ));
+                }
+                if clients_bytes >= bytes_max || bytes >= ROUNDS_HELD_BYTES_MAX {
+                    return Some(format!(
+                        "the clients' requests in flight hold {clients_bytes} bytes, at the bound \
+                         of {bytes_max}"
+                    ));
+                }
+            }
+            Share::Admins => {
+                // The reserve is the admins' whatever the clients hold: a get's round grows as
+                // its replicas' states come in, so clients' rounds admitted within their share
+                // can come to hold more than it (and the node's whole bound) soon after.
+                let (admins, admins_bytes) = (rounds - clients, bytes - clients_bytes);
+                if admins >= ADMIN_ROUNDS_RESERVED && rounds >= ROUNDS_IN_FLIGHT_MAX {
+                    return Some(format!(
+                        "{rounds} requests already in flight, at the bound of {ROUNDS_IN_FLIGHT_MAX}"
+                    ));
+                }
+                if admins_bytes >= ADMIN_ROUNDS_HELD_BYTES_RESERVED
+                    && bytes >= ROUNDS_HELD_BYTES_MAX
+                {
+                    return Some(format!(
+                        "the requests in flight hold {bytes} bytes, at the bound of \
+                         {ROUNDS_HELD_BYTES_MAX}"
+                    ));
+                }
+            }
         }
         let conn = origin.conn()?;
         let of_conn = self.held.by_conn.get(&conn).copied().unwrap_or(0);
