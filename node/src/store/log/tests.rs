@@ -844,12 +844,14 @@ proptest! {
         }
         let damaged_any =
             !flipped.is_empty() || !cut.is_empty() || !removed.is_empty() || manifest_removed;
-        // Without a manifest, a directory whose data files are all gone or empty is a new store:
-        // nothing says files were lost.
-        let bytes_left: usize = file_ids
+        // Without a manifest, a directory whose data files are all gone, empty or whole
+        // file-start records alone is a new store (or one whose creation a crash cut short):
+        // nothing says files were lost. (A torn file-start record is a torn file, and reported.)
+        let bytes_left: u64 = file_ids
             .iter()
             .filter_map(|&id| fs.read(&data_path(id)).ok())
-            .map(|bytes| bytes.len())
+            .map(|bytes| bytes.len() as u64)
+            .filter(|&len| len != record::FILE_START_BYTES)
             .sum();
         let noticeable = damaged_any && (!manifest_removed || bytes_left > 0);
 
