@@ -98,6 +98,22 @@ fn a_blank_line_is_an_error() {
 }
 
 #[test]
+fn a_blank_last_line_without_a_newline_is_a_truncated_line_skipped() {
+    // "A truncated last line (... the file's last line, with no newline after it) that does not
+    // parse is reported and skipped": the more particular rule, blank or not. It was refused as
+    // a blank line.
+    for tail in ["   ", "\t", " \r"] {
+        let parsed = parse_reader(format!("{PUT}\n{PUT_OK}\n{tail}").as_bytes()).unwrap();
+        assert_eq!(parsed.history.event_count(), 2);
+        assert!(
+            parsed.warnings.iter().any(|w| w.contains("line 3")),
+            "{:?}",
+            parsed.warnings
+        );
+    }
+}
+
+#[test]
 fn a_line_that_is_not_a_json_object_is_an_error() {
     for line in [
         r#"[1,"2",3,"invoke","put"]"#,

@@ -17,17 +17,20 @@
 //!   where the config does not list the nodes: `"n5"` of `"nodes":5`, or `"all"`) is `unsure`: a
 //!   miss that only such a fault could excuse is neither reported nor passed; the check says
 //!   unknown, naming the fault's line.
-//! - A key with no `replica-state` event has no known replica, and any fault may have hit one:
-//!   every fault excuses its reads. Its final state is missing, so the verdict is unknown anyway;
-//!   a history cut short (a run stopped before its final reads) is not called false for a fault
-//!   that may explain its reads.
+//! - A key with no `replica-state` event has no replica in the page's sense, so no fault on a
+//!   node excuses its reads (a `power` fault, a `join` or a `leave`, and a fault that names no
+//!   node, still do). Its final state is missing, which alone would make the verdict unknown; a
+//!   read that no fault excuses makes it false (an earlier reading excused every such read, and a
+//!   read that missed an acknowledged write after a wipe of some other node passed as unknown).
 //! - "Between" is history order: after the ack event and before the read's completion event.
 //! - v1 substitute: a read is not held to a write that is, or by `observed` precedes, a delete invoked
 //!   before the read completed (a v1 read cannot show the tombstone). A delete that ended `fail` is
 //!   not one: it "certainly did not take effect", so it removed nothing and its tombstone never was;
-//!   the page's words "a delete invoked" are read with the meaning it gives `fail`. The same holds with
-//!   `tombstone_gc`, where the tombstone may have been collected: the page does not say how the two
-//!   combine, and holding a read to a tombstone the store was allowed to drop would be a false alarm.
+//!   the page's words "a delete invoked" are read with the meaning it gives `fail`. It is v1's
+//!   alone: `tombstone_gc` changes only how replicas' sibling sets are compared and what lost-write
+//!   excuses, as the page says, so a v2 read is held to a delete's tombstone with it too. (An
+//!   earlier reading extended the substitute to `tombstone_gc`, and a strict read that returned a
+//!   value after its delete was acknowledged, a resurrection, passed as valid.)
 //!
 //! One finding per read: the earliest-acknowledged write it missed, how many it missed, the faults
 //! between that ack and the read's completion (none of which excuses it), and the quorum settings.
@@ -66,7 +69,7 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         }
         return check;
     };
-    let lenient = h.format == Format::V1 || h.tombstone_gc;
+    let lenient = h.format == Format::V1;
 
     // Excusing faults: a join or leave excuses every read; a power fault, or a fault that names no
     // node, hit every replica of every key; the others, the replicas they name; an unsure fault
@@ -120,11 +123,6 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         excusing.clear();
         excusing.extend_from_slice(&everywhere);
         let replicas = ctx.finals.replicas(key);
-        if replicas.is_empty() {
-            // No replica-state event names the key's replicas (the verdict is unknown for that
-            // anyway): any node may be one.
-            excusing.extend(by_node.values().flatten());
-        }
         for &i in replicas {
             if let Some(at) = by_node.get(&h.replicas[i as usize].node) {
                 excusing.extend_from_slice(at);
@@ -137,7 +135,7 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             continue;
         }
 
-        // v1 / gc: prefix unions of the deletes' rows (each delete's ancestors and itself), in invoke
+        // v1: prefix unions of the deletes' rows (each delete's ancestors and itself), in invoke
         // order: row i covers the first i deletes.
         deletes.clear();
         exempt.clear();

@@ -88,7 +88,10 @@ impl<R: BufRead> Lines<R> {
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
-        if self.buf.iter().all(u8::is_ascii_whitespace) {
+        // A last line with no newline is the truncated line of a run that died mid-write, blank
+        // or not (the page's rule for it is the more particular one): it does not parse, so it
+        // is reported and skipped (`decode`).
+        if terminated && self.buf.iter().all(u8::is_ascii_whitespace) {
             return Ok(RawLine::Blank {
                 number: self.number,
             });
