@@ -82,7 +82,7 @@ use crate::core::{Core, Now, Released, Stored};
 use crate::env::Env;
 use crate::ring::NodeId;
 use crate::store::Storage;
-use crate::store::log::LogStore;
+use crate::store::log::{LogEnd, LogStore};
 use crate::wire::{ErrorKind, Frame, PeerMessage, Request, RequestError, Response};
 use connections::{ConnContext, InboundBudgets, Registry, accept_loop};
 use peer_link::{PeerLink, peer_link};
@@ -653,7 +653,11 @@ pub async fn run<E: Env>(
         .sync()
         .map_err(|e| stop(&config, "final sync", e))?;
     // Everything this actor wrote is durable and nothing more leaves: the next start may keep it.
-    crate::store::clean::mark(&env.fs(), data_dir, core.actor(), startup.start)
+    let log_end = keyspace.storage_mut().log_end().unwrap_or(LogEnd {
+        file_id: 0,
+        len_bytes: 0,
+    });
+    crate::store::clean::mark(&env.fs(), data_dir, core.actor(), startup.start, log_end)
         .map_err(|e| stop(&config, "clean-shutdown marker", e))?;
     tasks.abort_all();
     tracing::info!(node = %config.id, "node stopped");

@@ -191,10 +191,11 @@ pub fn open_storage<E: Env>(
         // Deliberate bug `keep-actor-on-recovery`: a version sent before it was durable here, and
         // lost in the crash, will have its counter issued again.
         Some(ref actor)
-            if !marker
-                .as_ref()
-                .is_some_and(|m| m.actor == *actor && Some(m.start) == last_start)
-                && !config.has_bug(Bug::KeepActorOnRecovery) =>
+            if !marker.as_ref().is_some_and(|m| {
+                m.actor == *actor
+                    && Some(m.start) == last_start
+                    && Some(m.log_end) == recovery.log_end
+            }) && !config.has_bug(Bug::KeepActorOnRecovery) =>
         {
             Some(match &marker {
                 None => "the node did not stop cleanly (no clean-shutdown marker): versions it \
@@ -204,11 +205,24 @@ pub fn open_storage<E: Env>(
                     "the clean-shutdown marker names actor {:?}, not the stored {actor:?}",
                     m.actor
                 ),
-                Some(m) => format!(
+                Some(m) if Some(m.start) != last_start => format!(
                     "the clean-shutdown marker closes start {}, not the last start ({}): a \
                      marker of an earlier start",
                     m.start,
                     last_start.map_or("unknown".to_string(), |n| n.to_string())
+                ),
+                Some(m) => format!(
+                    "the clean stop left the log ending at byte {} of data file {}, and it ends \
+                     {}: changed while the node was down, and the records gone may hold this \
+                     actor's highest counters",
+                    m.log_end.len_bytes,
+                    m.log_end.file_id,
+                    recovery
+                        .log_end
+                        .map_or("nowhere (no data file)".to_string(), |e| format!(
+                            "at byte {} of data file {}",
+                            e.len_bytes, e.file_id
+                        )),
                 ),
             })
         }

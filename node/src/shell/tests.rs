@@ -8,7 +8,7 @@ use crate::config::Bug;
 use crate::coordinator::Share;
 use crate::env::TokioEnv;
 use crate::fs::{DiskFaults, FaultyFs, StdFs};
-use crate::store::keyspace::Keyspace;
+use crate::store::keyspace::{Keyspace, ReadState};
 use crate::store::log::LogOptions;
 use crate::store::log::damage::{Damage, apply_damage};
 use crate::version::{KeyVersions, VClock};
@@ -76,10 +76,22 @@ fn open_and_write(env: &TestEnv, config: &NodeConfig, dir: &Path, keys: &[&str])
     for key in keys {
         keyspace.write_state(key.as_bytes(), state(b"v")).unwrap();
     }
-    keyspace.sync().unwrap();
-    drop(keyspace);
-    crate::store::clean::mark(&env.fs, dir, &startup.actor, startup.start).unwrap();
+    stop_cleanly(env, dir, keyspace, &startup);
     startup
+}
+
+/// Stops as `run` does: the final sync, then the clean-shutdown marker, which names the actor,
+/// the start and where the log ends.
+fn stop_cleanly(
+    env: &TestEnv,
+    dir: &Path,
+    mut keyspace: Keyspace<LogStore<FaultyFs<StdFs>>>,
+    startup: &Startup,
+) {
+    keyspace.sync().unwrap();
+    let log_end = keyspace.storage_mut().log_end().unwrap();
+    drop(keyspace);
+    crate::store::clean::mark(&env.fs, dir, &startup.actor, startup.start, log_end).unwrap();
 }
 
 /// A store of several data files: the keys in the older ones, the actor record in the newest
@@ -91,7 +103,10 @@ fn several_files(env: &TestEnv, config: &NodeConfig, dir: &Path) -> Startup {
     let small = LogOptions { max_file_bytes: 64 };
     let (mut log, _) = LogStore::open(StdFs, dir, small, || 1).unwrap();
     log.compact().unwrap();
+    // As if the node had compacted before its clean stop: the marker says where the log ends.
+    let log_end = log.log_end().unwrap();
     drop(log);
+    crate::store::clean::mark(&env.fs, dir, &first.actor, first.start, log_end).unwrap();
     let later = open_and_write(env, config, dir, &["later-1", "later-2"]);
     assert_eq!(later.actor, first.actor, "compaction loses nothing");
     first
@@ -189,6 +204,64 @@ fn an_empty_disk_or_a_lost_log_gives_a_new_actor() {
     }
 }
 
+/// Hostile round 5, the damaged disk: a clean stop, then the newest data file cut exactly at the
+/// start of its last record while the node was down. No damaged byte is left, and recovery reads
+/// the cut as appends a crash took back, so the node kept its actor, and would have issued the
+/// lost record's counter again for another value (two writes under one dot, one of them dropped
+/// by every replica that holds the other). The marker now says where the clean stop left the log,
+/// and a log that ends elsewhere gives a new actor, with the reason. A clean stop and start
+/// without damage keep it.
+#[test]
+fn a_log_cut_at_a_record_boundary_after_a_clean_stop_gives_a_new_actor() {
+    let env = TestEnv::default();
+    for bug in [None, Some(Bug::KeepActorOnRecovery)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let config = single_node(bug);
+        let first = open_and_write(&env, &config, dir, &["a"]);
+        let (mut keyspace, kept) = open_storage(&env, &config, dir).unwrap();
+        assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
+        let before = keyspace.storage_mut().log_end().unwrap();
+        keyspace.write_state(b"b", state(b"v")).unwrap();
+        stop_cleanly(&env, dir, keyspace, &kept);
+        // The cut: the newest file back to where it was before b's record.
+        let newest = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .max()
+            .unwrap();
+        assert!(std::fs::metadata(&newest).unwrap().len() > before.len_bytes);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap()
+            .set_len(before.len_bytes)
+            .unwrap();
+        let (keyspace, after) = open_storage(&env, &config, dir).unwrap();
+        assert!(
+            !after.recovery.lost_data(),
+            "recovery alone cannot see the cut"
+        );
+        assert_eq!(keyspace.read_state(b"b").unwrap(), KeyVersions::new());
+        match bug {
+            None => {
+                assert_ne!(after.actor, first.actor);
+                let reason = after.new_actor_reason.as_deref().unwrap();
+                assert!(
+                    reason.contains("changed while the node was down"),
+                    "{reason}"
+                );
+            }
+            Some(_) => assert_eq!(after.actor, first.actor, "the bug keeps it"),
+        }
+        // Without damage, a clean stop and start keep the actor.
+        stop_cleanly(&env, dir, keyspace, &after);
+        let (_, again) = open_storage(&env, &config, dir).unwrap();
+        assert_eq!(again.actor, after.actor, "{:?}", again.new_actor_reason);
+    }
+}
+
 /// A node keeps its actor id only across a clean stop (`run`'s final sync, then the marker of
 /// [`crate::store::clean`]): a coordinator sends a new version to the replicas while its own copy
 /// is still being synced, so after a crash the counters others saw may be gone from its disk.
@@ -229,7 +302,9 @@ fn only_a_clean_stop_keeps_the_actor() {
         std::fs::write(stale_dir.path().join("CLEAN"), saved).unwrap();
         let (_, restored) = open_storage(&env, &config, stale_dir.path()).unwrap();
         let (_, foreign) = {
-            crate::store::clean::mark(&env.fs, tmp.path(), "n1.0badf00d", crashed.start).unwrap();
+            let log_end = crashed.recovery.log_end.unwrap();
+            crate::store::clean::mark(&env.fs, tmp.path(), "n1.0badf00d", crashed.start, log_end)
+                .unwrap();
             open_storage(&env, &config, tmp.path()).unwrap()
         };
         match bug {
@@ -282,9 +357,8 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
         "{:?}",
         after.new_actor_reason
     );
-    drop(keyspace);
     // The new actor replaced the damaged file: the next start after a clean stop keeps it.
-    crate::store::clean::mark(&env.fs, tmp.path(), &after.actor, after.start).unwrap();
+    stop_cleanly(&env, tmp.path(), keyspace, &after);
     let (_, next) = open_storage(&env, &config, tmp.path()).unwrap();
     assert_eq!(next.actor, after.actor);
 }

@@ -15,8 +15,15 @@
 //! or copied in alone, after a later start of the same actor crashed) or of another actor vouches
 //! for nothing. A whole directory restored from a backup, `STARTS` and all, cannot be told from
 //! the real one; nor could it before.
+//!
+//! The marker also says where the stop left the log (its newest data file and that file's
+//! length, [`LogEnd`]), and vouches only for a log that still ends there: a cut of the newest file
+//! at a record boundary while the node was down leaves no damaged byte, and recovery reads it as
+//! appends a crash took back; after a clean stop nothing was left unsynced, so it is damage, and
+//! the records it took may hold the highest counters the actor issued.
 
 use crate::fs::FileSystem;
+use crate::store::log::LogEnd;
 use std::io;
 use std::path::Path;
 
@@ -25,7 +32,7 @@ pub const CLEAN_FILE_NAME: &str = "CLEAN";
 /// The start counter's name in the data directory.
 pub const STARTS_FILE_NAME: &str = "STARTS";
 /// The marker's first line.
-const CLEAN_MAGIC: &str = "dynamo-clean 2";
+const CLEAN_MAGIC: &str = "dynamo-clean 3";
 /// The start counter's first line.
 const STARTS_MAGIC: &str = "dynamo-starts 1";
 /// Longest marker or counter read: anything longer is not one.
@@ -38,14 +45,24 @@ pub struct Marker {
     pub actor: String,
     /// The number of the start that stopped.
     pub start: u64,
+    /// Where the stop left the log.
+    pub log_end: LogEnd,
 }
 
 /// Writes the marker durably: `actor`, of start number `start`, stopped cleanly, and everything it
 /// wrote is synced. Called only after the final sync, with nothing left to send.
-pub fn mark<F: FileSystem>(fs: &F, dir: &Path, actor: &str, start: u64) -> io::Result<()> {
+pub fn mark<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    actor: &str,
+    start: u64,
+    log_end: LogEnd,
+) -> io::Result<()> {
+    let LogEnd { file_id, len_bytes } = log_end;
     fs.write_durable(
         &dir.join(CLEAN_FILE_NAME),
-        format!("{CLEAN_MAGIC}\nactor {actor}\nstart {start}\n").as_bytes(),
+        format!("{CLEAN_MAGIC}\nactor {actor}\nstart {start}\nlog {file_id} {len_bytes}\n")
+            .as_bytes(),
     )
 }
 
@@ -58,10 +75,17 @@ pub fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Option<Marker>> {
         return Ok(None);
     }
     let marker = read_lines(fs, &path, CLEAN_MAGIC).and_then(|lines| match lines.as_slice() {
-        [actor, start] => Some(Marker {
-            actor: actor.strip_prefix("actor ")?.to_owned(),
-            start: start.strip_prefix("start ")?.parse().ok()?,
-        }),
+        [actor, start, log] => {
+            let (file_id, len_bytes) = log.strip_prefix("log ")?.split_once(' ')?;
+            Some(Marker {
+                actor: actor.strip_prefix("actor ")?.to_owned(),
+                start: start.strip_prefix("start ")?.parse().ok()?,
+                log_end: LogEnd {
+                    file_id: file_id.parse().ok()?,
+                    len_bytes: len_bytes.parse().ok()?,
+                },
+            })
+        }
         _ => None,
     });
     fs.remove_file(&path)?;
@@ -106,10 +130,15 @@ mod tests {
     fn a_marker_is_read_once_and_names_its_actor_and_start() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(take(&StdFs, dir.path()).unwrap(), None);
-        mark(&StdFs, dir.path(), "n1.0000abcd", 7).unwrap();
+        let log_end = LogEnd {
+            file_id: 3,
+            len_bytes: 4_096,
+        };
+        mark(&StdFs, dir.path(), "n1.0000abcd", 7, log_end).unwrap();
         let marker = Marker {
             actor: "n1.0000abcd".into(),
             start: 7,
+            log_end,
         };
         assert_eq!(take(&StdFs, dir.path()).unwrap(), Some(marker));
         // Taken: a crash from here on is an unclean stop.
@@ -135,6 +164,11 @@ mod tests {
             b"dynamo-clean 1\nactor n1.0000abcd\n".to_vec(),
             b"dynamo-clean 2\nactor n1\nstart x\n".to_vec(),
             b"dynamo-clean 2\nactor n1\n".to_vec(),
+            // A marker of the format before it said where the log ended vouches for nothing.
+            b"dynamo-clean 2\nactor n1.0000abcd\nstart 7\n".to_vec(),
+            b"dynamo-clean 3\nactor n1.0000abcd\nstart 7\n".to_vec(),
+            b"dynamo-clean 3\nactor n1.0000abcd\nstart 7\nlog 3\n".to_vec(),
+            b"dynamo-clean 3\nactor n1.0000abcd\nstart 7\nlog 3 -1\n".to_vec(),
             b"\xff\xfe".to_vec(),
             vec![b'a'; CLEAN_BYTES_MAX + 10],
         ] {

@@ -149,7 +149,7 @@ mod writer;
 
 pub use compaction::COMPACTION_SYNC_BYTES;
 pub use recovery::{
-    ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, ShortenedFile, SkippedRange,
+    LogEnd, ManifestState, RECOVERY_ITEMS_REPORTED_MAX, RecoveryReport, ShortenedFile, SkippedRange,
 };
 
 use super::{CompactionStats, Storage};
@@ -323,6 +323,15 @@ impl<F: FileSystem> LogStore<F> {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the log ends now: its newest data file and that file's length (what the next
+    /// recovery finds, [`RecoveryReport::log_end`], if nothing changes the files meanwhile).
+    pub fn log_end(&self) -> Option<LogEnd> {
+        self.files.last_key_value().map(|(&file_id, f)| LogEnd {
+            file_id,
+            len_bytes: f.len_bytes,
+        })
     }
 
     /// The id of the active file.

@@ -105,6 +105,20 @@ pub struct RecoveryReport {
     /// Data files deleted because a committed compaction had superseded them (its crash stopped it
     /// before it removed them).
     pub superseded_files_removed: u32,
+    /// The newest data file found and its length as found: where the log ended. A clean stop
+    /// records where it left the log ([`crate::store::clean`]); a log that ends elsewhere at the
+    /// next start was changed while the node was down, which a cut of the newest file at a record
+    /// boundary leaves no other trace of.
+    pub log_end: Option<LogEnd>,
+}
+
+/// Where a log ended: its newest data file, and that file's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEnd {
+    /// The newest data file's id.
+    pub file_id: u32,
+    /// Its length, bytes.
+    pub len_bytes: u64,
 }
 
 impl RecoveryReport {
@@ -411,6 +425,12 @@ impl<F: FileSystem> LogStore<F> {
         for (index, &id) in data_ids.iter().enumerate() {
             let newest = index + 1 == data_ids.len();
             let len_bytes = store.recover_file(id, newest, &mut report)?;
+            if newest {
+                report.log_end = Some(LogEnd {
+                    file_id: id,
+                    len_bytes,
+                });
+            }
             // A file holding only its file-start record holds no data.
             bytes_found += len_bytes.saturating_sub(record::FILE_START_BYTES);
             if let ManifestRead::Found(m) = &manifest

@@ -537,11 +537,13 @@ fn a_missing_manifest_beside_data_is_noticed_but_not_in_a_new_directory() {
         let expected = if made {
             RecoveryReport {
                 files: 1,
+                log_end: report.log_end,
                 ..RecoveryReport::default()
             }
         } else {
             RecoveryReport {
                 files: report.files,
+                log_end: report.log_end,
                 ..new_store_report()
             }
         };
