@@ -50,12 +50,9 @@ impl Origin {
 /// admin put refused as overloaded. A forwarded request keeps the share of the client it came
 /// from (peers are authenticated, and say it), so the reserve cannot be filled through another
 /// node either.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Share {
     /// A client's connection (anonymous, or with the client token).
-    #[default]
     Clients,
     /// An admin's connection (it said `Hello` with the cluster secret).
     Admins,
@@ -229,6 +226,10 @@ impl Round {
     /// A bound of the bytes the round holds (the states, the key, a forwarded request's value):
     /// what [`crate::core::ROUNDS_HELD_BYTES_MAX`] counts. Computed from the round as it is, so
     /// the core takes it when a round goes into its table and when it comes out.
+    ///
+    /// The core counts it, and what [`Round::awaited_by_conn`] says, as a round goes into its
+    /// table and as it comes out: a round changed in place between the two must change neither
+    /// (the core takes a round out to change them, and puts it back).
     pub fn held_bytes(&self) -> usize {
         match self {
             Round::Put(p) => p.key.len() + p.version.value.len() + p.state.encoded_bytes_bound(),
@@ -265,6 +266,19 @@ impl Round {
             Round::Get(g) => g.deadline_ms,
             Round::Forward(f) => f.deadline_ms,
         }
+    }
+
+    /// The connection of this node's client still waiting for the round's answer, if one is: a
+    /// round answered at its quorum stays in the table for its last replicas (a put's acks, a
+    /// get's repair), and does not count against the connection
+    /// ([`crate::core::CONNECTION_ROUNDS_MAX`]). A forward is answered when it leaves the table.
+    pub fn awaited_by_conn(&self) -> Option<u64> {
+        let answered = match self {
+            Round::Put(p) => p.answered,
+            Round::Get(g) => g.answered,
+            Round::Forward(_) => false,
+        };
+        if answered { None } else { self.origin().conn() }
     }
 
     /// Who asked.

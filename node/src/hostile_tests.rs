@@ -713,6 +713,42 @@ fn a_connection_has_a_bound_of_requests_in_flight() {
     assert_eq!(started(&mut net, token), Ok(()));
 }
 
+/// A client that sends one request at a time is never refused by its connection's bound, however
+/// fast it goes: a round answered at its quorum stays in the table for its last replica (a put's
+/// ack, a get's repair) until its deadline, and with a strict quorum and one owner cut off every
+/// round lingers so. Counted against the connection, they had such a client refused after 64
+/// operations within a deadline (a review found it).
+#[test]
+fn answered_rounds_do_not_count_against_their_connection() {
+    let mut net = Net::new(3, 3, 2, 2);
+    configure(&mut net, |c| c.sloppy_quorum = false);
+    net.cut.insert(("n1".into(), "n3".into()));
+    net.cut.insert(("n3".into(), "n1".into()));
+    for i in 0..4 * CONNECTION_ROUNDS_MAX {
+        let request = if i % 2 == 0 {
+            Request::Put {
+                key: format!("k{}", i % 7).into_bytes(),
+                value: b"v".to_vec(),
+                tombstone: false,
+                context: VClock::new(),
+                context_mac: None,
+            }
+        } else {
+            Request::Get {
+                key: format!("k{}", i % 7).into_bytes(),
+            }
+        };
+        let token = net.request_on("n1", 5, Share::Clients, request);
+        net.deliver_all();
+        match net.reply(token) {
+            Some(Response::Put { .. } | Response::Get { .. }) => {}
+            other => panic!("operation {i}: {other:?}"),
+        }
+    }
+    // The rounds linger, waiting for n3, and count for the node's bounds all the same.
+    assert!(net.nodes["n1"].0.rounds.len() >= 2 * CONNECTION_ROUNDS_MAX);
+}
+
 /// A peer's `Forward` carrying an admin request: a node forwards only a client's put, but the
 /// core started whatever a `Forward` carried, admin verbs included. A `Forward { Leave }` from
 /// n2 made n1 leave the ring, a `Forward { Forget }` removed a member and a `Forward { Join }`

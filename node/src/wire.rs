@@ -13,6 +13,7 @@
 //! node forwarding a request is just a client of another node.
 
 use crate::auth::{ContextMac, NONCE_BYTES, PROOF_BYTES, Role};
+use crate::coordinator::Share;
 use crate::ring::{NodeId, Ring};
 use crate::version::{CONTEXT_ENTRIES_MAX, Dot, KeyVersions, VClock};
 use serde::{Deserialize, Serialize};
@@ -298,7 +299,7 @@ pub enum PeerMessage {
     Forward {
         req: u64,
         request: Request,
-        share: crate::coordinator::Share,
+        share: Share,
     },
     /// The answer to `Forward { req }`.
     ForwardReply { req: u64, response: Response },

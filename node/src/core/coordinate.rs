@@ -588,8 +588,13 @@ impl Core {
             }
             return;
         }
-        let Some(Round::Put(round)) = self.rounds.get_mut(&req) else {
+        if !matches!(self.rounds.get(&req), Some(Round::Put(_))) {
             return; // Late: the round expired.
+        }
+        // Out of the table while the ack may answer it, so that what it counts is counted again
+        // (an answered round no longer counts against its client's connection).
+        let Some(Round::Put(mut round)) = self.remove_round(req) else {
+            unreachable!("looked up above")
         };
         let quorum = round.ack(from);
         let answer = (quorum && !round.answered).then(|| {
@@ -600,8 +605,8 @@ impl Core {
                 round.key.clone(),
             )
         });
-        if round.complete() {
-            self.remove_round(req);
+        if !round.complete() {
+            self.insert_round(req, Round::Put(round));
         }
         if let Some((origin, response, key)) = answer {
             self.stats.puts_ok += 1;

@@ -78,6 +78,7 @@ use crate::ring::{NodeId, Ring};
 use crate::store::keyspace::{LostRecord, ReadState};
 use crate::version::{Actor, KeyVersions, Rule, VClock};
 use crate::wire::{ErrorKind, PeerMessage, Request, RequestError, Response};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod anti_entropy;
@@ -137,7 +138,8 @@ pub const PAUSE_GAP_MS: u64 = 3 * GOSSIP_INTERVAL_MS;
 pub const PROBE_TIMEOUT_DIVISOR: u64 = 4;
 
 /// Most rounds in flight at once; past it new requests are refused as overloaded instead of
-/// queued, so memory stays bounded however fast clients send.
+/// queued, so memory stays bounded however fast clients send. Clients' requests have all but
+/// [`ADMIN_ROUNDS_RESERVED`] of it, and one connection at most [`CONNECTION_ROUNDS_MAX`].
 pub const ROUNDS_IN_FLIGHT_MAX: usize = 10_000;
 
 /// Most bytes the rounds in flight may hold together (the states a get collects, the state a put
@@ -157,10 +159,11 @@ pub const ADMIN_ROUNDS_RESERVED: usize = ROUNDS_IN_FLIGHT_MAX / 8;
 /// share.
 pub const ADMIN_ROUNDS_HELD_BYTES_RESERVED: usize = ROUNDS_HELD_BYTES_MAX / 8;
 
-/// Most rounds one connection of this node may have in flight; past it its requests are refused
-/// as overloaded until answers come back. The clients of this project send one request at a
-/// time; a connection that pipelines thousands without reading the answers would otherwise take
-/// the whole clients' share by itself.
+/// Most rounds one connection of this node may await the answers of; past it its requests are
+/// refused as overloaded until answers come back. A round answered at its quorum and kept for its
+/// last replicas does not count: a client that sends one request at a time (as this project's
+/// do) is never refused, however fast it goes. A connection that pipelines thousands without
+/// waiting would otherwise take the whole clients' share by itself.
 pub const CONNECTION_ROUNDS_MAX: usize = 64;
 
 /// The furthest ahead of this node's ring a gossiped ring may be: every change adds one to the
@@ -173,13 +176,14 @@ pub const RING_VERSION_JUMP_MAX: u64 = 1 << 20;
 pub const KNOWN_NODES_MAX: usize = 2 * crate::ring::MEMBERS_MAX;
 
 /// What the rounds in flight hold: bytes ([`Round::held_bytes`]), in all and for clients'
-/// requests ([`Share::Clients`]), and rounds by connection of this node.
+/// requests ([`Share::Clients`]), and the rounds whose answer a connection of this node still
+/// awaits ([`Round::awaited_by_conn`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct RoundsHeld {
     bytes: usize,
     clients: usize,
     clients_bytes: usize,
-    /// Rounds by client connection; a connection with none has no entry.
+    /// Unanswered rounds by client connection; a connection with none has no entry.
     by_conn: BTreeMap<u64, usize>,
 }
 
@@ -187,29 +191,34 @@ impl RoundsHeld {
     fn add(&mut self, round: &Round) {
         let bytes = round.held_bytes();
         self.bytes += bytes;
-        let origin = round.origin();
-        if origin.share() == Share::Clients {
+        if round.origin().share() == Share::Clients {
             self.clients += 1;
             self.clients_bytes += bytes;
         }
-        if let Some(conn) = origin.conn() {
+        if let Some(conn) = round.awaited_by_conn() {
             *self.by_conn.entry(conn).or_default() += 1;
         }
     }
 
+    /// The inverse of [`RoundsHeld::add`] for a round added unchanged: anything else is a
+    /// bookkeeping bug, and a count that wrapped would refuse every request from then on.
     fn remove(&mut self, round: &Round) {
+        let less = |count: &mut usize, by: usize| {
+            *count = count
+                .checked_sub(by)
+                .expect("a round removed as it was added");
+        };
         let bytes = round.held_bytes();
-        self.bytes -= bytes;
-        let origin = round.origin();
-        if origin.share() == Share::Clients {
-            self.clients -= 1;
-            self.clients_bytes -= bytes;
+        less(&mut self.bytes, bytes);
+        if round.origin().share() == Share::Clients {
+            less(&mut self.clients, 1);
+            less(&mut self.clients_bytes, bytes);
         }
-        if let Some(conn) = origin.conn()
-            && let std::collections::btree_map::Entry::Occupied(mut of_conn) =
-                self.by_conn.entry(conn)
-        {
-            *of_conn.get_mut() -= 1;
+        if let Some(conn) = round.awaited_by_conn() {
+            let Entry::Occupied(mut of_conn) = self.by_conn.entry(conn) else {
+                panic!("a round removed as it was added: connection {conn} has none");
+            };
+            less(of_conn.get_mut(), 1);
             if *of_conn.get() == 0 {
                 of_conn.remove();
             }
@@ -885,15 +894,21 @@ impl Core {
             Share::Clients => {
                 let rounds_max = ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED;
                 let bytes_max = ROUNDS_HELD_BYTES_MAX - ADMIN_ROUNDS_HELD_BYTES_RESERVED;
-                if clients >= rounds_max || rounds >= ROUNDS_IN_FLIGHT_MAX {
+                if clients >= rounds_max {
                     return Some(format!(
                         "{clients} clients' requests already in flight, at the bound of {rounds_max}"
                     ));
                 }
-                if clients_bytes >= bytes_max || bytes >= ROUNDS_HELD_BYTES_MAX {
+                if clients_bytes >= bytes_max {
                     return Some(format!(
                         "the clients' requests in flight hold {clients_bytes} bytes, at the bound \
                          of {bytes_max}"
+                    ));
+                }
+                if rounds >= ROUNDS_IN_FLIGHT_MAX || bytes >= ROUNDS_HELD_BYTES_MAX {
+                    return Some(format!(
+                        "the node's requests in flight ({rounds}) hold {bytes} bytes, at the \
+                         bound of {ROUNDS_IN_FLIGHT_MAX} requests or {ROUNDS_HELD_BYTES_MAX} bytes"
                     ));
                 }
             }

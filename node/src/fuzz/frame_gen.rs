@@ -7,6 +7,7 @@
 //! are for and why they are valid frames with hostile values rather than random bytes).
 
 use crate::auth::{NONCE_BYTES, PROOF_BYTES, Role};
+use crate::coordinator::Share;
 use crate::ring::{NodeId, Ring, VERSION_MAX};
 use crate::version::{
     CONTEXT_ENTRIES_MAX, COUNTER_MAX, Dot, KeyVersions, PEER_SIBLINGS_MAX, Sibling, VClock,
@@ -398,9 +399,9 @@ impl FrameGen {
                     req: self.req(),
                     request: self.request(),
                     share: if self.below(2) == 0 {
-                        crate::coordinator::Share::Clients
+                        Share::Clients
                     } else {
-                        crate::coordinator::Share::Admins
+                        Share::Admins
                     },
                 },
                 1 => PeerMessage::ForwardReply {

@@ -49,8 +49,9 @@ pub struct Marker {
     pub log_end: LogEnd,
 }
 
-/// Writes the marker durably: `actor`, of start number `start`, stopped cleanly, and everything it
-/// wrote is synced. Called only after the final sync, with nothing left to send.
+/// Writes the marker durably: `actor`, of start number `start`, stopped cleanly, everything it
+/// wrote is synced, and the log ends at `log_end`. Called only after the final sync, with nothing
+/// left to send.
 pub fn mark<F: FileSystem>(
     fs: &F,
     dir: &Path,
