@@ -442,9 +442,10 @@ pub const FAULT_DURATION_MS_MAX: u64 = 3_600_000;
 /// Longest quiescence before the final reads, simulated ms (an hour, as a fault window): a plan
 /// asking for 2^63 ms with `quiesce_until_rest` off ran until killed.
 pub const QUIESCE_MS_MAX: u64 = 3_600_000;
-/// Longest pause of a client between two operations, simulated ms (a minute): more makes a run
-/// that never ends, not a harder test.
-pub const THINK_MS_MAX: u64 = 60_000;
+/// Longest pause of a client between two operations, simulated ms (an hour, as a fault window):
+/// more makes a run that never ends, not a harder test. Not less: a shrunk plan's timed ops
+/// think for the simulated gap since their client's previous kept op, which can be much of a run.
+pub const THINK_MS_MAX: u64 = 3_600_000;
 /// Longest one-way latency of a healthy link, simulated ms (a minute, as a client's pause).
 pub const LATENCY_MS_MAX: u64 = 60_000;
 
