@@ -7,11 +7,11 @@
 //! ok read counts, final reads included (they are ordinary reads).
 //!
 //! A read "sees" write w when one of its siblings is w or descends from w (ground truth, so a sibling
-//! that superseded w counts). A v2 read returns tombstones, so that is all. A v1 read cannot show a
-//! tombstone, and a store with `tombstone_gc` may have collected one; there, as the page's v1
-//! substitute for `quorum-read-miss` does, a read sees an acknowledged delete unless it returns a write
-//! the delete removed, and sees a put that a delete (not ended fail) observed once that delete was
-//! invoked before the read completed. Per key, one sweep over its reads in invoke order keeps a bitset
+//! that superseded w counts). A v2 read returns tombstones, so that is all, `tombstone_gc` or not
+//! (the page gives `tombstone_gc` no say here, as in `quorum-read-miss`). A v1 read cannot show a
+//! tombstone; there, as the page's v1 substitute for `quorum-read-miss` does, a read sees an
+//! acknowledged delete unless it returns a write the delete removed, and sees a put that a delete
+//! (not ended fail) observed once that delete was invoked before the read completed. Per key, one sweep over its reads in invoke order keeps a bitset
 //! of the writes acked so far; a read's misses are that bitset minus the union of its siblings'
 //! ancestor rows.
 
@@ -50,7 +50,7 @@ pub(crate) fn analyze(ctx: &Ctx) -> Freshness {
         heal_at: h.heal.map(|m| m.time),
         ..Freshness::default()
     };
-    let lenient = h.format == Format::V1 || h.tombstone_gc;
+    let lenient = h.format == Format::V1;
     let mut raw: Vec<(u32, WriteIdx, usize)> = Vec::new();
     let mut converged = true;
     let mut last_stale_after_heal: Option<u64> = None;
