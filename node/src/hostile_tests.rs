@@ -749,6 +749,48 @@ fn answered_rounds_do_not_count_against_their_connection() {
     assert!(net.nodes["n1"].0.rounds.len() >= 2 * CONNECTION_ROUNDS_MAX);
 }
 
+/// A forward spends the share of the client it came from, as the forwarding node says: with the
+/// clients' share of the owner spent, a client's put taken by a node that owns no replica of its
+/// key is refused there as overloaded, and an admin's is coordinated. (The core tests above give
+/// the owner a `Forward` by hand; this one has the forwarding node make it.)
+#[test]
+fn a_forward_carries_the_share_of_the_client_it_came_from() {
+    let mut net = Net::new(4, 3, 2, 2);
+    let key = (0..100)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| !replicas(&net, k).contains(&NodeId::from("n1")))
+        .expect("a key n1 does not own");
+    let owners = replicas(&net, &key);
+    let owner = owners[0].clone();
+    // The owner's reads wait for its fellow owners, which it cannot reach; n1 reaches it.
+    for other in &owners[1..] {
+        net.cut.insert((owner.clone(), other.clone()));
+        net.cut.insert((other.clone(), owner.clone()));
+    }
+    let get = || Request::Get { key: key.clone() };
+    for i in 0..ROUNDS_IN_FLIGHT_MAX - ADMIN_ROUNDS_RESERVED {
+        let conn = 1_000 + (i / CONNECTION_ROUNDS_MAX) as u64;
+        let token = net.request_on(&owner, conn, Share::Clients, get());
+        assert_eq!(started(&mut net, token), Ok(()), "read {i}");
+    }
+    let put = || Request::Put {
+        key: key.clone(),
+        value: b"v".to_vec(),
+        tombstone: false,
+        context: VClock::new(),
+        context_mac: None,
+    };
+    let token = net.request_on("n1", 1, Share::Clients, put());
+    let refused = started(&mut net, token).expect_err("the owner's clients' share is spent");
+    assert!(refused.contains("clients'"), "{refused}");
+    let token = net.request_on("n1", 2, Share::Admins, put());
+    assert_eq!(
+        started(&mut net, token),
+        Ok(()),
+        "the admin's put is coordinated"
+    );
+}
+
 /// A peer's `Forward` carrying an admin request: a node forwards only a client's put, but the
 /// core started whatever a `Forward` carried, admin verbs included. A `Forward { Leave }` from
 /// n2 made n1 leave the ring, a `Forward { Forget }` removed a member and a `Forward { Join }`
