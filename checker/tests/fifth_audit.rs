@@ -22,6 +22,17 @@ const EMPTY_FINALS: &str = r#"{"index":20,"time":20000,"process":"harness","type
 {"index":23,"time":23000,"process":"harness","type":"info","f":"replica-state","key":"k","node":"n3","values":[]}
 "#;
 
+/// w0, then w1 observing it, both acknowledged; a delete of w1 invoked, and a read returning w0
+/// before the delete's ok.
+const OLDER_READ_DURING_DELETE: &str = r#"{"index":2,"time":2000,"process":0,"type":"invoke","f":"put","key":"k","write":"w0","value":"w0","observed":[]}
+{"index":3,"time":3000,"process":0,"type":"ok","f":"put","key":"k"}
+{"index":4,"time":4000,"process":0,"type":"invoke","f":"put","key":"k","write":"w1","value":"w1","observed":["w0"]}
+{"index":5,"time":5000,"process":0,"type":"ok","f":"put","key":"k"}
+{"index":6,"time":6000,"process":0,"type":"invoke","f":"delete","key":"k","write":"d1","value":null,"observed":["w1"]}
+{"index":7,"time":7000,"process":1,"type":"invoke","f":"get","key":"k"}
+{"index":8,"time":8000,"process":1,"type":"ok","f":"get","key":"k","values":[{"write":"w0","value":"w0"}]}
+{"index":9,"time":9000,"process":0,"type":"ok","f":"delete","key":"k"}"#;
+
 /// "an `ok` read that was invoked after ... a put's or delete's `ok` returned neither that write nor
 /// any descendant of it": `tombstone_gc` changes sibling-set comparison and lost-write, not this.
 /// A strict read after the delete's ok returned the deleted value (a resurrection): valid before.
@@ -46,17 +57,7 @@ fn under_tombstone_gc_a_read_of_the_deleted_value_after_the_delete_is_a_quorum_r
 /// missed w1, acknowledged before it, and no delete excuses that in v2.
 #[test]
 fn under_tombstone_gc_a_read_of_an_older_value_during_a_delete_is_a_quorum_read_miss() {
-    let text = format!(
-        "{STRICT_GC}\n{}\n{EMPTY_FINALS}",
-        r#"{"index":2,"time":2000,"process":0,"type":"invoke","f":"put","key":"k","write":"w0","value":"w0","observed":[]}
-{"index":3,"time":3000,"process":0,"type":"ok","f":"put","key":"k"}
-{"index":4,"time":4000,"process":0,"type":"invoke","f":"put","key":"k","write":"w1","value":"w1","observed":["w0"]}
-{"index":5,"time":5000,"process":0,"type":"ok","f":"put","key":"k"}
-{"index":6,"time":6000,"process":0,"type":"invoke","f":"delete","key":"k","write":"d1","value":null,"observed":["w1"]}
-{"index":7,"time":7000,"process":1,"type":"invoke","f":"get","key":"k"}
-{"index":8,"time":8000,"process":1,"type":"ok","f":"get","key":"k","values":[{"write":"w0","value":"w0"}]}
-{"index":9,"time":9000,"process":0,"type":"ok","f":"delete","key":"k"}"#
-    );
+    let text = format!("{STRICT_GC}\n{OLDER_READ_DURING_DELETE}\n{EMPTY_FINALS}");
     assert_eq!(
         verdict(&text),
         (Validity::False, vec!["quorum-read-miss".to_owned()])
@@ -90,17 +91,7 @@ fn a_wipe_excuses_no_read_of_a_key_without_replica_states() {
 #[test]
 fn under_tombstone_gc_a_read_of_an_older_value_during_a_delete_is_a_stale_read() {
     let sloppy = STRICT_GC.replace(r#""sloppy_quorum":false"#, r#""sloppy_quorum":true"#);
-    let text = format!(
-        "{sloppy}\n{}\n{EMPTY_FINALS}",
-        r#"{"index":2,"time":2000,"process":0,"type":"invoke","f":"put","key":"k","write":"w0","value":"w0","observed":[]}
-{"index":3,"time":3000,"process":0,"type":"ok","f":"put","key":"k"}
-{"index":4,"time":4000,"process":0,"type":"invoke","f":"put","key":"k","write":"w1","value":"w1","observed":["w0"]}
-{"index":5,"time":5000,"process":0,"type":"ok","f":"put","key":"k"}
-{"index":6,"time":6000,"process":0,"type":"invoke","f":"delete","key":"k","write":"d1","value":null,"observed":["w1"]}
-{"index":7,"time":7000,"process":1,"type":"invoke","f":"get","key":"k"}
-{"index":8,"time":8000,"process":1,"type":"ok","f":"get","key":"k","values":[{"write":"w0","value":"w0"}]}
-{"index":9,"time":9000,"process":0,"type":"ok","f":"delete","key":"k"}"#
-    );
+    let text = format!("{sloppy}\n{OLDER_READ_DURING_DELETE}\n{EMPTY_FINALS}");
     let parsed = parse_reader(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     let r = check(&parsed.history);
     assert_eq!(r.valid, Validity::True, "{}", summary(&r));
