@@ -1,7 +1,7 @@
 //! Opening a node's disk at start: the data directory (created durably, locked, and checked to be
 //! this node's by its identity), the log store and what its recovery found, and the actor id this
-//! incarnation writes versions as. The actor id is settled here, before the core exists, because
-//! whether the last one may be kept depends on what the disk lost (see [`open_storage`]).
+//! incarnation writes versions as: a new one on every start, settled here before the core exists,
+//! with the reason the start found (see [`open_storage`]).
 
 use crate::config::{Bug, NodeConfig};
 use crate::env::Env;
@@ -19,7 +19,8 @@ use std::path::Path;
 pub struct Startup {
     /// The actor id of this incarnation.
     pub actor: Actor,
-    /// Why the actor id is new, or `None` if it was kept from the last incarnation.
+    /// Why the actor id is new, or `None` if it was kept from the last incarnation (only under the
+    /// deliberate bugs `keep-actor-on-recovery` and `reuse-actor`).
     pub new_actor_reason: Option<String>,
     /// What the log store's recovery found.
     pub recovery: RecoveryReport,
@@ -86,17 +87,22 @@ fn lock_data_dir<F: FileSystem>(
 /// directory is locked for as long as the returned keyspace lives, and must be this node's (or
 /// new): see [`crate::store::identity`].
 ///
-/// The actor changes whenever the node may have lost writes it made, so that no (actor, counter)
-/// is ever issued twice:
-/// - on an empty (new or wiped) disk, or one whose actor record is unreadable;
-/// - on every start that does not follow a clean stop ([`crate::store::clean`]): a coordinator
-///   sends a new version to the replicas while its own copy is still being synced, so a crash may
-///   have taken back a counter that others saw (and, with an fsync policy other than `always`,
-///   acknowledged writes too);
-/// - when recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
+/// Every start takes a new actor id, so that no (actor, counter) is ever issued twice: a node
+/// that kept its actor would issue again the counters of every write its disk no longer holds,
+/// and the disk cannot always tell (a data directory restored from a backup, its clean-shutdown
+/// marker, `STARTS` and log all agreeing, is one that cannot). The reason says what the start
+/// found, the first of:
+/// - an empty (new or wiped) disk, or one whose actor record is unreadable or another node's;
+/// - the whole log gone beside a stored actor id (the actor is kept apart from the log,
+///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along);
+/// - recovery cut a torn tail, skipped damaged records, or found a data file or the manifest
 ///   missing ([`RecoveryReport::lost_data`]): the lost records may hold the highest counters;
-/// - when the whole log is gone beside a stored actor id (the actor is kept apart from the log,
-///   [`Keyspace::set_actor`], so that damage to the log cannot decide this by taking it along).
+/// - an actor record of another incarnation than the log's last;
+/// - the last stop was not clean ([`crate::store::clean`]): a coordinator sends a new version to
+///   the replicas while its own copy is still being synced, so a crash may have taken back a
+///   counter that others saw (and, with an fsync policy other than `always`, acknowledged writes
+///   too);
+/// - otherwise, a clean stop (which a restored backup looks like).
 ///
 /// The deliberate bug `reuse-actor` always uses the bare node id, restarting counters after a
 /// wipe; `keep-actor-on-recovery` keeps the stored actor after an unclean stop or a recovery that
@@ -180,14 +186,15 @@ pub fn open_storage<E: Env>(
             ),
             None => "no actor id stored (a new or wiped disk)".to_string(),
         }),
-        Some(_) if stale.is_some() => stale,
         Some(_) if log_gone && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some("the log is gone (no data file, no manifest) beside a stored actor id".into())
         }
         // Deliberate bug `keep-actor-on-recovery`: the lost records' counters will be issued again.
+        // First, as the cause: what the log lost may be the record of its last actor too.
         Some(_) if recovery.lost_data() && !config.has_bug(Bug::KeepActorOnRecovery) => {
             Some(format!("recovery lost data: {}", recovery.loss_summary()))
         }
+        Some(_) if stale.is_some() => stale,
         // Deliberate bug `keep-actor-on-recovery`: a version sent before it was durable here, and
         // lost in the crash, will have its counter issued again.
         Some(ref actor)
@@ -226,6 +233,18 @@ pub fn open_storage<E: Env>(
                 ),
             })
         }
+        // A clean stop, and still a new actor: a data directory restored from a backup, or copied
+        // back, cannot be told from the one it copies (its marker, `STARTS` and log agree), and
+        // kept its actor would issue again every counter that actor issued after the copy, for
+        // other writes: replicas that hold the first write under the dot keep it and acknowledge
+        // the second, which is lost (an attack of 2026-12-03: 41 and 59 of 200 acknowledged puts
+        // through a node restored from a cold backup). The cost is an entry per start in the clocks
+        // of the keys each incarnation writes. Deliberate bug `keep-actor-on-recovery` keeps it.
+        Some(_) if !config.has_bug(Bug::KeepActorOnRecovery) => Some(
+            "every start takes a new actor id (the last stop was clean, but a data directory \
+             restored from a backup cannot be told from the one it copies)"
+                .to_string(),
+        ),
         Some(_) => None,
     };
     let actor = match (stored, &new_actor_reason) {

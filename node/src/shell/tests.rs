@@ -108,8 +108,25 @@ fn several_files(env: &TestEnv, config: &NodeConfig, dir: &Path) -> Startup {
     drop(log);
     crate::store::clean::mark(&env.fs, dir, &first.actor, first.start, log_end).unwrap();
     let later = open_and_write(env, config, dir, &["later-1", "later-2"]);
-    assert_eq!(later.actor, first.actor, "compaction loses nothing");
+    assert_clean_start(config, &first, &later);
     first
+}
+
+/// `after` started after a clean stop that lost nothing, from `before`: a new actor on the
+/// correct node, with the reason that says so (a data directory restored from a backup looks
+/// the same), the same actor under the deliberate bug `keep-actor-on-recovery`.
+fn assert_clean_start(config: &NodeConfig, before: &Startup, after: &Startup) {
+    if config.has_bug(Bug::KeepActorOnRecovery) {
+        assert_eq!(after.actor, before.actor, "{:?}", after.new_actor_reason);
+        return;
+    }
+    assert_ne!(after.actor, before.actor);
+    let reason = after.new_actor_reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("every start takes a new actor id"),
+        "{reason}"
+    );
+    assert!(!after.recovery.lost_data(), "{:?}", after.recovery);
 }
 
 /// After every kind of damage the node takes a new actor id, and gives the reason; under the
@@ -133,11 +150,11 @@ fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
             };
             assert!(first.new_actor_reason.is_some(), "a new disk, a new actor");
 
-            // A clean restart keeps the actor.
-            let again = open_and_write(&env, &config, dir, &[]);
-            assert_eq!(again.actor, first.actor, "{damage}");
-            assert_eq!(again.new_actor_reason, None, "{damage}");
-            assert!(!again.recovery.lost_data());
+            // A clean restart: a new actor all the same, for the reason that says so. It writes a
+            // key, so that a cut of the last record takes that, not the new actor's record.
+            let again = open_and_write(&env, &config, dir, &["d"]);
+            assert_clean_start(&config, &first, &again);
+            let first = again;
 
             let what = apply_damage(&StdFs, dir, damage, pick, None).unwrap();
             assert!(what.is_some(), "{damage}: nothing damaged");
@@ -154,9 +171,12 @@ fn damage_gives_a_new_actor_unless_the_bug_keeps_it() {
                     assert_eq!(after.new_actor_reason, None);
                 }
             }
-            // The new actor was stored: the next clean start keeps it.
+            // The next start after that one (not a clean stop: the keyspace was dropped).
             let (_, next) = open_storage(&env, &config, dir).unwrap();
-            assert_eq!(next.actor, after.actor, "{damage}");
+            match bug {
+                None => assert_ne!(next.actor, after.actor, "{damage}"),
+                Some(_) => assert_eq!(next.actor, after.actor, "{damage}"),
+            }
         }
     }
 }
@@ -177,6 +197,7 @@ fn an_empty_disk_or_a_lost_log_gives_a_new_actor() {
         assert!(
             wiped
                 .new_actor_reason
+                .as_deref()
                 .unwrap()
                 .contains("no actor id stored")
         );
@@ -185,7 +206,7 @@ fn an_empty_disk_or_a_lost_log_gives_a_new_actor() {
         // counters (found on the correct node by the nightly: a lost manifest and a lost only
         // data file looked like a new store, and the kept actor issued (n1.x, 1) again).
         let before = open_and_write(&env, &config, tmp.path(), &["a"]);
-        assert_eq!(before.actor, wiped.actor);
+        assert_clean_start(&config, &wiped, &before);
         for path in std::fs::read_dir(tmp.path()).unwrap() {
             let path = path.unwrap().path();
             if path.file_name().unwrap() != "ACTOR" {
@@ -220,7 +241,8 @@ fn a_log_cut_at_a_record_boundary_after_a_clean_stop_gives_a_new_actor() {
         let config = single_node(bug);
         let first = open_and_write(&env, &config, dir, &["a"]);
         let (mut keyspace, kept) = open_storage(&env, &config, dir).unwrap();
-        assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
+        assert_clean_start(&config, &first, &kept);
+        let first = kept.clone();
         let before = keyspace.storage_mut().log_end().unwrap();
         keyspace.write_state(b"b", state(b"v")).unwrap();
         stop_cleanly(&env, dir, keyspace, &kept);
@@ -255,21 +277,19 @@ fn a_log_cut_at_a_record_boundary_after_a_clean_stop_gives_a_new_actor() {
             }
             Some(_) => assert_eq!(after.actor, first.actor, "the bug keeps it"),
         }
-        // Without damage, a clean stop and start keep the actor.
+        // Without damage, a clean stop and start: the reason that says so.
         stop_cleanly(&env, dir, keyspace, &after);
         let (_, again) = open_storage(&env, &config, dir).unwrap();
-        assert_eq!(again.actor, after.actor, "{:?}", again.new_actor_reason);
+        assert_clean_start(&config, &after, &again);
     }
 }
 
-/// A node keeps its actor id only across a clean stop (`run`'s final sync, then the marker of
-/// [`crate::store::clean`]): a coordinator sends a new version to the replicas while its own copy
-/// is still being synced, so after a crash the counters others saw may be gone from its disk.
-/// After a clean stop the actor is kept whatever the fsync policy, as the final sync covered every
-/// write; a marker that names another actor vouches for nothing. The deliberate bug
-/// `keep-actor-on-recovery` keeps the actor after an unclean stop too.
+/// Every start takes a new actor id, and its reason says how the last stop went (`run`'s final
+/// sync, then the marker of [`crate::store::clean`], or none): a clean stop whatever the fsync
+/// policy, an unclean one, a marker of another actor or of an earlier start. The deliberate bug
+/// `keep-actor-on-recovery` keeps the actor through all of them.
 #[test]
-fn only_a_clean_stop_keeps_the_actor() {
+fn a_new_actors_reason_says_how_the_last_stop_went() {
     let env = TestEnv::default();
     for bug in [None, Some(Bug::KeepActorOnRecovery)] {
         let tmp = tempfile::tempdir().unwrap();
@@ -278,12 +298,12 @@ fn only_a_clean_stop_keeps_the_actor() {
         let mut lax = config.clone();
         lax.fsync = crate::config::FsyncPolicy::Interval { interval_ms: 100 };
         let kept = open_and_write(&env, &lax, tmp.path(), &["b"]);
-        assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
-        assert_eq!(kept.new_actor_reason, None);
+        assert_clean_start(&config, &first, &kept);
 
         // Opened after a clean stop, then stopped without one (the keyspace dropped, no marker).
         let (keyspace, open) = open_storage(&env, &config, tmp.path()).unwrap();
-        assert_eq!(open.actor, first.actor);
+        assert_clean_start(&config, &kept, &open);
+        let first = open.clone();
         assert!(
             !tmp.path()
                 .join(crate::store::clean::CLEAN_FILE_NAME)
@@ -298,7 +318,8 @@ fn only_a_clean_stop_keeps_the_actor() {
         let stale = open_and_write(&env, &config, stale_dir.path(), &[]);
         let saved = std::fs::read(stale_dir.path().join("CLEAN")).unwrap();
         let (_, later) = open_storage(&env, &config, stale_dir.path()).unwrap();
-        assert_eq!(later.actor, stale.actor);
+        assert_clean_start(&config, &stale, &later);
+        let (marked, stale) = (stale, later);
         std::fs::write(stale_dir.path().join("CLEAN"), saved).unwrap();
         let (_, restored) = open_storage(&env, &config, stale_dir.path()).unwrap();
         let (_, foreign) = {
@@ -316,8 +337,11 @@ fn only_a_clean_stop_keeps_the_actor() {
                 let reason = foreign.new_actor_reason.unwrap();
                 assert!(reason.contains("names actor \"n1.0badf00d\""), "{reason}");
                 assert_ne!(restored.actor, stale.actor);
+                // Every start has an actor of its own, so the marker of an earlier start names
+                // another actor than the stored one.
                 let reason = restored.new_actor_reason.unwrap();
-                assert!(reason.contains("a marker of an earlier start"), "{reason}");
+                let names = format!("names actor {:?}", marked.actor.to_string());
+                assert!(reason.contains(&names), "{reason}");
             }
             Some(_) => {
                 assert_eq!(restored.actor, stale.actor, "the bug keeps it");
@@ -357,10 +381,10 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
         "{:?}",
         after.new_actor_reason
     );
-    // The new actor replaced the damaged file: the next start after a clean stop keeps it.
+    // The new actor replaced the damaged file: the next start after a clean stop reads it.
     stop_cleanly(&env, tmp.path(), keyspace, &after);
     let (_, next) = open_storage(&env, &config, tmp.path()).unwrap();
-    assert_eq!(next.actor, after.actor);
+    assert_clean_start(&config, &after, &next);
 }
 
 /// Hostile round 4, the damaged disk: an `ACTOR` file of an earlier incarnation of the node
@@ -368,8 +392,8 @@ fn a_huge_actor_file_is_not_read_whole_and_gives_a_new_actor() {
 /// took it as its own, as it names n1: with a clean log it kept it, and would have issued again
 /// the counters that incarnation issued before its disk was lost (for every key not refilled
 /// yet), under other values. The log now records the actor too, and an actor file that differs
-/// from the log's gives a new actor. A restart without damage keeps the actor, and a store
-/// written before the log recorded it keeps its actor and records it.
+/// from the log's gives a new actor, with that reason; a restart without damage gives the reason
+/// of a clean stop.
 #[test]
 fn an_actor_file_of_an_earlier_incarnation_gives_a_new_actor() {
     let env = TestEnv::default();
@@ -377,7 +401,8 @@ fn an_actor_file_of_an_earlier_incarnation_gives_a_new_actor() {
     let config = single_node(None);
     let first = open_and_write(&env, &config, tmp.path(), &["a"]);
     let kept = open_and_write(&env, &config, tmp.path(), &["b"]);
-    assert_eq!(kept.actor, first.actor, "{:?}", kept.new_actor_reason);
+    assert_clean_start(&config, &first, &kept);
+    let first = kept;
     // A second incarnation (here through a damaged actor file) wrote again.
     std::fs::write(tmp.path().join("ACTOR"), "n2.0badf00d").unwrap();
     let second = open_and_write(&env, &config, tmp.path(), &["c"]);
@@ -400,7 +425,7 @@ fn an_actor_file_of_an_earlier_incarnation_gives_a_new_actor() {
         after.new_actor_reason
     );
     let again = open_and_write(&env, &config, tmp.path(), &[]);
-    assert_eq!(again.actor, after.actor, "{:?}", again.new_actor_reason);
+    assert_clean_start(&config, &after, &again);
 }
 
 /// The damaged disk: an `ACTOR` file holding another node's actor id (a restore that mixed two
@@ -523,11 +548,11 @@ async fn start_single_node<F: crate::fs::FileSystem + std::fmt::Debug>(
 }
 
 /// The clean stop end to end, through `run`: a node told to stop syncs, leaves the marker for
-/// the actor it wrote as and the start it closes, and its next start keeps that actor; a node
-/// whose task is dropped mid-run (a crash, for the disk) leaves none, and the start after it
-/// takes a new actor id.
+/// the actor it wrote as and the start it closes; a node whose task is dropped mid-run (a crash,
+/// for the disk) leaves none. Every start writes as a new actor, so that a directory restored
+/// from a backup of the first run could not issue the second run's dots again.
 #[test]
-fn run_stopped_cleanly_keeps_its_actor_and_a_crash_does_not() {
+fn run_stopped_cleanly_leaves_its_marker_and_every_start_writes_as_a_new_actor() {
     let tmp = tempfile::tempdir().unwrap();
     let env = TestEnv::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -570,7 +595,8 @@ fn run_stopped_cleanly_keeps_its_actor_and_a_crash_does_not() {
 
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (addr, node) = start(stopped).await;
-        assert_eq!(dot_actor(addr).await, first, "a clean stop keeps the actor");
+        let second = dot_actor(addr).await;
+        assert_ne!(second, first, "a clean stop, and a new actor all the same");
         node.abort();
         let _ = node.await;
         drop(stop);
@@ -581,7 +607,8 @@ fn run_stopped_cleanly_keeps_its_actor_and_a_crash_does_not() {
 
         let (_stop, stopped) = tokio::sync::oneshot::channel();
         let (addr, node) = start(stopped).await;
-        assert_ne!(dot_actor(addr).await, first, "a crash costs the actor");
+        let third = dot_actor(addr).await;
+        assert!(third != first && third != second, "a crash costs the actor");
         node.abort();
     });
 }

@@ -1,20 +1,24 @@
-//! The clean-shutdown marker: the one thing that lets a restarted node keep its actor id.
+//! The clean-shutdown marker: whether the last incarnation stopped cleanly, which a start reports
+//! as the reason for its new actor id.
 //!
 //! A coordinator sends its new version to the replicas while its own write of it is still being
 //! synced (the two fsyncs of a put run side by side, as in the paper, rather than one after the
 //! other). A version can therefore be seen outside a node that then crashes before its own copy
 //! was durable; if the node came back as the same actor, it would issue that version's counter
-//! again, and two different writes would share one dot. So a node keeps its actor only across a
-//! clean stop: after its final sync it writes `CLEAN` ([`mark`]), and the next start takes the
-//! marker away, durably, before anything can leave the node ([`take`]). Every other start (kill
-//! -9, power loss, a storage error, a crash of the simulated host) finds no marker and takes a new
-//! actor id. Riak's vnodes do the same with their status file.
+//! again, and two different writes would share one dot. A node once kept its actor across a clean
+//! stop only, as Riak's vnodes do with their status file: after its final sync it writes `CLEAN`
+//! ([`mark`]), and the next start takes the marker away, durably, before anything can leave the
+//! node ([`take`]). That was not enough: a data directory restored from a cold backup carries a
+//! marker that vouches for it, and kept its actor, issued again the counters issued since the
+//! backup, and lost acknowledged writes (an attack of 2026-12-03). Every start now takes a new
+//! actor id (`crate::shell::open_storage`); the marker tells an unclean stop from a clean one in
+//! the reason it gives, and the deliberate bug `keep-actor-on-recovery` ignores it.
 //!
 //! The marker names the actor it vouches for and the start it closes: every start counts itself
 //! in `STARTS` ([`begin`]), durably, before it serves. A marker of an earlier start (one restored
 //! or copied in alone, after a later start of the same actor crashed) or of another actor vouches
 //! for nothing. A whole directory restored from a backup, `STARTS` and all, cannot be told from
-//! the real one; nor could it before.
+//! the real one: hence a new actor on every start.
 //!
 //! The marker also says where the stop left the log (its newest data file and that file's
 //! length, [`LogEnd`]), and vouches only for a log that still ends there: a cut of the newest file

@@ -84,11 +84,12 @@
 //! its new actor id is stored, removes it: a crash in between reports the loss again at the next
 //! start, although the repaired files then look clean.
 //!
-//! Not noticed: the newest file cut exactly at a record boundary past its first record reads as a
-//! clean end. Nothing durable says how far it had grown (the manifest records a file's length only
-//! when it is sealed; recording the active file's would cost a second fsync per step), so the
-//! node keeps its actor id and may issue the lost records' counters again; only its peers, which
-//! hold its highest counters, could tell.
+//! Not noticed here: the newest file cut exactly at a record boundary past its first record reads
+//! as a clean end. Nothing durable here says how far it had grown (the manifest records a file's
+//! length only when it is sealed; recording the active file's would cost a second fsync per step).
+//! The clean-shutdown marker says where a clean stop left the log (`crate::store::clean`), and
+//! the node takes a new actor id on every start anyway, so the lost records' counters are never
+//! issued again.
 //!
 //! After skipping corruption or finding a hole in the file sequence, recovery compacts the store
 //! before it serves or appends anything: the damaged bytes go away with their files, and nothing
