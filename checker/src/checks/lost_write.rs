@@ -19,8 +19,10 @@
 //!   carries its item). With `tombstone_gc` a delete's tombstone may be gone, so any delete that did
 //!   not end `fail` lies between (the page's gc excuse, read as applying to the whole of lost-write).
 //!
-//! Ground truth edges only ever go from an earlier write to a later one (`graph`), so every
-//! "ancestor of" and "descendant of" set here is one pass over the writes in (reverse) invoke order.
+//! Ground truth edges go from an earlier write to a later one, but for an `observed` that names a
+//! later write (`Graph::backward_edges`), so every "ancestor of" and "descendant of" set here is one
+//! pass over the writes in (reverse) invoke order, repeated until nothing changes where such an
+//! edge exists.
 
 use crate::history::{KeyIdx, Status, Sym, Workload, WriteIdx};
 
@@ -63,31 +65,46 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     let mut below_present = vec![false; n];
     let mut below_delete = vec![false; n];
     let mut cart_between = vec![false; n];
-    for i in (0..n).rev() {
-        let w = WriteIdx(i as u32);
-        let rec = h.write(w);
-        let up = present[i] || below_present[i];
-        let live_delete = rec.delete && rec.status != Status::Fail;
-        let del = gc && (live_delete || below_delete[i]);
-        let between = cart && ((rec.delete && (up || (gc && live_delete))) || cart_between[i]);
-        if up || del || between {
-            for p in g.ground_parents(w) {
-                let p = p.0 as usize;
-                below_present[p] |= up;
-                below_delete[p] |= del;
-                cart_between[p] |= between;
+    loop {
+        let mut changed = false;
+        for i in (0..n).rev() {
+            let w = WriteIdx(i as u32);
+            let rec = h.write(w);
+            let up = present[i] || below_present[i];
+            let live_delete = rec.delete && rec.status != Status::Fail;
+            let del = gc && (live_delete || below_delete[i]);
+            let between = cart && ((rec.delete && (up || (gc && live_delete))) || cart_between[i]);
+            if up || del || between {
+                for p in g.ground_parents(w) {
+                    let p = p.0 as usize;
+                    changed |= (up && !below_present[p])
+                        || (del && !below_delete[p])
+                        || (between && !cart_between[p]);
+                    below_present[p] |= up;
+                    below_delete[p] |= del;
+                    cart_between[p] |= between;
+                }
             }
+        }
+        if !g.backward_edges || !changed {
+            break;
         }
     }
     // above_present (gc only): a write with a present strict ancestor: for a delete, what it removed
     // came back.
     let mut above_present = vec![false; n];
-    if gc {
+    while gc {
+        let mut changed = false;
         for i in 0..n {
             let w = WriteIdx(i as u32);
-            above_present[i] = g
+            let above = g
                 .ground_parents(w)
                 .any(|p| present[p.0 as usize] || above_present[p.0 as usize]);
+            changed |= above && !above_present[i];
+            above_present[i] |= above;
+        }
+        if !g.backward_edges || !changed {
+            break;
         }
     }
 

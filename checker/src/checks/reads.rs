@@ -242,7 +242,7 @@ pub(crate) fn phantom_read(ctx: &Ctx) -> Check {
     // (history-format.md: "the client saw exactly those"): an id in it that no put or delete invoked
     // on its key is a write id that read returned. The list holds ids only, so only that can be
     // seen in it (not a value or an item). An id of this key invoked after the write is no phantom
-    // (it was invoked); the graph notes it.
+    // (it was invoked); the graph makes it an edge, as any other.
     for (i, rec) in h.writes.iter().enumerate() {
         let observed = h.observed_of(rec);
         for (j, &o) in observed.iter().enumerate() {

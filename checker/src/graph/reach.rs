@@ -1,8 +1,10 @@
 //! Observed-ancestor bitsets, per key: bit `p` of write b's row is set when the write at position `p`
 //! of b's key is a ground-truth ancestor of b (observed or tombstone edges, transitively).
 //!
-//! Rows are built in invoke order (a write's parents come before it), each the union of its parents'
-//! rows and bits: O(edges x writes/64) per key. Every question the checks ask about causality ("did b's
+//! Rows are built in invoke order, each the union of its parents' rows and bits: O(edges x
+//! writes/64) per key, in one pass when every parent comes before its child; an `observed` that
+//! names a later write ([`Graph::backward_edges`]) makes the passes repeat until no row changes (a
+//! cycle makes its writes their own ancestors). Every question the checks ask about causality ("did b's
 //! writer see a?", "does this read's sibling descend from that write?") is then one bit test, and "which
 //! of these versions did b not see?" is a word-wise mask. Memory is the square of a key's writes over
 //! eight bytes, hence the bounds in the module above.
@@ -97,17 +99,24 @@ impl Reach {
             let base = reach.words.len();
             reach.offsets.push(base);
             reach.words.resize(base + len * wpr, 0);
-            for &b in graph.key_writes(KeyIdx(k as u32)) {
-                let pb = graph.pos[b.0 as usize] as usize;
-                for a in graph.ground_parents(b) {
-                    let pa = graph.pos[a.0 as usize] as usize;
-                    debug_assert!(a < b, "ground-truth edges go from earlier to later writes");
-                    let (row_a, row_b) =
-                        two_rows(&mut reach.words[base..base + len * wpr], wpr, pa, pb);
-                    for (x, y) in row_b.iter_mut().zip(row_a.iter()) {
-                        *x |= *y;
+            loop {
+                let mut changed = false;
+                for &b in graph.key_writes(KeyIdx(k as u32)) {
+                    let pb = graph.pos[b.0 as usize] as usize;
+                    for a in graph.ground_parents(b) {
+                        let pa = graph.pos[a.0 as usize] as usize;
+                        let rows = &mut reach.words[base..base + len * wpr];
+                        let (row_a, row_b) = two_rows(rows, wpr, pa, pb);
+                        for (x, y) in row_b.iter_mut().zip(row_a.iter()) {
+                            changed |= *y & !*x != 0;
+                            *x |= *y;
+                        }
+                        changed |= row_b[pa / 64] >> (pa % 64) & 1 == 0;
+                        row_b[pa / 64] |= 1 << (pa % 64);
                     }
-                    row_b[pa / 64] |= 1 << (pa % 64);
+                }
+                if !graph.backward_edges || !changed {
+                    break;
                 }
             }
         }
