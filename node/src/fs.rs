@@ -185,10 +185,17 @@ impl FsFile for StdFile {
     }
 }
 
+/// The error of an operation on `path`, naming it (its kind kept): a node that cannot open one of
+/// its files refuses to start, and "Permission denied (os error 13)" alone does not say which
+/// (found by an attack: a data file, `ACTOR`, `MANIFEST` or `IDENTITY` made unreadable).
+fn at(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 impl FileSystem for StdFs {
     type File = StdFile;
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        std::fs::create_dir_all(path).map_err(at(path))
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<StdFile> {
         refuse_special(path)?;
@@ -196,34 +203,42 @@ impl FileSystem for StdFs {
             .read(true)
             .append(true)
             .create(create)
-            .open(path)?;
+            .open(path)
+            .map_err(at(path))?;
         Ok(StdFile {
             file: std::sync::Arc::new(file),
             path: path.to_path_buf(),
         })
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        let mut paths = std::fs::read_dir(path)?
+        let mut paths = std::fs::read_dir(path)
+            .map_err(at(path))?
             .map(|entry| entry.map(|e| e.path()))
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(at(path))?;
         paths.sort();
         Ok(paths)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        std::fs::remove_file(path).map_err(at(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        std::fs::rename(from, to).map_err(|e| {
+            let message = format!("renaming {} to {}: {e}", from.display(), to.display());
+            io::Error::new(e.kind(), message)
+        })
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path)?.sync_all()
+        std::fs::File::open(path)
+            .and_then(|dir| dir.sync_all())
+            .map_err(at(path))
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         refuse_special(path)?;
-        std::fs::read(path)
+        std::fs::read(path).map_err(at(path))
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let path = dir.join(LOCK_FILE_NAME);
@@ -236,7 +251,7 @@ impl FileSystem for StdFs {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            .map_err(at(&path))?;
         match file.try_lock() {
             Ok(()) => Ok(DirLock { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
@@ -866,6 +881,32 @@ fn refuse_special(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every operation on a path names it in its error (an attack: a data file made unreadable
+    /// stopped the start with "Permission denied (os error 13)" and nothing more). A file in the
+    /// place of a directory fails each of them, even for root, which permissions do not stop.
+    #[test]
+    fn the_real_disks_errors_name_their_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let under = file.join("inner");
+        let fs = StdFs;
+        let errors = [
+            fs.open(&under, true).map(|_| ()).unwrap_err(),
+            fs.read(&under).map(|_| ()).unwrap_err(),
+            fs.read_dir(&under).map(|_| ()).unwrap_err(),
+            fs.create_dir_all(&under).unwrap_err(),
+            fs.remove_file(&under).unwrap_err(),
+            fs.rename(&under, &tmp.path().join("to")).unwrap_err(),
+            fs.sync_dir(&under).unwrap_err(),
+        ];
+        for e in errors {
+            assert!(e.to_string().contains(&*under.to_string_lossy()), "{e}");
+        }
+        let missing = fs.read(&tmp.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound, "the kind is kept");
+    }
 
     #[test]
     fn a_fifo_a_device_or_a_directory_is_refused_not_opened() {
