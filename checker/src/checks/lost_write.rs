@@ -93,8 +93,9 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
     // above_present (gc only): a write with a present strict ancestor: for a delete, what it removed
     // came back.
     let mut above_present = vec![false; n];
-    while gc {
-        let mut changed = false;
+    let mut changed = gc;
+    while changed {
+        changed = false;
         for i in 0..n {
             let w = WriteIdx(i as u32);
             let above = g
@@ -103,9 +104,7 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
             changed |= above && !above_present[i];
             above_present[i] |= above;
         }
-        if !g.backward_edges || !changed {
-            break;
-        }
+        changed &= g.backward_edges;
     }
 
     let mut raw: Vec<(WriteIdx, &'static str)> = Vec::new();
