@@ -153,7 +153,7 @@ impl<'a> Writes<'a> {
         for (b, op) in ops.iter().enumerate() {
             for id in &op.observed {
                 if let Some(&a) = by_id.get(id.as_str())
-                    && a < b
+                    && a != b
                 {
                     parents[b].push(a);
                     children[a].push(b);
@@ -439,5 +439,32 @@ mod tests {
             .collect();
         assert_eq!(observed, vec![(0, 1), (1, 2)]);
         assert!(g.edges.iter().all(|e| e.kind != EdgeKind::Clock));
+    }
+
+    /// An `observed` that names a later write is an observation all the same, as the checker
+    /// reads it (history-format.md: the ground truth): drawn as one, not as a clock edge "a's
+    /// client never read b" (a review; the diagram dropped it).
+    #[test]
+    fn an_observed_later_write_is_drawn_as_observed() {
+        let data = KeyData {
+            ops: vec![
+                write(1, "a", &["b"], v(("n1", 2), &[("n1", 1)])),
+                write(2, "b", &[], v(("n1", 1), &[])),
+            ],
+            replicas: Vec::new(),
+        };
+        let g = around("k", &data, "b", &[], &["a".into()]).unwrap();
+        assert!(
+            g.edges
+                .iter()
+                .any(|e| matches!(e.kind, EdgeKind::Observed { .. })),
+            "{:?}",
+            g.edges
+        );
+        assert!(
+            g.edges.iter().all(|e| e.kind != EdgeKind::Clock),
+            "{:?}",
+            g.edges
+        );
     }
 }

@@ -57,8 +57,9 @@ pub(crate) fn check(ctx: &Ctx) -> Check {
         }
     }
 
-    // One pass in reverse invoke order: every child of a write comes after it, so its marks are final
-    // when the write is reached.
+    // Passes in reverse invoke order: a write's children come after it (but for an `observed` that
+    // names a later write, where passes repeat until nothing changes), so its marks are final when
+    // the write is reached.
     // below_present: a strict ancestor of a present write.
     // below_delete: (gc) a strict ancestor of a delete that did not end fail.
     // cart_between: a strict ancestor of a delete that counts as lying between a put and the end.

@@ -98,7 +98,10 @@ fn unknown_items(h: &History, key: KeyIdx, v: ValId) -> Vec<String> {
 /// its value from the values it observed plus its own id, so an item that a verified parent value
 /// holds needs no lookup: the common case, one parent, is a comparison of the two texts (the parent's
 /// plus one element); with several parents, a merge of the sorted item lists. Only items no verified
-/// parent holds are looked up. Any value these shortcuts do not fit is checked item by item.
+/// parent holds are looked up. Any value these shortcuts do not fit is checked item by item. A
+/// parent is verified only if it was invoked earlier (checked already): an `observed` may name a
+/// later write (the graph keeps such edges), whose items would otherwise vouch for themselves, two
+/// writes of a cycle for each other (a review found a phantom item let through so).
 fn written_items_ok(ctx: &Ctx) -> Vec<bool> {
     let (h, g) = (ctx.h, ctx.g);
     let mut ok = vec![true; h.writes.len()];
@@ -116,7 +119,7 @@ fn written_items_ok(ctx: &Ctx) -> Vec<bool> {
             g.observed_parents(w)
                 .filter(|p| {
                     let pr = h.write(*p);
-                    !pr.delete && ok[p.0 as usize] && !h.is_null(pr.value)
+                    p.0 < w.0 && !pr.delete && ok[p.0 as usize] && !h.is_null(pr.value)
                 })
                 .map(|p| h.value_text(h.write(p).value)),
         );

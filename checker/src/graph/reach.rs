@@ -2,14 +2,20 @@
 //! of b's key is a ground-truth ancestor of b (observed or tombstone edges, transitively).
 //!
 //! Rows are built in invoke order, each the union of its parents' rows and bits: O(edges x
-//! writes/64) per key, in one pass when every parent comes before its child; an `observed` that
-//! names a later write ([`Graph::backward_edges`]) makes the passes repeat until no row changes (a
-//! cycle makes its writes their own ancestors). Every question the checks ask about causality ("did b's
+//! writes/64) per key, in one pass, as every parent comes before its child. Where an `observed`
+//! names a later write ([`Graph::backward_edges`]) that order is not a topological one, and cycles
+//! may be: the rows are built per strongly connected component instead, the components in
+//! topological order (Tarjan's), every member of a component getting the union of the rows and
+//! bits of the component's outside parents and, in a cycle, every member's bit (each is an
+//! ancestor of each, itself included). Still one pass: a pass repeated until nothing changed took
+//! 40 s on a chain of 16,000 writes each observing the next (a review). Every question the checks ask about causality ("did b's
 //! writer see a?", "does this read's sibling descend from that write?") is then one bit test, and "which
 //! of these versions did b not see?" is a word-wise mask. Memory is the square of a key's writes over
 //! eight bytes, hence the bounds in the module above.
 
 use crate::history::{History, KeyIdx, WriteIdx};
+use petgraph::algo::tarjan_scc;
+use petgraph::visit::EdgeFiltered;
 
 use super::{DENSE_WRITES_PER_KEY_MAX, Graph, REACH_BYTES_MAX};
 
@@ -99,28 +105,81 @@ impl Reach {
             let base = reach.words.len();
             reach.offsets.push(base);
             reach.words.resize(base + len * wpr, 0);
-            loop {
-                let mut changed = false;
-                for &b in graph.key_writes(KeyIdx(k as u32)) {
-                    let pb = graph.pos[b.0 as usize] as usize;
-                    for a in graph.ground_parents(b) {
-                        let pa = graph.pos[a.0 as usize] as usize;
-                        let rows = &mut reach.words[base..base + len * wpr];
-                        let (row_a, row_b) = two_rows(rows, wpr, pa, pb);
-                        for (x, y) in row_b.iter_mut().zip(row_a.iter()) {
-                            changed |= *y & !*x != 0;
-                            *x |= *y;
-                        }
-                        changed |= row_b[pa / 64] >> (pa % 64) & 1 == 0;
-                        row_b[pa / 64] |= 1 << (pa % 64);
+            if graph.backward_edges {
+                continue; // Filled below, by components.
+            }
+            for &b in graph.key_writes(KeyIdx(k as u32)) {
+                let pb = graph.pos[b.0 as usize] as usize;
+                for a in graph.ground_parents(b) {
+                    let pa = graph.pos[a.0 as usize] as usize;
+                    debug_assert!(a < b, "without backward edges, parents come first");
+                    let (row_a, row_b) =
+                        two_rows(&mut reach.words[base..base + len * wpr], wpr, pa, pb);
+                    for (x, y) in row_b.iter_mut().zip(row_a.iter()) {
+                        *x |= *y;
                     }
-                }
-                if !graph.backward_edges || !changed {
-                    break;
+                    row_b[pa / 64] |= 1 << (pa % 64);
                 }
             }
         }
+        if graph.backward_edges {
+            reach.fill_by_components(graph);
+        }
         reach
+    }
+
+    /// The rows where some ground-truth edge goes backwards in invoke order (see the module docs).
+    fn fill_by_components(&mut self, graph: &Graph) {
+        let writes = graph.write_count();
+        let mut key_of = vec![0u32; writes];
+        for k in 0..graph.keys.len() {
+            for &w in graph.key_writes(KeyIdx(k as u32)) {
+                key_of[w.0 as usize] = k as u32;
+            }
+        }
+        let ground = EdgeFiltered::from_fn(&graph.g, |e| e.weight().is_ground_truth());
+        // Tarjan's components come in reverse topological order: sinks first.
+        let components = tarjan_scc(&ground);
+        let mut component_of = vec![0usize; writes];
+        for (c, members) in components.iter().enumerate() {
+            for &n in members {
+                component_of[n.index()] = c;
+            }
+        }
+        let mut row = Vec::new();
+        for (c, members) in components.iter().enumerate().rev() {
+            let key = key_of[members[0].index()] as usize;
+            let base = self.offsets[key];
+            if base == NO_ROWS {
+                continue;
+            }
+            let wpr = words_per_row(graph.keys[key].len as usize);
+            row.clear();
+            row.resize(wpr, 0u64);
+            for &m in members {
+                for a in graph.ground_parents(Graph::write(m)) {
+                    if component_of[a.0 as usize] == c {
+                        continue; // A member: its bit is set below.
+                    }
+                    let pa = graph.pos[a.0 as usize] as usize;
+                    let parent = &self.words[base + pa * wpr..base + (pa + 1) * wpr];
+                    for (x, y) in row.iter_mut().zip(parent) {
+                        *x |= *y;
+                    }
+                    row[pa / 64] |= 1 << (pa % 64);
+                }
+            }
+            if members.len() > 1 {
+                for &m in members {
+                    let pm = graph.pos[m.index()] as usize;
+                    row[pm / 64] |= 1 << (pm % 64);
+                }
+            }
+            for &m in members {
+                let pm = graph.pos[m.index()] as usize;
+                self.words[base + pm * wpr..base + (pm + 1) * wpr].copy_from_slice(&row);
+            }
+        }
     }
 
     pub(crate) fn has_rows(&self, k: KeyIdx) -> bool {

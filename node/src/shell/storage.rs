@@ -40,15 +40,22 @@ pub fn check_data_dir<F: FileSystem>(
         return Ok(());
     }
     fs.read_dir(data_dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "data directory {}: {e} (is it a directory?)",
-                data_dir.display()
-            ),
-        )
+        let e = in_data_dir(data_dir, e);
+        io::Error::new(e.kind(), format!("{e} (is it a directory?)"))
     })?;
     identity::check(fs, data_dir, &identity_of(config)).map(|_| ())
+}
+
+/// `e`, said to be about the data directory `dir`, naming it once (the real disk's errors name
+/// their path already: [`crate::fs::StdFs`]).
+fn in_data_dir(dir: &Path, e: io::Error) -> io::Error {
+    let path = dir.display().to_string();
+    let message = if e.to_string().contains(&path) {
+        format!("data directory: {e}")
+    } else {
+        format!("data directory {path}: {e}")
+    };
+    io::Error::new(e.kind(), message)
 }
 
 fn identity_of(config: &NodeConfig) -> Identity {
@@ -65,12 +72,7 @@ fn lock_data_dir<F: FileSystem>(
     config: &NodeConfig,
     data_dir: &Path,
 ) -> io::Result<DirLock> {
-    let named = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("data directory {}: {e}", data_dir.display()),
-        )
-    };
+    let named = |e: io::Error| in_data_dir(data_dir, e);
     let existed = fs.exists(data_dir);
     fs.create_dir_all(data_dir).map_err(named)?;
     if !existed {

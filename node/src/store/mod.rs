@@ -9,7 +9,8 @@
 //! - [`memory::MemoryStore`]: a `BTreeMap`, for unit tests of the core.
 //! - [`log::LogStore`]: the default, a log-structured store in the style of Bitcask.
 //! - [`identity`]: the data directory's lock and identity file (one node, one directory).
-//! - [`clean`]: the clean-shutdown marker, without which a restarted node takes a new actor id.
+//! - [`clean`]: the clean-shutdown marker, which says whether the last incarnation stopped cleanly
+//!   (every start takes a new actor id; the marker decides the reason given).
 
 pub mod clean;
 pub mod identity;
